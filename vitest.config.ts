@@ -1,0 +1,28 @@
+import { defineConfig } from "vitest/config";
+
+// Two runs: `unit` (pure logic, no services) and `integration` (real kube-apiserver, etcd,
+// NATS, PostgreSQL and Redis on loopback, started once by the global setup).
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        test: {
+          name: "unit",
+          include: ["{operator,workloads,hack}/**/*.test.ts"],
+          exclude: ["**/*.int.test.ts", "node_modules/**"],
+        },
+      },
+      {
+        test: {
+          name: "integration",
+          include: ["{operator,workloads,hack}/**/*.int.test.ts"],
+          globalSetup: ["hack/local/vitest-global-setup.ts"],
+          testTimeout: 60_000,
+          hookTimeout: 180_000,
+          // Tests share one control plane; files run one at a time to keep the 2-core machine honest.
+          fileParallelism: false,
+        },
+      },
+    ],
+  },
+});
