@@ -1,0 +1,351 @@
+// Starts a real local control plane (etcd + kube-apiserver with throwaway certificates, RBAC
+// and service-account keys) and the data services (a second etcd for flags, NATS with
+// JetStream, Redis, PostgreSQL) on free loopback ports, envtest-style.
+import { execFileSync } from "node:child_process";
+import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { request } from "node:https";
+import { tmpdir, userInfo } from "node:os";
+import { join } from "node:path";
+import { freePort, type Proc, startProcess, tcpOpen, waitUntil } from "./processes.ts";
+
+export type Service = "kube" | "flags-etcd" | "nats" | "redis" | "postgres";
+export const ALL_SERVICES: Service[] = ["kube", "flags-etcd", "nats", "redis", "postgres"];
+
+/** What tests, the operator and workloads read to reach the local environment. */
+export interface LocalEnv {
+  stateDir: string;
+  kubeconfig?: string;
+  kubeApiServer?: string;
+  etcdEndpoints?: string;
+  natsUrl?: string;
+  redisUrl?: string;
+  databaseUrl?: string;
+}
+
+/** The environment-variable contract shared with the operator and the workloads. */
+export function envVars(env: LocalEnv): Record<string, string> {
+  const vars: Record<string, string | undefined> = {
+    KUBECONFIG: env.kubeconfig,
+    HYBRIDP2P_ETCD_ENDPOINTS: env.etcdEndpoints,
+    HYBRIDP2P_NATS_URL: env.natsUrl,
+    HYBRIDP2P_REDIS_URL: env.redisUrl,
+    HYBRIDP2P_DATABASE_URL: env.databaseUrl,
+  };
+  return Object.fromEntries(Object.entries(vars).filter((e): e is [string, string] => e[1] !== undefined));
+}
+
+const repoRoot = new URL("../..", import.meta.url).pathname;
+
+export function binDir(): string {
+  const cache = process.env.HYBRIDP2P_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(process.env.HOME ?? tmpdir(), ".cache"), "hybrid-p2p");
+  return join(cache, "bin");
+}
+
+function bin(name: string): string {
+  const path = join(binDir(), name);
+  if (!existsSync(path)) {
+    throw new Error(`${name} is not built. Run: bash ${join(repoRoot, "hack/build-binaries.sh")}  (expected at ${path})`);
+  }
+  return path;
+}
+
+function postgresBinDir(): string {
+  const root = "/usr/lib/postgresql";
+  const versions = existsSync(root) ? readdirSync(root).filter((v) => existsSync(join(root, v, "bin/postgres"))) : [];
+  const newest = versions.sort((a, b) => Number(b) - Number(a))[0];
+  if (newest === undefined) {
+    throw new Error("PostgreSQL server binaries not found under /usr/lib/postgresql. Install them: apt-get install postgresql");
+  }
+  return join(root, newest, "bin");
+}
+
+function which(cmd: string, hint: string): string {
+  try {
+    return execFileSync("sh", ["-c", `command -v ${cmd}`], { encoding: "utf8" }).trim();
+  } catch {
+    throw new Error(`'${cmd}' is not installed. ${hint}`);
+  }
+}
+
+async function httpOk(url: string): Promise<boolean> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
+  return res.ok;
+}
+
+// ---- etcd -----------------------------------------------------------------------------
+
+async function startEtcd(name: string, dir: string): Promise<{ proc: Proc; endpoint: string }> {
+  const [client, peer] = [await freePort(), await freePort()];
+  const endpoint = `http://127.0.0.1:${client}`;
+  const peerUrl = `http://127.0.0.1:${peer}`;
+  const proc = startProcess(
+    name,
+    bin("etcd"),
+    [
+      `--name=${name}`,
+      `--data-dir=${join(dir, name)}`,
+      `--listen-client-urls=${endpoint}`,
+      `--advertise-client-urls=${endpoint}`,
+      `--listen-peer-urls=${peerUrl}`,
+      `--initial-advertise-peer-urls=${peerUrl}`,
+      `--initial-cluster=${name}=${peerUrl}`,
+      "--unsafe-no-fsync=true",
+      "--log-level=warn",
+    ],
+    join(dir, "logs", `${name}.log`),
+  );
+  await waitUntil(proc, "its /health endpoint", () => httpOk(`${endpoint}/health`));
+  return { proc, endpoint };
+}
+
+// ---- kube-apiserver -----------------------------------------------------------------------
+
+function openssl(args: string[], cwd: string): void {
+  execFileSync("openssl", args, { cwd, stdio: ["ignore", "ignore", "pipe"] });
+}
+
+/** A throwaway CA, a serving certificate for 127.0.0.1, an admin client certificate in
+ * system:masters, and the service-account signing key pair. */
+function makeCerts(dir: string): void {
+  which("openssl", "Install it: apt-get install openssl");
+  mkdirSync(dir, { recursive: true });
+  openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "7", "-subj", "/CN=hybridp2p-local-ca"], dir);
+  writeFileSync(join(dir, "serving.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\n");
+  openssl(["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "serving.key", "-out", "serving.csr", "-subj", "/CN=kube-apiserver"], dir);
+  openssl(["x509", "-req", "-in", "serving.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "serving.crt", "-days", "7", "-extfile", "serving.ext"], dir);
+  openssl(["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "admin.key", "-out", "admin.csr", "-subj", "/O=system:masters/CN=hybridp2p-admin"], dir);
+  openssl(["x509", "-req", "-in", "admin.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "admin.crt", "-days", "7"], dir);
+  openssl(["genrsa", "-out", "sa.key", "2048"], dir);
+  openssl(["rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"], dir);
+}
+
+function kubeconfigYaml(server: string, pki: string): string {
+  return `apiVersion: v1
+kind: Config
+clusters:
+- name: local
+  cluster:
+    server: ${server}
+    certificate-authority: ${join(pki, "ca.crt")}
+users:
+- name: admin
+  user:
+    client-certificate: ${join(pki, "admin.crt")}
+    client-key: ${join(pki, "admin.key")}
+contexts:
+- name: local
+  context: {cluster: local, user: admin}
+current-context: local
+`;
+}
+
+function apiserverHealthy(port: number, pki: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = request(
+      {
+        host: "127.0.0.1",
+        port,
+        path: "/readyz",
+        ca: readFileSync(join(pki, "ca.crt")),
+        cert: readFileSync(join(pki, "admin.crt")),
+        key: readFileSync(join(pki, "admin.key")),
+        timeout: 2000,
+      },
+      (res) => {
+        res.resume();
+        resolve(res.statusCode === 200);
+      },
+    );
+    req.on("error", () => resolve(false));
+    req.on("timeout", () => req.destroy());
+    req.end();
+  });
+}
+
+async function startKube(dir: string): Promise<{ procs: Proc[]; kubeconfig: string; server: string }> {
+  const pki = join(dir, "pki");
+  makeCerts(pki);
+  const etcd = await startEtcd("kube-etcd", dir);
+  const port = await freePort();
+  const server = `https://127.0.0.1:${port}`;
+  const proc = startProcess(
+    "kube-apiserver",
+    bin("kube-apiserver"),
+    [
+      `--etcd-servers=${etcd.endpoint}`,
+      `--cert-dir=${pki}`,
+      `--tls-cert-file=${join(pki, "serving.crt")}`,
+      `--tls-private-key-file=${join(pki, "serving.key")}`,
+      `--client-ca-file=${join(pki, "ca.crt")}`,
+      `--secure-port=${port}`,
+      "--bind-address=127.0.0.1",
+      "--advertise-address=127.0.0.1",
+      "--service-cluster-ip-range=10.96.0.0/16",
+      "--authorization-mode=RBAC",
+      "--allow-privileged=true",
+      "--service-account-issuer=https://kubernetes.default.svc",
+      `--service-account-key-file=${join(pki, "sa.pub")}`,
+      `--service-account-signing-key-file=${join(pki, "sa.key")}`,
+      "--enable-priority-and-fairness=false",
+    ],
+    join(dir, "logs", "kube-apiserver.log"),
+  );
+  await waitUntil(proc, "/readyz", () => apiserverHealthy(port, pki), 120_000);
+  const kubeconfig = join(dir, "kubeconfig");
+  writeFileSync(kubeconfig, kubeconfigYaml(server, pki));
+  return { procs: [proc, etcd.proc], kubeconfig, server };
+}
+
+// ---- NATS, Redis, PostgreSQL ------------------------------------------------------------
+
+async function startNats(dir: string): Promise<{ proc: Proc; url: string }> {
+  const [port, monitor] = [await freePort(), await freePort()];
+  const proc = startProcess(
+    "nats-server",
+    bin("nats-server"),
+    ["-a", "127.0.0.1", "-p", String(port), "-m", String(monitor), "-js", "-sd", join(dir, "nats")],
+    join(dir, "logs", "nats.log"),
+  );
+  await waitUntil(proc, "JetStream health", () => httpOk(`http://127.0.0.1:${monitor}/healthz?js-enabled-only=true`));
+  return { proc, url: `nats://127.0.0.1:${port}` };
+}
+
+async function startRedis(dir: string): Promise<{ proc: Proc; url: string }> {
+  const redis = which("redis-server", "Install it: apt-get install redis-server (stands in for DragonflyDB: same protocol)");
+  const port = await freePort();
+  const data = join(dir, "redis");
+  mkdirSync(data, { recursive: true });
+  const proc = startProcess(
+    "redis",
+    redis,
+    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", data],
+    join(dir, "logs", "redis.log"),
+  );
+  await waitUntil(proc, "its port", () => tcpOpen(port));
+  return { proc, url: `redis://127.0.0.1:${port}` };
+}
+
+async function startPostgres(dir: string): Promise<{ proc: Proc; url: string }> {
+  const pgBin = postgresBinDir();
+  // PostgreSQL refuses to run as root; when we are root, run it as the packaged postgres user.
+  const asUser = process.getuid?.() === 0 ? pgUser() : undefined;
+  const data = mkdtempSync(join(tmpdir(), "hybridp2p-pg-"));
+  if (asUser) chownSync(data, asUser.uid, asUser.gid);
+  execFileSync(join(pgBin, "initdb"), ["-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"], {
+    stdio: ["ignore", "ignore", "pipe"],
+    uid: asUser?.uid,
+    gid: asUser?.gid,
+  });
+  const port = await freePort();
+  const proc = startProcess(
+    "postgres",
+    join(pgBin, "postgres"),
+    ["-D", data, "-p", String(port), "-h", "127.0.0.1", "-k", data, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
+    join(dir, "logs", "postgres.log"),
+    { uid: asUser?.uid, gid: asUser?.gid },
+  );
+  const stop = proc.stop;
+  proc.stop = async () => {
+    await stop();
+    rmSync(data, { recursive: true, force: true });
+  };
+  await waitUntil(proc, "connections", () => tcpOpen(port));
+  const psql = (sql: string) =>
+    execFileSync(join(pgBin, "psql"), ["-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-qc", sql], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+  await waitUntil(proc, "queries", async () => {
+    try {
+      psql("select 1");
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  psql("create database hybridp2p");
+  return { proc, url: `postgres://postgres@127.0.0.1:${port}/hybridp2p` };
+}
+
+function pgUser(): { uid: number; gid: number } {
+  try {
+    const out = execFileSync("id", ["-u", "postgres"], { encoding: "utf8" }).trim();
+    const gid = execFileSync("id", ["-g", "postgres"], { encoding: "utf8" }).trim();
+    return { uid: Number(out), gid: Number(gid) };
+  } catch {
+    throw new Error(`running as ${userInfo().username}, but PostgreSQL needs a non-root user 'postgres' (apt-get install postgresql creates it)`);
+  }
+}
+
+// ---- the whole environment ---------------------------------------------------------------
+
+export interface Running {
+  env: LocalEnv;
+  stop(): Promise<void>;
+}
+
+export async function startLocalEnv(opts: { services?: Service[]; stateDir?: string; log?: (msg: string) => void } = {}): Promise<Running> {
+  const services = opts.services ?? ALL_SERVICES;
+  const log = opts.log ?? (() => {});
+  const stateDir = opts.stateDir ?? mkdtempSync(join(tmpdir(), "hybridp2p-local-"));
+  mkdirSync(join(stateDir, "logs"), { recursive: true });
+  const procs: Proc[] = [];
+  const env: LocalEnv = { stateDir };
+  const stop = async () => {
+    // Reverse start order: the apiserver goes before its etcd.
+    for (const p of procs.reverse()) await p.stop();
+    procs.length = 0;
+  };
+  const started = Date.now();
+  try {
+    await Promise.all(
+      services.map(async (s) => {
+        const t0 = Date.now();
+        switch (s) {
+          case "kube": {
+            const k = await startKube(stateDir);
+            procs.push(...k.procs.reverse());
+            env.kubeconfig = k.kubeconfig;
+            env.kubeApiServer = k.server;
+            break;
+          }
+          case "flags-etcd": {
+            const e = await startEtcd("flags-etcd", stateDir);
+            procs.push(e.proc);
+            env.etcdEndpoints = e.endpoint;
+            break;
+          }
+          case "nats": {
+            const n = await startNats(stateDir);
+            procs.push(n.proc);
+            env.natsUrl = n.url;
+            break;
+          }
+          case "redis": {
+            const r = await startRedis(stateDir);
+            procs.push(r.proc);
+            env.redisUrl = r.url;
+            break;
+          }
+          case "postgres": {
+            const p = await startPostgres(stateDir);
+            procs.push(p.proc);
+            env.databaseUrl = p.url;
+            break;
+          }
+        }
+        log(`${s} ready in ${Date.now() - t0} ms`);
+      }),
+    );
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  writeFileSync(
+    join(stateDir, "env"),
+    `${Object.entries(envVars(env))
+      .map(([k, v]) => `${k}=${v}`)
+      .join("\n")}\n`,
+  );
+  log(`local environment ready in ${Date.now() - started} ms (state in ${stateDir})`);
+  return { env, stop };
+}
