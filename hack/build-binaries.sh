@@ -95,7 +95,14 @@ build() {
   case "$name" in
     kube-*|kubectl)
       local dir; dir="$(kube_module)"
-      (cd "$dir" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags='-s -w' -o "$out.tmp" "k8s.io/kubernetes/cmd/$name") ;;
+      # Stamp the version as Kubernetes' own build does (hack/lib/version.sh): clients, helm
+      # and version-skew checks read it, and an unstamped build reports v0.0.0-master.
+      local ld="-s -w" pkg minor="${KUBE_VERSION#*.}"; minor="${minor%%.*}"
+      for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+        ld+=" -X $pkg.gitVersion=v$KUBE_VERSION -X $pkg.gitMajor=${KUBE_VERSION%%.*} -X $pkg.gitMinor=$minor"
+        ld+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+      done
+      (cd "$dir" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags="$ld" -o "$out.tmp" "k8s.io/kubernetes/cmd/$name") ;;
     etcd)
       local dir; dir="$(etcd_module)"
       (cd "$dir" && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$out.tmp" .) ;;

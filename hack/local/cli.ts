@@ -37,7 +37,12 @@ async function up(opts: { exit: boolean }): Promise<void> {
     process.stdout.write(kubectl(kc, ["apply", "--server-side", "-f", join(repoRoot, "examples")]));
     process.stdout.write(kubectl(kc, ["get", "hybridp2p", "-A"]));
     const vars = envVars(running.env);
-    writeFileSync(join(localDir, "env.sh"), Object.entries(vars).map(([k, v]) => `export ${k}=${v}\n`).join(""));
+    writeFileSync(
+      join(localDir, "env.sh"),
+      Object.entries(vars)
+        .map(([k, v]) => `export ${k}=${v}\n`)
+        .join(""),
+    );
     console.log(`
 The local region is up. In another terminal:
   source ${join(localDir, "env.sh")}

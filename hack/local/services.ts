@@ -2,7 +2,16 @@
 // and service-account keys) and the data services (a second etcd for flags, NATS with
 // JetStream, Redis, PostgreSQL) on free loopback ports, envtest-style.
 import { execFileSync } from "node:child_process";
-import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chownSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { request } from "node:https";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
@@ -37,24 +46,32 @@ export function envVars(env: LocalEnv): Record<string, string> {
 const repoRoot = new URL("../..", import.meta.url).pathname;
 
 export function binDir(): string {
-  const cache = process.env.HYBRIDP2P_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(process.env.HOME ?? tmpdir(), ".cache"), "hybrid-p2p");
+  const cache =
+    process.env.HYBRIDP2P_CACHE ??
+    join(process.env.XDG_CACHE_HOME ?? join(process.env.HOME ?? tmpdir(), ".cache"), "hybrid-p2p");
   return join(cache, "bin");
 }
 
 function bin(name: string): string {
   const path = join(binDir(), name);
   if (!existsSync(path)) {
-    throw new Error(`${name} is not built. Run: bash ${join(repoRoot, "hack/build-binaries.sh")}  (expected at ${path})`);
+    throw new Error(
+      `${name} is not built. Run: bash ${join(repoRoot, "hack/build-binaries.sh")}  (expected at ${path})`,
+    );
   }
   return path;
 }
 
 function postgresBinDir(): string {
   const root = "/usr/lib/postgresql";
-  const versions = existsSync(root) ? readdirSync(root).filter((v) => existsSync(join(root, v, "bin/postgres"))) : [];
+  const versions = existsSync(root)
+    ? readdirSync(root).filter((v) => existsSync(join(root, v, "bin/postgres")))
+    : [];
   const newest = versions.sort((a, b) => Number(b) - Number(a))[0];
   if (newest === undefined) {
-    throw new Error("PostgreSQL server binaries not found under /usr/lib/postgresql. Install them: apt-get install postgresql");
+    throw new Error(
+      "PostgreSQL server binaries not found under /usr/lib/postgresql. Install them: apt-get install postgresql",
+    );
   }
   return join(root, newest, "bin");
 }
@@ -109,12 +126,96 @@ function openssl(args: string[], cwd: string): void {
 function makeCerts(dir: string): void {
   which("openssl", "Install it: apt-get install openssl");
   mkdirSync(dir, { recursive: true });
-  openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "7", "-subj", "/CN=hybridp2p-local-ca"], dir);
-  writeFileSync(join(dir, "serving.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\n");
-  openssl(["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "serving.key", "-out", "serving.csr", "-subj", "/CN=kube-apiserver"], dir);
-  openssl(["x509", "-req", "-in", "serving.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "serving.crt", "-days", "7", "-extfile", "serving.ext"], dir);
-  openssl(["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "admin.key", "-out", "admin.csr", "-subj", "/O=system:masters/CN=hybridp2p-admin"], dir);
-  openssl(["x509", "-req", "-in", "admin.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "admin.crt", "-days", "7"], dir);
+  openssl(
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      "ca.key",
+      "-out",
+      "ca.crt",
+      "-days",
+      "7",
+      "-subj",
+      "/CN=hybridp2p-local-ca",
+    ],
+    dir,
+  );
+  writeFileSync(
+    join(dir, "serving.ext"),
+    "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\n",
+  );
+  openssl(
+    [
+      "req",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      "serving.key",
+      "-out",
+      "serving.csr",
+      "-subj",
+      "/CN=kube-apiserver",
+    ],
+    dir,
+  );
+  openssl(
+    [
+      "x509",
+      "-req",
+      "-in",
+      "serving.csr",
+      "-CA",
+      "ca.crt",
+      "-CAkey",
+      "ca.key",
+      "-CAcreateserial",
+      "-out",
+      "serving.crt",
+      "-days",
+      "7",
+      "-extfile",
+      "serving.ext",
+    ],
+    dir,
+  );
+  openssl(
+    [
+      "req",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      "admin.key",
+      "-out",
+      "admin.csr",
+      "-subj",
+      "/O=system:masters/CN=hybridp2p-admin",
+    ],
+    dir,
+  );
+  openssl(
+    [
+      "x509",
+      "-req",
+      "-in",
+      "admin.csr",
+      "-CA",
+      "ca.crt",
+      "-CAkey",
+      "ca.key",
+      "-CAcreateserial",
+      "-out",
+      "admin.crt",
+      "-days",
+      "7",
+    ],
+    dir,
+  );
   openssl(["genrsa", "-out", "sa.key", "2048"], dir);
   openssl(["rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"], dir);
 }
@@ -180,6 +281,8 @@ async function startKube(dir: string): Promise<{ procs: Proc[]; kubeconfig: stri
       `--secure-port=${port}`,
       "--bind-address=127.0.0.1",
       "--advertise-address=127.0.0.1",
+      // No kubernetes Service endpoints for a loopback address; envtest does the same.
+      "--endpoint-reconciler-type=none",
       "--service-cluster-ip-range=10.96.0.0/16",
       "--authorization-mode=RBAC",
       "--allow-privileged=true",
@@ -206,12 +309,17 @@ async function startNats(dir: string): Promise<{ proc: Proc; url: string }> {
     ["-a", "127.0.0.1", "-p", String(port), "-m", String(monitor), "-js", "-sd", join(dir, "nats")],
     join(dir, "logs", "nats.log"),
   );
-  await waitUntil(proc, "JetStream health", () => httpOk(`http://127.0.0.1:${monitor}/healthz?js-enabled-only=true`));
+  await waitUntil(proc, "JetStream health", () =>
+    httpOk(`http://127.0.0.1:${monitor}/healthz?js-enabled-only=true`),
+  );
   return { proc, url: `nats://127.0.0.1:${port}` };
 }
 
 async function startRedis(dir: string): Promise<{ proc: Proc; url: string }> {
-  const redis = which("redis-server", "Install it: apt-get install redis-server (stands in for DragonflyDB: same protocol)");
+  const redis = which(
+    "redis-server",
+    "Install it: apt-get install redis-server (stands in for DragonflyDB: same protocol)",
+  );
   const port = await freePort();
   const data = join(dir, "redis");
   mkdirSync(data, { recursive: true });
@@ -231,16 +339,35 @@ async function startPostgres(dir: string): Promise<{ proc: Proc; url: string }> 
   const asUser = process.getuid?.() === 0 ? pgUser() : undefined;
   const data = mkdtempSync(join(tmpdir(), "hybridp2p-pg-"));
   if (asUser) chownSync(data, asUser.uid, asUser.gid);
-  execFileSync(join(pgBin, "initdb"), ["-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"], {
-    stdio: ["ignore", "ignore", "pipe"],
-    uid: asUser?.uid,
-    gid: asUser?.gid,
-  });
+  execFileSync(
+    join(pgBin, "initdb"),
+    ["-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
+    {
+      stdio: ["ignore", "ignore", "pipe"],
+      uid: asUser?.uid,
+      gid: asUser?.gid,
+    },
+  );
   const port = await freePort();
   const proc = startProcess(
     "postgres",
     join(pgBin, "postgres"),
-    ["-D", data, "-p", String(port), "-h", "127.0.0.1", "-k", data, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
+    [
+      "-D",
+      data,
+      "-p",
+      String(port),
+      "-h",
+      "127.0.0.1",
+      "-k",
+      data,
+      "-c",
+      "fsync=off",
+      "-c",
+      "synchronous_commit=off",
+      "-c",
+      "full_page_writes=off",
+    ],
     join(dir, "logs", "postgres.log"),
     { uid: asUser?.uid, gid: asUser?.gid },
   );
@@ -251,9 +378,13 @@ async function startPostgres(dir: string): Promise<{ proc: Proc; url: string }> 
   };
   await waitUntil(proc, "connections", () => tcpOpen(port));
   const psql = (sql: string) =>
-    execFileSync(join(pgBin, "psql"), ["-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-qc", sql], {
-      stdio: ["ignore", "ignore", "pipe"],
-    });
+    execFileSync(
+      join(pgBin, "psql"),
+      ["-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-qc", sql],
+      {
+        stdio: ["ignore", "ignore", "pipe"],
+      },
+    );
   await waitUntil(proc, "queries", async () => {
     try {
       psql("select 1");
@@ -272,7 +403,9 @@ function pgUser(): { uid: number; gid: number } {
     const gid = execFileSync("id", ["-g", "postgres"], { encoding: "utf8" }).trim();
     return { uid: Number(out), gid: Number(gid) };
   } catch {
-    throw new Error(`running as ${userInfo().username}, but PostgreSQL needs a non-root user 'postgres' (apt-get install postgresql creates it)`);
+    throw new Error(
+      `running as ${userInfo().username}, but PostgreSQL needs a non-root user 'postgres' (apt-get install postgresql creates it)`,
+    );
   }
 }
 
@@ -283,7 +416,9 @@ export interface Running {
   stop(): Promise<void>;
 }
 
-export async function startLocalEnv(opts: { services?: Service[]; stateDir?: string; log?: (msg: string) => void } = {}): Promise<Running> {
+export async function startLocalEnv(
+  opts: { services?: Service[]; stateDir?: string; log?: (msg: string) => void } = {},
+): Promise<Running> {
   const services = opts.services ?? ALL_SERVICES;
   const log = opts.log ?? (() => {});
   const stateDir = opts.stateDir ?? mkdtempSync(join(tmpdir(), "hybridp2p-local-"));
@@ -296,49 +431,50 @@ export async function startLocalEnv(opts: { services?: Service[]; stateDir?: str
     procs.length = 0;
   };
   const started = Date.now();
-  try {
-    await Promise.all(
-      services.map(async (s) => {
-        const t0 = Date.now();
-        switch (s) {
-          case "kube": {
-            const k = await startKube(stateDir);
-            procs.push(...k.procs.reverse());
-            env.kubeconfig = k.kubeconfig;
-            env.kubeApiServer = k.server;
-            break;
-          }
-          case "flags-etcd": {
-            const e = await startEtcd("flags-etcd", stateDir);
-            procs.push(e.proc);
-            env.etcdEndpoints = e.endpoint;
-            break;
-          }
-          case "nats": {
-            const n = await startNats(stateDir);
-            procs.push(n.proc);
-            env.natsUrl = n.url;
-            break;
-          }
-          case "redis": {
-            const r = await startRedis(stateDir);
-            procs.push(r.proc);
-            env.redisUrl = r.url;
-            break;
-          }
-          case "postgres": {
-            const p = await startPostgres(stateDir);
-            procs.push(p.proc);
-            env.databaseUrl = p.url;
-            break;
-          }
+  // allSettled, not all: on a failure every service that did start is known, so all are stopped.
+  const results = await Promise.allSettled(
+    services.map(async (s) => {
+      const t0 = Date.now();
+      switch (s) {
+        case "kube": {
+          const k = await startKube(stateDir);
+          procs.push(...k.procs.reverse());
+          env.kubeconfig = k.kubeconfig;
+          env.kubeApiServer = k.server;
+          break;
         }
-        log(`${s} ready in ${Date.now() - t0} ms`);
-      }),
-    );
-  } catch (err) {
+        case "flags-etcd": {
+          const e = await startEtcd("flags-etcd", stateDir);
+          procs.push(e.proc);
+          env.etcdEndpoints = e.endpoint;
+          break;
+        }
+        case "nats": {
+          const n = await startNats(stateDir);
+          procs.push(n.proc);
+          env.natsUrl = n.url;
+          break;
+        }
+        case "redis": {
+          const r = await startRedis(stateDir);
+          procs.push(r.proc);
+          env.redisUrl = r.url;
+          break;
+        }
+        case "postgres": {
+          const p = await startPostgres(stateDir);
+          procs.push(p.proc);
+          env.databaseUrl = p.url;
+          break;
+        }
+      }
+      log(`${s} ready in ${Date.now() - t0} ms`);
+    }),
+  );
+  const failed = results.find((r) => r.status === "rejected");
+  if (failed) {
     await stop();
-    throw err;
+    throw failed.reason;
   }
   writeFileSync(
     join(stateDir, "env"),
