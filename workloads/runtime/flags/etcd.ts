@@ -1,0 +1,56 @@
+// An etcd3 client tuned for the flag plane: the library's defaults keep a host "open-circuited"
+// for 5 s after three failures and back watches off up to 30 s, which turns a one-second etcd
+// restart into half a minute of stale flags. Here a failed host is retried at once, watches
+// reconnect within a second, and gRPC keepalives notice a silent peer.
+import { Etcd3, type IOptions } from "etcd3";
+
+type Policy = NonNullable<NonNullable<IOptions["faultHandling"]>["global"]>;
+type Backoff = NonNullable<NonNullable<IOptions["faultHandling"]>["watchBackoff"]>;
+
+/** A pass-through fault policy (cockatiel's IPolicy shape): no circuit breaker per host. */
+function passThrough(): Policy {
+  const noopEvent = () => ({ dispose() {} });
+  const policy = {
+    _altReturn: undefined,
+    onSuccess: noopEvent,
+    onFailure: noopEvent,
+    execute: <T>(
+      fn: (ctx: { signal: AbortSignal }) => PromiseLike<T> | T,
+      signal = new AbortController().signal,
+    ) => Promise.resolve(fn({ signal })),
+  };
+  return policy as unknown as Policy;
+}
+
+/** Capped exponential backoff (cockatiel's IBackoff shape) for watch reconnects. */
+function cappedBackoff(initialMs: number, maxMs: number): Backoff {
+  const at = (ms: number): unknown => ({
+    duration: ms,
+    next: () => at(Math.min(ms * 2, maxMs)),
+  });
+  return at(initialMs) as Backoff;
+}
+
+export interface FlagEtcdOptions {
+  /** Upper bound of the watch reconnect backoff. */
+  maxWatchBackoffMs?: number;
+  dialTimeoutMs?: number;
+}
+
+export function connectFlagStore(endpoints: string | string[], opts: FlagEtcdOptions = {}): Etcd3 {
+  const hosts = typeof endpoints === "string" ? endpoints.split(",").map((s) => s.trim()) : endpoints;
+  return new Etcd3({
+    hosts,
+    dialTimeout: opts.dialTimeoutMs ?? 3000,
+    faultHandling: {
+      host: () => passThrough(),
+      watchBackoff: cappedBackoff(50, opts.maxWatchBackoffMs ?? 1000),
+    },
+    grpcOptions: {
+      "grpc.keepalive_time_ms": 5000,
+      "grpc.keepalive_timeout_ms": 3000,
+      "grpc.keepalive_permit_without_calls": 1,
+      "grpc.max_receive_message_length": 64 * 1024 * 1024,
+    },
+  });
+}
