@@ -1,0 +1,58 @@
+// Names of the hybridp2p.io API, shared by the CRD generator, the operator and the CLI.
+
+export const GROUP = "hybridp2p.io";
+export const VERSION = "v1alpha1";
+export const API_VERSION = `${GROUP}/${VERSION}`;
+
+/** `kubectl get hybridp2p` lists every kind of this API. */
+export const CATEGORY = "hybridp2p";
+
+export interface KindNames {
+  readonly kind: string;
+  readonly listKind: string;
+  readonly plural: string;
+  readonly singular: string;
+  readonly shortNames: readonly string[];
+}
+
+// Short names avoid the built-in ones (rs, rc, ...) and the common add-ons' (vpa, pdb, ...).
+export const REGION = {
+  kind: "Region",
+  listKind: "RegionList",
+  plural: "regions",
+  singular: "region",
+  shortNames: ["rgn"],
+} as const satisfies KindNames;
+
+export const ZONE = {
+  kind: "Zone",
+  listKind: "ZoneList",
+  plural: "zones",
+  singular: "zone",
+  shortNames: ["zn"],
+} as const satisfies KindNames;
+
+export const P2P_POLICY = {
+  kind: "P2PPolicy",
+  listKind: "P2PPolicyList",
+  plural: "p2ppolicies",
+  singular: "p2ppolicy",
+  shortNames: ["p2pp"],
+} as const satisfies KindNames;
+
+/** `<plural>.<group>`, the CRD's metadata.name. */
+export function crdName(names: KindNames): string {
+  return `${names.plural}.${GROUP}`;
+}
+
+/** Condition types every status carries (kstatus and Argo CD read Ready, Reconciling and Stalled). */
+export const ConditionType = {
+  Ready: "Ready",
+  Reconciling: "Reconciling",
+  Stalled: "Stalled",
+  Degraded: "Degraded",
+} as const;
+export type ConditionType = (typeof ConditionType)[keyof typeof ConditionType];
+
+/** Label a user puts on Zones to be selected by policies (a convention, not enforced). */
+export const ZONE_TYPE_LABEL = `${GROUP}/zone-type`;
