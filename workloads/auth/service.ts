@@ -1,0 +1,149 @@
+// What the login and char servers share when they start: a PostgreSQL pool with the schema
+// migrated, a Redis client, the keyset (from the mounted Secret), the JSON API server and the
+// ops server (/healthz, /readyz, /metrics), torn down in reverse order. Replicas keep no state
+// of their own: everything lives in PostgreSQL and Redis.
+import type { IncomingMessage } from "node:http";
+import type { Redis } from "ioredis";
+import type pg from "pg";
+import type { Registry } from "prom-client";
+import { migrate } from "../db/migrations.ts";
+import { createPool } from "../db/pool.ts";
+import {
+  closeServer,
+  createApiServer,
+  type HttpMetrics,
+  httpMetrics,
+  listen,
+  newRegistry,
+  type OpsServer,
+  type Route,
+  startOpsServer,
+} from "../runtime/http.ts";
+import type { Logger } from "../runtime/log.ts";
+import { createRedis, pingRedis } from "../runtime/redis.ts";
+import type { AuthServiceConfig } from "./config.ts";
+import { FileKeySource, type KeySource } from "./keyset.ts";
+import { SessionStore } from "./sessions.ts";
+
+export interface ServiceDeps {
+  pool: pg.Pool;
+  redis: Redis;
+  keys: KeySource;
+  sessions: SessionStore;
+  registry: Registry;
+  http: HttpMetrics;
+  log: Logger;
+}
+
+export interface RunningService {
+  url: string;
+  port: number;
+  ops: OpsServer;
+  deps: ServiceDeps;
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  log: Logger;
+  /** Use these keys instead of reading cfg.keysetFile (tests). */
+  keys?: KeySource;
+  /** The metric name prefix, e.g. hybridp2p_login. */
+  metricsPrefix: string;
+  requirePrivateKey: boolean;
+}
+
+export async function startService(
+  cfg: AuthServiceConfig,
+  opts: StartOptions,
+  routes: (deps: ServiceDeps) => Route[],
+): Promise<RunningService> {
+  const log = opts.log;
+  const cleanup: Array<() => Promise<void> | void> = [];
+  const closeAll = async () => {
+    for (const fn of cleanup.reverse()) {
+      try {
+        await fn();
+      } catch (err) {
+        log.warn("close failed", { err });
+      }
+    }
+    cleanup.length = 0;
+  };
+  try {
+    const pool = createPool(cfg.databaseUrl, { log, applicationName: opts.metricsPrefix });
+    cleanup.push(() => pool.end());
+    await migrate(pool, log);
+    const redis = createRedis(cfg.redisUrl, { log, name: opts.metricsPrefix });
+    cleanup.push(async () => {
+      await redis.quit().catch(() => redis.disconnect());
+    });
+    let keys = opts.keys;
+    if (!keys) {
+      const file = await FileKeySource.open(cfg.keysetFile, {
+        requirePrivate: opts.requirePrivateKey,
+        pollMs: cfg.keysetPollMs,
+        log,
+      });
+      cleanup.push(() => file.close());
+      keys = file;
+    }
+    const registry = newRegistry({ pod: cfg.runtime.podName, region: cfg.runtime.region });
+    const deps: ServiceDeps = {
+      pool,
+      redis,
+      keys,
+      sessions: new SessionStore(redis, cfg.redisPrefix),
+      registry,
+      http: httpMetrics(registry, opts.metricsPrefix),
+      log,
+    };
+    const ops = await startOpsServer({
+      healthPort: cfg.runtime.healthPort,
+      metricsPort: cfg.runtime.metricsPort,
+      host: cfg.host,
+      registry,
+      log,
+      checks: {
+        postgres: async () => {
+          await pool.query("SELECT 1");
+        },
+        redis: () => pingRedis(redis),
+        keyset: () => {
+          const ks = keys.current();
+          if (opts.requirePrivateKey) void ks.active;
+        },
+      },
+    });
+    ops.setReady(false);
+    cleanup.push(() => ops.close());
+    const api = createApiServer({ routes: routes(deps), log, metrics: deps.http });
+    const port = await listen(api, cfg.port, cfg.host);
+    cleanup.push(() => closeServer(api, cfg.runtime.shutdownTimeoutMs / 2));
+    // Close order on shutdown: readiness off first (the Service stops sending), then the API
+    // drains, then the ops server and the clients go.
+    cleanup.push(() => ops.setReady(false));
+    ops.setReady(true);
+    const host = cfg.host === "0.0.0.0" || cfg.host === "::" ? "127.0.0.1" : cfg.host;
+    log.info("listening", { port, healthPort: ops.healthPort, metricsPort: ops.metricsPort });
+    return { url: `http://${host}:${port}`, port, ops, deps, close: closeAll };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}
+
+/** The client's address: the socket's, or with proxies in front, the entry they appended. */
+export function clientAddress(req: IncomingMessage, trustedProxyHops: number): string {
+  const socket = req.socket.remoteAddress ?? "unknown";
+  if (trustedProxyHops <= 0) return normalizeAddress(socket);
+  const xff = String(req.headers["x-forwarded-for"] ?? "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
+  const entry = xff[xff.length - trustedProxyHops];
+  return normalizeAddress(entry ?? socket);
+}
+
+function normalizeAddress(a: string): string {
+  return a.startsWith("::ffff:") ? a.slice(7) : a;
+}

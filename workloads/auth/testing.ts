@@ -1,0 +1,144 @@
+// Helpers for tests and the benchmark: a fresh PostgreSQL database per test file, a keyset file
+// in a temp dir, configurations with fast hashing and free ports, and a tiny JSON client.
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import pg from "pg";
+import type { CharConfig } from "../char-server/config.ts";
+import type { LoginConfig } from "../login-server/config.ts";
+import type { RuntimeConfig } from "../runtime/config.ts";
+import type { Fields, Logger } from "../runtime/log.ts";
+import { createLogger } from "../runtime/log.ts";
+import { type KeysetDocument, newKeysetDocument } from "./keyset.ts";
+
+/** Creates a database named after `label` plus a random suffix; returns its URL. */
+export async function freshDatabase(baseUrl: string, label: string): Promise<string> {
+  const name = `${label.replace(/[^a-z0-9_]/gi, "_").toLowerCase()}_${randomBytes(4).toString("hex")}`;
+  const admin = new pg.Client({ connectionString: baseUrl });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await admin.end();
+  }
+  const url = new URL(baseUrl);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+export function uniquePrefix(label: string): string {
+  return `t:${label}:${randomBytes(4).toString("hex")}:`;
+}
+
+export async function keysetFile(
+  kid = "k1",
+): Promise<{ path: string; doc: KeysetDocument; write(d: KeysetDocument): void }> {
+  const dir = mkdtempSync(join(tmpdir(), "hybridp2p-keys-"));
+  const path = join(dir, "keyset.json");
+  const doc = await newKeysetDocument(kid);
+  const write = (d: KeysetDocument) => writeFileSync(path, JSON.stringify(d));
+  write(doc);
+  return { path, doc, write };
+}
+
+export function testRuntime(podName = "test"): RuntimeConfig {
+  return {
+    podName,
+    namespace: "test",
+    region: "test",
+    healthPort: 0,
+    metricsPort: 0,
+    logLevel: "debug",
+    shutdownTimeoutMs: 2000,
+  };
+}
+
+export function testLoginConfig(o: {
+  databaseUrl: string;
+  redisUrl: string;
+  redisPrefix: string;
+  keysetFile: string;
+}): LoginConfig {
+  const lockoutMs = 15 * 60_000;
+  return {
+    runtime: testRuntime("login-test"),
+    ...o,
+    keysetPollMs: 0,
+    port: 0,
+    host: "127.0.0.1",
+    trustedProxyHops: 1,
+    maxBodyBytes: 4096,
+    sessionTtlMs: 15 * 60_000,
+    lockout: {
+      account: { maxFailures: 5, windowMs: lockoutMs, lockoutMs },
+      address: { maxFailures: 20, windowMs: lockoutMs, lockoutMs },
+    },
+    // Cheap hashing keeps tests quick; the benchmark uses the real cost.
+    scrypt: { logN: 10, r: 8, p: 1 },
+    hashConcurrency: 4,
+    hashQueue: 256,
+  };
+}
+
+export function testCharConfig(o: {
+  databaseUrl: string;
+  redisUrl: string;
+  redisPrefix: string;
+  keysetFile: string;
+}): CharConfig {
+  return {
+    runtime: testRuntime("char-test"),
+    ...o,
+    keysetPollMs: 0,
+    port: 0,
+    host: "127.0.0.1",
+    trustedProxyHops: 0,
+    maxBodyBytes: 4096,
+    gatewayAddress: "gateway.test.svc:7000",
+    characterTokenTtlMs: 60_000,
+    maxCharacters: 9,
+    startPoint: { map: "prontera", x: 156, y: 191 },
+  };
+}
+
+/** A logger that keeps every line, to assert what was (and was not) logged. */
+export function capturingLogger(component: string): { log: Logger; lines: string[]; records(): Fields[] } {
+  const lines: string[] = [];
+  return {
+    log: createLogger(component, { level: "debug", sink: (l) => lines.push(l) }),
+    lines,
+    records: () => lines.map((l) => JSON.parse(l) as Fields),
+  };
+}
+
+export interface JsonResponse {
+  status: number;
+  // biome-ignore lint/suspicious/noExplicitAny: tests read arbitrary JSON answers
+  body: any;
+  headers: Headers;
+}
+
+export async function call(
+  base: string,
+  method: string,
+  path: string,
+  opts: { body?: unknown; token?: string; headers?: Record<string, string>; raw?: string } = {},
+): Promise<JsonResponse> {
+  const headers: Record<string, string> = { ...opts.headers };
+  if (opts.body !== undefined || opts.raw !== undefined) headers["content-type"] ??= "application/json";
+  if (opts.token) headers.authorization = `Bearer ${opts.token}`;
+  const res = await fetch(`${base}${path}`, {
+    method,
+    headers,
+    body: opts.raw ?? (opts.body === undefined ? undefined : JSON.stringify(opts.body)),
+  });
+  const text = await res.text();
+  let body: unknown = text;
+  try {
+    body = text ? JSON.parse(text) : undefined;
+  } catch {
+    // not JSON (metrics)
+  }
+  return { status: res.status, body, headers: res.headers };
+}

@@ -1,0 +1,53 @@
+// Login server settings, all from the environment (see workloads/runtime/config.ts).
+import { type AuthServiceConfig, readAuthServiceConfig } from "../auth/config.ts";
+import { type Env, EnvReader } from "../runtime/config.ts";
+import type { LockoutPolicy, Scope } from "./lockout.ts";
+import { DEFAULT_SCRYPT, type ScryptParams } from "./password.ts";
+
+export interface LoginConfig extends AuthServiceConfig {
+  sessionTtlMs: number;
+  lockout: Record<Scope, LockoutPolicy>;
+  scrypt: ScryptParams;
+  hashConcurrency: number;
+  hashQueue: number;
+}
+
+/** rAthena's login server listens on 6900; the HTTP API keeps the number. */
+export const DEFAULT_LOGIN_PORT = 6900;
+
+export function loginConfigFromEnv(env: Env = process.env): LoginConfig {
+  const r = new EnvReader(env);
+  const base = readAuthServiceConfig(r, DEFAULT_LOGIN_PORT, "HYBRIDP2P_LOGIN_PORT");
+  const lockoutMs = r.duration("HYBRIDP2P_LOGIN_LOCKOUT", 15 * 60_000, { minMs: 1 });
+  const windowMs = r.duration("HYBRIDP2P_LOGIN_FAILURE_WINDOW", 15 * 60_000, { minMs: 1 });
+  const cfg: LoginConfig = {
+    ...base,
+    sessionTtlMs: r.duration("HYBRIDP2P_SESSION_TTL", 15 * 60_000, { minMs: 1000, maxMs: 24 * 3_600_000 }),
+    lockout: {
+      account: {
+        maxFailures: r.int("HYBRIDP2P_LOGIN_MAX_FAILURES", { default: 5, min: 1, max: 1000 }),
+        windowMs,
+        lockoutMs,
+      },
+      // One address can hide many players (NAT, mobile carriers): a looser limit by default.
+      address: {
+        maxFailures: r.int("HYBRIDP2P_LOGIN_MAX_FAILURES_PER_ADDRESS", { default: 20, min: 1, max: 100_000 }),
+        windowMs,
+        lockoutMs,
+      },
+    },
+    scrypt: {
+      logN: r.int("HYBRIDP2P_SCRYPT_LOG_N", { default: DEFAULT_SCRYPT.logN, min: 10, max: 20 }),
+      r: r.int("HYBRIDP2P_SCRYPT_R", { default: DEFAULT_SCRYPT.r, min: 1, max: 32 }),
+      p: r.int("HYBRIDP2P_SCRYPT_P", { default: DEFAULT_SCRYPT.p, min: 1, max: 16 }),
+    },
+    hashConcurrency: r.int("HYBRIDP2P_HASH_CONCURRENCY", {
+      default: Number(env.UV_THREADPOOL_SIZE) || 4,
+      min: 1,
+      max: 128,
+    }),
+    hashQueue: r.int("HYBRIDP2P_HASH_QUEUE", { default: 256, min: 0, max: 100_000 }),
+  };
+  r.done();
+  return cfg;
+}

@@ -1,0 +1,273 @@
+// The login server: sign-up and login over HTTP (JSON) for clients and bots, issuing a
+// short-lived signed session token backed by a session record in Redis.
+//
+//   POST   /v1/accounts          {username, password, email?}  → 201 {accountId, username}
+//   POST   /v1/sessions          {username, password}          → 200 {token, tokenType, expiresAt, accountId, sessionId}
+//   GET    /v1/session           Bearer                        → 200 {accountId, username, sessionId, expiresAt}
+//   POST   /v1/session/refresh   Bearer                        → 200 a new token for the same session
+//   DELETE /v1/session           Bearer                        → 204 (revoked on every replica)
+import { Type } from "@sinclair/typebox";
+import { Counter, Histogram } from "prom-client";
+import type { KeySource } from "../auth/keyset.ts";
+import { clientAddress, type RunningService, type ServiceDeps, startService } from "../auth/service.ts";
+import { authenticate } from "../auth/sessions.ts";
+import { newSessionId, signSessionToken } from "../auth/tokens.ts";
+import { isUniqueViolation } from "../db/pool.ts";
+import { HttpError, type Route, readBody, sendJson } from "../runtime/http.ts";
+import { createLogger, type Logger } from "../runtime/log.ts";
+import type { LoginConfig } from "./config.ts";
+import { Lockout } from "./lockout.ts";
+import { dummyVerify, HashLimiter, hashPassword, verifyPassword } from "./password.ts";
+
+export const USERNAME_PATTERN = "^[A-Za-z0-9_]{4,23}$";
+
+const Username = Type.String({
+  pattern: USERNAME_PATTERN,
+  description: "must be 4 to 23 letters, digits or underscores",
+});
+const Password = Type.String({ minLength: 8, maxLength: 128, description: "must be 8 to 128 characters" });
+
+const SignUpBody = Type.Object(
+  {
+    username: Username,
+    password: Password,
+    email: Type.Optional(
+      Type.String({
+        maxLength: 254,
+        pattern: "^[^@\\s]+@[^@\\s]+$",
+        description: "must be an e-mail address",
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+const LoginBody = Type.Object(
+  {
+    username: Type.String({ minLength: 1, maxLength: 64, description: "is required" }),
+    password: Type.String({
+      minLength: 1,
+      maxLength: 128,
+      description: "is required (at most 128 characters)",
+    }),
+  },
+  { additionalProperties: false },
+);
+
+function loginMetrics(deps: ServiceDeps) {
+  return {
+    logins: new Counter({
+      name: "hybridp2p_login_attempts_total",
+      help: "Login attempts by result (ok, bad_credentials, locked, banned, busy)",
+      labelNames: ["result"],
+      registers: [deps.registry],
+    }),
+    lockouts: new Counter({
+      name: "hybridp2p_login_lockouts_total",
+      help: "Lockouts started, by scope (account, address)",
+      labelNames: ["scope"],
+      registers: [deps.registry],
+    }),
+    signups: new Counter({
+      name: "hybridp2p_login_signups_total",
+      help: "Sign-ups by result",
+      labelNames: ["result"],
+      registers: [deps.registry],
+    }),
+    hashSeconds: new Histogram({
+      name: "hybridp2p_login_password_hash_seconds",
+      help: "Time to hash or verify one password, queueing included",
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2],
+      registers: [deps.registry],
+    }),
+    revocations: new Counter({
+      name: "hybridp2p_login_sessions_revoked_total",
+      help: "Sessions revoked by their owner",
+      registers: [deps.registry],
+    }),
+  };
+}
+
+export function loginRoutes(cfg: LoginConfig, deps: ServiceDeps): Route[] {
+  const m = loginMetrics(deps);
+  const lockout = new Lockout(deps.redis, cfg.redisPrefix, cfg.lockout);
+  const limiter = new HashLimiter(cfg.hashConcurrency, cfg.hashQueue);
+  const busy = () =>
+    new HttpError(503, "busy", "too many logins in progress; retry shortly", {
+      headers: { "retry-after": "1" },
+    });
+  const timed = async <T>(fn: () => Promise<T>): Promise<T> => {
+    const end = m.hashSeconds.startTimer();
+    try {
+      const r = await limiter.run(fn);
+      if (!r) throw busy();
+      return r.value;
+    } finally {
+      end();
+    }
+  };
+
+  return [
+    {
+      method: "POST",
+      path: "/v1/accounts",
+      handler: async ({ req, res, log }) => {
+        const body = await readBody(req, SignUpBody, cfg.maxBodyBytes);
+        const hash = await timed(() => hashPassword(body.password, cfg.scrypt));
+        try {
+          const { rows } = await deps.pool.query<{ id: string }>(
+            "INSERT INTO accounts (username, password_hash, email) VALUES ($1, $2, $3) RETURNING id",
+            [body.username, hash, body.email ?? null],
+          );
+          m.signups.inc({ result: "ok" });
+          log.info("account created", { accountId: rows[0]!.id, username: body.username });
+          sendJson(res, 201, { accountId: rows[0]!.id, username: body.username });
+        } catch (err) {
+          if (isUniqueViolation(err, "accounts_username_lower_key")) {
+            m.signups.inc({ result: "taken" });
+            throw new HttpError(409, "username_taken", "that username is taken");
+          }
+          throw err;
+        }
+      },
+    },
+    {
+      method: "POST",
+      path: "/v1/sessions",
+      handler: async ({ req, res, log }) => {
+        const body = await readBody(req, LoginBody, cfg.maxBodyBytes);
+        const address = clientAddress(req, cfg.trustedProxyHops);
+        const ids = { account: body.username.toLowerCase(), address };
+        const locked = await lockout.check(ids);
+        if (locked) {
+          m.logins.inc({ result: "locked" });
+          const secs = Math.max(1, Math.ceil(locked.retryAfterMs / 1000));
+          throw new HttpError(
+            429,
+            "locked_out",
+            `too many failed logins for this ${locked.scope}; retry in ${secs} s`,
+            {
+              headers: { "retry-after": String(secs) },
+            },
+          );
+        }
+        const { rows } = await deps.pool.query<{
+          id: string;
+          username: string;
+          password_hash: string;
+          state: string;
+        }>("SELECT id, username, password_hash, state FROM accounts WHERE lower(username) = lower($1)", [
+          body.username,
+        ]);
+        const account = rows[0];
+        let ok = false;
+        let needsRehash = false;
+        if (account) {
+          const v = await timed(() => verifyPassword(body.password, account.password_hash, cfg.scrypt));
+          ok = v.ok;
+          needsRehash = v.needsRehash;
+        } else {
+          // Same work for an unknown name, so timing does not reveal which accounts exist.
+          await timed(() => dummyVerify(body.password, cfg.scrypt));
+        }
+        if (!ok || !account) {
+          const newlyLocked = await lockout.recordFailure(ids);
+          for (const scope of newlyLocked) {
+            m.lockouts.inc({ scope });
+            log.warn("login lockout", { scope, username: ids.account, address });
+          }
+          m.logins.inc({ result: "bad_credentials" });
+          throw new HttpError(401, "invalid_credentials", "wrong username or password");
+        }
+        if (account.state !== "active") {
+          m.logins.inc({ result: "banned" });
+          throw new HttpError(403, "account_disabled", "this account is disabled");
+        }
+        await lockout.recordSuccess(ids);
+        const sessionId = newSessionId();
+        await deps.sessions.create(
+          sessionId,
+          { accountId: account.id, username: account.username, createdAt: Date.now(), address },
+          cfg.sessionTtlMs,
+        );
+        const signed = await signSessionToken(
+          deps.keys,
+          { accountId: account.id, sessionId, username: account.username },
+          cfg.sessionTtlMs,
+        );
+        const rehash = needsRehash ? await timed(() => hashPassword(body.password, cfg.scrypt)) : undefined;
+        await deps.pool.query(
+          "UPDATE accounts SET last_login_at = now(), password_hash = coalesce($2, password_hash) WHERE id = $1",
+          [account.id, rehash ?? null],
+        );
+        m.logins.inc({ result: "ok" });
+        log.info("login", { accountId: account.id, sessionId, address, kid: signed.kid });
+        sendJson(res, 200, {
+          token: signed.token,
+          tokenType: "Bearer",
+          expiresAt: new Date(signed.expiresAt).toISOString(),
+          accountId: account.id,
+          username: account.username,
+          sessionId,
+        });
+      },
+    },
+    {
+      method: "GET",
+      path: "/v1/session",
+      handler: async ({ req, res }) => {
+        const claims = await authenticate(req, deps.keys, deps.sessions);
+        sendJson(res, 200, {
+          accountId: claims.accountId,
+          username: claims.username,
+          sessionId: claims.sessionId,
+          expiresAt: new Date(claims.expiresAt).toISOString(),
+        });
+      },
+    },
+    {
+      method: "POST",
+      path: "/v1/session/refresh",
+      handler: async ({ req, res }) => {
+        const claims = await authenticate(req, deps.keys, deps.sessions);
+        if (!(await deps.sessions.extend(claims.sessionId, claims.accountId, cfg.sessionTtlMs))) {
+          throw new HttpError(401, "session_revoked", "the session has ended or was revoked");
+        }
+        const signed = await signSessionToken(deps.keys, claims, cfg.sessionTtlMs);
+        sendJson(res, 200, {
+          token: signed.token,
+          tokenType: "Bearer",
+          expiresAt: new Date(signed.expiresAt).toISOString(),
+          accountId: claims.accountId,
+          username: claims.username,
+          sessionId: claims.sessionId,
+        });
+      },
+    },
+    {
+      method: "DELETE",
+      path: "/v1/session",
+      handler: async ({ req, res, log }) => {
+        const claims = await authenticate(req, deps.keys, deps.sessions);
+        await deps.sessions.revoke(claims.sessionId);
+        m.revocations.inc();
+        log.info("session revoked", { accountId: claims.accountId, sessionId: claims.sessionId });
+        res.writeHead(204).end();
+      },
+    },
+  ];
+}
+
+export async function startLoginServer(
+  cfg: LoginConfig,
+  opts: { log?: Logger; keys?: KeySource } = {},
+): Promise<RunningService> {
+  const log =
+    opts.log ??
+    createLogger("login-server", { level: cfg.runtime.logLevel, fields: { pod: cfg.runtime.podName } });
+  return startService(
+    cfg,
+    { log, keys: opts.keys, metricsPrefix: "hybridp2p_login", requirePrivateKey: true },
+    (deps) => loginRoutes(cfg, deps),
+  );
+}
