@@ -171,19 +171,29 @@ export function charRoutes(cfg: CharConfig, deps: ServiceDeps): Route[] {
                WHERE s NOT IN (SELECT slot FROM characters WHERE account_id = $1) ORDER BY s LIMIT 1
                RETURNING ${COLUMNS}`;
         let row: CharacterRow | undefined;
-        try {
-          const r = await deps.pool.query<CharacterRow>(sql, [...params, body.slot ?? cfg.maxCharacters]);
-          row = r.rows[0];
-        } catch (err) {
-          if (isUniqueViolation(err, "characters_name_lower_key")) {
-            m.created.inc({ result: "name_taken" });
-            throw new HttpError(409, "name_taken", "that character name is taken");
+        for (let attempt = 1; ; attempt++) {
+          try {
+            const r = await deps.pool.query<CharacterRow>(sql, [...params, body.slot ?? cfg.maxCharacters]);
+            row = r.rows[0];
+            break;
+          } catch (err) {
+            if (isUniqueViolation(err, "characters_name_lower_key")) {
+              m.created.inc({ result: "name_taken" });
+              throw new HttpError(409, "name_taken", "that character name is taken");
+            }
+            // Two creations for one account raced for the same free slot: look again.
+            if (
+              isUniqueViolation(err, "characters_account_slot_key") &&
+              body.slot === undefined &&
+              attempt < 3
+            )
+              continue;
+            if (isUniqueViolation(err, "characters_account_slot_key")) {
+              m.created.inc({ result: "slot_taken" });
+              throw new HttpError(409, "slot_taken", "that slot is in use");
+            }
+            throw err;
           }
-          if (isUniqueViolation(err, "characters_account_slot_key")) {
-            m.created.inc({ result: "slot_taken" });
-            throw new HttpError(409, "slot_taken", "that slot is in use; try again");
-          }
-          throw err;
         }
         if (!row) {
           m.created.inc({ result: "no_free_slot" });
