@@ -97,8 +97,10 @@ export interface LivePointer {
 
 export async function readPointer(client: Etcd3, l: Layout): Promise<LivePointer> {
   const res = await client.get(l.pointer).exec();
-  const kv: IKeyValue | undefined = res.kvs[0];
-  const revision = Number(res.header.revision);
+  return pointerFrom(res.kvs[0], Number(res.header.revision), l);
+}
+
+function pointerFrom(kv: IKeyValue | undefined, revision: number, l: Layout): LivePointer {
   if (kv === undefined) return { pointer: undefined, modRevision: 0, revision };
   let pointer: FlagPointer | undefined;
   try {
@@ -173,7 +175,14 @@ export class FlagPublisher {
     const docs = documents(compiled);
     const digest = digestOf(docs);
     for (;;) {
-      const live = await readPointer(this.client, l);
+      // Read the pointer only while still holding the fence, so a deposed leader learns it even
+      // when it has nothing to write.
+      const read = await this.client
+        .if(l.fence, "Mod", "==", token)
+        .then(this.client.get(l.pointer))
+        .commit();
+      if (!read.succeeded) throw this.deposed();
+      const live = pointerFrom(read.responses[0]?.response_range.kvs[0], Number(read.header.revision), l);
       if (live.pointer !== undefined && live.pointer.digest === digest) {
         return {
           published: false,

@@ -279,7 +279,11 @@ export class FlagClient extends EventEmitter {
   private async applyPointer(kv: IKeyValue | undefined, revision: number): Promise<void> {
     const l = this.layout;
     if (kv === undefined) {
-      if (this.snap.epoch !== 0) this.log.warn("flag pointer deleted: all zones fall back to server mode");
+      if (this.snap.epoch === 0) {
+        this.recompute();
+        return;
+      }
+      this.log.warn("flag pointer deleted: all zones fall back to server mode");
       this.swap({ epoch: 0, dir: "", revision, zones: new Map() });
       return;
     }

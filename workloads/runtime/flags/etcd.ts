@@ -14,10 +14,11 @@ function passThrough(): Policy {
     _altReturn: undefined,
     onSuccess: noopEvent,
     onFailure: noopEvent,
-    execute: <T>(
+    // async: a synchronous throw inside fn must become a rejection (the pool's markFailed relies on it).
+    execute: async <T>(
       fn: (ctx: { signal: AbortSignal }) => PromiseLike<T> | T,
       signal = new AbortController().signal,
-    ) => Promise.resolve(fn({ signal })),
+    ) => fn({ signal }),
   };
   return policy as unknown as Policy;
 }

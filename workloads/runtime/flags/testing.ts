@@ -1,0 +1,124 @@
+// Test and benchmark helpers for the flag plane: a private etcd that can be killed and restarted
+// on the same port and data directory, and a TCP proxy that can cut one client off from etcd.
+import { existsSync, mkdirSync } from "node:fs";
+import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
+import { join } from "node:path";
+import { freePort, type Proc, startProcess, waitUntil } from "../../../hack/local/processes.ts";
+import { binDir } from "../../../hack/local/services.ts";
+
+export interface TestEtcd {
+  endpoint: string;
+  port: number;
+  stop(): Promise<void>;
+  start(): Promise<void>;
+}
+
+export async function startTestEtcd(dir: string, name = "flags-test-etcd"): Promise<TestEtcd> {
+  const bin = join(binDir(), "etcd");
+  if (!existsSync(bin)) throw new Error(`etcd is not built (expected at ${bin})`);
+  mkdirSync(join(dir, "logs"), { recursive: true });
+  const [port, peer] = [await freePort(), await freePort()];
+  const endpoint = `http://127.0.0.1:${port}`;
+  const peerUrl = `http://127.0.0.1:${peer}`;
+  let proc: Proc | undefined;
+  const start = async () => {
+    proc = startProcess(
+      name,
+      bin,
+      [
+        `--name=${name}`,
+        `--data-dir=${join(dir, name)}`,
+        `--listen-client-urls=${endpoint}`,
+        `--advertise-client-urls=${endpoint}`,
+        `--listen-peer-urls=${peerUrl}`,
+        `--initial-advertise-peer-urls=${peerUrl}`,
+        `--initial-cluster=${name}=${peerUrl}`,
+        "--unsafe-no-fsync=true",
+        "--log-level=warn",
+      ],
+      join(dir, "logs", `${name}.log`),
+    );
+    const p = proc;
+    await waitUntil(p, "its /health endpoint", async () => {
+      const res = await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(2000) });
+      return res.ok;
+    });
+  };
+  await start();
+  return {
+    endpoint,
+    port,
+    start,
+    stop: async () => {
+      await proc?.stop();
+      proc = undefined;
+    },
+  };
+}
+
+export interface CutProxy {
+  endpoint: string;
+  /** Drops every connection and refuses new ones. */
+  cut(): Promise<void>;
+  /** Accepts connections again, on the same port. */
+  restore(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** A loopback TCP proxy to `targetPort` that can be cut and restored. */
+export async function cutProxy(targetPort: number): Promise<CutProxy> {
+  const port = await freePort();
+  const sockets = new Set<Socket>();
+  let server: Server | undefined;
+  const listen = () =>
+    new Promise<void>((resolve, reject) => {
+      const srv = createServer((client) => {
+        const upstream = tcpConnect(targetPort, "127.0.0.1");
+        sockets.add(client);
+        sockets.add(upstream);
+        const drop = () => {
+          client.destroy();
+          upstream.destroy();
+          sockets.delete(client);
+          sockets.delete(upstream);
+        };
+        client.on("error", drop).on("close", drop);
+        upstream.on("error", drop).on("close", drop);
+        client.pipe(upstream).pipe(client);
+      });
+      srv.once("error", reject);
+      srv.listen(port, "127.0.0.1", () => resolve());
+      server = srv;
+    });
+  const stopListening = () =>
+    new Promise<void>((resolve) => {
+      const srv = server;
+      server = undefined;
+      for (const s of sockets) s.destroy();
+      sockets.clear();
+      if (srv === undefined) return resolve();
+      srv.close(() => resolve());
+    });
+  await listen();
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    cut: stopListening,
+    restore: listen,
+    close: stopListening,
+  };
+}
+
+/** Polls until `check` returns a value other than undefined or false (no timing assertions). */
+export async function eventually<T>(
+  what: string,
+  check: () => T | undefined | false | Promise<T | undefined | false>,
+  timeoutMs = 30_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
