@@ -1,0 +1,140 @@
+// npm run bench:login — logins per second through the real login server (HTTP, PostgreSQL,
+// Redis, scrypt, session record, signed token) against the floor: the bare scrypt rate at the
+// same cost and concurrency through libuv's pool, measured in the same run on the same machine.
+// Starts its own PostgreSQL and Redis and stops them at the end. Each phase is time-bounded.
+//
+//   RESULT login logins_per_s=.. floor_hashes_per_s=.. ratio=..
+//
+// Options (environment): BENCH_SECONDS (per phase, default 5), BENCH_CLIENTS (default 16),
+// BENCH_ACCOUNTS (default 32), and the login server's own HYBRIDP2P_SCRYPT_* to try other costs.
+import { scrypt } from "node:crypto";
+import { availableParallelism } from "node:os";
+import { keysetFile, testLoginConfig, uniquePrefix } from "../workloads/auth/testing.ts";
+import { loginConfigFromEnv } from "../workloads/login-server/config.ts";
+import { DEFAULT_SCRYPT, hashPassword, type ScryptParams } from "../workloads/login-server/password.ts";
+import { startLoginServer } from "../workloads/login-server/server.ts";
+import { silentLogger } from "../workloads/runtime/log.ts";
+import { startLocalEnv } from "../hack/local/services.ts";
+
+const seconds = Number(process.env.BENCH_SECONDS ?? 5);
+const clients = Number(process.env.BENCH_CLIENTS ?? 16);
+const accounts = Number(process.env.BENCH_ACCOUNTS ?? 32);
+const password = "bench-password-1234";
+
+function log(msg: string): void {
+  process.stderr.write(`[bench:login] ${msg}\n`);
+}
+
+function percentile(sorted: number[], q: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+}
+
+/** Runs `workers` loops of `op` until the deadline; counts completions and latencies. */
+async function closedLoop(workers: number, ms: number, op: (i: number) => Promise<void>) {
+  const latencies: number[] = [];
+  let errors = 0;
+  const start = performance.now();
+  const deadline = start + ms;
+  await Promise.all(
+    Array.from({ length: workers }, async (_, w) => {
+      for (let i = w; performance.now() < deadline; i += workers) {
+        const t0 = performance.now();
+        try {
+          await op(i);
+          latencies.push(performance.now() - t0);
+        } catch {
+          errors++;
+        }
+      }
+    }),
+  );
+  const elapsed = (performance.now() - start) / 1000;
+  latencies.sort((a, b) => a - b);
+  return { done: latencies.length, errors, elapsed, rate: latencies.length / elapsed, p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99) };
+}
+
+function bareHash(p: ScryptParams): Promise<void> {
+  const N = 2 ** p.logN;
+  return new Promise((resolve, reject) =>
+    scrypt(password, "0123456789abcdef", 32, { N, r: p.r, p: p.p, maxmem: 256 * N * p.r + 16 * 1024 * 1024 }, (err) =>
+      err ? reject(err) : resolve(),
+    ),
+  );
+}
+
+async function main(): Promise<void> {
+  // The cost the login server would run with, from the same environment variables.
+  const scryptParams = loginConfigFromEnvOrDefault();
+  log(
+    `scrypt N=2^${scryptParams.logN} r=${scryptParams.r} p=${scryptParams.p} (${(128 * 2 ** scryptParams.logN * scryptParams.r) / 2 ** 20} MiB), ` +
+      `${clients} clients, ${seconds} s per phase, ${availableParallelism()} cores, libuv pool ${process.env.UV_THREADPOOL_SIZE ?? 4}`,
+  );
+  log("starting PostgreSQL and Redis");
+  const env = await startLocalEnv({ services: ["postgres", "redis"] });
+  try {
+    const keys = await keysetFile("bench");
+    const base = testLoginConfig({
+      databaseUrl: env.env.databaseUrl!,
+      redisUrl: env.env.redisUrl!,
+      redisPrefix: uniquePrefix("bench"),
+      keysetFile: keys.path,
+    });
+    const cfg = { ...base, scrypt: scryptParams, hashConcurrency: Math.min(availableParallelism(), 4), hashQueue: 10_000 };
+    const server = await startLoginServer(cfg, { log: silentLogger() });
+    try {
+      log(`creating ${accounts} accounts`);
+      // Hash once and insert directly: sign-up speed is not what is measured.
+      const hash = await hashPassword(password, scryptParams);
+      for (let i = 0; i < accounts; i++) {
+        await server.deps.pool.query("INSERT INTO accounts (username, password_hash) VALUES ($1, $2)", [`bench_${i}`, hash]);
+      }
+      const login = async (i: number) => {
+        const res = await fetch(`${server.url}/v1/sessions`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ username: `bench_${i % accounts}`, password }),
+        });
+        const body = (await res.json()) as { token?: string };
+        if (res.status !== 200 || !body.token) throw new Error(`login answered ${res.status}`);
+      };
+      // Warm up both paths (JIT, connection pools, keep-alive sockets) outside the measurement.
+      await closedLoop(clients, 1000, login);
+      await closedLoop(clients, 500, () => bareHash(scryptParams));
+
+      log("phase 1: bare scrypt through libuv's pool (the floor)");
+      const floor = await closedLoop(clients, seconds * 1000, () => bareHash(scryptParams));
+      log(`  ${floor.done} hashes in ${floor.elapsed.toFixed(2)} s: ${floor.rate.toFixed(1)}/s, p50 ${floor.p50.toFixed(0)} ms, p99 ${floor.p99.toFixed(0)} ms`);
+
+      log("phase 2: logins over HTTP");
+      const logins = await closedLoop(clients, seconds * 1000, login);
+      log(
+        `  ${logins.done} logins (${logins.errors} errors) in ${logins.elapsed.toFixed(2)} s: ${logins.rate.toFixed(1)}/s, ` +
+          `p50 ${logins.p50.toFixed(0)} ms, p99 ${logins.p99.toFixed(0)} ms`,
+      );
+      if (logins.errors > 0) process.exitCode = 1;
+      const ratio = logins.rate / floor.rate;
+      console.log(
+        `RESULT login logins_per_s=${logins.rate.toFixed(2)} floor_hashes_per_s=${floor.rate.toFixed(2)} ratio=${ratio.toFixed(3)}`,
+      );
+    } finally {
+      await server.close();
+    }
+  } finally {
+    await env.stop();
+  }
+}
+
+function loginConfigFromEnvOrDefault(): ScryptParams {
+  const vars = Object.keys(process.env).filter((k) => k.startsWith("HYBRIDP2P_SCRYPT_"));
+  if (vars.length === 0) return DEFAULT_SCRYPT;
+  // Validate through the real configuration reader; the other settings get placeholders.
+  const cfg = loginConfigFromEnv({
+    ...process.env,
+    HYBRIDP2P_DATABASE_URL: "postgres://bench/none",
+    HYBRIDP2P_REDIS_URL: "redis://bench",
+  });
+  return cfg.scrypt;
+}
+
+await main();
