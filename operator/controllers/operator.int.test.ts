@@ -1,0 +1,355 @@
+// The operator against a real kube-apiserver: children with owner references and labels,
+// drift repair, missing references, status conditions, updates, quiet when converged.
+// There is no kube-controller-manager here, so Deployments never get pods: the tests check
+// what the operator writes, and play the workload controllers by writing child status.
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { API_VERSION } from "../api/index.ts";
+import { startOperator } from "../main.ts";
+import { type KubeClient, type KubeObject, resources } from "../runtime/kube.ts";
+import { silentLogger } from "../runtime/log.ts";
+import type { Manager } from "../runtime/manager.ts";
+import { createNamespace, installCrds, testClient, waitFor } from "../runtime/testenv.ts";
+import { regionResource, zoneResource } from "./operator.ts";
+
+const env = inject("localEnv");
+const ns = "op-int";
+let client: KubeClient;
+let mgr: Manager;
+
+interface Cond {
+  type: string;
+  status: string;
+  reason: string;
+  message: string;
+}
+interface Cr extends KubeObject {
+  status?: { observedGeneration?: number; conditions?: Cond[]; [k: string]: unknown };
+}
+
+const cond = (o: Cr | undefined, type: string) => o?.status?.conditions?.find((c) => c.type === type);
+
+function region(name: string, spec: Record<string, unknown> = {}): KubeObject {
+  return { apiVersion: API_VERSION, kind: "Region", metadata: { name, namespace: ns }, spec };
+}
+
+function zone(name: string, regionName: string, extra: Record<string, unknown> = {}): KubeObject {
+  return {
+    apiVersion: API_VERSION,
+    kind: "Zone",
+    metadata: { name, namespace: ns },
+    spec: { regionRef: { name: regionName }, maps: [{ name: "prt_fild08", type: "Field" }], ...extra },
+  };
+}
+
+/** Applies as a user would (kubectl apply --server-side), not as the operator. */
+function userApply(obj: KubeObject) {
+  const rt = obj.kind === "Region" ? regionResource : obj.kind === "Zone" ? zoneResource : undefined;
+  const plural = rt?.plural;
+  return client.request<KubeObject>(
+    "PATCH",
+    `/apis/${API_VERSION}/namespaces/${ns}/${plural}/${obj.metadata.name}`,
+    {
+      query: { fieldManager: "test-user", force: true },
+      body: obj,
+      contentType: "application/apply-patch+yaml",
+    },
+  );
+}
+
+const getCr = (rt: typeof regionResource, name: string) => client.get<Cr>(rt, ns, name);
+
+/** Plays the Deployment/StatefulSet controllers: marks a workload fully available. */
+async function markAvailable(rt: typeof resources.deployment, name: string): Promise<void> {
+  const live = await client.get<KubeObject & { spec: { replicas?: number } }>(rt, ns, name);
+  if (!live) throw new Error(`${name} missing`);
+  const n = live.spec.replicas ?? 1;
+  await client.patchStatus(rt, ns, name, {
+    observedGeneration: live.metadata.generation,
+    replicas: n,
+    readyReplicas: n,
+    availableReplicas: n,
+    updatedReplicas: n,
+  });
+}
+
+beforeAll(async () => {
+  client = await testClient(env.kubeconfig!);
+  await installCrds(client);
+  await createNamespace(client, ns);
+  mgr = await startOperator({
+    kubeconfig: env.kubeconfig!,
+    namespace: ns,
+    leaderElect: false,
+    metricsBindAddress: "127.0.0.1:0",
+    healthProbeBindAddress: "127.0.0.1:0",
+    log: silentLogger,
+  });
+});
+
+afterAll(async () => {
+  await mgr?.stop();
+  client?.close();
+});
+
+describe("operator against a real apiserver", () => {
+  it("serves /readyz and /metrics once its caches are synced", async () => {
+    const ready = await fetch(`http://127.0.0.1:${mgr.healthPort}/readyz`);
+    expect(ready.status).toBe(200);
+    const metrics = await (await fetch(`http://127.0.0.1:${mgr.metricsPort}/metrics`)).text();
+    expect(metrics).toContain("hybridp2p_reconcile_total");
+    expect(metrics).toContain("hybridp2p_kube_api_request_duration_seconds");
+  });
+
+  it("creates a Region's children with owner references and the standard labels", async () => {
+    await userApply(region("alpha"));
+    const r = await waitFor(() => getCr(regionResource, "alpha"), "region");
+    for (const c of ["gateway", "coordinator", "login-server", "char-server"]) {
+      const name = `alpha-${c}`;
+      for (const rt of [
+        resources.deployment,
+        resources.service,
+        resources.serviceAccount,
+        resources.configMap,
+        resources.pdb,
+        resources.networkPolicy,
+      ]) {
+        const child = await waitFor(() => client.get(rt, ns, name), `${rt.kind} ${name}`);
+        expect(child.metadata.ownerReferences).toEqual([
+          {
+            apiVersion: API_VERSION,
+            kind: "Region",
+            name: "alpha",
+            uid: r.metadata.uid,
+            controller: true,
+            blockOwnerDeletion: true,
+          },
+        ]);
+        expect(child.metadata.labels).toMatchObject({
+          "app.kubernetes.io/name": c,
+          "app.kubernetes.io/instance": "alpha",
+          "app.kubernetes.io/component": c,
+          "app.kubernetes.io/part-of": "hybrid-p2p",
+          "app.kubernetes.io/managed-by": "hybrid-operator",
+        });
+      }
+    }
+    for (const store of ["etcd", "nats", "postgres", "dragonfly"]) {
+      await waitFor(() => client.get(resources.statefulSet, ns, `alpha-${store}`), `store ${store}`);
+      await waitFor(() => client.get(resources.service, ns, `alpha-${store}`), `store service ${store}`);
+    }
+    const deploy = await client.get<KubeObject & { spec: any }>(resources.deployment, ns, "alpha-gateway");
+    const pod = deploy!.spec.template.spec;
+    expect(pod.securityContext).toMatchObject({
+      runAsNonRoot: true,
+      seccompProfile: { type: "RuntimeDefault" },
+    });
+    expect(pod.containers[0].securityContext).toMatchObject({
+      readOnlyRootFilesystem: true,
+      allowPrivilegeEscalation: false,
+      capabilities: { drop: ["ALL"] },
+    });
+    // Every write to children went through the one field manager.
+    const managers = new Set(
+      (deploy!.metadata as any).managedFields.map((f: { manager: string }) => f.manager),
+    );
+    expect(managers).toEqual(new Set(["hybrid-operator"]));
+  });
+
+  it("reports Reconciling until the workloads are available, then Ready with observedGeneration", async () => {
+    const reconciling = await waitFor(async () => {
+      const r = await getCr(regionResource, "alpha");
+      return cond(r, "Reconciling")?.status === "True" ? r : undefined;
+    }, "Reconciling=True");
+    expect(reconciling.status?.observedGeneration).toBe(reconciling.metadata.generation);
+    expect(cond(reconciling, "Ready")?.status).toBe("False");
+    expect(cond(reconciling, "Stalled")?.status).toBe("False");
+    for (const c of ["gateway", "coordinator", "login-server", "char-server"])
+      await markAvailable(resources.deployment, `alpha-${c}`);
+    for (const s of ["etcd", "nats", "postgres", "dragonfly"])
+      await markAvailable(resources.statefulSet, `alpha-${s}`);
+    const ready = await waitFor(async () => {
+      const r = await getCr(regionResource, "alpha");
+      return cond(r, "Ready")?.status === "True" ? r : undefined;
+    }, "Ready=True");
+    expect(cond(ready, "Reconciling")?.status).toBe("False");
+    expect(ready.status?.gatewayEndpoint).toBe(`alpha-gateway.${ns}.svc:7000`);
+  });
+
+  it("renders a Zone into a map-server StatefulSet and headless Service with the zone's settings", async () => {
+    await userApply(
+      zone("fild", "alpha", {
+        mapServer: { replicas: 2, workerThreads: 4, tickRateHz: 25, maxPlayers: 800 },
+      }),
+    );
+    const sts = await waitFor(
+      () => client.get<KubeObject & { spec: any }>(resources.statefulSet, ns, "fild-map-server"),
+      "sts",
+    );
+    expect(sts.spec.replicas).toBe(2);
+    expect(sts.spec.serviceName).toBe("fild-map-server");
+    const env = Object.fromEntries(
+      sts.spec.template.spec.containers[0].env.map((e: any) => [e.name, e.value]),
+    );
+    expect(env).toMatchObject({
+      HYBRIDP2P_ZONE: "fild",
+      HYBRIDP2P_REGION: "alpha",
+      HYBRIDP2P_MAPS: "prt_fild08",
+      HYBRIDP2P_WORKER_THREADS: "4",
+      HYBRIDP2P_TICK_RATE_HZ: "25",
+      HYBRIDP2P_MAX_PLAYERS: "800",
+      HYBRIDP2P_REDIS_URL: `redis://alpha-dragonfly.${ns}.svc:6379`,
+    });
+    const svc = await waitFor(
+      () => client.get<KubeObject & { spec: any }>(resources.service, ns, "fild-map-server"),
+      "svc",
+    );
+    expect(svc.spec.clusterIP).toBe("None");
+    expect(sts.metadata.ownerReferences?.[0]).toMatchObject({ kind: "Zone", name: "fild", controller: true });
+    await markAvailable(resources.statefulSet, "fild-map-server");
+    const z = await waitFor(async () => {
+      const z = await getCr(zoneResource, "fild");
+      return cond(z, "Ready")?.status === "True" ? z : undefined;
+    }, "zone Ready");
+    expect(z.status?.observedGeneration).toBe(z.metadata.generation);
+    expect(z.status?.replicas).toMatchObject({ desired: 2 });
+  });
+
+  it("restores a deleted child", async () => {
+    const before = await client.get(resources.service, ns, "alpha-coordinator");
+    await client.delete(resources.service, ns, "alpha-coordinator");
+    const after = await waitFor(async () => {
+      const s = await client.get(resources.service, ns, "alpha-coordinator");
+      return s && s.metadata.uid !== before!.metadata.uid ? s : undefined;
+    }, "re-created service");
+    expect(after.metadata.ownerReferences?.[0]?.name).toBe("alpha");
+  });
+
+  it("restores an edited child", async () => {
+    // Another manager takes over replicas and the image (what `kubectl edit` would do).
+    await client.request("PATCH", "/apis/apps/v1/namespaces/op-int/deployments/alpha-login-server", {
+      query: { fieldManager: "someone-else" },
+      body: {
+        spec: {
+          replicas: 5,
+          template: { spec: { containers: [{ name: "login-server", image: "evil:latest" }] } },
+        },
+      },
+      contentType: "application/strategic-merge-patch+json",
+    });
+    await waitFor(async () => {
+      const d = await client.get<KubeObject & { spec: any }>(resources.deployment, ns, "alpha-login-server");
+      return d?.spec.replicas === 1 && d.spec.template.spec.containers[0].image !== "evil:latest";
+    }, "deployment restored");
+  });
+
+  it("propagates spec updates (replicas, image) to children", async () => {
+    await userApply(
+      region("alpha", { gateway: { replicas: 3 }, images: { workload: "example.org/workload:2.0" } }),
+    );
+    await waitFor(async () => {
+      const d = await client.get<KubeObject & { spec: any }>(resources.deployment, ns, "alpha-gateway");
+      return (
+        d?.spec.replicas === 3 && d.spec.template.spec.containers[0].image === "example.org/workload:2.0"
+      );
+    }, "gateway updated");
+    // The Region's image reaches its Zones' map servers too.
+    await waitFor(async () => {
+      const s = await client.get<KubeObject & { spec: any }>(resources.statefulSet, ns, "fild-map-server");
+      return s?.spec.template.spec.containers[0].image === "example.org/workload:2.0";
+    }, "map server image updated");
+    const r = await waitFor(async () => {
+      const r = await getCr(regionResource, "alpha");
+      return r?.status?.observedGeneration === r?.metadata.generation ? r : undefined;
+    }, "observedGeneration caught up");
+    expect(cond(r, "Reconciling")?.status).toBe("True"); // the new gateway replicas are not available yet
+  });
+
+  it("stalls a Zone whose Region is missing, naming it, and recovers when it appears", async () => {
+    await userApply(zone("orphan", "beta"));
+    const stalled = await waitFor(async () => {
+      const z = await getCr(zoneResource, "orphan");
+      return cond(z, "Stalled")?.status === "True" ? z : undefined;
+    }, "zone Stalled");
+    expect(cond(stalled, "Stalled")).toMatchObject({ reason: "RegionNotFound" });
+    expect(cond(stalled, "Stalled")?.message).toContain('Region "beta"');
+    expect(cond(stalled, "Ready")?.status).toBe("False");
+    await userApply(region("beta"));
+    await waitFor(
+      () => client.get(resources.statefulSet, ns, "orphan-map-server"),
+      "zone children after region appears",
+    );
+    await waitFor(
+      async () => cond(await getCr(zoneResource, "orphan"), "Stalled")?.status === "False",
+      "un-stalled",
+    );
+  });
+
+  it("stalls a Region whose external-store Secret is missing, naming it, and recovers when it appears", async () => {
+    await userApply(
+      region("gamma", {
+        dataStores: {
+          postgres: {
+            mode: "External",
+            external: { endpoints: ["db.example:5432"], secretRef: { name: "pg-creds" } },
+          },
+        },
+      }),
+    );
+    const stalled = await waitFor(async () => {
+      const r = await getCr(regionResource, "gamma");
+      return cond(r, "Stalled")?.status === "True" ? r : undefined;
+    }, "region Stalled");
+    expect(cond(stalled, "Stalled")).toMatchObject({ reason: "SecretNotFound" });
+    expect(cond(stalled, "Stalled")?.message).toContain('Secret "pg-creds"');
+    await client.apply({
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: { name: "pg-creds", namespace: ns },
+      stringData: { username: "u", password: "p" },
+    });
+    await waitFor(
+      async () => cond(await getCr(regionResource, "gamma"), "Stalled")?.status === "False",
+      "un-stalled",
+      30_000,
+    );
+    const d = await waitFor(
+      () => client.get<KubeObject & { spec: any }>(resources.deployment, ns, "gamma-char-server"),
+      "children",
+    );
+    const envs = d.spec.template.spec.containers[0].env.map((e: any) => e.name);
+    expect(envs).toContain("HYBRIDP2P_POSTGRES_PASSWORD");
+    expect(await client.get(resources.statefulSet, ns, "gamma-postgres")).toBeUndefined();
+  });
+
+  it("sends no writes once converged, even on resync", async () => {
+    // Converge: every workload available, every status current.
+    for (const d of (await client.list(resources.deployment, ns)).items)
+      await markAvailable(resources.deployment, d.metadata.name);
+    for (const s of (await client.list(resources.statefulSet, ns)).items)
+      await markAvailable(resources.statefulSet, s.metadata.name);
+    const writes = async () => {
+      const text = await (await fetch(`http://127.0.0.1:${mgr.metricsPort}/metrics`)).text();
+      return text
+        .split("\n")
+        .filter((l) => l.startsWith("hybridp2p_kube_api_writes_total{"))
+        .reduce((sum, l) => sum + Number(l.split(" ").pop()), 0);
+    };
+    // Settled: the write count stops moving for a while.
+    let last = -1;
+    await waitFor(
+      async () => {
+        const now = await writes();
+        const settled = now === last;
+        last = now;
+        if (!settled) await new Promise((r) => setTimeout(r, 1500));
+        return settled;
+      },
+      "writes to settle",
+      60_000,
+    );
+    const before = await writes();
+    (mgr as unknown as { controllers: Array<{ resync(): void }> }).controllers.forEach((c) => c.resync());
+    await new Promise((r) => setTimeout(r, 3000));
+    expect(await writes()).toBe(before);
+  });
+});

@@ -1,0 +1,119 @@
+// The operator's wiring: which informers exist, which controller each event wakes, and the
+// shared pieces (the child applier, the event recorder). Reconcile logic lives in region.ts
+// and zone.ts.
+import { API_VERSION, REGION, type Region, ZONE, type Zone } from "../api/index.ts";
+import { MANAGED_SELECTOR } from "../render/constants.ts";
+import { Controller, changed, generationChanged } from "../runtime/controller.ts";
+import type { Informer } from "../runtime/informer.ts";
+import {
+  type KubeClient,
+  type KubeObject,
+  type ResourceType,
+  registerResource,
+  resources,
+} from "../runtime/kube.ts";
+import type { Logger } from "../runtime/log.ts";
+import type { Manager } from "../runtime/manager.ts";
+import { ChildApplier } from "./children.ts";
+import { EventRecorder } from "./events.ts";
+import { reconcileRegion } from "./region.ts";
+import { reconcileZone } from "./zone.ts";
+
+export const regionResource: ResourceType = {
+  apiVersion: API_VERSION,
+  kind: REGION.kind,
+  plural: REGION.plural,
+  namespaced: true,
+};
+export const zoneResource: ResourceType = {
+  apiVersion: API_VERSION,
+  kind: ZONE.kind,
+  plural: ZONE.plural,
+  namespaced: true,
+};
+registerResource(regionResource);
+registerResource(zoneResource);
+
+// The API types carry client-node's metadata (Date timestamps); on the wire they are our KubeObject.
+export type RegionObject = Region & KubeObject;
+export type ZoneObject = Zone & KubeObject;
+
+/** Kinds the operator creates; their informers watch only objects carrying the managed-by label. */
+export const CHILD_RESOURCES = [
+  resources.deployment,
+  resources.statefulSet,
+  resources.service,
+  resources.configMap,
+  resources.serviceAccount,
+  resources.pdb,
+  resources.networkPolicy,
+];
+
+export interface Context {
+  client: KubeClient;
+  log: Logger;
+  events: EventRecorder;
+  applier: ChildApplier;
+  regions: Informer<RegionObject>;
+  zones: Informer<ZoneObject>;
+  /** The live child (from the cache) matching a desired one. */
+  live(desired: KubeObject): KubeObject | undefined;
+}
+
+export interface OperatorOptions {
+  /** Workers per controller. */
+  concurrency?: number;
+  identity: string;
+}
+
+export function setupOperator(mgr: Manager, opts: OperatorOptions): Context {
+  const regions = mgr.informer<RegionObject>(regionResource);
+  const zones = mgr.informer<ZoneObject>(zoneResource);
+  const children = new Map(
+    CHILD_RESOURCES.map((rt) => [rt.kind, mgr.informer<KubeObject>(rt, MANAGED_SELECTOR)]),
+  );
+  const applier = new ChildApplier(mgr.client);
+  const ctx: Context = {
+    client: mgr.client,
+    log: mgr.log,
+    events: new EventRecorder(mgr.client, mgr.log, opts.identity),
+    applier,
+    regions,
+    zones,
+    live: (d) => children.get(d.kind)?.get(d.metadata.namespace ?? "", d.metadata.name),
+  };
+  const common = { metrics: mgr.metrics, log: mgr.log, concurrency: opts.concurrency ?? 4 };
+  const regionCtl = new Controller({ name: "region", reconcile: (k) => reconcileRegion(ctx, k), ...common });
+  const zoneCtl = new Controller({ name: "zone", reconcile: (k) => reconcileZone(ctx, k), ...common });
+
+  regionCtl.watchPrimary(regions, generationChanged());
+  zoneCtl.watchPrimary(zones, generationChanged());
+  // A Region's spec (image, stores) shapes its Zones' pods; its appearance un-stalls them.
+  zoneCtl.watchMapped(
+    regions,
+    (r) =>
+      zones
+        .list(r.metadata.namespace)
+        .filter((z) => z.spec.regionRef.name === r.metadata.name)
+        .map(keyOf),
+    generationChanged(),
+  );
+  // A Region counts its Zones by mode.
+  regionCtl.watchMapped(
+    zones,
+    (z) => [`${z.metadata.namespace}/${z.spec.regionRef.name}`],
+    changed((z: ZoneObject) => `${z.spec.regionRef.name}|${z.status?.mode ?? ""}`),
+  );
+  for (const inf of children.values()) {
+    regionCtl.watchOwned(inf, REGION.kind);
+    zoneCtl.watchOwned(inf, ZONE.kind);
+    inf.on((type, obj) => {
+      if (type === "delete") applier.forget(obj);
+    });
+  }
+  mgr.add(regionCtl);
+  mgr.add(zoneCtl);
+  return ctx;
+}
+
+const keyOf = (o: KubeObject): string => `${o.metadata.namespace}/${o.metadata.name}`;

@@ -1,0 +1,76 @@
+// Steps both reconcilers share: applying the rendered children and judging their readiness.
+import { ApiError, type KubeObject } from "../runtime/kube.ts";
+import type { ChildOutcome } from "./children.ts";
+import type { Phase } from "./conditions.ts";
+import type { Context } from "./operator.ts";
+
+export interface ApplyResult {
+  /** Children written this round (their cached status is stale until the watch catches up). */
+  written: Set<string>;
+  /** Set when the apiserver rejected a child: retrying cannot help until the spec changes. */
+  rejected?: Phase;
+}
+
+const childId = (o: KubeObject) => `${o.kind}/${o.metadata.name}`;
+
+/** Applies every child that differs from its live state. `drift` is true when the owner's
+ * spec did not change since the last reconcile, so a difference means someone edited or
+ * deleted a child. */
+export async function applyChildren(
+  ctx: Context,
+  owner: KubeObject,
+  desired: KubeObject[],
+  drift: boolean,
+): Promise<ApplyResult> {
+  const written = new Set<string>();
+  const restored: string[] = [];
+  let rejected: Phase | undefined;
+  await Promise.all(
+    desired.map(async (d) => {
+      let outcome: ChildOutcome;
+      try {
+        outcome = await ctx.applier.apply(d, ctx.live);
+      } catch (e) {
+        // 400/403/404/422: bad object or missing permission; anything else is transient and retried.
+        if (e instanceof ApiError && [400, 403, 404, 422].includes(e.status)) {
+          rejected = { phase: "Stalled", reason: "ApplyRejected", message: `${childId(d)}: ${e.message}` };
+          return;
+        }
+        throw e;
+      }
+      if (outcome === "unchanged") return;
+      written.add(childId(d));
+      if (drift) restored.push(`${childId(d)} (${outcome === "created" ? "re-created" : "reverted"})`);
+    }),
+  );
+  if (restored.length > 0) {
+    ctx.log.info("restored drifted children", {
+      owner: `${owner.metadata.namespace}/${owner.metadata.name}`,
+      children: restored,
+    });
+    await ctx.events.record(owner, "Normal", "DriftCorrected", `restored ${restored.sort().join(", ")}`);
+  }
+  return { written, rejected };
+}
+
+interface WorkloadStatus {
+  replicas?: number;
+  readyReplicas?: number;
+  availableReplicas?: number;
+  observedGeneration?: number;
+}
+
+/** Deployments and StatefulSets that are not yet fully available, as "name (ready/wanted)". */
+export function notReady(ctx: Context, desired: KubeObject[], written: Set<string>): string[] {
+  const out: string[] = [];
+  for (const d of desired) {
+    if (d.kind !== "Deployment" && d.kind !== "StatefulSet") continue;
+    const want = (d.spec as { replicas?: number }).replicas ?? 1;
+    const live = ctx.live(d);
+    const st = (live?.status ?? {}) as WorkloadStatus;
+    const have = (d.kind === "Deployment" ? st.availableReplicas : st.readyReplicas) ?? 0;
+    const current = live !== undefined && (st.observedGeneration ?? 0) >= (live.metadata.generation ?? 1);
+    if (written.has(childId(d)) || !current || have < want) out.push(`${d.metadata.name} (${have}/${want})`);
+  }
+  return out;
+}

@@ -1,0 +1,95 @@
+// Region reconcile: check the external stores' Secrets, apply the children, report status.
+
+import { COMPONENTS } from "../render/constants.ts";
+import { componentName, renderRegion } from "../render/region.ts";
+import { referencedSecrets } from "../render/stores.ts";
+import type { ReconcileResult } from "../runtime/controller.ts";
+import { splitKey } from "../runtime/informer.ts";
+import { resources } from "../runtime/kube.ts";
+import { type DesiredCondition, type Phase, phaseConditions } from "./conditions.ts";
+import { type Context, type RegionObject, regionResource } from "./operator.ts";
+import { applyChildren, notReady } from "./reconcile.ts";
+import { writeStatus } from "./status.ts";
+
+/** How often a Region stalled on a missing Secret looks again (Secrets are not watched:
+ * watching every Secret of the cluster would cost more than this poll). */
+export const SECRET_POLL_MS = 5_000;
+
+export async function reconcileRegion(ctx: Context, key: string): Promise<ReconcileResult | undefined> {
+  const { namespace, name } = splitKey(key);
+  const region = ctx.regions.get(namespace, name);
+  if (!region || region.metadata.deletionTimestamp) return undefined; // children go with it (owner references)
+
+  const missing: string[] = [];
+  for (const s of referencedSecrets(region)) {
+    if (!(await ctx.client.get(resources.secret, namespace, s.name)))
+      missing.push(`Secret "${s.name}" (${s.store})`);
+  }
+  if (missing.length > 0) {
+    const message = `${missing.join(", ")} not found in namespace "${namespace}"`;
+    await writeStatus(ctx.client, ctx.events, regionResource, region, {
+      fields: {},
+      conditions: phaseConditions({ phase: "Stalled", reason: "SecretNotFound", message }),
+    });
+    return { requeueAfterMs: SECRET_POLL_MS };
+  }
+
+  const desired = renderRegion(region);
+  const drift = region.status?.observedGeneration === region.metadata.generation;
+  const { written, rejected } = await applyChildren(ctx, region, desired, drift);
+  const waiting = notReady(ctx, desired, written);
+  const phase: Phase =
+    rejected ??
+    (waiting.length > 0
+      ? { phase: "Reconciling", reason: "Progressing", message: `waiting for ${waiting.join(", ")}` }
+      : { phase: "Ready", reason: "Available", message: "all workloads and data stores are available" });
+
+  const zones = zoneCounts(ctx, region);
+  const conditions: DesiredCondition[] = [
+    ...phaseConditions(phase),
+    zones.fallback > 0
+      ? {
+          type: "Degraded",
+          status: "True",
+          reason: "ZonesInFallback",
+          message: `${zones.fallback} of ${zones.total} zones in fallback`,
+        }
+      : { type: "Degraded", status: "False", reason: "NoZoneInFallback", message: "" },
+  ];
+  await writeStatus(ctx.client, ctx.events, regionResource, region, {
+    fields: { zones, gatewayEndpoint: gatewayEndpoint(ctx, region) },
+    conditions,
+  });
+  return undefined;
+}
+
+function zoneCounts(ctx: Context, region: RegionObject) {
+  const counts = { total: 0, p2p: 0, server: 0, fallback: 0, mixed: 0 };
+  for (const z of ctx.zones.list(region.metadata.namespace)) {
+    if (z.spec.regionRef.name !== region.metadata.name) continue;
+    counts.total++;
+    const mode = z.status?.mode;
+    if (mode === "P2P") counts.p2p++;
+    else if (mode === "Server") counts.server++;
+    else if (mode === "Fallback") counts.fallback++;
+    else if (mode === "Mixed") counts.mixed++;
+  }
+  return counts;
+}
+
+/** Where clients connect: the load balancer's address once it has one, else the Service's DNS name. */
+function gatewayEndpoint(ctx: Context, region: RegionObject): string | undefined {
+  const name = componentName(region.metadata.name, COMPONENTS[0]);
+  const svc = ctx.live({
+    apiVersion: "v1",
+    kind: "Service",
+    metadata: { name, namespace: region.metadata.namespace },
+  });
+  if (!svc) return undefined;
+  const spec = svc.spec as { ports?: Array<{ port: number }> };
+  const port = spec.ports?.[0]?.port;
+  const ingress = (svc.status as { loadBalancer?: { ingress?: Array<{ ip?: string; hostname?: string }> } })
+    ?.loadBalancer?.ingress?.[0];
+  const host = ingress?.ip ?? ingress?.hostname ?? `${name}.${region.metadata.namespace}.svc`;
+  return port === undefined ? undefined : `${host}:${port}`;
+}

@@ -1,0 +1,116 @@
+#!/usr/bin/env node
+// hybrid-operator: `hybrid-operator run` reconciles Regions and Zones until SIGTERM.
+import { hostname } from "node:os";
+import { KubeConfig } from "@kubernetes/client-node";
+import { Command } from "commander";
+import { setupOperator } from "./controllers/operator.ts";
+import { KubeClient } from "./runtime/kube.ts";
+import { createLogger, type Logger } from "./runtime/log.ts";
+import { Manager } from "./runtime/manager.ts";
+import { Metrics } from "./runtime/metrics.ts";
+
+export const LEASE_NAME = "hybrid-operator-leader";
+
+export interface OperatorConfig {
+  kubeconfig?: string;
+  /** Watch only this namespace; all namespaces when unset. */
+  namespace?: string;
+  leaderElect: boolean;
+  /** Namespace of the leader Lease (defaults to --namespace, then POD_NAMESPACE, then "default"). */
+  leaseNamespace?: string;
+  identity?: string;
+  metricsBindAddress: string;
+  healthProbeBindAddress: string;
+  concurrency?: number;
+  leaseDurationMs?: number;
+  renewDeadlineMs?: number;
+  retryPeriodMs?: number;
+  resyncIntervalMs?: number;
+  log?: Logger;
+  onLostLeadership?: () => void;
+}
+
+/** Builds and starts one operator instance (also used by the tests and the benchmark). */
+export async function startOperator(cfg: OperatorConfig): Promise<Manager> {
+  const kc = new KubeConfig();
+  if (cfg.kubeconfig) kc.loadFromFile(cfg.kubeconfig);
+  else kc.loadFromDefault();
+  const identity = cfg.identity ?? `${process.env.POD_NAME ?? hostname()}-${process.pid}`;
+  const log = (cfg.log ?? createLogger()).child({ identity });
+  const metrics = new Metrics({ processMetrics: cfg.log === undefined });
+  const client = await new KubeClient(kc, metrics).init();
+  const mgr = new Manager({
+    client,
+    metrics,
+    log,
+    namespace: cfg.namespace,
+    healthAddress: cfg.healthProbeBindAddress,
+    metricsAddress: cfg.metricsBindAddress,
+    resyncIntervalMs: cfg.resyncIntervalMs,
+    onLostLeadership: cfg.onLostLeadership,
+    leaderElection: cfg.leaderElect
+      ? {
+          namespace: cfg.leaseNamespace ?? cfg.namespace ?? process.env.POD_NAMESPACE ?? "default",
+          name: LEASE_NAME,
+          identity,
+          leaseDurationMs: cfg.leaseDurationMs,
+          renewDeadlineMs: cfg.renewDeadlineMs,
+          retryPeriodMs: cfg.retryPeriodMs,
+        }
+      : undefined,
+  });
+  setupOperator(mgr, { identity, concurrency: cfg.concurrency });
+  await mgr.start();
+  return mgr;
+}
+
+function cli(): Command {
+  const program = new Command("hybrid-operator").description("Kubernetes operator for the hybrid P2P MMO");
+  program
+    .command("run")
+    .description("reconcile Regions and Zones until SIGTERM")
+    .option("--kubeconfig <path>", "kubeconfig file (default: in-cluster config or $KUBECONFIG)")
+    .option("--namespace <ns>", "watch only this namespace (default: all namespaces)")
+    .option("--leader-elect", "elect a leader through a Lease before reconciling", false)
+    .option("--leader-election-namespace <ns>", "namespace of the leader Lease")
+    .option("--metrics-bind-address <addr>", "address of /metrics (0 disables)", ":9090")
+    .option("--health-probe-bind-address <addr>", "address of /healthz and /readyz (0 disables)", ":8081")
+    .option("--concurrency <n>", "reconcile workers per controller", (v) => Number.parseInt(v, 10), 4)
+    .action(async (o) => {
+      const log = createLogger();
+      let mgr: Manager | undefined;
+      const shutdown = async (signal: string) => {
+        log.info("shutting down", { signal });
+        // A second signal, or a stuck shutdown, ends the process anyway.
+        setTimeout(() => process.exit(1), 30_000).unref();
+        await mgr?.stop();
+        process.exit(0);
+      };
+      process.once("SIGTERM", () => void shutdown("SIGTERM"));
+      process.once("SIGINT", () => void shutdown("SIGINT"));
+      mgr = await startOperator({
+        kubeconfig: o.kubeconfig,
+        namespace: o.namespace,
+        leaderElect: o.leaderElect,
+        leaseNamespace: o.leaderElectionNamespace,
+        metricsBindAddress: o.metricsBindAddress,
+        healthProbeBindAddress: o.healthProbeBindAddress,
+        concurrency: o.concurrency,
+        onLostLeadership: () => {
+          // Like client-go: a deposed leader exits and starts over rather than act on stale state.
+          log.error("lost leadership, exiting");
+          process.exit(1);
+        },
+      });
+    });
+  return program;
+}
+
+if (import.meta.main) {
+  await cli()
+    .parseAsync(process.argv)
+    .catch((err: unknown) => {
+      createLogger().error("operator failed", { err });
+      process.exit(1);
+    });
+}

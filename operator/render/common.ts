@@ -1,0 +1,122 @@
+// Building blocks every rendered workload shares: labels, owner references, the hardened
+// security contexts, probes and resources.
+import { createHash } from "node:crypto";
+import type {
+  V1Container,
+  V1PodSecurityContext,
+  V1Probe,
+  V1ResourceRequirements,
+  V1SecurityContext,
+} from "@kubernetes/client-node";
+import type { KubeObject, OwnerReference } from "../runtime/kube.ts";
+import { HEALTH_PORT, LABEL, MANAGED_BY, PART_OF } from "./constants.ts";
+
+/** The custom resource a child belongs to. */
+export interface Owner {
+  apiVersion: string;
+  kind: string;
+  metadata: { name?: string; namespace?: string; uid?: string };
+}
+
+export function ownerRef(owner: Owner): OwnerReference {
+  return {
+    apiVersion: owner.apiVersion,
+    kind: owner.kind,
+    name: owner.metadata.name!,
+    uid: owner.metadata.uid!,
+    controller: true,
+    blockOwnerDeletion: true,
+  };
+}
+
+/** The labels that select a component's pods: stable for the object's lifetime (selectors are immutable). */
+export function selectorLabels(name: string, instance: string, component: string): Record<string, string> {
+  return { [LABEL.name]: name, [LABEL.instance]: instance, [LABEL.component]: component };
+}
+
+/** Selector labels plus part-of, managed-by and the region/zone labels. */
+export function standardLabels(
+  selector: Record<string, string>,
+  extra: { region: string; zone?: string },
+): Record<string, string> {
+  return {
+    ...selector,
+    [LABEL.partOf]: PART_OF,
+    [LABEL.managedBy]: MANAGED_BY,
+    [LABEL.region]: extra.region,
+    ...(extra.zone ? { [LABEL.zone]: extra.zone } : {}),
+  };
+}
+
+export function child(
+  apiVersion: string,
+  kind: string,
+  name: string,
+  owner: Owner,
+  labels: Record<string, string>,
+  body: Record<string, unknown>,
+): KubeObject {
+  return {
+    apiVersion,
+    kind,
+    metadata: { name, namespace: owner.metadata.namespace, labels, ownerReferences: [ownerRef(owner)] },
+    ...body,
+  };
+}
+
+/** Non-root, no privilege escalation, seccomp RuntimeDefault: the "restricted" Pod Security Standard. */
+export function podSecurityContext(uid: number): V1PodSecurityContext {
+  return {
+    runAsNonRoot: true,
+    runAsUser: uid,
+    runAsGroup: uid,
+    fsGroup: uid,
+    seccompProfile: { type: "RuntimeDefault" },
+  };
+}
+
+export function containerSecurityContext(): V1SecurityContext {
+  return {
+    allowPrivilegeEscalation: false,
+    readOnlyRootFilesystem: true,
+    runAsNonRoot: true,
+    capabilities: { drop: ["ALL"] },
+  };
+}
+
+/** Liveness on /healthz, readiness on /readyz, both on the health port. */
+export function workloadProbes(): Pick<V1Container, "livenessProbe" | "readinessProbe"> {
+  const probe = (path: string, failureThreshold: number): V1Probe => ({
+    httpGet: { path, port: HEALTH_PORT },
+    periodSeconds: 10,
+    timeoutSeconds: 2,
+    failureThreshold,
+  });
+  return { livenessProbe: probe("/healthz", 3), readinessProbe: probe("/readyz", 2) };
+}
+
+/** A TCP probe for third-party images that serve no HTTP health endpoint. */
+export function tcpProbes(port: number): Pick<V1Container, "livenessProbe" | "readinessProbe"> {
+  return {
+    livenessProbe: { tcpSocket: { port }, initialDelaySeconds: 10, periodSeconds: 10, failureThreshold: 6 },
+    readinessProbe: { tcpSocket: { port }, periodSeconds: 5, failureThreshold: 3 },
+  };
+}
+
+/** The spec's requests and limits, with defaults for the missing half. */
+export function resources(
+  spec: { requests?: Record<string, string | number>; limits?: Record<string, string | number> } | undefined,
+  defaults: { requests: Record<string, string>; limits: Record<string, string> },
+): V1ResourceRequirements {
+  const str = (m: Record<string, string | number>) =>
+    Object.fromEntries(Object.entries(m).map(([k, v]) => [k, String(v)]));
+  return {
+    requests: spec?.requests ? str(spec.requests) : defaults.requests,
+    limits: spec?.limits ? str(spec.limits) : defaults.limits,
+  };
+}
+
+/** A short, stable hash of any JSON value (config checksums on pod templates). */
+export function hashOf(value: unknown): string {
+  return createHash("sha256").update(JSON.stringify(value)).digest("hex").slice(0, 16);
+}

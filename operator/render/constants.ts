@@ -1,0 +1,84 @@
+// The one place for the names, ports and defaults the rendered workloads share. The
+// workloads read the same environment variables (workloads/runtime/config.ts).
+import { DEFAULT_DRAGONFLY_IMAGE } from "../api/index.ts";
+
+/** Health (/healthz, /readyz) and Prometheus metrics ports of every workload pod. */
+export const HEALTH_PORT = 8081;
+export const METRICS_PORT = 9090;
+/** rAthena's map-server port; map servers listen here for the gateway. */
+export const MAP_SERVER_PORT = 5121;
+
+export const ENV = {
+  etcdEndpoints: "HYBRIDP2P_ETCD_ENDPOINTS",
+  natsUrl: "HYBRIDP2P_NATS_URL",
+  redisUrl: "HYBRIDP2P_REDIS_URL",
+  databaseUrl: "HYBRIDP2P_DATABASE_URL",
+  region: "HYBRIDP2P_REGION",
+  zone: "HYBRIDP2P_ZONE",
+  maps: "HYBRIDP2P_MAPS",
+  workerThreads: "HYBRIDP2P_WORKER_THREADS",
+  tickRateHz: "HYBRIDP2P_TICK_RATE_HZ",
+  maxPlayers: "HYBRIDP2P_MAX_PLAYERS",
+  port: "HYBRIDP2P_PORT",
+  healthPort: "HYBRIDP2P_HEALTH_PORT",
+  metricsPort: "HYBRIDP2P_METRICS_PORT",
+  podName: "POD_NAME",
+  podNamespace: "POD_NAMESPACE",
+} as const;
+
+/** Labels and the operator's own names. */
+export const LABEL = {
+  name: "app.kubernetes.io/name",
+  instance: "app.kubernetes.io/instance",
+  component: "app.kubernetes.io/component",
+  partOf: "app.kubernetes.io/part-of",
+  managedBy: "app.kubernetes.io/managed-by",
+  version: "app.kubernetes.io/version",
+  region: "hybridp2p.io/region",
+  zone: "hybridp2p.io/zone",
+} as const;
+export const PART_OF = "hybrid-p2p";
+export const MANAGED_BY = "hybrid-operator";
+/** Pods of the operator carry this app.kubernetes.io/name; the managed etcd admits them. */
+export const OPERATOR_NAME = "hybrid-operator";
+/** Selects every object the operator manages (its informers watch only these). */
+export const MANAGED_SELECTOR = `${LABEL.managedBy}=${MANAGED_BY}`;
+/** Pod-template annotation carrying a hash of the config, so config changes roll the pods. */
+export const CONFIG_HASH_ANNOTATION = "hybridp2p.io/config-hash";
+
+/** How the workload image starts each workload: `node workloads/main.ts <subcommand>`. */
+export const WORKLOAD_COMMAND = ["node", "workloads/main.ts"];
+
+/** The four stateless Region components: their key in RegionSpec, subcommand and port name.
+ * Their default ports are the API's defaults (operator/api/region.ts). */
+export const COMPONENTS = [
+  { key: "gateway", component: "gateway", subcommand: "gateway", portName: "game" },
+  { key: "coordinator", component: "coordinator", subcommand: "coordinator", portName: "signal" },
+  { key: "loginServer", component: "login-server", subcommand: "login-server", portName: "login" },
+  { key: "charServer", component: "char-server", subcommand: "char-server", portName: "char" },
+] as const;
+export type ComponentKey = (typeof COMPONENTS)[number]["key"];
+export const MAP_SERVER_COMPONENT = "map-server";
+
+/** Managed data stores: port, default image, and the UID their images run as. */
+export const STORES = {
+  etcd: { port: 2379, portName: "client", image: "quay.io/coreos/etcd:v3.6.6", uid: 65532 },
+  nats: { port: 4222, portName: "client", image: "docker.io/library/nats:2.12.1-alpine", uid: 65532 },
+  postgres: { port: 5432, portName: "postgres", image: "docker.io/library/postgres:17.6-alpine", uid: 70 },
+  dragonfly: { port: 6379, portName: "redis", image: DEFAULT_DRAGONFLY_IMAGE, uid: 999 },
+} as const;
+export type StoreName = keyof typeof STORES;
+export const STORE_NAMES = Object.keys(STORES) as StoreName[];
+/** Database and user of the managed PostgreSQL. */
+export const POSTGRES_DB = "hybridp2p";
+export const POSTGRES_USER = "hybridp2p";
+
+export const DEFAULT_STORAGE = "1Gi";
+/** Runs as this UID/GID unless an image needs its own (STORES[].uid). */
+export const WORKLOAD_UID = 65532;
+
+export const DEFAULT_RESOURCES = {
+  component: { requests: { cpu: "100m", memory: "128Mi" }, limits: { cpu: "1", memory: "512Mi" } },
+  mapServer: { requests: { cpu: "250m", memory: "256Mi" }, limits: { memory: "1Gi" } },
+  store: { requests: { cpu: "100m", memory: "256Mi" }, limits: { cpu: "1", memory: "1Gi" } },
+};

@@ -1,0 +1,183 @@
+// Region → its children: for each of gateway, coordinator, login and char server a
+// ServiceAccount, ConfigMap, Deployment, Service, PodDisruptionBudget and NetworkPolicy;
+// plus a StatefulSet, Service and NetworkPolicy per managed data store. Pure.
+import type { V1DeploymentSpec, V1NetworkPolicyIngressRule } from "@kubernetes/client-node";
+import { Value } from "@sinclair/typebox/value";
+import { type ComponentSpec, DEFAULT_WORKLOAD_IMAGE, type Region, RegionSpec } from "../api/index.ts";
+import type { KubeObject } from "../runtime/kube.ts";
+import {
+  child,
+  containerSecurityContext,
+  hashOf,
+  type Owner,
+  podSecurityContext,
+  resources,
+  selectorLabels,
+  standardLabels,
+  workloadProbes,
+} from "./common.ts";
+import {
+  COMPONENTS,
+  CONFIG_HASH_ANNOTATION,
+  DEFAULT_RESOURCES,
+  ENV,
+  HEALTH_PORT,
+  LABEL,
+  MAP_SERVER_COMPONENT,
+  METRICS_PORT,
+  PART_OF,
+  STORE_NAMES,
+  WORKLOAD_COMMAND,
+  WORKLOAD_UID,
+} from "./constants.ts";
+import { isExternal, renderManagedStore, storeSpec, storeWiring } from "./stores.ts";
+
+type Component = (typeof COMPONENTS)[number];
+
+/** The Region with every API default filled in (the apiserver does this too; tests and old objects may not). */
+export function withRegionDefaults(region: Region): Region {
+  const spec = Value.Default(RegionSpec, structuredClone(region.spec ?? {})) as Region["spec"];
+  return { ...region, spec };
+}
+
+export const componentName = (region: string, c: Component): string => `${region}-${c.component}`;
+
+export function workloadImage(region: Region): string {
+  return region.spec.images?.workload ?? DEFAULT_WORKLOAD_IMAGE;
+}
+
+export function regionOwner(region: Region): Owner {
+  return { apiVersion: region.apiVersion!, kind: region.kind!, metadata: region.metadata! };
+}
+
+/** Which pods may open each component's service port: only the traffic it needs. */
+function allowedPeers(region: string, c: Component): V1NetworkPolicyIngressRule["_from"] {
+  const pods = (...components: string[]) =>
+    components.map((component) => ({
+      podSelector: {
+        matchLabels: { [LABEL.partOf]: PART_OF, [LABEL.region]: region, [LABEL.component]: component },
+      },
+    }));
+  switch (c.key) {
+    case "gateway":
+    case "coordinator":
+      return undefined; // client-facing: any source
+    case "loginServer":
+      return pods("gateway", "char-server");
+    case "charServer":
+      return pods("gateway", MAP_SERVER_COMPONENT);
+  }
+}
+
+/** Health and metrics ports admit any source: kubelet probes come from the node, scrapes from monitoring. */
+export function observabilityIngress(): V1NetworkPolicyIngressRule {
+  return {
+    ports: [
+      { port: HEALTH_PORT, protocol: "TCP" },
+      { port: METRICS_PORT, protocol: "TCP" },
+    ],
+  };
+}
+
+function renderComponent(region: Region, c: Component): KubeObject[] {
+  const r = region.metadata!.name!;
+  const spec = (region.spec[c.key] ?? {}) as ComponentSpec;
+  const name = componentName(r, c);
+  const owner = regionOwner(region);
+  const sel = selectorLabels(c.component, r, c.component);
+  const labels = standardLabels(sel, { region: r });
+  const port = spec.service?.port ?? 0;
+  const stores = storeWiring(region);
+  const config: Record<string, string> = {
+    [ENV.region]: r,
+    [ENV.port]: String(port),
+    [ENV.healthPort]: String(HEALTH_PORT),
+    [ENV.metricsPort]: String(METRICS_PORT),
+    ...stores.config,
+  };
+  const deployment: V1DeploymentSpec = {
+    replicas: spec.replicas ?? 1,
+    selector: { matchLabels: sel },
+    template: {
+      metadata: { labels, annotations: { [CONFIG_HASH_ANNOTATION]: hashOf([config, stores.secretEnv]) } },
+      spec: {
+        serviceAccountName: name,
+        automountServiceAccountToken: false,
+        enableServiceLinks: false,
+        securityContext: podSecurityContext(WORKLOAD_UID),
+        containers: [
+          {
+            name: c.component,
+            image: workloadImage(region),
+            command: [...WORKLOAD_COMMAND, c.subcommand],
+            ports: [
+              { name: c.portName, containerPort: port },
+              { name: "health", containerPort: HEALTH_PORT },
+              { name: "metrics", containerPort: METRICS_PORT },
+            ],
+            envFrom: [{ configMapRef: { name } }],
+            env: [
+              { name: ENV.podName, valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
+              { name: ENV.podNamespace, valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
+              ...stores.secretEnv,
+            ],
+            resources: resources(spec.resources, DEFAULT_RESOURCES.component),
+            ...workloadProbes(),
+            securityContext: containerSecurityContext(),
+            volumeMounts: [{ name: "tmp", mountPath: "/tmp" }, ...stores.volumeMounts],
+          },
+        ],
+        volumes: [{ name: "tmp", emptyDir: {} }, ...stores.volumes],
+      },
+    },
+  };
+  const svcType = spec.service?.type ?? "ClusterIP";
+  const peers = allowedPeers(r, c);
+  return [
+    child("v1", "ServiceAccount", name, owner, labels, { automountServiceAccountToken: false }),
+    child("v1", "ConfigMap", name, owner, labels, { data: config }),
+    child("apps/v1", "Deployment", name, owner, labels, { spec: deployment }),
+    child("v1", "Service", name, owner, labels, {
+      spec: {
+        type: svcType,
+        selector: sel,
+        ports: [
+          {
+            name: c.portName,
+            port,
+            targetPort: c.portName,
+            protocol: "TCP",
+            ...(spec.service?.nodePort !== undefined && svcType !== "ClusterIP"
+              ? { nodePort: spec.service.nodePort }
+              : {}),
+          },
+        ],
+      },
+    }),
+    // maxUnavailable rather than minAvailable: a single replica must not block node drains forever.
+    child("policy/v1", "PodDisruptionBudget", name, owner, labels, {
+      spec: { maxUnavailable: 1, selector: { matchLabels: sel } },
+    }),
+    child("networking.k8s.io/v1", "NetworkPolicy", name, owner, labels, {
+      spec: {
+        podSelector: { matchLabels: sel },
+        policyTypes: ["Ingress"],
+        ingress: [
+          { ...(peers ? { from: peers } : {}), ports: [{ port, protocol: "TCP" }] },
+          observabilityIngress(),
+        ],
+      },
+    }),
+  ];
+}
+
+/** Every child of the Region, in apply order (stores and config before the workloads using them). */
+export function renderRegion(input: Region): KubeObject[] {
+  const region = withRegionDefaults(input);
+  const out: KubeObject[] = [];
+  for (const store of STORE_NAMES) {
+    if (!isExternal(storeSpec(region, store))) out.push(...renderManagedStore(region, store));
+  }
+  for (const c of COMPONENTS) out.push(...renderComponent(region, c));
+  return out;
+}

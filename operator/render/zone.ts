@@ -1,0 +1,138 @@
+// Zone → its map-server pool: a StatefulSet (stable pod names: map ownership is per pod)
+// behind a headless Service, a PodDisruptionBudget and a NetworkPolicy. Pure.
+import type { V1StatefulSetSpec } from "@kubernetes/client-node";
+import { Value } from "@sinclair/typebox/value";
+import { type Region, type Zone, ZoneSpec } from "../api/index.ts";
+import type { KubeObject } from "../runtime/kube.ts";
+import {
+  child,
+  containerSecurityContext,
+  hashOf,
+  podSecurityContext,
+  resources,
+  selectorLabels,
+  standardLabels,
+  workloadProbes,
+} from "./common.ts";
+import {
+  CONFIG_HASH_ANNOTATION,
+  DEFAULT_RESOURCES,
+  ENV,
+  HEALTH_PORT,
+  LABEL,
+  MAP_SERVER_COMPONENT,
+  MAP_SERVER_PORT,
+  METRICS_PORT,
+  PART_OF,
+  WORKLOAD_COMMAND,
+  WORKLOAD_UID,
+} from "./constants.ts";
+import { observabilityIngress, withRegionDefaults, workloadImage } from "./region.ts";
+import { storeWiring } from "./stores.ts";
+
+export function withZoneDefaults(zone: Zone): Zone {
+  return { ...zone, spec: Value.Default(ZoneSpec, structuredClone(zone.spec)) as Zone["spec"] };
+}
+
+export const mapServerName = (zone: string): string => `${zone}-${MAP_SERVER_COMPONENT}`;
+
+export function mapServerSelector(zone: string): Record<string, string> {
+  return selectorLabels(MAP_SERVER_COMPONENT, zone, MAP_SERVER_COMPONENT);
+}
+
+/** The Zone's children. The Region supplies the image and the data-store wiring. */
+export function renderZone(input: Zone, regionInput: Region): KubeObject[] {
+  const zone = withZoneDefaults(input);
+  const region = withRegionDefaults(regionInput);
+  const z = zone.metadata!.name!;
+  const r = zone.spec.regionRef.name;
+  const pool = zone.spec.mapServer ?? {};
+  const name = mapServerName(z);
+  const owner = { apiVersion: zone.apiVersion!, kind: zone.kind!, metadata: zone.metadata! };
+  const sel = mapServerSelector(z);
+  const labels = standardLabels(sel, { region: r, zone: z });
+  const stores = storeWiring(region);
+  const env: Record<string, string> = {
+    [ENV.region]: r,
+    [ENV.zone]: z,
+    [ENV.maps]: zone.spec.maps.map((m) => m.name).join(","),
+    [ENV.workerThreads]: String(pool.workerThreads ?? 2),
+    [ENV.tickRateHz]: String(pool.tickRateHz ?? 20),
+    [ENV.maxPlayers]: String(pool.maxPlayers ?? 500),
+    [ENV.port]: String(MAP_SERVER_PORT),
+    [ENV.healthPort]: String(HEALTH_PORT),
+    [ENV.metricsPort]: String(METRICS_PORT),
+    ...stores.config,
+  };
+  const sts: V1StatefulSetSpec = {
+    replicas: pool.replicas ?? 1,
+    serviceName: name,
+    // Pods are peers, not a sequence: start and replace them in parallel.
+    podManagementPolicy: "Parallel",
+    selector: { matchLabels: sel },
+    template: {
+      metadata: { labels, annotations: { [CONFIG_HASH_ANNOTATION]: hashOf([env, stores.secretEnv]) } },
+      spec: {
+        automountServiceAccountToken: false,
+        enableServiceLinks: false,
+        securityContext: podSecurityContext(WORKLOAD_UID),
+        containers: [
+          {
+            name: MAP_SERVER_COMPONENT,
+            image: workloadImage(region),
+            command: [...WORKLOAD_COMMAND, MAP_SERVER_COMPONENT],
+            ports: [
+              { name: "map", containerPort: MAP_SERVER_PORT },
+              { name: "health", containerPort: HEALTH_PORT },
+              { name: "metrics", containerPort: METRICS_PORT },
+            ],
+            env: [
+              ...Object.entries(env).map(([k, value]) => ({ name: k, value })),
+              { name: ENV.podName, valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
+              { name: ENV.podNamespace, valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
+              ...stores.secretEnv,
+            ],
+            resources: resources(pool.resources, DEFAULT_RESOURCES.mapServer),
+            ...workloadProbes(),
+            securityContext: containerSecurityContext(),
+            volumeMounts: [{ name: "tmp", mountPath: "/tmp" }, ...stores.volumeMounts],
+          },
+        ],
+        volumes: [{ name: "tmp", emptyDir: {} }, ...stores.volumes],
+      },
+    },
+  };
+  const regionPods = (component: string) => ({
+    podSelector: {
+      matchLabels: { [LABEL.partOf]: PART_OF, [LABEL.region]: r, [LABEL.component]: component },
+    },
+  });
+  return [
+    // Headless, publishing unready pods too: peers find a starting pod during a map hand-over.
+    child("v1", "Service", name, owner, labels, {
+      spec: {
+        clusterIP: "None",
+        publishNotReadyAddresses: true,
+        selector: sel,
+        ports: [{ name: "map", port: MAP_SERVER_PORT, targetPort: "map", protocol: "TCP" }],
+      },
+    }),
+    child("apps/v1", "StatefulSet", name, owner, labels, { spec: sts }),
+    child("policy/v1", "PodDisruptionBudget", name, owner, labels, {
+      spec: { maxUnavailable: 1, selector: { matchLabels: sel } },
+    }),
+    child("networking.k8s.io/v1", "NetworkPolicy", name, owner, labels, {
+      spec: {
+        podSelector: { matchLabels: sel },
+        policyTypes: ["Ingress"],
+        ingress: [
+          {
+            from: [regionPods("gateway"), regionPods("coordinator"), regionPods(MAP_SERVER_COMPONENT)],
+            ports: [{ port: MAP_SERVER_PORT, protocol: "TCP" }],
+          },
+          observabilityIngress(),
+        ],
+      },
+    }),
+  ];
+}

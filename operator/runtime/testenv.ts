@@ -1,0 +1,66 @@
+// Helpers for integration tests against the local kube-apiserver: a client, CRD install,
+// a namespace per test file, and waiting for conditions (never for wall-clock thresholds).
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { KubeConfig } from "@kubernetes/client-node";
+import { parseAllDocuments } from "yaml";
+import { KubeClient, type KubeObject, resources } from "./kube.ts";
+
+const repoRoot = new URL("../..", import.meta.url).pathname;
+
+export async function testClient(kubeconfig: string): Promise<KubeClient> {
+  const kc = new KubeConfig();
+  kc.loadFromFile(kubeconfig);
+  return new KubeClient(kc).init();
+}
+
+interface Crd extends KubeObject {
+  status?: { conditions?: Array<{ type: string; status: string }> };
+}
+
+/** Server-side applies crds/*.yaml and waits until every CRD is Established. */
+export async function installCrds(client: KubeClient): Promise<void> {
+  const dir = join(repoRoot, "crds");
+  const names: string[] = [];
+  for (const file of readdirSync(dir).filter((f) => f.endsWith(".yaml"))) {
+    for (const doc of parseAllDocuments(readFileSync(join(dir, file), "utf8"))) {
+      const obj = doc.toJS() as KubeObject | null;
+      if (!obj) continue;
+      await client.apply(obj);
+      names.push(obj.metadata.name);
+    }
+  }
+  await waitFor(async () => {
+    for (const name of names) {
+      const crd = await client.get<Crd>(resources.crd, undefined, name);
+      if (!crd?.status?.conditions?.some((c) => c.type === "Established" && c.status === "True"))
+        return false;
+    }
+    return true;
+  }, "CRDs established");
+}
+
+export async function createNamespace(client: KubeClient, name: string): Promise<void> {
+  await client.apply({ apiVersion: "v1", kind: "Namespace", metadata: { name } });
+}
+
+/** Polls until `fn` returns a truthy value and returns it; fails with `what` after the timeout. */
+export async function waitFor<T>(
+  fn: () => Promise<T> | T,
+  what: string,
+  timeoutMs = 30_000,
+): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v as NonNullable<T>;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ""}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
