@@ -1,0 +1,188 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { arbitraryMessage } from "./arbitrary.ts";
+import {
+  type Accept,
+  decode,
+  encode,
+  MAX_CLIENT_FRAME,
+  MESSAGES,
+  type Message,
+  type MessageType,
+  PROTOCOL_VERSION,
+  withSeq,
+} from "./messages.ts";
+import { closeCodeOf, ProtocolError, REASON_CODES, reasonOfCloseCode } from "./schema.ts";
+
+function dirOf(t: MessageType): Accept {
+  const d = MESSAGES[t].dir;
+  return d === "both" ? "c2s" : d;
+}
+
+function reasonOf(f: () => unknown): string {
+  try {
+    f();
+  } catch (err) {
+    if (err instanceof ProtocolError) return err.reason;
+    throw err;
+  }
+  return "ok";
+}
+
+describe("protocol", () => {
+  it("round-trips every message type", () => {
+    fc.assert(
+      fc.property(arbitraryMessage(), (m) => {
+        const frame = encode(m);
+        expect(frame[0]).toBe(PROTOCOL_VERSION);
+        expect(decode(frame, dirOf(m.type))).toEqual(m);
+      }),
+      { numRuns: 2000 },
+    );
+  }, 60_000);
+
+  it("encodes a chat move compactly and types the decoded union", () => {
+    const f = encode({ type: "move", x: 150, y: 99 });
+    expect(f.length).toBe(6);
+    const m = decode(f, "c2s");
+    if (m.type !== "move") throw new Error("wrong type");
+    expect(m.x + m.y).toBe(249);
+  });
+
+  it("stamps a sequence number into a shared frame without touching the original", () => {
+    const base = encode({ type: "mode", seq: 0, mode: "p2p", reason: "policy", epoch: 7 });
+    const a = withSeq(base, 41);
+    expect(decode(a, "s2c")).toMatchObject({ type: "mode", seq: 41, epoch: 7 });
+    expect(decode(base, "s2c")).toMatchObject({ seq: 0 });
+  });
+
+  it("rejects bad frames with typed reasons", () => {
+    const move = encode({ type: "move", x: 1, y: 2 });
+    expect(reasonOf(() => decode(new Uint8Array(0), "c2s"))).toBe("bad_frame");
+    expect(reasonOf(() => decode(Uint8Array.of(9, 3, 0, 0, 0, 0), "c2s"))).toBe("unsupported_version");
+    expect(reasonOf(() => decode(Uint8Array.of(1, 200), "c2s"))).toBe("unknown_type");
+    expect(reasonOf(() => decode(move.subarray(0, 4), "c2s"))).toBe("bad_frame");
+    expect(reasonOf(() => decode(Uint8Array.of(...move, 0), "c2s"))).toBe("bad_frame");
+    // A server message sent by a client, a peer message sent to the gateway.
+    const aoi = encode({ type: "aoi", seq: 1, map: "prontera", tick: 1, t: 0, entities: [], gone: [] });
+    expect(reasonOf(() => decode(aoi, "c2s"))).toBe("unexpected_type");
+    expect(reasonOf(() => decode(encode({ type: "peerMove", id: "a", x: 1, y: 1, t: 0, n: 0 }), "c2s"))).toBe(
+      "unexpected_type",
+    );
+    expect(reasonOf(() => decode(new Uint8Array(MAX_CLIENT_FRAME + 1), "c2s"))).toBe("too_large");
+    // Invalid UTF-8 in a string, a bad boolean, an enum out of range, a lying list count.
+    expect(reasonOf(() => decode(Uint8Array.of(1, 4, 0, 2, 0, 0xc3, 0x28), "c2s"))).toBe("bad_frame");
+    const combat = encode({
+      type: "combat",
+      seq: 1,
+      attacker: "",
+      target: "",
+      damage: 1,
+      hp: 0,
+      killed: true,
+      t: 0,
+    });
+    const badBool = combat.slice();
+    badBool[6 + 2 + 2 + 8] = 2;
+    expect(reasonOf(() => decode(badBool, "s2c"))).toBe("bad_frame");
+    expect(reasonOf(() => decode(Uint8Array.of(1, 4, 7, 0, 0), "c2s"))).toBe("bad_frame");
+    expect(reasonOf(() => decode(Uint8Array.of(1, 15, 0xff, 0xff), "c2s"))).toBe("bad_frame");
+    // NaN timestamps are not numbers a game can use.
+    const ping = encode({ type: "ping", t: 1 });
+    new DataView(ping.buffer).setFloat64(2, Number.NaN, true);
+    expect(reasonOf(() => decode(ping, "c2s"))).toBe("bad_frame");
+  });
+
+  it("refuses to encode values outside their types", () => {
+    expect(() => encode({ type: "move", x: 70000, y: 0 })).toThrow(RangeError);
+    expect(() => encode({ type: "chat", channel: "say", text: "x".repeat(257) })).toThrow(RangeError);
+    expect(() => encode({ type: "chat", channel: "yell" as "say", text: "" })).toThrow(RangeError);
+  });
+
+  it("maps reason codes to close codes and back", () => {
+    for (const r of REASON_CODES) expect(reasonOfCloseCode(closeCodeOf(r))).toBe(r);
+    expect(closeCodeOf("bad_frame")).toBe(4000);
+  });
+
+  // The fuzz: a seeded generator (reproducible, fast) producing a million frames: random bytes,
+  // valid frames with bytes flipped, truncated, extended, spliced, and with lengths and counts
+  // set to extremes. Every decode either returns a message that re-encodes to the same bytes or
+  // throws a ProtocolError; anything else (a TypeError, a RangeError, a hang) fails the test.
+  it("survives a million fuzzed frames with only typed errors", () => {
+    let s = 0x9e3779b9;
+    const rnd = () => {
+      s ^= s << 13;
+      s ^= s >>> 17;
+      s ^= s << 5;
+      return (s >>> 0) / 0x100000000;
+    };
+    const int = (n: number) => Math.floor(rnd() * n);
+    const seeds: Uint8Array[] = fc
+      .sample(arbitraryMessage(), { numRuns: 3000, seed: 42 })
+      .map((m: Message) => encode(m));
+    const accepts: Accept[] = ["c2s", "s2c", "p2p"];
+    const reasons = new Map<string, number>();
+    let ok = 0;
+    const N = 1_000_000;
+    for (let i = 0; i < N; i++) {
+      const seed = seeds[int(seeds.length)]!;
+      let f: Uint8Array;
+      switch (i % 6) {
+        case 0: {
+          f = new Uint8Array(int(48));
+          for (let j = 0; j < f.length; j++) f[j] = int(256);
+          if (f.length > 1 && rnd() < 0.7) {
+            f[0] = PROTOCOL_VERSION;
+            f[1] = 1 + int(18);
+          }
+          break;
+        }
+        case 1: {
+          f = seed.slice();
+          for (let k = 1 + int(4); k > 0 && f.length > 0; k--) f[int(f.length)] = int(256);
+          break;
+        }
+        case 2:
+          f = seed.slice(0, int(seed.length + 1));
+          break;
+        case 3: {
+          f = new Uint8Array(seed.length + 1 + int(8));
+          f.set(seed);
+          for (let j = seed.length; j < f.length; j++) f[j] = int(256);
+          break;
+        }
+        case 4: {
+          const other = seeds[int(seeds.length)]!;
+          const cut = int(seed.length + 1);
+          f = new Uint8Array(cut + other.length);
+          f.set(seed.subarray(0, cut));
+          f.set(other, cut);
+          break;
+        }
+        default: {
+          // Lengths and counts are u16: write 0xffff or a value just past the end somewhere.
+          f = seed.slice();
+          if (f.length > 3) {
+            const at = 2 + int(f.length - 3);
+            const v = rnd() < 0.5 ? 0xffff : f.length - at;
+            f[at] = v & 0xff;
+            f[at + 1] = (v >> 8) & 0xff;
+          }
+        }
+      }
+      const accept = accepts[int(3)]!;
+      try {
+        const m = decode(f, accept);
+        ok++;
+        if (Buffer.compare(encode(m), f) !== 0) throw new Error(`frame ${i} does not re-encode to itself`);
+      } catch (err) {
+        if (!(err instanceof ProtocolError)) throw err;
+        reasons.set(err.reason, (reasons.get(err.reason) ?? 0) + 1);
+      }
+    }
+    // The generator reaches the decoder's every branch: valid frames and each kind of rejection.
+    expect(ok).toBeGreaterThan(10_000);
+    for (const r of ["bad_frame", "unsupported_version", "unknown_type", "unexpected_type"])
+      expect(reasons.get(r) ?? 0).toBeGreaterThan(100);
+  }, 120_000);
+});
