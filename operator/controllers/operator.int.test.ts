@@ -22,6 +22,25 @@ interface Cond {
   reason: string;
   message: string;
 }
+interface Workload extends KubeObject {
+  spec: {
+    replicas?: number;
+    serviceName?: string;
+    template: {
+      spec: {
+        securityContext?: unknown;
+        containers: Array<{
+          image: string;
+          securityContext?: unknown;
+          env: Array<{ name: string; value?: string }>;
+        }>;
+      };
+    };
+  };
+}
+interface Svc extends KubeObject {
+  spec: { clusterIP?: string };
+}
 interface Cr extends KubeObject {
   status?: { observedGeneration?: number; conditions?: Cond[]; [k: string]: unknown };
 }
@@ -137,20 +156,22 @@ describe("operator against a real apiserver", () => {
       await waitFor(() => client.get(resources.statefulSet, ns, `alpha-${store}`), `store ${store}`);
       await waitFor(() => client.get(resources.service, ns, `alpha-${store}`), `store service ${store}`);
     }
-    const deploy = await client.get<KubeObject & { spec: any }>(resources.deployment, ns, "alpha-gateway");
+    const deploy = await client.get<Workload>(resources.deployment, ns, "alpha-gateway");
     const pod = deploy!.spec.template.spec;
     expect(pod.securityContext).toMatchObject({
       runAsNonRoot: true,
       seccompProfile: { type: "RuntimeDefault" },
     });
-    expect(pod.containers[0].securityContext).toMatchObject({
+    expect(pod.containers[0]!.securityContext).toMatchObject({
       readOnlyRootFilesystem: true,
       allowPrivilegeEscalation: false,
       capabilities: { drop: ["ALL"] },
     });
     // Every write to children went through the one field manager.
     const managers = new Set(
-      (deploy!.metadata as any).managedFields.map((f: { manager: string }) => f.manager),
+      (deploy!.metadata as { managedFields?: Array<{ manager: string }> }).managedFields?.map(
+        (f) => f.manager,
+      ),
     );
     expect(managers).toEqual(new Set(["hybrid-operator"]));
   });
@@ -182,14 +203,12 @@ describe("operator against a real apiserver", () => {
       }),
     );
     const sts = await waitFor(
-      () => client.get<KubeObject & { spec: any }>(resources.statefulSet, ns, "fild-map-server"),
+      () => client.get<Workload>(resources.statefulSet, ns, "fild-map-server"),
       "sts",
     );
     expect(sts.spec.replicas).toBe(2);
     expect(sts.spec.serviceName).toBe("fild-map-server");
-    const env = Object.fromEntries(
-      sts.spec.template.spec.containers[0].env.map((e: any) => [e.name, e.value]),
-    );
+    const env = Object.fromEntries(sts.spec.template.spec.containers[0]!.env.map((e) => [e.name, e.value]));
     expect(env).toMatchObject({
       HYBRIDP2P_ZONE: "fild",
       HYBRIDP2P_REGION: "alpha",
@@ -199,10 +218,7 @@ describe("operator against a real apiserver", () => {
       HYBRIDP2P_MAX_PLAYERS: "800",
       HYBRIDP2P_REDIS_URL: `redis://alpha-dragonfly.${ns}.svc:6379`,
     });
-    const svc = await waitFor(
-      () => client.get<KubeObject & { spec: any }>(resources.service, ns, "fild-map-server"),
-      "svc",
-    );
+    const svc = await waitFor(() => client.get<Svc>(resources.service, ns, "fild-map-server"), "svc");
     expect(svc.spec.clusterIP).toBe("None");
     expect(sts.metadata.ownerReferences?.[0]).toMatchObject({ kind: "Zone", name: "fild", controller: true });
     await markAvailable(resources.statefulSet, "fild-map-server");
@@ -237,8 +253,8 @@ describe("operator against a real apiserver", () => {
       contentType: "application/strategic-merge-patch+json",
     });
     await waitFor(async () => {
-      const d = await client.get<KubeObject & { spec: any }>(resources.deployment, ns, "alpha-login-server");
-      return d?.spec.replicas === 1 && d.spec.template.spec.containers[0].image !== "evil:latest";
+      const d = await client.get<Workload>(resources.deployment, ns, "alpha-login-server");
+      return d?.spec.replicas === 1 && d.spec.template.spec.containers[0]?.image !== "evil:latest";
     }, "deployment restored");
   });
 
@@ -247,15 +263,15 @@ describe("operator against a real apiserver", () => {
       region("alpha", { gateway: { replicas: 3 }, images: { workload: "example.org/workload:2.0" } }),
     );
     await waitFor(async () => {
-      const d = await client.get<KubeObject & { spec: any }>(resources.deployment, ns, "alpha-gateway");
+      const d = await client.get<Workload>(resources.deployment, ns, "alpha-gateway");
       return (
-        d?.spec.replicas === 3 && d.spec.template.spec.containers[0].image === "example.org/workload:2.0"
+        d?.spec.replicas === 3 && d.spec.template.spec.containers[0]?.image === "example.org/workload:2.0"
       );
     }, "gateway updated");
     // The Region's image reaches its Zones' map servers too.
     await waitFor(async () => {
-      const s = await client.get<KubeObject & { spec: any }>(resources.statefulSet, ns, "fild-map-server");
-      return s?.spec.template.spec.containers[0].image === "example.org/workload:2.0";
+      const s = await client.get<Workload>(resources.statefulSet, ns, "fild-map-server");
+      return s?.spec.template.spec.containers[0]?.image === "example.org/workload:2.0";
     }, "map server image updated");
     const r = await waitFor(async () => {
       const r = await getCr(regionResource, "alpha");
@@ -313,10 +329,10 @@ describe("operator against a real apiserver", () => {
       30_000,
     );
     const d = await waitFor(
-      () => client.get<KubeObject & { spec: any }>(resources.deployment, ns, "gamma-char-server"),
+      () => client.get<Workload>(resources.deployment, ns, "gamma-char-server"),
       "children",
     );
-    const envs = d.spec.template.spec.containers[0].env.map((e: any) => e.name);
+    const envs = d.spec.template.spec.containers[0]!.env.map((e) => e.name);
     expect(envs).toContain("HYBRIDP2P_POSTGRES_PASSWORD");
     expect(await client.get(resources.statefulSet, ns, "gamma-postgres")).toBeUndefined();
   });
@@ -348,7 +364,7 @@ describe("operator against a real apiserver", () => {
       60_000,
     );
     const before = await writes();
-    (mgr as unknown as { controllers: Array<{ resync(): void }> }).controllers.forEach((c) => c.resync());
+    mgr.resync();
     await new Promise((r) => setTimeout(r, 3000));
     expect(await writes()).toBe(before);
   });

@@ -115,9 +115,7 @@ export class Manager {
       this.elector.start();
     }
     const every = this.o.resyncIntervalMs ?? 10 * 60_000;
-    this.resyncTimer = setInterval(() => {
-      if (this.leading) for (const c of this.controllers) c.resync();
-    }, every);
+    this.resyncTimer = setInterval(() => this.resync(), every);
   }
 
   /** Graceful: stop campaigning, let in-flight reconciles finish, release the lease, stop watches. */
@@ -130,6 +128,11 @@ export class Manager {
     await Promise.all([...this.informers.values()].map((i) => i.stop()));
     await this.servers?.close();
     this.log.info("stopped");
+  }
+
+  /** Re-queues every primary object of every controller (what the periodic resync does). */
+  resync(): void {
+    if (this.leading) for (const c of this.controllers) c.resync();
   }
 
   private startLeading(): void {
