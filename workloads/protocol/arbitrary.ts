@@ -21,6 +21,8 @@ export function arbitraryOf(d: Descriptor, listCap = 8): fc.Arbitrary<unknown> {
       return fc.integer({ min: -0x80000000, max: 0x7fffffff });
     case "f64":
       return fc.double({ noNaN: true, noDefaultInfinity: true });
+    case "cell":
+      return fc.integer({ min: 0, max: 0xffff }).map((q) => q / 16);
     case "bool":
       return fc.boolean();
     case "str":

@@ -9,16 +9,17 @@
 import {
   bool,
   type Codec,
+  cell,
   enumOf,
   f64,
   type Infer,
   list,
-  opt,
   ProtocolError,
   REASON_CODES,
   Reader,
   str,
   struct,
+  u8,
   u16,
   u32,
   Writer,
@@ -31,22 +32,39 @@ export const MAX_CLIENT_FRAME = 16 * 1024;
 export const MAX_SERVER_FRAME = 256 * 1024;
 export const MAX_PEER_FRAME = 1024;
 
-const id = str(64);
+const sessionId = str(64);
 const mapName = str(32);
 const charName = str(32);
-const chatChannel = enumOf("say", "shout");
+/** Entity ids are small integers assigned by the map's owner (see workloads/bus/contract.ts). */
+const entityId = u32;
 export const clientKinds = ["legacy", "p2p"] as const;
-export const modes = ["server", "p2p"] as const;
+/** A map's mode as the map server reports it; "fallback" behaves as "server". */
+export const modes = ["server", "p2p", "fallback"] as const;
+export type Mode = (typeof modes)[number];
 
 export const entity = struct({
-  id,
-  kind: enumOf("player", "mob", "npc"),
-  name: opt(charName),
-  x: u16,
-  y: u16,
-  hp: opt(u32),
+  id: entityId,
+  kind: enumOf("player", "mob"),
+  name: charName,
+  x: cell,
+  y: cell,
+  hp: u32,
+  maxHp: u32,
+  alive: bool,
 });
 export type Entity = Infer<typeof entity>;
+
+export const correction = struct({
+  /** The client input counter (`n`) this answers. */
+  n: u32,
+  kind: enumOf("smooth", "snap", "reject"),
+  x: cell,
+  y: cell,
+  reason: str(64),
+});
+export type Correction = Infer<typeof correction>;
+
+export const peer = struct({ session: sessionId, entity: entityId });
 
 /** Who sends a message: client to server, server to client, either, or peer to peer (data channel). */
 type Dir = "c2s" | "s2c" | "both" | "p2p";
@@ -59,6 +77,7 @@ interface MessageDef {
   body: Codec<unknown>;
 }
 
+// Client inputs carry `n`, the client's own input counter, which corrections refer to.
 export const MESSAGES = {
   hello: {
     id: 1,
@@ -71,67 +90,104 @@ export const MESSAGES = {
     dir: "s2c",
     seq: true,
     body: struct({
-      session: id,
-      character: id,
+      session: sessionId,
+      character: str(64),
       name: charName,
       map: mapName,
-      x: u16,
-      y: u16,
+      entity: entityId,
+      x: cell,
+      y: cell,
+      hp: u32,
+      maxHp: u32,
+      width: u16,
+      height: u16,
+      tickHz: u8,
       mode: enumOf(...modes),
       serverTime: f64,
     }),
   },
-  move: { id: 3, dir: "c2s", seq: false, body: struct({ x: u16, y: u16 }) },
-  chat: { id: 4, dir: "c2s", seq: false, body: struct({ channel: chatChannel, text: str(256) }) },
-  attack: { id: 5, dir: "c2s", seq: false, body: struct({ target: id }) },
-  ping: { id: 6, dir: "c2s", seq: false, body: struct({ t: f64 }) },
-  pong: { id: 7, dir: "s2c", seq: false, body: struct({ t: f64, serverTime: f64 }) },
+  /** Walk to a cell (server-side movement; every mode). */
+  move: { id: 3, dir: "c2s", seq: false, body: struct({ n: u32, x: u16, y: u16 }) },
+  /** A P2P client's own position while its map is in p2p mode (validated by the map server). */
+  pos: { id: 4, dir: "c2s", seq: false, body: struct({ n: u32, x: cell, y: cell }) },
+  stop: { id: 5, dir: "c2s", seq: false, body: struct({ n: u32 }) },
+  chat: { id: 6, dir: "c2s", seq: false, body: struct({ n: u32, text: str(800) }) },
+  attack: { id: 7, dir: "c2s", seq: false, body: struct({ n: u32, target: entityId }) },
+  ping: { id: 8, dir: "c2s", seq: false, body: struct({ t: f64 }) },
+  pong: { id: 9, dir: "s2c", seq: false, body: struct({ t: f64, serverTime: f64 }) },
+  /** One tick of the client's area of interest. */
   aoi: {
-    id: 8,
+    id: 10,
     dir: "s2c",
     seq: true,
     body: struct({
       map: mapName,
       tick: u32,
-      /** Server time the update was produced (ms since the epoch), for latency figures. */
+      /** When the gateway received the update (ms since the epoch), for latency figures. */
       t: f64,
-      entities: list(entity, 2048),
-      gone: list(id, 2048),
+      mode: enumOf(...modes),
+      enter: list(entity, 4096),
+      update: list(entity, 4096),
+      leave: list(entityId, 4096),
+      corrections: list(correction, 64),
     }),
   },
   chatMsg: {
-    id: 9,
-    dir: "s2c",
-    seq: true,
-    body: struct({ from: id, name: charName, channel: chatChannel, text: str(256), t: f64 }),
-  },
-  combat: {
-    id: 10,
-    dir: "s2c",
-    seq: true,
-    body: struct({ attacker: id, target: id, damage: u32, hp: u32, killed: bool, t: f64 }),
-  },
-  mode: {
     id: 11,
     dir: "s2c",
     seq: true,
-    body: struct({ mode: enumOf(...modes), reason: str(128), epoch: u32 }),
+    body: struct({ from: entityId, name: charName, text: str(800), t: f64 }),
   },
-  mapChange: { id: 12, dir: "s2c", seq: true, body: struct({ map: mapName, x: u16, y: u16 }) },
-  /** The peers a P2P client should hold data channels with (its mesh); empty in server mode. */
-  peers: { id: 13, dir: "s2c", seq: true, body: struct({ peers: list(id, 64) }) },
-  /** WebRTC signaling relayed by the gateway: `peer` is the target (c2s) or the sender (s2c). */
-  signal: { id: 14, dir: "both", seq: false, body: struct({ peer: id, data: str(8192) }) },
-  /** The mesh peers a P2P client has open channels with: the gateway stops relaying their moves. */
-  meshReport: { id: 15, dir: "c2s", seq: false, body: struct({ connected: list(id, 64) }) },
-  error: {
+  combat: {
+    id: 12,
+    dir: "s2c",
+    seq: true,
+    body: struct({ from: entityId, target: entityId, damage: u32, hpLeft: u32, t: f64 }),
+  },
+  death: { id: 13, dir: "s2c", seq: true, body: struct({ entity: entityId, killer: entityId }) },
+  loot: { id: 14, dir: "s2c", seq: true, body: struct({ exp: u32, zeny: u32 }) },
+  respawn: { id: 15, dir: "s2c", seq: true, body: struct({ entity: entityId, x: cell, y: cell }) },
+  /** The client's map changed mode: a P2P client switches paths when it reads this. */
+  mode: {
     id: 16,
+    dir: "s2c",
+    seq: true,
+    body: struct({ map: mapName, mode: enumOf(...modes), reason: str(128) }),
+  },
+  /** The session now plays on another map (possibly owned by another map-server pod). */
+  mapChange: {
+    id: 17,
+    dir: "s2c",
+    seq: true,
+    body: struct({
+      map: mapName,
+      entity: entityId,
+      x: cell,
+      y: cell,
+      width: u16,
+      height: u16,
+      mode: enumOf(...modes),
+    }),
+  },
+  /** The peers a P2P client should hold data channels with (its mesh); empty outside p2p mode. */
+  peers: { id: 18, dir: "s2c", seq: true, body: struct({ peers: list(peer, 64) }) },
+  /** WebRTC signaling relayed by the gateway: `peer` is the target (c2s) or the sender (s2c). */
+  signal: { id: 19, dir: "both", seq: false, body: struct({ peer: sessionId, data: str(8192) }) },
+  /** The mesh peers a P2P client has open channels with: the gateway stops relaying their moves. */
+  meshReport: { id: 20, dir: "c2s", seq: false, body: struct({ connected: list(sessionId, 64) }) },
+  error: {
+    id: 21,
     dir: "s2c",
     seq: false,
     body: struct({ reason: enumOf(...REASON_CODES), message: str(256) }),
   },
-  /** Peer to peer over a data channel: movement and cosmetic state, never authoritative. */
-  peerMove: { id: 17, dir: "p2p", seq: false, body: struct({ id, x: u16, y: u16, t: f64, n: u32 }) },
+  /** Peer to peer over a data channel: movement, never authoritative. */
+  peerMove: {
+    id: 22,
+    dir: "p2p",
+    seq: false,
+    body: struct({ entity: entityId, x: cell, y: cell, t: f64, n: u32 }),
+  },
 } as const satisfies Record<string, MessageDef>;
 
 type Defs = typeof MESSAGES;
@@ -233,4 +289,75 @@ export function decode(frame: Uint8Array, accept: Accept, maxBytes = defaultCap[
   const body = c.body.dec(r);
   if (r.pos !== frame.length) throw new ProtocolError("bad_frame", "trailing bytes");
   return (seq === undefined ? { type: c.type, ...body } : { type: c.type, seq, ...body }) as Message;
+}
+
+const aoiId = MESSAGES.aoi.id;
+const aoiHead = struct({ map: mapName, tick: u32, t: f64, mode: enumOf(...modes) });
+const corrections = list(correction, 64);
+
+/**
+ * Builds the `aoi` messages of one bus frame (one table of entity states shared by many
+ * sessions' views) without re-encoding an entity per viewer: each entity of the table is
+ * encoded once, and a session's message is assembled by copying bytes. The output is exactly
+ * what `encode` gives for the same message (the tests hold it to that).
+ */
+export class AoiBatchEncoder {
+  private readonly head: Uint8Array;
+  private readonly ents: Uint8Array;
+  private readonly offsets: Uint32Array;
+
+  constructor(head: { map: string; tick: number; t: number; mode: Mode }, table: readonly Entity[]) {
+    const hw = new Writer(64);
+    aoiHead.enc(hw, head);
+    this.head = hw.finish();
+    const ew = new Writer(64 + table.length * 32);
+    this.offsets = new Uint32Array(table.length + 1);
+    for (let i = 0; i < table.length; i++) {
+      entity.enc(ew, table[i]!);
+      this.offsets[i + 1] = ew.pos;
+    }
+    this.ents = ew.buf;
+  }
+
+  get size(): number {
+    return this.offsets.length - 1;
+  }
+
+  private span(indexes: readonly number[]): number {
+    let n = 0;
+    for (const i of indexes) {
+      if (!(i >= 0 && i < this.size)) throw new RangeError(`entity index ${i} outside the table`);
+      n += this.offsets[i + 1]! - this.offsets[i]!;
+    }
+    return n;
+  }
+
+  private copy(w: Writer, indexes: readonly number[]): void {
+    w.u16(indexes.length);
+    for (const i of indexes) w.bytes(this.ents.subarray(this.offsets[i]!, this.offsets[i + 1]!));
+  }
+
+  /** One session's message; `enter` and `update` index the table, `leave` lists entity ids. */
+  encode(
+    seq: number,
+    enter: readonly number[],
+    update: readonly number[],
+    leave: readonly number[],
+    fixes: readonly Correction[] = [],
+  ): Uint8Array {
+    if (enter.length > 4096 || update.length > 4096 || leave.length > 4096)
+      throw new RangeError("aoi list longer than 4096");
+    const size = 6 + this.head.length + 8 + this.span(enter) + this.span(update) + leave.length * 4;
+    const w = new Writer(size + (fixes.length ? 2 + fixes.length * 80 : 0));
+    w.u8(PROTOCOL_VERSION);
+    w.u8(aoiId);
+    w.u32(seq);
+    w.bytes(this.head);
+    this.copy(w, enter);
+    this.copy(w, update);
+    w.u16(leave.length);
+    for (const id of leave) u32.enc(w, id);
+    corrections.enc(w, fixes as Correction[]);
+    return w.pos === w.buf.length ? w.buf : w.buf.subarray(0, w.pos);
+  }
 }

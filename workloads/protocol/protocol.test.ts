@@ -1,10 +1,15 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { arbitraryMessage } from "./arbitrary.ts";
+import { arbitraryMessage, arbitraryOf } from "./arbitrary.ts";
 import {
   type Accept,
+  AoiBatchEncoder,
+  type Correction,
+  correction,
   decode,
+  type Entity,
   encode,
+  entity,
   MAX_CLIENT_FRAME,
   MESSAGES,
   type Message,
@@ -41,52 +46,72 @@ describe("protocol", () => {
     );
   }, 60_000);
 
-  it("encodes a chat move compactly and types the decoded union", () => {
-    const f = encode({ type: "move", x: 150, y: 99 });
-    expect(f.length).toBe(6);
+  it("encodes a move compactly and types the decoded union", () => {
+    const f = encode({ type: "move", n: 1, x: 150, y: 99 });
+    expect(f.length).toBe(10);
     const m = decode(f, "c2s");
     if (m.type !== "move") throw new Error("wrong type");
     expect(m.x + m.y).toBe(249);
   });
 
   it("stamps a sequence number into a shared frame without touching the original", () => {
-    const base = encode({ type: "mode", seq: 0, mode: "p2p", reason: "policy", epoch: 7 });
+    const base = encode({ type: "mode", seq: 0, map: "prt_fild01", mode: "p2p", reason: "policy" });
     const a = withSeq(base, 41);
-    expect(decode(a, "s2c")).toMatchObject({ type: "mode", seq: 41, epoch: 7 });
+    expect(decode(a, "s2c")).toMatchObject({ type: "mode", seq: 41, mode: "p2p" });
     expect(decode(base, "s2c")).toMatchObject({ seq: 0 });
   });
 
   it("rejects bad frames with typed reasons", () => {
-    const move = encode({ type: "move", x: 1, y: 2 });
+    const move = encode({ type: "move", n: 0, x: 1, y: 2 });
     expect(reasonOf(() => decode(new Uint8Array(0), "c2s"))).toBe("bad_frame");
-    expect(reasonOf(() => decode(Uint8Array.of(9, 3, 0, 0, 0, 0), "c2s"))).toBe("unsupported_version");
+    expect(reasonOf(() => decode(Uint8Array.of(9, 3, 0, 0, 0, 0, 0, 0, 0, 0), "c2s"))).toBe(
+      "unsupported_version",
+    );
     expect(reasonOf(() => decode(Uint8Array.of(1, 200), "c2s"))).toBe("unknown_type");
     expect(reasonOf(() => decode(move.subarray(0, 4), "c2s"))).toBe("bad_frame");
     expect(reasonOf(() => decode(Uint8Array.of(...move, 0), "c2s"))).toBe("bad_frame");
     // A server message sent by a client, a peer message sent to the gateway.
-    const aoi = encode({ type: "aoi", seq: 1, map: "prontera", tick: 1, t: 0, entities: [], gone: [] });
+    const aoi = encode({
+      type: "aoi",
+      seq: 1,
+      map: "prontera",
+      tick: 1,
+      t: 0,
+      mode: "server",
+      enter: [],
+      update: [],
+      leave: [],
+      corrections: [],
+    });
     expect(reasonOf(() => decode(aoi, "c2s"))).toBe("unexpected_type");
-    expect(reasonOf(() => decode(encode({ type: "peerMove", id: "a", x: 1, y: 1, t: 0, n: 0 }), "c2s"))).toBe(
-      "unexpected_type",
-    );
+    expect(
+      reasonOf(() => decode(encode({ type: "peerMove", entity: 1, x: 1, y: 1, t: 0, n: 0 }), "c2s")),
+    ).toBe("unexpected_type");
     expect(reasonOf(() => decode(new Uint8Array(MAX_CLIENT_FRAME + 1), "c2s"))).toBe("too_large");
     // Invalid UTF-8 in a string, a bad boolean, an enum out of range, a lying list count.
-    expect(reasonOf(() => decode(Uint8Array.of(1, 4, 0, 2, 0, 0xc3, 0x28), "c2s"))).toBe("bad_frame");
-    const combat = encode({
-      type: "combat",
+    expect(reasonOf(() => decode(Uint8Array.of(1, 6, 0, 0, 0, 0, 2, 0, 0xc3, 0x28), "c2s"))).toBe(
+      "bad_frame",
+    );
+    const e = { id: 1, kind: "mob", name: "poring", x: 1.5, y: 2, hp: 5, maxHp: 50, alive: true } as const;
+    const aoiWithEntity = encode({
+      type: "aoi",
       seq: 1,
-      attacker: "",
-      target: "",
-      damage: 1,
-      hp: 0,
-      killed: true,
+      map: "m",
+      tick: 1,
       t: 0,
+      mode: "server",
+      enter: [e],
+      update: [],
+      leave: [],
+      corrections: [],
     });
-    const badBool = combat.slice();
-    badBool[6 + 2 + 2 + 8] = 2;
+    const badBool = aoiWithEntity.slice();
+    badBool[badBool.length - 2 - 2 - 2 - 1] = 2; // the entity's `alive`
     expect(reasonOf(() => decode(badBool, "s2c"))).toBe("bad_frame");
-    expect(reasonOf(() => decode(Uint8Array.of(1, 4, 7, 0, 0), "c2s"))).toBe("bad_frame");
-    expect(reasonOf(() => decode(Uint8Array.of(1, 15, 0xff, 0xff), "c2s"))).toBe("bad_frame");
+    const badEnum = aoiWithEntity.slice();
+    badEnum[6 + 3 + 4 + 8] = 3; // mode
+    expect(reasonOf(() => decode(badEnum, "s2c"))).toBe("bad_frame");
+    expect(reasonOf(() => decode(Uint8Array.of(1, 20, 0xff, 0xff), "c2s"))).toBe("bad_frame");
     // NaN timestamps are not numbers a game can use.
     const ping = encode({ type: "ping", t: 1 });
     new DataView(ping.buffer).setFloat64(2, Number.NaN, true);
@@ -94,9 +119,44 @@ describe("protocol", () => {
   });
 
   it("refuses to encode values outside their types", () => {
-    expect(() => encode({ type: "move", x: 70000, y: 0 })).toThrow(RangeError);
-    expect(() => encode({ type: "chat", channel: "say", text: "x".repeat(257) })).toThrow(RangeError);
-    expect(() => encode({ type: "chat", channel: "yell" as "say", text: "" })).toThrow(RangeError);
+    expect(() => encode({ type: "move", n: 0, x: 70000, y: 0 })).toThrow(RangeError);
+    expect(() => encode({ type: "pos", n: 0, x: -1, y: 0 })).toThrow(RangeError);
+    expect(() => encode({ type: "chat", n: 0, text: "x".repeat(801) })).toThrow(RangeError);
+    expect(() => encode({ type: "welcome", mode: "yes" } as unknown as Message)).toThrow(RangeError);
+  });
+
+  it("assembles per-session AOI messages from a shared entity table, byte-equal to encode", () => {
+    const entities = fc.array(arbitraryOf(entity.desc), { minLength: 1, maxLength: 12 }) as fc.Arbitrary<
+      Entity[]
+    >;
+    fc.assert(
+      fc.property(
+        entities,
+        fc.array(fc.nat(), { maxLength: 12 }),
+        fc.array(fc.nat(), { maxLength: 12 }),
+        fc.array(fc.nat({ max: 0xffffffff }), { maxLength: 5 }),
+        fc.array(arbitraryOf(correction.desc) as fc.Arbitrary<Correction>, { maxLength: 3 }),
+        fc.nat({ max: 0xffffffff }),
+        (table, enterRaw, updateRaw, leave, fixes, seq) => {
+          const enter = enterRaw.map((i) => i % table.length);
+          const update = updateRaw.map((i) => i % table.length);
+          const head = { map: "prt_fild08", tick: 77, t: 1234.5, mode: "p2p" } as const;
+          const enc = new AoiBatchEncoder(head, table);
+          const fast = enc.encode(seq, enter, update, leave, fixes);
+          const slow = encode({
+            type: "aoi",
+            seq,
+            ...head,
+            enter: enter.map((i) => table[i]!),
+            update: update.map((i) => table[i]!),
+            leave,
+            corrections: fixes,
+          });
+          expect(Buffer.compare(fast, slow)).toBe(0);
+        },
+      ),
+      { numRuns: 500 },
+    );
   });
 
   it("maps reason codes to close codes and back", () => {
@@ -133,7 +193,7 @@ describe("protocol", () => {
           for (let j = 0; j < f.length; j++) f[j] = int(256);
           if (f.length > 1 && rnd() < 0.7) {
             f[0] = PROTOCOL_VERSION;
-            f[1] = 1 + int(18);
+            f[1] = 1 + int(24);
           }
           break;
         }

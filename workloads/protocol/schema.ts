@@ -149,7 +149,7 @@ export class Reader {
 }
 
 export type Descriptor =
-  | { t: "u8" | "u16" | "u32" | "i32" | "f64" | "bool" }
+  | { t: "u8" | "u16" | "u32" | "i32" | "f64" | "bool" | "cell" }
   | { t: "str"; max: number }
   | { t: "enum"; values: readonly string[] }
   | { t: "opt"; of: Descriptor }
@@ -198,6 +198,20 @@ export const f64: Codec<number> = {
     const v = r.f64();
     return Number.isFinite(v) ? v : bad("non-finite number");
   },
+};
+
+/**
+ * A map coordinate in cells, as a u16 fixed-point number of 1/16 cells (0 to 4095.9375): the
+ * bus contract already rounds positions to 1/16 cell.
+ */
+export const cell: Codec<number> = {
+  desc: { t: "cell" },
+  enc: (w, v) => {
+    const q = Math.round(v * 16);
+    if (!(q >= 0 && q <= 0xffff)) throw new RangeError(`cell coordinate out of range: ${v}`);
+    w.u16(q);
+  },
+  dec: (r) => r.u16() / 16,
 };
 
 export const bool: Codec<boolean> = {
