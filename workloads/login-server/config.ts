@@ -1,4 +1,5 @@
 // Login server settings, all from the environment (see workloads/runtime/config.ts).
+import { availableParallelism } from "node:os";
 import { type AuthServiceConfig, readAuthServiceConfig } from "../auth/config.ts";
 import { type Env, EnvReader } from "../runtime/config.ts";
 import type { LockoutPolicy, Scope } from "./lockout.ts";

@@ -13,13 +13,15 @@ export interface ScryptParams {
 }
 
 /**
- * N = 2^15, r = 8, p = 1: 32 MiB and about 60–100 ms of one core per hash. OWASP's minimum is
- * N=2^17 (128 MiB) at p=1, or an equal-cost trade of memory for iterations (2^15 with p=3);
- * 32 MiB keeps a GPU/ASIC attacker memory-bound while letting a 2-core pod with a 4-thread
- * libuv pool hash four passwords at once in 128 MiB. Raise logN/p through the environment
- * when pods get more memory; stored hashes upgrade on the next login.
+ * N = 2^15, r = 8, p = 3: 32 MiB per hash, and the work of OWASP's minimum for scrypt (N = 2^17,
+ * r = 8, p = 1, or an equal-cost trade of memory for passes: 2^16/p=2, 2^15/p=3, ...). Of those
+ * equivalents, 2^15/p=3 needs the least memory per hash in flight (Node runs the p passes one
+ * after another over the same 32 MiB), so a 2-core pod hashing on every core holds 64 MiB for
+ * it instead of 256 MiB, while each guess still costs an attacker 32 MiB of fast memory (the
+ * part GPUs and ASICs lack). Raise logN/p through the environment when pods get more; stored
+ * hashes carry their own parameters and are upgraded on the next successful login.
  */
-export const DEFAULT_SCRYPT: ScryptParams = { logN: 15, r: 8, p: 1 };
+export const DEFAULT_SCRYPT: ScryptParams = { logN: 15, r: 8, p: 3 };
 
 const KEY_LEN = 32;
 const SALT_LEN = 16;

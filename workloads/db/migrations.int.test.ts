@@ -1,0 +1,50 @@
+// Migrations against real PostgreSQL: many replicas starting at once apply each migration once.
+import { describe, expect, inject, it } from "vitest";
+import { freshDatabase } from "../auth/testing.ts";
+import { MIGRATIONS, migrate } from "./migrations.ts";
+import { createPool, isUniqueViolation } from "./pool.ts";
+
+const env = inject("localEnv");
+
+describe("migrations", () => {
+  it("are applied once when replicas start together, and are idempotent after", async () => {
+    const url = await freshDatabase(env.databaseUrl!, "migrate");
+    const pools = Array.from({ length: 5 }, () => createPool(url, { max: 2 }));
+    try {
+      const results = await Promise.all(pools.map((p) => migrate(p)));
+      const applied = results.flatMap((r) => r.applied).sort((a, b) => a - b);
+      expect(applied).toEqual(MIGRATIONS.map((m) => m.id));
+      const latest = Math.max(...MIGRATIONS.map((m) => m.id));
+      for (const r of results) expect(r.current).toBe(latest);
+      expect(await migrate(pools[0]!)).toEqual({ applied: [], current: latest });
+      const { rows } = await pools[0]!.query("SELECT count(*)::int AS n FROM schema_migrations");
+      expect(rows[0].n).toBe(MIGRATIONS.length);
+      // The unique indexes the servers rely on exist and ignore case.
+      await pools[0]!.query("INSERT INTO accounts (username, password_hash) VALUES ('Someone', 'x')");
+      const dup = await pools[0]!
+        .query("INSERT INTO accounts (username, password_hash) VALUES ('SOMEONE', 'x')")
+        .catch((e) => e);
+      expect(isUniqueViolation(dup, "accounts_username_lower_key")).toBe(true);
+    } finally {
+      await Promise.all(pools.map((p) => p.end()));
+    }
+  });
+
+  it("roll back a failing migration and report which one", async () => {
+    const url = await freshDatabase(env.databaseUrl!, "migrate_bad");
+    const pool = createPool(url);
+    try {
+      const bad = [
+        ...MIGRATIONS,
+        { id: 999, name: "broken", sql: "CREATE TABLE ok_part (id int); SELECT nonsense FROM nowhere" },
+      ];
+      await expect(migrate(pool, undefined, bad)).rejects.toThrow(/migration 999 \(broken\) failed/);
+      const { rows } = await pool.query(
+        "SELECT to_regclass('ok_part') AS t, (SELECT max(id) FROM schema_migrations) AS m",
+      );
+      expect(rows[0]).toEqual({ t: null, m: MIGRATIONS.length });
+    } finally {
+      await pool.end();
+    }
+  });
+});

@@ -1,0 +1,126 @@
+// The shared workload runtime: configuration errors name the variable and hide secrets; logs
+// are JSON and never carry passwords, tokens or credentials; shutdown hooks run in reverse.
+import { describe, expect, it } from "vitest";
+import {
+  ConfigError,
+  DEFAULT_HEALTH_PORT,
+  DEFAULT_METRICS_PORT,
+  EnvReader,
+  parseDuration,
+  readRuntimeConfig,
+} from "./config.ts";
+import { createLogger, REDACTED } from "./log.ts";
+import { Shutdown } from "./shutdown.ts";
+
+describe("config", () => {
+  it("reads defaults and the env var contract", () => {
+    const r = new EnvReader({ POD_NAME: "login-0", HYBRIDP2P_REGION: "eu" });
+    const cfg = readRuntimeConfig(r);
+    r.done();
+    expect(cfg).toMatchObject({
+      podName: "login-0",
+      region: "eu",
+      healthPort: DEFAULT_HEALTH_PORT,
+      metricsPort: DEFAULT_METRICS_PORT,
+    });
+    expect([DEFAULT_HEALTH_PORT, DEFAULT_METRICS_PORT]).toEqual([8081, 9090]);
+  });
+
+  it("reports every bad variable at once, by name", () => {
+    const r = new EnvReader({
+      HYBRIDP2P_HEALTH_PORT: "eighty",
+      HYBRIDP2P_SHUTDOWN_TIMEOUT: "10",
+      HYBRIDP2P_LOG_LEVEL: "loud",
+      HYBRIDP2P_DATABASE_URL: "mysql://root:hunter2@db/x",
+    });
+    readRuntimeConfig(r);
+    r.url("HYBRIDP2P_DATABASE_URL", ["postgres"]);
+    r.url("HYBRIDP2P_REDIS_URL", ["redis"]);
+    let err: ConfigError | undefined;
+    try {
+      r.done();
+    } catch (e) {
+      err = e as ConfigError;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    const text = err!.message;
+    for (const name of [
+      "HYBRIDP2P_HEALTH_PORT",
+      "HYBRIDP2P_SHUTDOWN_TIMEOUT",
+      "HYBRIDP2P_LOG_LEVEL",
+      "HYBRIDP2P_DATABASE_URL",
+      "HYBRIDP2P_REDIS_URL: is required",
+    ]) {
+      expect(text).toContain(name);
+    }
+    expect(text).not.toContain("hunter2");
+    expect(err!.problems).toHaveLength(5);
+  });
+
+  it("parses durations with units only", () => {
+    expect(parseDuration("15m")).toBe(900_000);
+    expect(parseDuration("1.5s")).toBe(1500);
+    expect(parseDuration("250ms")).toBe(250);
+    expect(parseDuration("10")).toBeUndefined();
+  });
+});
+
+describe("log", () => {
+  it("writes one JSON object per line and redacts secrets wherever they are", () => {
+    const lines: string[] = [];
+    const log = createLogger("test", { sink: (l) => lines.push(l) }).child({ pod: "p-0" });
+    const jwt = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlc2lnbmF0dXJl";
+    log.info(`user sent ${jwt}`, {
+      password: "hunter2",
+      body: { username: "bob", password: "hunter3", nested: { token: "abc" } },
+      url: "postgres://app:s3cret@db:5432/x",
+      header: `Bearer ${jwt}`,
+      err: new Error(`failed for redis://:pw@r:6379 with ${jwt}`),
+      accountId: "42",
+    });
+    log.debug("hidden at info level");
+    expect(lines).toHaveLength(1);
+    const rec = JSON.parse(lines[0]!);
+    expect(rec).toMatchObject({
+      level: "info",
+      component: "test",
+      pod: "p-0",
+      accountId: "42",
+      password: REDACTED,
+    });
+    expect(rec.body).toEqual({ username: "bob", password: REDACTED, nested: { token: REDACTED } });
+    for (const secret of ["hunter2", "hunter3", "s3cret", ":pw@", jwt, 'abc"'])
+      expect(lines[0]).not.toContain(secret);
+    expect(rec.url).toBe(`postgres://app:${REDACTED}@db:5432/x`);
+  });
+});
+
+describe("shutdown", () => {
+  it("runs hooks once, last registered first, past a failing one", async () => {
+    const order: string[] = [];
+    const s = new Shutdown(createLogger("t", { sink: () => {} }), 1000);
+    s.add("db", () => {
+      order.push("db");
+    });
+    s.add("broken", () => {
+      throw new Error("boom");
+    });
+    s.add("http", async () => {
+      order.push("http");
+    });
+    await Promise.all([s.run("test"), s.run("again")]);
+    expect(order).toEqual(["http", "db"]);
+    expect(s.stopping).toBe(true);
+  });
+
+  it("does not wait past the deadline for a stuck hook", async () => {
+    const s = new Shutdown(createLogger("t", { sink: () => {} }), 50);
+    let after = false;
+    s.add("after", () => {
+      after = true;
+    });
+    s.add("stuck", () => new Promise(() => {}));
+    await s.run("test");
+    expect(after).toBe(true);
+  });
+});
