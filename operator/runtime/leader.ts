@@ -48,7 +48,12 @@ export class LeaderElector {
 
   constructor(client: KubeClient, opts: LeaderElectionOptions) {
     this.client = client;
-    this.o = { leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2_000, ...opts };
+    this.o = {
+      ...opts,
+      leaseDurationMs: opts.leaseDurationMs ?? 15_000,
+      renewDeadlineMs: opts.renewDeadlineMs ?? 10_000,
+      retryPeriodMs: opts.retryPeriodMs ?? 2_000,
+    };
   }
 
   isLeader(): boolean {
