@@ -1,0 +1,542 @@
+// One map's simulation as the main thread sees it: sessions, the arena allocator, the grid,
+// input application before a tick and, after the workers' pass, the merge of their output into
+// AOI frames per gateway and zone events. `stepInline()` runs a whole tick on the calling thread
+// (unit tests, the determinism scenario); the server hands the same slices to its worker pool.
+import type {
+  AoiFrame,
+  ClientInput,
+  Correction,
+  EntityState,
+  MapMode,
+  SessionView,
+  ZoneEvent,
+} from "../../bus/contract.ts";
+import { MAX_CHAT_LENGTH } from "../../bus/contract.ts";
+import {
+  Allocator,
+  type Arena,
+  attachArena,
+  createArenaBuffers,
+  EV_ATTACK,
+  EV_MOVE,
+  EV_POS,
+  EV_STOP,
+  FIXED,
+  FLAG_ALIVE,
+  FLAG_DIRTY,
+  KIND_FREE,
+  KIND_MOB,
+  KIND_PLAYER,
+  pushEvent,
+} from "./arena.ts";
+import { attachGrid, createGridBuffers, forEachInRange, type Grid, rebuildGrid } from "./grid.ts";
+import { hashString, isWalkable, type MapDef, MOB_TYPES, rng, VIEW_RANGE } from "./maps.ts";
+import {
+  CORR_REJECT,
+  CORR_SMOOTH,
+  CORR_SNAP,
+  defaultParams,
+  OUT_CORRECTION,
+  OUT_DEATH,
+  OUT_HIT,
+  OUT_RESPAWN,
+  OUT_WORDS,
+  REASONS,
+  runSlice,
+  type SimParams,
+  type SliceOutput,
+  type SliceState,
+} from "./step.ts";
+
+/** rAthena's default walk speed: 150 ms per cell. */
+export const PLAYER_CELLS_PER_SECOND = 1000 / 150;
+
+export interface PlayerInfo {
+  session: string;
+  characterId: string;
+  gateway: string;
+  p2p: boolean;
+  name: string;
+  x?: number;
+  y?: number;
+  hp: number;
+  maxHp: number;
+  atk: number;
+  exp: number;
+  zeny: number;
+}
+
+export interface Session extends PlayerInfo {
+  entity: number;
+}
+
+export interface PlayerState {
+  x: number;
+  y: number;
+  hp: number;
+  maxHp: number;
+  alive: boolean;
+}
+
+export interface SimOptions {
+  capacity: number;
+  tickHz?: number;
+  seed?: number;
+  params?: Partial<SimParams>;
+}
+
+export interface TickStats {
+  players: number;
+  mobs: number;
+  fanout: number;
+  dropped: number;
+}
+
+export interface TickResult {
+  /** The tick just simulated. */
+  tick: number;
+  /** One frame per gateway with something to say. */
+  frames: Map<string, AoiFrame>;
+  events: ZoneEvent[];
+  stats: TickStats;
+}
+
+/** What a worker needs to run its slice of this map's tick. */
+export interface TickJob {
+  tick: number;
+  highWater: number;
+}
+
+const round16 = (v: number) => Math.round(v * 16) / 16;
+const CORR_KINDS: Record<number, Correction["kind"]> = {
+  [CORR_SMOOTH]: "smooth",
+  [CORR_SNAP]: "snap",
+  [CORR_REJECT]: "reject",
+};
+
+export class MapSim {
+  readonly def: MapDef;
+  readonly arena: Arena;
+  readonly grid: Grid;
+  readonly params: SimParams;
+  readonly seed: number;
+  /** Ticks simulated so far; the next tick to run. */
+  tick = 0;
+  mode: MapMode = "server";
+  /** Stamped into frames and events: the owner's fence. */
+  fence = "0";
+  readonly sessions = new Map<string, Session>();
+  private readonly byEntity = new Map<number, Session>();
+  private readonly alloc: Allocator;
+  private readonly scratch: Int32Array;
+  private inbox: ClientInput[] = [];
+  private pendingEvents: ZoneEvent[] = [];
+  private readonly inlineStates: SliceState[] = [];
+
+  constructor(def: MapDef, opts: SimOptions) {
+    this.def = def;
+    this.params = { ...defaultParams(opts.tickHz ?? 20), ...opts.params };
+    this.seed = opts.seed ?? 1;
+    this.arena = attachArena(createArenaBuffers(opts.capacity));
+    this.grid = attachGrid(createGridBuffers(def.width, def.height, opts.capacity));
+    this.alloc = new Allocator(opts.capacity);
+    this.scratch = new Int32Array(opts.capacity);
+    this.arena.target.fill(-1);
+    this.spawnMobs();
+    rebuildGrid(this.grid, this.arena, this.bank, this.alloc.highWater, this.scratch);
+  }
+
+  /** The bank holding the latest state between ticks. */
+  get bank(): number {
+    return this.tick & 1;
+  }
+
+  get highWater(): number {
+    return this.alloc.highWater;
+  }
+
+  get liveEntities(): number {
+    return this.alloc.live;
+  }
+
+  private place(i: number, kind: number, x: number, y: number, hp: number, maxHp: number): void {
+    const a = this.arena;
+    a.kind[i] = kind;
+    a.gen[i] = (a.gen[i]! + 1) | 0;
+    for (const b of [0, 1]) {
+      a.x[b * a.capacity + i] = x;
+      a.y[b * a.capacity + i] = y;
+      a.hp[b * a.capacity + i] = hp;
+      a.flags[b * a.capacity + i] = (hp > 0 ? FLAG_ALIVE : 0) | FLAG_DIRTY;
+      a.queueCount[b * a.capacity + i] = 0;
+    }
+    a.maxHp[i] = maxHp;
+    a.target[i] = -1;
+    a.cooldown[i] = 0;
+    a.walking[i] = 0;
+    a.lastPosTick[i] = this.tick;
+    a.respawnAt[i] = this.tick;
+    // A per-entity random stream, independent of which thread runs the entity.
+    a.rngState[i] = (hashString(`${this.seed}:${this.def.name}:${i}:${a.gen[i]}`) | 1) >>> 0;
+  }
+
+  private spawnMobs(): void {
+    const rand = rng(hashString(`${this.seed}:${this.def.name}:mobs`));
+    const a = this.arena;
+    for (const spawn of this.def.mobs) {
+      const mt = MOB_TYPES[spawn.type]!;
+      for (let k = 0; k < spawn.count; k++) {
+        let at = spawn.at?.[k];
+        for (let tries = 0; !at && tries < 100; tries++) {
+          const x = Math.floor(rand() * this.def.width);
+          const y = Math.floor(rand() * this.def.height);
+          if (isWalkable(this.def, x, y)) at = [x, y];
+        }
+        const i = at && this.alloc.alloc();
+        if (i === undefined || !at) break;
+        this.place(i, KIND_MOB, at[0] + 0.5, at[1] + 0.5, mt.hp, mt.hp);
+        a.mobType[i] = spawn.type;
+        a.atk[i] = mt.atk;
+        a.speed[i] = mt.speed / this.params.tickHz;
+        a.spawnX[i] = at[0] + 0.5;
+        a.spawnY[i] = at[1] + 0.5;
+      }
+    }
+  }
+
+  // ---- sessions -----------------------------------------------------------------------------
+
+  join(info: PlayerInfo): Session {
+    const existing = this.sessions.get(info.session);
+    if (existing) return existing;
+    const i = this.alloc.alloc();
+    if (i === undefined) throw new Error(`map ${this.def.name} is full`);
+    const [sx, sy] = this.def.spawn;
+    const ok = info.x !== undefined && info.y !== undefined && isWalkable(this.def, info.x, info.y);
+    const x = ok ? info.x! : sx + 0.5;
+    const y = ok ? info.y! : sy + 0.5;
+    const hp = Math.min(info.maxHp, Math.max(1, info.hp));
+    this.place(i, KIND_PLAYER, x, y, hp, info.maxHp);
+    const a = this.arena;
+    a.atk[i] = info.atk;
+    a.speed[i] = PLAYER_CELLS_PER_SECOND / this.params.tickHz;
+    a.spawnX[i] = sx + 0.5;
+    a.spawnY[i] = sy + 0.5;
+    a.p2p[i] = this.mode === "p2p" && info.p2p ? 1 : 0;
+    const s: Session = { ...info, entity: i };
+    this.sessions.set(s.session, s);
+    this.byEntity.set(i, s);
+    return s;
+  }
+
+  /** Removes the session's character; returns its last state (for persisting). */
+  leave(session: string): (Session & PlayerState) | undefined {
+    const s = this.sessions.get(session);
+    if (!s) return undefined;
+    const state = this.playerState(s);
+    const a = this.arena;
+    a.kind[s.entity] = KIND_FREE;
+    a.flags[s.entity] = 0;
+    a.flags[a.capacity + s.entity] = 0;
+    this.alloc.release(s.entity);
+    this.sessions.delete(session);
+    this.byEntity.delete(s.entity);
+    this.inbox = this.inbox.filter((i) => i.s !== session);
+    return { ...s, ...state };
+  }
+
+  playerState(s: Session): PlayerState {
+    const a = this.arena;
+    const c = this.bank * a.capacity + s.entity;
+    return {
+      x: a.x[c]!,
+      y: a.y[c]!,
+      hp: a.hp[c]!,
+      maxHp: a.maxHp[s.entity]!,
+      alive: (a.flags[c]! & FLAG_ALIVE) !== 0,
+    };
+  }
+
+  setMode(mode: MapMode): void {
+    this.mode = mode;
+    for (const s of this.sessions.values()) this.arena.p2p[s.entity] = mode === "p2p" && s.p2p ? 1 : 0;
+  }
+
+  input(i: ClientInput): void {
+    this.inbox.push(i);
+  }
+
+  // ---- the tick -------------------------------------------------------------------------------
+
+  /** Applies the inputs received since the last tick; returns what the workers need. */
+  prepare(): TickJob {
+    const a = this.arena;
+    const bank = this.bank;
+    const inbox = this.inbox;
+    this.inbox = [];
+    for (const inp of inbox) {
+      const s = this.sessions.get(inp.s);
+      if (!s) continue;
+      const seq = Number.isSafeInteger(inp.seq) ? inp.seq | 0 : 0;
+      switch (inp.k) {
+        case "move":
+          if (Number.isFinite(inp.x) && Number.isFinite(inp.y))
+            pushEvent(a, bank, s.entity, EV_MOVE, seq, clampInt(inp.x), clampInt(inp.y));
+          break;
+        case "pos":
+          if (Number.isFinite(inp.x) && Number.isFinite(inp.y))
+            pushEvent(a, bank, s.entity, EV_POS, seq, 0, 0, inp.x, inp.y);
+          break;
+        case "stop":
+          pushEvent(a, bank, s.entity, EV_STOP, seq, 0, 0);
+          break;
+        case "attack":
+          if (Number.isSafeInteger(inp.target)) pushEvent(a, bank, s.entity, EV_ATTACK, seq, inp.target, 0);
+          break;
+        case "chat": {
+          if (typeof inp.text !== "string" || inp.text.length === 0) break;
+          const text = inp.text.slice(0, MAX_CHAT_LENGTH);
+          const c = bank * a.capacity + s.entity;
+          this.pendingEvents.push({
+            k: "chat",
+            from: s.entity,
+            name: s.name,
+            text,
+            to: this.recipients(a.x[c]!, a.y[c]!, bank),
+          });
+          break;
+        }
+      }
+    }
+    return { tick: this.tick, highWater: this.alloc.highWater };
+  }
+
+  /** Merges the slices' output, flips the banks and rebuilds the grid. */
+  finish(outs: SliceOutput[]): TickResult {
+    const a = this.arena;
+    const viewBank = this.bank;
+    const tick = this.tick;
+    const stats: TickStats = { players: 0, mobs: 0, fanout: 0, dropped: 0 };
+    const frames = new Map<string, AoiFrame & { index: Map<number, number> }>();
+    const frameFor = (gw: string) => {
+      let f = frames.get(gw);
+      if (!f) {
+        f = {
+          v: 1,
+          map: this.def.name,
+          tick,
+          mode: this.mode,
+          fence: this.fence,
+          ents: [],
+          views: [],
+          index: new Map(),
+        };
+        frames.set(gw, f);
+      }
+      return f;
+    };
+    const viewOf = new Map<string, SessionView>();
+    const sessionView = (s: Session) => {
+      let v = viewOf.get(s.session);
+      if (!v) {
+        v = { session: s.session, self: s.entity, enter: [], update: [], leave: [] };
+        viewOf.set(s.session, v);
+        frameFor(s.gateway).views.push(v);
+      }
+      return v;
+    };
+
+    for (const out of outs) {
+      stats.players += out.players;
+      stats.mobs += out.mobs;
+      stats.fanout += out.fanout;
+      stats.dropped += out.dropped;
+      const v = out.views;
+      for (let k = 0; k < v.length; ) {
+        const p = v[k]!;
+        const ne = v[k + 1]!;
+        const nu = v[k + 2]!;
+        const nl = v[k + 3]!;
+        k += 4;
+        const s = this.byEntity.get(p);
+        if (!s) {
+          k += ne + nu + nl;
+          continue;
+        }
+        const f = frameFor(s.gateway);
+        const sv = sessionView(s);
+        const ref = (id: number) => {
+          let idx = f.index.get(id);
+          if (idx === undefined) {
+            idx = f.ents.length;
+            f.ents.push(this.entityState(id, viewBank));
+            f.index.set(id, idx);
+          }
+          return idx;
+        };
+        for (let e = 0; e < ne; e++) sv.enter.push(ref(v[k++]!));
+        for (let e = 0; e < nu; e++) sv.update.push(ref(v[k++]!));
+        for (let e = 0; e < nl; e++) sv.leave.push(v[k++]!);
+      }
+    }
+
+    // Events, in an order that does not depend on how entities were split across threads.
+    const raw: number[][] = [];
+    for (const out of outs) {
+      for (let k = 0; k < out.events.length; k += OUT_WORDS) raw.push(out.events.slice(k, k + OUT_WORDS));
+    }
+    raw.sort(compareTuples);
+
+    this.tick++;
+    const bank = this.bank;
+    rebuildGrid(this.grid, a, bank, this.alloc.highWater, this.scratch);
+
+    const events = this.pendingEvents;
+    this.pendingEvents = [];
+    const at = (i: number): [number, number] => [a.x[bank * a.capacity + i]!, a.y[bank * a.capacity + i]!];
+    for (const [type, p1, p2, p3, p4, p5, p6] of raw as number[][] as [
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
+    ][]) {
+      switch (type) {
+        case OUT_HIT:
+          events.push({
+            k: "hit",
+            from: p1,
+            target: p2,
+            damage: p3,
+            hpLeft: p4,
+            to: this.recipients(...at(p2), bank),
+          });
+          break;
+        case OUT_DEATH: {
+          events.push({ k: "death", entity: p1, killer: p2, to: this.recipients(...at(p1), bank) });
+          const killer = this.byEntity.get(p2);
+          if (a.kind[p1] === KIND_MOB && killer) {
+            const mt = MOB_TYPES[a.mobType[p1]!]!;
+            killer.exp += mt.exp;
+            killer.zeny += mt.zeny;
+            events.push({
+              k: "loot",
+              session: killer.session,
+              characterId: killer.characterId,
+              exp: mt.exp,
+              zeny: mt.zeny,
+              to: [killer.session],
+            });
+          }
+          break;
+        }
+        case OUT_RESPAWN:
+          events.push({
+            k: "respawn",
+            entity: p1,
+            x: p2 / FIXED,
+            y: p3 / FIXED,
+            to: this.recipients(...at(p1), bank),
+          });
+          break;
+        case OUT_CORRECTION: {
+          const s = this.byEntity.get(p1);
+          if (!s) break;
+          const sv = sessionView(s);
+          sv.corrections ??= [];
+          sv.corrections.push({
+            seq: p2,
+            kind: CORR_KINDS[p3]!,
+            x: p4 / FIXED,
+            y: p5 / FIXED,
+            reason: REASONS[p6]!,
+          });
+          break;
+        }
+      }
+    }
+    for (const f of frames.values()) delete (f as Partial<typeof f>).index;
+    return { tick, frames, events, stats };
+  }
+
+  /**
+   * A whole tick on this thread. `slices` > 1 runs the slices the workers would run, one after
+   * the other: the result must not depend on it.
+   */
+  stepInline(slices = 1): TickResult {
+    const job = this.prepare();
+    while (this.inlineStates.length < slices) this.inlineStates.push({ prev: new Map() });
+    const outs: SliceOutput[] = [];
+    for (let w = 0; w < slices; w++) {
+      outs.push(
+        runSlice(
+          {
+            arena: this.arena,
+            grid: this.grid,
+            map: this.def,
+            params: this.params,
+            tick: job.tick,
+            highWater: job.highWater,
+            worker: w,
+            workers: slices,
+          },
+          this.inlineStates[w]!,
+        ),
+      );
+    }
+    return this.finish(outs);
+  }
+
+  /** Sessions whose character is within view of (x, y). */
+  recipients(x: number, y: number, bank = this.bank): string[] {
+    const to: string[] = [];
+    forEachInRange(this.grid, this.arena, bank, x, y, VIEW_RANGE, (j) => {
+      const s = this.byEntity.get(j);
+      if (s) to.push(s.session);
+    });
+    return to.sort();
+  }
+
+  entityState(i: number, bank = this.bank): EntityState {
+    const a = this.arena;
+    const c = bank * a.capacity + i;
+    const player = a.kind[i] === KIND_PLAYER;
+    return {
+      id: i,
+      kind: player ? "player" : "mob",
+      x: round16(a.x[c]!),
+      y: round16(a.y[c]!),
+      hp: a.hp[c]!,
+      maxHp: a.maxHp[i]!,
+      alive: (a.flags[c]! & FLAG_ALIVE) !== 0,
+      name: player ? (this.byEntity.get(i)?.name ?? "") : MOB_TYPES[a.mobType[i]!]!.name,
+    };
+  }
+
+  /** Every live entity's public state plus the sessions' progress: equal digests, equal worlds. */
+  digest(): string {
+    const a = this.arena;
+    const parts: string[] = [`t=${this.tick}`];
+    for (let i = 0; i < this.alloc.highWater; i++) {
+      if (a.kind[i] === KIND_FREE) continue;
+      const e = this.entityState(i);
+      parts.push(
+        `${i}:${e.kind}:${a.x[this.bank * a.capacity + i]}:${a.y[this.bank * a.capacity + i]}:${e.hp}:${e.alive}`,
+      );
+    }
+    for (const s of [...this.sessions.values()].sort((p, q) => p.entity - q.entity))
+      parts.push(`${s.session}:${s.exp}:${s.zeny}`);
+    return parts.join("|");
+  }
+}
+
+function clampInt(v: number): number {
+  return Math.max(-(2 ** 30), Math.min(2 ** 30, Math.floor(v)));
+}
+
+function compareTuples(p: number[], q: number[]): number {
+  for (let k = 0; k < p.length; k++) if (p[k] !== q[k]) return p[k]! - q[k]!;
+  return 0;
+}
