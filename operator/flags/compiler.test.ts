@@ -303,7 +303,7 @@ describe("compiler properties", () => {
         const out = compile(input);
         for (const z of out.zones) {
           const s = z.services[service];
-          const expected = s !== undefined && s.enabled && z.enabled && !s.fallback && !z.fallback;
+          const expected = s?.enabled === true && z.enabled && !s.fallback && !z.fallback;
           expect(effectiveP2P(z, service)).toBe(expected);
           if (service === "unknown-svc") expect(effectiveP2P(z, service)).toBe(false);
           // Fallback forced anywhere wins over enabled.

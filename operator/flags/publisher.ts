@@ -194,7 +194,9 @@ export class FlagPublisher {
           zones: docs.length,
         };
       }
-      const epoch = (live.pointer?.epoch ?? 0) + 1;
+      // Epochs only grow: from the pointer, or when it is missing or malformed, from the newest
+      // epoch directory left in the store (directories sort by their zero-padded epoch).
+      const epoch = (live.pointer?.epoch ?? (await this.newestDirEpoch())) + 1;
       const dir = l.epochDir(epoch, token.padStart(16, "0"));
       const dirPrefix = l.dirPrefix(dir);
       const fenced = () => this.client.if(l.fence, "Mod", "==", token);
@@ -241,6 +243,17 @@ export class FlagPublisher {
       }
       return { published: true, epoch, dir, digest, revision, chunks: chunks.length, zones: docs.length };
     }
+  }
+
+  private async newestDirEpoch(): Promise<number> {
+    const keys = await this.client
+      .getAll()
+      .prefix(this.layout.epochsPrefix)
+      .sort("Key", "Descend")
+      .limit(1)
+      .keys();
+    const rest = keys[0]?.slice(this.layout.epochsPrefix.length) ?? "";
+    return this.layout.epochOfDir(rest.split("/")[0] ?? "") ?? 0;
   }
 
   private deposed(): FencedError {

@@ -181,6 +181,20 @@ export class FlagClient extends EventEmitter {
     this.recompute();
   }
 
+  /**
+   * Stops without a goodbye, as a killed pod would: no lease revoke, no more keepalives, so the
+   * report expires with the lease. For tests and simulations.
+   */
+  crash(): void {
+    this.closed = true;
+    for (const t of [this.graceTimer, this.retryTimer, this.latchTimer, this.reportTimer]) clearTimeout(t);
+    void this.watcher?.cancel().catch(() => undefined);
+    this.watcher = undefined;
+    this.lease?.release();
+    this.lease = undefined;
+    this.resolveFirstLoad();
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     for (const t of [this.graceTimer, this.retryTimer, this.latchTimer, this.reportTimer]) clearTimeout(t);
@@ -220,7 +234,10 @@ export class FlagClient extends EventEmitter {
         // Either way the safe move is a full re-sync at the current revision (a newer pointer
         // that arrived meanwhile is subsumed by it).
         this.pending = { kind: "resync" };
-        if (compacted) continue;
+        if (compacted && this.retryDelay === 100) {
+          this.retryDelay = 200; // one immediate re-sync; a second compaction in a row waits
+          continue;
+        }
         this.resolveFirstLoad();
         this.retryTimer = setTimeout(() => {
           this.retryTimer = undefined;
@@ -276,6 +293,11 @@ export class FlagClient extends EventEmitter {
     this.kick();
   }
 
+  /**
+   * Applies the pointer `kv` by reading its directory at `revision`: the pointer's own mod
+   * revision for a watch event, the read's header revision for a re-sync (any revision at which
+   * the pointer holds this value sees the directory whole).
+   */
   private async applyPointer(kv: IKeyValue | undefined, revision: number): Promise<void> {
     const l = this.layout;
     if (kv === undefined) {
@@ -299,7 +321,7 @@ export class FlagClient extends EventEmitter {
       this.log.warn("flag epoch went backwards; ignored", { epoch: pointer.epoch, applied: this.snap.epoch });
       return;
     }
-    const at = Number(kv.mod_revision) || revision;
+    const at = revision;
     const zones = new Map<string, ZoneFlags>();
     try {
       for (const [key, value] of await this.readDocs(pointer.dir, at)) {

@@ -51,6 +51,9 @@ export function connectFlagStore(endpoints: string | string[], opts: FlagEtcdOpt
       "grpc.keepalive_time_ms": 5000,
       "grpc.keepalive_timeout_ms": 3000,
       "grpc.keepalive_permit_without_calls": 1,
+      // gRPC's own reconnect backoff grows to 120 s by default; flags must come back in about a second.
+      "grpc.initial_reconnect_backoff_ms": 100,
+      "grpc.max_reconnect_backoff_ms": 1000,
       "grpc.max_receive_message_length": 64 * 1024 * 1024,
     },
   });

@@ -1,0 +1,303 @@
+// The flag client against real etcd: load and watch, reports under a lease, malformed
+// documents, an etcd restart mid-watch, a compaction while the client is cut off.
+import { randomUUID } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Etcd3 } from "etcd3";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { type CompiledFlags, compile } from "../../../operator/flags/compiler.ts";
+import { FlagPublisher } from "../../../operator/flags/publisher.ts";
+import { FlagClient, type FlagLogger, type FlagState } from "./client.ts";
+import { connectFlagStore } from "./etcd.ts";
+import { layout, parseReport } from "./layout.ts";
+import { cutProxy, eventually, startTestEtcd, type TestEtcd } from "./testing.ts";
+
+const env = inject("localEnv");
+
+function capture(): FlagLogger & { lines: string[] } {
+  const lines: string[] = [];
+  const push = (level: string) => (msg: string, fields?: Record<string, unknown>) => {
+    lines.push(`${level} ${msg} ${JSON.stringify(fields ?? {})}`);
+  };
+  return { lines, error: push("error"), warn: push("warn"), info: push("info") };
+}
+
+function world(ns: string, opts: { enabled: boolean; tag?: string; zones?: string[] }): CompiledFlags {
+  const zones = opts.zones ?? ["prt_fild", "pay_fild"];
+  return compile({
+    policies: [
+      {
+        metadata: { name: "fields", namespace: ns },
+        spec: {
+          zoneSelector: {},
+          enabled: opts.enabled,
+          transports: [opts.tag ?? "webrtc"],
+          recovery: { mode: "Auto", backoff: { initialSeconds: 0, maxSeconds: 1 } },
+        },
+      },
+    ],
+    zones: zones.map((name) => ({
+      metadata: { name, namespace: ns },
+      spec: { regionRef: "r1", maps: [{ name, type: "Field" }] },
+    })),
+    regions: [{ metadata: { name: "r1", namespace: ns } }],
+  });
+}
+
+describe("flag client", () => {
+  let etcd: Etcd3;
+  beforeAll(() => {
+    etcd = connectFlagStore(env.etcdEndpoints!);
+  });
+  afterAll(() => etcd.close());
+
+  it("loads, watches, reports under a lease, and a dead pod's report disappears by itself", async () => {
+    const prefix = `/test-${randomUUID()}/`;
+    const l = layout(prefix);
+    const pub = new FlagPublisher({ client: etcd, identity: "op", prefix });
+    await pub.acquire();
+    await pub.publish(world("eu", { enabled: false }));
+
+    const podConn = connectFlagStore(env.etcdEndpoints!);
+    const ms = new FlagClient({
+      client: podConn,
+      prefix,
+      namespace: "eu",
+      zone: "prt_fild",
+      service: "map-server",
+      pod: "ms-0",
+      reportTtlSeconds: 2,
+    });
+    const gw = new FlagClient({ client: etcd, prefix, namespace: "eu", service: "gateway", pod: "gw-0" });
+    const lost = new FlagClient({
+      client: etcd,
+      prefix,
+      namespace: "eu",
+      zone: "nowhere",
+      service: "map-server",
+      pod: "ms-x",
+    });
+    await Promise.all([ms.start(), gw.start(), lost.start()]);
+    expect(ms.current()).toMatchObject({ epoch: 1, mode: "server" });
+    expect(ms.p2p()).toBe(false);
+    expect(gw.snapshot().zones.size).toBe(2);
+    expect(ms.snapshot().zones.size).toBe(1); // a map server reads only its zone
+
+    const { epoch } = await pub.publish(world("eu", { enabled: true }));
+    await eventually("map server in P2P", () => ms.current().mode === "p2p" && ms.current().epoch === epoch);
+    expect(ms.p2p()).toBe(true);
+    expect(ms.mapP2P("prt_fild")).toBe(true);
+    await eventually("gateway at the epoch", () => gw.current().epoch === epoch);
+    expect(gw.current().mode).toBe("p2p");
+    await eventually("unknown zone reported", () => lost.current().epoch === epoch);
+    expect(lost.current()).toMatchObject({ mode: "server", reason: "zone nowhere is unknown to the flags" });
+
+    const key = l.reportKey("eu", "prt_fild", "ms-0");
+    const report = await eventually("report of ms-0 at the epoch", async () => {
+      const raw = await etcd.get(key).string();
+      const r = raw === null ? undefined : parseReport(key, raw);
+      return r?.epoch === epoch ? r : undefined;
+    });
+    expect(report).toMatchObject({
+      pod: "ms-0",
+      zone: "prt_fild",
+      service: "map-server",
+      mode: "p2p",
+      epoch,
+    });
+    const leased = await etcd.get(key).exec();
+    expect(leased.kvs[0]!.lease).not.toBe("0");
+    expect(await etcd.get(l.reportKey("eu", undefined, "gw-0")).string()).not.toBeNull();
+
+    // The pod dies without a goodbye: no revoke, no keepalives; its lease expires, its report goes.
+    ms.crash();
+    await eventually("report of the dead pod gone", async () => (await etcd.get(key).string()) === null);
+    // A clean shutdown revokes the lease at once.
+    await gw.close();
+    expect(await etcd.get(l.reportKey("eu", undefined, "gw-0")).string()).toBeNull();
+    await lost.close();
+    podConn.close();
+  });
+
+  it("ignores malformed pointers and documents with a logged error and keeps the last good snapshot", async () => {
+    const prefix = `/test-${randomUUID()}/`;
+    const l = layout(prefix);
+    const pub = new FlagPublisher({ client: etcd, identity: "op", prefix });
+    await pub.acquire();
+    const good = await pub.publish(world("eu", { enabled: true }));
+    const log = capture();
+    const c = new FlagClient({
+      client: etcd,
+      prefix,
+      namespace: "eu",
+      zone: "prt_fild",
+      service: "map-server",
+      pod: "ms-0",
+      log,
+    });
+    await c.start();
+    expect(c.current()).toMatchObject({ epoch: good.epoch, mode: "p2p" });
+
+    // A document that is not JSON, under a new epoch the pointer flips to.
+    const dir = l.epochDir(good.epoch + 1, "manual");
+    await etcd.put(l.zoneKey(dir, "eu", "prt_fild")).value("{not json");
+    const ptr = {
+      v: 1,
+      epoch: good.epoch + 1,
+      dir,
+      digest: "x",
+      zones: 1,
+      publisher: "hand",
+      fence: "0",
+      publishedAt: "",
+    };
+    await etcd.put(l.pointer).value(JSON.stringify(ptr));
+    await eventually("rejection logged", () =>
+      log.lines.some((x) => x.startsWith("error malformed flag document")),
+    );
+    await eventually("rejected epoch reported", () => c.current().rejectedEpoch === good.epoch + 1);
+    expect(c.current()).toMatchObject({ epoch: good.epoch, mode: "p2p" });
+    expect(c.snapshot().epoch).toBe(good.epoch);
+
+    // A document with the wrong shape.
+    const dir2 = l.epochDir(good.epoch + 2, "manual");
+    await etcd
+      .put(l.zoneKey(dir2, "eu", "prt_fild"))
+      .value(JSON.stringify({ v: 1, namespace: "eu", zone: "prt_fild", enabled: "yes" }));
+    await etcd.put(l.pointer).value(JSON.stringify({ ...ptr, epoch: good.epoch + 2, dir: dir2 }));
+    await eventually("second rejection", () => c.current().rejectedEpoch === good.epoch + 2);
+    expect(c.snapshot().epoch).toBe(good.epoch);
+
+    // A pointer that is not JSON.
+    const errors = log.lines.filter((x) => x.startsWith("error")).length;
+    await etcd.put(l.pointer).value("garbage");
+    await eventually(
+      "pointer rejection logged",
+      () => log.lines.filter((x) => x.startsWith("error")).length > errors,
+    );
+    expect(c.snapshot().epoch).toBe(good.epoch);
+
+    // The next real publish still gets a larger epoch and is applied.
+    const next = await pub.publish(world("eu", { enabled: false }));
+    expect(next.epoch).toBeGreaterThan(good.epoch + 2);
+    await eventually("recovered", () => c.current().epoch === next.epoch);
+    expect(c.current()).toMatchObject({ mode: "server" });
+    expect(c.current().rejectedEpoch).toBeUndefined();
+    await c.close();
+  });
+
+  describe("with a private etcd", () => {
+    let dir: string;
+    let own: TestEtcd;
+    beforeAll(async () => {
+      dir = mkdtempSync(join(tmpdir(), "flags-client-"));
+      own = await startTestEtcd(dir);
+    });
+    afterAll(async () => {
+      await own.stop();
+      rmSync(dir, { recursive: true, force: true });
+    });
+
+    it("survives etcd killed and restarted mid-watch: keeps its snapshot, falls back after the grace period, recovers", async () => {
+      const prefix = `/test-${randomUUID()}/`;
+      const opConn = connectFlagStore(own.endpoint);
+      const podConn = connectFlagStore(own.endpoint);
+      const pub = new FlagPublisher({ client: opConn, identity: "op", prefix });
+      await pub.acquire();
+      const e1 = await pub.publish(world("eu", { enabled: true }));
+      const c = new FlagClient({
+        client: podConn,
+        prefix,
+        namespace: "eu",
+        zone: "prt_fild",
+        service: "map-server",
+        pod: "ms-0",
+        graceMs: 300,
+        reportTtlSeconds: 5,
+        log: capture(),
+      });
+      const states: FlagState[] = [];
+      c.on("state", (s) => states.push(s));
+      await c.start();
+      expect(c.current()).toMatchObject({ epoch: e1.epoch, mode: "p2p" });
+
+      await own.stop();
+      await eventually("fallback after the grace period", () => c.current().mode === "fallback");
+      expect(c.current().reason).toMatch(/flag store unreachable/);
+      expect(c.snapshot().epoch).toBe(e1.epoch); // last good snapshot kept
+      expect(c.p2p()).toBe(false);
+
+      await own.start();
+      await eventually("back to P2P once the store returns", () => c.current().mode === "p2p");
+      const e2 = await eventually("a publish after the restart", async () => {
+        try {
+          return await pub.publish(world("eu", { enabled: true, tag: "after-restart" }));
+        } catch {
+          return undefined;
+        }
+      });
+      await eventually("the new epoch applied", () => c.current().epoch === e2.epoch);
+      expect(c.zoneFlags()!.transports).toEqual(["after-restart"]);
+      const key = layout(prefix).reportKey("eu", "prt_fild", "ms-0");
+      await eventually("report rewritten after the restart", async () => {
+        const raw = await opConn.get(key).string();
+        return raw !== null && parseReport(key, raw).epoch === e2.epoch;
+      });
+      const modes = states.map((s) => s.mode).filter((m, i, all) => m !== all[i - 1]);
+      expect(modes).toEqual(["p2p", "fallback", "p2p"]);
+      await c.close();
+      opConn.close();
+      podConn.close();
+    });
+
+    it("after a compaction while it was cut off, re-reads and re-watches without missing a change", async () => {
+      const prefix = `/test-${randomUUID()}/`;
+      const opConn = connectFlagStore(own.endpoint);
+      const proxy = await cutProxy(own.port);
+      const podConn = connectFlagStore(proxy.endpoint);
+      const log = capture();
+      const pub = new FlagPublisher({ client: opConn, identity: "op", prefix });
+      await pub.acquire();
+      await pub.publish(world("eu", { enabled: true, tag: "t1" }));
+      const c = new FlagClient({
+        client: podConn,
+        prefix,
+        namespace: "eu",
+        service: "gateway",
+        pod: "gw-0",
+        graceMs: 60_000,
+        log,
+      });
+      await c.start();
+      expect(c.snapshot().zones.get("prt_fild")!.transports).toEqual(["t1"]);
+
+      await proxy.cut();
+      await eventually("client noticed", () => log.lines.some((x) => x.includes("flag store unreachable")));
+      await pub.publish(world("eu", { enabled: true, tag: "t2" }));
+      const e3 = await pub.publish(
+        world("eu", { enabled: false, tag: "t3", zones: ["prt_fild", "pay_fild", "moc_fild"] }),
+      );
+      const rev = Number((await opConn.get("/").exec()).header.revision);
+      await opConn.kv.compact({ revision: String(rev), physical: true });
+      expect(c.snapshot().zones.get("prt_fild")!.transports).toEqual(["t1"]); // still the last good one
+
+      await proxy.restore();
+      await eventually("caught up to the last publish", () => c.current().epoch === e3.epoch).catch((e) => {
+        console.log(log.lines.join("\n"));
+        throw e;
+      });
+      expect(log.lines.some((x) => x.includes("flag watch cancelled"))).toBe(true); // the compaction path ran
+      expect(c.snapshot().zones.size).toBe(3);
+      expect(c.snapshot().zones.get("moc_fild")!.transports).toEqual(["t3"]);
+      // and the new watch works
+      const e4 = await pub.publish(world("eu", { enabled: true, tag: "t4" }));
+      await eventually("the next publish arrives by watch", () => c.current().epoch === e4.epoch);
+      expect(c.current().mode).toBe("p2p");
+      await c.close();
+      await proxy.close();
+      opConn.close();
+      podConn.close();
+    });
+  });
+});
