@@ -5,7 +5,7 @@
 //
 //   RESULT login logins_per_s=.. floor_hashes_per_s=.. ratio=..
 //
-// Options (environment): BENCH_SECONDS (per measurement, split over two rounds; default 6), BENCH_CLIENTS (default 16),
+// Options (environment): BENCH_SECONDS (counted time per measurement, split over two rounds, each after 1.5 s of warm-up; default 10), BENCH_CLIENTS (default 8),
 // BENCH_ACCOUNTS (default 32), and the login server's own HYBRIDP2P_SCRYPT_* to try other costs.
 import { scrypt } from "node:crypto";
 import { availableParallelism } from "node:os";
@@ -16,8 +16,9 @@ import { DEFAULT_SCRYPT, hashPassword, type ScryptParams } from "../workloads/lo
 import { startLoginServer } from "../workloads/login-server/server.ts";
 import { silentLogger } from "../workloads/runtime/log.ts";
 
-const seconds = Number(process.env.BENCH_SECONDS ?? 6);
-const clients = Number(process.env.BENCH_CLIENTS ?? 16);
+const seconds = Number(process.env.BENCH_SECONDS ?? 10);
+const clients = Number(process.env.BENCH_CLIENTS ?? 8);
+const warmMs = 1500;
 const accounts = Number(process.env.BENCH_ACCOUNTS ?? 32);
 const password = "bench-password-1234";
 
@@ -38,22 +39,28 @@ interface Phase {
 }
 
 /**
- * Runs `workers` loops of `op` for `ms`, counting only operations that complete inside the
- * window (work still in flight at the deadline is awaited but not counted), so a slow tail
- * does not stretch the denominator.
+ * Runs `workers` loops of `op` continuously and counts only the operations that complete in the
+ * window [warmMs, warmMs + ms] after the start: the pipeline is full before counting starts,
+ * and work still in flight at the end is awaited but not counted.
  */
-async function closedLoop(workers: number, ms: number, op: (i: number) => Promise<void>): Promise<Phase> {
+async function closedLoop(
+  workers: number,
+  warmMs: number,
+  ms: number,
+  op: (i: number) => Promise<void>,
+): Promise<Phase> {
   const latencies: number[] = [];
   let errors = 0;
-  const start = performance.now();
-  const deadline = start + ms;
+  const countFrom = performance.now() + warmMs;
+  const deadline = countFrom + ms;
   await Promise.all(
     Array.from({ length: workers }, async (_, w) => {
       for (let i = w; performance.now() < deadline; i += workers) {
         const t0 = performance.now();
         try {
           await op(i);
-          if (performance.now() <= deadline) latencies.push(performance.now() - t0);
+          const t1 = performance.now();
+          if (t1 >= countFrom && t1 <= deadline) latencies.push(t1 - t0);
         } catch {
           errors++;
         }
@@ -133,9 +140,6 @@ async function main(): Promise<void> {
         const body = (await res.json()) as { token?: string };
         if (res.status !== 200 || !body.token) throw new Error(`login answered ${res.status}`);
       };
-      // Warm up both paths (JIT, connection pools, keep-alive sockets) outside the measurement.
-      await closedLoop(clients, 1000, login);
-      await closedLoop(clients, 500, () => bareHash(scryptParams));
 
       // Alternate the two measurements (floor, logins, floor, logins) so a change in the
       // machine's background load during the run hits both alike.
@@ -143,9 +147,9 @@ async function main(): Promise<void> {
       const loginRuns: Phase[] = [];
       for (let round = 0; round < 2; round++) {
         log(`round ${round + 1}: bare scrypt through libuv's pool (the floor)`);
-        floorRuns.push(await closedLoop(clients, (seconds * 1000) / 2, () => bareHash(scryptParams)));
+        floorRuns.push(await closedLoop(clients, warmMs, (seconds * 1000) / 2, () => bareHash(scryptParams)));
         log(`round ${round + 1}: logins over HTTP`);
-        loginRuns.push(await closedLoop(clients, (seconds * 1000) / 2, login));
+        loginRuns.push(await closedLoop(clients, warmMs, (seconds * 1000) / 2, login));
       }
       const floor = merge(floorRuns);
       const logins = merge(loginRuns);

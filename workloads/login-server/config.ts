@@ -42,8 +42,9 @@ export function loginConfigFromEnv(env: Env = process.env): LoginConfig {
       r: r.int("HYBRIDP2P_SCRYPT_R", { default: DEFAULT_SCRYPT.r, min: 1, max: 32 }),
       p: r.int("HYBRIDP2P_SCRYPT_P", { default: DEFAULT_SCRYPT.p, min: 1, max: 16 }),
     },
+    // One hash per core: more only queues inside libuv's pool (which DNS and file I/O share).
     hashConcurrency: r.int("HYBRIDP2P_HASH_CONCURRENCY", {
-      default: Number(env.UV_THREADPOOL_SIZE) || 4,
+      default: Math.min(availableParallelism(), Number(env.UV_THREADPOOL_SIZE) || 4),
       min: 1,
       max: 128,
     }),
