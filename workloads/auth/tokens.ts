@@ -15,7 +15,7 @@ export const CHARACTER_AUD = "hybridp2p:gateway";
 
 export type Clock = () => number;
 
-export type TokenErrorCode = "expired" | "invalid" | "unknown_key" | "mismatch";
+export type TokenErrorCode = "expired" | "invalid" | "unknown_key" | "mismatch" | "revoked";
 
 export class TokenError extends Error {
   readonly code: TokenErrorCode;

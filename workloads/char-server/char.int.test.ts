@@ -2,6 +2,8 @@
 // delete and select; names unique regardless of case under concurrent creation on two
 // replicas; the character token the gateway verifies; key rotation without dropping sessions.
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { AuthClient } from "../auth/client.ts";
+import { GatewayAuth } from "../auth/gateway.ts";
 import { addKey, FileKeySource, type KeysetDocument, publicKeyset, removeKey } from "../auth/keyset.ts";
 import type { RunningService } from "../auth/service.ts";
 import {
@@ -284,6 +286,24 @@ describe("char server", () => {
     keys.write({ active: "nope", keys: [] });
     expect(await (c1.deps.keys as FileKeySource).reload()).toBe(false);
     expect((await call(c1.url, "GET", "/v1/characters", { token })).status).toBe(200);
+  });
+
+  it("lets a bot log in with the client, and the gateway admit it until it logs out", async () => {
+    const bot = new AuthClient({ loginUrl: login.url, charUrl: c1.url });
+    await bot.loginOrSignUp(`bot_${process.pid}`, password);
+    const sel = await bot.enterAs("Bot Alpha");
+    expect(sel.gateway).toBe("gateway.test.svc:7000");
+    // Again: the same character, not a second one.
+    const again = await bot.enterAs("bot alpha");
+    expect(again.character.id).toBe(sel.character.id);
+    expect(await bot.characters()).toHaveLength(1);
+
+    const gateway = new GatewayAuth({ keys: c2.deps.keys, sessions: c2.deps.sessions });
+    const claims = await gateway.verify(sel.token, { characterId: sel.character.id });
+    expect(claims.map).toBe(sel.character.map);
+    await bot.logout();
+    await expect(gateway.verify(sel.token)).rejects.toMatchObject({ code: "revoked" });
+    await expect(bot.characters()).rejects.toThrow(/not logged in/);
   });
 
   it("serves readiness and metrics", async () => {

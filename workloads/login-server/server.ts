@@ -44,7 +44,10 @@ const SignUpBody = Type.Object(
 
 const LoginBody = Type.Object(
   {
-    username: Type.String({ minLength: 1, maxLength: 64, description: "is required" }),
+    username: Type.String({
+      pattern: "^[A-Za-z0-9_]{1,23}$",
+      description: "must be 1 to 23 letters, digits or underscores",
+    }),
     password: Type.String({
       minLength: 1,
       maxLength: 128,

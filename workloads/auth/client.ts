@@ -1,0 +1,160 @@
+// A small client of the login and char servers for the client SDK and bots: sign up (or log
+// in), make sure a character exists, select it, and get what the gateway needs.
+// Uses the global fetch only, so it runs anywhere Node or a browser does.
+
+export class AuthApiError extends Error {
+  readonly status: number;
+  readonly code: string;
+  constructor(status: number, code: string, message: string) {
+    super(`${status} ${code}: ${message}`);
+    this.name = "AuthApiError";
+    this.status = status;
+    this.code = code;
+  }
+}
+
+export interface CharacterSummary {
+  id: string;
+  slot: number;
+  name: string;
+  map: string;
+  x: number;
+  y: number;
+}
+
+export interface Selected {
+  gateway: string;
+  token: string;
+  expiresAt: string;
+  character: CharacterSummary;
+}
+
+async function request<T>(
+  base: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  token?: string,
+): Promise<T> {
+  const headers: Record<string, string> = {};
+  if (body !== undefined) headers["content-type"] = "application/json";
+  if (token) headers.authorization = `Bearer ${token}`;
+  const res = await fetch(`${base.replace(/\/$/, "")}${path}`, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  const json = text ? (JSON.parse(text) as { error?: { code: string; message: string } }) : {};
+  if (!res.ok)
+    throw new AuthApiError(res.status, json.error?.code ?? "error", json.error?.message ?? res.statusText);
+  return json as T;
+}
+
+export class AuthClient {
+  readonly loginUrl: string;
+  readonly charUrl: string;
+  token: string | undefined;
+
+  constructor(opts: { loginUrl: string; charUrl: string }) {
+    this.loginUrl = opts.loginUrl;
+    this.charUrl = opts.charUrl;
+  }
+
+  private session(): string {
+    if (!this.token) throw new Error("not logged in");
+    return this.token;
+  }
+
+  async signUp(username: string, password: string): Promise<{ accountId: string }> {
+    return request(this.loginUrl, "POST", "/v1/accounts", { username, password });
+  }
+
+  async login(
+    username: string,
+    password: string,
+  ): Promise<{ accountId: string; sessionId: string; expiresAt: string }> {
+    const r = await request<{ token: string; accountId: string; sessionId: string; expiresAt: string }>(
+      this.loginUrl,
+      "POST",
+      "/v1/sessions",
+      { username, password },
+    );
+    this.token = r.token;
+    return r;
+  }
+
+  /** Logs in, signing up first when the account does not exist yet (bots). */
+  async loginOrSignUp(username: string, password: string) {
+    try {
+      return await this.login(username, password);
+    } catch (err) {
+      if (!(err instanceof AuthApiError) || err.status !== 401) throw err;
+      try {
+        await this.signUp(username, password);
+      } catch (e) {
+        if (!(e instanceof AuthApiError) || e.code !== "username_taken") throw e;
+      }
+      return this.login(username, password);
+    }
+  }
+
+  async logout(): Promise<void> {
+    await request(this.loginUrl, "DELETE", "/v1/session", undefined, this.session());
+    this.token = undefined;
+  }
+
+  async characters(): Promise<CharacterSummary[]> {
+    return (
+      await request<{ characters: CharacterSummary[] }>(
+        this.charUrl,
+        "GET",
+        "/v1/characters",
+        undefined,
+        this.session(),
+      )
+    ).characters;
+  }
+
+  async createCharacter(
+    name: string,
+    opts: { slot?: number; hair?: number; hairColor?: number } = {},
+  ): Promise<CharacterSummary> {
+    return (
+      await request<{ character: CharacterSummary }>(
+        this.charUrl,
+        "POST",
+        "/v1/characters",
+        { name, ...opts },
+        this.session(),
+      )
+    ).character;
+  }
+
+  async deleteCharacter(id: string): Promise<void> {
+    await request(
+      this.charUrl,
+      "DELETE",
+      `/v1/characters/${encodeURIComponent(id)}`,
+      undefined,
+      this.session(),
+    );
+  }
+
+  async select(id: string): Promise<Selected> {
+    return request(
+      this.charUrl,
+      "POST",
+      `/v1/characters/${encodeURIComponent(id)}/select`,
+      {},
+      this.session(),
+    );
+  }
+
+  /** Selects the named character, creating it when the account has none of that name. */
+  async enterAs(name: string): Promise<Selected> {
+    const existing = (await this.characters()).find((c) => c.name.toLowerCase() === name.toLowerCase());
+    const c = existing ?? (await this.createCharacter(name));
+    return this.select(c.id);
+  }
+}

@@ -1,0 +1,61 @@
+// What the gateway uses to admit a client: the character token from the char server's select,
+// verified against the keyset (any kid in it; a public-only copy is enough), bound to account,
+// character and map, and, when a session store is given, only while the login session lives
+// (so a logout or a revocation also closes the door to the gateway).
+import type { Redis } from "ioredis";
+import type { Logger } from "../runtime/log.ts";
+import { FileKeySource, type KeySource } from "./keyset.ts";
+import { SessionStore } from "./sessions.ts";
+import { type CharacterClaims, TokenError, verifyCharacterToken } from "./tokens.ts";
+
+export interface GatewayAuthOptions {
+  keys: KeySource;
+  /** Check that the login session still exists (recommended). */
+  sessions?: SessionStore;
+}
+
+export class GatewayAuth {
+  private readonly keys: KeySource;
+  private readonly sessions: SessionStore | undefined;
+
+  constructor(opts: GatewayAuthOptions) {
+    this.keys = opts.keys;
+    this.sessions = opts.sessions;
+  }
+
+  /** Reads the keyset file (the mounted Secret, private parts not needed) and watches it. */
+  static async open(opts: {
+    keysetFile: string;
+    redis?: Redis;
+    redisPrefix?: string;
+    log?: Logger;
+    pollMs?: number;
+  }): Promise<GatewayAuth & { close(): void }> {
+    const keys = await FileKeySource.open(opts.keysetFile, {
+      requirePrivate: false,
+      pollMs: opts.pollMs,
+      log: opts.log,
+    });
+    const sessions = opts.redis ? new SessionStore(opts.redis, opts.redisPrefix ?? "hp2p:") : undefined;
+    const auth = new GatewayAuth({ keys, sessions });
+    return Object.assign(auth, { close: () => keys.close() });
+  }
+
+  /**
+   * Verifies a character token; throws TokenError (code expired, invalid, unknown_key, mismatch,
+   * or revoked) and never returns unverified claims.
+   */
+  async verify(
+    token: string,
+    expect?: { accountId?: string; characterId?: string; map?: string },
+    now?: number,
+  ): Promise<CharacterClaims> {
+    const claims = await verifyCharacterToken(this.keys, token, { expect, now });
+    if (this.sessions) {
+      const rec = await this.sessions.get(claims.sessionId);
+      if (!rec || rec.accountId !== claims.accountId)
+        throw new TokenError("revoked", "the login session has ended");
+    }
+    return claims;
+  }
+}
