@@ -78,6 +78,7 @@ export function testLoginConfig(o: {
     scrypt: { logN: 10, r: 8, p: 1 },
     hashConcurrency: 4,
     hashQueue: 256,
+    signupLimit: { perAddress: 0, windowMs: 3_600_000 },
   };
 }
 

@@ -11,6 +11,8 @@ export interface LoginConfig extends AuthServiceConfig {
   scrypt: ScryptParams;
   hashConcurrency: number;
   hashQueue: number;
+  /** Sign-ups allowed per client address per window (0: no limit). */
+  signupLimit: { perAddress: number; windowMs: number };
 }
 
 /** rAthena's login server listens on 6900; the HTTP API keeps the number. */
@@ -49,6 +51,10 @@ export function loginConfigFromEnv(env: Env = process.env): LoginConfig {
       max: 128,
     }),
     hashQueue: r.int("HYBRIDP2P_HASH_QUEUE", { default: 256, min: 0, max: 100_000 }),
+    signupLimit: {
+      perAddress: r.int("HYBRIDP2P_SIGNUPS_PER_ADDRESS", { default: 20, min: 0, max: 1_000_000 }),
+      windowMs: r.duration("HYBRIDP2P_SIGNUP_WINDOW", 3_600_000, { minMs: 1000 }),
+    },
   };
   r.done();
   return cfg;

@@ -83,3 +83,32 @@ export class Lockout {
     await this.redis.del(this.keys("account", ids.account).fail);
   }
 }
+
+const HIT = `
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+if n > tonumber(ARGV[2]) then return redis.call('PTTL', KEYS[1]) end
+return 0
+`;
+
+/** A fixed-window counter per key (sign-ups per address); `limit` 0 turns it off. */
+export class WindowLimit {
+  private readonly redis: Redis;
+  private readonly prefix: string;
+  private readonly limit: number;
+  private readonly windowMs: number;
+
+  constructor(redis: Redis, prefix: string, limit: number, windowMs: number) {
+    this.redis = redis;
+    this.prefix = prefix;
+    this.limit = limit;
+    this.windowMs = windowMs;
+  }
+
+  /** Counts one hit; returns 0 when allowed, else the milliseconds until the window resets. */
+  async hit(id: string): Promise<number> {
+    if (this.limit <= 0) return 0;
+    const r = (await this.redis.eval(HIT, 1, `${this.prefix}${id}`, this.windowMs, this.limit)) as number;
+    return r === 0 ? 0 : Math.max(r, 1);
+  }
+}

@@ -263,6 +263,28 @@ describe("login server", () => {
     }
   });
 
+  it("limits sign-ups per address", async () => {
+    const x = await startLoginServer(
+      { ...cfg, signupLimit: { perAddress: 2, windowMs: 60_000 } },
+      { log: capturingLogger("x").log },
+    );
+    try {
+      const signUpFrom = (username: string, address: string) =>
+        call(x.url, "POST", "/v1/accounts", {
+          body: { username, password: secretPassword },
+          headers: fromAddress(address),
+        });
+      expect((await signUpFrom("spam_1", "198.51.100.1")).status).toBe(201);
+      expect((await signUpFrom("spam_2", "198.51.100.1")).status).toBe(201);
+      const third = await signUpFrom("spam_3", "198.51.100.1");
+      expect(third.status).toBe(429);
+      expect(third.body.error.code).toBe("too_many_signups");
+      expect((await signUpFrom("spam_3", "198.51.100.2")).status).toBe(201);
+    } finally {
+      await x.close();
+    }
+  });
+
   it("re-hashes a password stored with an older cost on the next login", async () => {
     const old = { ...cfg, scrypt: { logN: 11, r: 8, p: 1 } };
     const x = await startLoginServer(old, { log: capturingLogger("x").log });

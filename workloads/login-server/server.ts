@@ -16,7 +16,7 @@ import { isUniqueViolation } from "../db/pool.ts";
 import { HttpError, type Route, readBody, sendJson } from "../runtime/http.ts";
 import { createLogger, type Logger } from "../runtime/log.ts";
 import type { LoginConfig } from "./config.ts";
-import { Lockout } from "./lockout.ts";
+import { Lockout, WindowLimit } from "./lockout.ts";
 import { dummyVerify, HashLimiter, hashPassword, verifyPassword } from "./password.ts";
 
 export const USERNAME_PATTERN = "^[A-Za-z0-9_]{4,23}$";
@@ -95,6 +95,12 @@ export function loginRoutes(cfg: LoginConfig, deps: ServiceDeps): Route[] {
   const m = loginMetrics(deps);
   const lockout = new Lockout(deps.redis, cfg.redisPrefix, cfg.lockout);
   const limiter = new HashLimiter(cfg.hashConcurrency, cfg.hashQueue);
+  const signups = new WindowLimit(
+    deps.redis,
+    `${cfg.redisPrefix}signup:`,
+    cfg.signupLimit.perAddress,
+    cfg.signupLimit.windowMs,
+  );
   const busy = () =>
     new HttpError(503, "busy", "too many logins in progress; retry shortly", {
       headers: { "retry-after": "1" },
@@ -116,6 +122,19 @@ export function loginRoutes(cfg: LoginConfig, deps: ServiceDeps): Route[] {
       path: "/v1/accounts",
       handler: async ({ req, res, log }) => {
         const body = await readBody(req, SignUpBody, cfg.maxBodyBytes);
+        const wait = await signups.hit(clientAddress(req, cfg.trustedProxyHops));
+        if (wait > 0) {
+          m.signups.inc({ result: "rate_limited" });
+          const secs = Math.ceil(wait / 1000);
+          throw new HttpError(
+            429,
+            "too_many_signups",
+            `too many sign-ups from this address; retry in ${secs} s`,
+            {
+              headers: { "retry-after": String(secs) },
+            },
+          );
+        }
         const hash = await timed(() => hashPassword(body.password, cfg.scrypt));
         try {
           const { rows } = await deps.pool.query<{ id: string }>(
