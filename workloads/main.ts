@@ -3,6 +3,7 @@
 // reads its configuration from the environment (HYBRIDP2P_*, POD_*). Add a workload with one
 // row in WORKLOADS; its module is loaded only when chosen.
 import { Command } from "commander";
+import { keysetCommand } from "./auth/keyset-cli.ts";
 
 interface Workload {
   name: string;
@@ -28,27 +29,15 @@ export function program(): Command {
   for (const w of WORKLOADS) {
     cmd.command(w.name).description(w.description).action(w.run);
   }
-  cmd
-    .command("keyset")
-    .description("print a new signing keyset (JSON) for the auth Secret's keyset.json")
-    .option("--kid <kid>", "key id", `k-${new Date().toISOString().slice(0, 10)}`)
-    .option("--add-to <file>", "add a key to this keyset instead of starting a new one")
-    .option("--activate", "with --add-to: make the new key the active one")
-    .option("--remove <kid>", "with --add-to: remove this (inactive) key instead of adding one")
-    .option("--public", "print the public-only keyset (for verifiers)")
-    .action(
-      async (o: { kid: string; addTo?: string; activate?: boolean; remove?: string; public?: boolean }) => {
-        const { addKey, newKeysetDocument, publicKeyset, removeKey } = await import("./auth/keyset.ts");
-        const { readFile } = await import("node:fs/promises");
-        let doc = o.addTo ? JSON.parse(await readFile(o.addTo, "utf8")) : await newKeysetDocument(o.kid);
-        if (o.addTo)
-          doc = o.remove ? removeKey(doc, o.remove) : await addKey(doc, o.kid, { activate: o.activate });
-        process.stdout.write(`${JSON.stringify(o.public ? publicKeyset(doc) : doc, null, 2)}\n`);
-      },
-    );
+  cmd.addCommand(keysetCommand());
   return cmd;
 }
 
 if (import.meta.main) {
-  await program().parseAsync(process.argv);
+  try {
+    await program().parseAsync(process.argv);
+  } catch (err) {
+    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  }
 }

@@ -117,6 +117,11 @@ export async function addKey(
   return { active: opts.activate ? kid : doc.active, keys: [...doc.keys, key] };
 }
 
+export function activateKey(doc: KeysetDocument, kid: string): KeysetDocument {
+  if (!doc.keys.some((k) => k.kid === kid)) throw new Error(`keyset: no key ${kid}`);
+  return { ...doc, active: kid };
+}
+
 export function removeKey(doc: KeysetDocument, kid: string): KeysetDocument {
   if (doc.active === kid) throw new Error(`keyset: ${kid} is the active key; activate another first`);
   return { active: doc.active, keys: doc.keys.filter((k) => k.kid !== kid) };
