@@ -121,11 +121,11 @@ export function createArenaBuffers(capacity: number): ArenaBuffers {
 
 export function attachArena(b: ArenaBuffers): Arena {
   const cap = b.capacity;
-  const views: Record<string, unknown> = {};
-  const carve = <T>(
+  const views: Record<string, Float64Array | Int32Array | Uint8Array> = {};
+  const carve = (
     fields: readonly string[],
     banked: Set<string>,
-    make: (off: number, len: number) => T,
+    make: (off: number, len: number) => Float64Array | Int32Array | Uint8Array,
     width: number,
   ) => {
     let off = 0;
@@ -137,10 +137,34 @@ export function attachArena(b: ArenaBuffers): Arena {
   carve(F64_FIELDS, F64_BANKED, (o, n) => new Float64Array(b.f64, o, n), F64);
   carve(I32_FIELDS, I32_BANKED, (o, n) => new Int32Array(b.i32, o, n), I32);
   carve(U8_FIELDS, U8_BANKED, (o, n) => new Uint8Array(b.u8, o, n), 1);
+  const f = (k: string) => views[k] as Float64Array;
+  const i = (k: string) => views[k] as Int32Array;
+  const u = (k: string) => views[k] as Uint8Array;
+  // An object literal with a fixed shape: property reads stay fast in the hot loops.
   return {
     capacity: cap,
     buffers: b,
-    ...(views as Omit<Arena, "capacity" | "buffers" | "queue" | "queueXY" | "queueCount">),
+    x: f("x"),
+    y: f("y"),
+    hp: i("hp"),
+    flags: u("flags"),
+    tx: f("tx"),
+    ty: f("ty"),
+    speed: f("speed"),
+    spawnX: f("spawnX"),
+    spawnY: f("spawnY"),
+    maxHp: i("maxHp"),
+    atk: i("atk"),
+    target: i("target"),
+    cooldown: i("cooldown"),
+    respawnAt: i("respawnAt"),
+    lastPosTick: i("lastPosTick"),
+    gen: i("gen"),
+    rngState: i("rngState"),
+    kind: u("kind"),
+    walking: u("walking"),
+    mobType: u("mobType"),
+    p2p: u("p2p"),
     queue: new Int32Array(b.queue),
     queueXY: new Float64Array(b.queueXY),
     queueCount: new Int32Array(b.queueCount),

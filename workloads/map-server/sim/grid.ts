@@ -94,3 +94,34 @@ export function forEachInRange(
     }
   }
 }
+
+/** Like forEachInRange, collecting into `out` (cleared first): no closure in hot loops. */
+export function collectInRange(
+  g: Grid,
+  a: Arena,
+  bank: number,
+  x: number,
+  y: number,
+  range: number,
+  out: number[],
+): void {
+  out.length = 0;
+  const off = bank * a.capacity;
+  const ax = a.x;
+  const ay = a.y;
+  const { start, items } = g;
+  const bx0 = Math.max(0, Math.floor((x - range) / BLOCK_SIZE));
+  const by0 = Math.max(0, Math.floor((y - range) / BLOCK_SIZE));
+  const bx1 = Math.min(g.bw - 1, Math.floor((x + range) / BLOCK_SIZE));
+  const by1 = Math.min(g.bh - 1, Math.floor((y + range) / BLOCK_SIZE));
+  for (let by = by0; by <= by1; by++) {
+    for (let bx = bx0; bx <= bx1; bx++) {
+      const b = by * g.bw + bx;
+      const e = start[b + 1]!;
+      for (let k = start[b]!; k < e; k++) {
+        const j = items[k]!;
+        if (Math.abs(ax[off + j]! - x) <= range && Math.abs(ay[off + j]! - y) <= range) out.push(j);
+      }
+    }
+  }
+}

@@ -134,7 +134,10 @@ export class MapSim {
   private readonly inlineStates: SliceState[] = [];
 
   constructor(def: MapDef, opts: SimOptions) {
-    this.def = def;
+    // The geometry goes to every worker: keep it in shared memory.
+    const walkable = new Uint8Array(new SharedArrayBuffer(def.walkable.length));
+    walkable.set(def.walkable);
+    this.def = { ...def, walkable };
     this.params = { ...defaultParams(opts.tickHz ?? 20), ...opts.params };
     this.seed = opts.seed ?? 1;
     this.arena = attachArena(createArenaBuffers(opts.capacity));
@@ -466,7 +469,12 @@ export class MapSim {
    * the other: the result must not depend on it.
    */
   stepInline(slices = 1): TickResult {
-    const job = this.prepare();
+    this.prepare();
+    return this.finish(this.runSlices(slices));
+  }
+
+  /** Runs every slice of the prepared tick on this thread. */
+  runSlices(slices = 1): SliceOutput[] {
     while (this.inlineStates.length < slices) this.inlineStates.push({ prev: new Map() });
     const outs: SliceOutput[] = [];
     for (let w = 0; w < slices; w++) {
@@ -477,8 +485,8 @@ export class MapSim {
             grid: this.grid,
             map: this.def,
             params: this.params,
-            tick: job.tick,
-            highWater: job.highWater,
+            tick: this.tick,
+            highWater: this.alloc.highWater,
             worker: w,
             workers: slices,
           },
@@ -486,7 +494,7 @@ export class MapSim {
         ),
       );
     }
-    return this.finish(outs);
+    return outs;
   }
 
   /** Sessions whose character is within view of (x, y). */

@@ -133,7 +133,7 @@ export class ScenarioClient {
       }
     } else if (me && tick % 10 === (this.info.session === "s1" ? 3 : 7)) {
       let foe = this.known.get(this.target);
-      if (!foe || !foe.alive || foe.kind !== "mob") {
+      if (!foe?.alive || foe.kind !== "mob") {
         this.target = -1;
         let best = Number.POSITIVE_INFINITY;
         for (const e of [...this.known.values()].sort((p, q) => p.id - q.id)) {
