@@ -117,7 +117,8 @@ export interface Conflict {
   winner: string;
   /** Every policy that selects it, winner first. */
   policies: string[];
-  message: string;
+  /** Why the winner won. */
+  reason: string;
 }
 
 export interface PolicyOutcome {
@@ -261,7 +262,7 @@ export function compile(input: CompileInput): CompiledFlags {
         zone: name,
         winner: names[0]!,
         policies: names,
-        message: `zone ${name} is selected by ${names.join(", ")}; ${names[0]} governs it (priority ${winner!.spec?.priority ?? 0}, then name)`,
+        reason: `zone ${name} is selected by ${names.join(", ")}; ${names[0]} governs it (priority ${winner!.spec?.priority ?? 0}, then name)`,
       };
       for (const p of matching) outcomes.get(keyOf(p))!.conflicts.push(conflict);
     }
