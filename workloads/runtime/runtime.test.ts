@@ -11,6 +11,7 @@ import {
 } from "./config.ts";
 import { createLogger, REDACTED } from "./log.ts";
 import { Shutdown } from "./shutdown.ts";
+import { startWorkload } from "./workload.ts";
 
 describe("config", () => {
   it("reads defaults and the env var contract", () => {
@@ -122,5 +123,44 @@ describe("shutdown", () => {
     s.add("stuck", () => new Promise(() => {}));
     await s.run("test");
     expect(after).toBe(true);
+  });
+});
+
+describe("startWorkload", () => {
+  it("serves health, readiness with the workload's checks, and metrics, and drains first on shutdown", async () => {
+    const lines: string[] = [];
+    const w = await startWorkload("demo", {
+      env: { HYBRIDP2P_HEALTH_PORT: "0", HYBRIDP2P_METRICS_PORT: "0", POD_NAME: "demo-0" },
+      installSignals: false,
+      log: createLogger("demo", { sink: (l) => lines.push(l) }),
+    });
+    const health = `http://127.0.0.1:${w.ops.healthPort}`;
+    expect((await fetch(`${health}/healthz`)).status).toBe(200);
+    expect((await fetch(`${health}/readyz`)).status).toBe(200);
+    let broken = true;
+    w.checks.bus = () => {
+      if (broken) throw new Error("bus down");
+    };
+    const notReady = await fetch(`${health}/readyz`);
+    expect(notReady.status).toBe(503);
+    expect(await notReady.json()).toEqual({ status: "not ready", checks: { bus: "bus down" } });
+    broken = false;
+    expect((await fetch(`${health}/readyz`)).status).toBe(200);
+    const metrics = await (await fetch(`http://127.0.0.1:${w.ops.metricsPort}/metrics`)).text();
+    expect(metrics).toContain('process_cpu_seconds_total{pod="demo-0"');
+
+    const seen: number[] = [];
+    w.shutdown.add("persist", async () => {
+      seen.push((await fetch(`${health}/readyz`)).status);
+    });
+    await w.shutdown.run("test");
+    expect(seen).toEqual([503]);
+    await expect(fetch(`${health}/healthz`)).rejects.toThrow();
+  });
+
+  it("refuses bad settings, naming them", async () => {
+    await expect(
+      startWorkload("demo", { env: { HYBRIDP2P_METRICS_PORT: "99999" }, installSignals: false }),
+    ).rejects.toThrow(/HYBRIDP2P_METRICS_PORT/);
   });
 });

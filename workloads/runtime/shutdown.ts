@@ -7,6 +7,7 @@ export type ShutdownHook = () => Promise<void> | void;
 
 export class Shutdown {
   private readonly hooks: Array<{ name: string; fn: ShutdownHook }> = [];
+  private readonly first: Array<{ name: string; fn: ShutdownHook }> = [];
   private running: Promise<void> | undefined;
   private readonly log: Logger;
   private readonly timeoutMs: number;
@@ -25,6 +26,11 @@ export class Shutdown {
     this.hooks.push({ name, fn });
   }
 
+  /** Register a hook that runs before all those added with add() (e.g. readiness off). */
+  addFirst(name: string, fn: ShutdownHook): void {
+    this.first.push({ name, fn });
+  }
+
   /** Runs every hook once (later calls return the same promise). Never rejects. */
   run(reason: string): Promise<void> {
     this.running ??= this.runHooks(reason);
@@ -34,7 +40,7 @@ export class Shutdown {
   private async runHooks(reason: string): Promise<void> {
     const started = Date.now();
     this.log.info("shutting down", { reason });
-    for (const { name, fn } of [...this.hooks].reverse()) {
+    for (const { name, fn } of [...this.first, ...[...this.hooks].reverse()]) {
       const left = Math.max(0, this.timeoutMs - (Date.now() - started));
       let timer: NodeJS.Timeout | undefined;
       try {

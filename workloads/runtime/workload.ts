@@ -1,0 +1,57 @@
+// The common start of every workload process, in one call: runtime settings from the
+// environment (validated), a JSON logger, a metrics registry, the ops server (/healthz, /readyz,
+// /metrics on the ports from config.ts) and graceful shutdown on SIGTERM. A workload then adds
+// its own readiness checks, metrics and shutdown hooks:
+//
+//   const w = await startWorkload("map-server");
+//   w.checks.nats = () => nc.flush();
+//   w.shutdown.add("persist", () => persistAll());
+import type { Registry } from "prom-client";
+import { type Env, EnvReader, type RuntimeConfig, readRuntimeConfig } from "./config.ts";
+import { newRegistry, type OpsServer, type ReadinessCheck, startOpsServer } from "./http.ts";
+import { createLogger, type Logger } from "./log.ts";
+import { Shutdown } from "./shutdown.ts";
+
+export interface Workload {
+  name: string;
+  config: RuntimeConfig;
+  log: Logger;
+  registry: Registry;
+  /** Readiness checks by name; add or remove at any time. */
+  checks: Record<string, ReadinessCheck>;
+  ops: OpsServer;
+  shutdown: Shutdown;
+}
+
+export async function startWorkload(
+  name: string,
+  opts: {
+    env?: Env;
+    /** Read the workload's own variables with the same reader so all problems are reported together. */
+    readConfig?: (r: EnvReader) => void;
+    installSignals?: boolean;
+    log?: Logger;
+  } = {},
+): Promise<Workload> {
+  const reader = new EnvReader(opts.env ?? process.env);
+  const config = readRuntimeConfig(reader);
+  opts.readConfig?.(reader);
+  reader.done();
+  const log = opts.log ?? createLogger(name, { level: config.logLevel, fields: { pod: config.podName } });
+  const registry = newRegistry({ pod: config.podName, region: config.region });
+  const checks: Record<string, ReadinessCheck> = {};
+  const ops = await startOpsServer({
+    healthPort: config.healthPort,
+    metricsPort: config.metricsPort,
+    registry,
+    checks,
+    log,
+  });
+  const shutdown = new Shutdown(log, config.shutdownTimeoutMs);
+  shutdown.add("ops server", () => ops.close());
+  // Before every other hook: stop receiving traffic, then let the workload's own hooks close.
+  shutdown.addFirst("readiness off", () => ops.setReady(false));
+  if (opts.installSignals ?? true) shutdown.installSignalHandlers();
+  log.info("workload started", { healthPort: ops.healthPort, metricsPort: ops.metricsPort });
+  return { name, config, log, registry, checks, ops, shutdown };
+}
