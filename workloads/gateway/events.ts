@@ -1,0 +1,85 @@
+// Zone events (chat, combat, deaths, loot, respawns) reach the gateway on JetStream, because
+// they must not be lost (workloads/bus/contract.ts): one durable consumer per gateway over the
+// region's event subjects. Each batch is acknowledged after it was handed to the sessions.
+import {
+  AckPolicy,
+  type ConsumerMessages,
+  DeliverPolicy,
+  jetstream,
+  jetstreamManager,
+} from "@nats-io/jetstream";
+import { type NatsConnection, nanos } from "@nats-io/transport-node";
+import {
+  decode,
+  EVENT_STREAM,
+  EVENT_STREAM_MAX_AGE_MS,
+  EVENT_STREAM_SUBJECTS,
+  type EventBatch,
+  parseMapSubject,
+  subjects,
+} from "../bus/contract.ts";
+
+/** Creates the event stream unless it exists (the map servers may have made it first). */
+export async function ensureEventStream(nc: NatsConnection): Promise<void> {
+  const jsm = await jetstreamManager(nc);
+  try {
+    await jsm.streams.info(EVENT_STREAM);
+  } catch {
+    try {
+      await jsm.streams.add({
+        name: EVENT_STREAM,
+        subjects: EVENT_STREAM_SUBJECTS,
+        max_age: nanos(EVENT_STREAM_MAX_AGE_MS),
+      });
+    } catch (err) {
+      // Lost a race with another creator: fine as long as the stream is there now.
+      await jsm.streams.info(EVENT_STREAM).catch(() => {
+        throw err;
+      });
+    }
+  }
+}
+
+export interface EventConsumer {
+  stop(): Promise<void>;
+}
+
+export async function consumeEvents(
+  nc: NatsConnection,
+  region: string,
+  gatewayId: string,
+  onBatch: (batch: EventBatch, zone: string) => void,
+  onError: (err: unknown) => void = () => {},
+): Promise<EventConsumer> {
+  await ensureEventStream(nc);
+  const jsm = await jetstreamManager(nc);
+  const durable = `gw_${gatewayId.replace(/[^A-Za-z0-9_-]/g, "_")}`;
+  await jsm.consumers.add(EVENT_STREAM, {
+    durable_name: durable,
+    filter_subject: subjects.eventsForRegion(region),
+    ack_policy: AckPolicy.Explicit,
+    // A restarted gateway has no sessions left to deliver old events to.
+    deliver_policy: DeliverPolicy.New,
+    max_ack_pending: 10_000,
+    // A gateway that is gone for good does not leave its consumer behind.
+    inactive_threshold: nanos(60 * 60 * 1000),
+  });
+  const consumer = await jetstream(nc).consumers.get(EVENT_STREAM, durable);
+  const messages: ConsumerMessages = await consumer.consume({
+    max_messages: 256,
+    callback: (m) => {
+      try {
+        const where = parseMapSubject(m.subject);
+        if (where) onBatch(decode<EventBatch>(m.data), where.zone);
+      } catch (err) {
+        onError(err);
+      }
+      m.ack();
+    },
+  });
+  return {
+    async stop() {
+      await messages.close().catch(() => undefined);
+    },
+  };
+}

@@ -1,0 +1,59 @@
+// Test and benchmark helpers: a gateway with a stand-in map server on a real NATS, a keyset,
+// and development tokens for as many characters as asked.
+import { randomBytes } from "node:crypto";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { GatewayAuth } from "../auth/gateway.ts";
+import { Keyset, type KeysetDocument, newKeysetDocument, staticKeys } from "../auth/keyset.ts";
+import { devToken } from "../client/token.ts";
+import { consumeEvents, type EventConsumer } from "./events.ts";
+import { Gateway, type GatewayOptions, type MapDirectory } from "./gateway.ts";
+
+export interface TestGateway {
+  gateway: Gateway;
+  url: string;
+  nc: NatsConnection;
+  keyset: KeysetDocument;
+  region: string;
+  token(characterId: string, map: string, name?: string): Promise<string>;
+  stop(): Promise<void>;
+}
+
+export async function startTestGateway(o: {
+  natsUrl: string;
+  directory: MapDirectory;
+  region?: string;
+  id?: string;
+  keyset?: KeysetDocument;
+  options?: Partial<GatewayOptions>;
+}): Promise<TestGateway> {
+  const region = o.region ?? `r${randomBytes(4).toString("hex")}`;
+  const keyset = o.keyset ?? (await newKeysetDocument("k1"));
+  const auth = new GatewayAuth({ keys: staticKeys(await Keyset.parse(JSON.stringify(keyset))) });
+  const nc = await connect({ servers: o.natsUrl });
+  const id = o.id ?? "gw-0";
+  const gateway = new Gateway({
+    nc,
+    region,
+    id,
+    verify: (t) => auth.verify(t),
+    directory: o.directory,
+    ...o.options,
+  });
+  const events: EventConsumer = await consumeEvents(nc, region, `${region}-${id}`, (b, zone) =>
+    gateway.onEvents(b, zone),
+  );
+  const port = await gateway.listen(0);
+  return {
+    gateway,
+    url: `ws://127.0.0.1:${port}`,
+    nc,
+    keyset,
+    region,
+    token: (characterId, map, name) => devToken({ keyset, characterId, map, characterName: name }),
+    async stop() {
+      await gateway.close();
+      await events.stop();
+      await nc.drain().catch(() => undefined);
+    },
+  };
+}
