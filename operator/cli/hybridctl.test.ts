@@ -1,0 +1,69 @@
+import { describe, expect, it } from "vitest";
+import type { PodReport } from "../../workloads/runtime/flags/layout.ts";
+import { type Io, parseSelector, progress, run, table } from "./hybridctl.ts";
+
+const report = (pod: string, zone: string, epoch: number): PodReport => ({
+  v: 1,
+  pod,
+  zone,
+  namespace: "eu",
+  service: "map-server",
+  epoch,
+  mode: "p2p",
+  reason: "",
+  since: "",
+  updatedAt: "",
+});
+
+describe("hybridctl", () => {
+  it("parses label selectors like kubectl", () => {
+    expect(parseSelector("tier=field,size!=big,env in (a, b),!legacy,region")).toEqual({
+      matchLabels: { tier: "field" },
+      matchExpressions: [
+        { key: "size", operator: "NotIn", values: ["big"] },
+        { key: "env", operator: "In", values: ["a", "b"] },
+        { key: "legacy", operator: "DoesNotExist" },
+        { key: "region", operator: "Exists" },
+      ],
+    });
+    expect(() => parseSelector("a b")).toThrow(/cannot parse/);
+  });
+
+  it("names what is missing: lagging pods and replicas not reporting", () => {
+    const desired = new Map([
+      ["a", 2],
+      ["b", 3],
+      ["c", 1],
+    ]);
+    const missing = progress(
+      ["a", "b", "c"],
+      desired,
+      [report("a-0", "a", 7), report("a-1", "a", 7), report("b-0", "b", 7), report("b-1", "b", 6)],
+      7,
+    );
+    expect(missing).toEqual([
+      { zone: "b", detail: "1 of 3 replicas at epoch 7; lagging: b-1 at epoch 6; 1 replicas not reporting" },
+      { zone: "c", detail: "0 of 1 replicas at epoch 7; 1 replicas not reporting" },
+    ]);
+  });
+
+  it("aligns tables", () => {
+    expect(
+      table([
+        ["A", "BB"],
+        ["ccc", "d"],
+      ]),
+    ).toBe("A     BB\nccc   d");
+  });
+
+  it("rejects bad usage with exit code 1 and a message", async () => {
+    const lines: string[] = [];
+    const io: Io = { out: (s) => lines.push(s), err: (s) => lines.push(s) };
+    expect(await run(["p2p", "enable", "--kubeconfig", "/nonexistent"], io)).toBe(1);
+    expect(
+      await run(["fallback", "force", "--zone", "z", "--policy", "p", "--kubeconfig", "/dev/null"], io),
+    ).toBe(1);
+    expect(await run(["nonsense"], io)).toBe(1);
+    expect(lines.join("\n")).toMatch(/error/);
+  });
+});
