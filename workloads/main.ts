@@ -22,6 +22,11 @@ export const WORKLOADS: Workload[] = [
     description: "characters of the logged-in account; issues character tokens for the gateway",
     run: async () => (await import("./char-server/main.ts")).run(),
   },
+  {
+    name: "map-server",
+    description: "owns a zone's maps through etcd leases and simulates them on a worker pool",
+    run: async () => (await import("./map-server/main.ts")).run(),
+  },
 ];
 
 export function program(): Command {

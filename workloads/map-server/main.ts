@@ -1,0 +1,108 @@
+// `hybrid-workload map-server`: configuration from the environment, migrations, then own maps
+// and simulate them until SIGTERM (which persists every character and hands the maps over).
+import { connect } from "@nats-io/transport-node";
+import { migrate } from "../db/migrations.ts";
+import { createPool } from "../db/pool.ts";
+import { ConfigError } from "../runtime/config.ts";
+import { FlagClient } from "../runtime/flags/client.ts";
+import { connectFlagStore } from "../runtime/flags/etcd.ts";
+import { newRegistry, startOpsServer } from "../runtime/http.ts";
+import { createLogger, type Logger } from "../runtime/log.ts";
+import { createRedis, pingRedis } from "../runtime/redis.ts";
+import { runUntilSignalled } from "../runtime/shutdown.ts";
+import { type MapServerConfig, mapServerConfigFromEnv } from "./config.ts";
+import { flagModes } from "./modes.ts";
+import { MapServer } from "./server.ts";
+
+export async function startMapServer(cfg: MapServerConfig, log: Logger): Promise<{ close(): Promise<void> }> {
+  const pod = cfg.runtime.podName;
+  const pool = createPool(cfg.databaseUrl, { applicationName: "map-server", log, max: 4 });
+  await migrate(pool, log);
+  const redis = createRedis(cfg.redisUrl, { log, name: `map-server-${pod}` });
+  const nc = await connect({ servers: cfg.natsUrl, name: `map-server-${pod}`, maxReconnectAttempts: -1 });
+  const etcd = connectFlagStore(cfg.etcdEndpoints);
+  const flags = new FlagClient({
+    client: etcd,
+    prefix: cfg.flagPrefix,
+    namespace: cfg.runtime.namespace,
+    zone: cfg.zone,
+    service: "map-server",
+    pod,
+    log,
+  });
+  await flags.start();
+  const registry = newRegistry({ service: "map-server", zone: cfg.zone });
+  const server = new MapServer({
+    region: cfg.runtime.region,
+    zone: cfg.zone,
+    pod,
+    maps: cfg.maps,
+    threads: cfg.workerThreads,
+    tickHz: cfg.tickHz,
+    maxPlayers: cfg.maxPlayers,
+    seed: cfg.seed,
+    nc,
+    etcd,
+    redis,
+    pg: pool,
+    modes: flagModes(flags),
+    log,
+    registry,
+    prefix: cfg.flagPrefix,
+    redisPrefix: cfg.redisPrefix,
+    persistMs: cfg.persistMs,
+    ownershipTtlSeconds: cfg.ownershipTtlSeconds,
+  });
+  await server.start();
+  const ops = await startOpsServer({
+    healthPort: cfg.runtime.healthPort,
+    metricsPort: cfg.runtime.metricsPort,
+    registry,
+    log,
+    checks: {
+      nats: () => {
+        if (nc.isClosed()) throw new Error("NATS connection closed");
+      },
+      redis: () => pingRedis(redis),
+      postgres: async () => {
+        await pool.query("SELECT 1");
+      },
+    },
+  });
+  log.info("map server started", {
+    zone: cfg.zone,
+    maps: cfg.maps,
+    threads: cfg.workerThreads,
+    tickHz: cfg.tickHz,
+  });
+  return {
+    async close() {
+      ops.setReady(false);
+      await server.close();
+      await flags.close();
+      await nc.drain().catch(() => undefined);
+      redis.disconnect();
+      etcd.close();
+      await pool.end();
+      await ops.close();
+    },
+  };
+}
+
+export async function run(): Promise<void> {
+  let cfg: MapServerConfig;
+  try {
+    cfg = mapServerConfigFromEnv();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      createLogger("map-server").error(err.message, { problems: err.problems });
+      process.exit(2);
+    }
+    throw err;
+  }
+  const log = createLogger("map-server", {
+    level: cfg.runtime.logLevel,
+    fields: { pod: cfg.runtime.podName, zone: cfg.zone },
+  });
+  await runUntilSignalled(log, cfg.runtime.shutdownTimeoutMs, () => startMapServer(cfg, log));
+}

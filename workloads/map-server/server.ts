@@ -1,0 +1,541 @@
+// The map server: owns maps through etcd, simulates them on the worker pool at a fixed tick
+// rate, takes client input from NATS, publishes AOI frames (core NATS) and zone events
+// (JetStream), keeps hot session state in Redis and persists characters to PostgreSQL.
+//
+// Sim state changes only between ticks: joins and leaves wait for the running tick (`idle()`),
+// inputs just queue. Nothing is published or persisted for a map unless `ownership.holds(map)`
+// at that moment (see ownership.ts for why that excludes two owners).
+import { type JetStreamClient, jetstream } from "@nats-io/jetstream";
+import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
+import type { Etcd3 } from "etcd3";
+import type { Redis } from "ioredis";
+import type pg from "pg";
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import {
+  decode,
+  type EventBatch,
+  encode,
+  eventMessageId,
+  type InputBatch,
+  type JoinReply,
+  type JoinRequest,
+  type LeaveReply,
+  type LeaveRequest,
+  type MapAddress,
+  type MapMode,
+  type OwnerNotice,
+  subjects,
+} from "../bus/contract.ts";
+import { ensureEventStream } from "../bus/stream.ts";
+import type { Logger } from "../runtime/log.ts";
+import type { ModeSource } from "./modes.ts";
+import { MapOwnership } from "./ownership.ts";
+import { WorkerPool } from "./pool.ts";
+import { generateMap, hashString, type MapDef } from "./sim/maps.ts";
+import { MapSim, type PlayerInfo, type Session, type TickResult } from "./sim/world.ts";
+import { CharacterStore, type HotSession, HotStore } from "./store.ts";
+
+export interface MapServerOptions {
+  region: string;
+  zone: string;
+  pod: string;
+  maps: string[];
+  threads: number;
+  tickHz: number;
+  maxPlayers: number;
+  seed?: number;
+  nc: NatsConnection;
+  etcd: Etcd3;
+  redis: Redis;
+  pg: pg.Pool;
+  modes: ModeSource;
+  log: Logger;
+  registry: Registry;
+  /** Flag-plane prefix in etcd. */
+  prefix?: string;
+  redisPrefix?: string;
+  /** Do not tick on a timer; the caller calls step() (tests). */
+  manualTick?: boolean;
+  /** Hot state to Redis every this many ticks. Default: once a second. */
+  hotSaveTicks?: number;
+  /** Characters to PostgreSQL this often. Default 30 s. */
+  persistMs?: number;
+  ownershipTtlSeconds?: number;
+  mapDef?: (map: string) => MapDef;
+}
+
+interface Held {
+  sim: MapSim;
+  addr: MapAddress;
+  subs: Subscription[];
+}
+
+export class MapServer {
+  readonly opts: MapServerOptions;
+  readonly ownership: MapOwnership;
+  private readonly pool: WorkerPool;
+  private readonly hot: HotStore;
+  private readonly chars: CharacterStore;
+  private readonly js: JetStreamClient;
+  private readonly held = new Map<string, Held>();
+  private readonly attaching = new Map<string, Promise<void>>();
+  private readonly background = new Set<Promise<unknown>>();
+  private ticking: Promise<unknown> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private ticks = 0;
+  private lastPersist = Date.now();
+  private readonly m: ReturnType<typeof metrics>;
+
+  constructor(opts: MapServerOptions) {
+    this.opts = opts;
+    this.ownership = new MapOwnership({
+      client: opts.etcd,
+      prefix: opts.prefix,
+      region: opts.region,
+      zone: opts.zone,
+      maps: opts.maps,
+      pod: opts.pod,
+      ttlSeconds: opts.ownershipTtlSeconds,
+      log: opts.log,
+    });
+    this.pool = new WorkerPool(opts.threads);
+    this.hot = new HotStore(opts.redis, opts.redisPrefix);
+    this.chars = new CharacterStore(opts.pg);
+    this.js = jetstream(opts.nc);
+    this.m = metrics(opts.registry);
+  }
+
+  async start(): Promise<void> {
+    await ensureEventStream(this.opts.nc);
+    this.ownership.on("acquired", (map, fence) => {
+      const p = this.attach(map, fence).finally(() => this.attaching.delete(map));
+      this.attaching.set(map, p);
+      this.track(p);
+    });
+    this.ownership.on("lost", (map, reason) => this.detach(map, reason));
+    await this.ownership.start();
+    if (!this.opts.manualTick) this.schedule();
+  }
+
+  /** Maps this pod simulates right now. */
+  maps(): string[] {
+    return [...this.held.keys()].sort();
+  }
+
+  sim(map: string): MapSim | undefined {
+    return this.held.get(map)?.sim;
+  }
+
+  /** Resolves once every acquired map is attached (tests). */
+  async settled(): Promise<void> {
+    while (this.attaching.size > 0) await Promise.all(this.attaching.values());
+  }
+
+  // ---- maps -----------------------------------------------------------------------------------
+
+  private addr(map: string): MapAddress {
+    return { region: this.opts.region, zone: this.opts.zone, map };
+  }
+
+  private async attach(map: string, fence: string): Promise<void> {
+    const { region, zone, log } = this.opts;
+    if (this.held.has(map)) return;
+    if (!(await this.hot.claim(region, zone, map, fence))) {
+      log.warn("hot state already claimed by a newer owner", { map, fence });
+      return;
+    }
+    const def = (this.opts.mapDef ?? ((n: string) => generateMap(n)))(map);
+    const mobs = def.mobs.reduce((n, s) => n + s.count, 0);
+    const sim = new MapSim(def, {
+      capacity: this.opts.maxPlayers + mobs,
+      tickHz: this.opts.tickHz,
+      seed: ((this.opts.seed ?? 1) ^ hashString(map)) >>> 0,
+    });
+    sim.fence = fence;
+    sim.setMode(this.opts.modes.mode(map));
+    const restored = await this.hot.load(region, zone, map);
+    await this.idle();
+    if (!this.ownership.holds(map) || this.stopped || this.held.has(map)) return;
+    for (const s of restored) {
+      try {
+        sim.join(s);
+      } catch (err) {
+        log.warn("could not restore a session", { map, session: s.session, err });
+      }
+    }
+    this.pool.attach(map, sim);
+    const addr = this.addr(map);
+    const held: Held = { sim, addr, subs: [] };
+    this.held.set(map, held);
+    const nc = this.opts.nc;
+    held.subs.push(
+      nc.subscribe(subjects.input(addr), {
+        callback: (err, msg) => {
+          if (!err) this.onInput(held, msg);
+        },
+      }),
+      nc.subscribe(subjects.join(addr), {
+        callback: (err, msg) => {
+          if (!err) this.track(this.onJoin(held, msg));
+        },
+      }),
+      nc.subscribe(subjects.leave(addr), {
+        callback: (err, msg) => {
+          if (!err) this.track(this.onLeave(held, msg));
+        },
+      }),
+    );
+    this.notice(held);
+    this.m.owned.set(this.held.size);
+    log.info("map attached", { map, fence, restoredSessions: restored.length, mode: sim.mode });
+  }
+
+  /** Stops simulating a map at once: no more input, ticks or publishing for it. */
+  private detach(map: string, reason: string): void {
+    const h = this.held.get(map);
+    if (!h) return;
+    for (const s of h.subs) s.unsubscribe();
+    this.held.delete(map);
+    this.pool.detach(map);
+    this.m.owned.set(this.held.size);
+    for (const g of [this.m.players, this.m.entities, this.m.fanout]) g.remove(map);
+    this.opts.log.warn("map released", { map, reason });
+  }
+
+  private notice(h: Held): void {
+    const n: OwnerNotice = {
+      v: 1,
+      map: h.addr.map,
+      owner: this.opts.pod,
+      fence: h.sim.fence,
+      mode: h.sim.mode,
+      tickHz: this.opts.tickHz,
+    };
+    this.opts.nc.publish(subjects.owner(h.addr), encode(n));
+    for (const mode of ["server", "p2p", "fallback"] as const)
+      this.m.mode.set({ map: h.addr.map, mode }, mode === h.sim.mode ? 1 : 0);
+  }
+
+  // ---- bus handlers ---------------------------------------------------------------------------
+
+  private onInput(h: Held, msg: Msg): void {
+    let batch: InputBatch;
+    try {
+      batch = decode<InputBatch>(msg.data);
+    } catch {
+      return;
+    }
+    if (!Array.isArray(batch?.inputs)) return;
+    for (const i of batch.inputs) if (i && typeof i.s === "string") h.sim.input(i);
+    this.m.inputs.inc(batch.inputs.length);
+  }
+
+  private async onJoin(h: Held, msg: Msg): Promise<void> {
+    const reply = (r: JoinReply) => msg.respond(encode(r));
+    let req: JoinRequest;
+    try {
+      req = decode<JoinRequest>(msg.data);
+      if (
+        typeof req.session !== "string" ||
+        typeof req.characterId !== "string" ||
+        typeof req.gateway !== "string"
+      )
+        throw new Error("session, characterId and gateway are required");
+    } catch (err) {
+      reply({ v: 1, ok: false, error: `bad join request: ${(err as Error).message}` });
+      return;
+    }
+    const map = h.addr.map;
+    try {
+      let s = h.sim.sessions.get(req.session);
+      if (!s) {
+        const row = await this.chars.load(req.characterId);
+        if (!row) {
+          reply({ v: 1, ok: false, error: `unknown character ${req.characterId}` });
+          return;
+        }
+        const info: PlayerInfo = {
+          session: req.session,
+          characterId: req.characterId,
+          gateway: req.gateway,
+          p2p: req.p2p === true,
+          name: row.name,
+          hp: row.hp,
+          maxHp: row.maxHp,
+          atk: row.atk,
+          exp: row.exp,
+          zeny: row.zeny,
+          ...(row.map === map ? { x: row.x + 0.5, y: row.y + 0.5 } : {}),
+        };
+        await this.idle();
+        if (this.held.get(map) !== h) {
+          reply({ v: 1, ok: false, error: "map changed owner, retry" });
+          return;
+        }
+        s = h.sim.sessions.get(req.session) ?? h.sim.join(info);
+        await this.hot.save(this.opts.region, this.opts.zone, map, h.sim.fence, [this.hotSession(h.sim, s)]);
+      } else if (s.gateway !== req.gateway) {
+        s.gateway = req.gateway; // the client reconnected through another gateway
+      }
+      const st = h.sim.playerState(s);
+      reply({
+        v: 1,
+        ok: true,
+        entity: s.entity,
+        x: st.x,
+        y: st.y,
+        hp: st.hp,
+        maxHp: st.maxHp,
+        mode: h.sim.mode,
+        owner: this.opts.pod,
+        fence: h.sim.fence,
+        width: h.sim.def.width,
+        height: h.sim.def.height,
+        tickHz: this.opts.tickHz,
+      });
+    } catch (err) {
+      this.opts.log.warn("join failed", { map, session: req.session, err });
+      reply({ v: 1, ok: false, error: (err as Error).message });
+    }
+  }
+
+  private async onLeave(h: Held, msg: Msg): Promise<void> {
+    const reply = (r: LeaveReply) => msg.respond(encode(r));
+    try {
+      const req = decode<LeaveRequest>(msg.data);
+      await this.idle();
+      const left = h.sim.leave(String(req.session));
+      if (left) {
+        await this.chars.save([{ ...left, map: h.addr.map, online: false }]);
+        await this.hot.remove(this.opts.region, this.opts.zone, h.addr.map, h.sim.fence, [left.session]);
+      }
+      reply({ v: 1, ok: true });
+    } catch (err) {
+      reply({ v: 1, ok: false, error: (err as Error).message });
+    }
+  }
+
+  // ---- the tick ---------------------------------------------------------------------------------
+
+  /** Waits until no tick is running; code after it runs before the next tick can start. */
+  private async idle(): Promise<void> {
+    while (this.ticking) await this.ticking.catch(() => undefined);
+  }
+
+  /** One tick of every held map. */
+  async step(): Promise<Map<string, TickResult>> {
+    await this.idle();
+    const p = this.runTick();
+    this.ticking = p;
+    try {
+      return await p;
+    } finally {
+      this.ticking = undefined;
+    }
+  }
+
+  private schedule(): void {
+    const period = 1000 / this.opts.tickHz;
+    let next = performance.now() + period;
+    const loop = () => {
+      if (this.stopped) return;
+      this.step()
+        .catch((err) => this.opts.log.error("tick failed", { err }))
+        .finally(() => {
+          if (this.stopped) return;
+          next += period;
+          const now = performance.now();
+          // Fixed rate; after a long stall skip ahead instead of racing to catch up.
+          if (next < now - 5 * period) next = now;
+          this.timer = setTimeout(loop, Math.max(0, next - now));
+        });
+    };
+    this.timer = setTimeout(loop, period);
+  }
+
+  private async runTick(): Promise<Map<string, TickResult>> {
+    for (const map of [...this.held.keys()]) {
+      if (!this.ownership.holds(map)) this.detach(map, "lease not valid");
+    }
+    const sims = new Map<string, MapSim>();
+    for (const [map, h] of this.held) {
+      const mode = this.opts.modes.mode(map);
+      if (mode !== h.sim.mode) {
+        h.sim.setMode(mode);
+        this.notice(h);
+        this.opts.log.info("map mode changed", { map, mode });
+      }
+      sims.set(map, h.sim);
+    }
+    if (sims.size === 0) return new Map();
+    const t0 = performance.now();
+    const results = await this.pool.step(sims);
+    this.m.tick.observe((performance.now() - t0) / 1000);
+    this.ticks++;
+    for (const [map, r] of results) {
+      const h = this.held.get(map);
+      if (!h) continue;
+      if (!this.ownership.holds(map)) {
+        this.detach(map, "lease not valid");
+        continue;
+      }
+      this.publish(h, r);
+    }
+    if (this.ticks % (this.opts.hotSaveTicks ?? this.opts.tickHz) === 0) this.track(this.saveHot());
+    if (Date.now() - this.lastPersist >= (this.opts.persistMs ?? 30_000)) {
+      this.lastPersist = Date.now();
+      this.track(this.persist(true));
+    }
+    return results;
+  }
+
+  private publish(h: Held, r: TickResult): void {
+    const nc = this.opts.nc;
+    for (const [gw, frame] of r.frames) {
+      const data = encode(frame);
+      nc.publish(subjects.aoi(h.addr, gw), data);
+      this.m.frames.inc();
+      this.m.frameBytes.inc(data.length);
+    }
+    if (r.events.length > 0) {
+      const batch: EventBatch = {
+        v: 1,
+        map: h.addr.map,
+        tick: r.tick,
+        fence: h.sim.fence,
+        owner: this.opts.pod,
+        events: r.events,
+      };
+      for (const e of r.events) this.m.events.inc({ kind: e.k });
+      const msgID = eventMessageId(h.addr.map, h.sim.fence, r.tick);
+      this.track(
+        this.js.publish(subjects.events(h.addr), encode(batch), { msgID }).catch((err) => {
+          this.m.eventFailures.inc();
+          this.opts.log.warn("event batch not stored", { map: h.addr.map, tick: r.tick, err });
+        }),
+      );
+    }
+    for (const f of r.frames.values())
+      for (const v of f.views) for (const c of v.corrections ?? []) this.m.corrections.inc({ kind: c.kind });
+    this.m.players.set({ map: h.addr.map }, r.stats.players);
+    this.m.entities.set({ map: h.addr.map }, h.sim.liveEntities);
+    this.m.fanout.set({ map: h.addr.map }, r.stats.fanout);
+  }
+
+  // ---- state ------------------------------------------------------------------------------------
+
+  private hotSession(sim: MapSim, s: Session): HotSession {
+    const st = sim.playerState(s);
+    const { entity: _e, ...info } = s;
+    return { ...info, x: st.x, y: st.y, hp: st.alive ? st.hp : st.maxHp };
+  }
+
+  /** Hot state of every held map to Redis (fenced). */
+  async saveHot(): Promise<void> {
+    const { region, zone } = this.opts;
+    await Promise.all(
+      [...this.held].map(async ([map, h]) => {
+        if (!this.ownership.holds(map)) return;
+        const list = [...h.sim.sessions.values()].map((s) => this.hotSession(h.sim, s));
+        if (!(await this.hot.save(region, zone, map, h.sim.fence, list))) {
+          this.detach(map, "a newer owner wrote the hot state");
+        }
+      }),
+    ).catch((err) => this.opts.log.warn("hot state not saved", { err }));
+  }
+
+  /** Every held character to PostgreSQL. */
+  async persist(online: boolean): Promise<void> {
+    const rows = [];
+    for (const [map, h] of this.held) {
+      if (!this.ownership.holds(map)) continue;
+      for (const s of h.sim.sessions.values()) {
+        const st = h.sim.playerState(s);
+        rows.push({ ...s, map, x: st.x, y: st.y, hp: st.alive ? st.hp : st.maxHp, online });
+      }
+    }
+    await this.chars
+      .save(rows)
+      .catch((err) => this.opts.log.warn("characters not persisted", { err, count: rows.length }));
+  }
+
+  private track<T>(p: Promise<T>): void {
+    this.background.add(p);
+    void p.finally(() => this.background.delete(p)).catch(() => undefined);
+  }
+
+  /**
+   * Graceful shutdown: stop ticking, persist every character and the hot state, then give the
+   * maps up (revoking the lease hands them over at once).
+   */
+  async close(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.idle();
+    await Promise.all([this.persist(true), this.saveHot()]);
+    for (const map of [...this.held.keys()]) this.detach(map, "shutting down");
+    await this.ownership.close();
+    await Promise.allSettled([...this.background]);
+    await this.pool.close();
+  }
+}
+
+function metrics(registry: Registry) {
+  const registers = [registry];
+  return {
+    tick: new Histogram({
+      name: "hybridp2p_map_tick_duration_seconds",
+      help: "Time to simulate one tick of every map this pod owns",
+      buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25],
+      registers,
+    }),
+    entities: new Gauge({
+      name: "hybridp2p_map_entities",
+      help: "Live entities",
+      labelNames: ["map"],
+      registers,
+    }),
+    players: new Gauge({ name: "hybridp2p_map_players", help: "Players", labelNames: ["map"], registers }),
+    fanout: new Gauge({
+      name: "hybridp2p_map_aoi_fanout",
+      help: "Entities in view summed over players, last tick",
+      labelNames: ["map"],
+      registers,
+    }),
+    frames: new Counter({ name: "hybridp2p_map_aoi_frames_total", help: "AOI frames published", registers }),
+    frameBytes: new Counter({
+      name: "hybridp2p_map_aoi_bytes_total",
+      help: "AOI frame bytes published",
+      registers,
+    }),
+    inputs: new Counter({ name: "hybridp2p_map_inputs_total", help: "Client inputs received", registers }),
+    events: new Counter({
+      name: "hybridp2p_map_events_total",
+      help: "Zone events by kind",
+      labelNames: ["kind"],
+      registers,
+    }),
+    eventFailures: new Counter({
+      name: "hybridp2p_map_event_publish_failures_total",
+      help: "Event batches JetStream did not acknowledge",
+      registers,
+    }),
+    corrections: new Counter({
+      name: "hybridp2p_map_corrections_total",
+      help: "Movement corrections and rejections by kind",
+      labelNames: ["kind"],
+      registers,
+    }),
+    mode: new Gauge({
+      name: "hybridp2p_map_mode",
+      help: "1 for the mode each owned map is in",
+      labelNames: ["map", "mode"],
+      registers,
+    }),
+    owned: new Gauge({ name: "hybridp2p_map_owned_maps", help: "Maps this pod owns", registers }),
+  };
+}
+
+export type { MapMode };
