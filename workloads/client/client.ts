@@ -97,12 +97,7 @@ export class GameClient {
   protected async handshake(opts: ClientOptions): Promise<void> {
     const welcome = this.next("welcome", opts.timeoutMs ?? 20_000);
     this.send({ type: "hello", token: opts.token, kind: this.kind });
-    const w = await welcome;
-    this.session = w.session;
-    this.character = w.character;
-    this.entity = w.entity;
-    this.map = w.map;
-    this.mode = w.mode;
+    await welcome;
   }
 
   /** Subscribes to every decoded server message (full mode); returns the unsubscribe. */
@@ -211,7 +206,11 @@ export class GameClient {
         const at = AOI_BODY + 2 + frame.readUInt16LE(AOI_BODY) + 4;
         this.onAoiTime(frame.readDoubleLE(at));
       }
-      if (type === "welcome" || type === "error" || type === "pong") this.dispatch(decode(frame, "s2c"));
+      if (type === "welcome" || type === "error" || type === "pong") {
+        const m = decode(frame, "s2c");
+        this.apply(m);
+        this.dispatch(m);
+      }
       return;
     }
     let m: ServerMessage;
@@ -234,6 +233,14 @@ export class GameClient {
   /** Keeps the world view and the client's state current. */
   protected apply(m: ServerMessage): void {
     switch (m.type) {
+      // Taken here, not after the handshake resolves: later messages of the same read need it.
+      case "welcome":
+        this.session = m.session;
+        this.character = m.character;
+        this.entity = m.entity;
+        this.map = m.map;
+        this.mode = m.mode;
+        return;
       case "aoi":
         for (const e of m.enter) this.world.set(e.id, e);
         for (const e of m.update) this.world.set(e.id, e);

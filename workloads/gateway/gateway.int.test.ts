@@ -1,6 +1,10 @@
+// The gateway against real NATS (JetStream for events) and stand-in map servers that speak the
+// committed bus contract (workloads/bus/contract.ts). Clients are the SDK's, P2P ones with real
+// werift data channels over loopback.
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { GameClient } from "../client/client.ts";
+import { P2PClient } from "../client/p2p.ts";
 import { ensureEventStream } from "./events.ts";
 import { staticDirectory } from "./gateway.ts";
 import { StandInMapServer } from "./standin.ts";
@@ -8,7 +12,7 @@ import { startTestGateway, type TestGateway } from "./testing.ts";
 
 const env = inject("localEnv");
 
-async function until(what: string, cond: () => boolean, timeoutMs = 20_000): Promise<void> {
+async function until(what: string, cond: () => boolean, timeoutMs = 30_000): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!cond()) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
@@ -16,43 +20,196 @@ async function until(what: string, cond: () => boolean, timeoutMs = 20_000): Pro
   }
 }
 
-describe("gateway with a stand-in map server", () => {
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe("gateway with stand-in map servers", () => {
   let gw: TestGateway;
-  let mapNc: NatsConnection;
-  let standin: StandInMapServer;
+  let podA: NatsConnection;
+  let podB: NatsConnection;
+  let fieldA: StandInMapServer;
+  let fieldB: StandInMapServer;
+  const clients: GameClient[] = [];
+  let nextChar = 1;
+
+  async function legacy(map = "prt_fild01"): Promise<GameClient> {
+    const c = await GameClient.connect({ url: gw.url, token: await gw.token(String(nextChar++), map) });
+    clients.push(c);
+    return c;
+  }
+  async function p2p(map = "prt_fild01"): Promise<P2PClient> {
+    const c = await P2PClient.connect({ url: gw.url, token: await gw.token(String(nextChar++), map) });
+    clients.push(c);
+    return c;
+  }
 
   beforeAll(async () => {
     gw = await startTestGateway({
       natsUrl: env.natsUrl!,
-      directory: staticDirectory({ z1: ["prt_fild01"] }),
+      directory: staticDirectory({ z1: ["prt_fild01", "prt_fild02"], z2: ["pay_fild01"] }),
     });
-    mapNc = await connect({ servers: env.natsUrl! });
-    await ensureEventStream(mapNc);
-    standin = new StandInMapServer({ nc: mapNc, region: gw.region, zone: "z1", maps: ["prt_fild01"] });
-    standin.start();
+    // Two map-server "pods", each with its own NATS connection, owning different maps.
+    podA = await connect({ servers: env.natsUrl! });
+    podB = await connect({ servers: env.natsUrl! });
+    await ensureEventStream(podA);
+    fieldA = new StandInMapServer({
+      nc: podA,
+      region: gw.region,
+      zone: "z1",
+      maps: ["prt_fild01", "prt_fild02"],
+      owner: "map-a",
+    });
+    fieldB = new StandInMapServer({
+      nc: podB,
+      region: gw.region,
+      zone: "z2",
+      maps: ["pay_fild01"],
+      owner: "map-b",
+    });
+    fieldA.start();
+    fieldB.start();
   });
 
   afterAll(async () => {
+    await Promise.allSettled(clients.map((c) => c.close()));
     await gw?.stop();
-    await standin?.stop();
-    await mapNc?.drain();
+    await fieldA?.stop();
+    await fieldB?.stop();
+    await podA?.drain();
+    await podB?.drain();
   });
 
-  it("legacy clients see each other move, chat and fight", async () => {
-    const a = await GameClient.connect({ url: gw.url, token: await gw.token("1", "prt_fild01", "alice") });
-    const b = await GameClient.connect({ url: gw.url, token: await gw.token("2", "prt_fild01", "bob") });
-    await until("both in each other's view", () => a.world.has(b.entity) && b.world.has(a.entity));
-    a.move(70, 71);
-    await until("b sees a move", () => b.world.get(a.entity)?.x === 70);
-    const heard = b.next("chatMsg", 20_000, (m) => m.text === "hello");
-    a.chat("hello");
-    expect((await heard).from).toBe(a.entity);
-    const hit = a.next("combat", 20_000, (m) => m.target === b.entity);
-    a.attack(b.entity);
-    expect((await hit).from).toBe(a.entity);
+  it("mixed zone: legacy and P2P clients see each other move, chat and fight", async () => {
+    fieldA.setMode("prt_fild01", "server");
+    const l = await legacy();
+    const p1 = await p2p();
+    const p2 = await p2p();
+    const all = [l, p1, p2];
+    await until("everyone in view", () =>
+      all.every((a) => all.every((b) => a === b || a.world.has(b.entity))),
+    );
+
+    // Server mode: the P2P clients play like legacy ones.
+    p1.move(61, 62);
+    await until("legacy sees P2P walk (server mode)", () => l.world.get(p1.entity)?.x === 61);
+
+    // P2P on: the P2P clients open a data channel to each other.
+    fieldA.setMode("prt_fild01", "p2p");
+    await until(
+      "P2P mesh open",
+      () => p1.connectedPeers.includes(p2.session) && p2.connectedPeers.includes(p1.session),
+    );
+    expect(l.mode).toBe("p2p");
+    await p1.ping(); // the gateway has read p1's mesh report
+    const relayed: number[] = [];
+    p1.onMessage((m) => {
+      if (m.type === "aoi") for (const e of m.update) relayed.push(e.id);
+    });
+
+    // A P2P move reaches the other P2P client directly and the legacy client through the gateway.
+    p2.move(90.5, 91.25);
+    await until("P2P peer sees the move over the data channel", () => p1.world.get(p2.entity)?.x === 90.5);
+    expect(p1.peerMoves).toBeGreaterThan(0);
+    await until("legacy sees the P2P move", () => l.world.get(p2.entity)?.y === 91.25);
+    // A legacy move reaches both P2P clients through the gateway.
+    l.move(40, 41);
+    await until("P2P clients see the legacy move", () =>
+      [p1, p2].every((c) => c.world.get(l.entity)?.x === 40),
+    );
+    // p1 hears p2 directly, so the gateway left p2's moves out of p1's updates.
+    expect(relayed).not.toContain(p2.entity);
+    expect(relayed).toContain(l.entity);
+
+    // Chat both ways.
+    const heardByLegacy = l.next("chatMsg", 20_000, (m) => m.text === "from p2p");
+    const heardByP2P = p2.next("chatMsg", 20_000, (m) => m.text === "from legacy");
+    p1.chat("from p2p");
+    l.chat("from legacy");
+    expect((await heardByLegacy).from).toBe(p1.entity);
+    expect((await heardByP2P).from).toBe(l.entity);
+
+    // Fights both ways (server-authoritative in every mode).
+    const legacyHit = l.next("combat", 20_000, (m) => m.from === p1.entity && m.target === l.entity);
+    const p2pHit = p2.next("combat", 20_000, (m) => m.from === l.entity && m.target === p2.entity);
+    p1.attack(l.entity);
+    l.attack(p2.entity);
+    expect((await legacyHit).damage).toBeGreaterThan(0);
+    expect((await p2pHit).hpLeft).toBeLessThan(100);
+
+    for (const c of all) expect(c.seqErrors).toEqual([]);
+    await Promise.all(all.map((c) => c.close()));
+  });
+
+  it("flag flips during play lose and reorder no server-authoritative message", async () => {
+    fieldA.setMode("prt_fild02", "p2p");
+    const l = await legacy("prt_fild02");
+    const ps = [await p2p("prt_fild02"), await p2p("prt_fild02"), await p2p("prt_fild02")];
+    const all = [l, ...ps];
+    const sent: string[] = [];
+    const heard = new Map<GameClient, Set<string>>(all.map((c) => [c, new Set()]));
+    for (const c of all) c.onMessage((m) => m.type === "chatMsg" && heard.get(c)!.add(m.text));
+    await until("mesh of three", () => ps.every((p) => p.connectedPeers.length === 2));
+
+    // Play: everyone walks and talks while the map's mode flips under them.
+    let playing = true;
+    let round = 0;
+    const play = (async () => {
+      while (playing) {
+        round++;
+        for (const [i, c] of all.entries()) {
+          c.move(20 + ((round + i) % 50), 30 + (i % 4));
+          if (round % 3 === 0) {
+            const text = `c${i} r${round}`;
+            sent.push(text);
+            c.chat(text);
+          }
+        }
+        await sleep(25);
+      }
+    })();
+    const flips = ["fallback", "p2p", "server", "p2p", "fallback", "server", "p2p"] as const;
+    for (const mode of flips) {
+      await sleep(150);
+      fieldA.setMode("prt_fild02", mode);
+      await until(`everyone in ${mode}`, () => all.every((c) => c.mode === mode));
+      if (mode !== "p2p") expect(ps.every((p) => p.connectedPeers.length === 0)).toBe(true);
+    }
+    await until("mesh back", () => ps.every((p) => p.connectedPeers.length === 2));
+    playing = false;
+    await play;
+    await until("every chat line heard by everyone", () =>
+      all.every((c) => heard.get(c)!.size === sent.length),
+    );
+    for (const c of all) {
+      expect(c.seqErrors).toEqual([]);
+      expect(c.counts.get("mode")).toBe(flips.length);
+      for (const t of sent) expect(heard.get(c)!.has(t)).toBe(true);
+    }
+    expect(sent.length).toBeGreaterThan(20);
+    await Promise.all(all.map((c) => c.close()));
+  });
+
+  it("moves a player to a map owned by another map-server pod without dropping the session", async () => {
+    const a = await legacy("prt_fild01");
+    const c = await legacy("pay_fild01");
+    await until("a in play", () => a.world.has(a.entity));
+    const before = a.lastSeq;
+    const changed = a.next("mapChange");
+    await gw.gateway.transfer(a.session, "pay_fild01");
+    const mc = await changed;
+    expect(mc.map).toBe("pay_fild01");
+    expect(mc.seq).toBeGreaterThan(before);
+    expect(a.map).toBe("pay_fild01");
+    await until(
+      "a and c see each other on the new map",
+      () => a.world.has(c.entity) && c.world.has(a.entity),
+    );
+    a.move(33, 34);
+    await until("pod B walks a", () => c.world.get(a.entity)?.x === 33);
+    expect(fieldB.received.some((i) => i.s === a.session)).toBe(true);
+    expect(fieldA.entityOf("prt_fild01", a.session)).toBeUndefined();
+    expect(a.ws.readyState).toBe(a.ws.OPEN);
     expect(a.seqErrors).toEqual([]);
-    expect(b.seqErrors).toEqual([]);
     await a.close();
-    await b.close();
+    await c.close();
   });
 });
