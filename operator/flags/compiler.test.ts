@@ -1,11 +1,13 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { effectiveP2P, KNOWN_SERVICES, type ZoneFlags } from "../../workloads/runtime/flags/layout.ts";
+import { DEFAULT_BACKOFF, P2PPolicySpec, P2PServiceValues } from "../api/p2ppolicy.ts";
 import {
   ANNOTATION_FORCE_FALLBACK,
   ANNOTATION_FORCE_FALLBACK_SERVICES,
   type CompileInput,
   compile,
+  DEFAULTS,
   documents,
   matchesSelector,
   type PolicyInput,
@@ -35,6 +37,15 @@ function policy(name: string, spec: PolicyInput["spec"]): PolicyInput {
 const region: RegionInput = { metadata: { name: "eu1", namespace: NS } };
 
 describe("compiler", () => {
+  it("agrees with the API on services and defaults", () => {
+    expect([...KNOWN_SERVICES]).toEqual([...P2PServiceValues]);
+    expect(DEFAULTS.recovery.initialSeconds).toBe(DEFAULT_BACKOFF.initialSeconds);
+    expect(DEFAULTS.recovery.maxSeconds).toBe(DEFAULT_BACKOFF.maxSeconds);
+    const schema = P2PPolicySpec.properties;
+    expect(schema.transports.default).toEqual(DEFAULTS.transports);
+    expect(schema.enabled.default).toBe(true);
+  });
+
   it("enables P2P for selected zones and leaves unselected zones disabled", () => {
     const out = compile({
       policies: [policy("fields", { zoneSelector: { matchLabels: { kind: "field" } }, enabled: true })],

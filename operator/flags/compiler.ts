@@ -96,16 +96,16 @@ export const ANNOTATION_DISABLED_SERVICES = "hybridp2p.io/disabled-services";
 
 export const TOWN_MAP_TYPE = "Town";
 
-/** Figures from the original design. */
+/** Figures from the original design; the same as the CRD's defaults (checked by a test). */
 export const DEFAULTS = {
-  transports: ["webrtc"],
+  transports: ["webrtc-datachannel", "websocket-relay"],
   mesh: { maxPeers: 40, peerTTLSeconds: 30, refreshSeconds: 10 },
   latencyMs: { warn: 100, critical: 200, max: 300 },
   lossPercent: { warn: 1, critical: 2, max: 5 },
   jitterMs: { warn: 20, critical: 50 },
-  coordinatorTimeoutMs: 5000,
+  coordinatorTimeoutMs: 1500,
   minPeers: 2,
-  recovery: { mode: "Auto" as RecoveryMode, initialSeconds: 10, maxSeconds: 300 },
+  recovery: { mode: "Auto" as RecoveryMode, initialSeconds: 5, maxSeconds: 300 },
 } as const;
 
 // ---- outputs --------------------------------------------------------------------------------
@@ -300,7 +300,7 @@ function zoneDoc(
   let reason: string | undefined;
   const rollout = Math.max(0, Math.min(100, spec.rolloutPercent ?? 100));
   if (p === undefined) reason = "no P2PPolicy selects this zone";
-  else if (spec.enabled !== true) reason = `P2P disabled by policy ${p.metadata.name}`;
+  else if (spec.enabled === false) reason = `P2P disabled by policy ${p.metadata.name}`;
   else if (rolloutBucket(`${ns}/${name}`) >= rollout)
     reason = `outside the ${rollout}% rollout of policy ${p.metadata.name}`;
   else if (maps.length > 0 && !maps.some((m) => m.p2p))

@@ -1,0 +1,157 @@
+import { describe, expect, it } from "vitest";
+import type { PodMode, PodReport } from "../../workloads/runtime/flags/layout.ts";
+import { compile, type ZoneInput } from "./compiler.ts";
+import { foldStatus, type ZoneForFold } from "./status.ts";
+
+const NS = "eu";
+const zones: (ZoneInput & ZoneForFold)[] = [
+  {
+    metadata: { name: "a", namespace: NS, labels: { t: "f" } },
+    spec: { regionRef: { name: "r" }, maps: [{ name: "a", type: "Field" }], mapServer: { replicas: 2 } },
+  },
+  {
+    metadata: { name: "b", namespace: NS, labels: { t: "f" } },
+    spec: {
+      regionRef: { name: "r" },
+      maps: [
+        { name: "b", type: "Field" },
+        { name: "bt", type: "Town" },
+      ],
+    },
+  },
+  {
+    metadata: { name: "t", namespace: NS, labels: { t: "t" } },
+    spec: { regionRef: { name: "r" }, maps: [{ name: "t", type: "Town" }] },
+  },
+];
+const policies = [
+  {
+    metadata: { name: "p", namespace: NS, generation: 3 },
+    spec: { zoneSelector: { matchLabels: { t: "f" } }, enabled: true },
+  },
+];
+const compiled = compile({ policies, zones, regions: [{ metadata: { name: "r", namespace: NS } }] });
+
+const rep = (
+  pod: string,
+  zone: string,
+  epoch: number,
+  mode: PodMode,
+  reason = "",
+  since = "2026-01-01T00:00:00Z",
+): PodReport => ({
+  v: 1,
+  pod,
+  zone,
+  namespace: NS,
+  service: "map-server",
+  epoch,
+  mode,
+  reason,
+  since,
+  updatedAt: since,
+});
+
+const fold = (
+  reports: PodReport[],
+  zs: (ZoneInput & ZoneForFold)[] = zones,
+  ps: typeof policies = policies,
+) => foldStatus({ compiled, epoch: 5, reports, zones: zs, policies: ps, now: "2026-01-02T00:00:00Z" });
+
+describe("status fold", () => {
+  it("derives zone mode, applied epoch and replicas from the reports", () => {
+    const out = fold([
+      rep("a-0", "a", 5, "p2p"),
+      rep("a-1", "a", 4, "p2p"),
+      rep("b-0", "b", 5, "p2p"),
+      rep("t-0", "t", 5, "server"),
+    ]);
+    expect(out.zones.get("eu/a")).toEqual({
+      mode: "P2P",
+      policy: "p",
+      appliedEpoch: 4,
+      replicas: { applied: 1 },
+      fallbackReason: null,
+      fallbackSince: null,
+    });
+    expect(out.zones.get("eu/b")!.mode).toBe("Mixed"); // its town map stays server-side
+    expect(out.zones.get("eu/t")).toMatchObject({ mode: "Server", policy: null, appliedEpoch: 5 });
+    const p = out.policies.get("eu/p")!;
+    expect(p).toMatchObject({ observedGeneration: 3, matchedZones: 2, appliedZones: 1, epoch: 5 });
+    expect(p.conditions.find((c) => c.type === "Ready")).toMatchObject({
+      status: "False",
+      reason: "Applying",
+    });
+    expect(p.conditions.find((c) => c.type === "Reconciling")!.message).toMatch(/waiting for a/);
+    expect(out.events).toEqual([]);
+  });
+
+  it("is Mixed when replicas disagree and names the pods in fallback", () => {
+    const out = fold([
+      rep("a-0", "a", 5, "p2p"),
+      rep("a-1", "a", 5, "fallback", "coordinator unreachable", "2026-01-01T10:00:00Z"),
+    ]);
+    const a = out.zones.get("eu/a")!;
+    expect(a.mode).toBe("Mixed");
+    expect(a.fallbackReason).toBe("coordinator unreachable (1 of 2 pods: a-1)");
+    expect(a.fallbackSince).toBe("2026-01-01T10:00:00Z");
+    expect(out.events).toEqual([
+      {
+        kind: "Zone",
+        namespace: NS,
+        name: "a",
+        type: "Warning",
+        reason: "FallbackEntered",
+        message: a.fallbackReason,
+      },
+    ]);
+  });
+
+  it("emits FallbackExited when the zone leaves fallback, and nothing while it stays", () => {
+    const inFallback = zones.map((z) =>
+      z.metadata.name === "a" ? { ...z, status: { fallbackReason: "x", mode: "Fallback" } } : z,
+    );
+    const stays = fold(
+      [rep("a-0", "a", 5, "fallback", "x"), rep("a-1", "a", 5, "fallback", "x")],
+      inFallback,
+    );
+    expect(stays.zones.get("eu/a")!.mode).toBe("Fallback");
+    expect(stays.events).toEqual([]);
+    const leaves = fold([rep("a-0", "a", 5, "p2p"), rep("a-1", "a", 5, "p2p")], inFallback);
+    expect(leaves.events).toEqual([
+      expect.objectContaining({ name: "a", type: "Normal", reason: "FallbackExited" }),
+    ]);
+  });
+
+  it("keeps the epoch that carried a generation, and is Ready once every governed zone is applied", () => {
+    const seen = [{ ...policies[0]!, status: { observedGeneration: 3, epoch: 4 } }];
+    const all = [rep("a-0", "a", 5, "p2p"), rep("a-1", "a", 5, "p2p"), rep("b-0", "b", 4, "p2p")];
+    const p = fold(all, zones, seen).policies.get("eu/p")!;
+    expect(p.epoch).toBe(4); // generation 3 went out in epoch 4; later epochs do not move it
+    expect(p.appliedZones).toBe(2);
+    expect(p.conditions.find((c) => c.type === "Ready")!.status).toBe("True");
+  });
+
+  it("without reports, shows the published intent (forced fallback included)", () => {
+    const forced = compile({
+      policies: [{ ...policies[0]!, spec: { ...policies[0]!.spec, forceFallback: true } }],
+      zones,
+      regions: [],
+    });
+    const out = foldStatus({
+      compiled: forced,
+      epoch: 5,
+      reports: [],
+      zones,
+      policies,
+      now: "2026-01-02T00:00:00Z",
+    });
+    expect(out.zones.get("eu/a")).toMatchObject({
+      mode: "Fallback",
+      appliedEpoch: null,
+      fallbackSince: "2026-01-02T00:00:00Z",
+    });
+    expect(out.zones.get("eu/a")!.fallbackReason).toMatch(/forced by policy p/);
+    expect(out.events.map((e) => e.name)).toEqual(["a", "b"]);
+  });
+});
