@@ -2,6 +2,7 @@
 // and the type separation between session and character tokens.
 import { describe, expect, it } from "vitest";
 import { checkCharacterName } from "../char-server/names.ts";
+import { addressUnit } from "../login-server/lockout.ts";
 import { HashLimiter, hashPassword, parseHash, verifyPassword } from "../login-server/password.ts";
 import { addKey, Keyset, newKeysetDocument, publicKeyset, removeKey, staticKeys } from "./keyset.ts";
 import { signCharacterToken, signSessionToken, verifyCharacterToken, verifySessionToken } from "./tokens.ts";
@@ -133,5 +134,16 @@ describe("character names", () => {
     ]) {
       expect(checkCharacterName(bad), bad).toBeDefined();
     }
+  });
+});
+
+describe("address units for login limits", () => {
+  it("keeps IPv4 addresses and folds IPv6 ones to their /64", () => {
+    expect(addressUnit("203.0.113.9")).toBe("203.0.113.9");
+    expect(addressUnit("2001:db8:1:2:aaaa:bbbb:cccc:dddd")).toBe("2001:db8:1:2::/64");
+    expect(addressUnit("2001:0db8:0001:0002::1")).toBe("2001:db8:1:2::/64");
+    expect(addressUnit("2001:db8::1")).toBe("2001:db8:0:0::/64");
+    expect(addressUnit("::1")).toBe("0:0:0:0::/64");
+    expect(addressUnit("fe80::1%eth0")).toBe("fe80:0:0:0::/64");
   });
 });

@@ -16,7 +16,7 @@ import { isUniqueViolation } from "../db/pool.ts";
 import { HttpError, type Route, readBody, sendJson } from "../runtime/http.ts";
 import { createLogger, type Logger } from "../runtime/log.ts";
 import type { LoginConfig } from "./config.ts";
-import { Lockout, WindowLimit } from "./lockout.ts";
+import { addressUnit, Lockout, WindowLimit } from "./lockout.ts";
 import { dummyVerify, HashLimiter, hashPassword, verifyPassword } from "./password.ts";
 
 export const USERNAME_PATTERN = "^[A-Za-z0-9_]{4,23}$";
@@ -122,7 +122,7 @@ export function loginRoutes(cfg: LoginConfig, deps: ServiceDeps): Route[] {
       path: "/v1/accounts",
       handler: async ({ req, res, log }) => {
         const body = await readBody(req, SignUpBody, cfg.maxBodyBytes);
-        const wait = await signups.hit(clientAddress(req, cfg.trustedProxyHops));
+        const wait = await signups.hit(addressUnit(clientAddress(req, cfg.trustedProxyHops)));
         if (wait > 0) {
           m.signups.inc({ result: "rate_limited" });
           const secs = Math.ceil(wait / 1000);
@@ -159,7 +159,7 @@ export function loginRoutes(cfg: LoginConfig, deps: ServiceDeps): Route[] {
       handler: async ({ req, res, log }) => {
         const body = await readBody(req, LoginBody, cfg.maxBodyBytes);
         const address = clientAddress(req, cfg.trustedProxyHops);
-        const ids = { account: body.username.toLowerCase(), address };
+        const ids = { account: body.username.toLowerCase(), address: addressUnit(address) };
         const locked = await lockout.check(ids);
         if (locked) {
           m.logins.inc({ result: "locked" });
