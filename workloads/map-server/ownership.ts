@@ -72,7 +72,13 @@ export class MapOwnership extends EventEmitter {
 
   constructor(opts: OwnershipOptions) {
     super();
-    this.opts = { ttlSeconds: 3, marginMs: 700, scanMs: 1000, now: Date.now, ...opts };
+    this.opts = {
+      ...opts,
+      ttlSeconds: opts.ttlSeconds ?? 3,
+      marginMs: opts.marginMs ?? 700,
+      scanMs: opts.scanMs ?? 1000,
+      now: opts.now ?? Date.now,
+    };
     this.base = ownershipPrefix(opts.prefix ?? DEFAULT_PREFIX, opts.region, opts.zone);
   }
 

@@ -269,6 +269,11 @@ export class MapSim {
     this.inbox.push(i);
   }
 
+  /** Inputs received and not yet applied. */
+  get pendingInputs(): number {
+    return this.inbox.length;
+  }
+
   // ---- the tick -------------------------------------------------------------------------------
 
   /** Applies the inputs received since the last tick; returns what the workers need. */
