@@ -2,6 +2,7 @@
 // session tokens that expire and can be revoked from any replica, and validation errors.
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { freePort } from "../../hack/local/processes.ts";
 import type { RunningService } from "../auth/service.ts";
 import {
   call,
@@ -312,6 +313,24 @@ describe("login server", () => {
       ).status,
     ).toBe(200);
     expect((await q()).rows[0]!.password_hash).toMatch(/^\$scrypt\$ln=10,/);
+  });
+
+  it("answers 503 and reports not ready while Redis is unreachable", async () => {
+    const dead = `redis://127.0.0.1:${await freePort()}`;
+    const x = await startLoginServer({ ...cfg, redisUrl: dead }, { log: capturingLogger("x").log });
+    try {
+      const ready = await call(`http://127.0.0.1:${x.ops.healthPort}`, "GET", "/readyz");
+      expect(ready.status).toBe(503);
+      expect(ready.body.checks.postgres).toBe("ok");
+      expect(ready.body.checks.redis).not.toBe("ok");
+      const r = await call(x.url, "POST", "/v1/sessions", {
+        body: { username: "carol_22", password: secretPassword },
+      });
+      expect(r.status).toBe(503);
+      expect(r.body.error.code).toBe("unavailable");
+    } finally {
+      await x.close();
+    }
   });
 
   it("serves health, readiness and metrics, and never logs a password or token", async () => {

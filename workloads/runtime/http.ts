@@ -178,6 +178,34 @@ export function newRegistry(labels: Record<string, string> = {}): Registry {
   return r;
 }
 
+const NETWORK_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "EPIPE",
+  "EHOSTUNREACH",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+]);
+
+/**
+ * A store being away (PostgreSQL or Redis unreachable, PostgreSQL shutting down or refusing
+ * connections) is a 503 the client may retry, not a 500.
+ */
+export function isUnavailable(err: unknown): boolean {
+  const e = err as { code?: unknown; name?: unknown; message?: unknown } | null;
+  if (!e || typeof e !== "object") return false;
+  const code = typeof e.code === "string" ? e.code : "";
+  if (NETWORK_CODES.has(code)) return true;
+  // PostgreSQL: class 08 (connection exception), 57P01-57P03 (shutdown, cannot connect now).
+  if (/^08...$/.test(code) || /^57P0[123]$/.test(code)) return true;
+  if (e.name === "MaxRetriesPerRequestError") return true;
+  const msg = typeof e.message === "string" ? e.message : "";
+  return /Connection is closed|connection terminated|timeout exceeded when trying to connect|Connection terminated/i.test(
+    msg,
+  );
+}
+
 export interface ApiServerOptions {
   routes: Route[];
   log: Logger;
@@ -225,6 +253,20 @@ export function createApiServer(opts: ApiServerOptions): Server {
             err.headers,
           );
         }
+      } else if (isUnavailable(err)) {
+        opts.log.warn("request failed: a backing store is unavailable", {
+          route: label,
+          method: req.method,
+          err,
+        });
+        if (!res.headersSent) {
+          sendJson(
+            res,
+            503,
+            { error: { code: "unavailable", message: "temporarily unavailable; retry shortly" } },
+            { "retry-after": "1" },
+          );
+        } else res.destroy();
       } else {
         opts.log.error("request failed", { route: label, method: req.method, err });
         if (!res.headersSent) sendJson(res, 500, { error: { code: "internal", message: "internal error" } });
