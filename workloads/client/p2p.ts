@@ -155,7 +155,7 @@ export class P2PClient extends GameClient {
     const s = JSON.parse(data) as Signal;
     if (s.kind === "offer") {
       const l = this.links.get(peer);
-      if (!l || l.pc.signalingState !== "stable") return;
+      if (l?.pc.signalingState !== "stable") return;
       await l.pc.setRemoteDescription({ type: "offer", sdp: s.sdp });
       await l.pc.setLocalDescription(await l.pc.createAnswer());
       await gathered(l.pc);

@@ -74,7 +74,7 @@ export function staticDirectory(zones: Record<string, readonly string[]>): MapDi
 }
 
 export interface Limits {
-  /** A client whose unsent bytes pass this is dropped (slow_consumer). */
+  /** A client whose unsent bytes pass this is dropped (slow_consumer); one frame may exceed it. */
   maxBufferedBytes: number;
   /** Server messages queued for a session while it joins or changes map. */
   maxPendingMessages: number;
@@ -747,7 +747,8 @@ export class Gateway {
 
   private send(s: Session, frame: Uint8Array): void {
     if (s.state === "closed") return;
-    if (s.ws.bufferedAmount + frame.length > this.limits.maxBufferedBytes) {
+    // Bounded: at most the cap plus one frame is ever buffered for a connection.
+    if (s.ws.bufferedAmount > this.limits.maxBufferedBytes) {
       this.stats.droppedSlow++;
       void this.drop(s, "slow_consumer", "client does not keep up");
       return;
