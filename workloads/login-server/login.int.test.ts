@@ -127,6 +127,23 @@ describe("login server", () => {
     }
   });
 
+  it("logs an account out everywhere", async () => {
+    await signUp("multi_dev");
+    const logins = await Promise.all(
+      [a, b, a].map((s) =>
+        call(s.url, "POST", "/v1/sessions", { body: { username: "multi_dev", password: secretPassword } }),
+      ),
+    );
+    const tokens = logins.map((l) => l.body.token as string);
+    expect(new Set(logins.map((l) => l.body.sessionId)).size).toBe(3);
+    expect((await call(b.url, "DELETE", "/v1/sessions", { token: tokens[1] })).status).toBe(204);
+    for (const token of tokens) expect((await call(a.url, "GET", "/v1/session", { token })).status).toBe(401);
+    const again = await call(a.url, "POST", "/v1/sessions", {
+      body: { username: "multi_dev", password: secretPassword },
+    });
+    expect((await call(b.url, "GET", "/v1/session", { token: again.body.token })).status).toBe(200);
+  });
+
   it("rejects a wrong password and an unknown account alike", async () => {
     await signUp("dave_333");
     const wrong = await call(a.url, "POST", "/v1/sessions", {

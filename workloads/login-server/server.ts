@@ -6,6 +6,7 @@
 //   GET    /v1/session           Bearer                        → 200 {accountId, username, sessionId, expiresAt}
 //   POST   /v1/session/refresh   Bearer                        → 200 a new token for the same session
 //   DELETE /v1/session           Bearer                        → 204 (revoked on every replica)
+//   DELETE /v1/sessions          Bearer                        → 204 every session of the account ("log out everywhere")
 import { Type } from "@sinclair/typebox";
 import { Counter, Histogram } from "prom-client";
 import type { KeySource } from "../auth/keyset.ts";
@@ -274,6 +275,17 @@ export function loginRoutes(cfg: LoginConfig, deps: ServiceDeps): Route[] {
         await deps.sessions.revoke(claims.sessionId);
         m.revocations.inc();
         log.info("session revoked", { accountId: claims.accountId, sessionId: claims.sessionId });
+        res.writeHead(204).end();
+      },
+    },
+    {
+      method: "DELETE",
+      path: "/v1/sessions",
+      handler: async ({ req, res, log }) => {
+        const claims = await authenticate(req, deps.keys, deps.sessions);
+        const n = await deps.sessions.revokeAll(claims.accountId);
+        m.revocations.inc(n);
+        log.info("all sessions revoked", { accountId: claims.accountId, sessions: n });
         res.writeHead(204).end();
       },
     },
