@@ -27,6 +27,11 @@ export const WORKLOADS: Workload[] = [
     description: "owns a zone's maps through etcd leases and simulates them on a worker pool",
     run: async () => (await import("./map-server/main.ts")).run(),
   },
+  {
+    name: "gateway",
+    description: "client WebSocket gateway; routes play to map servers over NATS",
+    run: async () => (await import("./gateway/main.ts")).run(),
+  },
 ];
 
 export function program(): Command {

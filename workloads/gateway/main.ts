@@ -1,0 +1,132 @@
+// `hybrid-workload gateway`: configuration from the environment, then serve clients until
+// SIGTERM (which closes every session with `server_shutdown` after they left their maps).
+import { connect } from "@nats-io/transport-node";
+import { Gauge } from "prom-client";
+import { GatewayAuth } from "../auth/gateway.ts";
+import { ConfigError } from "../runtime/config.ts";
+import { FlagClient } from "../runtime/flags/client.ts";
+import { connectFlagStore } from "../runtime/flags/etcd.ts";
+import { newRegistry, startOpsServer } from "../runtime/http.ts";
+import { createLogger, type Logger } from "../runtime/log.ts";
+import { createRedis } from "../runtime/redis.ts";
+import { runUntilSignalled } from "../runtime/shutdown.ts";
+import { type GatewayConfig, gatewayConfigFromEnv } from "./config.ts";
+import { consumeEvents } from "./events.ts";
+import { flagDirectory } from "./flags.ts";
+import { Gateway, type MapDirectory, staticDirectory } from "./gateway.ts";
+
+export async function startGateway(cfg: GatewayConfig, log: Logger): Promise<{ close(): Promise<void> }> {
+  const pod = cfg.runtime.podName;
+  const redis = cfg.redisUrl ? createRedis(cfg.redisUrl, { log, name: `gateway-${pod}` }) : undefined;
+  const auth = await GatewayAuth.open({
+    keysetFile: cfg.keysetFile,
+    redis,
+    redisPrefix: cfg.redisPrefix,
+    log,
+  });
+  const nc = await connect({ servers: cfg.natsUrl, name: `gateway-${pod}`, maxReconnectAttempts: -1 });
+  let flags: FlagClient | undefined;
+  let directory: MapDirectory;
+  if (cfg.etcdEndpoints.length > 0) {
+    flags = new FlagClient({
+      client: connectFlagStore(cfg.etcdEndpoints),
+      prefix: cfg.flagPrefix,
+      namespace: cfg.runtime.namespace,
+      service: "gateway",
+      pod,
+      log,
+    });
+    await flags.start();
+    directory = flagDirectory(flags);
+  } else {
+    directory = staticDirectory(cfg.staticMaps ?? {});
+  }
+  const f = flags;
+  const gateway = new Gateway({
+    nc,
+    region: cfg.runtime.region,
+    id: pod,
+    verify: (t) => auth.verify(t),
+    directory,
+    allowP2P: f ? (zone) => f.p2p(zone) : undefined,
+    limits: cfg.limits,
+    log,
+  });
+  f?.on("snapshot", () => gateway.refreshModes());
+  f?.on("state", () => gateway.refreshModes());
+  const events = await consumeEvents(
+    nc,
+    cfg.runtime.region,
+    pod,
+    (batch, zone) => gateway.onEvents(batch, zone),
+    (err) => log.warn("bad event batch", { err }),
+  );
+  const port = await gateway.listen(cfg.port, cfg.host);
+  const registry = newRegistry({ service: "gateway", pod });
+  const stat = (name: string, help: string, read: () => number) =>
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(read());
+      },
+    });
+  stat("hybridp2p_gateway_connections", "Open client connections", () => gateway.stats.connections);
+  stat("hybridp2p_gateway_sessions", "Authenticated sessions", () => gateway.stats.sessions);
+  stat("hybridp2p_gateway_frames_out", "Frames sent to clients (total)", () => gateway.stats.framesOut);
+  stat(
+    "hybridp2p_gateway_dropped_slow",
+    "Clients dropped for not reading (total)",
+    () => gateway.stats.droppedSlow,
+  );
+  stat(
+    "hybridp2p_gateway_bad_frames",
+    "Connections closed for a bad frame (total)",
+    () => gateway.stats.closedBadFrame,
+  );
+  stat(
+    "hybridp2p_gateway_rate_limited",
+    "Connections closed for flooding (total)",
+    () => gateway.stats.rateLimited,
+  );
+  const ops = await startOpsServer({
+    healthPort: cfg.runtime.healthPort,
+    metricsPort: cfg.runtime.metricsPort,
+    registry,
+    log,
+    checks: {
+      nats: () => {
+        if (nc.isClosed()) throw new Error("NATS connection closed");
+      },
+    },
+  });
+  log.info("gateway started", { port, region: cfg.runtime.region });
+  return {
+    async close() {
+      ops.setReady(false);
+      await gateway.close();
+      await events.stop();
+      await flags?.close();
+      await nc.drain().catch(() => undefined);
+      redis?.disconnect();
+      auth.close();
+      await ops.close();
+    },
+  };
+}
+
+export async function run(): Promise<void> {
+  let cfg: GatewayConfig;
+  try {
+    cfg = gatewayConfigFromEnv();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      createLogger("gateway").error(err.message, { problems: err.problems });
+      process.exit(2);
+    }
+    throw err;
+  }
+  const log = createLogger("gateway", { level: cfg.runtime.logLevel, fields: { pod: cfg.runtime.podName } });
+  await runUntilSignalled(log, cfg.runtime.shutdownTimeoutMs, () => startGateway(cfg, log));
+}
