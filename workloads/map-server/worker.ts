@@ -4,7 +4,14 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { type ArenaBuffers, attachArena } from "./sim/arena.ts";
 import { attachGrid, type GridBuffers } from "./sim/grid.ts";
-import { runSlice, type SimParams, type SliceInput, type SliceOutput, type SliceState } from "./sim/step.ts";
+import {
+  newSliceState,
+  runSlice,
+  type SimParams,
+  type SliceInput,
+  type SliceOutput,
+  type SliceState,
+} from "./sim/step.ts";
 
 export type ToWorker =
   | {
@@ -36,7 +43,7 @@ parentPort!.on("message", (msg: ToWorker) => {
         worker: index,
         workers: count,
       },
-      state: { prev: new Map() },
+      state: newSliceState(),
     });
   } else if (msg.type === "detach") {
     maps.delete(msg.key);

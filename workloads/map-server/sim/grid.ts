@@ -95,7 +95,10 @@ export function forEachInRange(
   }
 }
 
-/** Like forEachInRange, collecting into `out` (cleared first): no closure in hot loops. */
+/**
+ * Like forEachInRange, writing the entity indexes into out[at..at+max) without a closure (hot
+ * loops); returns how many were found.
+ */
 export function collectInRange(
   g: Grid,
   a: Arena,
@@ -103,9 +106,11 @@ export function collectInRange(
   x: number,
   y: number,
   range: number,
-  out: number[],
-): void {
-  out.length = 0;
+  out: Int32Array,
+  at: number,
+  max: number,
+): number {
+  let n = 0;
   const off = bank * a.capacity;
   const ax = a.x;
   const ay = a.y;
@@ -118,10 +123,13 @@ export function collectInRange(
     for (let bx = bx0; bx <= bx1; bx++) {
       const b = by * g.bw + bx;
       const e = start[b + 1]!;
-      for (let k = start[b]!; k < e; k++) {
+      for (let k = start[b]!; k < e && n < max; k++) {
         const j = items[k]!;
-        if (Math.abs(ax[off + j]! - x) <= range && Math.abs(ay[off + j]! - y) <= range) out.push(j);
+        const dx = ax[off + j]! - x;
+        const dy = ay[off + j]! - y;
+        if (dx <= range && dx >= -range && dy <= range && dy >= -range) out[at + n++] = j;
       }
     }
   }
+  return n;
 }

@@ -97,6 +97,15 @@ export type WalkGeometry = Pick<MapDef, "width" | "height" | "walkable">;
 /** Per-worker state that outlives a tick: each owned player's last visible set. */
 export interface SliceState {
   prev: Map<number, { gen: number; vis: Int32Array }>;
+  /** Scratch for view differences, one slot per entity. */
+  mark?: Int32Array;
+  /** Scratch for view lists, four slots per entity. */
+  scratch?: Int32Array;
+  stamp: number;
+}
+
+export function newSliceState(): SliceState {
+  return { prev: new Map(), stamp: 0 };
 }
 
 export interface SliceInput {
@@ -165,6 +174,14 @@ const cheb = (x0: number, y0: number, x1: number, y1: number) =>
   Math.max(Math.abs(x1 - x0), Math.abs(y1 - y0));
 
 export function runSlice(inp: SliceInput, st: SliceState): SliceOutput {
+  if (!st.mark || st.mark.length < inp.arena.capacity) {
+    st.mark = new Int32Array(inp.arena.capacity);
+    st.scratch = new Int32Array(4 * inp.arena.capacity);
+  }
+  if (st.stamp > 2 ** 30) {
+    st.mark.fill(0);
+    st.stamp = 0;
+  }
   const r: Run = {
     a: inp.arena,
     grid: inp.grid,
@@ -180,11 +197,6 @@ export function runSlice(inp: SliceInput, st: SliceState): SliceOutput {
     dropped: 0,
     dmgSrc: [],
     dmgVal: [],
-    visible: [],
-    near: [],
-    enter: [],
-    update: [],
-    leave: [],
   };
   for (let b0 = inp.worker * SLICE_BLOCK; b0 < inp.highWater; b0 += inp.workers * SLICE_BLOCK) {
     const end = Math.min(inp.highWater, b0 + SLICE_BLOCK);
@@ -215,22 +227,15 @@ interface Run {
   dropped: number;
   dmgSrc: number[];
   dmgVal: number[];
-  visible: number[];
-  near: number[];
-  enter: number[];
-  update: number[];
-  leave: number[];
 }
 
 function emit(r: Run, t: number, v1: number, v2: number, v3: number, v4: number, v5 = 0, v6 = 0): void {
   r.events.push(t, v1, v2, v3, v4, v5, v6);
 }
 
-const ascending = (u: number, v: number) => u - v;
-
 // One entity's tick. A function of its own (not the loop body) so V8 optimises it as a whole.
 function stepEntity(r: Run, i: number): void {
-  const { a, grid, map, p, tick, st, dmgSrc, dmgVal, visible, enter, update, leave } = r;
+  const { a, grid, map, p, tick, st, dmgSrc, dmgVal } = r;
   const cap = a.capacity;
   const bank = tick & 1;
   const next = bank ^ 1;
@@ -258,98 +263,137 @@ function stepEntity(r: Run, i: number): void {
   const count = Math.min(a.queueCount[c]!, QUEUE_SLOTS);
   r.dropped += a.queueCount[c]! - count;
   a.queueCount[c] = 0;
-  const qbase = c * QUEUE_SLOTS * EVENT_WORDS;
-  dmgSrc.length = 0;
-  dmgVal.length = 0;
-  for (let k = 0; k < count; k++) {
-    const e = qbase + k * EVENT_WORDS;
-    if (a.queue[e] !== EV_DAMAGE) continue;
-    const src = a.queue[e + 1]!;
-    const val = a.queue[e + 2]!;
-    let at = dmgSrc.length;
-    while (at > 0 && (dmgSrc[at - 1]! > src || (dmgSrc[at - 1] === src && dmgVal[at - 1]! > val))) at--;
-    dmgSrc.splice(at, 0, src);
-    dmgVal.splice(at, 0, val);
-  }
-  for (let k = 0; k < dmgSrc.length && alive; k++) {
-    const src = dmgSrc[k]!;
-    hp = Math.max(0, hp - dmgVal[k]!);
-    emit(r, OUT_HIT, src, i, dmgVal[k]!, hp);
-    if (kind === KIND_MOB && a.target[i]! < 0) a.target[i] = src; // fights back
-    if (hp === 0) {
-      alive = false;
-      a.walking[i] = 0;
-      a.target[i] = -1;
-      a.respawnAt[i] = tick + (kind === KIND_MOB ? p.mobRespawnTicks : p.playerRespawnTicks);
-      emit(r, OUT_DEATH, i, src, 0, 0);
+  // Most queues are empty: skip the whole pass then.
+  if (count > 0) {
+    const qbase = c * QUEUE_SLOTS * EVENT_WORDS;
+    dmgSrc.length = 0;
+    dmgVal.length = 0;
+    for (let k = 0; k < count; k++) {
+      const e = qbase + k * EVENT_WORDS;
+      if (a.queue[e] !== EV_DAMAGE) continue;
+      const src = a.queue[e + 1]!;
+      const val = a.queue[e + 2]!;
+      let at = dmgSrc.length;
+      while (at > 0 && (dmgSrc[at - 1]! > src || (dmgSrc[at - 1] === src && dmgVal[at - 1]! > val))) at--;
+      dmgSrc.splice(at, 0, src);
+      dmgVal.splice(at, 0, val);
     }
-  }
-  for (let k = 0; k < count; k++) {
-    const e = qbase + k * EVENT_WORDS;
-    const type = a.queue[e]!;
-    if (type === EV_DAMAGE) continue;
-    const seq = a.queue[e + 1]!;
-    if (!alive) {
-      emit(r, OUT_CORRECTION, i, seq, CORR_REJECT, Math.round(x * FIXED), Math.round(y * FIXED), R_TARGET);
-      continue;
-    }
-    if (type === EV_MOVE) {
-      const tx = a.queue[e + 2]! + 0.5;
-      const ty = a.queue[e + 3]! + 0.5;
-      if (cheb(x, y, tx, ty) > p.maxWalk)
-        emit(r, OUT_CORRECTION, i, seq, CORR_REJECT, Math.round(x * FIXED), Math.round(y * FIXED), R_TOO_FAR);
-      else if (!isWalkable(map, tx, ty) || !lineWalkable(map, x, y, tx, ty))
-        emit(
-          r,
-          OUT_CORRECTION,
-          i,
-          seq,
-          CORR_REJECT,
-          Math.round(x * FIXED),
-          Math.round(y * FIXED),
-          R_UNREACHABLE,
-        );
-      else {
-        a.tx[i] = tx;
-        a.ty[i] = ty;
-        a.walking[i] = 1;
+    for (let k = 0; k < dmgSrc.length && alive; k++) {
+      const src = dmgSrc[k]!;
+      hp = Math.max(0, hp - dmgVal[k]!);
+      emit(r, OUT_HIT, src, i, dmgVal[k]!, hp);
+      if (kind === KIND_MOB && a.target[i]! < 0) a.target[i] = src; // fights back
+      if (hp === 0) {
+        alive = false;
+        a.walking[i] = 0;
         a.target[i] = -1;
+        a.respawnAt[i] = tick + (kind === KIND_MOB ? p.mobRespawnTicks : p.playerRespawnTicks);
+        emit(r, OUT_DEATH, i, src, 0, 0);
       }
-    } else if (type === EV_STOP) {
-      a.walking[i] = 0;
-      a.target[i] = -1;
-    } else if (type === EV_ATTACK) {
-      const t = a.queue[e + 2]!;
-      if (t < 0 || t >= cap || t === i || a.kind[t] !== KIND_MOB)
+    }
+    for (let k = 0; k < count; k++) {
+      const e = qbase + k * EVENT_WORDS;
+      const type = a.queue[e]!;
+      if (type === EV_DAMAGE) continue;
+      const seq = a.queue[e + 1]!;
+      if (!alive) {
         emit(r, OUT_CORRECTION, i, seq, CORR_REJECT, Math.round(x * FIXED), Math.round(y * FIXED), R_TARGET);
-      else a.target[i] = t;
-    } else if (type === EV_POS) {
-      const px = a.queueXY[(c * QUEUE_SLOTS + k) * 2]!;
-      const py = a.queueXY[(c * QUEUE_SLOTS + k) * 2 + 1]!;
-      if (a.p2p[i] !== 1) {
-        emit(r, OUT_CORRECTION, i, seq, CORR_REJECT, Math.round(x * FIXED), Math.round(y * FIXED), R_NOT_P2P);
         continue;
       }
-      const gap = Math.min(p.maxPosGapTicks, Math.max(1, tick - a.lastPosTick[i]!));
-      const allowed = a.speed[i]! * gap * (1 + p.posTolerance) + p.posSlack;
-      const d = Math.hypot(px - x, py - y);
-      if (!isWalkable(map, px, py) || !lineWalkable(map, x, y, px, py))
-        emit(r, OUT_CORRECTION, i, seq, CORR_SNAP, Math.round(x * FIXED), Math.round(y * FIXED), R_BLOCKED);
-      else if (d <= allowed) {
-        reported = true;
-        rx = px;
-        ry = py;
+      if (type === EV_MOVE) {
+        const tx = a.queue[e + 2]! + 0.5;
+        const ty = a.queue[e + 3]! + 0.5;
+        if (cheb(x, y, tx, ty) > p.maxWalk)
+          emit(
+            r,
+            OUT_CORRECTION,
+            i,
+            seq,
+            CORR_REJECT,
+            Math.round(x * FIXED),
+            Math.round(y * FIXED),
+            R_TOO_FAR,
+          );
+        else if (!isWalkable(map, tx, ty) || !lineWalkable(map, x, y, tx, ty))
+          emit(
+            r,
+            OUT_CORRECTION,
+            i,
+            seq,
+            CORR_REJECT,
+            Math.round(x * FIXED),
+            Math.round(y * FIXED),
+            R_UNREACHABLE,
+          );
+        else {
+          a.tx[i] = tx;
+          a.ty[i] = ty;
+          a.walking[i] = 1;
+          a.target[i] = -1;
+        }
+      } else if (type === EV_STOP) {
         a.walking[i] = 0;
-        a.lastPosTick[i] = tick;
-      } else if (d <= allowed + p.smoothMax) {
-        // A small excess (lag, a hiccup): move as far as allowed toward the report.
-        [rx, ry] = walkStep(x, y, px, py, allowed);
-        reported = true;
-        a.walking[i] = 0;
-        a.lastPosTick[i] = tick;
-        emit(r, OUT_CORRECTION, i, seq, CORR_SMOOTH, Math.round(rx * FIXED), Math.round(ry * FIXED), R_SPEED);
-      } else
-        emit(r, OUT_CORRECTION, i, seq, CORR_SNAP, Math.round(x * FIXED), Math.round(y * FIXED), R_SPEED);
+        a.target[i] = -1;
+      } else if (type === EV_ATTACK) {
+        const t = a.queue[e + 2]!;
+        if (t < 0 || t >= cap || t === i || a.kind[t] !== KIND_MOB)
+          emit(
+            r,
+            OUT_CORRECTION,
+            i,
+            seq,
+            CORR_REJECT,
+            Math.round(x * FIXED),
+            Math.round(y * FIXED),
+            R_TARGET,
+          );
+        else a.target[i] = t;
+      } else if (type === EV_POS) {
+        const px = a.queueXY[(c * QUEUE_SLOTS + k) * 2]!;
+        const py = a.queueXY[(c * QUEUE_SLOTS + k) * 2 + 1]!;
+        if (a.p2p[i] !== 1) {
+          emit(
+            r,
+            OUT_CORRECTION,
+            i,
+            seq,
+            CORR_REJECT,
+            Math.round(x * FIXED),
+            Math.round(y * FIXED),
+            R_NOT_P2P,
+          );
+          continue;
+        }
+        const gap = Math.min(p.maxPosGapTicks, Math.max(1, tick - a.lastPosTick[i]!));
+        const allowed = a.speed[i]! * gap * (1 + p.posTolerance) + p.posSlack;
+        const d = Math.hypot(px - x, py - y);
+        if (!isWalkable(map, px, py) || !lineWalkable(map, x, y, px, py))
+          emit(r, OUT_CORRECTION, i, seq, CORR_SNAP, Math.round(x * FIXED), Math.round(y * FIXED), R_BLOCKED);
+        else if (d <= allowed) {
+          reported = true;
+          rx = px;
+          ry = py;
+          a.walking[i] = 0;
+          a.lastPosTick[i] = tick;
+        } else if (d <= allowed + p.smoothMax) {
+          // A small excess (lag, a hiccup): move as far as allowed toward the report.
+          [rx, ry] = walkStep(x, y, px, py, allowed);
+          reported = true;
+          a.walking[i] = 0;
+          a.lastPosTick[i] = tick;
+          emit(
+            r,
+            OUT_CORRECTION,
+            i,
+            seq,
+            CORR_SMOOTH,
+            Math.round(rx * FIXED),
+            Math.round(ry * FIXED),
+            R_SPEED,
+          );
+        } else
+          emit(r, OUT_CORRECTION, i, seq, CORR_SNAP, Math.round(x * FIXED), Math.round(y * FIXED), R_SPEED);
+      }
     }
   }
 
@@ -390,9 +434,10 @@ function stepEntity(r: Run, i: number): void {
       if (t < 0 && mt.aggressive) {
         let best = -1;
         let bestD = Number.POSITIVE_INFINITY;
-        const near = r.near;
-        collectInRange(grid, a, bank, x, y, p.aggroRange, near);
-        for (const j of near) {
+        const near = st.scratch!;
+        const nNear = collectInRange(grid, a, bank, x, y, p.aggroRange, near, 0, cap);
+        for (let k = 0; k < nNear; k++) {
+          const j = near[k]!;
           if (a.kind[j] !== KIND_PLAYER) continue;
           const d = cheb(x, y, a.x[bank * cap + j]!, a.y[bank * cap + j]!);
           if (d < bestD || (d === bestD && j < best)) {
@@ -433,7 +478,14 @@ function stepEntity(r: Run, i: number): void {
       x = rx;
       y = ry;
     } else if (a.walking[i] === 1) {
-      const [nx, ny, arrived] = walkStep(x, y, a.tx[i]!, a.ty[i]!, a.speed[i]!);
+      // walkStep, inlined (no array per step).
+      const dx = a.tx[i]! - x;
+      const dy = a.ty[i]! - y;
+      const d = Math.hypot(dx, dy);
+      const step = a.speed[i]!;
+      const arrived = d <= step;
+      const nx = arrived ? a.tx[i]! : x + (dx / d) * step;
+      const ny = arrived ? a.ty[i]! : y + (dy / d) * step;
       if (isWalkable(map, nx, ny)) {
         x = nx;
         y = ny;
@@ -456,37 +508,40 @@ function stepEntity(r: Run, i: number): void {
   r.players++;
 
   // ---- area of interest, from the start-of-tick state (bank T%2) like everything else read
-  collectInRange(grid, a, bank, a.x[c]!, a.y[c]!, VIEW_RANGE, visible);
-  visible.sort(ascending);
-  r.fanout += visible.length;
+  const buf = st.scratch!;
+  const nVis = collectInRange(grid, a, bank, a.x[c]!, a.y[c]!, VIEW_RANGE, buf, 0, cap);
+  r.fanout += nVis;
   const old = st.prev.get(i);
   const prevVis = old && old.gen === a.gen[i] ? old.vis : EMPTY;
-  enter.length = 0;
-  update.length = 0;
-  leave.length = 0;
-  let o = 0;
-  for (const j of visible) {
-    while (o < prevVis.length && prevVis[o]! < j) o++;
-    if (o < prevVis.length && prevVis[o] === j) {
-      if ((a.flags[bank * cap + j]! & FLAG_DIRTY) !== 0) update.push(j);
-    } else enter.push(j);
+  // Set difference with stamps instead of sorting: mark the old view, then walk the new one.
+  // Scratch layout: visible at [0, cap), enter at [cap, ...), update at [2cap, ...), leave at [3cap, ...).
+  const mark = st.mark!;
+  const was = ++st.stamp;
+  const kept = ++st.stamp;
+  let ne = 0;
+  let nu = 0;
+  let nl = 0;
+  for (let k = 0; k < prevVis.length; k++) mark[prevVis[k]!] = was;
+  for (let k = 0; k < nVis; k++) {
+    const j = buf[k]!;
+    if (mark[j] === was) {
+      mark[j] = kept;
+      if ((a.flags[bank * cap + j]! & FLAG_DIRTY) !== 0) buf[2 * cap + nu++] = j;
+    } else buf[cap + ne++] = j;
   }
-  let v = 0;
-  for (const j of prevVis) {
-    while (v < visible.length && visible[v]! < j) v++;
-    if (v >= visible.length || visible[v] !== j) leave.push(j);
+  for (let k = 0; k < prevVis.length; k++) if (mark[prevVis[k]!] === was) buf[3 * cap + nl++] = prevVis[k]!;
+  if (ne + nu + nl > 0) {
+    const views = r.views;
+    views.push(i);
+    views.push(ne);
+    views.push(nu);
+    views.push(nl);
+    for (let k = 0; k < ne; k++) views.push(buf[cap + k]!);
+    for (let k = 0; k < nu; k++) views.push(buf[2 * cap + k]!);
+    for (let k = 0; k < nl; k++) views.push(buf[3 * cap + k]!);
   }
-  if (enter.length + update.length + leave.length > 0) {
-    r.views.push(i);
-    r.views.push(enter.length);
-    r.views.push(update.length);
-    r.views.push(leave.length);
-    for (const j of enter) r.views.push(j);
-    for (const j of update) r.views.push(j);
-    for (const j of leave) r.views.push(j);
-  }
-  if (enter.length + leave.length > 0 || !old || old.gen !== a.gen[i]) {
-    st.prev.set(i, { gen: a.gen[i]!, vis: Int32Array.from(visible) });
+  if (ne + nl > 0 || !old || old.gen !== a.gen[i]) {
+    st.prev.set(i, { gen: a.gen[i]!, vis: buf.slice(0, nVis) });
   }
 }
 

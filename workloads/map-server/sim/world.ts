@@ -36,6 +36,7 @@ import {
   CORR_SMOOTH,
   CORR_SNAP,
   defaultParams,
+  newSliceState,
   OUT_CORRECTION,
   OUT_DEATH,
   OUT_HIT,
@@ -108,6 +109,13 @@ export interface TickJob {
 }
 
 const round16 = (v: number) => Math.round(v * 16) / 16;
+
+/** A frame being assembled, with its entity-to-index table (valid where stamp == tick + 1). */
+interface FrameBuild {
+  frame: AoiFrame;
+  stamp: Int32Array;
+  at: Int32Array;
+}
 const CORR_KINDS: Record<number, Correction["kind"]> = {
   [CORR_SMOOTH]: "smooth",
   [CORR_SNAP]: "snap",
@@ -132,6 +140,9 @@ export class MapSim {
   private inbox: ClientInput[] = [];
   private pendingEvents: ZoneEvent[] = [];
   private readonly inlineStates: SliceState[] = [];
+  private readonly gwIndex = new Map<string, { stamp: Int32Array; at: Int32Array }>();
+  private readonly stateCache: EntityState[];
+  private readonly stateStamp: Int32Array;
 
   constructor(def: MapDef, opts: SimOptions) {
     // The geometry goes to every worker: keep it in shared memory.
@@ -144,6 +155,8 @@ export class MapSim {
     this.grid = attachGrid(createGridBuffers(def.width, def.height, opts.capacity));
     this.alloc = new Allocator(opts.capacity);
     this.scratch = new Int32Array(opts.capacity);
+    this.stateCache = new Array(opts.capacity);
+    this.stateStamp = new Int32Array(opts.capacity);
     this.arena.target.fill(-1);
     this.spawnMobs();
     rebuildGrid(this.grid, this.arena, this.bank, this.alloc.highWater, this.scratch);
@@ -325,19 +338,18 @@ export class MapSim {
     const viewBank = this.bank;
     const tick = this.tick;
     const stats: TickStats = { players: 0, mobs: 0, fanout: 0, dropped: 0 };
-    const frames = new Map<string, AoiFrame & { index: Map<number, number> }>();
+    const frames = new Map<string, FrameBuild>();
     const frameFor = (gw: string) => {
       let f = frames.get(gw);
       if (!f) {
+        let idx = this.gwIndex.get(gw);
+        if (!idx) {
+          idx = { stamp: new Int32Array(a.capacity), at: new Int32Array(a.capacity) };
+          this.gwIndex.set(gw, idx);
+        }
         f = {
-          v: 1,
-          map: this.def.name,
-          tick,
-          mode: this.mode,
-          fence: this.fence,
-          ents: [],
-          views: [],
-          index: new Map(),
+          frame: { v: 1, map: this.def.name, tick, mode: this.mode, fence: this.fence, ents: [], views: [] },
+          ...idx,
         };
         frames.set(gw, f);
       }
@@ -349,10 +361,14 @@ export class MapSim {
       if (!v) {
         v = { session: s.session, self: s.entity, enter: [], update: [], leave: [] };
         viewOf.set(s.session, v);
-        frameFor(s.gateway).views.push(v);
+        frameFor(s.gateway).frame.views.push(v);
       }
       return v;
     };
+    // Entity states are built once per tick and shared by every frame that shows them.
+    const stamp = tick + 1;
+    const states = this.stateCache;
+    const stateStamp = this.stateStamp;
 
     for (const out of outs) {
       stats.players += out.players;
@@ -373,17 +389,20 @@ export class MapSim {
         }
         const f = frameFor(s.gateway);
         const sv = sessionView(s);
-        const ref = (id: number) => {
-          let idx = f.index.get(id);
-          if (idx === undefined) {
-            idx = f.ents.length;
-            f.ents.push(this.entityState(id, viewBank));
-            f.index.set(id, idx);
+        const ents = f.frame.ents;
+        for (let e = 0; e < ne + nu; e++) {
+          const id = v[k++]!;
+          if (f.stamp[id] !== stamp) {
+            f.stamp[id] = stamp;
+            f.at[id] = ents.length;
+            if (stateStamp[id] !== stamp) {
+              stateStamp[id] = stamp;
+              states[id] = this.entityState(id, viewBank);
+            }
+            ents.push(states[id]!);
           }
-          return idx;
-        };
-        for (let e = 0; e < ne; e++) sv.enter.push(ref(v[k++]!));
-        for (let e = 0; e < nu; e++) sv.update.push(ref(v[k++]!));
+          (e < ne ? sv.enter : sv.update).push(f.at[id]!);
+        }
         for (let e = 0; e < nl; e++) sv.leave.push(v[k++]!);
       }
     }
@@ -465,8 +484,9 @@ export class MapSim {
         }
       }
     }
-    for (const f of frames.values()) delete (f as Partial<typeof f>).index;
-    return { tick, frames, events, stats };
+    const out = new Map<string, AoiFrame>();
+    for (const [gw, f] of frames) out.set(gw, f.frame);
+    return { tick, frames: out, events, stats };
   }
 
   /**
@@ -480,7 +500,7 @@ export class MapSim {
 
   /** Runs every slice of the prepared tick on this thread. */
   runSlices(slices = 1): SliceOutput[] {
-    while (this.inlineStates.length < slices) this.inlineStates.push({ prev: new Map() });
+    while (this.inlineStates.length < slices) this.inlineStates.push(newSliceState());
     const outs: SliceOutput[] = [];
     for (let w = 0; w < slices; w++) {
       outs.push(
