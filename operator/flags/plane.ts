@@ -50,6 +50,8 @@ export interface FlagPlaneOptions {
   namespace?: string;
   source?: FlagSource;
   log?: FlagLogger;
+  /** Called after every publish attempt that got through (metrics, benchmarks). */
+  onPublish?: (result: PublishResult) => void;
 }
 
 export interface FlagPlane {
@@ -113,7 +115,7 @@ export function startFlagPlane(opts: FlagPlaneOptions): FlagPlane {
   let waiters: (() => void)[] = [];
 
   // Two coalescing loops: compile+publish, and fold+write.
-  const loop = (name: string, body: () => Promise<void>) => {
+  const loop = (name: string, body: () => Promise<void>, minIntervalMs = 0) => {
     let running = false;
     let again = false;
     let timer: NodeJS.Timeout | undefined;
@@ -128,6 +130,8 @@ export function startFlagPlane(opts: FlagPlaneOptions): FlagPlane {
           again = false;
           if (!leading || stopped) break;
           await body();
+          // Reports arrive in bursts (every replica after a publish): fold a burst, not each report.
+          if (again && minIntervalMs > 0) await new Promise((r) => setTimeout(r, minIntervalMs));
         } while (again);
       } catch (err) {
         if (err instanceof FencedError) {
@@ -151,51 +155,67 @@ export function startFlagPlane(opts: FlagPlaneOptions): FlagPlane {
     last = await publisher.publish(next);
     compiled = next;
     liveEpoch = last.epoch;
+    opts.onPublish?.(last);
     if (last.published)
       log.info("flags published", { epoch: last.epoch, zones: last.zones, chunks: last.chunks });
     foldLoop.kick();
   });
-  const foldLoop = loop("status", async () => {
-    if (compiled === undefined) return;
-    const zones = src.zones().map((z) => {
-      const key = `${z.metadata.namespace}/${z.metadata.name}`;
-      const mine = writtenZones.get(key);
-      return mine === undefined ? z : { ...z, status: { ...z.status, ...nullsToUndefined(mine) } };
-    });
-    const policies = src.policies();
-    const now = nowSeconds();
-    const out = foldStatus({ compiled, epoch: liveEpoch, reports: reports.reports(), zones, policies, now });
-    for (const z of zones) {
-      const key = `${z.metadata.namespace}/${z.metadata.name}`;
-      const s = out.zones.get(key);
-      if (s === undefined || sameZoneStatus(s, z.status)) continue;
-      await writer.patchZone(z.metadata.namespace!, z.metadata.name!, s).catch((err) => {
-        if (!String(err).includes("404")) throw err;
+  const foldLoop = loop(
+    "status",
+    async () => {
+      if (compiled === undefined) return;
+      const zones = src.zones().map((z) => {
+        const key = `${z.metadata.namespace}/${z.metadata.name}`;
+        const mine = writtenZones.get(key);
+        return mine === undefined ? z : { ...z, status: { ...z.status, ...nullsToUndefined(mine) } };
       });
-      writtenZones.set(key, s);
-    }
-    const uids = new Map(
-      src.zones().map((z) => [`${z.metadata.namespace}/${z.metadata.name}`, z.metadata.uid]),
-    );
-    for (const e of out.events) {
-      await writer
-        .event(e, uids.get(`${e.namespace}/${e.name}`))
-        .catch((err) => log.warn("could not record event", { reason: e.reason, error: String(err) }));
-    }
-    for (const p of policies) {
-      const key = `${p.metadata.namespace}/${p.metadata.name}`;
-      const s = out.policies.get(key);
-      if (s === undefined) continue;
-      const conditions = withTransitions(p.status?.conditions, s.conditions, s.observedGeneration, now);
-      const body = { ...s, conditions };
-      const fingerprint = JSON.stringify({ ...s });
-      if (writtenPolicies.get(key) === fingerprint) continue;
-      await writer.patchPolicy(p.metadata.namespace!, p.metadata.name!, body).catch((err) => {
-        if (!String(err).includes("404")) throw err;
+      const policies = src.policies();
+      const now = nowSeconds();
+      const out = foldStatus({
+        compiled,
+        epoch: liveEpoch,
+        reports: reports.reports(),
+        zones,
+        policies,
+        now,
       });
-      writtenPolicies.set(key, fingerprint);
-    }
-  });
+      const writes: (() => Promise<void>)[] = [];
+      for (const z of zones) {
+        const key = `${z.metadata.namespace}/${z.metadata.name}`;
+        const s = out.zones.get(key);
+        if (s === undefined || sameZoneStatus(s, z.status)) continue;
+        writes.push(async () => {
+          await writer.patchZone(z.metadata.namespace!, z.metadata.name!, s).catch((err) => {
+            if (!String(err).includes("404")) throw err;
+          });
+          writtenZones.set(key, s);
+        });
+      }
+      await inParallel(writes, STATUS_WRITE_CONCURRENCY);
+      const uids = new Map(
+        src.zones().map((z) => [`${z.metadata.namespace}/${z.metadata.name}`, z.metadata.uid]),
+      );
+      for (const e of out.events) {
+        await writer
+          .event(e, uids.get(`${e.namespace}/${e.name}`))
+          .catch((err) => log.warn("could not record event", { reason: e.reason, error: String(err) }));
+      }
+      for (const p of policies) {
+        const key = `${p.metadata.namespace}/${p.metadata.name}`;
+        const s = out.policies.get(key);
+        if (s === undefined) continue;
+        const conditions = withTransitions(p.status?.conditions, s.conditions, s.observedGeneration, now);
+        const body = { ...s, conditions };
+        const fingerprint = JSON.stringify({ ...s });
+        if (writtenPolicies.get(key) === fingerprint) continue;
+        await writer.patchPolicy(p.metadata.namespace!, p.metadata.name!, body).catch((err) => {
+          if (!String(err).includes("404")) throw err;
+        });
+        writtenPolicies.set(key, fingerprint);
+      }
+    },
+    FOLD_MIN_INTERVAL_MS,
+  );
   const notify = () => {
     if (publishLoop.idle() && foldLoop.idle()) {
       const w = waiters;
@@ -247,6 +267,17 @@ export function startFlagPlane(opts: FlagPlaneOptions): FlagPlane {
       await own?.stop();
     },
   };
+}
+
+const STATUS_WRITE_CONCURRENCY = 16;
+const FOLD_MIN_INTERVAL_MS = 50;
+
+async function inParallel(tasks: (() => Promise<void>)[], limit: number): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < tasks.length) await tasks[next++]!();
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, tasks.length) }, worker));
 }
 
 function nullsToUndefined(s: ZoneFlagStatus): Record<string, unknown> {

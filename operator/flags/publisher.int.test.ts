@@ -161,6 +161,7 @@ describe("flag publisher", () => {
     const pub = new FlagPublisher({ client: etcd, identity: "op-a", prefix });
     await pub.acquire();
     for (let i = 0; i < 5; i++) await pub.publish(world("gc", 5, i % 2 === 0));
+    await pub.gc;
     const keys = await etcd.getAll().prefix(pub.layout.epochsPrefix).keys();
     const dirs = new Set(keys.map((k) => k.slice(pub.layout.epochsPrefix.length).split("/")[0]));
     expect([...dirs].map((d) => pub.layout.epochOfDir(d!))).toEqual([4, 5]);

@@ -119,6 +119,8 @@ export class FlagPublisher {
   private readonly maxBytes: number;
   private token: string | undefined;
   private queue: Promise<unknown> = Promise.resolve();
+  /** The last garbage collection, still running or done. */
+  gc: Promise<void> = Promise.resolve();
 
   constructor(opts: PublisherOptions) {
     this.client = opts.client;
@@ -234,12 +236,16 @@ export class FlagPublisher {
         continue;
       }
       const revision = Number(flip.header.revision);
-      // Keep the previous epoch for readers one step behind; delete everything older.
+      // Keep the previous epoch for readers one step behind; delete everything older. Not awaited:
+      // the publish is visible already, and the next publish's writes queue behind this one.
       if (live.pointer !== undefined) {
-        await fenced()
+        this.gc = fenced()
           .then(this.client.delete().inRange({ start: l.epochsPrefix, end: l.dirPrefix(live.pointer.dir) }))
           .commit()
-          .catch(() => undefined);
+          .then(
+            () => undefined,
+            () => undefined,
+          );
       }
       return { published: true, epoch, dir, digest, revision, chunks: chunks.length, zones: docs.length };
     }

@@ -84,6 +84,9 @@ const EMPTY: FlagSnapshot = { epoch: 0, dir: "", revision: 0, zones: new Map() }
 
 const STORE_TRIGGER = "flag-store";
 
+const READ_CACHE_ENTRIES = 4096;
+const readCache = new WeakMap<Etcd3, Map<string, Promise<[string, string][]>>>();
+
 type Pending = { kind: "pointer"; kv: IKeyValue | undefined; revision: number } | { kind: "resync" };
 
 function isCompacted(err: unknown): boolean {
@@ -343,7 +346,34 @@ export class FlagClient extends EventEmitter {
     this.swap({ epoch: pointer.epoch, dir: pointer.dir, revision: at, zones });
   }
 
-  private async readDocs(dir: string, revision: number): Promise<[string, string][]> {
+  /**
+   * Reads at a pinned revision never change, so clients sharing one etcd connection (many
+   * simulated pods, or one process serving several zones) share them.
+   */
+  private readDocs(dir: string, revision: number): Promise<[string, string][]> {
+    const scope = this.opts.zone !== undefined ? `z:${this.opts.zone}` : "ns";
+    const key = `${this.layout.prefix}|${dir}|${this.opts.namespace}|${scope}@${revision}`;
+    let cache = readCache.get(this.opts.client);
+    if (cache === undefined) {
+      cache = new Map();
+      readCache.set(this.opts.client, cache);
+    }
+    const hit = cache.get(key);
+    if (hit !== undefined) return hit;
+    const read = this.readDocsNow(dir, revision);
+    cache.set(key, read);
+    const c = cache;
+    // Kept only briefly: long enough for the clients woken by the same pointer event.
+    read.then(
+      () => setTimeout(() => c.delete(key), 2000).unref(),
+      () => c.delete(key),
+    );
+    // Bounded: the oldest entries go first (Map keeps insertion order).
+    if (c.size > READ_CACHE_ENTRIES) c.delete(c.keys().next().value!);
+    return read;
+  }
+
+  private async readDocsNow(dir: string, revision: number): Promise<[string, string][]> {
     const l = this.layout;
     const c = this.opts.client;
     if (this.opts.zone !== undefined) {
