@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { type CompiledFlags, compile } from "../../../operator/flags/compiler.ts";
+import { ANNOTATION_FALLBACK_CLEAR, type CompiledFlags, compile } from "../../../operator/flags/compiler.ts";
 import { FlagPublisher } from "../../../operator/flags/publisher.ts";
 import { FlagClient, type FlagLogger, type FlagState } from "./client.ts";
 import { connectFlagStore } from "./etcd.ts";
@@ -23,7 +23,10 @@ function capture(): FlagLogger & { lines: string[] } {
   return { lines, error: push("error"), warn: push("warn"), info: push("info") };
 }
 
-function world(ns: string, opts: { enabled: boolean; tag?: string; zones?: string[] }): CompiledFlags {
+function world(
+  ns: string,
+  opts: { enabled: boolean; tag?: string; zones?: string[]; manual?: boolean; clearToken?: string },
+): CompiledFlags {
   const zones = opts.zones ?? ["prt_fild", "pay_fild"];
   return compile({
     policies: [
@@ -33,12 +36,18 @@ function world(ns: string, opts: { enabled: boolean; tag?: string; zones?: strin
           zoneSelector: {},
           enabled: opts.enabled,
           transports: [opts.tag ?? "webrtc"],
-          recovery: { mode: "Auto", backoff: { initialSeconds: 0, maxSeconds: 1 } },
+          recovery: opts.manual
+            ? { mode: "Manual" }
+            : { mode: "Auto", backoff: { initialSeconds: 0, maxSeconds: 1 } },
         },
       },
     ],
     zones: zones.map((name) => ({
-      metadata: { name, namespace: ns },
+      metadata: {
+        name,
+        namespace: ns,
+        ...(opts.clearToken ? { annotations: { [ANNOTATION_FALLBACK_CLEAR]: opts.clearToken } } : {}),
+      },
       spec: { regionRef: "r1", maps: [{ name, type: "Field" }] },
     })),
     regions: [{ metadata: { name: "r1", namespace: ns } }],
@@ -184,6 +193,41 @@ describe("flag client", () => {
     await eventually("recovered", () => c.current().epoch === next.epoch);
     expect(c.current()).toMatchObject({ mode: "server" });
     expect(c.current().rejectedEpoch).toBeUndefined();
+    await c.close();
+  });
+
+  it("holds a workload-detected fallback as the recovery policy says: Manual until cleared by hand", async () => {
+    const prefix = `/test-${randomUUID()}/`;
+    const pub = new FlagPublisher({ client: etcd, identity: "op", prefix });
+    await pub.acquire();
+    await pub.publish(world("eu", { enabled: true, manual: true }));
+    const c = new FlagClient({
+      client: etcd,
+      prefix,
+      namespace: "eu",
+      zone: "prt_fild",
+      service: "map-server",
+      pod: "ms-0",
+      log: capture(),
+    });
+    await c.start();
+    expect(c.current().mode).toBe("p2p");
+    c.trigger("coordinator", "coordinator unreachable");
+    expect(c.current()).toMatchObject({ mode: "fallback", reason: "coordinator unreachable" });
+    c.clearTrigger("coordinator");
+    expect(c.current().mode).toBe("fallback"); // Manual: the trigger clearing is not enough
+    expect(c.current().reason).toMatch(/manual recovery required/);
+    const cleared = await pub.publish(world("eu", { enabled: true, manual: true, clearToken: "by-hand-1" }));
+    await eventually("released by the clear token", () => c.current().epoch === cleared.epoch);
+    expect(c.current().mode).toBe("p2p");
+
+    // Auto: leaves by itself once the trigger clears and the backoff (0 s here) has passed.
+    await pub.publish(world("eu", { enabled: true }));
+    await eventually("auto policy applied", () => c.zoneFlags()?.recovery.mode === "Auto");
+    c.trigger("mesh", "loss past max");
+    expect(c.current().mode).toBe("fallback");
+    c.clearTrigger("mesh");
+    await eventually("auto recovery", () => c.current().mode === "p2p");
     await c.close();
   });
 
