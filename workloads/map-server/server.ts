@@ -15,6 +15,7 @@ import {
   decode,
   type EventBatch,
   encode,
+  encodeFrame,
   eventMessageId,
   type InputBatch,
   type JoinReply,
@@ -393,7 +394,7 @@ export class MapServer {
   private publish(h: Held, r: TickResult): void {
     const nc = this.opts.nc;
     for (const [gw, frame] of r.frames) {
-      const data = encode(frame);
+      const data = encodeFrame(frame);
       nc.publish(subjects.aoi(h.addr, gw), data);
       this.m.frames.inc();
       this.m.frameBytes.inc(data.length);
