@@ -52,5 +52,5 @@ describe("worker pool", () => {
     expect(threaded.get("a")!.digest()).toBe(inline[0]!.digest());
     expect(threaded.get("b")!.digest()).toBe(inline[1]!.digest());
     expect(fanout).toBeGreaterThan(0);
-  });
+  }, 60_000);
 });

@@ -87,7 +87,7 @@ describe("map simulation", () => {
     const before = sim.digest();
     for (let t = 0; t < 100; t++) sim.stepInline();
     expect(sim.digest()).not.toBe(before);
-  });
+  }, 60_000);
 
   it("walks players at the speed cap and rejects impossible moves", () => {
     const walls: Array<[number, number]> = [];
@@ -231,5 +231,5 @@ describe("map simulation", () => {
     expect(p2p.clients.map((c) => c.corrections)).toEqual([0, 0, 0]);
     expect(server.clients.map((c) => c.corrections)).toEqual([0, 0, 0]);
     expect(p2p.events.map((e) => e.k)).toEqual(server.events.map((e) => e.k));
-  });
+  }, 60_000);
 });
