@@ -1,5 +1,7 @@
 // The gateway and the flag plane: which zone serves a map comes from the published zone
 // documents, and the gateway's own P2P flags gate what map servers report.
+
+import type { Mode } from "../protocol/messages.ts";
 import type { FlagClient, FlagSnapshot } from "../runtime/flags/client.ts";
 import type { MapDirectory } from "./gateway.ts";
 
@@ -16,5 +18,14 @@ export function flagDirectory(flags: FlagClient): MapDirectory {
       }
       return byMap.get(map);
     },
+  };
+}
+
+/** The gateway's own flags for a zone: P2P allowed, held off, or in fallback. */
+export function flagGate(flags: FlagClient): (zone: string) => Mode {
+  return (zone) => {
+    if (flags.p2p(zone)) return "p2p";
+    const doc = flags.zoneFlags(zone);
+    return doc?.fallback || doc?.services.gateway?.fallback ? "fallback" : "server";
   };
 }

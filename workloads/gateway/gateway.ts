@@ -118,8 +118,11 @@ export interface GatewayOptions {
   id: string;
   verify: VerifyToken;
   directory: MapDirectory;
-  /** Extra gate on P2P per zone (the gateway's own flags); default: follow the map server. */
-  allowP2P?: (zone: string) => boolean;
+  /**
+   * The gateway's own view of a zone from its flags: "p2p" allows what the map server reports,
+   * "server" holds P2P off, "fallback" forces fallback. Default: follow the map server.
+   */
+  p2pGate?: (zone: string) => Mode;
   limits?: Partial<Limits>;
   log?: GatewayLogger;
   /** Milliseconds between input flushes per map (the map's tick). */
@@ -685,9 +688,11 @@ export class Gateway {
     for (const m of this.maps.values()) this.applyMode(m, "gateway flags changed");
   }
 
+  /** Fallback if either side says so; P2P only if both allow it. */
   private effectiveMode(m: MapState): Mode {
-    if (m.serverMode !== "p2p") return m.serverMode;
-    return (this.opts.allowP2P?.(m.addr.zone) ?? true) ? "p2p" : "server";
+    const gate = this.opts.p2pGate?.(m.addr.zone) ?? "p2p";
+    if (m.serverMode === "fallback" || gate === "fallback") return "fallback";
+    return m.serverMode === "p2p" && gate === "p2p" ? "p2p" : "server";
   }
 
   private setServerMode(m: MapState, mode: MapMode): void {

@@ -12,7 +12,7 @@ import { createRedis } from "../runtime/redis.ts";
 import { runUntilSignalled } from "../runtime/shutdown.ts";
 import { type GatewayConfig, gatewayConfigFromEnv } from "./config.ts";
 import { consumeEvents } from "./events.ts";
-import { flagDirectory } from "./flags.ts";
+import { flagDirectory, flagGate } from "./flags.ts";
 import { Gateway, type MapDirectory, staticDirectory } from "./gateway.ts";
 
 export async function startGateway(cfg: GatewayConfig, log: Logger): Promise<{ close(): Promise<void> }> {
@@ -48,7 +48,7 @@ export async function startGateway(cfg: GatewayConfig, log: Logger): Promise<{ c
     id: pod,
     verify: (t) => auth.verify(t),
     directory,
-    allowP2P: f ? (zone) => f.p2p(zone) : undefined,
+    p2pGate: f ? flagGate(f) : undefined,
     limits: cfg.limits,
     log,
   });
