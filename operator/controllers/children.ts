@@ -91,10 +91,10 @@ export class ChildApplier {
 
   async apply(desired: KubeObject, lookup: LiveLookup): Promise<ChildOutcome> {
     const live = lookup(desired);
+    if (live && isSubset(desired, live)) return "unchanged";
     const k = this.key(desired);
     const known = this.lastApplied.get(k);
     const json = JSON.stringify(desired);
-    if (live && isSubset(desired, live)) return "unchanged";
     // The cache is behind our own last write of exactly this object.
     if (
       known &&

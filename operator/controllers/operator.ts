@@ -49,6 +49,9 @@ export const CHILD_RESOURCES = [
   resources.networkPolicy,
 ];
 
+/** How long a Region waits to recount its Zones after one changed. */
+export const ZONE_COUNT_DELAY_MS = 1_000;
+
 export interface Context {
   client: KubeClient;
   log: Logger;
@@ -96,14 +99,14 @@ export function setupOperator(mgr: Manager, opts: OperatorOptions): Context {
         .list(r.metadata.namespace)
         .filter((z) => z.spec.regionRef.name === r.metadata.name)
         .map(keyOf),
-    generationChanged(),
+    { predicate: generationChanged() },
   );
   // A Region counts its Zones by mode.
-  regionCtl.watchMapped(
-    zones,
-    (z) => [`${z.metadata.namespace}/${z.spec.regionRef.name}`],
-    changed((z: ZoneObject) => `${z.spec.regionRef.name}|${z.status?.mode ?? ""}`),
-  );
+  // Once per burst of Zone changes, not once per Zone.
+  regionCtl.watchMapped(zones, (z) => [`${z.metadata.namespace}/${z.spec.regionRef.name}`], {
+    predicate: changed((z: ZoneObject) => `${z.spec.regionRef.name}|${z.status?.mode ?? ""}`),
+    delayMs: ZONE_COUNT_DELAY_MS,
+  });
   for (const inf of children.values()) {
     regionCtl.watchOwned(inf, REGION.kind);
     zoneCtl.watchOwned(inf, ZONE.kind);

@@ -5,7 +5,7 @@ import { componentName, renderRegion } from "../render/region.ts";
 import { referencedSecrets } from "../render/stores.ts";
 import type { ReconcileResult } from "../runtime/controller.ts";
 import { splitKey } from "../runtime/informer.ts";
-import { resources } from "../runtime/kube.ts";
+import { type KubeObject, resources } from "../runtime/kube.ts";
 import { type DesiredCondition, type Phase, phaseConditions } from "./conditions.ts";
 import { type Context, type RegionObject, regionResource } from "./operator.ts";
 import { applyChildren, notReady } from "./reconcile.ts";
@@ -34,7 +34,7 @@ export async function reconcileRegion(ctx: Context, key: string): Promise<Reconc
     return { requeueAfterMs: SECRET_POLL_MS };
   }
 
-  const desired = renderRegion(region);
+  const desired = rendered(region);
   const drift = region.status?.observedGeneration === region.metadata.generation;
   const { written, rejected } = await applyChildren(ctx, region, desired, drift);
   const waiting = notReady(ctx, desired, written);
@@ -92,4 +92,15 @@ function gatewayEndpoint(ctx: Context, region: RegionObject): string | undefined
     ?.loadBalancer?.ingress?.[0];
   const host = ingress?.ip ?? ingress?.hostname ?? `${name}.${region.metadata.namespace}.svc`;
   return port === undefined ? undefined : `${host}:${port}`;
+}
+
+// Render once per Region version (see the Zone controller's cache).
+const renders = new WeakMap<RegionObject, KubeObject[]>();
+function rendered(region: RegionObject): KubeObject[] {
+  let children = renders.get(region);
+  if (!children) {
+    children = renderRegion(region);
+    renders.set(region, children);
+  }
+  return children;
 }

@@ -4,8 +4,9 @@
 import { mapServerSelector, renderZone } from "../render/zone.ts";
 import type { ReconcileResult } from "../runtime/controller.ts";
 import { splitKey } from "../runtime/informer.ts";
+import type { KubeObject } from "../runtime/kube.ts";
 import { type Phase, phaseConditions } from "./conditions.ts";
-import { type Context, zoneResource } from "./operator.ts";
+import { type Context, type RegionObject, type ZoneObject, zoneResource } from "./operator.ts";
 import { applyChildren, notReady } from "./reconcile.ts";
 import { writeStatus } from "./status.ts";
 
@@ -30,7 +31,7 @@ export async function reconcileZone(ctx: Context, key: string): Promise<Reconcil
     return undefined;
   }
 
-  const desired = renderZone(zone, region);
+  const desired = rendered(zone, region);
   const drift = zone.status?.observedGeneration === zone.metadata.generation;
   const { written, rejected } = await applyChildren(ctx, zone, desired, drift);
   const waiting = notReady(ctx, desired, written);
@@ -44,4 +45,15 @@ export async function reconcileZone(ctx: Context, key: string): Promise<Reconcil
     conditions: phaseConditions(phase),
   });
   return undefined;
+}
+
+// Most reconciles are wake-ups from child events with nothing to change: render once per
+// (Zone, Region) version. Cached objects are replaced on update, so identity is the version.
+const renders = new WeakMap<ZoneObject, { region: RegionObject; children: KubeObject[] }>();
+function rendered(zone: ZoneObject, region: RegionObject): KubeObject[] {
+  const hit = renders.get(zone);
+  if (hit?.region === region) return hit.children;
+  const children = renderZone(zone, region);
+  renders.set(zone, { region, children });
+  return children;
 }

@@ -36,9 +36,20 @@ type Component = (typeof COMPONENTS)[number];
 
 /** The Region with every API default filled in (the apiserver does this too; tests and old objects may not). */
 export function withRegionDefaults(region: Region): Region {
-  const spec = Value.Default(RegionSpec, structuredClone(region.spec ?? {})) as Region["spec"];
-  return { ...region, spec };
+  // Every Zone of a Region renders with it: remember the result per Region object (cached
+  // objects are replaced, never mutated, on update). Callers must not mutate the result.
+  let out = defaulted.get(region);
+  if (!out) {
+    out = {
+      ...region,
+      spec: Value.Default(RegionSpec, structuredClone(region.spec ?? {})) as Region["spec"],
+    };
+    defaulted.set(region, out);
+    defaulted.set(out, out);
+  }
+  return out;
 }
+const defaulted = new WeakMap<Region, Region>();
 
 export const componentName = (region: string, c: Component): string => `${region}-${c.component}`;
 

@@ -97,6 +97,8 @@ export interface StoreWiring {
  * from the Secret, or _PASSWORD from one key of it) and TLS material mounted at
  * /etc/hybridp2p/tls/<store> (HYBRIDP2P_<STORE>_TLS_DIR). */
 export function storeWiring(region: Region): StoreWiring {
+  const known = wirings.get(region);
+  if (known) return known;
   const w: StoreWiring = { config: {}, secretEnv: [], volumes: [], volumeMounts: [] };
   for (const store of STORE_NAMES) {
     w.config[urlEnv[store]] = storeAddress(region, store);
@@ -125,8 +127,11 @@ export function storeWiring(region: Region): StoreWiring {
       w.config[`${prefix}_TLS_DIR`] = dir;
     }
   }
+  wirings.set(region, w);
   return w;
 }
+// Remembered per Region object, like withRegionDefaults (callers must not mutate the result).
+const wirings = new WeakMap<Region, StoreWiring>();
 
 interface StoreContainer {
   command?: string[];

@@ -87,15 +87,16 @@ export class Controller {
     });
   }
 
-  /** Reconciles the keys `map` returns for each event of another kind. */
+  /** Reconciles the keys `map` returns for each event of another kind. A `delayMs` coalesces
+   * bursts (an aggregate such as a count needs one reconcile per burst, not one per event). */
   watchMapped<T extends KubeObject>(
     informer: Informer<T>,
     map: (obj: T) => string[],
-    predicate?: Predicate<T>,
+    opts: { predicate?: Predicate<T>; delayMs?: number } = {},
   ): void {
     informer.on((type, obj) => {
-      if (predicate && !predicate(type, obj)) return;
-      for (const key of map(obj)) this.queue.add(key);
+      if (opts.predicate && !opts.predicate(type, obj)) return;
+      for (const key of map(obj)) this.queue.addAfter(key, opts.delayMs ?? 0);
     });
   }
 

@@ -16,6 +16,12 @@ export interface InformerOptions {
   log: Logger;
 }
 
+// managedFields is often the largest part of an object and no controller here reads it:
+// dropping it from cached objects roughly halves the cache.
+function slim(obj: KubeObject): void {
+  delete (obj.metadata as { managedFields?: unknown }).managedFields;
+}
+
 export const objectKey = (o: KubeObject): string => `${o.metadata.namespace ?? ""}/${o.metadata.name}`;
 
 export function splitKey(key: string): { namespace: string; name: string } {
@@ -100,6 +106,7 @@ export class Informer<T extends KubeObject> {
   }
 
   private emit(type: EventType, obj: T): void {
+    slim(obj); // the cache holds this same object
     if (obj.apiVersion === undefined) obj.apiVersion = this.rt.apiVersion;
     if (obj.kind === undefined) obj.kind = this.rt.kind;
     for (const h of this.handlers) h(type, obj);
