@@ -77,6 +77,23 @@ function userApply(obj: KubeObject) {
 
 const getCr = (rt: typeof regionResource, name: string) => client.get<Cr>(rt, ns, name);
 
+interface Ev extends KubeObject {
+  reason: string;
+  type: string;
+  message: string;
+  involvedObject: { kind: string; name: string };
+}
+
+/** Waits for an Event about `kind/name` with `reason`. */
+function eventFor(kind: string, name: string, reason: string): Promise<Ev> {
+  return waitFor(async () => {
+    const list = await client.list<Ev>(resources.event, ns);
+    return list.items.find(
+      (e) => e.involvedObject.kind === kind && e.involvedObject.name === name && e.reason === reason,
+    );
+  }, `event ${reason} for ${kind}/${name}`);
+}
+
 /** Plays the Deployment/StatefulSet controllers: marks a workload fully available. */
 async function markAvailable(rt: typeof resources.deployment, name: string): Promise<void> {
   const live = await client.get<KubeObject & { spec: { replicas?: number } }>(rt, ns, name);
@@ -238,6 +255,8 @@ describe("operator against a real apiserver", () => {
       return s && s.metadata.uid !== before!.metadata.uid ? s : undefined;
     }, "re-created service");
     expect(after.metadata.ownerReferences?.[0]?.name).toBe("alpha");
+    const ev = await eventFor("Region", "alpha", "DriftCorrected");
+    expect(ev.message).toContain("Service/alpha-coordinator (re-created)");
   });
 
   it("restores an edited child", async () => {
@@ -289,6 +308,8 @@ describe("operator against a real apiserver", () => {
     expect(cond(stalled, "Stalled")).toMatchObject({ reason: "RegionNotFound" });
     expect(cond(stalled, "Stalled")?.message).toContain('Region "beta"');
     expect(cond(stalled, "Ready")?.status).toBe("False");
+    const ev = await eventFor("Zone", "orphan", "RegionNotFound");
+    expect(ev.type).toBe("Warning");
     await userApply(region("beta"));
     await waitFor(
       () => client.get(resources.statefulSet, ns, "orphan-map-server"),
@@ -298,6 +319,7 @@ describe("operator against a real apiserver", () => {
       async () => cond(await getCr(zoneResource, "orphan"), "Stalled")?.status === "False",
       "un-stalled",
     );
+    await eventFor("Zone", "orphan", "Recovered");
   });
 
   it("stalls a Region whose external-store Secret is missing, naming it, and recovers when it appears", async () => {

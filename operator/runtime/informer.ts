@@ -106,6 +106,7 @@ export class Informer<T extends KubeObject> {
   }
 
   private emit(type: EventType, obj: T): void {
+    this.failures = 0; // events flow: the watch works again
     slim(obj); // the cache holds this same object
     if (obj.apiVersion === undefined) obj.apiVersion = this.rt.apiVersion;
     if (obj.kind === undefined) obj.kind = this.rt.kind;
@@ -114,15 +115,17 @@ export class Informer<T extends KubeObject> {
 
   private restart(err: unknown): void {
     if (this.stopped) return;
+    // A failed initial list is retried by start() itself; anything else (a failed watch,
+    // possibly while start() is still running, or a failed re-list) is restarted here.
+    if (!this.synced && this.lw.latestResourceVersion() === "") {
+      this.log.warn("list failed, retrying", { err: String(err) });
+      return;
+    }
     const delay = backoffDelay(this.failures++, 200, 5_000);
-    this.log.warn("watch failed, restarting", { err, delayMs: delay });
-    if (!this.synced) return; // start() is retrying the initial list itself
+    this.log.warn("watch failed, restarting", { err: String(err), delayMs: delay });
     clearTimeout(this.restartTimer);
     this.restartTimer = setTimeout(() => {
-      if (!this.stopped)
-        void this.lw.start().then(() => {
-          if (this.lw.latestResourceVersion() !== "") this.failures = 0;
-        });
+      if (!this.stopped) void this.lw.start();
     }, delay);
   }
 }
