@@ -63,7 +63,7 @@ const zoneObj = (ns: string, name: string, region: string): KubeObject => ({
   spec: { regionRef: { name: region }, maps: [{ name: "prt_fild08", type: "Field" }] },
 });
 
-function plan(ns: string, zones: number): Array<{ zone: string; region: string }> {
+function plan(zones: number): Array<{ zone: string; region: string }> {
   return Array.from({ length: zones }, (_, i) => ({ zone: `z${i}`, region: `r${i % regionCount}` }));
 }
 
@@ -77,7 +77,7 @@ async function floor(client: KubeClient, ns: string, zones: number): Promise<num
     await Promise.all(renderRegion(region).map((c) => client.apply(c)));
   }
   const t0 = performance.now();
-  await pool(plan(ns, zones), concurrency, async ({ zone, region }) => {
+  await pool(plan(zones), concurrency, async ({ zone, region }) => {
     const z = await client.apply<ZoneObject>(zoneObj(ns, zone, region));
     await Promise.all(renderZone(z, regions.get(region)!).map((c) => client.apply(c)));
     await client.patchStatus(zoneResource, ns, zone, {
@@ -188,7 +188,7 @@ async function operatorRun(client: KubeClient, kubeconfig: string, ns: string, z
       120_000,
     );
     const t0 = performance.now();
-    await pool(plan(ns, zones), concurrency, async ({ zone, region }) => {
+    await pool(plan(zones), concurrency, async ({ zone, region }) => {
       await client.apply(zoneObj(ns, zone, region));
     });
     await waitFor(() => allConverged(client, ns, zones), "every zone converged", 600_000);
