@@ -9,8 +9,9 @@ import { afterAll, describe, expect, inject, it } from "vitest";
 import { freePort, type Proc, startProcess, waitUntil } from "../../hack/local/processes.ts";
 import { type AoiFrame, decode, type OwnerNotice, subjects } from "../bus/contract.ts";
 import { connectFlagStore } from "../runtime/flags/etcd.ts";
+import { cutProxy } from "../runtime/flags/testing.ts";
 import { createRedis } from "../runtime/redis.ts";
-import { ownershipPrefix } from "./ownership.ts";
+import { MapOwnership, ownershipPrefix } from "./ownership.ts";
 import { createCharacters, FakeGateway, servicesFrom, unique, until } from "./testing/harness.ts";
 
 const env = inject("localEnv");
@@ -176,4 +177,58 @@ describe("map ownership", () => {
       etcd.close();
     }
   }, 180_000);
+
+  it("a pod cut off from etcd gives its maps up before another pod can take them", async () => {
+    const zone2 = unique("p");
+    const port = Number(new URL(svc.etcdEndpoints.split(",")[0]!).port);
+    const proxy = await cutProxy(port);
+    const viaProxy = connectFlagStore(proxy.endpoint);
+    const direct = connectFlagStore(svc.etcdEndpoints);
+    const log: Array<{ at: number; pod: string; what: "acquired" | "lost"; map: string }> = [];
+    const own = (pod: string, client: typeof direct) => {
+      const o = new MapOwnership({ client, prefix, region, zone: zone2, maps, pod, ttlSeconds: 2 });
+      o.on("acquired", (map) => log.push({ at: performance.now(), pod, what: "acquired", map }));
+      o.on("lost", (map) => log.push({ at: performance.now(), pod, what: "lost", map }));
+      return o;
+    };
+    const x = own("pod-x", viaProxy);
+    const y = own("pod-y", direct);
+    try {
+      await x.start();
+      await until("pod-x owns both maps", () => (x.ownedMaps().length === 2 ? true : undefined));
+      await y.start();
+      expect(y.ownedMaps()).toEqual([]);
+      await proxy.cut();
+      await until("pod-y owns both maps", () => (y.ownedMaps().length === 2 ? true : undefined), 30_000);
+      for (const map of maps) {
+        const lost = log.find((e) => e.pod === "pod-x" && e.what === "lost" && e.map === map);
+        const taken = log.find((e) => e.pod === "pod-y" && e.what === "acquired" && e.map === map);
+        expect(lost).toBeDefined();
+        expect(taken).toBeDefined();
+        // Never two owners: pod-x stopped holding the map before pod-y got it.
+        expect(lost!.at).toBeLessThan(taken!.at);
+        expect(x.holds(map)).toBe(false);
+      }
+      // Back online, pod-x does not take anything back.
+      await proxy.restore();
+      await until("pod-x re-registered", async () =>
+        (
+          await direct
+            .getAll()
+            .prefix(`${ownershipPrefix(prefix, region, zone2)}_pods/`)
+            .keys()
+        ).length === 2
+          ? true
+          : undefined,
+      );
+      expect(x.ownedMaps()).toEqual([]);
+      expect(y.ownedMaps()).toEqual([...maps].sort());
+    } finally {
+      await x.close();
+      await y.close();
+      viaProxy.close();
+      direct.close();
+      await proxy.close();
+    }
+  }, 120_000);
 });

@@ -23,7 +23,7 @@ import { connectFlagStore } from "../../runtime/flags/etcd.ts";
 import { newRegistry } from "../../runtime/http.ts";
 import { silentLogger } from "../../runtime/log.ts";
 import { createRedis } from "../../runtime/redis.ts";
-import { FixedModes } from "../modes.ts";
+import { FixedModes, type ModeSource } from "../modes.ts";
 import { MapServer, type MapServerOptions } from "../server.ts";
 
 export interface Services {
@@ -48,7 +48,7 @@ export function servicesFrom(env: {
 
 export interface TestServer {
   server: MapServer;
-  modes: FixedModes;
+  modes: ModeSource;
   nc: NatsConnection;
   etcd: Etcd3;
   redis: Redis;
@@ -64,7 +64,7 @@ export async function startTestServer(
   const etcd = connectFlagStore(svc.etcdEndpoints);
   const redis = createRedis(svc.redisUrl);
   const pool = createPool(svc.databaseUrl, { max: 3 });
-  const modes = opts.modes instanceof FixedModes ? opts.modes : new FixedModes();
+  const modes = opts.modes ?? new FixedModes();
   const server = new MapServer({
     threads: 2,
     tickHz: 20,
