@@ -1,5 +1,4 @@
 // Login server settings, all from the environment (see workloads/runtime/config.ts).
-import { availableParallelism } from "node:os";
 import { type AuthServiceConfig, readAuthServiceConfig } from "../auth/config.ts";
 import { type Env, EnvReader } from "../runtime/config.ts";
 import type { LockoutPolicy, Scope } from "./lockout.ts";
@@ -44,9 +43,11 @@ export function loginConfigFromEnv(env: Env = process.env): LoginConfig {
       r: r.int("HYBRIDP2P_SCRYPT_R", { default: DEFAULT_SCRYPT.r, min: 1, max: 32 }),
       p: r.int("HYBRIDP2P_SCRYPT_P", { default: DEFAULT_SCRYPT.p, min: 1, max: 16 }),
     },
-    // One hash per core: more only queues inside libuv's pool (which DNS and file I/O share).
+    // As many hashes at once as libuv's pool has threads: each hash holds one thread for its
+    // whole run, so more would only queue inside the pool. (DNS lookups share the pool; the
+    // PostgreSQL and Redis connections are long-lived, so they rarely need one.)
     hashConcurrency: r.int("HYBRIDP2P_HASH_CONCURRENCY", {
-      default: Math.min(availableParallelism(), Number(env.UV_THREADPOOL_SIZE) || 4),
+      default: Number(env.UV_THREADPOOL_SIZE) || 4,
       min: 1,
       max: 128,
     }),
