@@ -49,6 +49,12 @@ async function main(): Promise<void> {
     services: ["kube", "flags-etcd"],
     log: (m) => console.error(`[local] ${m}`),
   });
+  // Interrupted: stop the services this run started before leaving.
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    process.once(sig, () => {
+      void env.stop().finally(() => process.exit(130));
+    });
+  }
   try {
     const kc = new KubeConfig();
     kc.loadFromFile(env.env.kubeconfig!);
@@ -120,7 +126,8 @@ async function main(): Promise<void> {
       for (const [zi, zone] of names.entries()) {
         for (let r = 0; r < perZone; r++) {
           const c = new FlagClient({
-            client: conns[(zi * perZone + r) % conns.length]!,
+            // The replicas of one zone share a connection, as pods in one process would.
+            client: conns[zi % conns.length]!,
             prefix,
             namespace: ns,
             zone,

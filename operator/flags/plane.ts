@@ -78,7 +78,31 @@ function ownSource(kc: KubeConfig, namespace: string | undefined, onChange: () =
         ? api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: kind.plural })
         : api.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: kind.plural });
     const inf = makeInformer<KubernetesObject>(kc, path, list);
-    for (const verb of ["add", "update", "delete"] as const) inf.on(verb, onChange);
+    // The compile reads spec, labels, annotations and deletion only: a status write (ours, on
+    // every report burst) must not trigger a compile.
+    const seen = new Map<string, string>();
+    const fingerprint = (o: KubernetesObject) =>
+      JSON.stringify([
+        o.metadata?.generation,
+        o.metadata?.labels,
+        o.metadata?.annotations,
+        o.metadata?.deletionTimestamp,
+      ]);
+    const key = (o: KubernetesObject) => `${o.metadata?.namespace}/${o.metadata?.name}`;
+    inf.on("add", (o) => {
+      seen.set(key(o), fingerprint(o));
+      onChange();
+    });
+    inf.on("update", (o) => {
+      const f = fingerprint(o);
+      if (seen.get(key(o)) === f) return;
+      seen.set(key(o), f);
+      onChange();
+    });
+    inf.on("delete", (o) => {
+      seen.delete(key(o));
+      onChange();
+    });
     inf.on("error", () => setTimeout(() => void inf.start().catch(() => undefined), 1000));
     return inf;
   });

@@ -65,8 +65,7 @@ export class ReportWatcher extends EventEmitter {
     });
     w.on("error", (err) => {
       this.onError(`report watch cancelled (${String(err)}); listing again`);
-      this.watcher = undefined;
-      void w.cancel().catch(() => undefined);
+      this.watcher = undefined; // already dropped by the library
       if (!this.closed) void this.start();
     });
   }

@@ -12,7 +12,7 @@
 // - Its report (epoch applied, mode, reason, since) lives under an etcd lease, so a dead pod's
 //   report disappears by itself.
 import { EventEmitter } from "node:events";
-import type { Etcd3, IKeyValue, Lease, Watcher } from "etcd3";
+import type { Etcd3, IKeyValue, Lease } from "etcd3";
 import { DEFAULT_RECOVERY, FallbackLatch, type RecoveryPolicy } from "./fallback.ts";
 import {
   canonicalJson,
@@ -27,6 +27,7 @@ import {
   parseZoneFlags,
   type ZoneFlags,
 } from "./layout.ts";
+import { batchedPut, type PointerSubscriber, pointerHub } from "./shared.ts";
 
 export interface FlagLogger {
   error(msg: string, fields?: Record<string, unknown>): void;
@@ -112,7 +113,19 @@ export class FlagClient extends EventEmitter {
   private rejectedEpoch: number | undefined;
   private state: FlagState;
   private readonly latch = new FallbackLatch();
-  private watcher: Watcher | undefined;
+  private subscribed = false;
+  private readonly sub: PointerSubscriber = {
+    put: (kv) => this.enqueue({ kind: "pointer", kv, revision: Number(kv.mod_revision) }),
+    delete: (kv) => this.enqueue({ kind: "pointer", kv: undefined, revision: Number(kv.mod_revision) }),
+    disconnected: (err) => this.storeDown(err),
+    connected: () => this.storeUp(),
+    resync: (err) => {
+      // The watch was cancelled by etcd (e.g. its revision was compacted while we were away)
+      // and is established again: re-read everything.
+      this.log.warn("flag watch cancelled; re-syncing", { error: String(err) });
+      this.enqueue({ kind: "resync" });
+    },
+  };
   private pending: Pending | undefined;
   private running = false;
   private closed = false;
@@ -191,8 +204,7 @@ export class FlagClient extends EventEmitter {
   crash(): void {
     this.closed = true;
     for (const t of [this.graceTimer, this.retryTimer, this.latchTimer, this.reportTimer]) clearTimeout(t);
-    void this.watcher?.cancel().catch(() => undefined);
-    this.watcher = undefined;
+    void this.hub().unsubscribe(this.sub);
     this.lease?.release();
     this.lease = undefined;
     this.resolveFirstLoad();
@@ -201,9 +213,7 @@ export class FlagClient extends EventEmitter {
   async close(): Promise<void> {
     this.closed = true;
     for (const t of [this.graceTimer, this.retryTimer, this.latchTimer, this.reportTimer]) clearTimeout(t);
-    const w = this.watcher;
-    this.watcher = undefined;
-    await w?.cancel().catch(() => undefined);
+    await this.hub().unsubscribe(this.sub);
     const lease = this.lease;
     this.lease = undefined;
     await lease?.revoke().catch(() => undefined);
@@ -252,41 +262,27 @@ export class FlagClient extends EventEmitter {
     }
   }
 
-  /** Reads the pointer at the current revision, applies it, and (re)starts the watch after it. */
+  private hub() {
+    return pointerHub(this.opts.client, this.layout.pointer);
+  }
+
+  /**
+   * Makes sure the pointer is watched (one shared watch per connection), then reads the pointer
+   * at the current revision and applies it. Watch first, read second: every change is either in
+   * the read or delivered by the watch.
+   */
   private async resync(): Promise<void> {
+    if (!this.subscribed) {
+      await this.opts.client.get(this.layout.pointer).exec(); // fails fast while etcd is down
+      await this.hub().subscribe(this.sub);
+      this.subscribed = true;
+      if (this.closed) return;
+    }
     const res = await this.opts.client.get(this.layout.pointer).exec();
     const revision = Number(res.header.revision);
     await this.applyPointer(res.kvs[0], revision);
     this.storeUp();
-    if (this.watcher === undefined) await this.watchFrom(revision + 1);
     this.resolveFirstLoad();
-  }
-
-  private async watchFrom(revision: number): Promise<void> {
-    const w = await this.opts.client
-      .watch()
-      .key(this.layout.pointer)
-      .startRevision(String(revision))
-      .create();
-    if (this.closed) {
-      await w.cancel();
-      return;
-    }
-    this.watcher = w;
-    w.on("put", (kv) => this.enqueue({ kind: "pointer", kv, revision: Number(kv.mod_revision) }));
-    w.on("delete", (kv) =>
-      this.enqueue({ kind: "pointer", kv: undefined, revision: Number(kv.mod_revision) }),
-    );
-    w.on("disconnected", (err) => this.storeDown(err));
-    w.on("connected", () => this.storeUp());
-    w.on("error", (err) => {
-      // A watch cancelled by etcd (e.g. its start revision was compacted while we were away).
-      // The library drops the watcher; re-read everything and watch again from there.
-      this.log.warn("flag watch cancelled; re-syncing", { error: String(err) });
-      if (this.watcher === w) this.watcher = undefined;
-      void w.cancel().catch(() => undefined);
-      this.enqueue({ kind: "resync" });
-    });
   }
 
   private enqueue(p: Pending): void {
@@ -303,6 +299,8 @@ export class FlagClient extends EventEmitter {
    */
   private async applyPointer(kv: IKeyValue | undefined, revision: number): Promise<void> {
     const l = this.layout;
+    // Already reflected by a read at a later revision (a shared watch may deliver it late).
+    if (kv !== undefined && Number(kv.mod_revision) <= this.snap.revision) return;
     if (kv === undefined) {
       if (this.snap.epoch === 0) {
         this.recompute();
@@ -555,14 +553,18 @@ export class FlagClient extends EventEmitter {
         report.updatedAt = new Date(this.now()).toISOString();
         try {
           const lease = this.ensureLease();
-          await lease
-            .put(this.layout.reportKey(this.opts.namespace, this.opts.zone, this.opts.pod))
-            .value(JSON.stringify(report));
+          const key = this.layout.reportKey(this.opts.namespace, this.opts.zone, this.opts.pod);
+          await batchedPut(this.opts.client, key, JSON.stringify(report), String(await lease.grant()));
           this.lastReported = body;
           this.emit("reported", report);
         } catch (err) {
           if (this.closed) return;
           this.log.warn("report write failed; retrying", { error: String(err) });
+          if (/lease not found/i.test(String(err))) {
+            // The lease expired (a long outage): grant a new one.
+            this.lease?.release();
+            this.lease = undefined;
+          }
           this.reportDirty = true;
           clearTimeout(this.reportTimer);
           this.reportTimer = setTimeout(() => this.scheduleReport(), 500);

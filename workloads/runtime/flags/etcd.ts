@@ -48,8 +48,8 @@ export function connectFlagStore(endpoints: string | string[], opts: FlagEtcdOpt
       watchBackoff: cappedBackoff(50, opts.maxWatchBackoffMs ?? 1000),
     },
     grpcOptions: {
-      "grpc.keepalive_time_ms": 5000,
-      "grpc.keepalive_timeout_ms": 3000,
+      "grpc.keepalive_time_ms": 10_000,
+      "grpc.keepalive_timeout_ms": 5000,
       "grpc.keepalive_permit_without_calls": 1,
       // gRPC's own reconnect backoff grows to 120 s by default; flags must come back in about a second.
       "grpc.initial_reconnect_backoff_ms": 100,
