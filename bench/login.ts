@@ -127,7 +127,7 @@ async function main(): Promise<void> {
     const cfg = {
       ...base,
       scrypt: scryptParams,
-      hashConcurrency: Number(process.env.UV_THREADPOOL_SIZE) || 4,
+      hashConcurrency: Math.max(1, (Number(process.env.UV_THREADPOOL_SIZE) || 4) - 1),
       hashQueue: 10_000,
     };
     const server = await startLoginServer(cfg, { log: silentLogger() });

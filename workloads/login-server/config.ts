@@ -43,11 +43,11 @@ export function loginConfigFromEnv(env: Env = process.env): LoginConfig {
       r: r.int("HYBRIDP2P_SCRYPT_R", { default: DEFAULT_SCRYPT.r, min: 1, max: 32 }),
       p: r.int("HYBRIDP2P_SCRYPT_P", { default: DEFAULT_SCRYPT.p, min: 1, max: 16 }),
     },
-    // As many hashes at once as libuv's pool has threads: each hash holds one thread for its
-    // whole run, so more would only queue inside the pool. (DNS lookups share the pool; the
-    // PostgreSQL and Redis connections are long-lived, so they rarely need one.)
+    // One hash fewer than libuv's pool has threads (4 by default): each hash holds a thread for
+    // its whole run, and the token signature (WebCrypto), keyset reads and DNS lookups need the
+    // pool too; left behind a queue of hashes, each would wait for one to finish.
     hashConcurrency: r.int("HYBRIDP2P_HASH_CONCURRENCY", {
-      default: Number(env.UV_THREADPOOL_SIZE) || 4,
+      default: Math.max(1, (Number(env.UV_THREADPOOL_SIZE) || 4) - 1),
       min: 1,
       max: 128,
     }),

@@ -206,23 +206,31 @@ export function loginRoutes(cfg: LoginConfig, deps: ServiceDeps): Route[] {
           m.logins.inc({ result: "banned" });
           throw new HttpError(403, "account_disabled", "this account is disabled");
         }
-        await lockout.recordSuccess(ids);
+        // The rest is independent: clear the failure count, store the session, sign its token
+        // and record the login (with a stronger hash when the cost was raised), all at once.
         const sessionId = newSessionId();
-        await deps.sessions.create(
-          sessionId,
-          { accountId: account.id, username: account.username, createdAt: Date.now(), address },
-          cfg.sessionTtlMs,
-        );
-        const signed = await signSessionToken(
-          deps.keys,
-          { accountId: account.id, sessionId, username: account.username },
-          cfg.sessionTtlMs,
-        );
-        const rehash = needsRehash ? await timed(() => hashPassword(body.password, cfg.scrypt)) : undefined;
-        await deps.pool.query(
-          "UPDATE accounts SET last_login_at = now(), password_hash = coalesce($2, password_hash) WHERE id = $1",
-          [account.id, rehash ?? null],
-        );
+        const [, , signed] = await Promise.all([
+          lockout.recordSuccess(ids),
+          deps.sessions.create(
+            sessionId,
+            { accountId: account.id, username: account.username, createdAt: Date.now(), address },
+            cfg.sessionTtlMs,
+          ),
+          signSessionToken(
+            deps.keys,
+            { accountId: account.id, sessionId, username: account.username },
+            cfg.sessionTtlMs,
+          ),
+          (async () => {
+            const rehash = needsRehash
+              ? await timed(() => hashPassword(body.password, cfg.scrypt))
+              : undefined;
+            await deps.pool.query(
+              "UPDATE accounts SET last_login_at = now(), password_hash = coalesce($2, password_hash) WHERE id = $1",
+              [account.id, rehash ?? null],
+            );
+          })(),
+        ]);
         m.logins.inc({ result: "ok" });
         log.info("login", { accountId: account.id, sessionId, address, kid: signed.kid });
         sendJson(res, 200, {
