@@ -23,6 +23,20 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
+# A container engine for the images and the local node agent: podman (with runc, as crun
+# refuses hybrid cgroup hosts) unless a Docker daemon answers. Not fatal when missing: the
+# node agent then runs pods as local processes; only image builds need an engine.
+if ! command -v podman >/dev/null 2>&1 && ! docker info >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing podman and runc"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc >/dev/null \
+      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc >/dev/null; } \
+      || log "warning: could not install podman: no image builds; pods run as local processes"
+  else
+    log "note: no podman and no Docker daemon: no image builds (Debian: sudo apt-get install podman runc)"
+  fi
+fi
+
 # Install only when package-lock.json changed since the last install. `npm install`, not
 # `npm ci`: the lock honestly lacks some other platforms' optional binaries (the registry
 # answers 404 for e.g. @biomejs/cli-darwin-x64), which npm ci treats as an out-of-sync lock.
@@ -36,3 +50,5 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
 fi
 
 bash "$HACK_DIR/build-binaries.sh"
+# The optional "cluster" service (scheduler and controller manager, so pods really run).
+bash "$HACK_DIR/build-binaries.sh" kube-controller-manager kube-scheduler
