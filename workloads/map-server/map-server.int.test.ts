@@ -257,4 +257,46 @@ describe("map server", () => {
       await gw.close();
     }
   }, 120_000);
+
+  it("spreads a zone's maps over its pods, handing sessions over with their state", async () => {
+    const zone = unique("z");
+    const maps = ["m1", "m2"];
+    const mapDef = (name: string) => openMap(name, 60, 60);
+    const ids = await createCharacters(
+      svc.databaseUrl,
+      maps.map((map) => ({ name: unique("Bal"), map, x: 20, y: 20 })),
+    );
+    const common = { region, zone, maps, prefix, redisPrefix, mapDef };
+    const gw = await FakeGateway.open(svc.natsUrl, region, "gw-b");
+    const a = await startTestServer(svc, { ...common, pod: "pod-b1" });
+    let b: Awaited<ReturnType<typeof startTestServer>> | undefined;
+    try {
+      await until("pod-b1 owns both maps", () => (a.server.maps().length === 2 ? true : undefined));
+      for (const [k, map] of maps.entries()) {
+        await gw.join({ region, zone, map }, `sess-${map}`, ids[k]!);
+        await gw.send({ region, zone, map }, [{ s: `sess-${map}`, seq: 1, k: "move", x: 25 + k, y: 20 }]);
+      }
+      for (const [k, map] of maps.entries()) {
+        const sim = a.server.sim(map)!;
+        await until(`walked on ${map}`, () =>
+          sim.playerState(sim.sessions.get(`sess-${map}`)!).x === 25.5 + k ? true : undefined,
+        );
+      }
+      b = await startTestServer(svc, { ...common, pod: "pod-b2" });
+      const pb = b;
+      await until("one map each", () =>
+        a.server.maps().length === 1 && pb.server.maps().length === 1 ? true : undefined,
+      );
+      const moved = pb.server.maps()[0]!;
+      const sim = pb.server.sim(moved)!;
+      const s = sim.sessions.get(`sess-${moved}`);
+      expect(s).toBeDefined();
+      expect(sim.playerState(s!)).toMatchObject({ x: 25.5 + maps.indexOf(moved), y: 20.5 });
+      expect(a.server.sim(moved)).toBeUndefined();
+    } finally {
+      await gw.close();
+      await b?.close();
+      await a.close();
+    }
+  }, 120_000);
 });

@@ -12,7 +12,9 @@
 // survivors see the deletes on their watch (and on a periodic scan, in case a watch event is
 // lost) and race to create the keys; one wins each map. A pod shutting down revokes its lease,
 // which hands its maps over at once. A pod takes maps only up to its fair share
-// (ceil(maps / live pods)), so a zone's maps spread over its pods as they start and die.
+// (ceil(maps / live pods)); when a pod joins, a pod above its share gives one map at a time
+// back (`surplus`: the server saves the map's state and stops it, then `release` deletes the key
+// only if it is still this ownership's, by create revision), so maps spread over the pods.
 //
 // Lost lease (the case that could make two owners): etcd expires a lease when no keep-alive
 // reached it for TTL seconds. This pod only counts a lease as valid until
@@ -52,6 +54,8 @@ export function ownershipPrefix(prefix: string, region: string, zone: string): s
 export declare interface MapOwnership {
   on(event: "acquired", handler: (map: string, fence: string) => void): this;
   on(event: "lost", handler: (map: string, reason: string) => void): this;
+  /** This pod holds more than its share: the listener should wind `map` down, then call release(). */
+  on(event: "surplus", handler: (map: string) => void): this;
 }
 
 // biome-ignore lint/suspicious/noUnsafeDeclarationMerging: typed events for an EventEmitter subclass
@@ -69,6 +73,7 @@ export class MapOwnership extends EventEmitter {
   private scanning: Promise<void> | undefined;
   private rescan = false;
   private closed = false;
+  private releasing: string | undefined;
 
   constructor(opts: OwnershipOptions) {
     super();
@@ -127,6 +132,23 @@ export class MapOwnership extends EventEmitter {
     await this.scanning?.catch(() => undefined);
     this.dropAll("shutting down");
     await this.lease?.revoke().catch(() => undefined);
+  }
+
+  /** Stops owning `map` and deletes its key if it is still this ownership's (graceful handover). */
+  async release(map: string): Promise<void> {
+    const fence = this.owned.get(map);
+    try {
+      if (fence === undefined) return;
+      this.owned.delete(map);
+      this.emit("lost", map, "released");
+      const key = this.mapKey(map);
+      await this.opts.client
+        .if(key, "Create", "==", Number(fence))
+        .then(this.opts.client.delete().key(key))
+        .commit();
+    } finally {
+      if (this.releasing === map) this.releasing = undefined;
+    }
   }
 
   private async newLease(): Promise<void> {
@@ -210,6 +232,14 @@ export class MapOwnership extends EventEmitter {
     const share = Math.ceil(maps.length / Math.max(1, members));
     // Each pod walks the maps in its own order, so pods starting together pick different maps.
     const order = [...maps].sort((m, n) => hashString(`${pod}/${m}`) - hashString(`${pod}/${n}`));
+    if (this.owned.size > share && this.releasing === undefined) {
+      const map = order.filter((m) => this.owned.has(m)).at(-1)!;
+      this.releasing = map;
+      this.opts.log?.info("above fair share, handing a map over", { map, share, members });
+      if (this.listenerCount("surplus") > 0) this.emit("surplus", map);
+      else await this.release(map);
+      return;
+    }
     for (const map of order) {
       if (this.owned.size >= share || this.closed) break;
       if (this.owned.has(map) || kvs[this.mapKey(map)] !== undefined) continue;

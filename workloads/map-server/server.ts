@@ -115,6 +115,7 @@ export class MapServer {
       this.track(p);
     });
     this.ownership.on("lost", (map, reason) => this.detach(map, reason));
+    this.ownership.on("surplus", (map) => this.track(this.handOver(map)));
     await this.ownership.start();
     if (!this.opts.manualTick) this.schedule();
   }
@@ -190,6 +191,21 @@ export class MapServer {
     this.notice(held);
     this.m.owned.set(this.held.size);
     log.info("map attached", { map, fence, restoredSessions: restored.length, mode: sim.mode });
+  }
+
+  /** Graceful handover of one map (rebalancing): save its state, stop it, then free the key. */
+  private async handOver(map: string): Promise<void> {
+    await this.attaching.get(map);
+    await this.idle();
+    const h = this.held.get(map);
+    if (h && this.ownership.holds(map)) {
+      const sessions = [...h.sim.sessions.values()].map((s) => this.hotSession(h.sim, s));
+      this.detach(map, "handed over to balance the zone");
+      await this.hot
+        .save(this.opts.region, this.opts.zone, map, h.sim.fence, sessions)
+        .catch((err) => this.opts.log.warn("hot state not saved before handover", { map, err }));
+    }
+    await this.ownership.release(map);
   }
 
   /** Stops simulating a map at once: no more input, ticks or publishing for it. */
