@@ -116,6 +116,7 @@ async function startOperatorProcess(kubeconfig: string, ns: string): Promise<Ope
       `--namespace=${ns}`,
       `--metrics-bind-address=127.0.0.1:${metricsPort}`,
       "--health-probe-bind-address=0",
+      "--flags-etcd-endpoints=", // the flag plane has its own benchmark (bench:flags)
       `--concurrency=${concurrency}`,
       // A resync inside the idle window: it must find nothing to do.
       `--resync-period=${Math.max(5, Math.floor(idleSeconds / 2))}`,

@@ -3,6 +3,7 @@
 import { hostname } from "node:os";
 import { KubeConfig } from "@kubernetes/client-node";
 import { Command } from "commander";
+import { setupFlagPlane } from "./controllers/flagplane.ts";
 import { setupOperator } from "./controllers/operator.ts";
 import { KubeClient } from "./runtime/kube.ts";
 import { createLogger, type Logger } from "./runtime/log.ts";
@@ -31,6 +32,9 @@ export interface OperatorConfig {
   renewDeadlineMs?: number;
   retryPeriodMs?: number;
   resyncIntervalMs?: number;
+  /** etcd of the runtime flags; without it the flag plane (compile, publish, status fold) is off. */
+  flagsEtcdEndpoints?: string;
+  flagsPrefix?: string;
   log?: Logger;
   onLostLeadership?: () => void;
 }
@@ -64,7 +68,15 @@ export async function startOperator(cfg: OperatorConfig): Promise<Manager> {
         }
       : undefined,
   });
-  setupOperator(mgr, { identity, concurrency: cfg.concurrency });
+  const ctx = setupOperator(mgr, { identity, concurrency: cfg.concurrency });
+  if (cfg.flagsEtcdEndpoints) {
+    setupFlagPlane(mgr, ctx, {
+      endpoints: cfg.flagsEtcdEndpoints,
+      prefix: cfg.flagsPrefix,
+      identity,
+      kubeConfig: kc,
+    });
+  }
   await mgr.start();
   return mgr;
 }
@@ -82,6 +94,12 @@ function cli(): Command {
     .option("--health-probe-bind-address <addr>", "address of /healthz and /readyz (0 disables)", ":8081")
     .option("--concurrency <n>", "reconcile workers per controller", (v) => Number.parseInt(v, 10), 4)
     .option("--resync-period <seconds>", "re-examine every object this often", (v) => Number(v), 600)
+    .option(
+      "--flags-etcd-endpoints <urls>",
+      "etcd of the runtime flags, comma-separated (empty: no flag plane)",
+      process.env.HYBRIDP2P_ETCD_ENDPOINTS ?? "",
+    )
+    .option("--flags-prefix <prefix>", "key prefix of the runtime flags in etcd")
     .action(async (o) => {
       const log = createLogger();
       let mgr: Manager | undefined;
@@ -103,6 +121,8 @@ function cli(): Command {
         healthProbeBindAddress: o.healthProbeBindAddress,
         concurrency: o.concurrency,
         resyncIntervalMs: o.resyncPeriod * 1000,
+        flagsEtcdEndpoints: o.flagsEtcdEndpoints,
+        flagsPrefix: o.flagsPrefix,
         onLostLeadership: () => {
           // Like client-go: a deposed leader exits and starts over rather than act on stale state.
           log.error("lost leadership, exiting");

@@ -49,7 +49,7 @@ export interface ControllerOptions {
 
 export class Controller {
   readonly name: string;
-  readonly queue: WorkQueue;
+  queue: WorkQueue;
   private readonly reconcile: Reconcile;
   private readonly concurrency: number;
   private readonly metrics: Metrics;
@@ -63,12 +63,16 @@ export class Controller {
     this.concurrency = o.concurrency ?? 4;
     this.metrics = o.metrics;
     this.log = o.log.child({ controller: o.name });
-    this.queue = new WorkQueue({
-      baseDelayMs: o.baseDelayMs,
-      maxDelayMs: o.maxDelayMs,
-      onDepth: (n) => o.metrics.queueDepth.set({ controller: o.name }, n),
-    });
+    this.newQueue = () =>
+      new WorkQueue({
+        baseDelayMs: o.baseDelayMs,
+        maxDelayMs: o.maxDelayMs,
+        onDepth: (n) => o.metrics.queueDepth.set({ controller: o.name }, n),
+      });
+    this.queue = this.newQueue();
   }
+
+  private readonly newQueue: () => WorkQueue;
 
   /** Reconciles every object of the primary kind on its events (and on resync). */
   watchPrimary<T extends KubeObject>(informer: Informer<T>, predicate?: Predicate<T>): void {
@@ -106,6 +110,7 @@ export class Controller {
 
   start(): void {
     if (this.workers.length > 0) return;
+    if (this.queue.isShutDown()) this.queue = this.newQueue(); // leading again after a stop
     for (let i = 0; i < this.concurrency; i++) this.workers.push(this.work());
   }
 

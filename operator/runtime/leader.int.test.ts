@@ -1,7 +1,7 @@
 // Leader election between operator instances against a real apiserver: only the leader
 // reconciles, a follower takes over when the leader stops, an unexpired lease of another
 // holder is respected until it expires, and a restart mid-reconcile converges.
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
 import { API_VERSION } from "../api/index.ts";
 import { isSubset } from "../controllers/children.ts";
 import type { RegionObject, ZoneObject } from "../controllers/operator.ts";
@@ -67,10 +67,12 @@ beforeAll(async () => {
   await createNamespace(client, ns);
 });
 
-afterAll(async () => {
-  for (const m of [...running]) await m.stop();
-  client?.close();
+// Every test stops its instances, also when it fails, so none campaigns into the next test.
+afterEach(async () => {
+  for (const m of [...running]) await stop(m);
 });
+
+afterAll(() => client?.close());
 
 describe("leader election", () => {
   it("lets only the leader reconcile, and hands over when the leader stops", async () => {
@@ -82,7 +84,7 @@ describe("leader election", () => {
     await waitFor(() => client.get(resources.statefulSet, ns, "z1-map-server"), "z1 children");
     expect(b.isLeader()).toBe(false);
     expect(await reconciles(b)).toBe(0);
-    expect(await reconciles(a)).toBeGreaterThan(0);
+    await waitFor(async () => (await reconciles(a)) > 0, "op-a reconciles");
 
     await stop(a); // graceful: releases the lease
     await waitFor(() => b.isLeader(), "op-b takes over");
@@ -91,7 +93,7 @@ describe("leader election", () => {
       () => client.get(resources.statefulSet, ns, "z2-map-server"),
       "z2 children from the new leader",
     );
-    expect(await reconciles(b)).toBeGreaterThan(0);
+    await waitFor(async () => (await reconciles(b)) > 0, "op-b reconciles");
     const lease = await client.get<
       KubeObject & { spec: { holderIdentity?: string; leaseTransitions?: number } }
     >(resources.lease, ns, LEASE_NAME);

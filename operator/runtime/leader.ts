@@ -75,7 +75,11 @@ export class LeaderElector {
     if (this.leading) {
       this.leading = false;
       this.o.onStoppedLeading();
-      await this.release().catch((err) => this.o.log.warn("releasing the lease failed", { err }));
+      // Compare-and-swap on the lease we last wrote: a conflict means it is no longer ours to release.
+      await this.release().catch((err) => {
+        if (!(err instanceof ApiError && err.status === 409))
+          this.o.log.warn("releasing the lease failed", { err });
+      });
     }
   }
 

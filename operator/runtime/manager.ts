@@ -8,6 +8,7 @@ import type { KubeClient, KubeObject, ResourceType } from "./kube.ts";
 import { LeaderElector } from "./leader.ts";
 import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
+import { backoffDelay } from "./workqueue.ts";
 
 export interface ManagerOptions {
   client: KubeClient;
@@ -31,6 +32,14 @@ export interface ManagerOptions {
   onLostLeadership?: () => void;
 }
 
+/** Work that runs only while this instance leads, besides the controllers (e.g. the flag
+ * publisher, which must never write from a follower). */
+export interface LeaderRunnable {
+  name: string;
+  lead(): Promise<void>;
+  follow(): void;
+}
+
 export class Manager {
   readonly client: KubeClient;
   readonly metrics: Metrics;
@@ -39,6 +48,8 @@ export class Manager {
   private readonly o: ManagerOptions;
   private readonly informers = new Map<string, Informer<KubeObject>>();
   private readonly controllers: Controller[] = [];
+  private readonly runnables: LeaderRunnable[] = [];
+  private readonly stopHooks: Array<() => Promise<void>> = [];
   private elector?: LeaderElector;
   private servers?: Servers;
   private resyncTimer?: NodeJS.Timeout;
@@ -71,6 +82,15 @@ export class Manager {
 
   add(controller: Controller): void {
     this.controllers.push(controller);
+  }
+
+  addLeaderRunnable(r: LeaderRunnable): void {
+    this.runnables.push(r);
+  }
+
+  /** Cleanup run at the end of stop(), after the controllers and informers stopped. */
+  onStop(fn: () => Promise<void>): void {
+    this.stopHooks.push(fn);
   }
 
   isLeader(): boolean {
@@ -126,6 +146,8 @@ export class Manager {
     if (this.elector) await this.elector.stop();
     else await this.stopLeading();
     await Promise.all([...this.informers.values()].map((i) => i.stop()));
+    for (const fn of this.stopHooks)
+      await fn().catch((err) => this.log.warn("stop hook failed", { err: String(err) }));
     await this.servers?.close();
     this.log.info("stopped");
   }
@@ -139,8 +161,26 @@ export class Manager {
     this.leading = true;
     this.metrics.isLeader.set(1);
     for (const c of this.controllers) {
-      c.resync(); // keys queued while following may be stale or missing: look at everything once
       c.start();
+      c.resync(); // keys queued while following may be stale or missing: look at everything once
+    }
+    for (const r of this.runnables) void this.lead(r, 0);
+  }
+
+  // A runnable that cannot start (its backend is down) retries with capped backoff while we lead.
+  private async lead(r: LeaderRunnable, attempt: number): Promise<void> {
+    if (!this.leading || this.stopping) return;
+    try {
+      await r.lead();
+    } catch (err) {
+      const delayMs = backoffDelay(attempt, 500, 5_000);
+      this.log.warn("leader runnable failed to start, retrying", {
+        runnable: r.name,
+        err: String(err),
+        delayMs,
+      });
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+      return this.lead(r, attempt + 1);
     }
   }
 
@@ -148,6 +188,7 @@ export class Manager {
     if (!this.leading) return;
     this.leading = false;
     this.metrics.isLeader.set(0);
+    for (const r of this.runnables) r.follow();
     await Promise.all(this.controllers.map((c) => c.stop()));
   }
 }

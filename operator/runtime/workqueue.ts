@@ -106,6 +106,10 @@ export class WorkQueue {
     return this.processing.size;
   }
 
+  isShutDown(): boolean {
+    return this.shuttingDown;
+  }
+
   shutDown(): void {
     this.shuttingDown = true;
     for (const { timer } of this.delayed.values()) clearTimeout(timer);

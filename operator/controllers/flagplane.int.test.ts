@@ -1,0 +1,95 @@
+// The operator with the flag plane wired in: the leader compiles Regions, Zones and
+// P2PPolicies from the operator's caches and publishes them to etcd; a follower does not.
+import { Etcd3 } from "etcd3";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { layout } from "../../workloads/runtime/flags/layout.ts";
+import { API_VERSION } from "../api/index.ts";
+import { readPointer } from "../flags/publisher.ts";
+import { startOperator } from "../main.ts";
+import type { KubeClient, KubeObject } from "../runtime/kube.ts";
+import { silentLogger } from "../runtime/log.ts";
+import type { Manager } from "../runtime/manager.ts";
+import { createNamespace, installCrds, testClient, waitFor } from "../runtime/testenv.ts";
+
+const env = inject("localEnv");
+const ns = "flagplane-int";
+const prefix = `/hybridp2p-test-${Date.now()}/v1/`;
+let client: KubeClient;
+let etcd: Etcd3;
+const running: Manager[] = [];
+
+async function userApply(plural: string, obj: KubeObject): Promise<void> {
+  await client.request("PATCH", `/apis/${API_VERSION}/namespaces/${ns}/${plural}/${obj.metadata.name}`, {
+    query: { fieldManager: "test-user", force: true },
+    body: obj,
+    contentType: "application/apply-patch+yaml",
+  });
+}
+
+const operator = async (identity: string) => {
+  const m = await startOperator({
+    kubeconfig: env.kubeconfig!,
+    namespace: ns,
+    leaderElect: true,
+    identity,
+    metricsBindAddress: "0",
+    healthProbeBindAddress: "0",
+    flagsEtcdEndpoints: env.etcdEndpoints!,
+    flagsPrefix: prefix,
+    log: silentLogger,
+  });
+  running.push(m);
+  return m;
+};
+
+beforeAll(async () => {
+  client = await testClient(env.kubeconfig!);
+  etcd = new Etcd3({ hosts: env.etcdEndpoints!.split(",") });
+  await installCrds(client);
+  await createNamespace(client, ns);
+});
+
+afterAll(async () => {
+  for (const m of running) await m.stop();
+  etcd?.close();
+  client?.close();
+});
+
+describe("flag plane in the operator", () => {
+  it("publishes flags from the leader and republishes when a policy changes", async () => {
+    const a = await operator("flags-a");
+    await waitFor(() => a.isLeader(), "flags-a leads");
+    const b = await operator("flags-b");
+    await userApply("regions", {
+      apiVersion: API_VERSION,
+      kind: "Region",
+      metadata: { name: "r", namespace: ns },
+      spec: {},
+    });
+    await userApply("zones", {
+      apiVersion: API_VERSION,
+      kind: "Zone",
+      metadata: { name: "fields", namespace: ns, labels: { "hybridp2p.io/zone-type": "field" } },
+      spec: { regionRef: { name: "r" }, maps: [{ name: "prt_fild08", type: "Field" }] },
+    });
+    const policy = (enabled: boolean): KubeObject => ({
+      apiVersion: API_VERSION,
+      kind: "P2PPolicy",
+      metadata: { name: "fields-p2p", namespace: ns },
+      spec: { zoneSelector: { matchLabels: { "hybridp2p.io/zone-type": "field" } }, enabled },
+    });
+    await userApply("p2ppolicies", policy(true));
+    const first = await waitFor(
+      async () => (await readPointer(etcd, layout(prefix))).pointer,
+      "a published epoch",
+    );
+    expect(first.epoch).toBeGreaterThan(0);
+    await userApply("p2ppolicies", policy(false));
+    const second = await waitFor(async () => {
+      const p = (await readPointer(etcd, layout(prefix))).pointer;
+      return p && p.epoch > first.epoch ? p : undefined;
+    }, "a newer epoch after the policy changed");
+    expect(second.epoch).toBeGreaterThan(first.epoch);
+    expect(b.isLeader()).toBe(false);
+  });
+});
