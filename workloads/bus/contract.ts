@@ -21,12 +21,15 @@
 // - input: the gateway collects its clients' inputs for one map and publishes one InputBatch per
 //   map per flush (at most one per tick, 50 ms, or sooner when it holds MAX_INPUTS_PER_BATCH);
 //   the map server drains everything received at the start of each tick.
-// - AOI: per tick, the owner publishes ONE AoiFrame per (map, gateway that has sessions on the
-//   map), only when something changed. The frame carries a deduplicated table of entity states
-//   (`ents`) and, per session of that gateway, indexes into the table: entities that entered
-//   the session's view, moved or changed in it, and ids that left it. An entity seen by 40
-//   players of one gateway is encoded once. The gateway turns a frame into one WebSocket
-//   message per client. With G gateways and M maps that is at most G*M messages per tick.
+// - AOI: per tick, the owner publishes one AoiFrame per (map, gateway that has sessions on the
+//   map, simulation thread), only when something changed: each thread builds and encodes the
+//   frames of its own players, so the work scales with threads. A frame carries a deduplicated
+//   table of entity states (`ents`) and, per session of that gateway, indexes into the table:
+//   entities that entered the session's view, moved or changed in it, and ids that left it. An
+//   entity seen by 40 players of one gateway is encoded once per frame. Every frame is
+//   self-contained and a session appears in at most one frame per tick, so the gateway handles
+//   frames one by one and turns each into one WebSocket message per client. With G gateways, M
+//   maps and T threads that is at most G*M*T messages per tick.
 // - events: chat, combat results, deaths and loot of one tick go out as one EventBatch per map
 //   per tick on JetStream (stream HP2P_EVENTS, message id `<map>:<ownerFence>:<tick>` so a retried
 //   publish is stored once). Each event lists the sessions that must receive it (`to`), already

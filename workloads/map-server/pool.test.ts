@@ -1,4 +1,5 @@
 import { afterAll, describe, expect, it } from "vitest";
+import { type AoiFrame, decode } from "../bus/contract.ts";
 import { WorkerPool } from "./pool.ts";
 import { generateMap } from "./sim/maps.ts";
 import { MapSim, type PlayerInfo } from "./sim/world.ts";
@@ -48,6 +49,17 @@ describe("worker pool", () => {
       const ref = inline.map((s) => s.stepInline());
       expect(res.get("a")!.events).toEqual(ref[0]!.events);
       fanout += res.get("a")!.stats.fanout;
+      // Frames come from both threads; each session is in exactly one frame of its own gateway.
+      const seen: string[] = [];
+      for (const f of res.get("a")!.frames) {
+        const frame = decode<AoiFrame>(f.data);
+        for (const v of frame.views) {
+          seen.push(v.session);
+          expect(`gw${Number(v.session.slice(1)) % 3}`).toBe(f.gateway);
+          for (const i of [...v.enter, ...v.update]) expect(frame.ents[i]).toBeDefined();
+        }
+      }
+      expect(new Set(seen).size).toBe(seen.length);
     }
     expect(threaded.get("a")!.digest()).toBe(inline[0]!.digest());
     expect(threaded.get("b")!.digest()).toBe(inline[1]!.digest());

@@ -2,16 +2,18 @@
 // posts one message per worker naming the maps to step, waits for the one reply of each, and
 // merges (MapSim.finish). With `threads: 0` the slices run on the calling thread instead.
 import { Worker } from "node:worker_threads";
-import type { SliceOutput } from "./sim/step.ts";
+import type { SessionInfo, SliceResult } from "./sim/frames.ts";
 import type { MapSim, TickResult } from "./sim/world.ts";
 import type { FromWorker, ToWorker } from "./worker.ts";
+
+const info = (s: SessionInfo): SessionInfo => ({ session: s.session, gateway: s.gateway, name: s.name });
 
 export class WorkerPool {
   readonly threads: number;
   private readonly workers: Worker[] = [];
   private readonly pending = new Map<
     number,
-    { left: number; outs: Map<string, SliceOutput[]>; resolve: () => void; reject: (e: Error) => void }
+    { left: number; outs: Map<string, SliceResult[]>; resolve: () => void; reject: (e: Error) => void }
   >();
   private nextId = 1;
   private failed: Error | undefined;
@@ -39,10 +41,16 @@ export class WorkerPool {
       key,
       arena: sim.arena.buffers,
       grid: sim.grid.buffers,
-      map: { width: sim.def.width, height: sim.def.height, walkable: sim.def.walkable },
+      map: { name: sim.def.name, width: sim.def.width, height: sim.def.height, walkable: sim.def.walkable },
       params: sim.params,
+      sessions: [...sim.sessions.values()].map((s) => [s.entity, info(s)]),
     };
     for (const w of this.workers) w.postMessage(msg);
+    // Mirror joins, leaves and gateway changes; messages reach a worker before the next tick's.
+    sim.onSessions = (entity, s) => {
+      const m: ToWorker = { type: "session", key, entity, info: s && info(s) };
+      for (const w of this.workers) w.postMessage(m);
+    };
   }
 
   detach(key: string): void {
@@ -52,14 +60,14 @@ export class WorkerPool {
   /** One tick of every given map. */
   async step(sims: Map<string, MapSim>): Promise<Map<string, TickResult>> {
     if (this.failed) throw this.failed;
-    const jobs = [...sims].map(([key, sim]) => ({ key, ...sim.prepare() }));
+    const jobs = [...sims].map(([key, sim]) => ({ key, ...sim.prepare(), mode: sim.mode, fence: sim.fence }));
     const results = new Map<string, TickResult>();
     if (this.threads === 0) {
       for (const [key, sim] of sims) results.set(key, sim.finish(sim.runSlices()));
       return results;
     }
     const id = this.nextId++;
-    const outs = new Map<string, SliceOutput[]>();
+    const outs = new Map<string, SliceResult[]>();
     await new Promise<void>((resolve, reject) => {
       this.pending.set(id, { left: this.workers.length, outs, resolve, reject });
       for (const w of this.workers) w.postMessage({ type: "tick", id, jobs } satisfies ToWorker);

@@ -15,7 +15,6 @@ import {
   decode,
   type EventBatch,
   encode,
-  encodeFrame,
   eventMessageId,
   type InputBatch,
   type JoinReply,
@@ -292,8 +291,8 @@ export class MapServer {
         }
         s = h.sim.sessions.get(req.session) ?? h.sim.join(info);
         await this.hot.save(this.opts.region, this.opts.zone, map, h.sim.fence, [this.hotSession(h.sim, s)]);
-      } else if (s.gateway !== req.gateway) {
-        s.gateway = req.gateway; // the client reconnected through another gateway
+      } else {
+        h.sim.moveSession(s.session, req.gateway); // the client may have reconnected through another gateway
       }
       const st = h.sim.playerState(s);
       reply({
@@ -409,9 +408,8 @@ export class MapServer {
 
   private publish(h: Held, r: TickResult): void {
     const nc = this.opts.nc;
-    for (const [gw, frame] of r.frames) {
-      const data = encodeFrame(frame);
-      nc.publish(subjects.aoi(h.addr, gw), data);
+    for (const { gateway, data } of r.frames) {
+      nc.publish(subjects.aoi(h.addr, gateway), data);
       this.m.frames.inc();
       this.m.frameBytes.inc(data.length);
     }
@@ -433,8 +431,10 @@ export class MapServer {
         }),
       );
     }
-    for (const f of r.frames.values())
-      for (const v of f.views) for (const c of v.corrections ?? []) this.m.corrections.inc({ kind: c.kind });
+    const [smooth, snap, reject] = r.stats.corrections;
+    if (smooth > 0) this.m.corrections.inc({ kind: "smooth" }, smooth);
+    if (snap > 0) this.m.corrections.inc({ kind: "snap" }, snap);
+    if (reject > 0) this.m.corrections.inc({ kind: "reject" }, reject);
     this.m.players.set({ map: h.addr.map }, r.stats.players);
     this.m.entities.set({ map: h.addr.map }, h.sim.liveEntities);
     this.m.fanout.set({ map: h.addr.map }, r.stats.fanout);

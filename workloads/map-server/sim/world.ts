@@ -2,15 +2,7 @@
 // input application before a tick and, after the workers' pass, the merge of their output into
 // AOI frames per gateway and zone events. `stepInline()` runs a whole tick on the calling thread
 // (unit tests, the determinism scenario); the server hands the same slices to its worker pool.
-import type {
-  AoiFrame,
-  ClientInput,
-  Correction,
-  EntityState,
-  MapMode,
-  SessionView,
-  ZoneEvent,
-} from "../../bus/contract.ts";
+import type { ClientInput, EntityState, MapMode, ZoneEvent } from "../../bus/contract.ts";
 import { MAX_CHAT_LENGTH } from "../../bus/contract.ts";
 import {
   Allocator,
@@ -29,23 +21,27 @@ import {
   KIND_PLAYER,
   pushEvent,
 } from "./arena.ts";
+import {
+  assembleFrames,
+  type EncodedFrame,
+  entityState,
+  type FrameContext,
+  type FrameScratch,
+  newFrameScratch,
+  type SessionInfo,
+  type SliceResult,
+} from "./frames.ts";
 import { attachGrid, createGridBuffers, forEachInRange, type Grid, rebuildGrid } from "./grid.ts";
 import { hashString, isWalkable, type MapDef, MOB_TYPES, rng, VIEW_RANGE } from "./maps.ts";
 import {
-  CORR_REJECT,
-  CORR_SMOOTH,
-  CORR_SNAP,
   defaultParams,
   newSliceState,
-  OUT_CORRECTION,
   OUT_DEATH,
   OUT_HIT,
   OUT_RESPAWN,
   OUT_WORDS,
-  REASONS,
   runSlice,
   type SimParams,
-  type SliceOutput,
   type SliceState,
 } from "./step.ts";
 
@@ -91,13 +87,15 @@ export interface TickStats {
   mobs: number;
   fanout: number;
   dropped: number;
+  /** Corrections sent, by kind: smooth, snap, reject. */
+  corrections: [number, number, number];
 }
 
 export interface TickResult {
   /** The tick just simulated. */
   tick: number;
-  /** One frame per gateway with something to say. */
-  frames: Map<string, AoiFrame>;
+  /** Encoded AOI frames: per gateway with something to say, one per slice that has its players. */
+  frames: EncodedFrame[];
   events: ZoneEvent[];
   stats: TickStats;
 }
@@ -107,20 +105,6 @@ export interface TickJob {
   tick: number;
   highWater: number;
 }
-
-const round16 = (v: number) => Math.round(v * 16) / 16;
-
-/** A frame being assembled, with its entity-to-index table (valid where stamp == tick + 1). */
-interface FrameBuild {
-  frame: AoiFrame;
-  stamp: Int32Array;
-  at: Int32Array;
-}
-const CORR_KINDS: Record<number, Correction["kind"]> = {
-  [CORR_SMOOTH]: "smooth",
-  [CORR_SNAP]: "snap",
-  [CORR_REJECT]: "reject",
-};
 
 export class MapSim {
   readonly def: MapDef;
@@ -139,10 +123,9 @@ export class MapSim {
   private readonly scratch: Int32Array;
   private inbox: ClientInput[] = [];
   private pendingEvents: ZoneEvent[] = [];
-  private readonly inlineStates: SliceState[] = [];
-  private readonly gwIndex = new Map<string, { stamp: Int32Array; at: Int32Array }>();
-  private readonly stateCache: EntityState[];
-  private readonly stateStamp: Int32Array;
+  private readonly inlineStates: Array<{ sim: SliceState; frames: FrameScratch }> = [];
+  /** Told about every join, leave and gateway change (the worker pool mirrors the sessions). */
+  onSessions: ((entity: number, info: SessionInfo | undefined) => void) | undefined;
 
   constructor(def: MapDef, opts: SimOptions) {
     // The geometry goes to every worker: keep it in shared memory.
@@ -155,8 +138,6 @@ export class MapSim {
     this.grid = attachGrid(createGridBuffers(def.width, def.height, opts.capacity));
     this.alloc = new Allocator(opts.capacity);
     this.scratch = new Int32Array(opts.capacity);
-    this.stateCache = new Array(opts.capacity);
-    this.stateStamp = new Int32Array(opts.capacity);
     this.arena.target.fill(-1);
     this.spawnMobs();
     rebuildGrid(this.grid, this.arena, this.bank, this.alloc.highWater, this.scratch);
@@ -242,6 +223,7 @@ export class MapSim {
     const s: Session = { ...info, entity: i };
     this.sessions.set(s.session, s);
     this.byEntity.set(i, s);
+    this.onSessions?.(i, s);
     return s;
   }
 
@@ -257,6 +239,7 @@ export class MapSim {
     this.alloc.release(s.entity);
     this.sessions.delete(session);
     this.byEntity.delete(s.entity);
+    this.onSessions?.(s.entity, undefined);
     this.inbox = this.inbox.filter((i) => i.s !== session);
     return { ...s, ...state };
   }
@@ -271,6 +254,14 @@ export class MapSim {
       maxHp: a.maxHp[s.entity]!,
       alive: (a.flags[c]! & FLAG_ALIVE) !== 0,
     };
+  }
+
+  /** The client now talks through another gateway. */
+  moveSession(session: string, gateway: string): void {
+    const s = this.sessions.get(session);
+    if (!s || s.gateway === gateway) return;
+    s.gateway = gateway;
+    this.onSessions?.(s.entity, s);
   }
 
   setMode(mode: MapMode): void {
@@ -332,79 +323,19 @@ export class MapSim {
     return { tick: this.tick, highWater: this.alloc.highWater };
   }
 
-  /** Merges the slices' output, flips the banks and rebuilds the grid. */
-  finish(outs: SliceOutput[]): TickResult {
+  /** Merges the slices' results, flips the banks and rebuilds the grid. */
+  finish(outs: SliceResult[]): TickResult {
     const a = this.arena;
-    const viewBank = this.bank;
     const tick = this.tick;
-    const stats: TickStats = { players: 0, mobs: 0, fanout: 0, dropped: 0 };
-    const frames = new Map<string, FrameBuild>();
-    const frameFor = (gw: string) => {
-      let f = frames.get(gw);
-      if (!f) {
-        let idx = this.gwIndex.get(gw);
-        if (!idx) {
-          idx = { stamp: new Int32Array(a.capacity), at: new Int32Array(a.capacity) };
-          this.gwIndex.set(gw, idx);
-        }
-        f = {
-          frame: { v: 1, map: this.def.name, tick, mode: this.mode, fence: this.fence, ents: [], views: [] },
-          ...idx,
-        };
-        frames.set(gw, f);
-      }
-      return f;
-    };
-    const viewOf = new Map<string, SessionView>();
-    const sessionView = (s: Session) => {
-      let v = viewOf.get(s.session);
-      if (!v) {
-        v = { session: s.session, self: s.entity, enter: [], update: [], leave: [] };
-        viewOf.set(s.session, v);
-        frameFor(s.gateway).frame.views.push(v);
-      }
-      return v;
-    };
-    // Entity states are built once per tick and shared by every frame that shows them.
-    const stamp = tick + 1;
-    const states = this.stateCache;
-    const stateStamp = this.stateStamp;
-
+    const stats: TickStats = { players: 0, mobs: 0, fanout: 0, dropped: 0, corrections: [0, 0, 0] };
+    const frames: EncodedFrame[] = [];
     for (const out of outs) {
       stats.players += out.players;
       stats.mobs += out.mobs;
       stats.fanout += out.fanout;
       stats.dropped += out.dropped;
-      const v = out.views;
-      for (let k = 0; k < v.length; ) {
-        const p = v[k]!;
-        const ne = v[k + 1]!;
-        const nu = v[k + 2]!;
-        const nl = v[k + 3]!;
-        k += 4;
-        const s = this.byEntity.get(p);
-        if (!s) {
-          k += ne + nu + nl;
-          continue;
-        }
-        const f = frameFor(s.gateway);
-        const sv = sessionView(s);
-        const ents = f.frame.ents;
-        for (let e = 0; e < ne + nu; e++) {
-          const id = v[k++]!;
-          if (f.stamp[id] !== stamp) {
-            f.stamp[id] = stamp;
-            f.at[id] = ents.length;
-            if (stateStamp[id] !== stamp) {
-              stateStamp[id] = stamp;
-              states[id] = this.entityState(id, viewBank);
-            }
-            ents.push(states[id]!);
-          }
-          (e < ne ? sv.enter : sv.update).push(f.at[id]!);
-        }
-        for (let e = 0; e < nl; e++) sv.leave.push(v[k++]!);
-      }
+      for (let k = 0; k < 3; k++) stats.corrections[k]! += out.corrections[k]!;
+      frames.push(...out.frames);
     }
 
     // Events, in an order that does not depend on how entities were split across threads.
@@ -421,15 +352,7 @@ export class MapSim {
     const events = this.pendingEvents;
     this.pendingEvents = [];
     const at = (i: number): [number, number] => [a.x[bank * a.capacity + i]!, a.y[bank * a.capacity + i]!];
-    for (const [type, p1, p2, p3, p4, p5, p6] of raw as number[][] as [
-      number,
-      number,
-      number,
-      number,
-      number,
-      number,
-      number,
-    ][]) {
+    for (const [type, p1, p2, p3, p4] of raw as Array<[number, number, number, number, number]>) {
       switch (type) {
         case OUT_HIT:
           events.push({
@@ -468,25 +391,9 @@ export class MapSim {
             to: this.recipients(...at(p1), bank),
           });
           break;
-        case OUT_CORRECTION: {
-          const s = this.byEntity.get(p1);
-          if (!s) break;
-          const sv = sessionView(s);
-          sv.corrections ??= [];
-          sv.corrections.push({
-            seq: p2,
-            kind: CORR_KINDS[p3]!,
-            x: p4 / FIXED,
-            y: p5 / FIXED,
-            reason: REASONS[p6]!,
-          });
-          break;
-        }
       }
     }
-    const out = new Map<string, AoiFrame>();
-    for (const [gw, f] of frames) out.set(gw, f.frame);
-    return { tick, frames: out, events, stats };
+    return { tick, frames, events, stats };
   }
 
   /**
@@ -498,28 +405,34 @@ export class MapSim {
     return this.finish(this.runSlices(slices));
   }
 
-  /** Runs every slice of the prepared tick on this thread. */
-  runSlices(slices = 1): SliceOutput[] {
-    while (this.inlineStates.length < slices) this.inlineStates.push(newSliceState());
-    const outs: SliceOutput[] = [];
+  /** Runs every slice of the prepared tick on this thread, as the workers would. */
+  runSlices(slices = 1): SliceResult[] {
+    while (this.inlineStates.length < slices)
+      this.inlineStates.push({ sim: newSliceState(), frames: newFrameScratch() });
+    const outs: SliceResult[] = [];
     for (let w = 0; w < slices; w++) {
-      outs.push(
-        runSlice(
-          {
-            arena: this.arena,
-            grid: this.grid,
-            map: this.def,
-            params: this.params,
-            tick: this.tick,
-            highWater: this.alloc.highWater,
-            worker: w,
-            workers: slices,
-          },
-          this.inlineStates[w]!,
-        ),
+      const st = this.inlineStates[w]!;
+      const out = runSlice(
+        {
+          arena: this.arena,
+          grid: this.grid,
+          map: this.def,
+          params: this.params,
+          tick: this.tick,
+          highWater: this.alloc.highWater,
+          worker: w,
+          workers: slices,
+        },
+        st.sim,
       );
+      outs.push(assembleFrames(this.arena, this.bank, this.tick, this.frameContext(), out, st.frames));
     }
     return outs;
+  }
+
+  /** What frame assembly needs besides the arena. */
+  frameContext(): FrameContext {
+    return { map: this.def.name, mode: this.mode, fence: this.fence, sessions: this.byEntity };
   }
 
   /** Sessions whose character is within view of (x, y). */
@@ -533,19 +446,7 @@ export class MapSim {
   }
 
   entityState(i: number, bank = this.bank): EntityState {
-    const a = this.arena;
-    const c = bank * a.capacity + i;
-    const player = a.kind[i] === KIND_PLAYER;
-    return {
-      id: i,
-      kind: player ? "player" : "mob",
-      x: round16(a.x[c]!),
-      y: round16(a.y[c]!),
-      hp: a.hp[c]!,
-      maxHp: a.maxHp[i]!,
-      alive: (a.flags[c]! & FLAG_ALIVE) !== 0,
-      name: player ? (this.byEntity.get(i)?.name ?? "") : MOB_TYPES[a.mobType[i]!]!.name,
-    };
+    return entityState(this.arena, i, bank, this.byEntity);
   }
 
   /** Every live entity's public state plus the sessions' progress: equal digests, equal worlds. */
