@@ -242,7 +242,7 @@ export const P2PPolicySpec = Type.Object(
         minimum: -1000,
         maximum: 1000,
         description:
-          "When policies overlap on a zone, the highest priority wins (then the oldest, then name).",
+          "When policies overlap on a zone, the highest priority wins, then the name that sorts first; the losers list the conflict in status.",
       }),
     ),
   },

@@ -84,6 +84,28 @@ describe("compiler", () => {
     expect(on[1]!.enabled).toBe(true);
   });
 
+  it("keeps a map set to Deny server-only, even in a policy that includes towns", () => {
+    const maps = [
+      { name: "prontera", type: "Town", p2p: "Deny" },
+      { name: "prt_fild01", type: "Field", p2p: "Deny" },
+      { name: "prt_fild02", type: "Field", p2p: "Inherit" },
+    ];
+    const out = compile({
+      policies: [policy("all", { zoneSelector: {}, enabled: true, includeTowns: true })],
+      zones: [zone("denied", {}, maps), zone("all-denied", {}, maps.slice(0, 2))],
+      regions: [region],
+    }).zones;
+    const byName = (n: string) => out.find((z) => z.zone === n)!;
+    expect(byName("denied").maps.map((m) => [m.name, m.p2p])).toEqual([
+      ["prontera", false],
+      ["prt_fild01", false],
+      ["prt_fild02", true],
+    ]);
+    expect(byName("denied").enabled).toBe(true);
+    expect(byName("all-denied").enabled).toBe(false);
+    expect(byName("all-denied").reason).toMatch(/Deny/);
+  });
+
   it("resolves overlaps by priority, then name, and reports the conflict on every policy involved", () => {
     const out = compile({
       policies: [

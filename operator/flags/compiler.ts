@@ -69,7 +69,7 @@ export interface ZoneInput {
   metadata: ObjectMetaInput;
   spec?: {
     regionRef?: string | { name?: string };
-    maps?: readonly { name: string; type?: string }[];
+    maps?: readonly { name: string; type?: string; p2p?: string }[];
   };
 }
 
@@ -290,7 +290,8 @@ function zoneDoc(
   const maps: MapFlags[] = (z.spec?.maps ?? [])
     .map((m) => {
       const type = m.type ?? "Field";
-      return { name: m.name, type, p2p: type !== TOWN_MAP_TYPE || includeTowns };
+      // A map marked Deny stays server-only whatever the policy says; towns need includeTowns.
+      return { name: m.name, type, p2p: m.p2p !== "Deny" && (type !== TOWN_MAP_TYPE || includeTowns) };
     })
     .sort((a, b) => cmp(a.name, b.name));
 
@@ -304,7 +305,7 @@ function zoneDoc(
   else if (rolloutBucket(`${ns}/${name}`) >= rollout)
     reason = `outside the ${rollout}% rollout of policy ${p.metadata.name}`;
   else if (maps.length > 0 && !maps.some((m) => m.p2p))
-    reason = "only town maps, and the policy does not include towns";
+    reason = "no map may go P2P (only town maps without includeTowns, or maps set to Deny)";
   else enabled = true;
 
   // Zone fallback: forced by the governing policy or by the zone's annotation.
