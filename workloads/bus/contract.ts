@@ -268,56 +268,90 @@ const KIND_CODES: Record<EntityKind, number> = { player: 0, mob: 1 };
 const utf8 = new TextEncoder();
 const fromUtf8 = new TextDecoder();
 
-// Layout: u32 count, u16 names, names (u16 length + UTF-8), then per entity
-// u32 id, u8 kind, u8 alive, u16 name, u32 x*16, u32 y*16, i32 hp, i32 maxHp (little endian).
-function packEntities(ents: readonly EntityState[]): Uint8Array {
-  const names = new Map<string, number>();
-  const encoded: Uint8Array[] = [];
-  let namesBytes = 0;
-  for (const e of ents) {
-    if (!names.has(e.name)) {
-      names.set(e.name, names.size);
-      const b = utf8.encode(e.name);
-      encoded.push(b);
-      namesBytes += 2 + b.length;
+/**
+ * Writes a packed entity table record by record, without EntityState objects (the map server's
+ * hot path). Layout, little endian: u32 count, then per entity u32 id, u8 kind, u8 alive,
+ * u16 name index, u32 x*16, u32 y*16, i32 hp, i32 maxHp; then u16 name count and the names
+ * (u16 length + UTF-8).
+ */
+export class EntityTableWriter {
+  private buf = new Uint8Array(4 + 64 * ENTITY_RECORD);
+  private dv = new DataView(this.buf.buffer);
+  private readonly names = new Map<string, number>();
+  count = 0;
+
+  /** Appends one entity; returns its index in the table. */
+  add(
+    id: number,
+    kind: EntityKind,
+    alive: boolean,
+    name: string,
+    x: number,
+    y: number,
+    hp: number,
+    maxHp: number,
+  ) {
+    const o = 4 + this.count * ENTITY_RECORD;
+    if (o + ENTITY_RECORD > this.buf.length) {
+      const b = new Uint8Array(this.buf.length * 2);
+      b.set(this.buf);
+      this.buf = b;
+      this.dv = new DataView(b.buffer);
     }
+    let n = this.names.get(name);
+    if (n === undefined) {
+      n = this.names.size;
+      this.names.set(name, n);
+    }
+    const dv = this.dv;
+    dv.setUint32(o, id, true);
+    dv.setUint8(o + 4, KIND_CODES[kind]);
+    dv.setUint8(o + 5, alive ? 1 : 0);
+    dv.setUint16(o + 6, n, true);
+    dv.setUint32(o + 8, Math.round(x * 16), true);
+    dv.setUint32(o + 12, Math.round(y * 16), true);
+    dv.setInt32(o + 16, hp, true);
+    dv.setInt32(o + 20, maxHp, true);
+    return this.count++;
   }
-  const out = new Uint8Array(6 + namesBytes + ents.length * ENTITY_RECORD);
-  const dv = new DataView(out.buffer);
-  dv.setUint32(0, ents.length, true);
-  dv.setUint16(4, names.size, true);
-  let o = 6;
-  for (const b of encoded) {
-    dv.setUint16(o, b.length, true);
-    out.set(b, o + 2);
-    o += 2 + b.length;
+
+  finish(): Uint8Array {
+    const encoded = [...this.names.keys()].map((k) => utf8.encode(k));
+    const end = 4 + this.count * ENTITY_RECORD;
+    const out = new Uint8Array(end + 2 + encoded.reduce((n, b) => n + 2 + b.length, 0));
+    out.set(this.buf.subarray(0, end));
+    const dv = new DataView(out.buffer);
+    dv.setUint32(0, this.count, true);
+    dv.setUint16(end, encoded.length, true);
+    let o = end + 2;
+    for (const b of encoded) {
+      dv.setUint16(o, b.length, true);
+      out.set(b, o + 2);
+      o += 2 + b.length;
+    }
+    return out;
   }
-  for (const e of ents) {
-    dv.setUint32(o, e.id, true);
-    dv.setUint8(o + 4, KIND_CODES[e.kind]);
-    dv.setUint8(o + 5, e.alive ? 1 : 0);
-    dv.setUint16(o + 6, names.get(e.name)!, true);
-    dv.setUint32(o + 8, Math.round(e.x * 16), true);
-    dv.setUint32(o + 12, Math.round(e.y * 16), true);
-    dv.setInt32(o + 16, e.hp, true);
-    dv.setInt32(o + 20, e.maxHp, true);
-    o += ENTITY_RECORD;
-  }
-  return out;
+}
+
+function packEntities(ents: readonly EntityState[]): Uint8Array {
+  const w = new EntityTableWriter();
+  for (const e of ents) w.add(e.id, e.kind, e.alive, e.name, e.x, e.y, e.hp, e.maxHp);
+  return w.finish();
 }
 
 function unpackEntities(data: Uint8Array): EntityState[] {
   const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
   const n = dv.getUint32(0, true);
+  let o = 4 + n * ENTITY_RECORD;
+  if (o + 2 > data.length) throw new RangeError("truncated entity table");
   const names: string[] = [];
-  let o = 6;
-  for (let k = dv.getUint16(4, true); k > 0; k--) {
-    const len = dv.getUint16(o, true);
-    names.push(fromUtf8.decode(data.subarray(o + 2, o + 2 + len)));
-    o += 2 + len;
+  for (let k = dv.getUint16(o, true), p = o + 2; k > 0; k--) {
+    const len = dv.getUint16(p, true);
+    names.push(fromUtf8.decode(data.subarray(p + 2, p + 2 + len)));
+    p += 2 + len;
   }
-  if (o + n * ENTITY_RECORD > data.length) throw new RangeError("truncated entity table");
   const ents: EntityState[] = new Array(n);
+  o = 4;
   for (let i = 0; i < n; i++, o += ENTITY_RECORD) {
     ents[i] = {
       id: dv.getUint32(o, true),
@@ -336,7 +370,8 @@ function unpackEntities(data: Uint8Array): EntityState[] {
 const codec = new ExtensionCodec();
 codec.register({
   type: ENTITY_TABLE_EXT,
-  encode: (v: unknown) => (v instanceof EntityTable ? packEntities(v.ents) : null),
+  encode: (v: unknown) =>
+    v instanceof EntityTableWriter ? v.finish() : v instanceof EntityTable ? packEntities(v.ents) : null,
   decode: (data: Uint8Array) => unpackEntities(data),
 });
 
@@ -351,6 +386,11 @@ export function decode<T>(data: Uint8Array): T {
 /** An AoiFrame with its entity table packed (see the header); `decode` returns the same frame. */
 export function encodeFrame(frame: AoiFrame): Uint8Array {
   return encode({ ...frame, ents: new EntityTable(frame.ents) });
+}
+
+/** The same, for a frame whose entity table was written with an EntityTableWriter. */
+export function encodeFrameWith(frame: Omit<AoiFrame, "ents">, ents: EntityTableWriter): Uint8Array {
+  return encode({ ...frame, ents });
 }
 
 /** The JetStream message id of one map's event batch (deduplicated by the stream). */

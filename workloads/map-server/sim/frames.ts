@@ -9,7 +9,8 @@ import {
   type AoiFrame,
   type Correction,
   type EntityState,
-  encodeFrame,
+  EntityTableWriter,
+  encodeFrameWith,
   type MapMode,
   type SessionView,
 } from "../../bus/contract.ts";
@@ -108,7 +109,11 @@ export function assembleFrames(
   scratch: FrameScratch,
 ): SliceResult {
   const stamp = ++scratch.stamp;
-  const frames = new Map<string, { frame: AoiFrame; stamp: Int32Array; at: Int32Array }>();
+  const cap = a.capacity;
+  const frames = new Map<
+    string,
+    { frame: Omit<AoiFrame, "ents">; ents: EntityTableWriter; stamp: Int32Array; at: Int32Array }
+  >();
   const frameFor = (gw: string) => {
     let f = frames.get(gw);
     if (!f) {
@@ -118,7 +123,8 @@ export function assembleFrames(
         scratch.gateways.set(gw, idx);
       }
       f = {
-        frame: { v: 1, map: ctx.map, tick, mode: ctx.mode, fence: ctx.fence, ents: [], views: [] },
+        frame: { v: 1, map: ctx.map, tick, mode: ctx.mode, fence: ctx.fence, views: [] },
+        ents: new EntityTableWriter(),
         ...idx,
       };
       frames.set(gw, f);
@@ -149,15 +155,27 @@ export function assembleFrames(
     }
     const f = frameFor(s.gateway);
     const sv = sessionView(p, s);
-    const ents = f.frame.ents;
+    const ents = f.ents;
+    const fs = f.stamp;
+    const at = f.at;
     for (let e = 0; e < ne + nu; e++) {
       const id = v[k++]!;
-      if (f.stamp[id] !== stamp) {
-        f.stamp[id] = stamp;
-        f.at[id] = ents.length;
-        ents.push(entityState(a, id, bank, ctx.sessions));
+      if (fs[id] !== stamp) {
+        fs[id] = stamp;
+        const c = bank * cap + id;
+        const player = a.kind[id] === KIND_PLAYER;
+        at[id] = ents.add(
+          id,
+          player ? "player" : "mob",
+          (a.flags[c]! & FLAG_ALIVE) !== 0,
+          player ? (ctx.sessions.get(id)?.name ?? "") : MOB_TYPES[a.mobType[id]!]!.name,
+          a.x[c]!,
+          a.y[c]!,
+          a.hp[c]!,
+          a.maxHp[id]!,
+        );
       }
-      (e < ne ? sv.enter : sv.update).push(f.at[id]!);
+      (e < ne ? sv.enter : sv.update).push(at[id]!);
     }
     for (let e = 0; e < nl; e++) sv.leave.push(v[k++]!);
   }
@@ -185,7 +203,7 @@ export function assembleFrames(
   }
   return {
     events,
-    frames: [...frames].map(([gateway, f]) => ({ gateway, data: encodeFrame(f.frame) })),
+    frames: [...frames].map(([gateway, f]) => ({ gateway, data: encodeFrameWith(f.frame, f.ents) })),
     players: out.players,
     mobs: out.mobs,
     fanout: out.fanout,
