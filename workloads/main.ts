@@ -32,6 +32,11 @@ export const WORKLOADS: Workload[] = [
     description: "client WebSocket gateway; routes play to map servers over NATS",
     run: async () => (await import("./gateway/main.ts")).run(),
   },
+  {
+    name: "coordinator",
+    description: "P2P coordinator: WebRTC signaling and meshes per zone, shared across replicas over NATS",
+    run: async () => (await import("./coordinator/main.ts")).run(),
+  },
 ];
 
 export function program(): Command {

@@ -1,0 +1,508 @@
+// MeshClient: how a P2P client takes part in meshes through the coordinator. It joins with its
+// character token, gateway session and entity; heartbeats its position and link quality; holds
+// a werift data channel with each mesh mate the coordinator names (the lower peer id offers);
+// and probes its links for round trip, loss and jitter.
+//
+// It falls back to the server relay (status "fallback": every link closed, the game client
+// walks through the gateway) when the coordinator stops answering heartbeats or its socket
+// closes, or when the coordinator puts the zone in fallback; it reconnects by itself (any
+// replica, with backoff) and goes back to "p2p" once joined again. A pair whose link does not
+// open in time is reported and relayed by the server, the rest of the mesh stays direct.
+import { type RTCDataChannel, RTCPeerConnection, type RTCPeerConnectionConfig } from "werift";
+import { WebSocket } from "ws";
+import { LOOPBACK_ICE } from "../client/p2p.ts";
+import {
+  decodeCoord,
+  encodeCoord,
+  type FromCoordinator,
+  isCoordFrame,
+  type ProbeMessage,
+  type Quality,
+  type ToCoordinator,
+} from "./messages.ts";
+
+export type MeshStatus = "idle" | "connecting" | "p2p" | "fallback";
+
+export interface MeshClientOptions {
+  /** Coordinator replicas (ws:// URLs); tried in turn. */
+  urls: string[];
+  token: string;
+  session: string;
+  entity: number;
+  /** The player's position, sent with heartbeats. */
+  position: () => { x: number; y: number };
+  ice?: Partial<RTCPeerConnectionConfig> | ((peer: string) => Partial<RTCPeerConnectionConfig>);
+  /** Declared spare uplink, kbit/s (host choice). Default 2000. */
+  kbps?: number;
+  /** A link not open after this long is reported failed and relayed. Default 20 s. */
+  linkTimeoutMs?: number;
+  probeMs?: number;
+  reconnectMinMs?: number;
+  reconnectMaxMs?: number;
+}
+
+interface Link {
+  peer: string;
+  session: string;
+  entity: number;
+  pc?: RTCPeerConnection;
+  dc?: RTCDataChannel;
+  open: boolean;
+  /** Exchanges through the server relay (no direct connection). */
+  relayed: boolean;
+  timer?: NodeJS.Timeout;
+  probes: Map<number, number>;
+  rtts: number[];
+  outcomes: boolean[];
+}
+
+const WINDOW = 20;
+
+export class MeshClient {
+  status: MeshStatus = "idle";
+  reason = "";
+  /** The coordinator's name for this peer, and its replica. */
+  peerId = "";
+  replica = "";
+  zone = "";
+  /** Mesh -> host peer, as the coordinator chose them. */
+  readonly hosts = new Map<string, string>();
+  /** Called on every status change. */
+  onStatus?: (status: MeshStatus, reason: string) => void;
+  /** Called when the set of open links changes. */
+  onLinks?: () => void;
+  /** A frame from a mate that is not a probe (the game's peer messages). */
+  onPeerFrame?: (peer: string, entity: number, frame: Uint8Array) => void;
+  private readonly opts: MeshClientOptions;
+  private readonly links = new Map<string, Link>();
+  private ws?: WebSocket;
+  private running = false;
+  private urlIndex = 0;
+  private backoff: number;
+  private heartbeatMs = 200;
+  private timeoutMs = 1500;
+  private lastAck = 0;
+  private unanswered = 0;
+  private hbTimer?: NodeJS.Timeout;
+  private probeTimer?: NodeJS.Timeout;
+  private retryTimer?: NodeJS.Timeout;
+  private probeN = 0;
+  private zoneP2P = true;
+
+  constructor(opts: MeshClientOptions) {
+    this.opts = opts;
+    this.backoff = opts.reconnectMinMs ?? 100;
+  }
+
+  /** Peers with an open data channel. */
+  get connectedPeers(): string[] {
+    return [...this.links.values()].filter((l) => l.open).map((l) => l.peer);
+  }
+
+  /** Gateway sessions of the peers heard directly (the gateway stops relaying their moves). */
+  get connectedSessions(): string[] {
+    return [...this.links.values()].filter((l) => l.open).map((l) => l.session);
+  }
+
+  /** Mates the coordinator named, open or not. */
+  get mates(): string[] {
+    return [...this.links.keys()];
+  }
+
+  get relayedPeers(): string[] {
+    return [...this.links.values()].filter((l) => l.relayed).map((l) => l.peer);
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.setStatus("connecting", "joining the coordinator");
+    this.connect();
+  }
+
+  /** Leaves the mesh: says goodbye, closes every link, stops reconnecting. */
+  stop(reason = "stopped"): void {
+    this.running = false;
+    clearTimeout(this.retryTimer);
+    this.stopTimers();
+    this.closeLinks();
+    const ws = this.ws;
+    this.ws = undefined;
+    if (ws?.readyState === WebSocket.OPEN) {
+      ws.send(encodeCoord({ type: "leave" }));
+      ws.close(1000);
+    } else ws?.terminate();
+    this.setStatus("idle", reason);
+  }
+
+  /** Sends a frame to every open link. */
+  broadcast(frame: Uint8Array): void {
+    for (const l of this.links.values())
+      if (l.open && l.dc?.readyState === "open") l.dc.send(Buffer.from(frame));
+  }
+
+  /** The link quality reported with heartbeats. */
+  quality(): Quality {
+    const open = [...this.links.values()].filter((l) => l.open);
+    const medians = open.filter((l) => l.rtts.length > 0).map((l) => median(l.rtts));
+    let lost = 0;
+    let total = 0;
+    let jitter = 0;
+    let jn = 0;
+    for (const l of open) {
+      total += l.outcomes.length;
+      lost += l.outcomes.filter((ok) => !ok).length;
+      for (let i = 1; i < l.rtts.length; i++) {
+        jitter += Math.abs(l.rtts[i]! - l.rtts[i - 1]!);
+        jn++;
+      }
+    }
+    return {
+      rttMs: medians.length ? median(medians) : 0,
+      lossPercent: total ? (100 * lost) / total : 0,
+      jitterMs: jn ? jitter / jn : 0,
+      kbps: this.opts.kbps ?? 2000,
+      open: open.length,
+    };
+  }
+
+  // ---- the coordinator connection ---------------------------------------------------------------
+
+  private connect(): void {
+    if (!this.running) return;
+    const url = this.opts.urls[this.urlIndex % this.opts.urls.length]!;
+    const ws = new WebSocket(url, { perMessageDeflate: false });
+    this.ws = ws;
+    ws.binaryType = "nodebuffer";
+    ws.on("open", () => {
+      const p = this.opts.position();
+      this.send({
+        type: "join",
+        token: this.opts.token,
+        session: this.opts.session,
+        entity: this.opts.entity,
+        ...p,
+      });
+    });
+    ws.on("message", (data, isBinary) => {
+      if (this.ws !== ws || !isBinary) return;
+      let m: FromCoordinator;
+      try {
+        m = decodeCoord(data as Buffer, "s2c");
+      } catch {
+        ws.terminate();
+        return;
+      }
+      this.onMessage(m);
+    });
+    ws.on("error", () => ws.terminate());
+    ws.on("close", () => {
+      if (this.ws !== ws) return;
+      this.ws = undefined;
+      this.lost("coordinator unreachable");
+    });
+  }
+
+  /** The coordinator is gone: server relay for everything, then try again (next replica). */
+  private lost(reason: string): void {
+    this.stopTimers();
+    this.closeLinks();
+    if (!this.running) return;
+    this.setStatus("fallback", reason);
+    this.urlIndex++;
+    const delay = this.backoff;
+    this.backoff = Math.min(this.backoff * 2, this.opts.reconnectMaxMs ?? 2000);
+    this.retryTimer = setTimeout(() => this.connect(), delay);
+  }
+
+  private stopTimers(): void {
+    clearInterval(this.hbTimer);
+    clearInterval(this.probeTimer);
+    this.hbTimer = undefined;
+    this.probeTimer = undefined;
+  }
+
+  private send(m: ToCoordinator): void {
+    if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(encodeCoord(m));
+  }
+
+  private heartbeat(): void {
+    // Misses are heartbeats sent and not answered: a stalled event loop here sends none, so it
+    // is not mistaken for a silent coordinator.
+    if (this.unanswered >= this.missLimit() && Date.now() - this.lastAck > this.timeoutMs) {
+      // Heartbeat misses, not ICE consent: the coordinator (or the way to it) stopped answering.
+      const ws = this.ws;
+      this.ws = undefined;
+      ws?.terminate();
+      this.lost("coordinator stopped answering heartbeats");
+      return;
+    }
+    const p = this.opts.position();
+    this.unanswered++;
+    this.send({ type: "heartbeat", t: Date.now(), ...p, q: this.quality() });
+  }
+
+  private missLimit(): number {
+    return Math.max(2, Math.floor(this.timeoutMs / this.heartbeatMs));
+  }
+
+  private onMessage(m: FromCoordinator): void {
+    switch (m.type) {
+      case "joined":
+        this.peerId = m.peer;
+        this.zone = m.zone;
+        this.replica = m.replica;
+        this.heartbeatMs = m.heartbeatMs;
+        this.timeoutMs = m.timeoutMs;
+        this.lastAck = Date.now();
+        this.unanswered = 0;
+        this.backoff = this.opts.reconnectMinMs ?? 100;
+        this.zoneP2P = true;
+        this.stopTimers();
+        this.hbTimer = setInterval(() => this.heartbeat(), this.heartbeatMs);
+        this.probeTimer = setInterval(() => this.probe(), this.opts.probeMs ?? 1000);
+        this.setStatus("p2p", `joined ${m.zone} on ${m.replica}`);
+        return;
+      case "ack":
+        this.lastAck = Date.now();
+        this.unanswered = 0;
+        return;
+      case "zoneMode":
+        this.zoneP2P = m.mode === "p2p";
+        if (!this.zoneP2P) this.closeLinks();
+        this.setStatus(this.zoneP2P ? "p2p" : "fallback", m.reason || `zone ${m.mode}`);
+        return;
+      case "peerJoined": {
+        const known = this.links.get(m.peer);
+        if (known) {
+          // Its offer came first: now we know who it is.
+          known.session = m.session;
+          known.entity = m.entity;
+          if (known.open) this.onLinks?.();
+          return;
+        }
+        const l = this.newLink(m.peer, m.session, m.entity);
+        if (m.offerer) void this.offer(l).catch(() => this.fail(l));
+        return;
+      }
+      case "peerLeft":
+        this.drop(m.peer);
+        return;
+      case "offerFrom":
+        void this.answer(m.peer, m.sdp).catch(() => {
+          const l = this.links.get(m.peer);
+          if (l) this.fail(l);
+        });
+        return;
+      case "answerFrom": {
+        const l = this.links.get(m.peer);
+        if (l?.pc?.signalingState === "have-local-offer")
+          void l.pc.setRemoteDescription({ type: "answer", sdp: m.sdp }).catch(() => this.fail(l));
+        return;
+      }
+      case "candidateFrom": {
+        const l = this.links.get(m.peer);
+        if (l?.pc) void l.pc.addIceCandidate(JSON.parse(m.candidate)).catch(() => undefined);
+        return;
+      }
+      case "relay": {
+        const l = this.links.get(m.peer);
+        if (l) this.toRelay(l);
+        return;
+      }
+      case "host":
+        this.hosts.set(m.mesh, m.peer);
+        return;
+      case "refused":
+        this.reason = `${m.reason}: ${m.message}`;
+        return;
+    }
+  }
+
+  private setStatus(s: MeshStatus, reason: string): void {
+    this.reason = reason;
+    if (s === this.status) return;
+    this.status = s;
+    this.onStatus?.(s, reason);
+  }
+
+  // ---- links ---------------------------------------------------------------------------------------
+
+  private iceFor(peer: string): Partial<RTCPeerConnectionConfig> {
+    const ice = this.opts.ice ?? LOOPBACK_ICE;
+    return typeof ice === "function" ? ice(peer) : ice;
+  }
+
+  private newLink(peer: string, session: string, entity: number): Link {
+    const l: Link = {
+      peer,
+      session,
+      entity,
+      open: false,
+      relayed: false,
+      probes: new Map(),
+      rtts: [],
+      outcomes: [],
+    };
+    this.links.set(peer, l);
+    l.timer = setTimeout(() => {
+      if (!l.open && this.links.get(peer) === l) this.fail(l);
+    }, this.opts.linkTimeoutMs ?? 20_000);
+    return l;
+  }
+
+  private connection(l: Link): RTCPeerConnection {
+    const pc = new RTCPeerConnection(this.iceFor(l.peer));
+    l.pc = pc;
+    pc.onDataChannel.subscribe((dc) => this.wire(l, dc));
+    pc.connectionStateChange.subscribe((s) => {
+      if ((s === "failed" || s === "closed") && this.links.get(l.peer) === l && !l.relayed) {
+        if (l.open) this.drop(l.peer);
+        else this.fail(l);
+      }
+    });
+    return pc;
+  }
+
+  private async offer(l: Link): Promise<void> {
+    const pc = this.connection(l);
+    // Movement is superseded by the next one: unordered, no retransmits.
+    this.wire(l, pc.createDataChannel("mesh", { ordered: false, maxRetransmits: 0 }));
+    await pc.setLocalDescription(await pc.createOffer());
+    await gathered(pc);
+    if (this.links.get(l.peer) !== l) return;
+    this.send({ type: "offer", peer: l.peer, sdp: pc.localDescription!.sdp });
+  }
+
+  private async answer(peer: string, sdp: string): Promise<void> {
+    // An offer may come before the coordinator named the peer to us (views converge): the
+    // coordinator only forwards it between mates of one zone, so it is accepted.
+    const l = this.links.get(peer) ?? this.newLink(peer, "", 0);
+    if (l.relayed || l.pc) return;
+    const pc = this.connection(l);
+    await pc.setRemoteDescription({ type: "offer", sdp });
+    await pc.setLocalDescription(await pc.createAnswer());
+    await gathered(pc);
+    if (this.links.get(peer) !== l) return;
+    this.send({ type: "answer", peer, sdp: pc.localDescription!.sdp });
+  }
+
+  private wire(l: Link, dc: RTCDataChannel): void {
+    l.dc = dc;
+    const opened = () => {
+      if (l.open || this.links.get(l.peer) !== l) return;
+      l.open = true;
+      clearTimeout(l.timer);
+      this.send({ type: "link", peer: l.peer, state: "open" });
+      this.onLinks?.();
+    };
+    dc.stateChanged.subscribe((s) => {
+      if (s === "open") opened();
+      else if (s === "closed" && this.links.get(l.peer) === l && l.open) this.drop(l.peer);
+    });
+    if (dc.readyState === "open") opened();
+    dc.onMessage.subscribe((data) => {
+      if (typeof data === "string") return;
+      if (isCoordFrame(data)) this.onProbe(l, data);
+      else this.onPeerFrame?.(l.peer, l.entity, data);
+    });
+  }
+
+  private onProbe(l: Link, frame: Uint8Array): void {
+    let m: ProbeMessage;
+    try {
+      m = decodeCoord(frame, "p2p");
+    } catch {
+      return; // a peer is not trusted
+    }
+    if (m.type === "probe") {
+      if (l.dc?.readyState === "open")
+        l.dc.send(Buffer.from(encodeCoord({ type: "probeAck", n: m.n, t: m.t })));
+      return;
+    }
+    const sent = l.probes.get(m.n);
+    if (sent === undefined) return;
+    l.probes.delete(m.n);
+    push(l.rtts, performance.now() - sent);
+    push(l.outcomes, true);
+  }
+
+  private probe(): void {
+    const now = performance.now();
+    for (const l of this.links.values()) {
+      if (!l.open || l.dc?.readyState !== "open") continue;
+      // Unanswered for three periods: lost.
+      for (const [n, t] of l.probes)
+        if (now - t > 3 * (this.opts.probeMs ?? 1000)) {
+          l.probes.delete(n);
+          push(l.outcomes, false);
+        }
+      const n = ++this.probeN;
+      l.probes.set(n, now);
+      l.dc.send(Buffer.from(encodeCoord({ type: "probe", n, t: Date.now() })));
+    }
+  }
+
+  /** The direct connection could not be made: report it; the pair goes through the server relay. */
+  private fail(l: Link): void {
+    if (this.links.get(l.peer) !== l || l.relayed) return;
+    this.send({ type: "link", peer: l.peer, state: "failed" });
+    this.toRelay(l);
+  }
+
+  private toRelay(l: Link): void {
+    const wasOpen = l.open;
+    l.relayed = true;
+    l.open = false;
+    clearTimeout(l.timer);
+    void l.pc?.close().catch(() => undefined);
+    l.pc = undefined;
+    l.dc = undefined;
+    if (wasOpen) this.onLinks?.();
+  }
+
+  private drop(peer: string): void {
+    const l = this.links.get(peer);
+    if (!l) return;
+    this.links.delete(peer);
+    clearTimeout(l.timer);
+    void l.pc?.close().catch(() => undefined);
+    if (l.open) {
+      this.send({ type: "link", peer, state: "closed" });
+      this.onLinks?.();
+    }
+  }
+
+  private closeLinks(): void {
+    const hadOpen = this.connectedPeers.length > 0;
+    for (const l of this.links.values()) {
+      clearTimeout(l.timer);
+      void l.pc?.close().catch(() => undefined);
+    }
+    this.links.clear();
+    if (hadOpen) this.onLinks?.();
+  }
+}
+
+function push<T>(xs: T[], x: T): void {
+  xs.push(x);
+  if (xs.length > WINDOW) xs.shift();
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+function gathered(pc: RTCPeerConnection): Promise<void> {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const { unSubscribe } = pc.iceGatheringStateChange.subscribe((s) => {
+      if (s === "complete") {
+        unSubscribe();
+        resolve();
+      }
+    });
+  });
+}

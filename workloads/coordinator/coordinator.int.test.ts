@@ -1,0 +1,202 @@
+// The coordinator with real werift peers over loopback and replicas sharing state over the
+// real NATS of the integration environment.
+import { randomBytes } from "node:crypto";
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
+import { WebSocket } from "ws";
+import { LOOPBACK_ICE } from "../client/p2p.ts";
+import { eventually } from "../runtime/flags/testing.ts";
+import type { MeshClient } from "./client.ts";
+import { decodeCoord, encodeCoord } from "./messages.ts";
+import {
+  meshClient,
+  startTestCoordinator,
+  TEST_THRESHOLDS,
+  type TestCoordinator,
+  type TestKeys,
+  testKeys,
+} from "./testing.ts";
+
+const env = inject("localEnv");
+const ZONES = { z1: ["prt_fild01", "prt_fild02"], z2: ["pay_fild01"] };
+
+describe("coordinator", () => {
+  let keys: TestKeys;
+  let coords: TestCoordinator[] = [];
+  let clients: MeshClient[] = [];
+  let region: string;
+
+  beforeAll(async () => {
+    keys = await testKeys();
+  });
+
+  afterEach(async () => {
+    for (const c of clients) c.stop();
+    clients = [];
+    await Promise.allSettled(coords.map((c) => c.stop()));
+    coords = [];
+  });
+
+  afterAll(async () => {
+    for (const c of clients) c.stop();
+  });
+
+  // One process hosts every werift peer here: its event loop lags by up to seconds while tens
+  // of DTLS handshakes run, which probes read as round trip. Quality thresholds are the
+  // fallback tests' business; here they are out of the way.
+  const relaxed = {
+    ...TEST_THRESHOLDS,
+    latencyMs: { warn: 60_000, critical: 60_000, max: 60_000 },
+    jitterMs: { warn: 60_000, critical: 60_000 },
+    coordinatorTimeoutMs: 5000,
+  };
+
+  async function replica(name: string, maxPeers = 10): Promise<TestCoordinator> {
+    const c = await startTestCoordinator({
+      natsUrl: env.natsUrl!,
+      region,
+      replica: name,
+      keys,
+      zones: ZONES,
+      policy: { maxPeers, thresholds: relaxed, warmupMs: 600_000 },
+    });
+    coords.push(c);
+    return c;
+  }
+
+  async function join(
+    urls: string[],
+    id: string,
+    map: string,
+    x: number,
+    y: number,
+    extra: Parameters<typeof meshClient>[6] = {},
+  ): Promise<MeshClient> {
+    const c = await meshClient(keys, urls, id, map, x, y, { linkTimeoutMs: 60_000, ...extra });
+    clients.push(c);
+    c.start();
+    return c;
+  }
+
+  const fresh = () => {
+    region = `r${randomBytes(4).toString("hex")}`;
+  };
+
+  it("forms a 30-peer zone mesh: meshes of at most maxPeers, every data channel open", async () => {
+    fresh();
+    const a = await replica("coord-a", 10);
+    const ps: MeshClient[] = [];
+    for (let i = 0; i < 30; i++)
+      ps.push(await join([a.url], `p${i}`, "prt_fild01", 10 + (i % 20), 10 + (i % 7)));
+    await eventually(
+      "every peer with 9 open links",
+      () => ps.every((p) => p.mates.length === 9 && p.connectedPeers.length === 9),
+      120_000,
+    );
+    // Three meshes of ten: mates are mutual, and every mesh is complete.
+    const byId = new Map(ps.map((p) => [p.peerId, p]));
+    const meshes = new Set<string>();
+    for (const p of ps) {
+      for (const m of p.mates) expect(byId.get(m)!.mates).toContain(p.peerId);
+      meshes.add([p.peerId, ...p.mates].sort().join(","));
+      expect(p.status).toBe("p2p");
+      expect(p.relayedPeers).toEqual([]);
+    }
+    expect(meshes.size).toBe(3);
+    // A frame sent on the mesh reaches every mate directly.
+    const heard = new Set<string>();
+    for (const p of ps) p.onPeerFrame = (from) => from === ps[0]!.peerId && heard.add(p.peerId);
+    await eventually("the broadcast heard by all mates", () => {
+      ps[0]!.broadcast(new Uint8Array([1, 2, 3]));
+      return ps[0]!.mates.every((m) => heard.has(m));
+    });
+    // Each mesh got a host from among its members.
+    for (const p of ps) for (const host of p.hosts.values()) expect([p.peerId, ...p.mates]).toContain(host);
+    const z1 = a.coordinator.zoneStates().find((z) => z.zone === "z1")!;
+    expect(z1).toMatchObject({ mode: "p2p", peers: 30, relayed: 0 });
+  }, 180_000);
+
+  it("pairs peers connected to two replicas, and keeps zones apart", async () => {
+    fresh();
+    const a = await replica("coord-a");
+    const b = await replica("coord-b");
+    const ps = [
+      await join([a.url, b.url], "a1", "prt_fild01", 20, 20),
+      await join([b.url], "b1", "prt_fild01", 21, 20),
+      await join([a.url, b.url], "a2", "prt_fild02", 22, 20),
+      await join([b.url], "b2", "prt_fild01", 23, 20),
+    ];
+    // prt_fild02 is another map of the same zone: its peer meshes apart (another area).
+    const other = await join([b.url], "c1", "pay_fild01", 20, 20);
+    const same = [ps[0]!, ps[1]!, ps[3]!];
+    await eventually("a1, b1 and b2 meshed across replicas", () =>
+      same.every((p) => p.connectedPeers.length === 2),
+    );
+    expect(new Set(same.map((p) => p.replica))).toEqual(new Set(["coord-a", "coord-b"]));
+    expect(ps[2]!.mates).toEqual([]);
+    expect(other.mates).toEqual([]);
+    expect(other.zone).toBe("z2");
+
+    // A peer of zone z2 cannot signal a peer of z1, even knowing its id.
+    const raw = new WebSocket(b.url);
+    await new Promise((r) => raw.once("open", r));
+    const joined = new Promise<void>((resolve) =>
+      raw.on("message", (d) => decodeCoord(d as Buffer, "s2c").type === "joined" && resolve()),
+    );
+    raw.send(
+      encodeCoord({
+        type: "join",
+        token: await keys.token("c2", "pay_fild01"),
+        session: "s-c2",
+        entity: 99,
+        x: 1,
+        y: 1,
+      }),
+    );
+    await joined;
+    const refusedBefore = b.coordinator.stats.signalsRefused;
+    raw.send(encodeCoord({ type: "offer", peer: "b1", sdp: "v=0" }));
+    await eventually("the offer refused", () => b.coordinator.stats.signalsRefused > refusedBefore);
+    raw.close();
+
+    // One replica goes away: its peers reconnect to the other and the mesh forms again.
+    coords = coords.filter((c) => c !== a);
+    await a.stop();
+    await eventually("a1 meshed again through coord-b", () =>
+      same.every((p) => p.replica === "coord-b" && p.status === "p2p" && p.connectedPeers.length === 2),
+    );
+  }, 120_000);
+
+  it("relays a pair whose direct connection cannot be made, without pulling the zone into fallback", async () => {
+    fresh();
+    const a = await replica("coord-a");
+    // q1 and q2 cannot reach each other directly (every candidate pair filtered out on both
+    // sides), as behind symmetric NATs.
+    const blocked = { ...LOOPBACK_ICE, iceFilterCandidatePair: () => false };
+    const q = [
+      await join([a.url], "q1", "prt_fild01", 30, 30, {
+        linkTimeoutMs: 5000,
+        ice: (peer) => (peer === "q2" ? blocked : LOOPBACK_ICE),
+      }),
+      await join([a.url], "q2", "prt_fild01", 31, 30, {
+        linkTimeoutMs: 5000,
+        ice: (peer) => (peer === "q1" ? blocked : LOOPBACK_ICE),
+      }),
+      await join([a.url], "q3", "prt_fild01", 32, 30, { linkTimeoutMs: 5000 }),
+    ];
+    await eventually("q1-q3 and q2-q3 direct, q1-q2 relayed", () => {
+      const [q1, q2, q3] = q as [MeshClient, MeshClient, MeshClient];
+      return (
+        q3.connectedPeers.length === 2 &&
+        q1.relayedPeers.includes("q2") &&
+        q2.relayedPeers.includes("q1") &&
+        q1.connectedPeers.join() === "q3" &&
+        q2.connectedPeers.join() === "q3"
+      );
+    });
+    await eventually("the zone counts two relayed peers", () => {
+      const z = a.coordinator.zoneStates().find((s) => s.zone === "z1");
+      return z?.relayed === 2 && z.mode === "p2p";
+    });
+    for (const c of q) expect(c.status).toBe("p2p");
+  }, 120_000);
+});

@@ -1,0 +1,168 @@
+// `hybrid-workload coordinator`: the P2P coordinator. Settings from the environment:
+//   HYBRIDP2P_NATS_URL (required)            replicas share signaling state over NATS
+//   HYBRIDP2P_ETCD_ENDPOINTS                  the flag plane: map directory, per-zone mesh policy,
+//                                             fallback reports; without it HYBRIDP2P_COORDINATOR_MAPS
+//                                             (`zone=map1,map2;zone2=map3`) and the default policy
+//   HYBRIDP2P_FLAG_PREFIX, HYBRIDP2P_AUTH_KEYSET_FILE, HYBRIDP2P_COORDINATOR_PORT (7100),
+//   HYBRIDP2P_LISTEN_HOST, HYBRIDP2P_COORDINATOR_ALIVE_MS (100)
+// A zone that falls back (mesh quality) is reported through the flag client as a trigger.
+import { connect } from "@nats-io/transport-node";
+import { Gauge } from "prom-client";
+import { DEFAULT_KEYSET_FILE } from "../auth/config.ts";
+import { GatewayAuth } from "../auth/gateway.ts";
+import { flagDirectory } from "../gateway/flags.ts";
+import { ENV, type EnvReader } from "../runtime/config.ts";
+import { FlagClient } from "../runtime/flags/client.ts";
+import { connectFlagStore } from "../runtime/flags/etcd.ts";
+import { DEFAULT_RECOVERY } from "../runtime/flags/fallback.ts";
+import { DEFAULT_PREFIX, effectiveP2P } from "../runtime/flags/layout.ts";
+import { startWorkload } from "../runtime/workload.ts";
+import { Coordinator } from "./coordinator.ts";
+import { DEFAULT_AREA_CELLS, DEFAULT_THRESHOLDS, type MeshPolicy, policyFromFlags } from "./mesh.ts";
+
+export const DEFAULT_COORDINATOR_PORT = 7100;
+
+interface CoordinatorConfig {
+  natsUrl: string;
+  etcdEndpoints: string[];
+  flagPrefix: string;
+  staticMaps?: Record<string, string[]>;
+  keysetFile: string;
+  port: number;
+  host: string;
+  aliveMs: number;
+}
+
+function readConfig(r: EnvReader): CoordinatorConfig {
+  const etcd = (r.str(ENV.etcdEndpoints) ?? "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
+  const rawMaps = r.str("HYBRIDP2P_COORDINATOR_MAPS");
+  if (etcd.length === 0 && !rawMaps)
+    r.problem(ENV.etcdEndpoints, "is required unless HYBRIDP2P_COORDINATOR_MAPS is set");
+  let staticMaps: Record<string, string[]> | undefined;
+  if (rawMaps) {
+    staticMaps = {};
+    for (const part of rawMaps.split(";").filter((p) => p.trim())) {
+      const [zone, maps] = part.split("=");
+      if (!zone?.trim() || !maps?.trim())
+        r.problem("HYBRIDP2P_COORDINATOR_MAPS", "must look like zone=map1,map2");
+      else
+        staticMaps[zone.trim()] = maps
+          .split(",")
+          .map((m) => m.trim())
+          .filter(Boolean);
+    }
+  }
+  return {
+    natsUrl: r.url(ENV.natsUrl, ["nats", "tls"], { required: true }),
+    etcdEndpoints: etcd,
+    flagPrefix: r.str("HYBRIDP2P_FLAG_PREFIX", DEFAULT_PREFIX),
+    staticMaps,
+    keysetFile: r.str("HYBRIDP2P_AUTH_KEYSET_FILE", DEFAULT_KEYSET_FILE),
+    port: r.port("HYBRIDP2P_COORDINATOR_PORT", DEFAULT_COORDINATOR_PORT),
+    host: r.str("HYBRIDP2P_LISTEN_HOST", "0.0.0.0"),
+    aliveMs: r.int("HYBRIDP2P_COORDINATOR_ALIVE_MS", { default: 100, min: 10, max: 10_000 }),
+  };
+}
+
+const STATIC_POLICY: MeshPolicy = {
+  maxPeers: 30,
+  peerTTLMs: 30_000,
+  refreshMs: 10_000,
+  areaCells: DEFAULT_AREA_CELLS,
+  areaMargin: 4,
+  thresholds: DEFAULT_THRESHOLDS,
+  recovery: DEFAULT_RECOVERY,
+  heartbeatMs: 500,
+  warmupMs: 30_000,
+  sustainMs: 3000,
+};
+
+export async function run(): Promise<void> {
+  let cfg!: CoordinatorConfig;
+  const w = await startWorkload("coordinator", { readConfig: (r) => (cfg = readConfig(r)) });
+  const { log, config } = w;
+  const pod = config.podName;
+  const auth = await GatewayAuth.open({ keysetFile: cfg.keysetFile, log });
+  w.shutdown.add("keyset", () => auth.close());
+  const nc = await connect({ servers: cfg.natsUrl, name: `coordinator-${pod}`, maxReconnectAttempts: -1 });
+  let flags: FlagClient | undefined;
+  let zoneOf: (map: string) => string | undefined;
+  let policy: (zone: string) => MeshPolicy | undefined;
+  if (cfg.etcdEndpoints.length > 0) {
+    const f = new FlagClient({
+      client: connectFlagStore(cfg.etcdEndpoints),
+      prefix: cfg.flagPrefix,
+      namespace: config.namespace,
+      service: "coordinator",
+      pod,
+      log,
+    });
+    flags = f;
+    await f.start();
+    const dir = flagDirectory(f);
+    zoneOf = (m) => dir.zoneOf(m);
+    // The zone's own flags, not the pod's latch: one zone's fallback must not stop the others.
+    policy = (zone) => {
+      const doc = f.zoneFlags(zone);
+      return doc && effectiveP2P(doc, "coordinator") ? policyFromFlags(doc) : undefined;
+    };
+  } else {
+    const byMap = new Map<string, string>();
+    for (const [zone, maps] of Object.entries(cfg.staticMaps ?? {})) for (const m of maps) byMap.set(m, zone);
+    zoneOf = (m) => byMap.get(m);
+    policy = () => STATIC_POLICY;
+  }
+  const coordinator = new Coordinator({
+    nc,
+    region: config.region,
+    replica: pod,
+    verify: (t) => auth.verify(t),
+    zoneOf,
+    policy,
+    aliveMs: cfg.aliveMs,
+    log,
+    onZoneMode: (zone, mode, reason) => {
+      if (mode === "fallback") flags?.trigger(`zone:${zone}`, `zone ${zone}: ${reason}`);
+      else flags?.clearTrigger(`zone:${zone}`);
+    },
+  });
+  const port = await coordinator.listen(cfg.port, cfg.host);
+  const gauge = (name: string, help: string, read: () => number) =>
+    new Gauge({
+      name,
+      help,
+      registers: [w.registry],
+      collect() {
+        this.set(read());
+      },
+    });
+  gauge("hybridp2p_coordinator_peers", "Peers connected to this replica", () => coordinator.stats.peers);
+  gauge(
+    "hybridp2p_coordinator_signals_forwarded",
+    "Signaling messages forwarded (total)",
+    () => coordinator.stats.signalsForwarded,
+  );
+  gauge(
+    "hybridp2p_coordinator_signals_refused",
+    "Signaling messages refused: not a mesh mate (total)",
+    () => coordinator.stats.signalsRefused,
+  );
+  gauge("hybridp2p_coordinator_relayed_peers", "Peers with a pair on the server relay", () =>
+    coordinator.zoneStates().reduce((n, z) => n + z.relayed, 0),
+  );
+  gauge(
+    "hybridp2p_coordinator_zones_fallback",
+    "Zones this replica holds in fallback",
+    () => coordinator.zoneStates().filter((z) => z.mode === "fallback").length,
+  );
+  w.checks.nats = () => {
+    if (nc.isClosed()) throw new Error("NATS connection closed");
+  };
+  w.shutdown.add("coordinator", () => coordinator.close());
+  w.shutdown.add("flags", async () => flags?.close());
+  w.shutdown.add("nats", () => nc.drain().catch(() => undefined));
+  log.info("coordinator started", { port, region: config.region });
+}

@@ -1,0 +1,137 @@
+// Test and benchmark helpers: coordinator replicas on a real NATS with a static policy, tokens
+// from a throwaway keyset, and mesh clients at given positions.
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { GatewayAuth } from "../auth/gateway.ts";
+import { Keyset, type KeysetDocument, newKeysetDocument, staticKeys } from "../auth/keyset.ts";
+import { devToken } from "../client/token.ts";
+import type { ZoneFlags } from "../runtime/flags/layout.ts";
+import { MeshClient, type MeshClientOptions } from "./client.ts";
+import { Coordinator, type CoordinatorOptions } from "./coordinator.ts";
+import { type MeshPolicy, policyFromFlags } from "./mesh.ts";
+
+export const TEST_THRESHOLDS: ZoneFlags["thresholds"] = {
+  latencyMs: { warn: 100, critical: 200, max: 300 },
+  lossPercent: { warn: 1, critical: 2, max: 5 },
+  jitterMs: { warn: 20, critical: 50 },
+  coordinatorTimeoutMs: 1500,
+  minPeers: 2,
+};
+
+/** A zone document with P2P on for every service (tests publish it or derive policies from it). */
+export function testZoneFlags(o: {
+  namespace: string;
+  zone: string;
+  region: string;
+  maps: string[];
+  maxPeers?: number;
+  coordinatorTimeoutMs?: number;
+  recovery?: Partial<ZoneFlags["recovery"]>;
+  enabled?: boolean;
+}): ZoneFlags {
+  const on = { enabled: true, fallback: false };
+  return {
+    v: 1,
+    namespace: o.namespace,
+    zone: o.zone,
+    region: o.region,
+    policy: "coordinator-test",
+    enabled: o.enabled ?? true,
+    fallback: false,
+    services: {
+      "map-server": on,
+      gateway: on,
+      coordinator: on,
+      "char-server": { enabled: false, fallback: false },
+      "login-server": { enabled: false, fallback: false },
+    },
+    maps: o.maps.map((name) => ({ name, type: "Field", p2p: true })),
+    transports: ["webrtc-datachannel", "websocket-relay"],
+    rolloutPercent: 100,
+    mesh: { maxPeers: o.maxPeers ?? 30, peerTTLSeconds: 30, refreshSeconds: 10 },
+    thresholds: { ...TEST_THRESHOLDS, coordinatorTimeoutMs: o.coordinatorTimeoutMs ?? 1500 },
+    recovery: { mode: "Auto", initialSeconds: 1, maxSeconds: 30, clearToken: "", ...o.recovery },
+  };
+}
+
+export interface TestKeys {
+  keyset: KeysetDocument;
+  auth: GatewayAuth;
+  token(characterId: string, map: string): Promise<string>;
+}
+
+export async function testKeys(keyset?: KeysetDocument): Promise<TestKeys> {
+  const doc = keyset ?? (await newKeysetDocument("k1"));
+  const auth = new GatewayAuth({ keys: staticKeys(await Keyset.parse(JSON.stringify(doc))) });
+  return {
+    keyset: doc,
+    auth,
+    token: (characterId, map) => devToken({ keyset: doc, characterId, map }),
+  };
+}
+
+export interface TestCoordinator {
+  coordinator: Coordinator;
+  url: string;
+  nc: NatsConnection;
+  stop(): Promise<void>;
+}
+
+/** One replica with a static map directory and one policy for every zone it knows. */
+export async function startTestCoordinator(o: {
+  natsUrl: string;
+  region: string;
+  replica: string;
+  keys: TestKeys;
+  zones: Record<string, string[]>;
+  policy?: Partial<MeshPolicy>;
+  options?: Partial<CoordinatorOptions>;
+}): Promise<TestCoordinator> {
+  const nc = await connect({ servers: o.natsUrl, name: o.replica });
+  const byMap = new Map<string, string>();
+  for (const [zone, maps] of Object.entries(o.zones)) for (const m of maps) byMap.set(m, zone);
+  const policies = new Map(
+    Object.entries(o.zones).map(([zone, maps]) => [
+      zone,
+      policyFromFlags(testZoneFlags({ namespace: "test", zone, region: o.region, maps }), o.policy),
+    ]),
+  );
+  const coordinator = new Coordinator({
+    nc,
+    region: o.region,
+    replica: o.replica,
+    verify: (t) => o.keys.auth.verify(t),
+    zoneOf: (m) => byMap.get(m),
+    policy: (zone) => policies.get(zone),
+    ...o.options,
+  });
+  const port = await coordinator.listen(0);
+  return {
+    coordinator,
+    url: `ws://127.0.0.1:${port}`,
+    nc,
+    async stop() {
+      await coordinator.close();
+      await nc.drain().catch(() => undefined);
+    },
+  };
+}
+
+/** A mesh client standing at (x, y) for character `id` on `map` (its session is `s-<id>`). */
+export async function meshClient(
+  keys: TestKeys,
+  urls: string[],
+  id: string,
+  map: string,
+  x: number,
+  y: number,
+  extra: Partial<MeshClientOptions> = {},
+): Promise<MeshClient> {
+  return new MeshClient({
+    urls,
+    token: await keys.token(id, map),
+    session: `s-${id}`,
+    entity: Number.parseInt(id.replace(/\D/g, ""), 10) || 1,
+    position: () => ({ x, y }),
+    ...extra,
+  });
+}
