@@ -243,7 +243,10 @@ export class MapServer {
       return;
     }
     if (!Array.isArray(batch?.inputs)) return;
-    for (const i of batch.inputs) if (i && typeof i.s === "string") h.sim.input(i);
+    // A gateway speaks only for the sessions it holds.
+    for (const i of batch.inputs) {
+      if (i && typeof i.s === "string" && h.sim.sessions.get(i.s)?.gateway === batch.gateway) h.sim.input(i);
+    }
     this.m.inputs.inc(batch.inputs.length);
   }
 
@@ -265,6 +268,10 @@ export class MapServer {
     const map = h.addr.map;
     try {
       let s = h.sim.sessions.get(req.session);
+      if (s && s.characterId !== req.characterId) {
+        reply({ v: 1, ok: false, error: "session already plays another character" });
+        return;
+      }
       if (!s) {
         const row = await this.chars.load(req.characterId);
         if (!row) {
