@@ -13,6 +13,7 @@ import {
   createApiServer,
   type HttpMetrics,
   httpMetrics,
+  isUnavailable,
   listen,
   newRegistry,
   type OpsServer,
@@ -72,7 +73,7 @@ export async function startService(
   try {
     const pool = createPool(cfg.databaseUrl, { log, applicationName: opts.metricsPrefix });
     cleanup.push(() => pool.end());
-    await migrate(pool, log);
+    await untilAvailable(() => migrate(pool, log), log, "PostgreSQL");
     const redis = createRedis(cfg.redisUrl, { log, name: opts.metricsPrefix });
     cleanup.push(async () => {
       await redis.quit().catch(() => redis.disconnect());
@@ -121,7 +122,10 @@ export async function startService(
     cleanup.push(() => closeServer(api, cfg.runtime.shutdownTimeoutMs / 2));
     // Close order on shutdown: readiness off first (the Service stops sending), then the API
     // drains, then the ops server and the clients go.
-    cleanup.push(() => ops.setReady(false));
+    cleanup.push(async () => {
+      ops.setReady(false);
+      await new Promise((r) => setTimeout(r, cfg.runtime.drainDelayMs));
+    });
     ops.setReady(true);
     const host = cfg.host === "0.0.0.0" || cfg.host === "::" ? "127.0.0.1" : cfg.host;
     log.info("listening", { port, healthPort: ops.healthPort, metricsPort: ops.metricsPort });
@@ -129,6 +133,25 @@ export async function startService(
   } catch (err) {
     await closeAll();
     throw err;
+  }
+}
+
+/** Retries `fn` while its store is unreachable (the pod starting before its database), up to 60 s. */
+async function untilAvailable<T>(
+  fn: () => Promise<T>,
+  log: Logger,
+  what: string,
+  timeoutMs = 60_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (let delay = 250; ; delay = Math.min(delay * 2, 5000)) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!isUnavailable(err) || Date.now() + delay > deadline) throw err;
+      log.warn(`${what} unavailable; retrying`, { err, retryInMs: delay });
+      await new Promise((r) => setTimeout(r, delay));
+    }
   }
 }
 

@@ -51,6 +51,7 @@ export function testRuntime(podName = "test"): RuntimeConfig {
     metricsPort: 0,
     logLevel: "debug",
     shutdownTimeoutMs: 2000,
+    drainDelayMs: 0,
   };
 }
 

@@ -61,6 +61,7 @@ describe("workload processes", () => {
       HYBRIDP2P_SCRYPT_LOG_N: "10",
       HYBRIDP2P_SCRYPT_P: "1",
       HYBRIDP2P_GATEWAY_ADDRESS: "gw.example:7000",
+      HYBRIDP2P_DRAIN_DELAY: "200ms",
     };
     const [login, chars] = await Promise.all([
       startWorkload("login-server", vars),

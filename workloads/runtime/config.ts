@@ -16,6 +16,7 @@ export const ENV = {
   metricsPort: "HYBRIDP2P_METRICS_PORT",
   logLevel: "HYBRIDP2P_LOG_LEVEL",
   shutdownTimeout: "HYBRIDP2P_SHUTDOWN_TIMEOUT",
+  drainDelay: "HYBRIDP2P_DRAIN_DELAY",
 } as const;
 
 /** Default ports, in this one place: health and readiness on 8081, Prometheus metrics on 9090. */
@@ -188,6 +189,8 @@ export interface RuntimeConfig {
   metricsPort: number;
   logLevel: LogLevel;
   shutdownTimeoutMs: number;
+  /** After readiness goes off at shutdown, keep serving this long so endpoints catch up. */
+  drainDelayMs: number;
 }
 
 export function readRuntimeConfig(r: EnvReader): RuntimeConfig {
@@ -199,5 +202,6 @@ export function readRuntimeConfig(r: EnvReader): RuntimeConfig {
     metricsPort: r.port(ENV.metricsPort, DEFAULT_METRICS_PORT),
     logLevel: r.oneOf(ENV.logLevel, LOG_LEVELS, "info"),
     shutdownTimeoutMs: r.duration(ENV.shutdownTimeout, 20_000, { minMs: 100 }),
+    drainDelayMs: r.duration(ENV.drainDelay, 3000, { minMs: 0, maxMs: 60_000 }),
   };
 }

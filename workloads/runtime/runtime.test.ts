@@ -130,7 +130,12 @@ describe("startWorkload", () => {
   it("serves health, readiness with the workload's checks, and metrics, and drains first on shutdown", async () => {
     const lines: string[] = [];
     const w = await startWorkload("demo", {
-      env: { HYBRIDP2P_HEALTH_PORT: "0", HYBRIDP2P_METRICS_PORT: "0", POD_NAME: "demo-0" },
+      env: {
+        HYBRIDP2P_HEALTH_PORT: "0",
+        HYBRIDP2P_METRICS_PORT: "0",
+        POD_NAME: "demo-0",
+        HYBRIDP2P_DRAIN_DELAY: "0s",
+      },
       installSignals: false,
       log: createLogger("demo", { sink: (l) => lines.push(l) }),
     });

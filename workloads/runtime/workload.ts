@@ -50,7 +50,10 @@ export async function startWorkload(
   const shutdown = new Shutdown(log, config.shutdownTimeoutMs);
   shutdown.add("ops server", () => ops.close());
   // Before every other hook: stop receiving traffic, then let the workload's own hooks close.
-  shutdown.addFirst("readiness off", () => ops.setReady(false));
+  shutdown.addFirst("readiness off", async () => {
+    ops.setReady(false);
+    await new Promise((r) => setTimeout(r, config.drainDelayMs));
+  });
   if (opts.installSignals ?? true) shutdown.installSignalHandlers();
   log.info("workload started", { healthPort: ops.healthPort, metricsPort: ops.metricsPort });
   return { name, config, log, registry, checks, ops, shutdown };
