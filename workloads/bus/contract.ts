@@ -13,7 +13,9 @@
 // Routing. The gateway never needs to know which pod owns a map: only the owner (the holder of
 // the map's etcd lease) subscribes to the map's `.join`, `.leave` and `.in` subjects, and it
 // unsubscribes before it stops owning. A request with no owner fails fast with NATS "no
-// responders"; the gateway retries it (a handover takes a few seconds). After a handover the
+// responders"; the gateway retries it (a handover takes a few seconds), as it does on a timeout:
+// an owner that loses the map while answering stays silent. A reply with ok=false is final
+// (unknown character, map full). After a handover the
 // new owner restores the map's sessions from Redis (session -> gateway, character, position),
 // so connected clients keep playing without rejoining; an OwnerNotice says it happened.
 //

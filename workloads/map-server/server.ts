@@ -292,10 +292,8 @@ export class MapServer {
           ...(row.map === map ? { x: row.x + 0.5, y: row.y + 0.5 } : {}),
         };
         await this.idle();
-        if (this.held.get(map) !== h) {
-          reply({ v: 1, ok: false, error: "map changed owner, retry" });
-          return;
-        }
+        // The map changed hands meanwhile: stay silent, the gateway's retry reaches the new owner.
+        if (this.held.get(map) !== h) return;
         s = h.sim.sessions.get(req.session) ?? h.sim.join(info);
         await this.hot.save(this.opts.region, this.opts.zone, map, h.sim.fence, [this.hotSession(h.sim, s)]);
       } else {
