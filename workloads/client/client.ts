@@ -89,7 +89,7 @@ export class GameClient {
 
   /** Connects, says hello, and resolves once welcomed (or rejects with the gateway's reason). */
   static async connect(opts: ClientOptions): Promise<GameClient> {
-    const c = new GameClient(await open(opts.url), "legacy", opts.decodeMode !== "light");
+    const c = new GameClient(await open(opts.url, opts.timeoutMs), "legacy", opts.decodeMode !== "light");
     await c.handshake(opts);
     return c;
   }
@@ -267,9 +267,9 @@ export class GameClient {
   }
 }
 
-export function open(url: string): Promise<WebSocket> {
+export function open(url: string, timeoutMs = 20_000): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { perMessageDeflate: false });
+    const ws = new WebSocket(url, { perMessageDeflate: false, handshakeTimeout: timeoutMs });
     ws.once("open", () => resolve(ws));
     ws.once("error", reject);
   });

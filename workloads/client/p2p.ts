@@ -44,7 +44,7 @@ export class P2PClient extends GameClient {
   private peerN = 0;
 
   static override async connect(opts: P2PClientOptions): Promise<P2PClient> {
-    const c = new P2PClient(await open(opts.url), "p2p", true);
+    const c = new P2PClient(await open(opts.url, opts.timeoutMs), "p2p", true);
     if (opts.ice) c.ice = opts.ice;
     await c.handshake(opts);
     return c;

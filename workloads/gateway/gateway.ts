@@ -112,7 +112,13 @@ export interface GatewayLogger {
 const silent: GatewayLogger = { info: () => {}, warn: () => {}, error: () => {} };
 
 export interface GatewayOptions {
+  /** Subscriptions: AOI frames and owner notices (the heavy inbound stream). */
   nc: NatsConnection;
+  /**
+   * Requests and input (join, leave, input batches). A second connection keeps join replies
+   * from queueing behind AOI frames when the gateway is busy. Default: `nc`.
+   */
+  control?: NatsConnection;
   region: string;
   /** This gateway's instance name (the pod name): the `<gw>` of its AOI subject. */
   id: string;
@@ -201,6 +207,7 @@ export class Gateway {
     rateLimited: 0,
   };
   private readonly opts: GatewayOptions;
+  private readonly control: NatsConnection;
   private readonly limits: Limits;
   private readonly log: GatewayLogger;
   private readonly now: () => number;
@@ -214,6 +221,7 @@ export class Gateway {
 
   constructor(opts: GatewayOptions) {
     this.opts = opts;
+    this.control = opts.control ?? opts.nc;
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
     this.log = opts.log ?? silent;
     this.now = opts.now ?? Date.now;
@@ -466,7 +474,7 @@ export class Gateway {
     for (;;) {
       if (s.state === "closed") return undefined;
       try {
-        const m = await this.opts.nc.request(subjects.join(addr), busEncode(req), { timeout: 3000 });
+        const m = await this.control.request(subjects.join(addr), busEncode(req), { timeout: 3000 });
         const reply = busDecode<JoinReply>(m.data);
         if (!reply.ok) {
           await this.drop(s, "map_unavailable", reply.error);
@@ -494,12 +502,12 @@ export class Gateway {
     const req: LeaveRequest = { v: 1, session };
     for (let attempt = 0; attempt < 5; attempt++) {
       try {
-        const m = await this.opts.nc.request(subjects.leave(addr), busEncode(req), { timeout: 3000 });
+        const m = await this.control.request(subjects.leave(addr), busEncode(req), { timeout: 3000 });
         const reply = busDecode<{ ok: boolean; error?: string }>(m.data);
         if (!reply.ok) this.log.warn("leave refused", { session, map: addr.map, error: reply.error });
         return;
       } catch (err) {
-        if (!isRetryable(err) || this.opts.nc.isClosed()) return;
+        if (!isRetryable(err) || this.control.isClosed()) return;
         await sleep(200 * (attempt + 1));
       }
     }
@@ -620,7 +628,7 @@ export class Gateway {
     m.inputs = [];
     m.lastFlush = this.now();
     try {
-      this.opts.nc.publish(subjects.input(m.addr), busEncode(batch));
+      this.control.publish(subjects.input(m.addr), busEncode(batch));
     } catch (err) {
       this.log.warn("input publish failed", { map: m.addr.map, err: String(err) });
     }
@@ -667,7 +675,9 @@ export class Gateway {
         y: c.y,
         reason: c.reason.slice(0, 64),
       }));
-      this.deliver(s, (seq) => e.encode(seq, v.enter, update, v.leave, fixes));
+      // The hot path (one message per client per tick) builds no closure.
+      if (s.state === "playing") this.send(s, e.encode(++s.seq, v.enter, update, v.leave, fixes));
+      else this.deliver(s, (seq) => e.encode(seq, v.enter, update, v.leave, fixes));
     }
   }
 

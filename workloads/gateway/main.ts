@@ -25,6 +25,11 @@ export async function startGateway(cfg: GatewayConfig, log: Logger): Promise<{ c
     log,
   });
   const nc = await connect({ servers: cfg.natsUrl, name: `gateway-${pod}`, maxReconnectAttempts: -1 });
+  const control = await connect({
+    servers: cfg.natsUrl,
+    name: `gateway-${pod}-control`,
+    maxReconnectAttempts: -1,
+  });
   let flags: FlagClient | undefined;
   let directory: MapDirectory;
   if (cfg.etcdEndpoints.length > 0) {
@@ -44,6 +49,7 @@ export async function startGateway(cfg: GatewayConfig, log: Logger): Promise<{ c
   const f = flags;
   const gateway = new Gateway({
     nc,
+    control,
     region: cfg.runtime.region,
     id: pod,
     verify: (t) => auth.verify(t),
@@ -97,7 +103,7 @@ export async function startGateway(cfg: GatewayConfig, log: Logger): Promise<{ c
     log,
     checks: {
       nats: () => {
-        if (nc.isClosed()) throw new Error("NATS connection closed");
+        if (nc.isClosed() || control.isClosed()) throw new Error("NATS connection closed");
       },
     },
   });
@@ -109,6 +115,7 @@ export async function startGateway(cfg: GatewayConfig, log: Logger): Promise<{ c
       await events.stop();
       await flags?.close();
       await nc.drain().catch(() => undefined);
+      await control.drain().catch(() => undefined);
       redis?.disconnect();
       auth.close();
       await ops.close();

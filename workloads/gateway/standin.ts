@@ -40,6 +40,7 @@ interface MapRun {
   addr: MapAddress;
   mode: MapMode;
   entities: Map<number, EntityState>;
+  mobs: Map<number, EntityState>;
   players: Map<string, Player>;
   changed: Set<number>;
   events: ZoneEvent[];
@@ -60,6 +61,10 @@ export interface StandInOptions {
   mode?: MapMode;
   /** Publish events on JetStream (default true; the stream must exist). */
   events?: boolean;
+  /** Players see each other (default true); false: they see only the mobs (benchmark fan-out). */
+  playersVisible?: boolean;
+  /** Tick from start() (default true). */
+  ticking?: boolean;
 }
 
 export class StandInMapServer {
@@ -87,6 +92,7 @@ export class StandInMapServer {
         addr,
         mode: this.opts.mode ?? "server",
         entities: new Map(),
+        mobs: new Map(),
         players: new Map(),
         changed: new Set(),
         events: [],
@@ -95,7 +101,7 @@ export class StandInMapServer {
       };
       for (let i = 0; i < (this.opts.mobs ?? 1); i++) {
         const id = 1_000_000 + i;
-        run.entities.set(id, {
+        const mob: EntityState = {
           id,
           kind: "mob",
           x: 10 + (i % 50),
@@ -104,7 +110,9 @@ export class StandInMapServer {
           maxHp: 1_000_000,
           alive: true,
           name: "poring",
-        });
+        };
+        run.entities.set(id, mob);
+        run.mobs.set(id, mob);
       }
       run.subs.push(
         nc.subscribe(subjects.join(addr), { callback: (_e, m) => this.onJoin(run, m) }),
@@ -118,7 +126,12 @@ export class StandInMapServer {
       this.maps.set(map, run);
       this.notice(run);
     }
-    this.timer = setInterval(() => this.step(), 1000 / (this.opts.tickHz ?? 20));
+    if (this.opts.ticking !== false) this.tickOn();
+  }
+
+  /** Starts ticking (when created with `ticking: false`, e.g. to connect a crowd first). */
+  tickOn(): void {
+    this.timer ??= setInterval(() => this.step(), 1000 / (this.opts.tickHz ?? 20));
   }
 
   /** Switches a map's mode (as a flag flip would), announced by an OwnerNotice and every frame. */
@@ -311,7 +324,7 @@ export class StandInMapServer {
       const enter: number[] = [];
       const update: number[] = [];
       const leave: number[] = [];
-      for (const e of run.entities.values()) {
+      for (const e of (this.opts.playersVisible === false ? run.mobs : run.entities).values()) {
         if (!p.known.has(e.id)) {
           p.known.add(e.id);
           enter.push(slot(e));

@@ -30,9 +30,11 @@ export async function startTestGateway(o: {
   const keyset = o.keyset ?? (await newKeysetDocument("k1"));
   const auth = new GatewayAuth({ keys: staticKeys(await Keyset.parse(JSON.stringify(keyset))) });
   const nc = await connect({ servers: o.natsUrl });
+  const control = await connect({ servers: o.natsUrl });
   const id = o.id ?? "gw-0";
   const gateway = new Gateway({
     nc,
+    control,
     region,
     id,
     verify: (t) => auth.verify(t),
@@ -54,6 +56,7 @@ export async function startTestGateway(o: {
       await gateway.close();
       await events.stop();
       await nc.drain().catch(() => undefined);
+      await control.drain().catch(() => undefined);
     },
   };
 }

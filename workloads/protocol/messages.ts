@@ -332,9 +332,16 @@ export class AoiBatchEncoder {
     return n;
   }
 
-  private copy(w: Writer, indexes: readonly number[]): void {
-    w.u16(indexes.length);
-    for (const i of indexes) w.bytes(this.ents.subarray(this.offsets[i]!, this.offsets[i + 1]!));
+  private put(out: Buffer, at: number, indexes: readonly number[]): number {
+    out.writeUInt16LE(indexes.length, at);
+    let p = at + 2;
+    for (const i of indexes) {
+      const from = this.offsets[i]!;
+      const to = this.offsets[i + 1]!;
+      out.set(this.ents.subarray(from, to), p);
+      p += to - from;
+    }
+    return p;
   }
 
   /** One session's message; `enter` and `update` index the table, `leave` lists entity ids. */
@@ -347,17 +354,40 @@ export class AoiBatchEncoder {
   ): Uint8Array {
     if (enter.length > 4096 || update.length > 4096 || leave.length > 4096)
       throw new RangeError("aoi list longer than 4096");
-    const size = 6 + this.head.length + 8 + this.span(enter) + this.span(update) + leave.length * 4;
-    const w = new Writer(size + (fixes.length ? 2 + fixes.length * 80 : 0));
-    w.u8(PROTOCOL_VERSION);
-    w.u8(aoiId);
-    w.u32(seq);
-    w.bytes(this.head);
-    this.copy(w, enter);
-    this.copy(w, update);
-    w.u16(leave.length);
-    for (const id of leave) u32.enc(w, id);
-    corrections.enc(w, fixes as Correction[]);
-    return w.pos === w.buf.length ? w.buf : w.buf.subarray(0, w.pos);
+    if (!(seq >= 0 && seq <= 0xffffffff && Number.isInteger(seq))) throw new RangeError(`bad seq ${seq}`);
+    const fixBytes = fixes.length === 0 ? undefined : encodeCorrections(fixes);
+    const size =
+      6 +
+      this.head.length +
+      6 +
+      this.span(enter) +
+      this.span(update) +
+      leave.length * 4 +
+      (fixBytes?.length ?? 2);
+    // One exact allocation per message (from Node's pool for small ones): this runs once per
+    // client per tick.
+    const out = Buffer.allocUnsafe(size);
+    out[0] = PROTOCOL_VERSION;
+    out[1] = aoiId;
+    out.writeUInt32LE(seq, 2);
+    out.set(this.head, 6);
+    let p = this.put(out, 6 + this.head.length, enter);
+    p = this.put(out, p, update);
+    out.writeUInt16LE(leave.length, p);
+    p += 2;
+    for (const id of leave) {
+      if (!(id >= 0 && id <= 0xffffffff && Number.isInteger(id))) throw new RangeError(`bad entity id ${id}`);
+      out.writeUInt32LE(id, p);
+      p += 4;
+    }
+    if (fixBytes) out.set(fixBytes, p);
+    else out.writeUInt16LE(0, p);
+    return out;
   }
+}
+
+function encodeCorrections(fixes: readonly Correction[]): Uint8Array {
+  const w = new Writer(2 + fixes.length * 80);
+  corrections.enc(w, fixes as Correction[]);
+  return w.finish();
 }
