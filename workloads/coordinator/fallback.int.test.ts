@@ -1,0 +1,203 @@
+// Zone fallback when the coordinator dies, and Auto recovery when it comes back, end to end:
+// the coordinator runs as its own process (`workloads/main.ts coordinator`, killed with
+// SIGKILL), the real gateway and a stand-in map server play on real NATS, the flag plane is
+// real (FlagPublisher writes the zone's document to etcd; gateway and coordinator each run a
+// FlagClient), and the clients are MeshPeers with werift data channels over loopback.
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { Etcd3 } from "etcd3";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { freePort, type Proc, startProcess, waitUntil } from "../../hack/local/processes.ts";
+import { FlagPublisher } from "../../operator/flags/publisher.ts";
+import { ensureEventStream } from "../gateway/events.ts";
+import { flagDirectory, flagGate } from "../gateway/flags.ts";
+import { StandInMapServer } from "../gateway/standin.ts";
+import { startTestGateway, type TestGateway } from "../gateway/testing.ts";
+import { FlagClient } from "../runtime/flags/client.ts";
+import { connectFlagStore } from "../runtime/flags/etcd.ts";
+import { eventually } from "../runtime/flags/testing.ts";
+import { MeshPeer } from "./peer.ts";
+import { testKeys, testZoneFlags } from "./testing.ts";
+import { CoordinatorWatch } from "./watch.ts";
+
+const env = inject("localEnv");
+const id = randomBytes(4).toString("hex");
+const region = `cr${id}`;
+const namespace = `cns${id}`;
+const zone = `cz${id}`;
+const map = "prt_fild08";
+const prefix = `/coordtest${id}/v1/`;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe("coordinator fallback and recovery", () => {
+  let etcd: Etcd3;
+  let gwFlags: FlagClient;
+  let gw: TestGateway;
+  let mapNc: NatsConnection;
+  let standin: StandInMapServer;
+  let watch: CoordinatorWatch;
+  let coord: Proc | undefined;
+  let coordUrl: string;
+  let startCoordinator: () => Promise<void>;
+  const peers: MeshPeer[] = [];
+  const dir = mkdtempSync(join(tmpdir(), "coord-test-"));
+
+  beforeAll(async () => {
+    etcd = connectFlagStore(env.etcdEndpoints!);
+    const publisher = new FlagPublisher({ client: etcd, identity: "coordinator-test", prefix });
+    await publisher.acquire();
+    await publisher.publish({
+      zones: [
+        testZoneFlags({
+          namespace,
+          zone,
+          region,
+          maps: [map],
+          coordinatorTimeoutMs: 600,
+          recovery: { mode: "Auto", initialSeconds: 1, maxSeconds: 10 },
+        }),
+      ],
+      policies: [],
+    });
+    const keys = await testKeys();
+    const keysetFile = join(dir, "keyset.json");
+    writeFileSync(keysetFile, JSON.stringify(keys.keyset));
+
+    mapNc = await connect({ servers: env.natsUrl! });
+    await ensureEventStream(mapNc);
+    standin = new StandInMapServer({ nc: mapNc, region, zone, maps: [map], mode: "p2p" });
+    standin.start();
+
+    gwFlags = new FlagClient({ client: etcd, prefix, namespace, service: "gateway", pod: "gw-0" });
+    await gwFlags.start();
+    const f = gwFlags;
+    let refresh = () => {};
+    const nc = await connect({ servers: env.natsUrl! });
+    watch = new CoordinatorWatch({ nc, region, flags: f, onChange: () => refresh() });
+    gw = await startTestGateway({
+      natsUrl: env.natsUrl!,
+      region,
+      keyset: keys.keyset,
+      directory: flagDirectory(f),
+      options: { p2pGate: watch.gate(flagGate(f)) },
+    });
+    refresh = () => gw.gateway.refreshModes();
+    f.on("state", refresh);
+    f.on("snapshot", refresh);
+    watch.start();
+
+    const [port, health, metrics] = [await freePort(), await freePort(), await freePort()];
+    coordUrl = `ws://127.0.0.1:${port}`;
+    startCoordinator = async () => {
+      const p = startProcess(
+        "coordinator",
+        process.execPath,
+        ["workloads/main.ts", "coordinator"],
+        join(dir, "coordinator.log"),
+        {
+          env: {
+            ...process.env,
+            HYBRIDP2P_NATS_URL: env.natsUrl,
+            HYBRIDP2P_ETCD_ENDPOINTS: env.etcdEndpoints,
+            HYBRIDP2P_FLAG_PREFIX: prefix,
+            HYBRIDP2P_REGION: region,
+            POD_NAMESPACE: namespace,
+            POD_NAME: "coord-0",
+            HYBRIDP2P_AUTH_KEYSET_FILE: keysetFile,
+            HYBRIDP2P_COORDINATOR_PORT: String(port),
+            HYBRIDP2P_LISTEN_HOST: "127.0.0.1",
+            HYBRIDP2P_HEALTH_PORT: String(health),
+            HYBRIDP2P_METRICS_PORT: String(metrics),
+            HYBRIDP2P_LOG_LEVEL: "warn",
+          },
+        },
+      );
+      coord = p;
+      await waitUntil(p, "readiness", async () => (await fetch(`http://127.0.0.1:${health}/readyz`)).ok);
+    };
+    await startCoordinator();
+  });
+
+  afterAll(async () => {
+    await Promise.allSettled(peers.map((p) => p.close()));
+    await coord?.stop();
+    watch?.stop();
+    await gw?.stop();
+    await standin?.stop();
+    await mapNc?.drain();
+    await gwFlags?.close();
+    etcd?.close();
+  });
+
+  it("killing the coordinator puts the zone in server mode with nothing lost; Auto recovery brings P2P back", async () => {
+    for (let i = 0; i < 6; i++) {
+      const token = await gw.token(`c${i}`, map);
+      peers.push(await MeshPeer.join({ url: gw.url, token, coordinators: [coordUrl] }));
+    }
+    await eventually(
+      "every peer in p2p mode with a full mesh",
+      () => peers.every((p) => !p.serverMode && p.connectedPeers.length === peers.length - 1),
+      60_000,
+    );
+    expect(gwFlags.current().mode).toBe("p2p");
+
+    // Everyone plays the whole time: walks and talks.
+    const sent: string[] = [];
+    const heard = new Map<MeshPeer, Set<string>>(peers.map((p) => [p, new Set()]));
+    for (const p of peers) p.onMessage((m) => m.type === "chatMsg" && heard.get(p)!.add(m.text));
+    let playing = true;
+    let round = 0;
+    const play = (async () => {
+      while (playing) {
+        round++;
+        for (const [i, p] of peers.entries()) {
+          p.move(20 + ((round + i) % 30), 20 + i);
+          if (round % 4 === i % 4) {
+            const text = `p${i} r${round}`;
+            sent.push(text);
+            p.chat(text);
+          }
+        }
+        await sleep(50);
+      }
+    })();
+    await eventually("peer moves over the data channels", () => peers.every((p) => p.peerMoves > 0));
+
+    // The coordinator dies: every client ends up in server mode, told so by the gateway.
+    const modesBefore = peers.map((p) => p.counts.get("mode") ?? 0);
+    coord!.child.kill("SIGKILL");
+    await eventually("every peer in server mode", () =>
+      peers.every((p) => p.mode === "fallback" && p.serverMode),
+    );
+    expect(peers.every((p) => p.connectedPeers.length === 0)).toBe(true);
+    expect(gwFlags.current().mode).toBe("fallback");
+    expect(gwFlags.current().reason).toMatch(/coordinator unreachable/);
+    const sentAtFallback = sent.length;
+    await eventually("play goes on through the gateway", () => sent.length > sentAtFallback + 10);
+
+    // It comes back: the trigger clears, the backoff passes, the zone is P2P again by itself.
+    await startCoordinator();
+    await eventually(
+      "every peer back in p2p mode with a full mesh",
+      () =>
+        peers.every((p) => p.mode === "p2p" && !p.serverMode && p.connectedPeers.length === peers.length - 1),
+      60_000,
+    );
+    expect(gwFlags.current().mode).toBe("p2p");
+    playing = false;
+    await play;
+
+    // Nothing server-authoritative was lost or reordered through both switches.
+    await eventually("every chat line heard by everyone", () =>
+      peers.every((p) => sent.every((t) => heard.get(p)!.has(t))),
+    );
+    for (const [i, p] of peers.entries()) {
+      expect(p.seqErrors).toEqual([]);
+      expect(p.counts.get("mode")).toBe(modesBefore[i]! + 2);
+    }
+    expect(sent.length).toBeGreaterThan(30);
+  }, 180_000);
+});

@@ -1,0 +1,136 @@
+// The gateway's side of coordinator fallback: it watches the replicas' liveness messages
+// (bus.ts AliveMsg) and turns them into a P2P gate for the gateway (GatewayOptions.p2pGate):
+//
+// - no replica heard for the timeout (the policy's coordinatorTimeoutMs): every zone falls
+//   back, and the gateway's flag client gets the "coordinator" trigger, so the pod reports
+//   fallback and leaves it as the zone's recovery says (Auto with backoff, or Manual);
+// - a replica holds a zone in fallback (mesh quality): that zone falls back;
+// - before any replica was ever heard: P2P stays off ("server"), as there is nobody to mesh.
+//
+// The gateway sends each session a `mode` message in its sequence when the gate changes
+// (Gateway.refreshModes), so nothing server-authoritative is lost by the switch.
+// Minimal adapter in the coordinator's files: the gateway workload wires it with
+// `p2pGate: watch.gate(flagGate(flags))` and `onChange: () => gateway.refreshModes()`.
+import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import { decode } from "../bus/contract.ts";
+import type { Mode } from "../protocol/messages.ts";
+import type { FlagClient } from "../runtime/flags/client.ts";
+import { effectiveP2P } from "../runtime/flags/layout.ts";
+import { type AliveMsg, coordSubjects, type ZoneState } from "./bus.ts";
+
+export const COORDINATOR_TRIGGER = "coordinator";
+
+export interface CoordinatorWatchOptions {
+  nc: NatsConnection;
+  region: string;
+  /** The gateway's flag client: gets the "coordinator" trigger while no replica answers. */
+  flags?: FlagClient;
+  /** Which service's flags gate P2P (default "gateway"). */
+  service?: string;
+  /** Silence after which the coordinator is unreachable. Default: the smallest coordinatorTimeoutMs in the flags, else 1500 ms. */
+  timeoutMs?: () => number;
+  /** Called whenever the gate may answer differently (wire it to Gateway.refreshModes). */
+  onChange?: () => void;
+  checkMs?: number;
+  now?: () => number;
+}
+
+export type CoordinatorState = "unknown" | "up" | "down";
+
+export class CoordinatorWatch {
+  state: CoordinatorState = "unknown";
+  /** When the last replica went silent (ms since the epoch). */
+  downSince = 0;
+  private readonly opts: CoordinatorWatchOptions;
+  private readonly now: () => number;
+  private readonly replicas = new Map<string, { seen: number; zones: ZoneState[] }>();
+  private sub?: Subscription;
+  private timer?: NodeJS.Timeout;
+  private fallbackZones = "";
+
+  constructor(opts: CoordinatorWatchOptions) {
+    this.opts = opts;
+    this.now = opts.now ?? Date.now;
+  }
+
+  start(): void {
+    this.sub = this.opts.nc.subscribe(coordSubjects.alive(this.opts.region), {
+      callback: (err, msg) => {
+        if (err) return;
+        try {
+          const m = decode<AliveMsg>(msg.data);
+          this.replicas.set(m.replica, { seen: this.now(), zones: m.zones });
+        } catch {
+          return;
+        }
+        this.check();
+      },
+    });
+    this.timer = setInterval(() => this.check(), this.opts.checkMs ?? 50);
+  }
+
+  stop(): void {
+    this.sub?.unsubscribe();
+    clearInterval(this.timer);
+  }
+
+  /** Why a live replica holds `zone` in fallback, if one does. */
+  zoneFallback(zone: string): string | undefined {
+    const timeout = this.timeout();
+    const now = this.now();
+    for (const r of this.replicas.values()) {
+      if (now - r.seen > timeout) continue;
+      const z = r.zones.find((s) => s.zone === zone && s.mode === "fallback");
+      if (z) return z.reason;
+    }
+    return undefined;
+  }
+
+  /** The gateway's P2P gate: `base` (its flags) further held by the coordinator's state. */
+  gate(base: (zone: string) => Mode): (zone: string) => Mode {
+    return (zone) => {
+      const b = base(zone);
+      if (b === "fallback") return b;
+      if (this.state === "down" || this.zoneFallback(zone) !== undefined) return "fallback";
+      const f = this.opts.flags;
+      // The flag client's latch still holds (recovery backoff, or Manual): say so.
+      if (b === "server" && f && effectiveP2P(f.zoneFlags(zone), this.opts.service ?? "gateway"))
+        return "fallback";
+      if (this.state === "unknown" && b === "p2p") return "server";
+      return b;
+    };
+  }
+
+  private timeout(): number {
+    if (this.opts.timeoutMs) return this.opts.timeoutMs();
+    let t = Number.POSITIVE_INFINITY;
+    for (const d of this.opts.flags?.snapshot().zones.values() ?? [])
+      t = Math.min(t, d.thresholds.coordinatorTimeoutMs);
+    return Number.isFinite(t) ? t : 1500;
+  }
+
+  private check(): void {
+    const now = this.now();
+    const timeout = this.timeout();
+    let alive = false;
+    for (const r of this.replicas.values()) if (now - r.seen <= timeout) alive = true;
+    const next: CoordinatorState = alive ? "up" : this.state === "unknown" ? "unknown" : "down";
+    const zones = [...this.replicas.values()]
+      .filter((r) => now - r.seen <= timeout)
+      .flatMap((r) => r.zones.filter((z) => z.mode === "fallback").map((z) => z.zone))
+      .sort()
+      .join(",");
+    if (next === this.state && zones === this.fallbackZones) return;
+    const was = this.state;
+    this.state = next;
+    this.fallbackZones = zones;
+    const f = this.opts.flags;
+    if (next === "down" && was !== "down") {
+      this.downSince = now;
+      f?.trigger(COORDINATOR_TRIGGER, `coordinator unreachable: no replica heard for ${timeout} ms`);
+    } else if (next === "up" && was === "down") {
+      f?.clearTrigger(COORDINATOR_TRIGGER);
+    }
+    this.opts.onChange?.();
+  }
+}
