@@ -322,6 +322,35 @@ describe("operator against a real apiserver", () => {
     await eventFor("Zone", "orphan", "Recovered");
   });
 
+  it("stalls a Zone again when its Region is deleted", async () => {
+    await client.request("DELETE", `/apis/${API_VERSION}/namespaces/${ns}/regions/beta`);
+    await waitFor(
+      async () => cond(await getCr(zoneResource, "orphan"), "Stalled")?.reason === "RegionNotFound",
+      "re-stalled",
+    );
+  });
+
+  it("counts its Zones by mode and reports Degraded while some are in fallback", async () => {
+    // The flag plane owns Zone mode; play it here.
+    await client.patchStatus(zoneResource, ns, "fild", {
+      mode: "Fallback",
+      fallbackReason: "coordinator unreachable",
+    });
+    const degraded = await waitFor(async () => {
+      const r = await getCr(regionResource, "alpha");
+      return cond(r, "Degraded")?.status === "True" ? r : undefined;
+    }, "region Degraded");
+    expect(degraded.status?.zones).toMatchObject({ total: 1, fallback: 1 });
+    expect(cond(degraded, "Degraded")?.reason).toBe("ZonesInFallback");
+    await client.patchStatus(zoneResource, ns, "fild", { mode: "P2P", fallbackReason: null });
+    await waitFor(
+      async () => cond(await getCr(regionResource, "alpha"), "Degraded")?.status === "False",
+      "not Degraded",
+    );
+    // The operator's own status fields survive the other writer's (merge patches of disjoint fields).
+    expect((await getCr(zoneResource, "fild"))?.status?.replicas).toMatchObject({ desired: 2 });
+  });
+
   it("stalls a Region whose external-store Secret is missing, naming it, and recovers when it appears", async () => {
     await userApply(
       region("gamma", {
