@@ -322,6 +322,19 @@ describe("operator against a real apiserver", () => {
     await eventFor("Zone", "orphan", "Recovered");
   });
 
+  it("stalls a Zone whose children the apiserver rejects, with the apiserver's reason", async () => {
+    // Valid as a Zone name, too long for the map-server Service (a DNS label of at most 63).
+    const long = `z${"x".repeat(58)}`;
+    await userApply(zone(long, "alpha"));
+    const stalled = await waitFor(async () => {
+      const z = await getCr(zoneResource, long);
+      return cond(z, "Stalled")?.status === "True" ? z : undefined;
+    }, "zone Stalled on a rejected child");
+    expect(cond(stalled, "Stalled")?.reason).toBe("ApplyRejected");
+    expect(cond(stalled, "Stalled")?.message).toContain(`${long}-map-server`);
+    await client.request("DELETE", `/apis/${API_VERSION}/namespaces/${ns}/zones/${long}`);
+  });
+
   it("stalls a Zone again when its Region is deleted", async () => {
     await client.request("DELETE", `/apis/${API_VERSION}/namespaces/${ns}/regions/beta`);
     await waitFor(
