@@ -17,7 +17,7 @@ import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import { freePort, type Proc, startProcess, tcpOpen, waitUntil } from "./processes.ts";
 
-export type Service = "kube" | "flags-etcd" | "nats" | "redis" | "postgres";
+export type Service = "kube" | "flags-etcd" | "nats" | "redis" | "postgres" | "cluster";
 export const ALL_SERVICES: Service[] = ["kube", "flags-etcd", "nats", "redis", "postgres"];
 
 /** What tests, the operator and workloads read to reach the local environment. */
@@ -29,6 +29,8 @@ export interface LocalEnv {
   natsUrl?: string;
   redisUrl?: string;
   databaseUrl?: string;
+  /** With the "cluster" service: the Node the local node agent registered. */
+  nodeName?: string;
 }
 
 /** The environment-variable contract shared with the operator and the workloads. */
@@ -409,6 +411,128 @@ function pgUser(): { uid: number; gid: number } {
   }
 }
 
+// ---- cluster: scheduler, controller manager and the node agent, so pods really run -------------
+// Optional (most tests need only the API): services: [..., "cluster"], or startCluster() against
+// an environment that already runs "kube".
+
+function insecureHealthy(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    // Their serving certificates are self-signed; this only asks whether they are up.
+    const req = request(
+      { host: "127.0.0.1", port, path: "/healthz", rejectUnauthorized: false, timeout: 2000 },
+      (res) => {
+        res.resume();
+        resolve(res.statusCode === 200);
+      },
+    );
+    req.on("error", () => resolve(false));
+    req.on("timeout", () => req.destroy());
+    req.end();
+  });
+}
+
+function nodeReady(env: LocalEnv, node: string): Promise<boolean> {
+  const pki = join(env.stateDir, "pki");
+  return new Promise((resolve) => {
+    const url = new URL(`/api/v1/nodes/${node}`, env.kubeApiServer);
+    const req = request(
+      {
+        host: url.hostname,
+        port: url.port,
+        path: url.pathname,
+        ca: readFileSync(join(pki, "ca.crt")),
+        cert: readFileSync(join(pki, "admin.crt")),
+        key: readFileSync(join(pki, "admin.key")),
+        timeout: 2000,
+      },
+      (res) => {
+        let body = "";
+        res.on("data", (c: Buffer) => {
+          body += c.toString();
+        });
+        res.on("end", () => {
+          try {
+            const conds = (JSON.parse(body).status?.conditions ?? []) as { type: string; status: string }[];
+            resolve(conds.some((c) => c.type === "Ready" && c.status === "True"));
+          } catch {
+            resolve(false);
+          }
+        });
+      },
+    );
+    req.on("error", () => resolve(false));
+    req.on("timeout", () => req.destroy());
+    req.end();
+  });
+}
+
+export async function startCluster(
+  env: LocalEnv,
+  opts: { nodeName?: string; runtime?: "podman" | "process" | "auto" } = {},
+): Promise<{ procs: Proc[]; nodeName: string }> {
+  if (!env.kubeconfig || !env.kubeApiServer) throw new Error('the "cluster" service needs "kube"');
+  const dir = env.stateDir;
+  const pki = join(dir, "pki");
+  const kc = env.kubeconfig;
+  const common = [
+    `--kubeconfig=${kc}`,
+    `--authentication-kubeconfig=${kc}`,
+    `--authorization-kubeconfig=${kc}`,
+    "--bind-address=127.0.0.1",
+    // One instance each: no election to wait for.
+    "--leader-elect=false",
+  ];
+  const procs: Proc[] = [];
+  try {
+    const [kcmPort, schedPort] = [await freePort(), await freePort()];
+    const kcm = startProcess(
+      "kube-controller-manager",
+      bin("kube-controller-manager"),
+      [
+        ...common,
+        `--secure-port=${kcmPort}`,
+        `--cert-dir=${join(dir, "kcm")}`,
+        `--service-account-private-key-file=${join(pki, "sa.key")}`,
+        `--root-ca-file=${join(pki, "ca.crt")}`,
+        "--cluster-name=hybridp2p-local",
+      ],
+      join(dir, "logs", "kube-controller-manager.log"),
+    );
+    procs.push(kcm);
+    const sched = startProcess(
+      "kube-scheduler",
+      bin("kube-scheduler"),
+      [...common, `--secure-port=${schedPort}`, `--cert-dir=${join(dir, "scheduler")}`],
+      join(dir, "logs", "kube-scheduler.log"),
+    );
+    procs.push(sched);
+    const nodeName = opts.nodeName ?? "hybridp2p-local";
+    const agent = startProcess(
+      "node-agent",
+      join(repoRoot, "node_modules/.bin/node"),
+      [
+        join(repoRoot, "hack/node-agent/main.ts"),
+        `--kubeconfig=${kc}`,
+        `--state-dir=${join(dir, `node-agent-${nodeName}`)}`,
+        `--node-name=${nodeName}`,
+        `--runtime=${opts.runtime ?? "auto"}`,
+      ],
+      join(dir, "logs", `node-agent-${nodeName}.log`),
+    );
+    procs.push(agent);
+    await Promise.all([
+      waitUntil(kcm, "/healthz", () => insecureHealthy(kcmPort), 120_000),
+      waitUntil(sched, "/healthz", () => insecureHealthy(schedPort), 120_000),
+      waitUntil(agent, `Node ${nodeName} Ready`, () => nodeReady(env, nodeName), 120_000),
+    ]);
+    // In start order; stop them in reverse: the agent first (it stops its pods).
+    return { procs, nodeName };
+  } catch (err) {
+    for (const p of procs.reverse()) await p.stop();
+    throw err;
+  }
+}
+
 // ---- the whole environment ---------------------------------------------------------------
 
 export interface Running {
@@ -433,48 +557,62 @@ export async function startLocalEnv(
   const started = Date.now();
   // allSettled, not all: on a failure every service that did start is known, so all are stopped.
   const results = await Promise.allSettled(
-    services.map(async (s) => {
-      const t0 = Date.now();
-      switch (s) {
-        case "kube": {
-          const k = await startKube(stateDir);
-          procs.push(...k.procs.reverse());
-          env.kubeconfig = k.kubeconfig;
-          env.kubeApiServer = k.server;
-          break;
+    services
+      .filter((s) => s !== "cluster")
+      .map(async (s) => {
+        const t0 = Date.now();
+        switch (s) {
+          case "kube": {
+            const k = await startKube(stateDir);
+            procs.push(...k.procs.reverse());
+            env.kubeconfig = k.kubeconfig;
+            env.kubeApiServer = k.server;
+            break;
+          }
+          case "flags-etcd": {
+            const e = await startEtcd("flags-etcd", stateDir);
+            procs.push(e.proc);
+            env.etcdEndpoints = e.endpoint;
+            break;
+          }
+          case "nats": {
+            const n = await startNats(stateDir);
+            procs.push(n.proc);
+            env.natsUrl = n.url;
+            break;
+          }
+          case "redis": {
+            const r = await startRedis(stateDir);
+            procs.push(r.proc);
+            env.redisUrl = r.url;
+            break;
+          }
+          case "postgres": {
+            const p = await startPostgres(stateDir);
+            procs.push(p.proc);
+            env.databaseUrl = p.url;
+            break;
+          }
         }
-        case "flags-etcd": {
-          const e = await startEtcd("flags-etcd", stateDir);
-          procs.push(e.proc);
-          env.etcdEndpoints = e.endpoint;
-          break;
-        }
-        case "nats": {
-          const n = await startNats(stateDir);
-          procs.push(n.proc);
-          env.natsUrl = n.url;
-          break;
-        }
-        case "redis": {
-          const r = await startRedis(stateDir);
-          procs.push(r.proc);
-          env.redisUrl = r.url;
-          break;
-        }
-        case "postgres": {
-          const p = await startPostgres(stateDir);
-          procs.push(p.proc);
-          env.databaseUrl = p.url;
-          break;
-        }
-      }
-      log(`${s} ready in ${Date.now() - t0} ms`);
-    }),
+        log(`${s} ready in ${Date.now() - t0} ms`);
+      }),
   );
   const failed = results.find((r) => r.status === "rejected");
   if (failed) {
     await stop();
     throw failed.reason;
+  }
+  if (services.includes("cluster")) {
+    const t0 = Date.now();
+    try {
+      const c = await startCluster(env);
+      procs.push(...c.procs);
+      env.nodeName = c.nodeName;
+    } catch (err) {
+      await stop();
+      throw err;
+    }
+    log(`cluster ready in ${Date.now() - t0} ms`);
   }
   writeFileSync(
     join(stateDir, "env"),

@@ -1,0 +1,541 @@
+// A small kubelet for the local cluster: registers a Node, keeps its Lease and Ready condition
+// fresh, watches the pods bound to it, runs them (runtime.ts), probes them and reports their
+// status, IPs and readiness; a pod being deleted is stopped within its grace period and then
+// removed, as the kubelet does.
+import { mkdirSync } from "node:fs";
+import { createConnection } from "node:net";
+import { cpus, hostname, release, totalmem } from "node:os";
+import { join } from "node:path";
+import type { V1ConfigMap, V1Container, V1Pod, V1Probe, V1Secret } from "@kubernetes/client-node";
+import { KubeConfig, Watch } from "@kubernetes/client-node";
+import { ApiError, KubeClient } from "../../operator/runtime/kube.ts";
+import {
+  containerEnv,
+  type DataLookup,
+  type ObservedContainer,
+  type ObservedPod,
+  podStatus,
+  probePort,
+  probeSettings,
+  restartBackoffMs,
+  shouldRestart,
+} from "./pod.ts";
+import { type Container, PodmanRuntime, ProcessRuntime, type Runtime, type Sandbox } from "./runtime.ts";
+
+export interface AgentOptions {
+  kubeconfig: string;
+  nodeName: string;
+  /** podman where it is installed, else local processes. */
+  runtime?: "podman" | "process" | "auto";
+  stateDir: string;
+  repoRoot: string;
+  kubeletVersion?: string;
+  log?: (msg: string) => void;
+}
+
+const FIELD_MANAGER = "hybridp2p-node-agent";
+const HEARTBEAT_MS = 10_000;
+const RESYNC_MS = 10_000;
+const now = () => new Date().toISOString().replace(/\.\d+Z$/, "Z");
+const microNow = () => new Date().toISOString().replace(/Z$/, "000Z");
+
+export class NodeAgent {
+  private readonly opts: AgentOptions;
+  private readonly log: (msg: string) => void;
+  private client!: KubeClient;
+  private kc!: KubeConfig;
+  runtime!: Runtime;
+  private hostIP = "127.0.0.1";
+  private readonly workers = new Map<string, PodWorker>();
+  private timers: NodeJS.Timeout[] = [];
+  private watch?: AbortController;
+  private stopped = false;
+
+  constructor(opts: AgentOptions) {
+    this.opts = opts;
+    this.log = opts.log ?? ((m) => console.log(`[node-agent] ${m}`));
+  }
+
+  get nodeName(): string {
+    return this.opts.nodeName;
+  }
+
+  async start(): Promise<void> {
+    mkdirSync(this.opts.stateDir, { recursive: true });
+    this.kc = new KubeConfig();
+    this.kc.loadFromFile(this.opts.kubeconfig);
+    this.client = await new KubeClient(this.kc).init();
+    const want = this.opts.runtime ?? "auto";
+    if (want === "podman" || (want === "auto" && PodmanRuntime.available())) {
+      const podman = await new PodmanRuntime(this.opts.stateDir, this.nodeName).init();
+      this.runtime = podman;
+      // Pods reach the host (and the node's address) through the bridge's gateway.
+      this.hostIP = await podman
+        .podman(["network", "inspect", "podman", "--format", "{{range .Subnets}}{{.Gateway}}{{end}}"])
+        .catch(() => "127.0.0.1");
+    } else {
+      this.runtime = new ProcessRuntime(this.opts.repoRoot);
+    }
+    await this.runtime.cleanup();
+    await this.heartbeat();
+    this.timers.push(
+      setInterval(() => void this.heartbeat().catch((e) => this.log(`heartbeat: ${e}`)), HEARTBEAT_MS),
+    );
+    await this.resync();
+    this.timers.push(setInterval(() => void this.resync().catch((e) => this.log(`resync: ${e}`)), RESYNC_MS));
+    await this.startWatch();
+    this.log(
+      `node ${this.nodeName} ready (${this.runtime.name} ${this.runtime.version}, host IP ${this.hostIP})`,
+    );
+  }
+
+  /** Stops every pod it runs (the Node object stays and turns NotReady, as a stopped kubelet's). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const t of this.timers) clearInterval(t);
+    this.watch?.abort();
+    await Promise.all([...this.workers.values()].map((w) => w.terminate(0)));
+    this.workers.clear();
+    this.client.close();
+  }
+
+  // ---- the Node and its Lease ----------------------------------------------------------------
+
+  private async apply(path: string, body: unknown): Promise<void> {
+    await this.client.request("PATCH", path, {
+      query: { fieldManager: FIELD_MANAGER, force: true },
+      body,
+      contentType: "application/apply-patch+yaml",
+    });
+  }
+
+  private async heartbeat(): Promise<void> {
+    const name = this.nodeName;
+    const labels = {
+      "kubernetes.io/hostname": name,
+      "kubernetes.io/os": "linux",
+      "kubernetes.io/arch": process.arch === "x64" ? "amd64" : process.arch,
+      "node.hybridp2p.io/runtime": this.runtime.name,
+    };
+    await this.apply(`/api/v1/nodes/${name}`, { apiVersion: "v1", kind: "Node", metadata: { name, labels } });
+    const capacity = {
+      cpu: String(cpus().length),
+      memory: `${Math.floor(totalmem() / 1024)}Ki`,
+      pods: "110",
+      "ephemeral-storage": "100Gi",
+    };
+    const condition = (type: string, status: string, reason: string) => ({
+      type,
+      status,
+      reason,
+      message: reason,
+      lastHeartbeatTime: now(),
+    });
+    await this.apply(`/api/v1/nodes/${name}/status`, {
+      apiVersion: "v1",
+      kind: "Node",
+      metadata: { name },
+      status: {
+        capacity,
+        allocatable: capacity,
+        conditions: [
+          condition("Ready", "True", "KubeletReady"),
+          condition("MemoryPressure", "False", "KubeletHasSufficientMemory"),
+          condition("DiskPressure", "False", "KubeletHasNoDiskPressure"),
+          condition("PIDPressure", "False", "KubeletHasSufficientPID"),
+        ],
+        addresses: [
+          { type: "InternalIP", address: this.hostIP },
+          { type: "Hostname", address: name },
+        ],
+        daemonEndpoints: { kubeletEndpoint: { Port: 0 } },
+        nodeInfo: {
+          machineID: hostname(),
+          systemUUID: hostname(),
+          bootID: "",
+          kernelVersion: release(),
+          osImage: "hybrid-p2p node agent",
+          containerRuntimeVersion: `${this.runtime.name}://${this.runtime.version}`,
+          kubeletVersion: `v${this.opts.kubeletVersion ?? "1.37.2"}`,
+          kubeProxyVersion: "",
+          operatingSystem: "linux",
+          architecture: labels["kubernetes.io/arch"],
+        },
+      },
+    });
+    await this.apply(`/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/${name}`, {
+      apiVersion: "coordination.k8s.io/v1",
+      kind: "Lease",
+      metadata: { name, namespace: "kube-node-lease" },
+      spec: { holderIdentity: name, leaseDurationSeconds: 40, renewTime: microNow() },
+    });
+  }
+
+  // ---- pods -----------------------------------------------------------------------------------
+
+  private async startWatch(): Promise<void> {
+    if (this.stopped) return;
+    const restart = (err: unknown) => {
+      if (this.stopped) return;
+      if (err) this.log(`pod watch ended: ${err}`);
+      setTimeout(() => void this.startWatch(), 1000);
+    };
+    this.watch = await new Watch(this.kc)
+      .watch(
+        "/api/v1/pods",
+        { fieldSelector: `spec.nodeName=${this.nodeName}` },
+        (type: string, pod: V1Pod) => this.onPod(type, pod),
+        restart,
+      )
+      .catch((err: unknown) => {
+        restart(err);
+        return undefined;
+      });
+  }
+
+  private async resync(): Promise<void> {
+    const list = await this.client.request<{ items: V1Pod[] }>("GET", "/api/v1/pods", {
+      query: { fieldSelector: `spec.nodeName=${this.nodeName}` },
+    });
+    const seen = new Set<string>();
+    for (const pod of list.items) {
+      seen.add(pod.metadata!.uid!);
+      this.onPod("MODIFIED", pod);
+    }
+    for (const [uid, w] of this.workers) if (!seen.has(uid)) this.onPod("DELETED", w.pod);
+  }
+
+  private onPod(type: string, pod: V1Pod): void {
+    if (this.stopped) return;
+    const uid = pod.metadata!.uid!;
+    const worker = this.workers.get(uid);
+    if (type === "DELETED") {
+      if (worker) {
+        this.workers.delete(uid);
+        void worker.terminate(0);
+      }
+      return;
+    }
+    if (pod.metadata?.deletionTimestamp) {
+      if (!worker) void this.removePod(pod).catch((e) => this.log(`pod ${podKey(pod)}: delete: ${e}`));
+      else if (!worker.terminating) {
+        const grace = (pod.metadata.deletionGracePeriodSeconds ?? 30) * 1000;
+        void worker
+          .terminate(grace)
+          .then(() => this.removePod(pod))
+          .catch((e) => this.log(`pod ${podKey(pod)}: delete: ${e}`))
+          .finally(() => this.workers.delete(uid));
+      }
+      return;
+    }
+    if (worker) {
+      worker.pod = pod;
+      return;
+    }
+    if (pod.status?.phase === "Succeeded" || pod.status?.phase === "Failed") return;
+    const w = new PodWorker(this, pod);
+    this.workers.set(uid, w);
+    void w.run().catch((e) => this.log(`pod ${podKey(pod)}: ${e}`));
+  }
+
+  /** The kubelet's last step: delete the stopped pod for good (uid precondition: not a successor). */
+  private async removePod(pod: V1Pod): Promise<void> {
+    const { namespace, name, uid } = pod.metadata!;
+    await this.client
+      .request("DELETE", `/api/v1/namespaces/${namespace}/pods/${name}`, {
+        body: { gracePeriodSeconds: 0, preconditions: { uid } },
+      })
+      .catch((e) => {
+        if (!(e instanceof ApiError && (e.status === 404 || e.status === 409))) throw e;
+      });
+  }
+
+  // ---- what workers use -------------------------------------------------------------------------
+
+  async patchPodStatus(pod: V1Pod, status: Record<string, unknown>): Promise<void> {
+    const { namespace, name } = pod.metadata!;
+    await this.client
+      .request("PATCH", `/api/v1/namespaces/${namespace}/pods/${name}/status`, {
+        body: { metadata: { uid: pod.metadata!.uid }, status },
+        contentType: "application/strategic-merge-patch+json",
+      })
+      .catch((e) => {
+        if (!(e instanceof ApiError && (e.status === 404 || e.status === 409))) throw e;
+      });
+  }
+
+  /** ConfigMaps and Secrets the pod's containers reference, fetched once for containerEnv. */
+  async dataLookup(pod: V1Pod): Promise<DataLookup> {
+    const ns = pod.metadata!.namespace!;
+    const configMaps = new Map<string, Record<string, string> | undefined>();
+    const secrets = new Map<string, Record<string, string> | undefined>();
+    for (const c of pod.spec!.containers) {
+      for (const f of c.envFrom ?? []) {
+        if (f.configMapRef?.name) configMaps.set(f.configMapRef.name, undefined);
+        if (f.secretRef?.name) secrets.set(f.secretRef.name, undefined);
+      }
+      for (const e of c.env ?? []) {
+        if (e.valueFrom?.configMapKeyRef?.name) configMaps.set(e.valueFrom.configMapKeyRef.name, undefined);
+        if (e.valueFrom?.secretKeyRef?.name) secrets.set(e.valueFrom.secretKeyRef.name, undefined);
+      }
+    }
+    const get = async <T>(path: string): Promise<T | undefined> =>
+      this.client.request<T>("GET", path).catch((e) => {
+        if (e instanceof ApiError && e.status === 404) return undefined;
+        throw e;
+      });
+    for (const name of configMaps.keys()) {
+      configMaps.set(
+        name,
+        (await get<V1ConfigMap>(`/api/v1/namespaces/${ns}/configmaps/${name}`))?.data ?? undefined,
+      );
+    }
+    for (const name of secrets.keys()) {
+      const s = await get<V1Secret>(`/api/v1/namespaces/${ns}/secrets/${name}`);
+      const data = s
+        ? Object.fromEntries(
+            Object.entries(s.data ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString("utf8")]),
+          )
+        : undefined;
+      secrets.set(name, data && { ...data, ...(s?.stringData ?? {}) });
+    }
+    return {
+      configMap: (_ns, name) => configMaps.get(name),
+      secret: (_ns, name) => secrets.get(name),
+    };
+  }
+
+  get host(): string {
+    return this.hostIP;
+  }
+
+  get options(): AgentOptions {
+    return this.opts;
+  }
+
+  logLine(msg: string): void {
+    this.log(msg);
+  }
+}
+
+const podKey = (pod: V1Pod) => `${pod.metadata?.namespace}/${pod.metadata?.name}`;
+
+interface ContainerSlot {
+  spec: V1Container;
+  observed: ObservedContainer;
+  running?: Container;
+  timers: NodeJS.Timeout[];
+}
+
+/** One pod on this node: its sandbox, containers, probes and status reports. */
+class PodWorker {
+  pod: V1Pod;
+  terminating = false;
+  private readonly agent: NodeAgent;
+  private sandbox?: Sandbox;
+  private readonly slots: ContainerSlot[];
+  private startTime?: string;
+  private publishTimer?: NodeJS.Timeout;
+  private publishing: Promise<void> = Promise.resolve();
+
+  constructor(agent: NodeAgent, pod: V1Pod) {
+    this.agent = agent;
+    this.pod = pod;
+    this.slots = pod.spec!.containers.map((c) => ({
+      spec: c,
+      observed: {
+        name: c.name,
+        image: c.image ?? "",
+        state: { kind: "waiting", reason: "ContainerCreating" },
+        ready: false,
+        restartCount: 0,
+      },
+      timers: [],
+    }));
+  }
+
+  private get key(): string {
+    const m = this.pod.metadata!;
+    return `${m.namespace}_${m.name}_${m.uid!.slice(0, 8)}`;
+  }
+
+  async run(): Promise<void> {
+    this.startTime = now();
+    try {
+      this.sandbox = await this.agent.runtime.sandbox(this.key, this.pod.metadata!.name!, {});
+    } catch (e) {
+      for (const s of this.slots)
+        s.observed.state = { kind: "waiting", reason: "CreatePodSandboxError", message: String(e) };
+      this.publish();
+      throw e;
+    }
+    this.publish();
+    for (const slot of this.slots) await this.startContainer(slot);
+  }
+
+  private async startContainer(slot: ContainerSlot): Promise<void> {
+    if (this.terminating || !this.sandbox) return;
+    const c = slot.spec;
+    let running: Container;
+    try {
+      const lookup = await this.agent.dataLookup(this.pod);
+      const env = containerEnv(this.pod, c, lookup, { podIP: this.sandbox.ip, hostIP: this.agent.host });
+      const logDir = join(this.agent.options.stateDir, "pods", this.key);
+      mkdirSync(logDir, { recursive: true });
+      running = await this.sandbox.start({
+        name: c.name,
+        image: c.image ?? "",
+        command: c.command,
+        args: c.args,
+        env,
+        workingDir: c.workingDir,
+        mounts: [],
+        logFile: join(logDir, `${c.name}.log`),
+      });
+    } catch (e) {
+      slot.observed.state = { kind: "waiting", reason: "CreateContainerError", message: String(e) };
+      this.publish();
+      this.agent.logLine(`pod ${podKey(this.pod)} container ${c.name}: ${e}`);
+      // Retried like a crash: the ConfigMap or image may appear.
+      slot.timers.push(
+        setTimeout(() => void this.startContainer(slot), restartBackoffMs(++slot.observed.restartCount)),
+      );
+      return;
+    }
+    if (this.terminating) {
+      await running.stop(0);
+      return;
+    }
+    const startedAt = now();
+    slot.running = running;
+    slot.observed.containerID = running.id;
+    slot.observed.state = { kind: "running", startedAt };
+    slot.observed.ready = !c.readinessProbe;
+    this.publish();
+    if (c.readinessProbe) this.probe(slot, running, c.readinessProbe, (ok) => this.setReady(slot, ok));
+    if (c.livenessProbe) {
+      this.probe(slot, running, c.livenessProbe, (ok) => {
+        if (!ok) {
+          this.agent.logLine(
+            `pod ${podKey(this.pod)} container ${c.name}: liveness probe failed, restarting`,
+          );
+          void running.stop((this.pod.spec?.terminationGracePeriodSeconds ?? 30) * 1000);
+        }
+      });
+    }
+    const code = await running.exited;
+    for (const t of slot.timers.splice(0)) clearTimeout(t);
+    slot.running = undefined;
+    slot.observed.ready = false;
+    const terminated = {
+      kind: "terminated" as const,
+      exitCode: code,
+      reason: code === 0 ? "Completed" : "Error",
+      startedAt,
+      finishedAt: now(),
+    };
+    if (this.terminating) {
+      slot.observed.state = terminated;
+      return;
+    }
+    if (shouldRestart(this.pod.spec?.restartPolicy, code)) {
+      slot.observed.lastTerminated = terminated;
+      slot.observed.state = { kind: "waiting", reason: "CrashLoopBackOff", message: `exited with ${code}` };
+      slot.observed.restartCount++;
+      slot.timers.push(
+        setTimeout(() => void this.startContainer(slot), restartBackoffMs(slot.observed.restartCount)),
+      );
+    } else {
+      slot.observed.state = terminated;
+    }
+    this.publish();
+  }
+
+  private setReady(slot: ContainerSlot, ready: boolean): void {
+    if (slot.observed.ready === ready) return;
+    slot.observed.ready = ready;
+    this.publish();
+  }
+
+  /** Runs a probe on its period; reports a result only when a threshold is crossed. */
+  private probe(slot: ContainerSlot, running: Container, p: V1Probe, report: (ok: boolean) => void): void {
+    const s = probeSettings(p);
+    let successes = 0;
+    let failures = 0;
+    const tick = async () => {
+      if (slot.running !== running || this.terminating) return;
+      const ok = await this.check(slot.spec, running, p, s.timeoutMs).catch(() => false);
+      if (ok) {
+        failures = 0;
+        if (++successes >= s.successThreshold) report(true);
+      } else {
+        successes = 0;
+        if (++failures >= s.failureThreshold) report(false);
+      }
+      if (slot.running === running && !this.terminating)
+        slot.timers.push(setTimeout(() => void tick(), s.periodMs));
+    };
+    slot.timers.push(setTimeout(() => void tick(), s.initialDelayMs));
+  }
+
+  private async check(c: V1Container, running: Container, p: V1Probe, timeoutMs: number): Promise<boolean> {
+    const ip = this.sandbox!.ip;
+    if (p.httpGet) {
+      const port = probePort(c, p.httpGet.port as number | string);
+      const scheme = (p.httpGet.scheme ?? "HTTP").toLowerCase();
+      const headers = Object.fromEntries((p.httpGet.httpHeaders ?? []).map((h) => [h.name, h.value]));
+      const res = await fetch(`${scheme}://${p.httpGet.host ?? ip}:${port}${p.httpGet.path ?? "/"}`, {
+        headers,
+        signal: AbortSignal.timeout(timeoutMs),
+        redirect: "manual",
+      });
+      await res.body?.cancel();
+      return res.status >= 200 && res.status < 400;
+    }
+    if (p.tcpSocket) {
+      const port = probePort(c, p.tcpSocket.port as number | string);
+      return new Promise<boolean>((resolve) => {
+        const sock = createConnection({ host: p.tcpSocket!.host ?? ip, port, timeout: timeoutMs });
+        sock.once("connect", () => {
+          sock.destroy();
+          resolve(true);
+        });
+        sock.once("error", () => resolve(false));
+        sock.once("timeout", () => {
+          sock.destroy();
+          resolve(false);
+        });
+      });
+    }
+    if (p.exec?.command) return (await running.exec(p.exec.command, timeoutMs)) === 0;
+    throw new Error("unsupported probe");
+  }
+
+  /** Coalesces status writes: one in flight, the latest state wins. */
+  private publish(): void {
+    if (this.publishTimer) return;
+    this.publishTimer = setTimeout(() => {
+      this.publishTimer = undefined;
+      const observed: ObservedPod = {
+        podIP: this.sandbox?.ip,
+        hostIP: this.agent.host,
+        startTime: this.startTime,
+        restartPolicy: this.pod.spec?.restartPolicy ?? "Always",
+        containers: this.slots.map((s) => s.observed),
+      };
+      const status = podStatus(observed);
+      this.publishing = this.publishing
+        .then(() => this.agent.patchPodStatus(this.pod, status))
+        .catch((e) => this.agent.logLine(`pod ${podKey(this.pod)}: status: ${e}`));
+    }, 50);
+  }
+
+  async terminate(graceMs: number): Promise<void> {
+    this.terminating = true;
+    for (const s of this.slots) for (const t of s.timers.splice(0)) clearTimeout(t);
+    await Promise.all(this.slots.map((s) => s.running?.stop(graceMs)));
+    await this.sandbox?.remove();
+    clearTimeout(this.publishTimer);
+    await this.publishing;
+  }
+}

@@ -1,0 +1,218 @@
+// The local cluster runs pods: kube-scheduler and kube-controller-manager against the shared
+// apiserver, the node agent with podman (the local base image) and a second agent running pods
+// as local processes. A Deployment gets Running, Ready pods with the downward API and ConfigMap
+// values in their environment; a deleted pod is stopped and replaced; exit codes are reported.
+import { execFileSync } from "node:child_process";
+import { join } from "node:path";
+import type { V1Pod } from "@kubernetes/client-node";
+import { KubeConfig } from "@kubernetes/client-node";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { KubeClient } from "../../operator/runtime/kube.ts";
+import { computeStatus, type KObject } from "../kstatus.ts";
+import { freePort, type Proc } from "../local/processes.ts";
+import { startCluster } from "../local/services.ts";
+import { NodeAgent } from "./agent.ts";
+
+const env = inject("localEnv");
+const repoRoot = new URL("../..", import.meta.url).pathname;
+const NS = "node-agent-int";
+const PODMAN_NODE = "agent-int-podman";
+const PROCESS_NODE = "agent-int-process";
+
+// Answers /readyz, and everything else with its environment as JSON.
+const SERVER = `require("http").createServer((q, r) => r.end(q.url === "/readyz" ? "ok" : JSON.stringify(process.env))).listen(Number(process.env.PORT))`;
+
+let client: KubeClient;
+let procs: Proc[] = [];
+let processAgent: NodeAgent;
+let baseImage: string;
+
+const api = <T>(method: string, path: string, body?: unknown) => client.request<T>(method, path, { body });
+
+async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined>,
+  timeoutMs = 120_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await probe();
+      if (v !== undefined) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${last}` : ""}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+const podsOf = async (app: string) =>
+  (await api<{ items: V1Pod[] }>("GET", `/api/v1/namespaces/${NS}/pods?labelSelector=app%3D${app}`)).items;
+const isReady = (p: V1Pod) => p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True");
+
+function deployment(name: string, node: string, image: string, port: number): unknown {
+  return {
+    apiVersion: "apps/v1",
+    kind: "Deployment",
+    metadata: { name, namespace: NS },
+    spec: {
+      replicas: 1,
+      selector: { matchLabels: { app: name } },
+      template: {
+        metadata: { labels: { app: name } },
+        spec: {
+          nodeSelector: { "kubernetes.io/hostname": node },
+          terminationGracePeriodSeconds: 5,
+          containers: [
+            {
+              name: "server",
+              image,
+              command: ["node", "-e", SERVER],
+              env: [
+                { name: "PORT", value: String(port) },
+                { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
+                { name: "POD_IP", valueFrom: { fieldRef: { fieldPath: "status.podIP" } } },
+                { name: "APP_LABEL", valueFrom: { fieldRef: { fieldPath: "metadata.labels['app']" } } },
+                { name: "GREETING", valueFrom: { configMapKeyRef: { name: "settings", key: "greeting" } } },
+                { name: "MESSAGE", value: "$(GREETING) from $(POD_NAME)" },
+              ],
+              ports: [{ name: "http", containerPort: port }],
+              readinessProbe: { httpGet: { path: "/readyz", port: "http" }, periodSeconds: 1 },
+              livenessProbe: { tcpSocket: { port }, periodSeconds: 2 },
+            },
+          ],
+        },
+      },
+    },
+  };
+}
+
+beforeAll(async () => {
+  baseImage = execFileSync("bash", [join(repoRoot, "hack/build-base-image.sh")], { encoding: "utf8" }).trim();
+  const kc = new KubeConfig();
+  kc.loadFromFile(env.kubeconfig!);
+  client = await new KubeClient(kc).init();
+  procs = (await startCluster(env, { nodeName: PODMAN_NODE, runtime: "podman" })).procs;
+  processAgent = new NodeAgent({
+    kubeconfig: env.kubeconfig!,
+    nodeName: PROCESS_NODE,
+    runtime: "process",
+    stateDir: join(env.stateDir, "node-agent-process"),
+    repoRoot,
+    log: () => {},
+  });
+  await processAgent.start();
+  await api("POST", "/api/v1/namespaces", { metadata: { name: NS } });
+  await api("POST", `/api/v1/namespaces/${NS}/configmaps`, {
+    metadata: { name: "settings" },
+    data: { greeting: "hello" },
+  });
+  // Pods need the namespace's default ServiceAccount, which the controller manager creates.
+  await waitFor("the default ServiceAccount", () =>
+    api("GET", `/api/v1/namespaces/${NS}/serviceaccounts/default`),
+  );
+});
+
+afterAll(async () => {
+  await api("DELETE", `/api/v1/namespaces/${NS}`).catch(() => {});
+  await processAgent?.stop();
+  for (const p of procs.reverse()) await p.stop();
+  for (const n of [PODMAN_NODE, PROCESS_NODE]) await api("DELETE", `/api/v1/nodes/${n}`).catch(() => {});
+  client?.close();
+});
+
+describe.each([
+  { runtime: "podman", node: PODMAN_NODE, app: "web-podman" },
+  { runtime: "process", node: PROCESS_NODE, app: "web-process" },
+])("a Deployment on the $runtime node", ({ node, app, runtime }) => {
+  let pod: V1Pod;
+
+  it("gets a Running, Ready pod through the scheduler and the agent", async () => {
+    // Local processes share the host's ports; a podman pod has its own network namespace.
+    const port = runtime === "process" ? await freePort() : 8080;
+    await api("POST", `/apis/apps/v1/namespaces/${NS}/deployments`, deployment(app, node, baseImage, port));
+    pod = await waitFor(`a ready pod of ${app}`, async () => (await podsOf(app)).find(isReady));
+    expect(pod.spec?.nodeName).toBe(node);
+    expect(pod.status?.phase).toBe("Running");
+    expect(pod.status?.containerStatuses?.[0]).toMatchObject({ name: "server", ready: true, started: true });
+    const ip = pod.status!.podIP!;
+    if (runtime === "process") expect(ip).toBe("127.0.0.1");
+    else expect(ip).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
+    // kstatus (used by the e2e suite) agrees the Deployment is rolled out.
+    const dep = await waitFor("the Deployment to be Current", async () => {
+      const d = await api<KObject>("GET", `/apis/apps/v1/namespaces/${NS}/deployments/${app}`);
+      return computeStatus(d).status === "Current" ? d : undefined;
+    });
+    expect(computeStatus(dep).message).toContain("Deployment is available");
+  }, 180_000);
+
+  it("gives the container its downward API, ConfigMap and expanded values", async () => {
+    const port = pod.spec!.containers[0]!.ports![0]!.containerPort;
+    const seen = (await (await fetch(`http://${pod.status!.podIP}:${port}/env`)).json()) as Record<
+      string,
+      string
+    >;
+    expect(seen.POD_NAME).toBe(pod.metadata!.name);
+    expect(seen.POD_IP).toBe(pod.status!.podIP);
+    expect(seen.APP_LABEL).toBe(app);
+    expect(seen.GREETING).toBe("hello");
+    expect(seen.MESSAGE).toBe(`hello from ${pod.metadata!.name}`);
+  });
+
+  it("stops a deleted pod, removes it, and the Deployment's replacement becomes Ready", async () => {
+    await api("DELETE", `/api/v1/namespaces/${NS}/pods/${pod.metadata!.name}`);
+    const next = await waitFor("a ready replacement", async () =>
+      (await podsOf(app)).find((p) => isReady(p) && p.metadata!.uid !== pod.metadata!.uid),
+    );
+    expect(next.spec?.nodeName).toBe(node);
+    await waitFor("the old pod to be gone", async () =>
+      (await podsOf(app)).some((p) => p.metadata!.uid === pod.metadata!.uid) ? undefined : true,
+    );
+  }, 180_000);
+});
+
+describe("pod phases from exit codes", () => {
+  const bare = (name: string, restartPolicy: string, code: number) => ({
+    metadata: { name, namespace: NS },
+    spec: {
+      nodeName: PROCESS_NODE,
+      restartPolicy,
+      containers: [
+        {
+          name: "main",
+          image: "localhost/hybrid-p2p/node-base:any",
+          command: ["node", "-e", `process.exit(${code})`],
+        },
+      ],
+    },
+  });
+  const podNamed = (name: string) => api<V1Pod>("GET", `/api/v1/namespaces/${NS}/pods/${name}`);
+
+  it("a pod that exits 0 with restartPolicy Never Succeeded; exit 3 Failed with its code", async () => {
+    await api("POST", `/api/v1/namespaces/${NS}/pods`, bare("ok", "Never", 0));
+    await api("POST", `/api/v1/namespaces/${NS}/pods`, bare("bad", "Never", 3));
+    await waitFor("ok to succeed", async () =>
+      (await podNamed("ok")).status?.phase === "Succeeded" ? true : undefined,
+    );
+    const bad = await waitFor("bad to fail", async () => {
+      const p = await podNamed("bad");
+      return p.status?.phase === "Failed" ? p : undefined;
+    });
+    expect(bad.status?.containerStatuses?.[0]?.state?.terminated).toMatchObject({
+      exitCode: 3,
+      reason: "Error",
+    });
+  });
+
+  it("a crashing container under restartPolicy Always is restarted and counted", async () => {
+    await api("POST", `/api/v1/namespaces/${NS}/pods`, bare("crash", "Always", 1));
+    const p = await waitFor("two restarts", async () => {
+      const p = await podNamed("crash");
+      return (p.status?.containerStatuses?.[0]?.restartCount ?? 0) >= 2 ? p : undefined;
+    });
+    expect(p.status?.phase).toBe("Running");
+    expect(p.status?.containerStatuses?.[0]?.lastState?.terminated?.exitCode).toBe(1);
+  });
+});
