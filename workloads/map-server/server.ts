@@ -387,7 +387,8 @@ export class MapServer {
         this.notice(h);
         this.opts.log.info("map mode changed", { map, mode });
       }
-      sims.set(map, h.sim);
+      // A map nobody plays on stands still (as rAthena idles mobs away from players): no CPU for it.
+      if (h.sim.sessions.size > 0) sims.set(map, h.sim);
     }
     if (sims.size === 0) return new Map();
     const t0 = performance.now();
