@@ -10,8 +10,10 @@ import {
   type MapMode,
   subjects,
 } from "../bus/contract.ts";
+import { createRedis } from "../runtime/redis.ts";
 import { FixedModes } from "./modes.ts";
 import { openMap } from "./sim/maps.ts";
+import { HotStore } from "./store.ts";
 import {
   createCharacters,
   FakeGateway,
@@ -304,4 +306,34 @@ describe("map server", () => {
       await a.close();
     }
   }, 120_000);
+
+  it("refuses hot-state writes from a deposed owner (fenced)", async () => {
+    const redis = createRedis(svc.redisUrl);
+    const hot = new HotStore(redis, redisPrefix);
+    const zone = unique("z");
+    const base = {
+      session: "s",
+      characterId: "1",
+      gateway: "g",
+      p2p: false,
+      name: "n",
+      hp: 1,
+      maxHp: 1,
+      atk: 1,
+    };
+    try {
+      expect(await hot.save(region, zone, "m", "10", [{ ...base, x: 1, y: 1, exp: 1, zeny: 0 }])).toBe(true);
+      expect(await hot.claim(region, zone, "m", "12")).toBe(true);
+      // The old owner (fence 10) wakes up and writes: refused, the state stays.
+      expect(await hot.save(region, zone, "m", "10", [{ ...base, x: 9, y: 9, exp: 99, zeny: 0 }])).toBe(
+        false,
+      );
+      expect(await hot.remove(region, zone, "m", "10", ["s"])).toBe(false);
+      expect(await hot.load(region, zone, "m")).toMatchObject([{ session: "s", x: 1, exp: 1 }]);
+      expect(await hot.save(region, zone, "m", "12", [{ ...base, x: 2, y: 2, exp: 2, zeny: 0 }])).toBe(true);
+      expect(await hot.load(region, zone, "m")).toMatchObject([{ x: 2, exp: 2 }]);
+    } finally {
+      redis.disconnect();
+    }
+  });
 });
