@@ -125,7 +125,6 @@ export class ApiError extends Error {
 }
 
 export const isNotFound = (e: unknown): boolean => e instanceof ApiError && e.status === 404;
-export const isConflict = (e: unknown): boolean => e instanceof ApiError && e.status === 409;
 
 interface RequestArgs {
   query?: Record<string, string | number | boolean | undefined>;
