@@ -2,8 +2,8 @@
 // fresh, watches the pods bound to it, runs them (runtime.ts), probes them and reports their
 // status, IPs and readiness; a pod being deleted is stopped within its grace period and then
 // removed, as the kubelet does.
-import { mkdirSync } from "node:fs";
-import { createConnection } from "node:net";
+import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
+import { type AddressInfo, createConnection, createServer, type Server } from "node:net";
 import { cpus, hostname, release, totalmem } from "node:os";
 import { join } from "node:path";
 import type { V1ConfigMap, V1Container, V1Pod, V1Probe, V1Secret } from "@kubernetes/client-node";
@@ -12,6 +12,7 @@ import { ApiError, KubeClient } from "../../operator/runtime/kube.ts";
 import {
   containerEnv,
   type DataLookup,
+  fieldRef,
   type ObservedContainer,
   type ObservedPod,
   podStatus,
@@ -21,6 +22,7 @@ import {
   shouldRestart,
 } from "./pod.ts";
 import { type Container, PodmanRuntime, ProcessRuntime, type Runtime, type Sandbox } from "./runtime.ts";
+import { materialize, processKubeconfig, volumeRefs } from "./volumes.ts";
 
 export interface AgentOptions {
   kubeconfig: string;
@@ -50,6 +52,8 @@ export class NodeAgent {
   private timers: NodeJS.Timeout[] = [];
   private watch?: AbortController;
   private stopped = false;
+  private forwarder?: Promise<number>;
+  private readonly servers: Server[] = [];
 
   constructor(opts: AgentOptions) {
     this.opts = opts;
@@ -95,6 +99,7 @@ export class NodeAgent {
     for (const t of this.timers) clearInterval(t);
     this.watch?.abort();
     await Promise.all([...this.workers.values()].map((w) => w.terminate(0)));
+    for (const srv of this.servers) srv.close();
     this.workers.clear();
     this.client.close();
   }
@@ -269,6 +274,9 @@ export class NodeAgent {
     const ns = pod.metadata!.namespace!;
     const configMaps = new Map<string, Record<string, string> | undefined>();
     const secrets = new Map<string, Record<string, string> | undefined>();
+    const fromVolumes = volumeRefs(pod.spec!.volumes ?? []);
+    for (const name of fromVolumes.configMaps) configMaps.set(name, undefined);
+    for (const name of fromVolumes.secrets) secrets.set(name, undefined);
     for (const c of pod.spec!.containers) {
       for (const f of c.envFrom ?? []) {
         if (f.configMapRef?.name) configMaps.set(f.configMapRef.name, undefined);
@@ -285,10 +293,8 @@ export class NodeAgent {
         throw e;
       });
     for (const name of configMaps.keys()) {
-      configMaps.set(
-        name,
-        (await get<V1ConfigMap>(`/api/v1/namespaces/${ns}/configmaps/${name}`))?.data ?? undefined,
-      );
+      const cm = await get<V1ConfigMap>(`/api/v1/namespaces/${ns}/configmaps/${name}`);
+      configMaps.set(name, cm ? (cm.data ?? {}) : undefined);
     }
     for (const name of secrets.keys()) {
       const s = await get<V1Secret>(`/api/v1/namespaces/${ns}/secrets/${name}`);
@@ -303,6 +309,69 @@ export class NodeAgent {
       configMap: (_ns, name) => configMaps.get(name),
       secret: (_ns, name) => secrets.get(name),
     };
+  }
+
+  /** A token of the pod's ServiceAccount bound to the pod, as the kubelet projects it. */
+  async requestToken(pod: V1Pod, source: { audience?: string; expirationSeconds?: number }): Promise<string> {
+    const { namespace, name, uid } = pod.metadata!;
+    const sa = pod.spec?.serviceAccountName ?? "default";
+    const res = await this.client.request<{ status: { token: string } }>(
+      "POST",
+      `/api/v1/namespaces/${namespace}/serviceaccounts/${sa}/token`,
+      {
+        body: {
+          apiVersion: "authentication.k8s.io/v1",
+          kind: "TokenRequest",
+          spec: {
+            audiences: source.audience ? [source.audience] : [],
+            expirationSeconds: source.expirationSeconds ?? 3607,
+            boundObjectRef: { apiVersion: "v1", kind: "Pod", name, uid },
+          },
+        },
+      },
+    );
+    return res.status.token;
+  }
+
+  /** Where pods reach the API server. The apiserver listens on loopback only; a podman pod has
+   * its own network namespace, so the agent forwards a port on the bridge's gateway to it, and
+   * pods use the name kubernetes.default.svc, which the serving certificate carries. */
+  async apiEndpoint(): Promise<{ host: string; port: number }> {
+    const server = this.client.server;
+    const apiPort = Number(server.port || 443);
+    if (this.runtime.name === "process") return { host: server.hostname, port: apiPort };
+    this.forwarder ??= new Promise((resolve, reject) => {
+      const srv = createServer((sock) => {
+        const up = createConnection({ host: server.hostname, port: apiPort });
+        sock.pipe(up).pipe(sock);
+        const close = () => {
+          sock.destroy();
+          up.destroy();
+        };
+        sock.on("error", close);
+        up.on("error", close);
+      });
+      srv.once("error", reject);
+      srv.listen(0, this.hostIP, () => {
+        this.servers.push(srv);
+        resolve((srv.address() as AddressInfo).port);
+      });
+    });
+    return { host: "kubernetes.default.svc", port: await this.forwarder };
+  }
+
+  /** /etc/hosts entries of every podman pod: the API server's names, at the gateway. */
+  apiHosts(): Record<string, string> {
+    if (this.runtime.name === "process") return {};
+    return {
+      "kubernetes.default.svc": this.hostIP,
+      "kubernetes.default": this.hostIP,
+      kubernetes: this.hostIP,
+    };
+  }
+
+  get server(): string {
+    return this.client.server.toString().replace(/\/$/, "");
   }
 
   get host(): string {
@@ -335,6 +404,10 @@ class PodWorker {
   private sandbox?: Sandbox;
   private readonly slots: ContainerSlot[];
   private startTime?: string;
+  private readonly volumeDirs = new Map<string, string>();
+  private api?: { host: string; port: number };
+  private kubeconfig?: string;
+  private tokenTimer?: NodeJS.Timeout;
   private publishTimer?: NodeJS.Timeout;
   private publishing: Promise<void> = Promise.resolve();
 
@@ -362,7 +435,21 @@ class PodWorker {
   async run(): Promise<void> {
     this.startTime = now();
     try {
-      this.sandbox = await this.agent.runtime.sandbox(this.key, this.pod.metadata!.name!, {});
+      this.sandbox = await this.agent.runtime.sandbox(
+        this.key,
+        this.pod.metadata!.name!,
+        this.agent.apiHosts(),
+      );
+      this.api = await this.agent.apiEndpoint();
+      await this.prepareVolumes();
+      // Bound tokens expire after an hour: rewrite them well before, as the kubelet does.
+      this.tokenTimer = setInterval(
+        () =>
+          void this.prepareVolumes().catch((e) =>
+            this.agent.logLine(`pod ${podKey(this.pod)}: volumes: ${e}`),
+          ),
+        40 * 60_000,
+      );
     } catch (e) {
       for (const s of this.slots)
         s.observed.state = { kind: "waiting", reason: "CreatePodSandboxError", message: String(e) };
@@ -373,15 +460,84 @@ class PodWorker {
     for (const slot of this.slots) await this.startContainer(slot);
   }
 
+  private get dir(): string {
+    return join(this.agent.options.stateDir, "pods", this.key);
+  }
+
+  /** Writes the pod's volumes under its directory; with a service-account token and no way to
+   * mount it at the in-cluster path (local processes), also a kubeconfig that points at it. */
+  private async prepareVolumes(): Promise<void> {
+    const pod = this.pod;
+    const ns = pod.metadata!.namespace!;
+    const lookup = await this.agent.dataLookup(pod);
+    const tokens = new Map<string, string>();
+    const tokenKey = (t: { audience?: string; expirationSeconds?: number }) =>
+      `${t.audience}|${t.expirationSeconds}`;
+    let tokenFile: string | undefined;
+    let caFile: string | undefined;
+    for (const v of pod.spec?.volumes ?? []) {
+      for (const src of v.projected?.sources ?? []) {
+        const t = src.serviceAccountToken;
+        if (!t) continue;
+        tokens.set(tokenKey(t), await this.agent.requestToken(pod, t));
+        tokenFile = join(this.dir, "volumes", v.name, t.path);
+        caFile = join(this.dir, "volumes", v.name, "ca.crt");
+      }
+    }
+    for (const v of pod.spec?.volumes ?? []) {
+      const m = materialize(v, {
+        configMap: (name) => lookup.configMap(ns, name),
+        secret: (name) => lookup.secret(ns, name),
+        token: (t) => tokens.get(tokenKey(t))!,
+        fieldRef: (path) => fieldRef(pod, path, this.sandbox!.ip, this.agent.host),
+      });
+      const dir = join(this.dir, "volumes", v.name);
+      if (m.kind === "hostPath") this.volumeDirs.set(v.name, m.path);
+      else if (m.kind === "unsupported") this.agent.logLine(`pod ${podKey(pod)}: ${m.reason}`);
+      else {
+        mkdirSync(dir, { recursive: true });
+        // Writable by the image's non-root user, as an emptyDir is in a real cluster.
+        if (m.kind === "emptyDir") chmodSync(dir, 0o777);
+        for (const f of m.kind === "files" ? m.files : []) {
+          mkdirSync(join(dir, f.path, ".."), { recursive: true });
+          writeFileSync(join(dir, f.path), f.content, { mode: f.mode });
+          chmodSync(join(dir, f.path), f.mode);
+        }
+        this.volumeDirs.set(v.name, dir);
+      }
+    }
+    if (this.agent.runtime.name === "process" && tokenFile && caFile) {
+      this.kubeconfig = join(this.dir, "kubeconfig.json");
+      writeFileSync(this.kubeconfig, processKubeconfig(this.agent.server, caFile, tokenFile, ns));
+    }
+  }
+
   private async startContainer(slot: ContainerSlot): Promise<void> {
     if (this.terminating || !this.sandbox) return;
     const c = slot.spec;
     let running: Container;
     try {
       const lookup = await this.agent.dataLookup(this.pod);
-      const env = containerEnv(this.pod, c, lookup, { podIP: this.sandbox.ip, hostIP: this.agent.host });
-      const logDir = join(this.agent.options.stateDir, "pods", this.key);
+      // As the kubelet: the API server's address first, the container's own variables over it.
+      const env = {
+        KUBERNETES_SERVICE_HOST: this.api!.host,
+        KUBERNETES_SERVICE_PORT: String(this.api!.port),
+        ...(this.kubeconfig ? { KUBECONFIG: this.kubeconfig } : {}),
+        ...containerEnv(this.pod, c, lookup, { podIP: this.sandbox.ip, hostIP: this.agent.host }),
+      };
+      const logDir = this.dir;
       mkdirSync(logDir, { recursive: true });
+      const mounts = (c.volumeMounts ?? []).flatMap((m) => {
+        const host = this.volumeDirs.get(m.name);
+        if (!host) return [];
+        const hostPath = m.subPath ? join(host, m.subPath) : host;
+        return [{ hostPath, containerPath: m.mountPath, readOnly: m.readOnly ?? false }];
+      });
+      const sc = { ...this.pod.spec?.securityContext, ...c.securityContext };
+      const user =
+        sc.runAsUser === undefined
+          ? undefined
+          : `${sc.runAsUser}${sc.runAsGroup === undefined ? "" : `:${sc.runAsGroup}`}`;
       running = await this.sandbox.start({
         name: c.name,
         image: c.image ?? "",
@@ -389,7 +545,8 @@ class PodWorker {
         args: c.args,
         env,
         workingDir: c.workingDir,
-        mounts: [],
+        user,
+        mounts,
         logFile: join(logDir, `${c.name}.log`),
       });
     } catch (e) {
@@ -532,6 +689,7 @@ class PodWorker {
 
   async terminate(graceMs: number): Promise<void> {
     this.terminating = true;
+    clearInterval(this.tokenTimer);
     for (const s of this.slots) for (const t of s.timers.splice(0)) clearTimeout(t);
     await Promise.all(this.slots.map((s) => s.running?.stop(graceMs)));
     await this.sandbox?.remove();

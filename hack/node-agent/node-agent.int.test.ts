@@ -18,6 +18,20 @@ const repoRoot = new URL("../..", import.meta.url).pathname;
 const NS = "node-agent-int";
 const PODMAN_NODE = "agent-int-podman";
 const PROCESS_NODE = "agent-int-process";
+const WORKLOAD_IMAGE = "ghcr.io/hybrid-p2p/workload:0.1.0";
+
+// Asks the API server who it is, through client-node's default loading (in-cluster config in a
+// podman pod, the agent's KUBECONFIG for a process), as the operator does; then serves the answer.
+const WHOAMI = `import { AuthenticationV1Api, KubeConfig } from "@kubernetes/client-node";
+import { createServer } from "node:http";
+const kc = new KubeConfig();
+kc.loadFromDefault();
+let who;
+try {
+  const r = await kc.makeApiClient(AuthenticationV1Api).createSelfSubjectReview({ body: { apiVersion: "authentication.k8s.io/v1", kind: "SelfSubjectReview" } });
+  who = r.status.userInfo.username;
+} catch (e) { who = "error: " + e; }
+createServer((q, r) => r.end(who)).listen(Number(process.env.PORT));`;
 
 // Answers /readyz, and everything else with its environment as JSON.
 const SERVER = `require("http").createServer((q, r) => r.end(q.url === "/readyz" ? "ok" : JSON.stringify(process.env))).listen(Number(process.env.PORT))`;
@@ -91,6 +105,7 @@ function deployment(name: string, node: string, image: string, port: number): un
 
 beforeAll(async () => {
   baseImage = execFileSync("bash", [join(repoRoot, "hack/build-base-image.sh")], { encoding: "utf8" }).trim();
+  execFileSync("bash", [join(repoRoot, "hack/build-images.sh"), "workload"], { stdio: "ignore" });
   const kc = new KubeConfig();
   kc.loadFromFile(env.kubeconfig!);
   client = await new KubeClient(kc).init();
@@ -170,6 +185,37 @@ describe.each([
     await waitFor("the old pod to be gone", async () =>
       (await podsOf(app)).some((p) => p.metadata!.uid === pod.metadata!.uid) ? undefined : true,
     );
+  }, 180_000);
+});
+
+describe.each([
+  { runtime: "podman", node: PODMAN_NODE },
+  { runtime: "process", node: PROCESS_NODE },
+])("a pod on the $runtime node", ({ runtime, node }) => {
+  it("reaches the API server as its ServiceAccount, with client-node's in-cluster loading", async () => {
+    const name = `whoami-${runtime}`;
+    const port = runtime === "process" ? await freePort() : 8080;
+    await api("POST", `/api/v1/namespaces/${NS}/pods`, {
+      metadata: { name, namespace: NS },
+      spec: {
+        nodeName: node,
+        containers: [
+          {
+            name: "main",
+            image: WORKLOAD_IMAGE,
+            command: ["node", "--input-type=module", "-e", WHOAMI],
+            env: [{ name: "PORT", value: String(port) }],
+            readinessProbe: { tcpSocket: { port }, periodSeconds: 1 },
+          },
+        ],
+      },
+    });
+    const pod = await waitFor(`${name} ready`, async () => {
+      const p = await api<V1Pod>("GET", `/api/v1/namespaces/${NS}/pods/${name}`);
+      return isReady(p) ? p : undefined;
+    });
+    const who = await (await fetch(`http://${pod.status!.podIP}:${port}/`)).text();
+    expect(who).toBe(`system:serviceaccount:${NS}:default`);
   }, 180_000);
 });
 

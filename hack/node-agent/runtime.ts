@@ -18,6 +18,8 @@ export interface Launch {
   args?: string[];
   env: Record<string, string>;
   workingDir?: string;
+  /** uid[:gid] from the security context (podman only; processes run as the agent's user). */
+  user?: string;
   /** host path -> container path (read-only when ro). */
   mounts: { hostPath: string; containerPath: string; readOnly: boolean }[];
   logFile: string;
@@ -124,6 +126,7 @@ export class PodmanRuntime implements Runtime {
     for (const [k, v] of Object.entries(l.env)) args.push("-e", `${k}=${v}`);
     for (const m of l.mounts) args.push("-v", `${m.hostPath}:${m.containerPath}${m.readOnly ? ":ro" : ""}`);
     if (l.workingDir) args.push("--workdir", l.workingDir);
+    if (l.user) args.push("--user", l.user);
     if (l.command) args.push("--entrypoint", JSON.stringify(l.command));
     args.push(l.image, ...(l.args ?? []));
     await this.podman(["rm", "-f", `${pod}_${l.name}`]).catch(() => {});
