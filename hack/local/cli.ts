@@ -5,10 +5,39 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Command } from "commander";
+import { freePort, startProcess, waitUntil } from "./processes.ts";
 import { binDir, envVars, startLocalEnv } from "./services.ts";
 
 const repoRoot = new URL("../..", import.meta.url).pathname;
 const localDir = join(repoRoot, ".cache/local");
+const node = process.execPath; // Node 24: this script runs under it
+
+/** The operator as its own process, as in a cluster: leader election on, the flag plane on. */
+async function startOperator(kubeconfig: string, etcdEndpoints: string, stateDir: string) {
+  const [metrics, health] = [await freePort(), await freePort()];
+  const proc = startProcess(
+    "hybrid-operator",
+    node,
+    [
+      join(repoRoot, "operator/main.ts"),
+      "run",
+      "--kubeconfig",
+      kubeconfig,
+      "--leader-elect",
+      "--leader-election-namespace",
+      "default",
+      "--flags-etcd-endpoints",
+      etcdEndpoints,
+      "--metrics-bind-address",
+      `127.0.0.1:${metrics}`,
+      "--health-probe-bind-address",
+      `127.0.0.1:${health}`,
+    ],
+    join(stateDir, "logs", "operator.log"),
+  );
+  await waitUntil(proc, "/readyz", async () => (await fetch(`http://127.0.0.1:${health}/readyz`)).ok);
+  return { proc, metrics: `http://127.0.0.1:${metrics}/metrics` };
+}
 
 function kubectl(kubeconfig: string, args: string[]): string {
   return execFileSync(join(binDir(), "kubectl"), ["--kubeconfig", kubeconfig, ...args], { encoding: "utf8" });
@@ -19,8 +48,11 @@ async function up(opts: { exit: boolean }): Promise<void> {
   rmSync(localDir, { recursive: true, force: true });
   mkdirSync(join(repoRoot, ".cache"), { recursive: true });
   const running = await startLocalEnv({ log });
+  let stopOperator = async () => {};
+  let hints = "";
   const shutdown = async () => {
     log("stopping...");
+    await stopOperator();
     await running.stop();
     rmSync(running.env.stateDir, { recursive: true, force: true });
     rmSync(localDir, { force: true });
@@ -33,8 +65,21 @@ async function up(opts: { exit: boolean }): Promise<void> {
     log("installing CRDs");
     kubectl(kc, ["apply", "--server-side", "-f", join(repoRoot, "crds")]);
     kubectl(kc, ["wait", "--for=condition=Established", "--timeout=60s", "-f", join(repoRoot, "crds")]);
+    log("starting the operator");
+    const operator = await startOperator(kc, running.env.etcdEndpoints!, running.env.stateDir);
+    stopOperator = () => operator.proc.stop();
     log("applying the example region");
     process.stdout.write(kubectl(kc, ["apply", "--server-side", "-f", join(repoRoot, "examples")]));
+    // The region counts as up once the operator has acted on every example Zone.
+    await waitUntil(operator.proc, "the operator's first status on every Zone", async () => {
+      const zones = JSON.parse(kubectl(kc, ["get", "zones", "-A", "-o", "json"])) as {
+        items: { metadata: { generation: number }; status?: { observedGeneration?: number } }[];
+      };
+      return (
+        zones.items.length > 0 &&
+        zones.items.every((z) => z.status?.observedGeneration === z.metadata.generation)
+      );
+    });
     process.stdout.write(kubectl(kc, ["get", "hybridp2p", "-A"]));
     const vars = envVars(running.env);
     writeFileSync(
@@ -43,23 +88,50 @@ async function up(opts: { exit: boolean }): Promise<void> {
         .map(([k, v]) => `export ${k}=${v}\n`)
         .join(""),
     );
-    console.log(`
+    hints = `
 The local region is up. In another terminal:
   source ${join(localDir, "env.sh")}
   ${join(binDir(), "kubectl")} get hybridp2p -A
+  npm run hybridctl -- status -A              # zones, modes, applied epochs
+  npm run hybridctl -- p2p disable --zone prt-fild08 -n demo --force
+  npm run hybridctl -- fallback force --zone prt-fild08 -n demo --reason "trying it out"
+  npm run hybridctl -- flags watch            # what the workloads see in etcd
+Operator log: ${join(running.env.stateDir, "logs", "operator.log")}
 ${Object.entries(vars)
   .map(([k, v]) => `  ${k}=${v}`)
   .join("\n")}
-Press Ctrl-C to stop everything.`);
+Press Ctrl-C to stop everything.`;
+    console.log(hints);
   } catch (err) {
     await shutdown();
     throw err;
   }
   if (opts.exit) return shutdown();
-  await new Promise<void>((resolve) => {
-    process.once("SIGINT", resolve);
-    process.once("SIGTERM", resolve);
+  // Live status until Ctrl-C, with the commands to try under it. (`hybridctl status --watch`
+  // does the same alone; here the hints must stay on screen, so the loop is ours.)
+  let stopping = false;
+  const stopped = new Promise<void>((resolve) => {
+    const stop = () => {
+      stopping = true;
+      resolve();
+    };
+    process.once("SIGINT", stop);
+    process.once("SIGTERM", stop);
   });
+  while (!stopping) {
+    let table: string;
+    try {
+      table = execFileSync(node, [join(repoRoot, "operator/cli/hybridctl.ts"), "status", "-A"], {
+        encoding: "utf8",
+        env: { ...process.env, ...envVars(running.env) },
+      });
+    } catch (err) {
+      table = `hybridctl status failed: ${(err as Error).message}`;
+    }
+    if (process.stdout.isTTY) process.stdout.write("\x1b[H\x1b[2J");
+    console.log(`${new Date().toISOString()}\n\n${table}\n${hints}`);
+    await Promise.race([stopped, new Promise((r) => setTimeout(r, 2000))]);
+  }
   await shutdown();
 }
 

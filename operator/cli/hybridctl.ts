@@ -597,8 +597,17 @@ export function program(io: Io, signal?: AbortSignal): Command {
     .description("regions and zones with mode and applied epoch")
     .option("-n, --namespace <ns>", "namespace", "default")
     .option("-A, --all-namespaces", "every namespace")
+    .option("-w, --watch", "print again every 2 seconds until Ctrl-C")
     .addOption(output())
-    .action((o) => status(globals(), o, io));
+    .action(async (o) => {
+      if (!o.watch) return status(globals(), o, io);
+      for (;;) {
+        // Clear the terminal between tables so the view stays in place, as `watch` does.
+        if (o.output === "table") io.out(`\x1b[H\x1b[2J${new Date().toISOString()}  (Ctrl-C to stop)\n`);
+        await status(globals(), o, io);
+        await new Promise((r) => setTimeout(r, 2000));
+      }
+    });
 
   const p2pCmd = cmd
     .command("p2p")
