@@ -109,7 +109,16 @@ export class MapServer {
   async start(): Promise<void> {
     await ensureEventStream(this.opts.nc);
     this.ownership.on("acquired", (map, fence) => {
-      const p = this.attach(map, fence).finally(() => this.attaching.delete(map));
+      const p = this.attach(map, fence)
+        .then((ok) => {
+          // A map this pod cannot run (Redis away, ...) goes back, so another pod or a later try takes it.
+          if (!ok && this.ownership.holds(map)) return this.ownership.release(map);
+        })
+        .catch((err) => {
+          this.opts.log.warn("could not start a map, giving it back", { map, err });
+          return this.ownership.release(map);
+        })
+        .finally(() => this.attaching.delete(map));
       this.attaching.set(map, p);
       this.track(p);
     });
@@ -139,12 +148,13 @@ export class MapServer {
     return { region: this.opts.region, zone: this.opts.zone, map };
   }
 
-  private async attach(map: string, fence: string): Promise<void> {
+  /** Starts simulating a map this pod just acquired; false when it must not run it. */
+  private async attach(map: string, fence: string): Promise<boolean> {
     const { region, zone, log } = this.opts;
-    if (this.held.has(map)) return;
+    if (this.held.has(map)) return true;
     if (!(await this.hot.claim(region, zone, map, fence))) {
       log.warn("hot state already claimed by a newer owner", { map, fence });
-      return;
+      return false;
     }
     const def = (this.opts.mapDef ?? ((n: string) => generateMap(n)))(map);
     const mobs = def.mobs.reduce((n, s) => n + s.count, 0);
@@ -157,7 +167,8 @@ export class MapServer {
     sim.setMode(this.opts.modes.mode(map));
     const restored = await this.hot.load(region, zone, map);
     await this.idle();
-    if (!this.ownership.holds(map) || this.stopped || this.held.has(map)) return;
+    if (this.held.has(map)) return true;
+    if (!this.ownership.holds(map) || this.stopped) return false;
     for (const s of restored) {
       try {
         sim.join(s);
@@ -190,6 +201,7 @@ export class MapServer {
     this.notice(held);
     this.m.owned.set(this.held.size);
     log.info("map attached", { map, fence, restoredSessions: restored.length, mode: sim.mode });
+    return true;
   }
 
   /** Graceful handover of one map (rebalancing): save its state, stop it, then free the key. */
