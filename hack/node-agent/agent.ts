@@ -12,6 +12,7 @@ import { ApiError, KubeClient } from "../../operator/runtime/kube.ts";
 import {
   containerEnv,
   type DataLookup,
+  expand,
   fieldRef,
   type ObservedContainer,
   type ObservedPod,
@@ -541,8 +542,8 @@ class PodWorker {
       running = await this.sandbox.start({
         name: c.name,
         image: c.image ?? "",
-        command: c.command,
-        args: c.args,
+        command: c.command?.map((a) => expand(a, env)),
+        args: c.args?.map((a) => expand(a, env)),
         env,
         workingDir: c.workingDir,
         user,

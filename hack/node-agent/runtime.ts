@@ -6,14 +6,14 @@ import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { closeSync, existsSync, openSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import type { ImageConfig } from "./pod.ts";
+import { containerArgv, type ImageConfig } from "./pod.ts";
 
 const run = promisify(execFile);
 
 export interface Launch {
   name: string;
   image: string;
-  /** Command and args from the pod spec (undefined: the image's). */
+  /** Command and args from the pod spec, $(VAR) expanded (undefined: the image's). */
   command?: string[];
   args?: string[];
   env: Record<string, string>;
@@ -187,7 +187,7 @@ export class ProcessRuntime implements Runtime {
   private start(l: Launch): Container {
     const image = localImage(l.image, this.repoRoot);
     if (!image) throw new Error(`image ${l.image} cannot run as a local process (no container engine here)`);
-    const argv = [...(l.command ?? image.entrypoint), ...(l.args ?? (l.command ? [] : image.cmd))];
+    const argv = containerArgv({ name: l.name, command: l.command, args: l.args }, image, {});
     if (argv.length === 0) throw new Error(`container ${l.name} has no command`);
     // `node` in an image is Node 24: the one running this agent.
     const bin = argv[0] === "node" ? process.execPath : argv[0]!;
