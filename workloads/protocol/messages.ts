@@ -230,7 +230,7 @@ export const SEQ_OFFSET = 2;
 export function encode(msg: Message): Uint8Array {
   const c = byType.get(msg.type);
   if (!c) throw new RangeError(`unknown message type ${String(msg.type)}`);
-  const w = new Writer(64);
+  const w = new Writer(256);
   w.u8(PROTOCOL_VERSION);
   w.u8(c.id);
   if (c.seq) w.u32((msg as { seq?: number }).seq ?? 0);

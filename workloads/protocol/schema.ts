@@ -95,8 +95,9 @@ export class Writer {
     this.buf.set(b, this.pos);
     this.pos += b.length;
   }
+  /** The bytes written (a view on the writer's buffer: the writer is not used afterwards). */
   finish(): Uint8Array {
-    return this.buf.slice(0, this.pos);
+    return this.buf.subarray(0, this.pos);
   }
 }
 
@@ -216,7 +217,10 @@ export const cell: Codec<number> = {
 
 export const bool: Codec<boolean> = {
   desc: { t: "bool" },
-  enc: (w, v) => w.u8(v ? 1 : 0),
+  enc: (w, v) => {
+    if (typeof v !== "boolean") throw new RangeError(`not a boolean: ${typeof v}`);
+    w.u8(v ? 1 : 0);
+  },
   dec: (r) => {
     const b = r.u8();
     return b === 1 ? true : b === 0 ? false : bad("bad boolean");
@@ -229,10 +233,13 @@ export function str(max: number): Codec<string> {
   return {
     desc: { t: "str", max },
     enc: (w, v) => {
-      const b = utf8.encode(v);
-      if (b.length > max) throw new RangeError(`string longer than ${max} bytes`);
-      w.u16(b.length);
-      w.bytes(b);
+      if (typeof v !== "string") throw new RangeError(`not a string: ${typeof v}`);
+      // Straight into the frame (no intermediate array): at most 3 bytes per UTF-16 unit.
+      w.ensure(2 + v.length * 3);
+      const n = utf8.encodeInto(v, w.buf.subarray(w.pos + 2)).written;
+      if (n > max) throw new RangeError(`string longer than ${max} bytes`);
+      w.view.setUint16(w.pos, n, true);
+      w.pos += 2 + n;
     },
     dec: (r) => {
       const n = r.u16();
@@ -284,6 +291,7 @@ export function list<T>(of: Codec<T>, max: number): Codec<T[]> {
   return {
     desc: { t: "list", of: of.desc, max },
     enc: (w, v) => {
+      if (!Array.isArray(v)) throw new RangeError("not a list");
       if (v.length > max) throw new RangeError(`list longer than ${max}`);
       w.u16(v.length);
       for (const x of v) of.enc(w, x);
@@ -316,6 +324,7 @@ export function struct<S extends Shape>(shape: S): Codec<StructOf<S>> {
   return {
     desc: { t: "struct", fields },
     enc: (w, v) => {
+      if (typeof v !== "object" || v === null) throw new RangeError("not an object");
       const o = v as Record<string, unknown>;
       for (const [k, c] of entries) c.enc(w, o[k]);
     },
