@@ -3,10 +3,10 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
 import { WebSocket } from "ws";
-import { LOOPBACK_ICE } from "../client/p2p.ts";
 import { eventually } from "../runtime/flags/testing.ts";
 import type { MeshClient } from "./client.ts";
 import { decodeCoord, encodeCoord } from "./messages.ts";
+import { type LoopbackStun, startLoopbackStun } from "./stun.ts";
 import {
   meshClient,
   startTestCoordinator,
@@ -25,8 +25,11 @@ describe("coordinator", () => {
   let clients: MeshClient[] = [];
   let region: string;
 
+  let stun: LoopbackStun;
+
   beforeAll(async () => {
     keys = await testKeys();
+    stun = await startLoopbackStun();
   });
 
   afterEach(async () => {
@@ -38,6 +41,7 @@ describe("coordinator", () => {
 
   afterAll(async () => {
     for (const c of clients) c.stop();
+    await stun?.close();
   });
 
   // One process hosts every werift peer here: its event loop lags by up to seconds while tens
@@ -71,7 +75,7 @@ describe("coordinator", () => {
     y: number,
     extra: Parameters<typeof meshClient>[6] = {},
   ): Promise<MeshClient> {
-    const c = await meshClient(keys, urls, id, map, x, y, { linkTimeoutMs: 60_000, ...extra });
+    const c = await meshClient(keys, urls, id, map, x, y, { linkTimeoutMs: 60_000, ice: stun.ice, ...extra });
     clients.push(c);
     c.start();
     return c;
@@ -171,15 +175,15 @@ describe("coordinator", () => {
     const a = await replica("coord-a");
     // q1 and q2 cannot reach each other directly (every candidate pair filtered out on both
     // sides), as behind symmetric NATs.
-    const blocked = { ...LOOPBACK_ICE, iceFilterCandidatePair: () => false };
+    const blocked = { ...stun.ice, iceFilterCandidatePair: () => false };
     const q = [
       await join([a.url], "q1", "prt_fild01", 30, 30, {
         linkTimeoutMs: 5000,
-        ice: (peer) => (peer === "q2" ? blocked : LOOPBACK_ICE),
+        ice: (peer) => (peer === "q2" ? blocked : stun.ice),
       }),
       await join([a.url], "q2", "prt_fild01", 31, 30, {
         linkTimeoutMs: 5000,
-        ice: (peer) => (peer === "q1" ? blocked : LOOPBACK_ICE),
+        ice: (peer) => (peer === "q1" ? blocked : stun.ice),
       }),
       await join([a.url], "q3", "prt_fild01", 32, 30, { linkTimeoutMs: 5000 }),
     ];

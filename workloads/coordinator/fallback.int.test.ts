@@ -20,6 +20,7 @@ import { FlagClient } from "../runtime/flags/client.ts";
 import { connectFlagStore } from "../runtime/flags/etcd.ts";
 import { eventually } from "../runtime/flags/testing.ts";
 import { MeshPeer } from "./peer.ts";
+import { type LoopbackStun, startLoopbackStun } from "./stun.ts";
 import { testKeys, testZoneFlags } from "./testing.ts";
 import { CoordinatorWatch } from "./watch.ts";
 
@@ -45,7 +46,10 @@ describe("coordinator fallback and recovery", () => {
   const peers: MeshPeer[] = [];
   const dir = mkdtempSync(join(tmpdir(), "coord-test-"));
 
+  let stun: LoopbackStun;
+
   beforeAll(async () => {
+    stun = await startLoopbackStun();
     etcd = connectFlagStore(env.etcdEndpoints!);
     const publisher = new FlagPublisher({ client: etcd, identity: "coordinator-test", prefix });
     await publisher.acquire();
@@ -130,12 +134,13 @@ describe("coordinator fallback and recovery", () => {
     await mapNc?.drain();
     await gwFlags?.close();
     etcd?.close();
+    await stun?.close();
   });
 
   it("killing the coordinator puts the zone in server mode with nothing lost; Auto recovery brings P2P back", async () => {
     for (let i = 0; i < 6; i++) {
       const token = await gw.token(`c${i}`, map);
-      peers.push(await MeshPeer.join({ url: gw.url, token, coordinators: [coordUrl] }));
+      peers.push(await MeshPeer.join({ url: gw.url, token, coordinators: [coordUrl], ice: stun.ice }));
     }
     await eventually(
       "every peer in p2p mode with a full mesh",
