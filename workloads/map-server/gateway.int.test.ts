@@ -2,8 +2,10 @@
 // WebSocket clients see each other move, hear each other chat and get combat results.
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { GameClient } from "../client/client.ts";
+import { P2PClient } from "../client/p2p.ts";
 import { staticDirectory } from "../gateway/gateway.ts";
 import { startTestGateway, type TestGateway } from "../gateway/testing.ts";
+import { FixedModes } from "./modes.ts";
 import { openMap } from "./sim/maps.ts";
 import {
   createCharacters,
@@ -17,14 +19,20 @@ import {
 const svc = servicesFrom(inject("localEnv"));
 const map = "gwfield";
 const zone = unique("z");
+const p2pMap = "gwmeadow";
+const p2pZone = unique("p");
 
 describe("gateway and map server", () => {
   let gw: TestGateway;
   let ms: TestServer;
+  let ms2: TestServer;
   const clients: GameClient[] = [];
 
   beforeAll(async () => {
-    gw = await startTestGateway({ natsUrl: svc.natsUrl, directory: staticDirectory({ [zone]: [map] }) });
+    gw = await startTestGateway({
+      natsUrl: svc.natsUrl,
+      directory: staticDirectory({ [zone]: [map], [p2pZone]: [p2pMap] }),
+    });
     ms = await startTestServer(svc, {
       region: gw.region,
       zone,
@@ -35,13 +43,27 @@ describe("gateway and map server", () => {
       threads: 1,
       mapDef: () => openMap(map, 80, 80, { mobs: [{ type: 0, count: 1, at: [[44, 40]] }] }),
     });
-    await until("map owned", () => ms.server.maps().includes(map));
+    ms2 = await startTestServer(svc, {
+      region: gw.region,
+      zone: p2pZone,
+      pod: "pod-p",
+      maps: [p2pMap],
+      prefix: `/${unique("gwtest")}/v1/`,
+      redisPrefix: `${unique("gwtest")}:`,
+      threads: 1,
+      modes: new FixedModes("p2p"),
+      mapDef: () => openMap(p2pMap, 80, 80),
+    });
+    await until("maps owned", () =>
+      ms.server.maps().includes(map) && ms2.server.maps().includes(p2pMap) ? true : undefined,
+    );
   });
 
   afterAll(async () => {
     for (const c of clients) await c.close().catch(() => undefined);
     await gw?.stop();
     await ms?.close();
+    await ms2?.close();
   });
 
   it("carries movement, chat and combat between clients through the gateway", async () => {
@@ -77,5 +99,36 @@ describe("gateway and map server", () => {
     const seen = a.next("combat", 20_000, (m) => m.from === b.entity && m.target === mob.id);
     b.attack(mob.id);
     expect((await seen).damage).toBeGreaterThan(0);
+  }, 120_000);
+
+  it("in a mixed p2p zone, a legacy client sees a P2P client's reported moves, and teleports are snapped", async () => {
+    const [peer, legacyChar] = await createCharacters(svc.databaseUrl, [
+      { name: unique("Pee"), map: p2pMap, x: 40, y: 40 },
+      { name: unique("Leg"), map: p2pMap, x: 44, y: 40 },
+    ]);
+    const p = await P2PClient.connect({ url: gw.url, token: await gw.token(peer!, p2pMap, "Peer") });
+    clients.push(p);
+    const l = await GameClient.connect({ url: gw.url, token: await gw.token(legacyChar!, p2pMap, "Legacy") });
+    clients.push(l);
+    expect(p.mode).toBe("p2p");
+    await until("legacy sees the peer", () => (l.world.has(p.entity) ? true : undefined));
+
+    // The P2P client walks by itself; a one-cell report is within the speed cap once a few ticks
+    // have passed since the join, and the legacy client sees it through the gateway.
+    const sim2 = ms2.server.sim(p2pMap)!;
+    const t0 = sim2.tick;
+    await until("a few ticks", () => (sim2.tick >= t0 + 5 ? true : undefined));
+    p.move(41.5, 40.5);
+    await until("legacy sees the report", () => (l.world.get(p.entity)?.x === 41.5 ? true : undefined));
+
+    // A teleport is snapped back, with a correction for the P2P client only.
+    const corrected = p.next("aoi", 20_000, (m) => m.corrections.length > 0);
+    p.move(75.5, 40.5);
+    const m = await corrected;
+    expect(m.corrections[0]).toMatchObject({ kind: "snap", x: 41.5, y: 40.5 });
+    const s = ms2.server.sim(p2pMap)!;
+    expect(s.playerState([...s.sessions.values()].find((x) => x.entity === p.entity)!)).toMatchObject({
+      x: 41.5,
+    });
   }, 120_000);
 });
