@@ -94,7 +94,11 @@ export class P2PClient extends GameClient {
     const want = new Map(peers.map((p) => [p.session, p.entity]));
     for (const peer of [...this.links.keys()]) if (!want.has(peer)) this.drop(peer);
     for (const [peer, entity] of want) {
-      if (this.links.has(peer)) continue;
+      const known = this.links.get(peer);
+      if (known) {
+        known.entity = entity; // a new map owner numbers entities anew
+        continue;
+      }
       // The lower session id offers; the other answers when the offer arrives.
       if (this.session < peer) void this.offer(peer, entity).catch(() => this.drop(peer));
       else this.link(peer, entity);

@@ -45,7 +45,7 @@ describe("gateway with stand-in map servers", () => {
   beforeAll(async () => {
     gw = await startTestGateway({
       natsUrl: env.natsUrl!,
-      directory: staticDirectory({ z1: ["prt_fild01", "prt_fild02"], z2: ["pay_fild01"] }),
+      directory: staticDirectory({ z1: ["prt_fild01", "prt_fild02", "prt_fild03"], z2: ["pay_fild01"] }),
     });
     // Two map-server "pods", each with its own NATS connection, owning different maps.
     podA = await connect({ servers: env.natsUrl! });
@@ -186,6 +186,60 @@ describe("gateway with stand-in map servers", () => {
     }
     expect(sent.length).toBeGreaterThan(20);
     await Promise.all(all.map((c) => c.close()));
+  });
+
+  it("carries sessions over a map handover to a new owner with new entity ids", async () => {
+    const nc = await connect({ servers: env.natsUrl! });
+    const old = new StandInMapServer({
+      nc,
+      region: gw.region,
+      zone: "z1",
+      maps: ["prt_fild03"],
+      fence: "100",
+    });
+    old.start();
+    let next: StandInMapServer | undefined;
+    try {
+      const a = await legacy("prt_fild03");
+      const p = await p2p("prt_fild03");
+      await until("in view", () => a.world.has(p.entity) && p.world.has(a.entity));
+      const before = { a: a.entity, p: p.entity };
+      const changed = a.next("mapChange");
+      // The old owner stops; the new one takes the sessions over and numbers entities anew.
+      const sessions = old.exportSessions();
+      await old.stop();
+      next = new StandInMapServer({
+        nc,
+        region: gw.region,
+        zone: "z1",
+        maps: ["prt_fild03"],
+        fence: "101",
+        firstEntity: 1000,
+        restore: sessions,
+      });
+      next.start();
+      const mc = await changed;
+      expect(mc.map).toBe("prt_fild03");
+      expect(a.entity).toBeGreaterThanOrEqual(1000);
+      await until(
+        "new ids in view",
+        () => p.entity >= 1000 && a.world.has(p.entity) && p.world.has(a.entity),
+      );
+      expect(a.world.has(before.p)).toBe(false);
+      expect(p.world.has(before.a)).toBe(false);
+      a.move(44, 45);
+      await until("the new owner walks a", () => p.world.get(a.entity)?.x === 44);
+      for (const c of [a, p]) {
+        expect(c.seqErrors).toEqual([]);
+        expect(c.ws.readyState).toBe(c.ws.OPEN);
+      }
+      await a.close();
+      await p.close();
+    } finally {
+      await old.stop();
+      await next?.stop();
+      await nc.drain();
+    }
   });
 
   it("moves a player to a map owned by another map-server pod without dropping the session", async () => {

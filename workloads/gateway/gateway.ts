@@ -157,6 +157,10 @@ interface Session {
   /** P2P: the peers last sent, and the entities of those the client hears directly. */
   peersKey: string;
   meshEntities: Set<number>;
+  /** The map owner's fence the session's entity id belongs to, and the map's size. */
+  fence: string;
+  width: number;
+  height: number;
 }
 
 interface MapState {
@@ -181,6 +185,12 @@ export interface GatewayStats {
 
 function mapKeyOf(a: MapAddress): string {
   return `${a.zone}/${a.map}`;
+}
+
+/** Fences are etcd revisions (decimal); anything else compares as text. */
+function newerFence(a: string, b: string): boolean {
+  if (/^\d+$/.test(a) && /^\d+$/.test(b)) return BigInt(a) > BigInt(b);
+  return a > b;
 }
 
 function isClosed(s: Session): boolean {
@@ -366,6 +376,9 @@ export class Gateway {
       bytes: new TokenBucket(this.limits.bytesPerSecond, this.limits.bytesPerSecond + MAX_CLIENT_FRAME, now),
       peersKey: "",
       meshEntities: new Set(),
+      fence: "",
+      width: 0,
+      height: 0,
     };
     this.stats.connections++;
     s.authTimer = setTimeout(
@@ -519,6 +532,9 @@ export class Gateway {
     if (m.sessions.size === 0) m.serverMode = reply.mode;
     m.sessions.add(s);
     s.entity = reply.entity;
+    s.fence = reply.fence;
+    s.width = reply.width;
+    s.height = reply.height;
     s.mode = this.effectiveMode(m);
     s.meshEntities.clear();
     s.peersKey = "";
@@ -662,9 +678,16 @@ export class Gateway {
       }
       return e;
     };
+    let handedOver = false;
     for (const v of frame.views) {
       const s = this.sessions.get(v.session);
       if (!s || s.mapKey !== m.key || s.state === "closed") continue;
+      if (frame.fence !== s.fence && s.fence !== "") {
+        // Only forward: a late frame of the previous owner is dropped.
+        if (!newerFence(frame.fence, s.fence)) continue;
+        this.handover(s, frame, v.self);
+        handedOver = true;
+      }
       const e = encoderFor(s.mode);
       let update = v.update;
       if (s.meshEntities.size > 0) update = update.filter((i) => !s.meshEntities.has(frame.ents[i]!.id));
@@ -679,6 +702,30 @@ export class Gateway {
       if (s.state === "playing") this.send(s, e.encode(++s.seq, v.enter, update, v.leave, fixes));
       else this.deliver(s, (seq) => e.encode(seq, v.enter, update, v.leave, fixes));
     }
+    if (handedOver) this.updateMesh(m);
+  }
+
+  /**
+   * The map changed owner (a new fence): the new owner restored the session with a new entity
+   * id and sends its whole view again. The client is told with a `mapChange` to the same map,
+   * in its sequence, so it drops the old ids before the new owner's first update.
+   */
+  private handover(s: Session, frame: AoiFrame, self: number): void {
+    s.fence = frame.fence;
+    s.entity = self;
+    s.meshEntities.clear();
+    const me = frame.ents.find((e) => e.id === self);
+    const msg = {
+      type: "mapChange" as const,
+      map: frame.map,
+      entity: self,
+      x: me?.x ?? 0,
+      y: me?.y ?? 0,
+      width: s.width,
+      height: s.height,
+      mode: s.mode,
+    };
+    this.deliver(s, (seq) => encode({ ...msg, seq }));
   }
 
   private onOwner(msg: Msg): void {
@@ -735,7 +782,7 @@ export class Gateway {
               .slice(0, this.limits.maxPeers)
               .map((p) => ({ session: p.id, entity: p.entity }))
           : [];
-      const key = peers.map((p) => p.session).join(",");
+      const key = peers.map((p) => `${p.session}:${p.entity}`).join(",");
       if (key === s.peersKey) continue;
       s.peersKey = key;
       const ids = new Set(peers.map((p) => p.entity));

@@ -30,6 +30,7 @@ interface Player {
   session: string;
   gateway: string;
   p2p: boolean;
+  characterId: string;
   entity: EntityState;
   /** Entity ids this session has been told about. */
   known: Set<number>;
@@ -65,6 +66,22 @@ export interface StandInOptions {
   playersVisible?: boolean;
   /** Tick from start() (default true). */
   ticking?: boolean;
+  /** The owner's fence (a new owner has a greater one). Default: the clock. */
+  fence?: string;
+  /** First entity id it hands out (a new owner numbers entities anew). Default 1. */
+  firstEntity?: number;
+  /** Sessions taken over from a previous owner (as the map server restores them from Redis). */
+  restore?: RestoredSession[];
+}
+
+export interface RestoredSession {
+  map: string;
+  session: string;
+  gateway: string;
+  p2p: boolean;
+  characterId: string;
+  x: number;
+  y: number;
 }
 
 export class StandInMapServer {
@@ -76,16 +93,18 @@ export class StandInMapServer {
   private readonly opts: StandInOptions;
   private readonly maps = new Map<string, MapRun>();
   private timer?: NodeJS.Timeout;
-  private nextEntity = 1;
+  private nextEntity: number;
 
   constructor(opts: StandInOptions) {
     this.opts = opts;
+    this.nextEntity = opts.firstEntity ?? 1;
     this.owner = opts.owner ?? "standin-0";
-    this.fence = String(Date.now());
+    this.fence = opts.fence ?? String(Date.now());
   }
 
   start(): void {
-    const { nc, region, zone } = this.opts;
+    const opts = this.opts;
+    const { nc, region, zone } = opts;
     for (const map of this.opts.maps) {
       const addr = { region, zone, map };
       const run: MapRun = {
@@ -124,6 +143,7 @@ export class StandInMapServer {
         }),
       );
       this.maps.set(map, run);
+      for (const r of opts.restore ?? []) if (r.map === map) this.addPlayer(run, r);
       this.notice(run);
     }
     if (this.opts.ticking !== false) this.tickOn();
@@ -164,29 +184,56 @@ export class StandInMapServer {
     this.opts.nc.publish(subjects.owner(run.addr), encode(n));
   }
 
-  private onJoin(run: MapRun, m: Msg): void {
-    const req = decode<JoinRequest>(m.data);
+  /** What a new owner needs to carry the sessions on (the map server keeps this in Redis). */
+  exportSessions(): RestoredSession[] {
+    const out: RestoredSession[] = [];
+    for (const run of this.maps.values())
+      for (const p of run.players.values())
+        out.push({
+          map: run.addr.map,
+          session: p.session,
+          gateway: p.gateway,
+          p2p: p.p2p,
+          characterId: p.characterId,
+          x: p.entity.x,
+          y: p.entity.y,
+        });
+    return out;
+  }
+
+  private addPlayer(
+    run: MapRun,
+    r: { session: string; gateway: string; p2p: boolean; characterId: string; x: number; y: number },
+  ): EntityState {
     const id = this.nextEntity++;
     const entity: EntityState = {
       id,
       kind: "player",
-      x: 50,
-      y: 50,
+      x: r.x,
+      y: r.y,
       hp: 100,
       maxHp: 100,
       alive: true,
-      name: `char-${req.characterId}`.slice(0, 24),
+      name: `char-${r.characterId}`.slice(0, 24),
     };
-    run.players.set(req.session, {
-      session: req.session,
-      gateway: req.gateway,
-      p2p: req.p2p,
+    run.players.set(r.session, {
+      session: r.session,
+      gateway: r.gateway,
+      p2p: r.p2p,
+      characterId: r.characterId,
       entity,
       known: new Set(),
       corrections: [],
     });
     run.entities.set(id, entity);
     run.changed.add(id);
+    return entity;
+  }
+
+  private onJoin(run: MapRun, m: Msg): void {
+    const req = decode<JoinRequest>(m.data);
+    const entity = this.addPlayer(run, { ...req, x: 50, y: 50 });
+    const id = entity.id;
     const reply: JoinReply = {
       v: 1,
       ok: true,
