@@ -32,7 +32,7 @@ import {
   type SliceResult,
 } from "./frames.ts";
 import { attachGrid, createGridBuffers, forEachInRange, type Grid, rebuildGrid } from "./grid.ts";
-import { hashString, isWalkable, type MapDef, MOB_TYPES, rng, VIEW_RANGE } from "./maps.ts";
+import { BLOCK_SIZE, hashString, isWalkable, type MapDef, MOB_TYPES, rng, VIEW_RANGE } from "./maps.ts";
 import {
   defaultParams,
   newSliceState,
@@ -180,8 +180,8 @@ export class MapSim {
   private spawnMobs(): void {
     const rand = rng(hashString(`${this.seed}:${this.def.name}:mobs`));
     const a = this.arena;
+    const spawns: Array<{ type: number; x: number; y: number }> = [];
     for (const spawn of this.def.mobs) {
-      const mt = MOB_TYPES[spawn.type]!;
       for (let k = 0; k < spawn.count; k++) {
         let at = spawn.at?.[k];
         for (let tries = 0; !at && tries < 100; tries++) {
@@ -189,15 +189,24 @@ export class MapSim {
           const y = Math.floor(rand() * this.def.height);
           if (isWalkable(this.def, x, y)) at = [x, y];
         }
-        const i = at && this.alloc.alloc();
-        if (i === undefined || !at) break;
-        this.place(i, KIND_MOB, at[0] + 0.5, at[1] + 0.5, mt.hp, mt.hp);
-        a.mobType[i] = spawn.type;
-        a.atk[i] = mt.atk;
-        a.speed[i] = mt.speed / this.params.tickHz;
-        a.spawnX[i] = at[0] + 0.5;
-        a.spawnY[i] = at[1] + 0.5;
+        if (at) spawns.push({ type: spawn.type, x: at[0], y: at[1] });
       }
+    }
+    // Neighbours in space get neighbouring indexes (by AOI block, row-major), so a view reads
+    // mostly adjacent memory.
+    const block = (m: { x: number; y: number }) =>
+      Math.floor(m.y / BLOCK_SIZE) * this.grid.bw + Math.floor(m.x / BLOCK_SIZE);
+    spawns.sort((m, n) => block(m) - block(n));
+    for (const m of spawns) {
+      const i = this.alloc.alloc();
+      if (i === undefined) break;
+      const mt = MOB_TYPES[m.type]!;
+      this.place(i, KIND_MOB, m.x + 0.5, m.y + 0.5, mt.hp, mt.hp);
+      a.mobType[i] = m.type;
+      a.atk[i] = mt.atk;
+      a.speed[i] = mt.speed / this.params.tickHz;
+      a.spawnX[i] = m.x + 0.5;
+      a.spawnY[i] = m.y + 0.5;
     }
   }
 
