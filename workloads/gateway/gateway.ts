@@ -26,6 +26,7 @@ import {
   decode as busDecode,
   encode as busEncode,
   type ClientInput,
+  type EntityState,
   type EventBatch,
   type InputBatch,
   type JoinReply,
@@ -185,6 +186,37 @@ export interface GatewayStats {
 
 function mapKeyOf(a: MapAddress): string {
   return `${a.zone}/${a.map}`;
+}
+
+const MAX_CELL = 0xffff / 16;
+
+/** The bus carries i32 hit points and any coordinates; the wire carries u32 and 1/16 cells. */
+export function fitEntity(e: EntityState): EntityState {
+  if (
+    e.hp >= 0 &&
+    e.maxHp >= 0 &&
+    e.x >= 0 &&
+    e.y >= 0 &&
+    e.x <= MAX_CELL &&
+    e.y <= MAX_CELL &&
+    e.name.length <= 32
+  )
+    return e;
+  const clamp = (v: number, hi: number) => Math.min(hi, Math.max(0, v));
+  return {
+    ...e,
+    hp: clamp(e.hp, 0xffffffff),
+    maxHp: clamp(e.maxHp, 0xffffffff),
+    x: clamp(e.x, MAX_CELL),
+    y: clamp(e.y, MAX_CELL),
+    name: truncateUtf8(e.name, 32),
+  };
+}
+
+function truncateUtf8(s: string, maxBytes: number): string {
+  let out = s;
+  while (Buffer.byteLength(out) > maxBytes) out = out.slice(0, -1);
+  return out;
 }
 
 /** Fences are etcd revisions (decimal); anything else compares as text. */
@@ -654,6 +686,16 @@ export class Gateway {
   // ---- from the map servers -------------------------------------------------------------------
 
   private onAoi(msg: Msg): void {
+    try {
+      this.aoi(msg);
+    } catch (err) {
+      // A frame the protocol cannot carry (a value out of range) is dropped, loudly; the
+      // subscription and every other map go on.
+      this.log.error("AOI frame dropped", { subject: msg.subject, err: String(err) });
+    }
+  }
+
+  private aoi(msg: Msg): void {
     const where = parseMapSubject(msg.subject);
     if (!where) return;
     let frame: AoiFrame;
@@ -667,13 +709,14 @@ export class Gateway {
     if (!m) return;
     this.setServerMode(m, frame.mode);
     const t = this.now();
-    const enc = new AoiBatchEncoder({ map: frame.map, tick: frame.tick, t, mode: "server" }, frame.ents);
+    const ents = frame.ents.map(fitEntity);
+    const enc = new AoiBatchEncoder({ map: frame.map, tick: frame.tick, t, mode: "server" }, ents);
     // One encoder per mode a client may see: the header carries the session's effective mode.
     const encoders = new Map<Mode, AoiBatchEncoder>([["server", enc]]);
     const encoderFor = (mode: Mode) => {
       let e = encoders.get(mode);
       if (!e) {
-        e = new AoiBatchEncoder({ map: frame.map, tick: frame.tick, t, mode }, frame.ents);
+        e = new AoiBatchEncoder({ map: frame.map, tick: frame.tick, t, mode }, ents);
         encoders.set(mode, e);
       }
       return e;

@@ -13,6 +13,7 @@ import {
   type EntityState,
   type EventBatch,
   encode,
+  encodeFrame,
   eventMessageId,
   type InputBatch,
   type JoinReply,
@@ -399,7 +400,7 @@ export class StandInMapServer {
         ents: g.ents,
         views: g.views,
       };
-      this.opts.nc.publish(subjects.aoi(run.addr, gateway), encode(frame));
+      this.opts.nc.publish(subjects.aoi(run.addr, gateway), encodeFrame(frame));
     }
   }
 }
