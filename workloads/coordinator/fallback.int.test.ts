@@ -4,13 +4,12 @@
 // real (FlagPublisher writes the zone's document to etcd; gateway and coordinator each run a
 // FlagClient), and the clients are MeshPeers with werift data channels over loopback.
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { freePort, type Proc, startProcess, waitUntil } from "../../hack/local/processes.ts";
 import { FlagPublisher } from "../../operator/flags/publisher.ts";
 import { ensureEventStream } from "../gateway/events.ts";
 import { flagDirectory, flagGate } from "../gateway/flags.ts";
@@ -21,7 +20,7 @@ import { connectFlagStore } from "../runtime/flags/etcd.ts";
 import { eventually } from "../runtime/flags/testing.ts";
 import { MeshPeer } from "./peer.ts";
 import { type LoopbackStun, startLoopbackStun } from "./stun.ts";
-import { testKeys, testZoneFlags } from "./testing.ts";
+import { type CoordinatorProcess, coordinatorProcess, testKeys, testZoneFlags } from "./testing.ts";
 import { CoordinatorWatch } from "./watch.ts";
 
 const env = inject("localEnv");
@@ -40,9 +39,7 @@ describe("coordinator fallback and recovery", () => {
   let mapNc: NatsConnection;
   let standin: StandInMapServer;
   let watch: CoordinatorWatch;
-  let coord: Proc | undefined;
-  let coordUrl: string;
-  let startCoordinator: () => Promise<void>;
+  let coord: CoordinatorProcess;
   const peers: MeshPeer[] = [];
   const dir = mkdtempSync(join(tmpdir(), "coord-test-"));
 
@@ -67,8 +64,6 @@ describe("coordinator fallback and recovery", () => {
       policies: [],
     });
     const keys = await testKeys();
-    const keysetFile = join(dir, "keyset.json");
-    writeFileSync(keysetFile, JSON.stringify(keys.keyset));
 
     mapNc = await connect({ servers: env.natsUrl! });
     await ensureEventStream(mapNc);
@@ -93,36 +88,16 @@ describe("coordinator fallback and recovery", () => {
     f.on("snapshot", refresh);
     watch.start();
 
-    const [port, health, metrics] = [await freePort(), await freePort(), await freePort()];
-    coordUrl = `ws://127.0.0.1:${port}`;
-    startCoordinator = async () => {
-      const p = startProcess(
-        "coordinator",
-        process.execPath,
-        ["workloads/main.ts", "coordinator"],
-        join(dir, "coordinator.log"),
-        {
-          env: {
-            ...process.env,
-            HYBRIDP2P_NATS_URL: env.natsUrl,
-            HYBRIDP2P_ETCD_ENDPOINTS: env.etcdEndpoints,
-            HYBRIDP2P_FLAG_PREFIX: prefix,
-            HYBRIDP2P_REGION: region,
-            POD_NAMESPACE: namespace,
-            POD_NAME: "coord-0",
-            HYBRIDP2P_AUTH_KEYSET_FILE: keysetFile,
-            HYBRIDP2P_COORDINATOR_PORT: String(port),
-            HYBRIDP2P_LISTEN_HOST: "127.0.0.1",
-            HYBRIDP2P_HEALTH_PORT: String(health),
-            HYBRIDP2P_METRICS_PORT: String(metrics),
-            HYBRIDP2P_LOG_LEVEL: "warn",
-          },
-        },
-      );
-      coord = p;
-      await waitUntil(p, "readiness", async () => (await fetch(`http://127.0.0.1:${health}/readyz`)).ok);
-    };
-    await startCoordinator();
+    coord = await coordinatorProcess({
+      dir,
+      natsUrl: env.natsUrl!,
+      etcdEndpoints: env.etcdEndpoints!,
+      prefix,
+      region,
+      namespace,
+      keyset: keys.keyset,
+    });
+    await coord.start();
   });
 
   afterAll(async () => {
@@ -140,7 +115,7 @@ describe("coordinator fallback and recovery", () => {
   it("killing the coordinator puts the zone in server mode with nothing lost; Auto recovery brings P2P back", async () => {
     for (let i = 0; i < 6; i++) {
       const token = await gw.token(`c${i}`, map);
-      peers.push(await MeshPeer.join({ url: gw.url, token, coordinators: [coordUrl], ice: stun.ice }));
+      peers.push(await MeshPeer.join({ url: gw.url, token, coordinators: [coord.url], ice: stun.ice }));
     }
     await eventually(
       "every peer in p2p mode with a full mesh",
@@ -173,7 +148,7 @@ describe("coordinator fallback and recovery", () => {
 
     // The coordinator dies: every client ends up in server mode, told so by the gateway.
     const modesBefore = peers.map((p) => p.counts.get("mode") ?? 0);
-    coord!.child.kill("SIGKILL");
+    coord.kill();
     await eventually("every peer in server mode", () =>
       peers.every((p) => p.mode === "fallback" && p.serverMode),
     );
@@ -184,7 +159,7 @@ describe("coordinator fallback and recovery", () => {
     await eventually("play goes on through the gateway", () => sent.length > sentAtFallback + 10);
 
     // It comes back: the trigger clears, the backoff passes, the zone is P2P again by itself.
-    await startCoordinator();
+    await coord.start();
     await eventually(
       "every peer back in p2p mode with a full mesh",
       () =>

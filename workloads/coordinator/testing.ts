@@ -1,6 +1,9 @@
 // Test and benchmark helpers: coordinator replicas on a real NATS with a static policy, tokens
 // from a throwaway keyset, and mesh clients at given positions.
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { freePort, type Proc, startProcess, waitUntil } from "../../hack/local/processes.ts";
 import { GatewayAuth } from "../auth/gateway.ts";
 import { Keyset, type KeysetDocument, newKeysetDocument, staticKeys } from "../auth/keyset.ts";
 import { devToken } from "../client/token.ts";
@@ -26,6 +29,7 @@ export function testZoneFlags(o: {
   maxPeers?: number;
   coordinatorTimeoutMs?: number;
   recovery?: Partial<ZoneFlags["recovery"]>;
+  thresholds?: Partial<ZoneFlags["thresholds"]>;
   enabled?: boolean;
 }): ZoneFlags {
   const on = { enabled: true, fallback: false };
@@ -48,7 +52,7 @@ export function testZoneFlags(o: {
     transports: ["webrtc-datachannel", "websocket-relay"],
     rolloutPercent: 100,
     mesh: { maxPeers: o.maxPeers ?? 30, peerTTLSeconds: 30, refreshSeconds: 10 },
-    thresholds: { ...TEST_THRESHOLDS, coordinatorTimeoutMs: o.coordinatorTimeoutMs ?? 1500 },
+    thresholds: { ...TEST_THRESHOLDS, coordinatorTimeoutMs: o.coordinatorTimeoutMs ?? 1500, ...o.thresholds },
     recovery: { mode: "Auto", initialSeconds: 1, maxSeconds: 30, clearToken: "", ...o.recovery },
   };
 }
@@ -134,4 +138,68 @@ export async function meshClient(
     position: () => ({ x, y }),
     ...extra,
   });
+}
+
+export interface CoordinatorProcess {
+  url: string;
+  proc?: Proc;
+  /** Starts it (again, on the same port) and waits until it is ready. */
+  start(): Promise<void>;
+  /** SIGKILL: no goodbye to anyone, as a crashed pod. */
+  kill(): void;
+  stop(): Promise<void>;
+}
+
+/** The coordinator workload as its own process (`workloads/main.ts coordinator`) on the flag plane. */
+export async function coordinatorProcess(o: {
+  dir: string;
+  natsUrl: string;
+  etcdEndpoints: string;
+  prefix: string;
+  region: string;
+  namespace: string;
+  keyset: TestKeys["keyset"];
+  pod?: string;
+}): Promise<CoordinatorProcess> {
+  const keysetFile = join(o.dir, "keyset.json");
+  writeFileSync(keysetFile, JSON.stringify(o.keyset));
+  const [port, health, metrics] = [await freePort(), await freePort(), await freePort()];
+  const pod = o.pod ?? "coord-0";
+  const cp: CoordinatorProcess = {
+    url: `ws://127.0.0.1:${port}`,
+    async start() {
+      const p = startProcess(
+        pod,
+        process.execPath,
+        ["workloads/main.ts", "coordinator"],
+        join(o.dir, `${pod}.log`),
+        {
+          env: {
+            ...process.env,
+            HYBRIDP2P_NATS_URL: o.natsUrl,
+            HYBRIDP2P_ETCD_ENDPOINTS: o.etcdEndpoints,
+            HYBRIDP2P_FLAG_PREFIX: o.prefix,
+            HYBRIDP2P_REGION: o.region,
+            POD_NAMESPACE: o.namespace,
+            POD_NAME: pod,
+            HYBRIDP2P_AUTH_KEYSET_FILE: keysetFile,
+            HYBRIDP2P_COORDINATOR_PORT: String(port),
+            HYBRIDP2P_LISTEN_HOST: "127.0.0.1",
+            HYBRIDP2P_HEALTH_PORT: String(health),
+            HYBRIDP2P_METRICS_PORT: String(metrics),
+            HYBRIDP2P_LOG_LEVEL: "warn",
+          },
+        },
+      );
+      cp.proc = p;
+      await waitUntil(p, "readiness", async () => (await fetch(`http://127.0.0.1:${health}/readyz`)).ok);
+    },
+    kill() {
+      cp.proc?.child.kill("SIGKILL");
+    },
+    async stop() {
+      await cp.proc?.stop();
+    },
+  };
+  return cp;
 }
