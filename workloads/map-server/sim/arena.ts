@@ -73,6 +73,8 @@ export interface Arena {
   readonly respawnAt: Int32Array;
   /** Tick of the last accepted P2P position report. */
   readonly lastPosTick: Int32Array;
+  /** Tick of a mob's next random walk. */
+  readonly nextWalk: Int32Array;
   readonly gen: Int32Array;
   readonly rngState: Int32Array;
   readonly kind: Uint8Array;
@@ -95,6 +97,7 @@ const I32_FIELDS = [
   "cooldown",
   "respawnAt",
   "lastPosTick",
+  "nextWalk",
   "gen",
   "rngState",
 ] as const;
@@ -159,6 +162,7 @@ export function attachArena(b: ArenaBuffers): Arena {
     cooldown: i("cooldown"),
     respawnAt: i("respawnAt"),
     lastPosTick: i("lastPosTick"),
+    nextWalk: i("nextWalk"),
     gen: i("gen"),
     rngState: i("rngState"),
     kind: u("kind"),

@@ -34,6 +34,9 @@ export interface SimParams {
   attackRange: number;
   chaseRange: number;
   aggroRange: number;
+  /** Idle time between a mob's random walks, plus up to `wanderJitterTicks` (rAthena: 4 to 5 s). */
+  wanderIdleTicks: number;
+  wanderJitterTicks: number;
   /** Farthest target of one `move`, in cells. */
   maxWalk: number;
   playerAttackTicks: number;
@@ -57,6 +60,8 @@ export function defaultParams(tickHz = 20): SimParams {
     chaseRange: 14,
     aggroRange: 8,
     maxWalk: 32,
+    wanderIdleTicks: tickHz * 4,
+    wanderJitterTicks: tickHz,
     playerAttackTicks: Math.max(1, Math.round(tickHz * 0.8)),
     mobAttackTicks: Math.max(1, Math.round(tickHz * 1.5)),
     mobRespawnTicks: tickHz * 5,
@@ -445,8 +450,13 @@ function stepEntity(r: Run, i: number): void {
             best = j;
           }
         }
-        if (best >= 0) a.target[i] = best;
-      } else if (t < 0 && a.walking[i] === 0 && nextRandom(a, i) < 0.3) {
+        if (best >= 0) {
+          a.target[i] = best;
+          t = best;
+        }
+      }
+      if (t < 0 && a.walking[i] === 0 && tick >= a.nextWalk[i]!) {
+        // rAthena's random walk: a few cells around the spawn, then 4 to 5 s idle.
         const wx = a.spawnX[i]! + Math.floor(nextRandom(a, i) * 11) - 5;
         const wy = a.spawnY[i]! + Math.floor(nextRandom(a, i) * 11) - 5;
         if (isWalkable(map, wx, wy) && lineWalkable(map, x, y, wx, wy)) {
@@ -454,6 +464,7 @@ function stepEntity(r: Run, i: number): void {
           a.ty[i] = wy;
           a.walking[i] = 1;
         }
+        a.nextWalk[i] = tick + p.wanderIdleTicks + Math.floor(nextRandom(a, i) * p.wanderJitterTicks);
       }
     }
 

@@ -173,6 +173,7 @@ export class MapSim {
     a.walking[i] = 0;
     a.lastPosTick[i] = this.tick;
     a.respawnAt[i] = this.tick;
+    a.nextWalk[i] = this.tick;
     // A per-entity random stream, independent of which thread runs the entity.
     a.rngState[i] = (hashString(`${this.seed}:${this.def.name}:${i}:${a.gen[i]}`) | 1) >>> 0;
   }
