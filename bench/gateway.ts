@@ -17,11 +17,12 @@ import { type ChildProcess, fork } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { decode as mpDecode, encode as mpEncode } from "@msgpack/msgpack";
-import { connect } from "@nats-io/transport-node";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { WebSocket, WebSocketServer } from "ws";
 import { startLocalEnv } from "../hack/local/services.ts";
 import { GatewayAuth } from "../workloads/auth/gateway.ts";
 import { Keyset, type KeysetDocument, newKeysetDocument, staticKeys } from "../workloads/auth/keyset.ts";
+import { type AoiFrame, encode as encodeBus, encodeFrame, subjects } from "../workloads/bus/contract.ts";
 import { type BotFleet, LatencyHistogram, runBots } from "../workloads/client/bots.ts";
 import { consumeEvents, ensureEventStream } from "../workloads/gateway/events.ts";
 import { Gateway, staticDirectory } from "../workloads/gateway/gateway.ts";
@@ -313,6 +314,50 @@ interface Measured {
   seqErrors: number;
 }
 
+/**
+ * The AOI source for the gateway: the stand-in answered the joins; this publishes, every tick,
+ * the frame a map server would (contract encoding, packed entity table) with every session
+ * seeing the same walking mobs. The views are encoded once and spliced in, so the source keeps
+ * the tick rate on a busy machine and the gateway's side is what is measured.
+ */
+function feed(nc: NatsConnection, region: string, standin: StandInMapServer): () => void {
+  const sessions = standin.exportSessions();
+  const subject = subjects.aoi({ region, zone: ZONE, map: MAP }, "gw-bench");
+  const all = Array.from({ length: mobs }, (_, i) => i);
+  const view = (session: string, first: boolean) => ({
+    session,
+    self: 0,
+    enter: first ? all : [],
+    update: first ? [] : all,
+    leave: [],
+  });
+  const frame = (tick: number, views: unknown[]) => {
+    const ents = benchEntities().map((e) => ({ ...e, x: 10 + ((tick / 16) % 200) }));
+    return { v: 1 as const, map: MAP, tick, mode: "server" as const, fence: standin.fence, ents, views };
+  };
+  // `views` is the frame's last key: its encoding ends with an empty array (0x90), replaced by
+  // the views encoded once.
+  const cached = encodeBus(sessions.map((x) => view(x.session, false)));
+  let tick = 0;
+  nc.publish(
+    subject,
+    encodeFrame(
+      frame(
+        tick,
+        sessions.map((x) => view(x.session, true)),
+      ) as AoiFrame,
+    ),
+  );
+  const timer = setInterval(() => {
+    const head = encodeFrame(frame(++tick, []) as AoiFrame);
+    const out = new Uint8Array(head.length - 1 + cached.length);
+    out.set(head.subarray(0, head.length - 1));
+    out.set(cached, head.length - 1);
+    nc.publish(subject, out);
+  }, 1000 / tickHz);
+  return () => clearInterval(timer);
+}
+
 /** Connects n bots (updates not flowing yet, so connecting is not the bottleneck), then `go`. */
 async function measure(
   server: Child,
@@ -439,10 +484,14 @@ async function main(): Promise<void> {
         ticking: false,
       });
       standin.start();
+      let stopFeed = () => {};
       let g: Measured;
       try {
-        g = await measure(gw, `ws://127.0.0.1:${port}`, n, keyset, async () => standin.tickOn());
+        g = await measure(gw, `ws://127.0.0.1:${port}`, n, keyset, async () => {
+          stopFeed = feed(admin, region, standin);
+        });
       } finally {
+        stopFeed();
         await standin.stop();
         await gw.exit();
       }

@@ -597,7 +597,7 @@ export class Gateway {
 
   private onMessage(s: Session, msg: ClientMessage): void {
     if (msg.type === "ping") {
-      this.sendRaw(s, encode({ type: "pong", t: msg.t, serverTime: this.now() }));
+      this.send(s, encode({ type: "pong", t: msg.t, serverTime: this.now() }));
       return;
     }
     if (s.state !== "playing") return; // inputs during a join or map change are dropped
@@ -628,7 +628,7 @@ export class Gateway {
       case "signal": {
         const to = this.sessions.get(msg.peer);
         if (s.kind === "p2p" && s.mode === "p2p" && to && to.mapKey === s.mapKey && to.kind === "p2p")
-          this.sendRaw(to, encode({ type: "signal", peer: s.id, data: msg.data }));
+          this.send(to, encode({ type: "signal", peer: s.id, data: msg.data }));
         return;
       }
       case "meshReport": {
@@ -850,6 +850,7 @@ export class Gateway {
     s.pending.push(build);
   }
 
+  /** Any message, sequenced or not (pong, signaling); drops a client that does not read. */
   private send(s: Session, frame: Uint8Array): void {
     if (s.state === "closed") return;
     // Bounded: at most the cap plus one frame is ever buffered for a connection.
@@ -860,11 +861,6 @@ export class Gateway {
     }
     this.stats.framesOut++;
     s.ws.send(frame);
-  }
-
-  /** Unsequenced messages (pong, signaling, errors). */
-  private sendRaw(s: Session, frame: Uint8Array): void {
-    this.send(s, frame);
   }
 
   /** Closes a connection with a reason; the session leaves its map. Idempotent. */
