@@ -23,7 +23,7 @@ import {
   shouldRestart,
 } from "./pod.ts";
 import { type Container, PodmanRuntime, ProcessRuntime, type Runtime, type Sandbox } from "./runtime.ts";
-import { materialize, processKubeconfig, volumeRefs } from "./volumes.ts";
+import { localVolume, materialize, processKubeconfig, volumeRefs } from "./volumes.ts";
 
 export interface AgentOptions {
   kubeconfig: string;
@@ -39,6 +39,10 @@ export interface AgentOptions {
 const FIELD_MANAGER = "hybridp2p-node-agent";
 const HEARTBEAT_MS = 10_000;
 const RESYNC_MS = 10_000;
+const PROVISION_MS = 1_000;
+/** The default StorageClass of the local cluster and its provisioner (the node agents). */
+export const STORAGE_CLASS = "local";
+const PROVISIONER = "node.hybridp2p.io/local";
 const now = () => new Date().toISOString().replace(/\.\d+Z$/, "Z");
 const microNow = () => new Date().toISOString().replace(/Z$/, "000Z");
 
@@ -82,12 +86,26 @@ export class NodeAgent {
       this.runtime = new ProcessRuntime(this.opts.repoRoot);
     }
     await this.runtime.cleanup();
+    await this.apply(`/apis/storage.k8s.io/v1/storageclasses/${STORAGE_CLASS}`, {
+      apiVersion: "storage.k8s.io/v1",
+      kind: "StorageClass",
+      metadata: {
+        name: STORAGE_CLASS,
+        annotations: { "storageclass.kubernetes.io/is-default-class": "true" },
+      },
+      provisioner: PROVISIONER,
+      volumeBindingMode: "WaitForFirstConsumer",
+      reclaimPolicy: "Retain",
+    });
     await this.heartbeat();
     this.timers.push(
       setInterval(() => void this.heartbeat().catch((e) => this.log(`heartbeat: ${e}`)), HEARTBEAT_MS),
     );
     await this.resync();
     this.timers.push(setInterval(() => void this.resync().catch((e) => this.log(`resync: ${e}`)), RESYNC_MS));
+    this.timers.push(
+      setInterval(() => void this.provision().catch((e) => this.log(`provision: ${e}`)), PROVISION_MS),
+    );
     await this.startWatch();
     this.log(
       `node ${this.nodeName} ready (${this.runtime.name} ${this.runtime.version}, host IP ${this.hostIP})`,
@@ -242,6 +260,48 @@ export class NodeAgent {
     const w = new PodWorker(this, pod);
     this.workers.set(uid, w);
     void w.run().catch((e) => this.log(`pod ${podKey(pod)}: ${e}`));
+  }
+
+  /** Local storage, as local-path provisioners do it: the default StorageClass waits for the
+   * scheduler to pick a node for a claim's pod (WaitForFirstConsumer); the agent of that node
+   * then creates a directory-backed PersistentVolume pinned to it. */
+  private async provision(): Promise<void> {
+    type Claim = Parameters<typeof localVolume>[0] & {
+      metadata: { annotations?: Record<string, string> };
+      status?: { phase?: string };
+    };
+    const claims = await this.client.request<{ items: Claim[] }>("GET", "/api/v1/persistentvolumeclaims");
+    for (const c of claims.items) {
+      if (c.spec.volumeName || c.status?.phase !== "Pending") continue;
+      if (c.spec.storageClassName !== STORAGE_CLASS) continue;
+      if (c.metadata.annotations?.["volume.kubernetes.io/selected-node"] !== this.nodeName) continue;
+      const dir = join(
+        this.opts.stateDir,
+        "volumes",
+        `${c.metadata.namespace}_${c.metadata.name}_${c.metadata.uid}`,
+      );
+      mkdirSync(dir, { recursive: true });
+      chmodSync(dir, 0o777);
+      await this.client
+        .request("POST", "/api/v1/persistentvolumes", { body: localVolume(c, this.nodeName, dir) })
+        .catch((e) => {
+          if (!(e instanceof ApiError && e.status === 409)) throw e;
+        });
+    }
+  }
+
+  /** The host directory of a bound claim's local PersistentVolume. */
+  async claimPath(namespace: string, claim: string): Promise<string | undefined> {
+    const pvc = await this.client.request<{ spec: { volumeName?: string } }>(
+      "GET",
+      `/api/v1/namespaces/${namespace}/persistentvolumeclaims/${claim}`,
+    );
+    if (!pvc.spec.volumeName) return undefined;
+    const pv = await this.client.request<{ spec: { hostPath?: { path: string } } }>(
+      "GET",
+      `/api/v1/persistentvolumes/${pvc.spec.volumeName}`,
+    );
+    return pv.spec.hostPath?.path;
   }
 
   /** The kubelet's last step: delete the stopped pod for good (uid precondition: not a successor). */
@@ -494,7 +554,11 @@ class PodWorker {
       });
       const dir = join(this.dir, "volumes", v.name);
       if (m.kind === "hostPath") this.volumeDirs.set(v.name, m.path);
-      else if (m.kind === "unsupported") this.agent.logLine(`pod ${podKey(pod)}: ${m.reason}`);
+      else if (m.kind === "claim") {
+        const path = await this.agent.claimPath(ns, m.claimName);
+        if (!path) throw new Error(`PersistentVolumeClaim ${m.claimName} is not bound`);
+        this.volumeDirs.set(v.name, path);
+      } else if (m.kind === "unsupported") this.agent.logLine(`pod ${podKey(pod)}: ${m.reason}`);
       else {
         mkdirSync(dir, { recursive: true });
         // Writable by the image's non-root user, as an emptyDir is in a real cluster.

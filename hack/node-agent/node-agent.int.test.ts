@@ -134,7 +134,13 @@ afterAll(async () => {
   await api("DELETE", `/api/v1/namespaces/${NS}`).catch(() => {});
   await processAgent?.stop();
   for (const p of procs.reverse()) await p.stop();
-  for (const n of [PODMAN_NODE, PROCESS_NODE]) await api("DELETE", `/api/v1/nodes/${n}`).catch(() => {});
+  for (const n of [PODMAN_NODE, PROCESS_NODE]) {
+    await api("DELETE", `/api/v1/nodes/${n}`).catch(() => {});
+    await api(
+      "DELETE",
+      `/api/v1/persistentvolumes?labelSelector=node.hybridp2p.io%2Fprovisioned-by%3D${n}`,
+    ).catch(() => {});
+  }
   client?.close();
 });
 
@@ -216,6 +222,68 @@ describe.each([
     });
     const who = await (await fetch(`http://${pod.status!.podIP}:${port}/`)).text();
     expect(who).toBe(`system:serviceaccount:${NS}:default`);
+  }, 180_000);
+});
+
+describe("a StatefulSet with a volume claim template", () => {
+  // Counts its starts in a file on its volume, and serves the count.
+  const COUNTER = `const fs = require("fs"); const f = "/data/starts"; const n = (fs.existsSync(f) ? Number(fs.readFileSync(f, "utf8")) : 0) + 1; fs.writeFileSync(f, String(n)); require("http").createServer((q, r) => r.end(String(n))).listen(8080)`;
+
+  it("gets a local volume on the scheduled node that outlives its pod", async () => {
+    await api("POST", `/apis/apps/v1/namespaces/${NS}/statefulsets`, {
+      apiVersion: "apps/v1",
+      kind: "StatefulSet",
+      metadata: { name: "store", namespace: NS },
+      spec: {
+        serviceName: "store",
+        replicas: 1,
+        selector: { matchLabels: { app: "store" } },
+        template: {
+          metadata: { labels: { app: "store" } },
+          spec: {
+            nodeSelector: { "kubernetes.io/hostname": PODMAN_NODE },
+            terminationGracePeriodSeconds: 2,
+            containers: [
+              {
+                name: "main",
+                image: baseImage,
+                command: ["node", "-e", COUNTER],
+                volumeMounts: [{ name: "data", mountPath: "/data" }],
+                readinessProbe: { tcpSocket: { port: 8080 }, periodSeconds: 1 },
+              },
+            ],
+          },
+        },
+        volumeClaimTemplates: [
+          {
+            metadata: { name: "data" },
+            spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "1Gi" } } },
+          },
+        ],
+      },
+    });
+    const starts = async (uid?: string) => {
+      const p = await waitFor("store-0 ready", async () => {
+        const p = await api<V1Pod>("GET", `/api/v1/namespaces/${NS}/pods/store-0`).catch(() => undefined);
+        return p && isReady(p) && p.metadata!.uid !== uid ? p : undefined;
+      });
+      return { pod: p, count: await (await fetch(`http://${p.status!.podIP}:8080/`)).text() };
+    };
+    const first = await starts();
+    expect(first.count).toBe("1");
+    const pvc = await api<{ spec: { storageClassName: string; volumeName: string } }>(
+      "GET",
+      `/api/v1/namespaces/${NS}/persistentvolumeclaims/data-store-0`,
+    );
+    expect(pvc.spec.storageClassName).toBe("local");
+    const pv = await api<{ spec: { nodeAffinity: unknown } }>(
+      "GET",
+      `/api/v1/persistentvolumes/${pvc.spec.volumeName}`,
+    );
+    expect(JSON.stringify(pv.spec.nodeAffinity)).toContain(PODMAN_NODE);
+    await api("DELETE", `/api/v1/namespaces/${NS}/pods/store-0`);
+    const second = await starts(first.pod.metadata!.uid);
+    expect(second.count).toBe("2");
   }, 180_000);
 });
 

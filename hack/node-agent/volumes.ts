@@ -13,6 +13,7 @@ export type Materialized =
   | { kind: "files"; files: VolumeFile[] }
   | { kind: "emptyDir" }
   | { kind: "hostPath"; path: string }
+  | { kind: "claim"; claimName: string }
   | { kind: "unsupported"; reason: string };
 
 export interface VolumeData {
@@ -62,6 +63,7 @@ function keyed(
 export function materialize(v: V1Volume, data: VolumeData): Materialized {
   if (v.emptyDir) return { kind: "emptyDir" };
   if (v.hostPath) return { kind: "hostPath", path: v.hostPath.path };
+  if (v.persistentVolumeClaim) return { kind: "claim", claimName: v.persistentVolumeClaim.claimName };
   if (v.configMap) {
     const c = v.configMap;
     const files = keyed(
@@ -150,4 +152,48 @@ export function processKubeconfig(
     contexts: [{ name: "pod", context: { cluster: "local", user: "pod", namespace } }],
     "current-context": "pod",
   });
+}
+
+/** A PersistentVolume for a pending claim: a directory on this node, bound to the claim up
+ * front (the controller manager completes the binding) and pinned to the node. */
+export function localVolume(
+  claim: { metadata: { name: string; namespace: string; uid: string }; spec: PvcSpec },
+  node: string,
+  path: string,
+): Record<string, unknown> {
+  return {
+    apiVersion: "v1",
+    kind: "PersistentVolume",
+    metadata: { name: `pvc-${claim.metadata.uid}`, labels: { "node.hybridp2p.io/provisioned-by": node } },
+    spec: {
+      capacity: { storage: claim.spec.resources?.requests?.storage ?? "1Gi" },
+      accessModes: claim.spec.accessModes ?? ["ReadWriteOnce"],
+      volumeMode: claim.spec.volumeMode ?? "Filesystem",
+      storageClassName: claim.spec.storageClassName ?? "",
+      persistentVolumeReclaimPolicy: "Retain",
+      hostPath: { path, type: "DirectoryOrCreate" },
+      claimRef: {
+        apiVersion: "v1",
+        kind: "PersistentVolumeClaim",
+        name: claim.metadata.name,
+        namespace: claim.metadata.namespace,
+        uid: claim.metadata.uid,
+      },
+      nodeAffinity: {
+        required: {
+          nodeSelectorTerms: [
+            { matchExpressions: [{ key: "kubernetes.io/hostname", operator: "In", values: [node] }] },
+          ],
+        },
+      },
+    },
+  };
+}
+
+interface PvcSpec {
+  accessModes?: string[];
+  volumeMode?: string;
+  storageClassName?: string;
+  volumeName?: string;
+  resources?: { requests?: Record<string, string> };
 }
