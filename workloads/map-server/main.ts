@@ -52,6 +52,11 @@ export async function startMapServer(cfg: MapServerConfig, log: Logger): Promise
     redisPrefix: cfg.redisPrefix,
     persistMs: cfg.persistMs,
     ownershipTtlSeconds: cfg.ownershipTtlSeconds,
+    // Without its workers the pod is useless: exit, the lease runs out and the maps move on.
+    onFatal: (err) => {
+      log.error("simulation stopped, exiting", { err });
+      process.exit(1);
+    },
   });
   await server.start();
   const ops = await startOpsServer({

@@ -65,4 +65,16 @@ describe("worker pool", () => {
     expect(threaded.get("b")!.digest()).toBe(inline[1]!.digest());
     expect(fanout).toBeGreaterThan(0);
   }, 60_000);
+
+  it("fails every later tick once a worker thread died", async () => {
+    const lone = new WorkerPool(1);
+    const sim = make("prt_fild07");
+    lone.attach("m", sim);
+    await lone.step(new Map([["m", sim]]));
+    // A crash, as far as the pool can tell: the thread is gone.
+    await (lone as unknown as { workers: Array<{ terminate(): Promise<number> }> }).workers[0]!.terminate();
+    await expect(lone.step(new Map([["m", sim]]))).rejects.toThrow(/exited|closed/);
+    expect(lone.failed).toBeDefined();
+    await lone.close();
+  }, 60_000);
 });

@@ -16,7 +16,8 @@ export class WorkerPool {
     { left: number; outs: Map<string, SliceResult[]>; resolve: () => void; reject: (e: Error) => void }
   >();
   private nextId = 1;
-  private failed: Error | undefined;
+  /** Set once a worker died: the pool cannot tick any more. */
+  failed: Error | undefined;
   /** Slowest worker's busy time in the last tick (ms). */
   lastWorkerMs = 0;
 

@@ -62,6 +62,11 @@ export interface MapServerOptions {
   persistMs?: number;
   ownershipTtlSeconds?: number;
   mapDef?: (map: string) => MapDef;
+  /**
+   * The simulation cannot go on (a worker thread died). The process should exit: its lease then
+   * expires and another pod takes the maps. Default: log only.
+   */
+  onFatal?: (err: Error) => void;
 }
 
 interface Held {
@@ -374,7 +379,13 @@ export class MapServer {
     const loop = () => {
       if (this.stopped) return;
       this.step()
-        .catch((err) => this.opts.log.error("tick failed", { err }))
+        .catch((err) => {
+          this.opts.log.error("tick failed", { err });
+          if (this.pool.failed) {
+            this.stopped = true;
+            this.opts.onFatal?.(this.pool.failed);
+          }
+        })
         .finally(() => {
           if (this.stopped) return;
           next += period;
