@@ -15,9 +15,11 @@
 // unsubscribes before it stops owning. A request with no owner fails fast with NATS "no
 // responders"; the gateway retries it (a handover takes a few seconds), as it does on a timeout:
 // an owner that loses the map while answering stays silent. A reply with ok=false is final
-// (unknown character, map full). After a handover the
-// new owner restores the map's sessions from Redis (session -> gateway, character, position),
-// so connected clients keep playing without rejoining; an OwnerNotice says it happened.
+// (unknown character, map full). After a handover the new owner restores the map's sessions
+// from Redis (session -> gateway, character, position, entity id), so connected clients keep
+// playing without rejoining; an OwnerNotice with a new fence says it happened. Players keep
+// their entity ids; mobs are respawned; each session's first frame from the new owner lists
+// everything in view as `enter`, so a gateway may drop what it knew of the map on a new fence.
 //
 // Batching (5k clients at 20 Hz on 2 cores). Nothing is one message per player per tick:
 // - input: the gateway collects its clients' inputs for one map and publishes one InputBatch per

@@ -242,7 +242,12 @@ describe("map server", () => {
       await until("map owned", () => b.server.maps().includes(map));
       const simB = b.server.sim(map)!;
       const s = simB.sessions.get("sess-r");
-      expect(s).toMatchObject({ characterId: id, exp, gateway: "gw-r" });
+      expect(s).toMatchObject({
+        characterId: id,
+        exp,
+        gateway: "gw-r",
+        entity: joined.ok ? joined.entity : -1,
+      });
       expect(simB.playerState(s!)).toMatchObject({ x: 30.5, y: 25.5 });
       expect(BigInt(simB.fence)).toBeGreaterThan(BigInt(sim.fence));
       // Leaving persists and marks the character offline.

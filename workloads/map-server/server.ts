@@ -174,12 +174,10 @@ export class MapServer {
     await this.idle();
     if (this.held.has(map)) return true;
     if (!this.ownership.holds(map) || this.stopped) return false;
-    for (const s of restored) {
-      try {
-        sim.join(s);
-      } catch (err) {
-        log.warn("could not restore a session", { map, session: s.session, err });
-      }
+    try {
+      sim.restore(restored);
+    } catch (err) {
+      log.warn("could not restore every session", { map, err });
     }
     this.pool.attach(map, sim);
     const addr = this.addr(map);
@@ -473,8 +471,7 @@ export class MapServer {
 
   private hotSession(sim: MapSim, s: Session): HotSession {
     const st = sim.playerState(s);
-    const { entity: _e, ...info } = s;
-    return { ...info, x: st.x, y: st.y, hp: st.alive ? st.hp : st.maxHp };
+    return { ...s, x: st.x, y: st.y, hp: st.alive ? st.hp : st.maxHp };
   }
 
   /** Hot state of every held map to Redis (fenced). */

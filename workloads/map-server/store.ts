@@ -15,6 +15,8 @@ import type { PlayerInfo } from "./sim/world.ts";
 export interface HotSession extends PlayerInfo {
   x: number;
   y: number;
+  /** The entity id under the owner that saved it; the next owner keeps it when it can. */
+  entity?: number;
 }
 
 /** KEYS: fence key, sessions key. ARGV: fence, ttl ms, mode ("set"|"del"), then session/value pairs or sessions. */

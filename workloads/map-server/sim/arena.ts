@@ -226,4 +226,22 @@ export class Allocator {
     this.free[this.top++] = i;
     this.live--;
   }
+
+  /** Hands out exactly these indexes (those still free); returns the ones it could. */
+  take(wanted: readonly number[]): Set<number> {
+    const want = new Set(wanted);
+    const got = new Set<number>();
+    let w = 0;
+    for (let r = 0; r < this.top; r++) {
+      const i = this.free[r]!;
+      if (want.has(i)) got.add(i);
+      else this.free[w++] = i;
+    }
+    this.top = w;
+    for (const i of got) {
+      if (i + 1 > this.highWater) this.highWater = i + 1;
+      this.live++;
+    }
+    return got;
+  }
 }

@@ -66,6 +66,22 @@ describe("map simulation", () => {
     expect(al.highWater).toBe(3);
   });
 
+  it("restores sessions under their previous entity ids after a handover", () => {
+    const def = () => openMap("m", 40, 40, { mobs: [{ type: 0, count: 3 }] });
+    const first = new MapSim(def(), { capacity: 16, seed: 5 });
+    for (const s of ["a", "b", "c"]) first.join(player(s, 10.5, 10.5));
+    first.leave("b");
+    const saved = [...first.sessions.values()].map((s) => ({ ...s, ...first.playerState(s) }));
+    const next = new MapSim(def(), { capacity: 16, seed: 5 });
+    next.restore(saved);
+    expect([...next.sessions.values()].map((s) => [s.session, s.entity])).toEqual(
+      [...first.sessions.values()].map((s) => [s.session, s.entity]),
+    );
+    // A new player takes a free slot, not one of theirs.
+    const d = next.join(player("d", 11.5, 11.5));
+    expect([...first.sessions.values()].map((s) => s.entity)).not.toContain(d.entity);
+  });
+
   it("is deterministic for a seed and independent of how entities are split across workers", () => {
     const run = (slices: number) => {
       const sim = new MapSim(generateMap("prt_fild08", { width: 120, height: 120, mobs: 300 }), {

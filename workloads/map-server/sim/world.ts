@@ -213,10 +213,10 @@ export class MapSim {
 
   // ---- sessions -----------------------------------------------------------------------------
 
-  join(info: PlayerInfo): Session {
+  join(info: PlayerInfo, at?: number): Session {
     const existing = this.sessions.get(info.session);
     if (existing) return existing;
-    const i = this.alloc.alloc();
+    const i = at ?? this.alloc.alloc();
     if (i === undefined) throw new Error(`map ${this.def.name} is full`);
     const [sx, sy] = this.def.spawn;
     const ok = info.x !== undefined && info.y !== undefined && isWalkable(this.def, info.x, info.y);
@@ -235,6 +235,26 @@ export class MapSim {
     this.byEntity.set(i, s);
     this.onSessions?.(i, s);
     return s;
+  }
+
+  /**
+   * Brings sessions back after a handover, each under the entity id it had with the previous
+   * owner when that id is free here (mobs spawn identically for a map and seed), so clients
+   * keep their own id.
+   */
+  restore(sessions: ReadonlyArray<PlayerInfo & { entity?: number }>): Session[] {
+    const ids = sessions
+      .map((s) => s.entity)
+      .filter((e): e is number => Number.isInteger(e) && e! >= 0 && e! < this.arena.capacity);
+    const got = this.alloc.take(ids.filter((e) => this.arena.kind[e] === KIND_FREE));
+    const out: Session[] = [];
+    for (const s of sessions) {
+      const at = s.entity !== undefined && got.delete(s.entity) ? s.entity : undefined;
+      const { entity: _drop, ...info } = s;
+      out.push(this.join(info, at));
+    }
+    for (const i of got) this.alloc.release(i); // duplicates in the saved state
+    return out;
   }
 
   /** Removes the session's character; returns its last state (for persisting). */
