@@ -110,7 +110,9 @@ export async function startGateway(cfg: GatewayConfig, log: Logger): Promise<{ c
   log.info("gateway started", { port, region: cfg.runtime.region });
   return {
     async close() {
+      // Readiness off, then a pause so the Service stops sending new clients, then sessions go.
       ops.setReady(false);
+      await new Promise((r) => setTimeout(r, cfg.runtime.drainDelayMs));
       await gateway.close();
       await events.stop();
       await flags?.close();

@@ -1,0 +1,79 @@
+// The gateway as a pod runs it: `node workloads/main.ts gateway` with the environment contract
+// (static map list, keyset file, NATS), ready on /readyz, serving a client, exposing metrics,
+// and closing sessions with `server_shutdown` on SIGTERM.
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { once } from "node:events";
+import { connect } from "@nats-io/transport-node";
+import { expect, inject, it } from "vitest";
+import { freePort } from "../../hack/local/processes.ts";
+import { keysetFile } from "../auth/testing.ts";
+import { GameClient } from "../client/client.ts";
+import { devToken } from "../client/token.ts";
+import { closeCodeOf } from "../protocol/schema.ts";
+import { ensureEventStream } from "./events.ts";
+import { StandInMapServer } from "./standin.ts";
+
+const env = inject("localEnv");
+const main = new URL("../main.ts", import.meta.url).pathname;
+
+it("runs from the environment, serves a client and closes sessions on SIGTERM", async () => {
+  const region = `p${randomBytes(4).toString("hex")}`;
+  const keys = await keysetFile("gwproc");
+  const nc = await connect({ servers: env.natsUrl! });
+  await ensureEventStream(nc);
+  const field = new StandInMapServer({ nc, region, zone: "z", maps: ["izlude"] });
+  field.start();
+  const [port, health, metrics] = [await freePort(), await freePort(), await freePort()];
+  const child = spawn(process.execPath, [main, "gateway"], {
+    env: {
+      PATH: process.env.PATH,
+      HYBRIDP2P_NATS_URL: env.natsUrl!,
+      HYBRIDP2P_GATEWAY_MAPS: "z=izlude",
+      HYBRIDP2P_AUTH_KEYSET_FILE: keys.path,
+      HYBRIDP2P_GATEWAY_PORT: String(port),
+      HYBRIDP2P_HEALTH_PORT: String(health),
+      HYBRIDP2P_METRICS_PORT: String(metrics),
+      HYBRIDP2P_LISTEN_HOST: "127.0.0.1",
+      HYBRIDP2P_REGION: region,
+      HYBRIDP2P_DRAIN_DELAY: "0s",
+      POD_NAME: "gateway-0",
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  child.stdout!.on("data", (d) => {
+    out += d;
+  });
+  child.stderr!.on("data", (d) => {
+    out += d;
+  });
+  try {
+    for (let i = 0; ; i++) {
+      if (child.exitCode !== null) throw new Error(`gateway exited ${child.exitCode}: ${out}`);
+      const ok = await fetch(`http://127.0.0.1:${health}/readyz`)
+        .then((r) => r.status === 200)
+        .catch(() => false);
+      if (ok) break;
+      if (i > 300) throw new Error(`gateway never became ready: ${out}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const c = await GameClient.connect({
+      url: `ws://127.0.0.1:${port}`,
+      token: await devToken({ keyset: keys.path, characterId: "7", map: "izlude" }),
+    });
+    expect(c.map).toBe("izlude");
+    expect(await c.ping()).toBeGreaterThanOrEqual(0);
+    const text = await (await fetch(`http://127.0.0.1:${metrics}/metrics`)).text();
+    expect(text).toMatch(/hybridp2p_gateway_sessions\{[^}]*\} 1/);
+    child.kill("SIGTERM");
+    expect((await c.closed).code).toBe(closeCodeOf("server_shutdown"));
+    const [code] = await once(child, "exit");
+    expect(code).toBe(0);
+    expect(out).not.toMatch(/eyJ/); // no token in the logs
+  } finally {
+    if (child.exitCode === null) child.kill("SIGKILL");
+    await field.stop();
+    await nc.drain();
+  }
+});
