@@ -2,13 +2,15 @@
 // fresh, watches the pods bound to it, runs them (runtime.ts), probes them and reports their
 // status, IPs and readiness; a pod being deleted is stopped within its grace period and then
 // removed, as the kubelet does.
-import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
+import { createSocket, type Socket } from "node:dgram";
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { type AddressInfo, createConnection, createServer, type Server } from "node:net";
 import { cpus, hostname, release, totalmem } from "node:os";
 import { join } from "node:path";
 import type { V1ConfigMap, V1Container, V1Pod, V1Probe, V1Secret } from "@kubernetes/client-node";
 import { KubeConfig, Watch } from "@kubernetes/client-node";
 import { ApiError, KubeClient } from "../../operator/runtime/kube.ts";
+import { answer, CLUSTER_DOMAIN, parseQuery, resolveClusterName, type ServiceRecord } from "./dns.ts";
 import {
   containerEnv,
   type DataLookup,
@@ -40,6 +42,7 @@ const FIELD_MANAGER = "hybridp2p-node-agent";
 const HEARTBEAT_MS = 10_000;
 const RESYNC_MS = 10_000;
 const PROVISION_MS = 1_000;
+const DNS_REFRESH_MS = 1_000;
 /** The default StorageClass of the local cluster and its provisioner (the node agents). */
 export const STORAGE_CLASS = "local";
 const PROVISIONER = "node.hybridp2p.io/local";
@@ -58,7 +61,10 @@ export class NodeAgent {
   private watch?: AbortController;
   private stopped = false;
   private forwarder?: Promise<number>;
+  private dns?: Promise<void>;
+  private records: ServiceRecord[] = [];
   private readonly servers: Server[] = [];
+  private readonly sockets: Socket[] = [];
 
   constructor(opts: AgentOptions) {
     this.opts = opts;
@@ -119,6 +125,7 @@ export class NodeAgent {
     this.watch?.abort();
     await Promise.all([...this.workers.values()].map((w) => w.terminate(0)));
     for (const srv of this.servers) srv.close();
+    for (const sock of this.sockets) sock.close();
     this.workers.clear();
     this.client.close();
   }
@@ -421,6 +428,80 @@ export class NodeAgent {
     return { host: "kubernetes.default.svc", port: await this.forwarder };
   }
 
+  /** Serves cluster DNS on the bridge gateway for podman pods (dns.ts), once the bridge exists. */
+  ensureDns(): Promise<void> {
+    if (this.runtime.name === "process") return Promise.resolve();
+    this.dns ??= new Promise((resolve, reject) => {
+      const upstream =
+        /^nameserver\s+(\S+)/m.exec(readFileSync("/etc/resolv.conf", "utf8"))?.[1] ?? "8.8.8.8";
+      const sock = createSocket("udp4");
+      sock.on("message", (msg, from) => {
+        const q = parseQuery(msg);
+        if (!q) return;
+        const r = resolveClusterName(q.name, this.records, this.hostIP);
+        if (r !== undefined) {
+          sock.send(answer(q, r ?? undefined), from.port, from.address);
+          return;
+        }
+        // Not a cluster name: relay to the host's resolver.
+        const relay = createSocket("udp4");
+        const timer = setTimeout(() => relay.close(), 5000);
+        relay.once("message", (reply) => {
+          clearTimeout(timer);
+          sock.send(reply, from.port, from.address);
+          relay.close();
+        });
+        relay.once("error", () => relay.close());
+        relay.send(msg, 53, upstream);
+      });
+      sock.once("error", reject);
+      sock.bind(53, this.hostIP, () => {
+        this.sockets.push(sock);
+        const refresh = () => void this.refreshRecords().catch((e) => this.log(`dns: ${e}`));
+        refresh();
+        this.timers.push(setInterval(refresh, DNS_REFRESH_MS));
+        resolve();
+      });
+    });
+    return this.dns;
+  }
+
+  private async refreshRecords(): Promise<void> {
+    type Slice = {
+      metadata: { namespace: string; labels?: Record<string, string> };
+      endpoints?: { addresses: string[]; hostname?: string; conditions?: { ready?: boolean } }[];
+    };
+    const slices = await this.client.request<{ items: Slice[] }>(
+      "GET",
+      "/apis/discovery.k8s.io/v1/endpointslices",
+    );
+    const services = await this.client.request<{
+      items: { metadata: { name: string; namespace: string } }[];
+    }>("GET", "/api/v1/services");
+    this.records = services.items.map((svc) => ({
+      namespace: svc.metadata.namespace,
+      name: svc.metadata.name,
+      endpoints: slices.items
+        .filter(
+          (sl) =>
+            sl.metadata.namespace === svc.metadata.namespace &&
+            sl.metadata.labels?.["kubernetes.io/service-name"] === svc.metadata.name,
+        )
+        .flatMap((sl) => sl.endpoints ?? [])
+        .filter((e) => e.conditions?.ready !== false && e.addresses[0])
+        .map((e) => ({ ip: e.addresses[0]!, hostname: e.hostname })),
+    }));
+  }
+
+  /** The resolver settings of a podman pod in this namespace, as the kubelet writes resolv.conf. */
+  dnsConfig(namespace: string): { server: string; search: string[] } | undefined {
+    if (this.runtime.name === "process") return undefined;
+    return {
+      server: this.hostIP,
+      search: [`${namespace}.svc.${CLUSTER_DOMAIN}`, `svc.${CLUSTER_DOMAIN}`, CLUSTER_DOMAIN],
+    };
+  }
+
   /** /etc/hosts entries of every podman pod: the API server's names, at the gateway. */
   apiHosts(): Record<string, string> {
     if (this.runtime.name === "process") return {};
@@ -500,8 +581,10 @@ class PodWorker {
         this.key,
         this.pod.metadata!.name!,
         this.agent.apiHosts(),
+        this.agent.dnsConfig(this.pod.metadata!.namespace!),
       );
       this.api = await this.agent.apiEndpoint();
+      await this.agent.ensureDns();
       await this.prepareVolumes();
       // Bound tokens expire after an hour: rewrite them well before, as the kubelet does.
       this.tokenTimer = setInterval(

@@ -287,6 +287,60 @@ describe("a StatefulSet with a volume claim template", () => {
   }, 180_000);
 });
 
+describe("cluster DNS for podman pods", () => {
+  // Fetches each URL given in TARGETS and serves what came back.
+  const CLIENT = `const out = {}; for (const u of process.env.TARGETS.split(" ")) { try { out[u] = (await (await fetch(u)).text()).slice(0, 40); } catch (e) { out[u] = "error: " + (e.cause?.code ?? e); } } (await import("node:http")).createServer((q, r) => r.end(JSON.stringify(out))).listen(8080);`;
+
+  it("resolves Services to ready pods and StatefulSet pods by hostname", async () => {
+    await api("POST", `/api/v1/namespaces/${NS}/services`, {
+      metadata: { name: "web" },
+      spec: { selector: { app: "web-podman" }, ports: [{ port: 8080, targetPort: 8080 }] },
+    });
+    await api("POST", `/api/v1/namespaces/${NS}/services`, {
+      metadata: { name: "store" },
+      spec: { clusterIP: "None", selector: { app: "store" }, ports: [{ port: 8080 }] },
+    });
+    const targets = [
+      `http://web.${NS}.svc:8080/readyz`,
+      "http://web:8080/readyz",
+      `http://store-0.store.${NS}.svc.cluster.local:8080/`,
+      "http://missing:8080/",
+    ];
+    // The records follow EndpointSlices, which follow readiness: wait until both Services have one.
+    await waitFor("endpoints of web and store", async () => {
+      const l = await api<{ items: { endpoints?: unknown[] }[] }>(
+        "GET",
+        `/apis/discovery.k8s.io/v1/namespaces/${NS}/endpointslices`,
+      );
+      return l.items.filter((sl) => (sl.endpoints ?? []).length > 0).length >= 2 ? true : undefined;
+    });
+    await api("POST", `/api/v1/namespaces/${NS}/pods`, {
+      metadata: { name: "dns-client" },
+      spec: {
+        nodeName: PODMAN_NODE,
+        containers: [
+          {
+            name: "main",
+            image: baseImage,
+            command: ["node", "--input-type=module", "-e", CLIENT],
+            env: [{ name: "TARGETS", value: targets.join(" ") }],
+            readinessProbe: { tcpSocket: { port: 8080 }, periodSeconds: 1 },
+          },
+        ],
+      },
+    });
+    const pod = await waitFor("dns-client ready", async () => {
+      const p = await api<V1Pod>("GET", `/api/v1/namespaces/${NS}/pods/dns-client`);
+      return isReady(p) ? p : undefined;
+    });
+    const seen = (await (await fetch(`http://${pod.status!.podIP}:8080/`)).json()) as Record<string, string>;
+    expect(seen[targets[0]!]).toBe("ok");
+    expect(seen[targets[1]!]).toBe("ok");
+    expect(seen[targets[2]!]).toMatch(/^\d+$/);
+    expect(seen[targets[3]!]).toBe("error: ENOTFOUND");
+  }, 180_000);
+});
+
 describe("pod phases from exit codes", () => {
   const bare = (name: string, restartPolicy: string, code: number) => ({
     metadata: { name, namespace: NS },

@@ -43,7 +43,12 @@ export interface Sandbox {
 export interface Runtime {
   name: "podman" | "process";
   version: string;
-  sandbox(key: string, hostname: string, hosts: Record<string, string>): Promise<Sandbox>;
+  sandbox(
+    key: string,
+    hostname: string,
+    hosts: Record<string, string>,
+    dns?: { server: string; search: string[] },
+  ): Promise<Sandbox>;
   /** Removes whatever a previous agent of this node left behind. */
   cleanup(): Promise<void>;
 }
@@ -88,10 +93,19 @@ export class PodmanRuntime implements Runtime {
       await this.podman(["pod", "rm", "-f", id]).catch(() => {});
   }
 
-  async sandbox(key: string, hostname: string, hosts: Record<string, string>): Promise<Sandbox> {
+  async sandbox(
+    key: string,
+    hostname: string,
+    hosts: Record<string, string>,
+    dns?: { server: string; search: string[] },
+  ): Promise<Sandbox> {
     const name = `hp_${key}`;
     await this.podman(["pod", "rm", "-f", name]).catch(() => {});
     const add = Object.entries(hosts).flatMap(([h, ip]) => ["--add-host", `${h}:${ip}`]);
+    // ndots:5 as in Kubernetes, so "svc.ns.svc" tries the search domains first.
+    const resolver = dns
+      ? ["--dns", dns.server, ...dns.search.flatMap((d) => ["--dns-search", d]), "--dns-option", "ndots:5"]
+      : [];
     await this.podman([
       "pod",
       "create",
@@ -102,6 +116,7 @@ export class PodmanRuntime implements Runtime {
       "--hostname",
       hostname,
       ...add,
+      ...resolver,
     ]);
     await this.podman(["pod", "start", name]);
     const infra = await this.podman(["pod", "inspect", name, "--format", "{{.InfraContainerID}}"]);
