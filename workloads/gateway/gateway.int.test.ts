@@ -242,6 +242,44 @@ describe("gateway with stand-in map servers", () => {
     }
   });
 
+  it("splits a crowd of P2P clients into symmetric meshes of at most maxPeers + 1", async () => {
+    const small = await startTestGateway({
+      natsUrl: env.natsUrl!,
+      directory: staticDirectory({ z: ["moc_fild02"] }),
+      options: { limits: { maxPeers: 2 } },
+    });
+    const nc = await connect({ servers: env.natsUrl! });
+    const f = new StandInMapServer({
+      nc,
+      region: small.region,
+      zone: "z",
+      maps: ["moc_fild02"],
+      mode: "p2p",
+    });
+    f.start();
+    const crowd: P2PClient[] = [];
+    try {
+      for (let i = 0; i < 5; i++)
+        crowd.push(
+          await P2PClient.connect({ url: small.url, token: await small.token(`m${i}`, "moc_fild02") }),
+        );
+      // Join order: meshes {0, 1, 2} and {3, 4}; every channel has both ends.
+      await until("meshes", () => crowd.map((c) => c.connectedPeers.length).join() === "2,2,2,1,1");
+      for (const c of crowd)
+        for (const p of c.connectedPeers)
+          expect(crowd.find((x) => x.session === p)!.connectedPeers).toContain(c.session);
+      // One leaves: the rest regroup.
+      await crowd.shift()!.close();
+      await until("regrouped", () => crowd.map((c) => c.connectedPeers.length).join() === "2,2,2,0");
+      for (const c of crowd) expect(c.seqErrors).toEqual([]);
+    } finally {
+      await Promise.all(crowd.map((c) => c.close()));
+      await f.stop();
+      await small.stop();
+      await nc.drain();
+    }
+  });
+
   it("moves a player to a map owned by another map-server pod without dropping the session", async () => {
     const a = await legacy("prt_fild01");
     const c = await legacy("pay_fild01");

@@ -817,14 +817,21 @@ export class Gateway {
   /** Gives every P2P session of a map its mesh: the map's other P2P sessions, when in p2p mode. */
   private updateMesh(m: MapState): void {
     const members = [...m.sessions].filter((s) => s.kind === "p2p" && s.state !== "closed");
+    const meshed = members.filter((s) => s.mode === "p2p");
+    const index = new Map(meshed.map((s, i) => [s, i]));
+    // Meshes of at most maxPeers + 1 sessions, in join order: membership is symmetric (both
+    // ends of a pair list each other) and costs O(n). Area-aware meshes are the coordinator's.
+    const size = this.limits.maxPeers + 1;
     for (const s of members) {
-      const peers =
-        s.mode === "p2p"
-          ? members
-              .filter((p) => p !== s && p.mode === "p2p")
-              .slice(0, this.limits.maxPeers)
-              .map((p) => ({ session: p.id, entity: p.entity }))
-          : [];
+      let peers: { session: string; entity: number }[] = [];
+      const i = index.get(s);
+      if (i !== undefined) {
+        const start = i - (i % size);
+        peers = meshed
+          .slice(start, start + size)
+          .filter((p) => p !== s)
+          .map((p) => ({ session: p.id, entity: p.entity }));
+      }
       const key = peers.map((p) => `${p.session}:${p.entity}`).join(",");
       if (key === s.peersKey) continue;
       s.peersKey = key;
