@@ -26,8 +26,9 @@
 //   map per flush (at most one per tick, 50 ms, or sooner when it holds MAX_INPUTS_PER_BATCH);
 //   the map server drains everything received at the start of each tick.
 // - AOI: per tick, the owner publishes one AoiFrame per (map, gateway that has sessions on the
-//   map, simulation thread), only when something changed: each thread builds and encodes the
-//   frames of its own players, so the work scales with threads. A frame carries a deduplicated
+//   map), only when something changed; each simulation thread builds and encodes the frames of
+//   the players it handles, so the work scales with threads (when a map has fewer gateways than
+//   threads, a gateway may get one frame per thread). A frame carries a deduplicated
 //   table of entity states (`ents`) and, per session of that gateway, indexes into the table:
 //   entities that entered the session's view, moved or changed in it, and ids that left it. An
 //   entity seen by 40 players of one gateway is encoded once per frame. Every frame is

@@ -61,7 +61,13 @@ export class WorkerPool {
   /** One tick of every given map. */
   async step(sims: Map<string, MapSim>): Promise<Map<string, TickResult>> {
     if (this.failed) throw this.failed;
-    const jobs = [...sims].map(([key, sim]) => ({ key, ...sim.prepare(), mode: sim.mode, fence: sim.fence }));
+    const jobs = [...sims].map(([key, sim]) => ({
+      key,
+      ...sim.prepare(),
+      mode: sim.mode,
+      fence: sim.fence,
+      aoiByGateway: sim.aoiByGateway(this.threads),
+    }));
     const results = new Map<string, TickResult>();
     if (this.threads === 0) {
       for (const [key, sim] of sims) results.set(key, sim.finish(sim.runSlices()));

@@ -30,7 +30,14 @@ export type ToWorker =
   | {
       type: "tick";
       id: number;
-      jobs: Array<{ key: string; tick: number; highWater: number; mode: MapMode; fence: string }>;
+      jobs: Array<{
+        key: string;
+        tick: number;
+        highWater: number;
+        mode: MapMode;
+        fence: string;
+        aoiByGateway: boolean;
+      }>;
     };
 
 export type FromWorker =
@@ -41,7 +48,7 @@ const { index, count } = workerData as { index: number; count: number };
 
 interface Attached {
   name: string;
-  input: Omit<SliceInput, "tick" | "highWater">;
+  input: Omit<SliceInput, "tick" | "highWater" | "aoiByGateway">;
   state: SliceState;
   frames: FrameScratch;
   sessions: Map<number, SessionInfo>;
@@ -78,7 +85,10 @@ parentPort!.on("message", (msg: ToWorker) => {
       for (const job of msg.jobs) {
         const m = maps.get(job.key);
         if (!m) throw new Error(`map ${job.key} is not attached`);
-        const out = runSlice({ ...m.input, tick: job.tick, highWater: job.highWater }, m.state);
+        const out = runSlice(
+          { ...m.input, tick: job.tick, highWater: job.highWater, aoiByGateway: job.aoiByGateway },
+          m.state,
+        );
         const ctx = { map: m.name, mode: job.mode, fence: job.fence, sessions: m.sessions };
         outs.push({
           key: job.key,

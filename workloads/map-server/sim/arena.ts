@@ -41,6 +41,12 @@ const I32 = Int32Array.BYTES_PER_ELEMENT;
 
 export interface ArenaBuffers {
   capacity: number;
+  /** Player slots: each player's last view lives in shared memory, so any worker can compute it. */
+  playerSlots: number;
+  /** Most entities one view holds. */
+  maxView: number;
+  views: SharedArrayBuffer;
+  viewCount: SharedArrayBuffer;
   f64: SharedArrayBuffer;
   i32: SharedArrayBuffer;
   u8: SharedArrayBuffer;
@@ -85,6 +91,15 @@ export interface Arena {
   readonly queue: Int32Array;
   readonly queueXY: Float64Array;
   readonly queueCount: Int32Array;
+  readonly playerSlots: number;
+  readonly maxView: number;
+  /** Player slot of each entity (-1: not a player). */
+  readonly pslot: Int32Array;
+  /** Small integer naming each player's gateway (which worker builds its view, see step.ts). */
+  readonly pgw: Int32Array;
+  /** Per player slot: the entity ids of its last view (maxView each) and how many. */
+  readonly views: Int32Array;
+  readonly viewCount: Int32Array;
 }
 
 const F64_FIELDS = ["x", "y", "tx", "ty", "speed", "spawnX", "spawnY"] as const;
@@ -98,6 +113,8 @@ const I32_FIELDS = [
   "respawnAt",
   "lastPosTick",
   "nextWalk",
+  "pslot",
+  "pgw",
   "gen",
   "rngState",
 ] as const;
@@ -109,10 +126,14 @@ function sizes(fields: readonly string[], banked: Set<string>, cap: number): num
   return fields.map((f) => (banked.has(f) ? 2 * cap : cap));
 }
 
-export function createArenaBuffers(capacity: number): ArenaBuffers {
+export function createArenaBuffers(capacity: number, playerSlots = capacity, maxView = 512): ArenaBuffers {
   const total = (f: readonly string[], b: Set<string>) => sizes(f, b, capacity).reduce((a, n) => a + n, 0);
   return {
     capacity,
+    playerSlots,
+    maxView,
+    views: new SharedArrayBuffer(playerSlots * maxView * I32),
+    viewCount: new SharedArrayBuffer(playerSlots * I32),
     f64: new SharedArrayBuffer(total(F64_FIELDS, F64_BANKED) * F64),
     i32: new SharedArrayBuffer(total(I32_FIELDS, I32_BANKED) * I32),
     u8: new SharedArrayBuffer(total(U8_FIELDS, U8_BANKED)),
@@ -163,6 +184,8 @@ export function attachArena(b: ArenaBuffers): Arena {
     respawnAt: i("respawnAt"),
     lastPosTick: i("lastPosTick"),
     nextWalk: i("nextWalk"),
+    pslot: i("pslot"),
+    pgw: i("pgw"),
     gen: i("gen"),
     rngState: i("rngState"),
     kind: u("kind"),
@@ -172,6 +195,10 @@ export function attachArena(b: ArenaBuffers): Arena {
     queue: new Int32Array(b.queue),
     queueXY: new Float64Array(b.queueXY),
     queueCount: new Int32Array(b.queueCount),
+    playerSlots: b.playerSlots,
+    maxView: b.maxView,
+    views: new Int32Array(b.views),
+    viewCount: new Int32Array(b.viewCount),
   };
 }
 
@@ -200,7 +227,7 @@ export function pushEvent(
   return true;
 }
 
-/** The main thread's allocator over an arena: a free list, lowest indexes first. */
+/** The main thread's allocator over an arena (or its player slots): a free list. */
 export class Allocator {
   private readonly free: Int32Array;
   private top: number;

@@ -9,7 +9,7 @@ import {
 } from "../testing/scenario.ts";
 import { Allocator } from "./arena.ts";
 import { generateMap, openMap } from "./maps.ts";
-import { MapSim, type PlayerInfo, type TickResult } from "./world.ts";
+import { MapSim, type PlayerInfo, type Session, type TickResult } from "./world.ts";
 
 const player = (session: string, x: number, y: number, extra: Partial<PlayerInfo> = {}): PlayerInfo => ({
   session,
@@ -221,6 +221,38 @@ describe("map simulation", () => {
     const frames = sim.stepInline().frames;
     expect(frames.length).toBeLessThanOrEqual(2);
     expect(new Set(frames.map((f) => f.gateway)).size).toBe(frames.length);
+  });
+
+  it("keeps views consistent when view building moves between workers", () => {
+    const sim = new MapSim(openMap("m", 100, 100), { capacity: 1024 });
+    // Entities far apart in index space, so two slices own them.
+    const [a, b] = sim.restore([
+      { ...player("a", 10.5, 10.5), entity: 0 },
+      { ...player("b", 12.5, 10.5), entity: 300 },
+    ]) as [Session, Session];
+    const entered = (r: TickResult, who: string, id: number) => {
+      const got = viewOf(r, who);
+      return got?.v.enter.some((i) => got.f.ents[i]!.id === id) ?? false;
+    };
+    let sawB = false;
+    for (let t = 0; t < 3; t++) sawB ||= entered(sim.stepInline(2), "a", b.entity);
+    expect(sawB).toBe(true);
+    // A second gateway: views are now built per gateway, by other workers. No re-entering.
+    sim.restore([{ ...player("c", 80.5, 80.5, { gateway: "gw2" }), entity: 600 }]);
+    expect(sim.aoiByGateway(2)).toBe(true);
+    sim.input({ s: "b", seq: 1, k: "move", x: 14, y: 10 });
+    for (let t = 0; t < 20; t++) {
+      const r = sim.stepInline(2);
+      expect(entered(r, "a", b.entity)).toBe(false);
+      expect(entered(r, "b", a.entity)).toBe(false);
+    }
+    // And a move to another gateway shows the whole view again, to the new gateway.
+    sim.moveSession("a", "gw2");
+    const r = sim.stepInline(2);
+    expect(entered(r, "a", b.entity)).toBe(true);
+    expect(r.frames.find((f) => decode<AoiFrame>(f.data).views.some((v) => v.session === "a"))?.gateway).toBe(
+      "gw2",
+    );
   });
 
   it("lets players fight mobs that fight back, with loot for the killer", () => {

@@ -99,9 +99,8 @@ const R_TARGET = 5;
 
 export type WalkGeometry = Pick<MapDef, "width" | "height" | "walkable">;
 
-/** Per-worker state that outlives a tick: each owned player's last visible set. */
+/** Per-worker scratch that outlives a tick. */
 export interface SliceState {
-  prev: Map<number, { gen: number; vis: Int32Array }>;
   /** Scratch for view differences, one slot per entity. */
   mark?: Int32Array;
   /** Scratch for view lists, four slots per entity. */
@@ -110,7 +109,7 @@ export interface SliceState {
 }
 
 export function newSliceState(): SliceState {
-  return { prev: new Map(), stamp: 0 };
+  return { stamp: 0 };
 }
 
 export interface SliceInput {
@@ -122,6 +121,8 @@ export interface SliceInput {
   highWater: number;
   worker: number;
   workers: number;
+  /** Build views by gateway (see runSlice). */
+  aoiByGateway: boolean;
 }
 
 export interface SliceOutput {
@@ -207,6 +208,14 @@ export function runSlice(inp: SliceInput, st: SliceState): SliceOutput {
     const end = Math.min(inp.highWater, b0 + SLICE_BLOCK);
     for (let i = b0; i < end; i++) stepEntity(r, i);
   }
+  // Views: by gateway when there are at least as many gateways as workers (then each gateway's
+  // frame comes from one worker and no entity is encoded twice), else by the same blocks.
+  const a = inp.arena;
+  for (let i = 0; i < inp.highWater; i++) {
+    if (a.kind[i] !== KIND_PLAYER) continue;
+    const owner = inp.aoiByGateway ? a.pgw[i]! : Math.floor(i / SLICE_BLOCK);
+    if (owner % inp.workers === inp.worker) aoi(r, i);
+  }
   return {
     events: r.events,
     views: r.views.buf.slice(0, r.views.n),
@@ -251,7 +260,6 @@ function stepEntity(r: Run, i: number): void {
   if (kind === KIND_FREE) {
     a.flags[n] = 0;
     a.queueCount[c] = 0;
-    st.prev.delete(i);
     return;
   }
   let x = a.x[c]!;
@@ -512,18 +520,29 @@ function stepEntity(r: Run, i: number): void {
   a.y[n] = y;
   a.hp[n] = hp;
   a.flags[n] = (alive ? FLAG_ALIVE : 0) | (changed ? FLAG_DIRTY : 0);
-  if (kind === KIND_MOB) {
-    r.mobs++;
-    return;
-  }
-  r.players++;
+  if (kind === KIND_MOB) r.mobs++;
+}
 
-  // ---- area of interest, from the start-of-tick state (bank T%2) like everything else read
+/**
+ * One player's area of interest, from the start-of-tick state (bank T%2) like everything else
+ * read; its last view lives in shared memory (the player's slot), so whichever worker builds
+ * this player's frame this tick can compute the difference.
+ */
+function aoi(r: Run, i: number): void {
+  const { a, grid, st } = r;
+  const slot = a.pslot[i]!;
+  if (slot < 0) return;
+  r.players++;
+  const cap = a.capacity;
+  const bank = r.tick & 1;
+  const c = bank * cap + i;
   const buf = st.scratch!;
-  const nVis = collectInRange(grid, a, bank, a.x[c]!, a.y[c]!, VIEW_RANGE, buf, 0, cap);
+  const maxView = Math.min(a.maxView, cap);
+  const nVis = collectInRange(grid, a, bank, a.x[c]!, a.y[c]!, VIEW_RANGE, buf, 0, maxView);
   r.fanout += nVis;
-  const old = st.prev.get(i);
-  const prevVis = old && old.gen === a.gen[i] ? old.vis : EMPTY;
+  const prev = a.views;
+  const base = slot * a.maxView;
+  const nPrev = a.viewCount[slot]!;
   // Set difference with stamps instead of sorting: mark the old view, then walk the new one.
   // Scratch layout: visible at [0, cap), enter at [cap, ...), update at [2cap, ...), leave at [3cap, ...).
   const mark = st.mark!;
@@ -532,7 +551,7 @@ function stepEntity(r: Run, i: number): void {
   let ne = 0;
   let nu = 0;
   let nl = 0;
-  for (let k = 0; k < prevVis.length; k++) mark[prevVis[k]!] = was;
+  for (let k = 0; k < nPrev; k++) mark[prev[base + k]!] = was;
   for (let k = 0; k < nVis; k++) {
     const j = buf[k]!;
     if (mark[j] === was) {
@@ -540,7 +559,7 @@ function stepEntity(r: Run, i: number): void {
       if ((a.flags[bank * cap + j]! & FLAG_DIRTY) !== 0) buf[2 * cap + nu++] = j;
     } else buf[cap + ne++] = j;
   }
-  for (let k = 0; k < prevVis.length; k++) if (mark[prevVis[k]!] === was) buf[3 * cap + nl++] = prevVis[k]!;
+  for (let k = 0; k < nPrev; k++) if (mark[prev[base + k]!] === was) buf[3 * cap + nl++] = prev[base + k]!;
   if (ne + nu + nl > 0) {
     const views = r.views;
     views.push(i);
@@ -551,9 +570,8 @@ function stepEntity(r: Run, i: number): void {
     for (let k = 0; k < nu; k++) views.push(buf[2 * cap + k]!);
     for (let k = 0; k < nl; k++) views.push(buf[3 * cap + k]!);
   }
-  if (ne + nl > 0 || !old || old.gen !== a.gen[i]) {
-    st.prev.set(i, { gen: a.gen[i]!, vis: buf.slice(0, nVis) });
+  if (ne + nl > 0) {
+    prev.set(buf.subarray(0, nVis), base);
+    a.viewCount[slot] = nVis;
   }
 }
-
-const EMPTY = new Int32Array(0);

@@ -77,6 +77,10 @@ export interface PlayerState {
 
 export interface SimOptions {
   capacity: number;
+  /** Most players at once (their views live in shared memory). Default: min(capacity, 8192). */
+  playerSlots?: number;
+  /** Most entities one view holds. Default 512. */
+  maxView?: number;
   tickHz?: number;
   seed?: number;
   params?: Partial<SimParams>;
@@ -120,6 +124,9 @@ export class MapSim {
   readonly sessions = new Map<string, Session>();
   private readonly byEntity = new Map<number, Session>();
   private readonly alloc: Allocator;
+  private readonly slots: Allocator;
+  /** Gateway name -> small integer, and how many sessions each has here. */
+  private readonly gateways = new Map<string, { id: number; sessions: number }>();
   private readonly scratch: Int32Array;
   private inbox: ClientInput[] = [];
   private pendingEvents: ZoneEvent[] = [];
@@ -134,7 +141,15 @@ export class MapSim {
     this.def = { ...def, walkable };
     this.params = { ...defaultParams(opts.tickHz ?? 20), ...opts.params };
     this.seed = opts.seed ?? 1;
-    this.arena = attachArena(createArenaBuffers(opts.capacity));
+    this.arena = attachArena(
+      createArenaBuffers(
+        opts.capacity,
+        opts.playerSlots ?? Math.min(opts.capacity, 8192),
+        opts.maxView ?? 512,
+      ),
+    );
+    this.slots = new Allocator(this.arena.playerSlots);
+    this.arena.pslot.fill(-1);
     this.grid = attachGrid(createGridBuffers(def.width, def.height, opts.capacity));
     this.alloc = new Allocator(opts.capacity);
     this.scratch = new Int32Array(opts.capacity);
@@ -174,6 +189,7 @@ export class MapSim {
     a.lastPosTick[i] = this.tick;
     a.respawnAt[i] = this.tick;
     a.nextWalk[i] = this.tick;
+    a.pslot[i] = -1;
     // A per-entity random stream, independent of which thread runs the entity.
     a.rngState[i] = (hashString(`${this.seed}:${this.def.name}:${i}:${a.gen[i]}`) | 1) >>> 0;
   }
@@ -213,11 +229,17 @@ export class MapSim {
 
   // ---- sessions -----------------------------------------------------------------------------
 
+  /** Adds a player; `at` is an entity index already taken from the allocator (restore only). */
   join(info: PlayerInfo, at?: number): Session {
     const existing = this.sessions.get(info.session);
     if (existing) return existing;
-    const i = at ?? this.alloc.alloc();
-    if (i === undefined) throw new Error(`map ${this.def.name} is full`);
+    const slot = this.slots.alloc();
+    const i = slot === undefined ? undefined : (at ?? this.alloc.alloc());
+    if (i === undefined) {
+      if (slot !== undefined) this.slots.release(slot);
+      if (at !== undefined) this.alloc.release(at);
+      throw new Error(`map ${this.def.name} is full`);
+    }
     const [sx, sy] = this.def.spawn;
     const ok = info.x !== undefined && info.y !== undefined && isWalkable(this.def, info.x, info.y);
     const x = ok ? info.x! : sx + 0.5;
@@ -230,6 +252,9 @@ export class MapSim {
     a.spawnX[i] = sx + 0.5;
     a.spawnY[i] = sy + 0.5;
     a.p2p[i] = this.mode === "p2p" && info.p2p ? 1 : 0;
+    a.pslot[i] = slot!;
+    a.viewCount[slot!] = 0;
+    a.pgw[i] = this.gatewayIn(info.gateway);
     const s: Session = { ...info, entity: i };
     this.sessions.set(s.session, s);
     this.byEntity.set(i, s);
@@ -267,6 +292,9 @@ export class MapSim {
     a.flags[s.entity] = 0;
     a.flags[a.capacity + s.entity] = 0;
     this.alloc.release(s.entity);
+    this.slots.release(a.pslot[s.entity]!);
+    a.pslot[s.entity] = -1;
+    this.gatewayOut(s.gateway);
     this.sessions.delete(session);
     this.byEntity.delete(s.entity);
     this.onSessions?.(s.entity, undefined);
@@ -290,8 +318,35 @@ export class MapSim {
   moveSession(session: string, gateway: string): void {
     const s = this.sessions.get(session);
     if (!s || s.gateway === gateway) return;
+    this.gatewayOut(s.gateway);
     s.gateway = gateway;
+    this.arena.pgw[s.entity] = this.gatewayIn(gateway);
+    // The new gateway knows nothing yet: the next frame shows the whole view as entering.
+    this.arena.viewCount[this.arena.pslot[s.entity]!] = 0;
     this.onSessions?.(s.entity, s);
+  }
+
+  private gatewayIn(name: string): number {
+    let g = this.gateways.get(name);
+    if (!g) {
+      const used = new Set([...this.gateways.values()].map((x) => x.id));
+      let id = 0;
+      while (used.has(id)) id++;
+      g = { id, sessions: 0 };
+      this.gateways.set(name, g);
+    }
+    g.sessions++;
+    return g.id;
+  }
+
+  private gatewayOut(name: string): void {
+    const g = this.gateways.get(name);
+    if (g && --g.sessions === 0) this.gateways.delete(name);
+  }
+
+  /** Views are built per gateway when there are at least as many gateways as workers. */
+  aoiByGateway(workers: number): boolean {
+    return this.gateways.size >= workers;
   }
 
   setMode(mode: MapMode): void {
@@ -452,6 +507,7 @@ export class MapSim {
           highWater: this.alloc.highWater,
           worker: w,
           workers: slices,
+          aoiByGateway: this.aoiByGateway(slices),
         },
         st.sim,
       );
