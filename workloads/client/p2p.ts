@@ -23,6 +23,7 @@ interface Link {
   pc: RTCPeerConnection;
   dc?: RTCDataChannel;
   open: boolean;
+  timer?: NodeJS.Timeout;
 }
 
 interface Signal {
@@ -32,6 +33,8 @@ interface Signal {
 
 export interface P2PClientOptions extends ClientOptions {
   ice?: Partial<RTCPeerConnectionConfig>;
+  /** An offer not answered with an open channel in this long is made again. Default 10 s. */
+  linkTimeoutMs?: number;
 }
 
 export class P2PClient extends GameClient {
@@ -40,12 +43,16 @@ export class P2PClient extends GameClient {
   /** Called for every valid peer message. */
   onPeerMessage?: (from: string, m: PeerMessage) => void;
   private readonly links = new Map<string, Link>();
+  /** The mesh the gateway named last: peer session to entity. */
+  private readonly wanted = new Map<string, number>();
   private ice: Partial<RTCPeerConnectionConfig> = LOOPBACK_ICE;
+  private linkTimeoutMs = 10_000;
   private peerN = 0;
 
   static override async connect(opts: P2PClientOptions): Promise<P2PClient> {
     const c = new P2PClient(await open(opts.url, opts.timeoutMs), "p2p", true);
     if (opts.ice) c.ice = opts.ice;
+    if (opts.linkTimeoutMs) c.linkTimeoutMs = opts.linkTimeoutMs;
     await c.handshake(opts);
     return c;
   }
@@ -91,19 +98,30 @@ export class P2PClient extends GameClient {
   }
 
   private reconcile(peers: { session: string; entity: number }[]): void {
-    const want = new Map(peers.map((p) => [p.session, p.entity]));
-    for (const peer of [...this.links.keys()]) if (!want.has(peer)) this.drop(peer);
-    for (const [peer, entity] of want) {
+    this.wanted.clear();
+    for (const p of peers) this.wanted.set(p.session, p.entity);
+    for (const peer of [...this.links.keys()]) if (!this.wanted.has(peer)) this.drop(peer);
+    for (const [peer, entity] of this.wanted) {
       const known = this.links.get(peer);
-      if (known) {
+      if (known)
         known.entity = entity; // a new map owner numbers entities anew
-        continue;
-      }
       // The lower session id offers; the other answers when the offer arrives.
-      if (this.session < peer) void this.offer(peer, entity).catch(() => this.drop(peer));
-      else this.link(peer, entity);
+      else if (this.session < peer) this.startOffer(peer, entity);
     }
     this.report();
+  }
+
+  /** Offers, and offers again if no channel opens in time (a lost offer or answer). */
+  private startOffer(peer: string, entity: number): void {
+    void this.offer(peer, entity).catch(() => this.drop(peer));
+    const l = this.links.get(peer);
+    if (!l) return;
+    l.timer = setTimeout(() => {
+      if (this.links.get(peer) !== l || l.open) return;
+      this.drop(peer);
+      const e = this.wanted.get(peer);
+      if (e !== undefined && this.mode === "p2p") this.startOffer(peer, e);
+    }, this.linkTimeoutMs);
   }
 
   private link(peer: string, entity: number): Link {
@@ -158,8 +176,11 @@ export class P2PClient extends GameClient {
   private async onSignal(peer: string, data: string): Promise<void> {
     const s = JSON.parse(data) as Signal;
     if (s.kind === "offer") {
-      const l = this.links.get(peer);
-      if (l?.pc.signalingState !== "stable") return;
+      const entity = this.wanted.get(peer);
+      if (entity === undefined || this.session < peer) return; // not our mesh, or we offer
+      // A new offer replaces whatever came before (the offerer gave up on it).
+      this.drop(peer);
+      const l = this.link(peer, entity);
       await l.pc.setRemoteDescription({ type: "offer", sdp: s.sdp });
       await l.pc.setLocalDescription(await l.pc.createAnswer());
       await gathered(l.pc);
@@ -183,14 +204,19 @@ export class P2PClient extends GameClient {
   private drop(peer: string): void {
     const l = this.links.get(peer);
     if (!l) return;
+    clearTimeout(l.timer);
     this.links.delete(peer);
     void l.pc.close().catch(() => undefined);
     if (l.open) this.report();
   }
 
   private closeLinks(): void {
-    for (const l of this.links.values()) void l.pc.close().catch(() => undefined);
+    for (const l of this.links.values()) {
+      clearTimeout(l.timer);
+      void l.pc.close().catch(() => undefined);
+    }
     this.links.clear();
+    this.wanted.clear();
   }
 }
 

@@ -242,6 +242,36 @@ describe("gateway with stand-in map servers", () => {
     }
   });
 
+  it("P2P clients get over a lost offer and a lost answer", async () => {
+    fieldA.setMode("prt_fild01", "p2p");
+    // Each client loses the first signaling message it sends: the offer, then the answer.
+    const lossy = async () => {
+      const c = await P2PClient.connect({
+        url: gw.url,
+        token: await gw.token(String(nextChar++), "prt_fild01"),
+        linkTimeoutMs: 700,
+      });
+      clients.push(c);
+      const send = c.send.bind(c);
+      let lost = 0;
+      c.send = (m) => {
+        if (m.type === "signal" && lost++ === 0) return;
+        send(m);
+      };
+      return c;
+    };
+    const a = await lossy();
+    const b = await lossy();
+    await until(
+      "a channel despite the losses",
+      () => a.connectedPeers.includes(b.session) && b.connectedPeers.includes(a.session),
+    );
+    b.move(51, 52);
+    await until("a move over it", () => a.world.get(b.entity)?.x === 51 && a.peerMoves > 0);
+    await a.close();
+    await b.close();
+  });
+
   it("splits a crowd of P2P clients into symmetric meshes of at most maxPeers + 1", async () => {
     const small = await startTestGateway({
       natsUrl: env.natsUrl!,
