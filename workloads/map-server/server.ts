@@ -165,6 +165,7 @@ export class MapServer {
     const mobs = def.mobs.reduce((n, s) => n + s.count, 0);
     const sim = new MapSim(def, {
       capacity: this.opts.maxPlayers + mobs,
+      playerSlots: this.opts.maxPlayers,
       tickHz: this.opts.tickHz,
       seed: ((this.opts.seed ?? 1) ^ hashString(map)) >>> 0,
     });
