@@ -36,6 +36,8 @@ export interface MeshClientOptions {
   kbps?: number;
   /** A link not open after this long is reported failed and relayed. Default 20 s. */
   linkTimeoutMs?: number;
+  /** The offerer retries an attempt whose ICE has not connected after this long (twice at most). Default 4 s. */
+  retryMs?: number;
   probeMs?: number;
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
@@ -51,6 +53,10 @@ interface Link {
   /** Exchanges through the server relay (no direct connection). */
   relayed: boolean;
   timer?: NodeJS.Timeout;
+  retry?: NodeJS.Timeout;
+  attempts: number;
+  /** The current attempt already got extra time for its DTLS handshake. */
+  patient?: boolean;
   probes: Map<number, number>;
   rtts: number[];
   outcomes: boolean[];
@@ -340,6 +346,7 @@ export class MeshClient {
       entity,
       open: false,
       relayed: false,
+      attempts: 0,
       probes: new Map(),
       rtts: [],
       outcomes: [],
@@ -354,9 +361,10 @@ export class MeshClient {
   private connection(l: Link): RTCPeerConnection {
     const pc = new RTCPeerConnection(this.iceFor(l.peer));
     l.pc = pc;
-    pc.onDataChannel.subscribe((dc) => this.wire(l, dc));
+    pc.onDataChannel.subscribe((dc) => this.wire(l, pc, dc));
     pc.connectionStateChange.subscribe((s) => {
-      if ((s === "failed" || s === "closed") && this.links.get(l.peer) === l && !l.relayed) {
+      if (l.pc !== pc || this.links.get(l.peer) !== l || l.relayed) return; // a replaced attempt
+      if (s === "failed" || s === "closed") {
         if (l.open) this.drop(l.peer);
         else this.fail(l);
       }
@@ -367,38 +375,66 @@ export class MeshClient {
   private async offer(l: Link): Promise<void> {
     const pc = this.connection(l);
     // Movement is superseded by the next one: unordered, no retransmits.
-    this.wire(l, pc.createDataChannel("mesh", { ordered: false, maxRetransmits: 0 }));
+    this.wire(l, pc, pc.createDataChannel("mesh", { ordered: false, maxRetransmits: 0 }));
     await pc.setLocalDescription(await pc.createOffer());
     await gathered(pc);
-    if (this.links.get(l.peer) !== l) return;
+    if (this.links.get(l.peer) !== l || l.pc !== pc) return;
     this.send({ type: "offer", peer: l.peer, sdp: pc.localDescription!.sdp });
+    clearTimeout(l.retry);
+    l.retry = setTimeout(() => this.retryOffer(l, pc), this.opts.retryMs ?? 4000);
+  }
+
+  /**
+   * An attempt whose ICE has not connected after retryMs is replaced by a fresh one (new
+   * connection, new offer): a lost signaling message or a stuck check list costs one retry
+   * period, not the whole link timeout.
+   */
+  private retryOffer(l: Link, pc: RTCPeerConnection): void {
+    if (this.links.get(l.peer) !== l || l.pc !== pc || l.open || l.relayed) return;
+    if (l.attempts >= 2) return;
+    // ICE through but DTLS or SCTP not done yet: a loaded machine may just be slow; give it
+    // two more periods before starting over (a stuck DTLS handshake does not recover).
+    const ice = pc.iceConnectionState;
+    if ((ice === "connected" || ice === "completed") && !l.patient) {
+      l.patient = true;
+      l.retry = setTimeout(() => this.retryOffer(l, pc), 2 * (this.opts.retryMs ?? 4000));
+      return;
+    }
+    l.attempts++;
+    l.patient = false;
+    void pc.close().catch(() => undefined);
+    void this.offer(l).catch(() => this.fail(l));
   }
 
   private async answer(peer: string, sdp: string): Promise<void> {
     // An offer may come before the coordinator named the peer to us (views converge): the
     // coordinator only forwards it between mates of one zone, so it is accepted.
     const l = this.links.get(peer) ?? this.newLink(peer, "", 0);
-    if (l.relayed || l.pc) return;
+    if (l.relayed || l.open) return;
+    // A new offer for a link not yet open is the offerer's retry: it replaces our attempt.
+    void l.pc?.close().catch(() => undefined);
     const pc = this.connection(l);
     await pc.setRemoteDescription({ type: "offer", sdp });
     await pc.setLocalDescription(await pc.createAnswer());
     await gathered(pc);
-    if (this.links.get(peer) !== l) return;
+    if (this.links.get(peer) !== l || l.pc !== pc) return;
     this.send({ type: "answer", peer, sdp: pc.localDescription!.sdp });
   }
 
-  private wire(l: Link, dc: RTCDataChannel): void {
-    l.dc = dc;
+  private wire(l: Link, pc: RTCPeerConnection, dc: RTCDataChannel): void {
+    const current = () => this.links.get(l.peer) === l && l.pc === pc;
     const opened = () => {
-      if (l.open || this.links.get(l.peer) !== l) return;
+      if (l.open || !current()) return;
       l.open = true;
+      l.dc = dc;
       clearTimeout(l.timer);
+      clearTimeout(l.retry);
       this.send({ type: "link", peer: l.peer, state: "open" });
       this.onLinks?.();
     };
-    dc.stateChanged.subscribe((s) => {
-      if (s === "open") opened();
-      else if (s === "closed" && this.links.get(l.peer) === l && l.open) this.drop(l.peer);
+    dc.stateChanged.subscribe((st) => {
+      if (st === "open") opened();
+      else if (st === "closed" && current() && l.open) this.drop(l.peer);
     });
     if (dc.readyState === "open") opened();
     dc.onMessage.subscribe((data) => {
@@ -455,6 +491,7 @@ export class MeshClient {
     l.relayed = true;
     l.open = false;
     clearTimeout(l.timer);
+    clearTimeout(l.retry);
     void l.pc?.close().catch(() => undefined);
     l.pc = undefined;
     l.dc = undefined;
@@ -466,6 +503,7 @@ export class MeshClient {
     if (!l) return;
     this.links.delete(peer);
     clearTimeout(l.timer);
+    clearTimeout(l.retry);
     void l.pc?.close().catch(() => undefined);
     if (l.open) {
       this.send({ type: "link", peer, state: "closed" });
@@ -477,6 +515,7 @@ export class MeshClient {
     const hadOpen = this.connectedPeers.length > 0;
     for (const l of this.links.values()) {
       clearTimeout(l.timer);
+      clearTimeout(l.retry);
       void l.pc?.close().catch(() => undefined);
     }
     this.links.clear();

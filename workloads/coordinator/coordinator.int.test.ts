@@ -5,7 +5,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vi
 import { WebSocket } from "ws";
 import { eventually } from "../runtime/flags/testing.ts";
 import type { MeshClient } from "./client.ts";
-import { decodeCoord, encodeCoord } from "./messages.ts";
+import { decodeCoord, encodeCoord, type FromCoordinator, type Quality } from "./messages.ts";
 import { type LoopbackStun, startLoopbackStun } from "./stun.ts";
 import {
   meshClient,
@@ -203,4 +203,103 @@ describe("coordinator", () => {
     });
     for (const c of q) expect(c.status).toBe("p2p");
   }, 120_000);
+  /** A client speaking the protocol by hand: no werift, it reports whatever quality it is told to. */
+  async function rawPeer(url: string, id: string, map: string) {
+    const ws = new WebSocket(url);
+    const got: FromCoordinator[] = [];
+    ws.on("message", (d) => got.push(decodeCoord(d as Buffer, "s2c")));
+    await new Promise((r) => ws.once("open", r));
+    ws.send(
+      encodeCoord({
+        type: "join",
+        token: await keys.token(id, map),
+        session: `s-${id}`,
+        entity: 1,
+        x: 5,
+        y: 5,
+      }),
+    );
+    await eventually(`${id} joined`, () => got.some((m) => m.type === "joined"));
+    let q: Quality = { rttMs: 20, lossPercent: 0, jitterMs: 1, kbps: 2000, open: 1 };
+    const timer = setInterval(
+      () => ws.send(encodeCoord({ type: "heartbeat", t: Date.now(), x: 5, y: 5, q })),
+      50,
+    );
+    return {
+      got,
+      setQuality: (next: Partial<Quality>) => {
+        q = { ...q, ...next };
+      },
+      silence: () => clearInterval(timer),
+      close: () => {
+        clearInterval(timer);
+        ws.close();
+      },
+      last: <K extends FromCoordinator["type"]>(type: K) =>
+        got.filter((m): m is Extract<FromCoordinator, { type: K }> => m.type === type).at(-1),
+    };
+  }
+
+  it("puts a zone past the latency maximum in fallback and brings it back with Auto recovery", async () => {
+    fresh();
+    const modes: string[] = [];
+    const c = await startTestCoordinator({
+      natsUrl: env.natsUrl!,
+      region,
+      replica: "coord-q",
+      keys,
+      zones: ZONES,
+      policy: {
+        sustainMs: 300,
+        recovery: { mode: "Auto", initialSeconds: 1, maxSeconds: 30, clearToken: "" },
+      },
+      options: { onZoneMode: (zone, mode) => modes.push(`${zone}:${mode}`) },
+    });
+    coords.push(c);
+    const a = await rawPeer(c.url, "qa", "prt_fild01");
+    const b = await rawPeer(c.url, "qb", "prt_fild01");
+    const other = await rawPeer(c.url, "qc", "pay_fild01");
+    await eventually("a and b are mates", () => a.last("peerJoined")?.peer === "qb");
+    // Both report round trips past the 300 ms maximum.
+    a.setQuality({ rttMs: 450 });
+    b.setQuality({ rttMs: 500 });
+    await eventually("zone z1 in fallback", () => a.last("zoneMode")?.mode === "fallback");
+    expect(a.last("zoneMode")!.reason).toMatch(/latency/);
+    expect(b.last("peerLeft")?.peer).toBe("qa");
+    expect(c.coordinator.zoneStates().find((z) => z.zone === "z1")?.mode).toBe("fallback");
+    // Only that zone.
+    expect(other.last("zoneMode")).toBeUndefined();
+    expect(modes).toEqual(["z1:fallback"]);
+    // Quality recovers; after the backoff the zone is P2P again and the mesh is handed out anew.
+    a.setQuality({ rttMs: 20 });
+    b.setQuality({ rttMs: 25 });
+    await eventually("zone z1 back to p2p", () => a.last("zoneMode")?.mode === "p2p", 20_000);
+    await eventually(
+      "a and b mates again",
+      () => a.last("peerJoined")?.peer === "qb" && a.got.at(-1)?.type !== "peerLeft",
+    );
+    expect(modes).toEqual(["z1:fallback", "z1:p2p"]);
+    for (const p of [a, b, other]) p.close();
+  }, 60_000);
+
+  it("drops a peer that stops heartbeating: its mates fall back to the relay for it", async () => {
+    fresh();
+    const c = await startTestCoordinator({
+      natsUrl: env.natsUrl!,
+      region,
+      replica: "coord-h",
+      keys,
+      zones: ZONES,
+      policy: { thresholds: { ...TEST_THRESHOLDS, coordinatorTimeoutMs: 500 } },
+    });
+    coords.push(c);
+    const a = await rawPeer(c.url, "ha", "prt_fild01");
+    const b = await rawPeer(c.url, "hb", "prt_fild01");
+    await eventually("a and b are mates", () => a.last("peerJoined")?.peer === "hb");
+    b.silence(); // hung, not disconnected: its socket stays open
+    await eventually("a told that b left", () => a.last("peerLeft")?.peer === "hb");
+    expect(c.coordinator.zoneStates().find((z) => z.zone === "z1")).toMatchObject({ peers: 1, mode: "p2p" });
+    a.close();
+    b.close();
+  }, 30_000);
 });

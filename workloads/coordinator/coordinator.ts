@@ -102,6 +102,7 @@ interface ZoneRun {
   relayedPeers: number;
   /** Since when the quality has been past the thresholds. */
   badSince?: number;
+  lastRemesh: number;
 }
 
 export interface CoordinatorStats {
@@ -326,6 +327,8 @@ export class Coordinator {
         }
       }
       this.evaluate(zone);
+      // Hosts follow quality, which changes without any roster event: rebuild every refresh.
+      if (policy && now - this.zoneRun(zone).lastRemesh >= policy.refreshMs) this.remeshSoon(zone);
     }
   }
 
@@ -343,7 +346,15 @@ export class Coordinator {
   private zoneRun(zone: string): ZoneRun {
     let z = this.zones.get(zone);
     if (!z) {
-      z = { zone, latch: new FallbackLatch(), mode: "p2p", reason: "", hosts: new Map(), relayedPeers: 0 };
+      z = {
+        zone,
+        latch: new FallbackLatch(),
+        mode: "p2p",
+        reason: "",
+        hosts: new Map(),
+        relayedPeers: 0,
+        lastRemesh: 0,
+      };
       this.zones.set(zone, z);
     }
     return z;
@@ -400,6 +411,7 @@ export class Coordinator {
   private remesh(zone: string): void {
     const policy = this.opts.policy(zone);
     const z = this.zoneRun(zone);
+    z.lastRemesh = this.now();
     const all = [...(this.roster.get(zone)?.values() ?? [])].map((r) => r.entry);
     const byId = new Map(all.map((e) => [e.id, e]));
     const eligible =
