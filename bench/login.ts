@@ -127,7 +127,7 @@ async function main(): Promise<void> {
     const cfg = {
       ...base,
       scrypt: scryptParams,
-      hashConcurrency: Math.max(1, (Number(process.env.UV_THREADPOOL_SIZE) || 4) - 1),
+      hashConcurrency: Number(process.env.UV_THREADPOOL_SIZE) || 4,
       hashQueue: 10_000,
     };
     const server = await startLoginServer(cfg, { log: silentLogger() });

@@ -6,6 +6,7 @@
 // mount a public-only copy: private parts (`d`) are needed only to sign.
 //
 //   { "active": "2026-11-a", "keys": [ { "kid": "2026-11-a", "kty": "OKP", "crv": "Ed25519", "x": "…", "d": "…" } ] }
+import { createPrivateKey, type JsonWebKey, type KeyObject } from "node:crypto";
 import { readFile, stat } from "node:fs/promises";
 import { type CryptoKey, exportJWK, generateKeyPair, importJWK, type JWK } from "jose";
 import type { Logger } from "../runtime/log.ts";
@@ -24,6 +25,8 @@ export interface LoadedKey {
   alg: SigningAlg;
   publicKey: Key;
   privateKey?: Key;
+  /** The same private key for node:crypto, which signs synchronously (see tokens.ts). */
+  signingKey?: KeyObject;
 }
 
 /** A parsed, immutable keyset. */
@@ -37,11 +40,11 @@ export class Keyset {
   }
 
   /** The key new tokens are signed with; throws when this keyset cannot sign. */
-  get active(): LoadedKey & { privateKey: Key } {
+  get active(): LoadedKey & { privateKey: Key; signingKey: KeyObject } {
     const k = this.keys.get(this.activeKid);
     if (!k?.privateKey)
       throw new Error(`keyset: active key ${this.activeKid} has no private part, so it cannot sign`);
-    return k as LoadedKey & { privateKey: Key };
+    return k as LoadedKey & { privateKey: Key; signingKey: KeyObject };
   }
 
   static async parse(text: string, opts: { requirePrivate?: boolean } = {}): Promise<Keyset> {
@@ -72,7 +75,8 @@ export class Keyset {
       try {
         const publicKey = (await importJWK({ ...pub, alg }, alg)) as Key;
         const privateKey = priv ? ((await importJWK({ ...jwk, alg }, alg)) as Key) : undefined;
-        keys.set(jwk.kid, { kid: jwk.kid, alg, publicKey, privateKey });
+        const signingKey = priv ? createPrivateKey({ key: jwk as JsonWebKey, format: "jwk" }) : undefined;
+        keys.set(jwk.kid, { kid: jwk.kid, alg, publicKey, privateKey, signingKey });
       } catch (err) {
         throw new Error(`keyset: key ${jwk.kid} could not be imported: ${(err as Error).message}`);
       }

@@ -3,9 +3,9 @@
 // - the character token (char server → client → gateway): bound to account, character and map.
 // Each has its own `typ` header and audience so one can never be used as the other. Expiry is
 // short; revocation is the session record in Redis (see sessions.ts), not the token.
-import { randomBytes } from "node:crypto";
-import { type CryptoKey, errors, type JWTPayload, jwtVerify, SignJWT } from "jose";
-import type { KeySource, LoadedKey } from "./keyset.ts";
+import { sign as cryptoSign, type KeyObject, randomBytes } from "node:crypto";
+import { type CryptoKey, errors, type JWTPayload, jwtVerify } from "jose";
+import type { KeySource, LoadedKey, SigningAlg } from "./keyset.ts";
 
 export const ISSUER = "hybridp2p";
 export const SESSION_TYP = "hp2p-session+jwt";
@@ -48,6 +48,25 @@ export interface CharacterClaims {
   kid: string;
 }
 
+/**
+ * Signs a compact JWS with node:crypto, synchronously (an Ed25519 signature takes tens of
+ * microseconds). WebCrypto, which jose uses, runs each signature on libuv's thread pool, where
+ * on the login server it would queue behind password hashes. Verification stays with jose.
+ */
+function signJws(
+  key: { alg: SigningAlg; kid: string; signingKey: KeyObject },
+  typ: string,
+  payload: JWTPayload,
+): string {
+  const enc = (v: unknown) => Buffer.from(JSON.stringify(v)).toString("base64url");
+  const input = `${enc({ alg: key.alg, kid: key.kid, typ })}.${enc(payload)}`;
+  const sig =
+    key.alg === "EdDSA"
+      ? cryptoSign(null, Buffer.from(input), key.signingKey)
+      : cryptoSign("sha256", Buffer.from(input), { key: key.signingKey, dsaEncoding: "ieee-p1363" });
+  return `${input}.${sig.toString("base64url")}`;
+}
+
 async function sign(
   keys: KeySource,
   typ: string,
@@ -59,15 +78,15 @@ async function sign(
   const key = keys.current().active;
   const iat = Math.floor(now / 1000);
   const exp = Math.floor((now + ttlMs) / 1000);
-  const token = await new SignJWT(claims)
-    .setProtectedHeader({ alg: key.alg, kid: key.kid, typ })
-    .setIssuer(ISSUER)
-    .setAudience(aud)
-    .setIssuedAt(iat)
-    .setNotBefore(iat - 5)
-    .setExpirationTime(exp)
-    .setJti(randomBytes(9).toString("base64url"))
-    .sign(key.privateKey);
+  const token = signJws(key, typ, {
+    ...claims,
+    iss: ISSUER,
+    aud,
+    iat,
+    nbf: iat - 5,
+    exp,
+    jti: randomBytes(9).toString("base64url"),
+  });
   return { token, expiresAt: exp * 1000, kid: key.kid };
 }
 

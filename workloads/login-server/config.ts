@@ -43,11 +43,11 @@ export function loginConfigFromEnv(env: Env = process.env): LoginConfig {
       r: r.int("HYBRIDP2P_SCRYPT_R", { default: DEFAULT_SCRYPT.r, min: 1, max: 32 }),
       p: r.int("HYBRIDP2P_SCRYPT_P", { default: DEFAULT_SCRYPT.p, min: 1, max: 16 }),
     },
-    // One hash fewer than libuv's pool has threads (4 by default): each hash holds a thread for
-    // its whole run, and the token signature (WebCrypto), keyset reads and DNS lookups need the
-    // pool too; left behind a queue of hashes, each would wait for one to finish.
+    // As many hashes at once as libuv's pool has threads (4 by default): each hash holds a
+    // thread for its whole run, so more would only queue inside the pool. Tokens are signed
+    // synchronously, off the pool (tokens.ts), so they never wait behind hashes.
     hashConcurrency: r.int("HYBRIDP2P_HASH_CONCURRENCY", {
-      default: Math.max(1, (Number(env.UV_THREADPOOL_SIZE) || 4) - 1),
+      default: Number(env.UV_THREADPOOL_SIZE) || 4,
       min: 1,
       max: 128,
     }),

@@ -16,8 +16,8 @@ export interface ScryptParams {
  * N = 2^15, r = 8, p = 3: 32 MiB per hash, and the work of OWASP's minimum for scrypt (N = 2^17,
  * r = 8, p = 1, or an equal-cost trade of memory for passes: 2^16/p=2, 2^15/p=3, ...). Of those
  * equivalents, 2^15/p=3 needs the least memory per hash in flight (Node runs the p passes one
- * after another over the same 32 MiB), so a pod hashing 3 at once (see config.ts) holds 96 MiB
- * for it instead of 384 MiB at N = 2^17, while each guess still costs an attacker
+ * after another over the same 32 MiB), so a pod hashing 4 at once (see config.ts) holds 128 MiB
+ * for it instead of 512 MiB at N = 2^17, while each guess still costs an attacker
  * 32 MiB of fast memory (the part GPUs and ASICs lack). Raise logN/p through the environment
  * when pods get more; stored hashes carry their own parameters and are upgraded on the next
  * successful login.
