@@ -84,10 +84,8 @@ export class NodeAgent {
     if (want === "podman" || (want === "auto" && PodmanRuntime.available())) {
       const podman = await new PodmanRuntime(this.opts.stateDir, this.nodeName).init();
       this.runtime = podman;
-      // Pods reach the host (and the node's address) through the bridge's gateway.
-      this.hostIP = await podman
-        .podman(["network", "inspect", "podman", "--format", "{{range .Subnets}}{{.Gateway}}{{end}}"])
-        .catch(() => "127.0.0.1");
+      // Pods reach the host (and the node's address) through their bridge's gateway.
+      this.hostIP = podman.gateway;
     } else {
       this.runtime = new ProcessRuntime(this.opts.repoRoot);
     }

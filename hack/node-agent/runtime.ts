@@ -71,7 +71,13 @@ export class PodmanRuntime implements Runtime {
     );
     this.env = { ...process.env, CONTAINERS_CONF: conf };
     this.label = `hybridp2p.node=${node}`;
+    this.network = `hp-${node}`;
   }
+
+  /** This node's own bridge network: nodes (and clusters) on one host do not share a gateway,
+   * so each agent serves its API forwarder and DNS on its own address. */
+  readonly network: string;
+  gateway = "";
 
   static available(): boolean {
     return ["/usr/bin/podman", "/usr/local/bin/podman"].some((p) => existsSync(p));
@@ -84,6 +90,17 @@ export class PodmanRuntime implements Runtime {
 
   async init(): Promise<this> {
     this.version = await this.podman(["version", "--format", "{{.Client.Version}}"]);
+    // --disable-dns: the agent answers DNS itself (aardvark-dns would take the gateway's port 53).
+    await this.podman(["network", "exists", this.network]).catch(() =>
+      this.podman(["network", "create", "--disable-dns", "--label", this.label, this.network]),
+    );
+    this.gateway = await this.podman([
+      "network",
+      "inspect",
+      this.network,
+      "--format",
+      "{{range .Subnets}}{{.Gateway}}{{end}}",
+    ]);
     return this;
   }
 
@@ -113,6 +130,8 @@ export class PodmanRuntime implements Runtime {
       name,
       "--label",
       this.label,
+      "--network",
+      this.network,
       "--hostname",
       hostname,
       ...add,
