@@ -146,7 +146,7 @@ async function gatewayRole(): Promise<void> {
           limits: { maxConnections: 50_000 },
         });
         gateway = gw;
-        const events = await consumeEvents(nc, o.region, `${o.region}-bench`, (b, z) => gw.onEvents(b, z));
+        const events = await consumeEvents(nc, o.region, "gw-bench", (b, z) => gw.onEvents(b, z));
         const port = await gw.listen(0);
         stop = async () => {
           await gw.close();

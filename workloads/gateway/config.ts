@@ -18,6 +18,8 @@ export interface GatewayConfig {
   redisUrl: string | undefined;
   redisPrefix: string;
   keysetFile: string;
+  /** Gate P2P on the coordinator's liveness (with the flag plane). */
+  watchCoordinator: boolean;
   port: number;
   host: string;
   limits: Limits;
@@ -59,6 +61,7 @@ export function gatewayConfigFromEnv(env: Env = process.env): GatewayConfig {
     redisUrl: r.bool("HYBRIDP2P_GATEWAY_CHECK_SESSIONS", true) ? redisUrl : undefined,
     redisPrefix: r.str("HYBRIDP2P_REDIS_PREFIX", "hp2p:"),
     keysetFile: r.str("HYBRIDP2P_AUTH_KEYSET_FILE", DEFAULT_KEYSET_FILE),
+    watchCoordinator: r.bool("HYBRIDP2P_GATEWAY_WATCH_COORDINATOR", true),
     port: r.port("HYBRIDP2P_GATEWAY_PORT", DEFAULT_GATEWAY_PORT),
     host: r.str("HYBRIDP2P_LISTEN_HOST", "0.0.0.0"),
     limits: {

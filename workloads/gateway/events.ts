@@ -53,17 +53,25 @@ export async function consumeEvents(
 ): Promise<EventConsumer> {
   await ensureEventStream(nc);
   const jsm = await jetstreamManager(nc);
-  const durable = `gw_${gatewayId.replace(/[^A-Za-z0-9_-]/g, "_")}`;
-  await jsm.consumers.add(EVENT_STREAM, {
+  // One durable per (region, gateway): regions may share a NATS cluster and pod names.
+  const durable = `gw_${region}_${gatewayId}`.replace(/[^A-Za-z0-9_-]/g, "_");
+  const config = {
     durable_name: durable,
     filter_subject: subjects.eventsForRegion(region),
     ack_policy: AckPolicy.Explicit,
-    // A restarted gateway has no sessions left to deliver old events to.
     deliver_policy: DeliverPolicy.New,
     max_ack_pending: 10_000,
     // A gateway that is gone for good does not leave its consumer behind.
     inactive_threshold: nanos(60 * 60 * 1000),
-  });
+  };
+  try {
+    await jsm.consumers.add(EVENT_STREAM, config);
+  } catch {
+    // The durable exists with other settings (an older gateway version). A restarted gateway
+    // has no sessions left to deliver old events to, so it starts the consumer afresh.
+    await jsm.consumers.delete(EVENT_STREAM, durable).catch(() => undefined);
+    await jsm.consumers.add(EVENT_STREAM, config);
+  }
   const consumer = await jetstream(nc).consumers.get(EVENT_STREAM, durable);
   const messages: ConsumerMessages = await consumer.consume({
     max_messages: 256,

@@ -1,11 +1,14 @@
 // The gateway against real NATS (JetStream for events) and stand-in map servers that speak the
 // committed bus contract (workloads/bus/contract.ts). Clients are the SDK's, P2P ones with real
 // werift data channels over loopback.
+
+import { AckPolicy, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { EVENT_STREAM } from "../bus/contract.ts";
 import { GameClient } from "../client/client.ts";
 import { P2PClient } from "../client/p2p.ts";
-import { ensureEventStream } from "./events.ts";
+import { consumeEvents, ensureEventStream } from "./events.ts";
 import { staticDirectory } from "./gateway.ts";
 import { StandInMapServer } from "./standin.ts";
 import { startTestGateway, type TestGateway } from "./testing.ts";
@@ -306,6 +309,27 @@ describe("gateway with stand-in map servers", () => {
       await Promise.all(crowd.map((c) => c.close()));
       await f.stop();
       await small.stop();
+      await nc.drain();
+    }
+  });
+
+  it("takes its event consumer over from one left with other settings", async () => {
+    const nc = await connect({ servers: env.natsUrl! });
+    try {
+      const jsm = await jetstreamManager(nc);
+      const durable = `gw_${gw.region}_old-gw`;
+      await jsm.consumers.add(EVENT_STREAM, {
+        durable_name: durable,
+        filter_subject: "hp2p.elsewhere.*.*.ev",
+        ack_policy: AckPolicy.Explicit,
+      });
+      const got: string[] = [];
+      const c = await consumeEvents(nc, gw.region, "old-gw", (b) => got.push(b.map));
+      expect((await jsm.consumers.info(EVENT_STREAM, durable)).config.filter_subject).toBe(
+        `hp2p.${gw.region}.*.*.ev`,
+      );
+      await c.stop();
+    } finally {
       await nc.drain();
     }
   });

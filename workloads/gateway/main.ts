@@ -3,6 +3,7 @@
 import { connect } from "@nats-io/transport-node";
 import { Gauge } from "prom-client";
 import { GatewayAuth } from "../auth/gateway.ts";
+import { CoordinatorWatch } from "../coordinator/watch.ts";
 import { ConfigError } from "../runtime/config.ts";
 import { FlagClient } from "../runtime/flags/client.ts";
 import { connectFlagStore } from "../runtime/flags/etcd.ts";
@@ -47,27 +48,41 @@ export async function startGateway(cfg: GatewayConfig, log: Logger): Promise<{ c
     directory = staticDirectory(cfg.staticMaps ?? {});
   }
   const f = flags;
-  const gateway = new Gateway({
+  // P2P also needs a live coordinator (it forms the meshes): its replicas' liveness gates P2P
+  // per zone, and its silence puts the gateway into fallback.
+  let gateway: Gateway | undefined;
+  const watch =
+    f && cfg.watchCoordinator
+      ? new CoordinatorWatch({
+          nc,
+          region: cfg.runtime.region,
+          flags: f,
+          onChange: () => gateway?.refreshModes(),
+        })
+      : undefined;
+  gateway = new Gateway({
     nc,
     control,
     region: cfg.runtime.region,
     id: pod,
     verify: (t) => auth.verify(t),
     directory,
-    p2pGate: f ? flagGate(f) : undefined,
+    p2pGate: f ? (watch ? watch.gate(flagGate(f)) : flagGate(f)) : undefined,
     limits: cfg.limits,
     log,
   });
-  f?.on("snapshot", () => gateway.refreshModes());
-  f?.on("state", () => gateway.refreshModes());
+  const gw = gateway;
+  f?.on("snapshot", () => gw.refreshModes());
+  f?.on("state", () => gw.refreshModes());
+  watch?.start();
   const events = await consumeEvents(
     nc,
     cfg.runtime.region,
     pod,
-    (batch, zone) => gateway.onEvents(batch, zone),
+    (batch, zone) => gw.onEvents(batch, zone),
     (err) => log.warn("bad event batch", { err }),
   );
-  const port = await gateway.listen(cfg.port, cfg.host);
+  const port = await gw.listen(cfg.port, cfg.host);
   const registry = newRegistry({ service: "gateway", pod });
   const stat = (name: string, help: string, read: () => number) =>
     new Gauge({
@@ -78,23 +93,23 @@ export async function startGateway(cfg: GatewayConfig, log: Logger): Promise<{ c
         this.set(read());
       },
     });
-  stat("hybridp2p_gateway_connections", "Open client connections", () => gateway.stats.connections);
-  stat("hybridp2p_gateway_sessions", "Authenticated sessions", () => gateway.stats.sessions);
-  stat("hybridp2p_gateway_frames_out", "Frames sent to clients (total)", () => gateway.stats.framesOut);
+  stat("hybridp2p_gateway_connections", "Open client connections", () => gw.stats.connections);
+  stat("hybridp2p_gateway_sessions", "Authenticated sessions", () => gw.stats.sessions);
+  stat("hybridp2p_gateway_frames_out", "Frames sent to clients (total)", () => gw.stats.framesOut);
   stat(
     "hybridp2p_gateway_dropped_slow",
     "Clients dropped for not reading (total)",
-    () => gateway.stats.droppedSlow,
+    () => gw.stats.droppedSlow,
   );
   stat(
     "hybridp2p_gateway_bad_frames",
     "Connections closed for a bad frame (total)",
-    () => gateway.stats.closedBadFrame,
+    () => gw.stats.closedBadFrame,
   );
   stat(
     "hybridp2p_gateway_rate_limited",
     "Connections closed for flooding (total)",
-    () => gateway.stats.rateLimited,
+    () => gw.stats.rateLimited,
   );
   const ops = await startOpsServer({
     healthPort: cfg.runtime.healthPort,
@@ -113,7 +128,8 @@ export async function startGateway(cfg: GatewayConfig, log: Logger): Promise<{ c
       // Readiness off, then a pause so the Service stops sending new clients, then sessions go.
       ops.setReady(false);
       await new Promise((r) => setTimeout(r, cfg.runtime.drainDelayMs));
-      await gateway.close();
+      await gw.close();
+      watch?.stop();
       await events.stop();
       await flags?.close();
       await nc.drain().catch(() => undefined);

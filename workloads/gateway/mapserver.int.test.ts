@@ -21,7 +21,7 @@ import { newRegistry } from "../runtime/http.ts";
 import { silentLogger } from "../runtime/log.ts";
 import { createRedis } from "../runtime/redis.ts";
 import { flagDirectory, flagGate } from "./flags.ts";
-import { startTestGateway, type TestGateway } from "./testing.ts";
+import { startTestGateway, type TestGateway, testZoneFlags } from "./testing.ts";
 
 const svc = servicesFrom(inject("localEnv"));
 const region = unique("gwr");
@@ -45,35 +45,7 @@ async function until(
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function zoneDoc(o: { p2p: boolean; zoneFallback?: boolean; gateway?: boolean }): ZoneFlags {
-  const service = (enabled: boolean) => ({ enabled, fallback: false });
-  return {
-    v: 1,
-    namespace,
-    zone,
-    region,
-    policy: "gateway-test",
-    enabled: o.p2p,
-    fallback: o.zoneFallback ?? false,
-    services: {
-      "map-server": service(true),
-      gateway: service(o.gateway ?? true),
-      coordinator: service(true),
-      "char-server": service(false),
-      "login-server": service(false),
-    },
-    maps: [{ name: map, type: "field", p2p: true }],
-    transports: ["webrtc"],
-    rolloutPercent: 100,
-    mesh: { maxPeers: 30, peerTTLSeconds: 30, refreshSeconds: 10 },
-    thresholds: {
-      latencyMs: { warn: 100, critical: 200, max: 300 },
-      lossPercent: { warn: 1, critical: 2, max: 5 },
-      jitterMs: { warn: 20, critical: 50 },
-      coordinatorTimeoutMs: 3000,
-      minPeers: 2,
-    },
-    recovery: { mode: "Auto", initialSeconds: 1, maxSeconds: 30, clearToken: "" },
-  };
+  return testZoneFlags({ namespace, zone, region, maps: [map], ...o });
 }
 
 describe("gateway with the real map server and flag plane", () => {

@@ -7,37 +7,32 @@ import { once } from "node:events";
 import { connect } from "@nats-io/transport-node";
 import { expect, inject, it } from "vitest";
 import { freePort } from "../../hack/local/processes.ts";
+import { FlagPublisher } from "../../operator/flags/publisher.ts";
 import { keysetFile } from "../auth/testing.ts";
 import { GameClient } from "../client/client.ts";
 import { devToken } from "../client/token.ts";
 import { closeCodeOf } from "../protocol/schema.ts";
+import { connectFlagStore } from "../runtime/flags/etcd.ts";
 import { ensureEventStream } from "./events.ts";
 import { StandInMapServer } from "./standin.ts";
+import { testZoneFlags } from "./testing.ts";
 
 const env = inject("localEnv");
 const main = new URL("../main.ts", import.meta.url).pathname;
 
-it("runs from the environment, serves a client and closes sessions on SIGTERM", async () => {
-  const region = `p${randomBytes(4).toString("hex")}`;
-  const keys = await keysetFile("gwproc");
-  const nc = await connect({ servers: env.natsUrl! });
-  await ensureEventStream(nc);
-  const field = new StandInMapServer({ nc, region, zone: "z", maps: ["izlude"] });
-  field.start();
+async function runGateway(vars: Record<string, string>) {
   const [port, health, metrics] = [await freePort(), await freePort(), await freePort()];
   const child = spawn(process.execPath, [main, "gateway"], {
     env: {
       PATH: process.env.PATH,
       HYBRIDP2P_NATS_URL: env.natsUrl!,
-      HYBRIDP2P_GATEWAY_MAPS: "z=izlude",
-      HYBRIDP2P_AUTH_KEYSET_FILE: keys.path,
       HYBRIDP2P_GATEWAY_PORT: String(port),
       HYBRIDP2P_HEALTH_PORT: String(health),
       HYBRIDP2P_METRICS_PORT: String(metrics),
       HYBRIDP2P_LISTEN_HOST: "127.0.0.1",
-      HYBRIDP2P_REGION: region,
       HYBRIDP2P_DRAIN_DELAY: "0s",
       POD_NAME: "gateway-0",
+      ...vars,
     },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -48,32 +43,97 @@ it("runs from the environment, serves a client and closes sessions on SIGTERM", 
   child.stderr!.on("data", (d) => {
     out += d;
   });
-  try {
-    for (let i = 0; ; i++) {
-      if (child.exitCode !== null) throw new Error(`gateway exited ${child.exitCode}: ${out}`);
-      const ok = await fetch(`http://127.0.0.1:${health}/readyz`)
-        .then((r) => r.status === 200)
-        .catch(() => false);
-      if (ok) break;
-      if (i > 300) throw new Error(`gateway never became ready: ${out}`);
-      await new Promise((r) => setTimeout(r, 100));
+  for (let i = 0; ; i++) {
+    if (child.exitCode !== null) throw new Error(`gateway exited ${child.exitCode}: ${out}`);
+    const ok = await fetch(`http://127.0.0.1:${health}/readyz`)
+      .then((r) => r.status === 200)
+      .catch(() => false);
+    if (ok) break;
+    if (i > 300) {
+      child.kill("SIGKILL");
+      throw new Error(`gateway never became ready: ${out}`);
     }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { child, url: `ws://127.0.0.1:${port}`, metrics: `http://127.0.0.1:${metrics}`, output: () => out };
+}
+
+it("runs from the environment, serves a client and closes sessions on SIGTERM", async () => {
+  const region = `p${randomBytes(4).toString("hex")}`;
+  const keys = await keysetFile("gwproc");
+  const nc = await connect({ servers: env.natsUrl! });
+  await ensureEventStream(nc);
+  const field = new StandInMapServer({ nc, region, zone: "z", maps: ["izlude"] });
+  field.start();
+  const gw = await runGateway({
+    HYBRIDP2P_GATEWAY_MAPS: "z=izlude",
+    HYBRIDP2P_AUTH_KEYSET_FILE: keys.path,
+    HYBRIDP2P_REGION: region,
+  });
+  try {
     const c = await GameClient.connect({
-      url: `ws://127.0.0.1:${port}`,
+      url: gw.url,
       token: await devToken({ keyset: keys.path, characterId: "7", map: "izlude" }),
     });
     expect(c.map).toBe("izlude");
     expect(await c.ping()).toBeGreaterThanOrEqual(0);
-    const text = await (await fetch(`http://127.0.0.1:${metrics}/metrics`)).text();
+    const text = await (await fetch(`${gw.metrics}/metrics`)).text();
     expect(text).toMatch(/hybridp2p_gateway_sessions\{[^}]*\} 1/);
-    child.kill("SIGTERM");
+    gw.child.kill("SIGTERM");
     expect((await c.closed).code).toBe(closeCodeOf("server_shutdown"));
-    const [code] = await once(child, "exit");
+    const [code] = await once(gw.child, "exit");
     expect(code).toBe(0);
-    expect(out).not.toMatch(/eyJ/); // no token in the logs
+    expect(gw.output()).not.toMatch(/eyJ/); // no token in the logs
   } finally {
-    if (child.exitCode === null) child.kill("SIGKILL");
+    if (gw.child.exitCode === null) gw.child.kill("SIGKILL");
     await field.stop();
     await nc.drain();
+  }
+});
+
+it("finds maps through the flag plane and holds P2P off until a coordinator is heard", async () => {
+  const region = `p${randomBytes(4).toString("hex")}`;
+  const namespace = `ns${randomBytes(4).toString("hex")}`;
+  const prefix = `/gwproc${randomBytes(4).toString("hex")}/v1/`;
+  const etcd = connectFlagStore(env.etcdEndpoints!);
+  const publisher = new FlagPublisher({ client: etcd, identity: "gateway-process-test", prefix });
+  await publisher.acquire();
+  await publisher.publish({
+    zones: [testZoneFlags({ namespace, zone: "z", region, maps: ["alberta"], p2p: true })],
+    policies: [],
+  });
+  const keys = await keysetFile("gwproc2");
+  const nc = await connect({ servers: env.natsUrl! });
+  await ensureEventStream(nc);
+  const field = new StandInMapServer({ nc, region, zone: "z", maps: ["alberta"], mode: "p2p" });
+  field.start();
+  const gw = await runGateway({
+    HYBRIDP2P_ETCD_ENDPOINTS: env.etcdEndpoints!,
+    HYBRIDP2P_FLAG_PREFIX: prefix,
+    POD_NAMESPACE: namespace,
+    HYBRIDP2P_AUTH_KEYSET_FILE: keys.path,
+    HYBRIDP2P_REGION: region,
+  });
+  try {
+    const c = await GameClient.connect({
+      url: gw.url,
+      token: await devToken({ keyset: keys.path, characterId: "8", map: "alberta" }),
+    });
+    // The map server and the flags say p2p, but no coordinator replica was ever heard.
+    expect(c.map).toBe("alberta");
+    expect(c.mode).toBe("server");
+    await expect(
+      GameClient.connect({
+        url: gw.url,
+        token: await devToken({ keyset: keys.path, characterId: "9", map: "nowhere" }),
+      }),
+    ).rejects.toMatchObject({ reason: "map_unavailable" });
+    await c.close();
+  } finally {
+    gw.child.kill("SIGTERM");
+    await once(gw.child, "exit");
+    await field.stop();
+    await nc.drain();
+    etcd.close();
   }
 });

@@ -5,6 +5,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { GatewayAuth } from "../auth/gateway.ts";
 import { Keyset, type KeysetDocument, newKeysetDocument, staticKeys } from "../auth/keyset.ts";
 import { devToken } from "../client/token.ts";
+import type { ZoneFlags } from "../runtime/flags/layout.ts";
 import { consumeEvents, type EventConsumer } from "./events.ts";
 import { Gateway, type GatewayOptions, type MapDirectory } from "./gateway.ts";
 
@@ -41,9 +42,7 @@ export async function startTestGateway(o: {
     directory: o.directory,
     ...o.options,
   });
-  const events: EventConsumer = await consumeEvents(nc, region, `${region}-${id}`, (b, zone) =>
-    gateway.onEvents(b, zone),
-  );
+  const events: EventConsumer = await consumeEvents(nc, region, id, (b, zone) => gateway.onEvents(b, zone));
   const port = await gateway.listen(0);
   return {
     gateway,
@@ -58,5 +57,46 @@ export async function startTestGateway(o: {
       await nc.drain().catch(() => undefined);
       await control.drain().catch(() => undefined);
     },
+  };
+}
+
+/** A zone's flag document as the operator's compiler would publish it. */
+export function testZoneFlags(o: {
+  namespace: string;
+  zone: string;
+  region: string;
+  maps: string[];
+  p2p: boolean;
+  zoneFallback?: boolean;
+  gateway?: boolean;
+}): ZoneFlags {
+  const service = (enabled: boolean) => ({ enabled, fallback: false });
+  return {
+    v: 1,
+    namespace: o.namespace,
+    zone: o.zone,
+    region: o.region,
+    policy: "gateway-test",
+    enabled: o.p2p,
+    fallback: o.zoneFallback ?? false,
+    services: {
+      "map-server": service(true),
+      gateway: service(o.gateway ?? true),
+      coordinator: service(true),
+      "char-server": service(false),
+      "login-server": service(false),
+    },
+    maps: o.maps.map((name) => ({ name, type: "field", p2p: true })),
+    transports: ["webrtc"],
+    rolloutPercent: 100,
+    mesh: { maxPeers: 30, peerTTLSeconds: 30, refreshSeconds: 10 },
+    thresholds: {
+      latencyMs: { warn: 100, critical: 200, max: 300 },
+      lossPercent: { warn: 1, critical: 2, max: 5 },
+      jitterMs: { warn: 20, critical: 50 },
+      coordinatorTimeoutMs: 3000,
+      minPeers: 2,
+    },
+    recovery: { mode: "Auto", initialSeconds: 1, maxSeconds: 30, clearToken: "" },
   };
 }
