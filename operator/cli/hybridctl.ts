@@ -33,6 +33,7 @@ import {
   type ZoneInput,
 } from "../flags/compiler.ts";
 import { ReportWatcher } from "../flags/reports.ts";
+import { addPlayCommands } from "./play.ts";
 
 export interface Io {
   out(line: string): void;
@@ -650,6 +651,7 @@ export function program(io: Io, signal?: AbortSignal): Command {
     .option("-n, --namespace <ns>", "one namespace (default: all)")
     .option("--count <n>", "stop after this many publishes", (v) => Number(v))
     .action((o) => flagsWatch(globals(), o, io, signal));
+  addPlayCommands(cmd, io, globals, signal);
   return cmd;
 }
 

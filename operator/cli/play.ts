@@ -1,0 +1,91 @@
+// `hybridctl bots` and `hybridctl token`: load and try a zone from the command line. Both sign
+// development tokens with a keyset file; real players get theirs from the login and char
+// servers (workloads/login-server, workloads/char-server).
+import { CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
+import type { Command } from "commander";
+import { runBots } from "../../workloads/client/bots.ts";
+import { devToken } from "../../workloads/client/token.ts";
+import { GROUP, VERSION, ZONE } from "../api/constants.ts";
+import { CliError, type Io } from "./hybridctl.ts";
+
+async function zoneMaps(kubeconfig: string | undefined, namespace: string, zone: string): Promise<string[]> {
+  const kc = new KubeConfig();
+  if (kubeconfig) kc.loadFromFile(kubeconfig);
+  else kc.loadFromDefault();
+  const z = (await kc
+    .makeApiClient(CustomObjectsApi)
+    .getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: ZONE.plural, name: zone })
+    .catch((err: { code?: number }) => {
+      throw new CliError(err.code === 404 ? `zone ${namespace}/${zone} not found` : String(err));
+    })) as { spec?: { maps?: { name: string }[] } };
+  const maps = (z.spec?.maps ?? []).map((m) => m.name);
+  if (maps.length === 0) throw new CliError(`zone ${namespace}/${zone} has no maps`);
+  return maps;
+}
+
+export function addPlayCommands(
+  cmd: Command,
+  io: Io,
+  globals: () => { kubeconfig?: string },
+  signal?: AbortSignal,
+): void {
+  cmd
+    .command("token")
+    .description("sign a development token for one character (development only)")
+    .requiredOption("--keyset <file>", "keyset JSON with a private active key (hybrid-workload keyset new)")
+    .requiredOption("--character <id>", "character id")
+    .requiredOption("--map <map>", "the map the token binds the character to")
+    .option("--ttl <seconds>", "lifetime", (v) => Number(v), 3600)
+    .action(async (o: { keyset: string; character: string; map: string; ttl: number }) => {
+      io.out(await devToken({ keyset: o.keyset, characterId: o.character, map: o.map, ttlMs: o.ttl * 1000 }));
+    });
+
+  cmd
+    .command("bots")
+    .description("connect N bots to a zone's maps through a gateway and print what they see")
+    .requiredOption("--count <n>", "number of bots", (v) => Number.parseInt(v, 10))
+    .requiredOption("--zone <zone>", "the Zone whose maps the bots play on")
+    .requiredOption("--gateway <url>", "gateway WebSocket URL, e.g. ws://127.0.0.1:7000")
+    .requiredOption("--keyset <file>", "keyset JSON the gateway trusts, with a private active key")
+    .option("-n, --namespace <ns>", "namespace of the Zone", "default")
+    .option("--p2p-share <fraction>", "share of P2P (WebRTC) bots, 0 to 1", (v) => Number(v), 0)
+    .option("--duration <seconds>", "stop after this long (default: until Ctrl-C)", (v) => Number(v))
+    .action(
+      async (o: {
+        count: number;
+        zone: string;
+        gateway: string;
+        keyset: string;
+        namespace: string;
+        p2pShare: number;
+        duration?: number;
+      }) => {
+        if (!(o.count > 0)) throw new CliError("--count must be a positive number");
+        if (!(o.p2pShare >= 0 && o.p2pShare <= 1)) throw new CliError("--p2p-share must be between 0 and 1");
+        const maps = await zoneMaps(globals().kubeconfig, o.namespace, o.zone);
+        io.out(`connecting ${o.count} bots to ${o.zone} (${maps.join(", ")}) through ${o.gateway}`);
+        const fleet = await runBots({
+          count: o.count,
+          gatewayUrl: o.gateway,
+          maps,
+          zone: o.zone,
+          keyset: o.keyset,
+          p2pShare: o.p2pShare,
+        });
+        const report = () => {
+          const s = fleet.stats();
+          io.out(
+            `connected=${s.connected} failed=${s.failed} closed=${s.closed} aoi=${s.aoi} seq_errors=${s.seqErrors} p50_ms=${s.p50Ms} p99_ms=${s.p99Ms}`,
+          );
+        };
+        const end = o.duration === undefined ? undefined : Date.now() + o.duration * 1000;
+        while (!signal?.aborted && (end === undefined || Date.now() < end)) {
+          await new Promise((r) =>
+            setTimeout(r, Math.min(2000, end === undefined ? 2000 : Math.max(0, end - Date.now()))),
+          );
+          report();
+        }
+        await fleet.stop();
+      },
+    );
+}
