@@ -1,0 +1,138 @@
+// The operator's managed data stores run on the local cluster: the StatefulSets and Services
+// that renderManagedStore makes for etcd, NATS and DragonflyDB, with the local stand-in images
+// (hack/build-store-images.sh), become Current, and a pod reaches each store by its Service name.
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { V1Pod } from "@kubernetes/client-node";
+import { KubeConfig } from "@kubernetes/client-node";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { parseAllDocuments } from "yaml";
+import type { Region } from "../operator/api/index.ts";
+import { renderManagedStore, storeAddress } from "../operator/render/stores.ts";
+import { KubeClient, type KubeObject } from "../operator/runtime/kube.ts";
+import { computeStatus } from "./kstatus.ts";
+import type { Proc } from "./local/processes.ts";
+import { startCluster } from "./local/services.ts";
+
+const env = inject("localEnv");
+const repoRoot = new URL("..", import.meta.url).pathname;
+const NS = "store-images-int";
+const NODE = "store-images-int";
+const STORES = ["etcd", "nats", "dragonfly"] as const;
+let procs: Proc[] = [];
+let client: KubeClient;
+let baseImage: string;
+
+// The example Region, moved to this test's namespace.
+const region = (() => {
+  const docs = parseAllDocuments(readFileSync(join(repoRoot, "examples/demo-region.yaml"), "utf8"));
+  const r = docs.map((d) => d.toJS()).find((o) => o?.kind === "Region") as Region;
+  return { ...r, metadata: { ...r.metadata, namespace: NS } } as Region;
+})();
+
+// Checks each store the way its clients first touch it, retrying as clients do while DNS
+// catches up with the endpoints (the agent refreshes its records every second), and serves the results.
+const CLIENT = `import net from "node:net"; import http from "node:http";
+const out = {};
+const retry = async (f) => { let r; for (let i = 0; i < 60; i++) { r = await f().catch((e) => "error " + (e.cause?.code ?? e.code ?? e)); if (!r.startsWith("error")) break; await new Promise((ok) => setTimeout(ok, 500)); } return r; };
+const get = (u) => retry(async () => { const r = await fetch(u); return r.status + " " + (await r.text()).slice(0, 30); });
+const ping = (u) => retry(() => new Promise((res, rej) => { const s = net.connect(Number(u.port), u.hostname, () => s.write("PING\\r\\n")); s.on("data", (d) => { res(String(d).trim()); s.destroy(); }); s.on("error", rej); }));
+out.etcd = await get(process.env.ETCD + "/health");
+out.nats = await get(process.env.NATS_MONITOR + "/healthz");
+out.redis = await ping(new URL(process.env.REDIS));
+http.createServer((q, r) => r.end(JSON.stringify(out))).listen(8080);`;
+
+async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined>,
+  timeoutMs = 150_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe().catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+beforeAll(async () => {
+  baseImage = execFileSync("bash", [join(repoRoot, "hack/build-base-image.sh")], { encoding: "utf8" }).trim();
+  execFileSync("bash", [join(repoRoot, "hack/build-store-images.sh")], { stdio: "ignore" });
+  procs = (await startCluster(env, { nodeName: NODE, runtime: "podman" })).procs;
+  const kc = new KubeConfig();
+  kc.loadFromFile(env.kubeconfig!);
+  client = await new KubeClient(kc).init();
+  await client.request("POST", "/api/v1/namespaces", { body: { metadata: { name: NS } } });
+  await waitFor("the default ServiceAccount", () =>
+    client.request("GET", `/api/v1/namespaces/${NS}/serviceaccounts/default`),
+  );
+}, 600_000);
+
+afterAll(async () => {
+  await client?.request("DELETE", `/api/v1/namespaces/${NS}`).catch(() => {});
+  for (const p of procs.reverse()) await p.stop();
+  await client?.request("DELETE", `/api/v1/nodes/${NODE}`).catch(() => {});
+  await client
+    ?.request(
+      "DELETE",
+      `/api/v1/persistentvolumes?labelSelector=node.hybridp2p.io%2Fprovisioned-by%3D${NODE}`,
+    )
+    .catch(() => {});
+  client?.close();
+});
+
+describe("managed data stores on the local cluster", () => {
+  it("run as the operator renders them and answer by their Service names", async () => {
+    for (const store of STORES) {
+      for (const obj of renderManagedStore(region, store)) {
+        // No Region object here: without its owner the garbage collector would delete them.
+        const { ownerReferences: _, ...metadata } = obj.metadata;
+        await client.apply({ ...obj, metadata } as KubeObject);
+      }
+    }
+    for (const store of STORES) {
+      await waitFor(`the ${store} StatefulSet to be Current`, async () => {
+        const list = await client.request<{ items: KubeObject[] }>(
+          "GET",
+          `/apis/apps/v1/namespaces/${NS}/statefulsets`,
+        );
+        const sts = list.items.find((s) => s.metadata.name.endsWith(store));
+        return sts && computeStatus(sts).status === "Current" ? sts : undefined;
+      });
+    }
+    const etcd = storeAddress(region, "etcd");
+    const nats = storeAddress(region, "nats")
+      .replace(/^nats:/, "http:")
+      .replace(/:4222$/, ":8222");
+    await client.request("POST", `/api/v1/namespaces/${NS}/pods`, {
+      body: {
+        metadata: { name: "client" },
+        spec: {
+          containers: [
+            {
+              name: "main",
+              image: baseImage,
+              command: ["node", "--input-type=module", "-e", CLIENT],
+              env: [
+                { name: "ETCD", value: etcd },
+                { name: "NATS_MONITOR", value: nats },
+                { name: "REDIS", value: storeAddress(region, "dragonfly") },
+              ],
+              readinessProbe: { tcpSocket: { port: 8080 }, periodSeconds: 1 },
+            },
+          ],
+        },
+      },
+    });
+    const pod = await waitFor("the client", async () => {
+      const p = await client.request<V1Pod>("GET", `/api/v1/namespaces/${NS}/pods/client`);
+      return p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ? p : undefined;
+    });
+    const seen = (await (await fetch(`http://${pod.status!.podIP}:8080/`)).json()) as Record<string, string>;
+    expect(seen.etcd).toMatch(/^200 .*"health":"true"/);
+    expect(seen.nats).toMatch(/^200 .*ok/);
+    expect(seen.redis).toBe("+PONG");
+  }, 300_000);
+});
