@@ -2,13 +2,17 @@
 # Local stand-ins for the data-store images the operator pins (operator/render/constants.ts),
 # built under those very names, so managed stores run on the local cluster where no registry can
 # be pulled from: etcd and nats-server from the pinned Go builds, DragonflyDB as redis-server
-# (same protocol) from the host's package, on the local base image. Postgres is not covered yet.
+# (same protocol) and PostgreSQL from the host's Debian packages, on the local base image.
 #   hack/build-store-images.sh    # prints "IMAGE <name>" per image
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 . "$HACK_DIR/container-engine.sh"
 
 require redis-server "Install it: apt-get install redis-server"
+PG="$(ls -d /usr/lib/postgresql/*/ 2>/dev/null | sort -V | tail -1)"
+[ -n "$PG" ] || die "PostgreSQL server binaries not found. Install them: apt-get install postgresql"
+PG="${PG%/}"
+PG_MAJOR="${PG##*/}"
 BASE="$(bash "$HACK_DIR/build-base-image.sh")"
 bash "$HACK_DIR/build-binaries.sh" etcd nats-server >/dev/null 2>&1
 
@@ -16,9 +20,9 @@ bash "$HACK_DIR/build-binaries.sh" etcd nats-server >/dev/null 2>&1
 names="$(cd "$REPO_ROOT" && node_modules/.bin/node -e '
   const { STORES } = await import("./operator/render/constants.ts");
   const { DEFAULT_DRAGONFLY_IMAGE } = await import("./operator/api/index.ts");
-  console.log(STORES.etcd.image, STORES.nats.image, DEFAULT_DRAGONFLY_IMAGE);
+  console.log(STORES.etcd.image, STORES.nats.image, DEFAULT_DRAGONFLY_IMAGE, STORES.postgres.image, STORES.postgres.uid);
 ' --input-type=module)"
-read -r ETCD_IMAGE NATS_IMAGE DRAGONFLY_IMAGE <<<"$names"
+read -r ETCD_IMAGE NATS_IMAGE DRAGONFLY_IMAGE POSTGRES_IMAGE POSTGRES_UID <<<"$names"
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -39,15 +43,22 @@ cp "$BIN_DIR/nats-server" "$work/nats/nats-server"
 printf 'FROM %s\nCOPY nats-server /usr/local/bin/nats-server\nUSER 65532:65532\nENTRYPOINT ["nats-server"]\n' "$BASE" >"$work/nats/Containerfile"
 build "$NATS_IMAGE" "$work/nats"
 
+# Copies binaries' shared libraries into a root filesystem, at the paths the loader looks in.
+libs() {
+  local root="$1" lib
+  shift
+  for lib in $(ldd "$@" | grep -oE '/[^ ]+\.so[^ ]*' | sort -u); do
+    mkdir -p "$root$(dirname "$lib")"
+    cp -L "$lib" "$root$lib"
+  done
+}
+
 # redis-server with the shared libraries it links, and an entrypoint that turns Dragonfly's
 # --flag=value into redis' --flag value.
 d="$work/dragonfly"
 mkdir -p "$d/root/usr/local/bin"
 cp -L "$(command -v redis-server)" "$d/root/usr/local/bin/redis-server"
-for lib in $(ldd "$(command -v redis-server)" | grep -oE '/[^ ]+\.so[^ ]*' | sort -u); do
-  mkdir -p "$d/root$(dirname "$lib")"
-  cp -L "$lib" "$d/root$lib"
-done
+libs "$d/root" "$(command -v redis-server)"
 cat >"$d/root/usr/local/bin/dragonfly" <<'SH'
 #!/bin/sh
 # DragonflyDB stand-in for the local cluster: redis-server speaks the same protocol.
@@ -63,3 +74,34 @@ SH
 chmod 0755 "$d/root/usr/local/bin/dragonfly"
 printf 'FROM %s\nCOPY root/ /\nUSER 65532:65532\nENTRYPOINT ["/usr/local/bin/dragonfly"]\n' "$BASE" >"$d/Containerfile"
 build "$DRAGONFLY_IMAGE" "$d"
+
+# PostgreSQL: the server, its share files and time zones, and an entrypoint that does what the
+# official image's does with the environment the operator sets (POSTGRES_DB, POSTGRES_USER,
+# POSTGRES_HOST_AUTH_METHOD, PGDATA): initialise an empty data directory, then serve.
+d="$work/postgres"
+mkdir -p "$d/root/usr/lib/postgresql" "$d/root/usr/share/postgresql" "$d/root/usr/share" "$d/root/usr/local/bin"
+cp -a "$PG" "$d/root/usr/lib/postgresql/"
+cp -a "/usr/share/postgresql/$PG_MAJOR" "$d/root/usr/share/postgresql/"
+cp -aL /usr/share/zoneinfo "$d/root/usr/share/"
+libs "$d/root" "$PG"/bin/*
+cat >"$d/root/usr/local/bin/docker-entrypoint.sh" <<SH
+#!/bin/sh
+set -e
+export PATH=$PG/bin:\$PATH
+user="\${POSTGRES_USER:-postgres}"
+if [ ! -s "\$PGDATA/PG_VERSION" ]; then
+  mkdir -p "\$PGDATA"
+  initdb -D "\$PGDATA" -U "\$user" --auth=trust -E UTF8 --locale=C >/dev/null
+  echo "host all all all \${POSTGRES_HOST_AUTH_METHOD:-scram-sha-256}" >>"\$PGDATA/pg_hba.conf"
+  if [ -n "\$POSTGRES_DB" ] && [ "\$POSTGRES_DB" != postgres ]; then
+    pg_ctl -D "\$PGDATA" -o "-c listen_addresses= -k /tmp" -w start >/dev/null
+    psql -h /tmp -U "\$user" -d postgres -qc "create database \\"\$POSTGRES_DB\\""
+    pg_ctl -D "\$PGDATA" -m fast -w stop >/dev/null
+  fi
+fi
+exec postgres -D "\$PGDATA" -c listen_addresses='*' -k /tmp "\$@"
+SH
+chmod 0755 "$d/root/usr/local/bin/docker-entrypoint.sh"
+printf 'FROM %s\nCOPY root/ /\nRUN echo "postgres:x:%s:%s::/var/lib/postgresql:/bin/sh" >>/etc/passwd\nUSER %s:%s\nENTRYPOINT ["docker-entrypoint.sh"]\nCMD []\n' \
+  "$BASE" "$POSTGRES_UID" "$POSTGRES_UID" "$POSTGRES_UID" "$POSTGRES_UID" >"$d/Containerfile"
+build "$POSTGRES_IMAGE" "$d"

@@ -1,6 +1,6 @@
 // The operator's managed data stores run on the local cluster: the StatefulSets and Services
-// that renderManagedStore makes for etcd, NATS and DragonflyDB, with the local stand-in images
-// (hack/build-store-images.sh), become Current, and a pod reaches each store by its Service name.
+// that renderManagedStore makes for etcd, NATS, DragonflyDB and PostgreSQL, with the local stand-in images
+// (hack/build-store-images.sh), PostgreSQL included, become Current, and a pod reaches each store by its Service name.
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -19,10 +19,10 @@ const env = inject("localEnv");
 const repoRoot = new URL("..", import.meta.url).pathname;
 const NS = "store-images-int";
 const NODE = "store-images-int";
-const STORES = ["etcd", "nats", "dragonfly"] as const;
+const STORES = ["etcd", "nats", "dragonfly", "postgres"] as const;
+const WORKLOAD_IMAGE = "ghcr.io/hybrid-p2p/workload:0.1.0";
 let procs: Proc[] = [];
 let client: KubeClient;
-let baseImage: string;
 
 // The example Region, moved to this test's namespace.
 const region = (() => {
@@ -41,6 +41,8 @@ const ping = (u) => retry(() => new Promise((res, rej) => { const s = net.connec
 out.etcd = await get(process.env.ETCD + "/health");
 out.nats = await get(process.env.NATS_MONITOR + "/healthz");
 out.redis = await ping(new URL(process.env.REDIS));
+const pg = (await import("pg")).default;
+out.postgres = await retry(async () => { const c = new pg.Client({ connectionString: process.env.PG }); await c.connect(); const r = await c.query("select current_database() as db"); await c.end(); return r.rows[0].db; });
 http.createServer((q, r) => r.end(JSON.stringify(out))).listen(8080);`;
 
 async function waitFor<T>(
@@ -58,7 +60,7 @@ async function waitFor<T>(
 }
 
 beforeAll(async () => {
-  baseImage = execFileSync("bash", [join(repoRoot, "hack/build-base-image.sh")], { encoding: "utf8" }).trim();
+  execFileSync("bash", [join(repoRoot, "hack/build-images.sh"), "workload"], { stdio: "ignore" });
   execFileSync("bash", [join(repoRoot, "hack/build-store-images.sh")], { stdio: "ignore" });
   procs = (await startCluster(env, { nodeName: NODE, runtime: "podman" })).procs;
   const kc = new KubeConfig();
@@ -113,12 +115,14 @@ describe("managed data stores on the local cluster", () => {
           containers: [
             {
               name: "main",
-              image: baseImage,
+              // The workload image: its node_modules has the PostgreSQL client.
+              image: WORKLOAD_IMAGE,
               command: ["node", "--input-type=module", "-e", CLIENT],
               env: [
                 { name: "ETCD", value: etcd },
                 { name: "NATS_MONITOR", value: nats },
                 { name: "REDIS", value: storeAddress(region, "dragonfly") },
+                { name: "PG", value: storeAddress(region, "postgres") },
               ],
               readinessProbe: { tcpSocket: { port: 8080 }, periodSeconds: 1 },
             },
@@ -134,5 +138,6 @@ describe("managed data stores on the local cluster", () => {
     expect(seen.etcd).toMatch(/^200 .*"health":"true"/);
     expect(seen.nats).toMatch(/^200 .*ok/);
     expect(seen.redis).toBe("+PONG");
+    expect(seen.postgres).toBe("hybridp2p");
   }, 300_000);
 });
