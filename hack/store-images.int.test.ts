@@ -1,6 +1,6 @@
 // The operator's managed data stores run on the local cluster: the StatefulSets and Services
-// that renderManagedStore makes for etcd, NATS, DragonflyDB and PostgreSQL, with the local stand-in images
-// (hack/build-store-images.sh), PostgreSQL included, become Current, and a pod reaches each store by its Service name.
+// that renderManagedStore makes for etcd, NATS, DragonflyDB and PostgreSQL, with the local
+// stand-in images (hack/build-store-images.sh), become Current, and a pod reaches each by its Service name.
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
