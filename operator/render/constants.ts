@@ -19,7 +19,8 @@ export const ENV = {
   workerThreads: "HYBRIDP2P_WORKER_THREADS",
   tickRateHz: "HYBRIDP2P_TICK_RATE_HZ",
   maxPlayers: "HYBRIDP2P_MAX_PLAYERS",
-  port: "HYBRIDP2P_PORT",
+  authKeysetFile: "HYBRIDP2P_AUTH_KEYSET_FILE",
+  gatewayAddress: "HYBRIDP2P_GATEWAY_ADDRESS",
   healthPort: "HYBRIDP2P_HEALTH_PORT",
   metricsPort: "HYBRIDP2P_METRICS_PORT",
   podName: "POD_NAME",
@@ -51,12 +52,48 @@ export const WORKLOAD_COMMAND = ["node", "workloads/main.ts"];
 
 /** The four stateless Region components: their key in RegionSpec, subcommand and port name.
  * Their default ports are the API's defaults (operator/api/region.ts). */
+/* `portEnv` is the variable each workload reads its listening port from (workloads/<name>/config.ts);
+ * `auth` marks those that sign or verify tokens and so mount the region's keyset Secret. */
 export const COMPONENTS = [
-  { key: "gateway", component: "gateway", subcommand: "gateway", portName: "game" },
-  { key: "coordinator", component: "coordinator", subcommand: "coordinator", portName: "signal" },
-  { key: "loginServer", component: "login-server", subcommand: "login-server", portName: "login" },
-  { key: "charServer", component: "char-server", subcommand: "char-server", portName: "char" },
+  {
+    key: "gateway",
+    component: "gateway",
+    subcommand: "gateway",
+    portName: "game",
+    portEnv: "HYBRIDP2P_GATEWAY_PORT",
+    auth: true,
+  },
+  {
+    key: "coordinator",
+    component: "coordinator",
+    subcommand: "coordinator",
+    portName: "signal",
+    portEnv: "HYBRIDP2P_COORDINATOR_PORT",
+    auth: false,
+  },
+  {
+    key: "loginServer",
+    component: "login-server",
+    subcommand: "login-server",
+    portName: "login",
+    portEnv: "HYBRIDP2P_LOGIN_PORT",
+    auth: true,
+  },
+  {
+    key: "charServer",
+    component: "char-server",
+    subcommand: "char-server",
+    portName: "char",
+    portEnv: "HYBRIDP2P_CHAR_PORT",
+    auth: true,
+  },
 ] as const;
+
+/** The token keyset (workloads/auth): a Secret `<region>-auth-keyset` with key `keyset.json`,
+ * made and rotated with `node workloads/main.ts keyset ...`. Mounted optional: without it the
+ * token-handling workloads fail their start-up check naming the file, and recover once it exists. */
+export const AUTH_KEYSET_SECRET_SUFFIX = "-auth-keyset";
+export const AUTH_KEYSET_DIR = "/etc/hybridp2p/auth";
 export type ComponentKey = (typeof COMPONENTS)[number]["key"];
 export const MAP_SERVER_COMPONENT = "map-server";
 

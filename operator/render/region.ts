@@ -17,6 +17,8 @@ import {
   workloadProbes,
 } from "./common.ts";
 import {
+  AUTH_KEYSET_DIR,
+  AUTH_KEYSET_SECRET_SUFFIX,
   COMPONENTS,
   CONFIG_HASH_ANNOTATION,
   DEFAULT_RESOURCES,
@@ -101,11 +103,22 @@ function renderComponent(region: Region, c: Component): KubeObject[] {
   const stores = storeWiring(region);
   const config: Record<string, string> = {
     [ENV.region]: r,
-    [ENV.port]: String(port),
+    [c.portEnv]: String(port),
     [ENV.healthPort]: String(HEALTH_PORT),
     [ENV.metricsPort]: String(METRICS_PORT),
+    ...(c.auth ? { [ENV.authKeysetFile]: `${AUTH_KEYSET_DIR}/keyset.json` } : {}),
+    // The address the char server hands players on character select.
+    ...(c.key === "charServer"
+      ? {
+          [ENV.gatewayAddress]: `${r}-gateway.${region.metadata!.namespace}.svc:${region.spec.gateway?.service?.port ?? 7000}`,
+        }
+      : {}),
     ...stores.config,
   };
+  const authVolume = c.auth
+    ? [{ name: "auth-keyset", secret: { secretName: `${r}${AUTH_KEYSET_SECRET_SUFFIX}`, optional: true } }]
+    : [];
+  const authMount = c.auth ? [{ name: "auth-keyset", mountPath: AUTH_KEYSET_DIR, readOnly: true }] : [];
   const deployment: V1DeploymentSpec = {
     replicas: spec.replicas ?? 1,
     selector: { matchLabels: sel },
@@ -135,10 +148,10 @@ function renderComponent(region: Region, c: Component): KubeObject[] {
             resources: resources(spec.resources, DEFAULT_RESOURCES.component),
             ...workloadProbes(),
             securityContext: containerSecurityContext(),
-            volumeMounts: [{ name: "tmp", mountPath: "/tmp" }, ...stores.volumeMounts],
+            volumeMounts: [{ name: "tmp", mountPath: "/tmp" }, ...authMount, ...stores.volumeMounts],
           },
         ],
-        volumes: [{ name: "tmp", emptyDir: {} }, ...stores.volumes],
+        volumes: [{ name: "tmp", emptyDir: {} }, ...authVolume, ...stores.volumes],
       },
     },
   };

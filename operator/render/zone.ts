@@ -59,7 +59,6 @@ export function renderZone(input: Zone, regionInput: Region): KubeObject[] {
     [ENV.workerThreads]: String(pool.workerThreads ?? 2),
     [ENV.tickRateHz]: String(pool.tickRateHz ?? 20),
     [ENV.maxPlayers]: String(pool.maxPlayers ?? 500),
-    [ENV.port]: String(MAP_SERVER_PORT),
     [ENV.healthPort]: String(HEALTH_PORT),
     [ENV.metricsPort]: String(METRICS_PORT),
     ...stores.config,
