@@ -9,36 +9,11 @@ import {
   jetstreamManager,
 } from "@nats-io/jetstream";
 import { type NatsConnection, nanos } from "@nats-io/transport-node";
-import {
-  decode,
-  EVENT_STREAM,
-  EVENT_STREAM_MAX_AGE_MS,
-  EVENT_STREAM_SUBJECTS,
-  type EventBatch,
-  parseMapSubject,
-  subjects,
-} from "../bus/contract.ts";
+import { decode, EVENT_STREAM, type EventBatch, parseMapSubject, subjects } from "../bus/contract.ts";
+import { ensureEventStream } from "../bus/stream.ts";
 
-/** Creates the event stream unless it exists (the map servers may have made it first). */
-export async function ensureEventStream(nc: NatsConnection): Promise<void> {
-  const jsm = await jetstreamManager(nc);
-  try {
-    await jsm.streams.info(EVENT_STREAM);
-  } catch {
-    try {
-      await jsm.streams.add({
-        name: EVENT_STREAM,
-        subjects: EVENT_STREAM_SUBJECTS,
-        max_age: nanos(EVENT_STREAM_MAX_AGE_MS),
-      });
-    } catch (err) {
-      // Lost a race with another creator: fine as long as the stream is there now.
-      await jsm.streams.info(EVENT_STREAM).catch(() => {
-        throw err;
-      });
-    }
-  }
-}
+// One definition of the stream, next to the contract: the map server creates it too.
+export { ensureEventStream };
 
 export interface EventConsumer {
   stop(): Promise<void>;
