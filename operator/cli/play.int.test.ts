@@ -96,6 +96,12 @@ describe("hybridctl bots and token", () => {
     expect(last).toMatch(/connected=5 failed=0 closed=\d+ aoi=[1-9]\d* seq_errors=0 /);
   });
 
+  it("asks for exactly one way of getting tokens", async () => {
+    const r = await ctl("bots", "--count", "1", "--zone", "fields", "-n", ns, "--gateway", gw.url);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain("give either --login and --char (real accounts) or --keyset (development tokens)");
+  });
+
   it("names a missing zone instead of connecting anything", async () => {
     const r = await ctl(
       "bots",

@@ -46,7 +46,9 @@ export function addPlayCommands(
     .requiredOption("--count <n>", "number of bots", (v) => Number.parseInt(v, 10))
     .requiredOption("--zone <zone>", "the Zone whose maps the bots play on")
     .requiredOption("--gateway <url>", "gateway WebSocket URL, e.g. ws://127.0.0.1:7000")
-    .requiredOption("--keyset <file>", "keyset JSON the gateway trusts, with a private active key")
+    .option("--login <url>", "login server URL: bots sign up, log in and pick characters like players")
+    .option("--char <url>", "char server URL (with --login)")
+    .option("--keyset <file>", "instead of --login/--char: sign development tokens with this keyset")
     .option("-n, --namespace <ns>", "namespace of the Zone", "default")
     .option("--p2p-share <fraction>", "share of P2P (WebRTC) bots, 0 to 1", (v) => Number(v), 0)
     .option("--duration <seconds>", "stop after this long (default: until Ctrl-C)", (v) => Number(v))
@@ -55,13 +57,21 @@ export function addPlayCommands(
         count: number;
         zone: string;
         gateway: string;
-        keyset: string;
+        keyset?: string;
+        login?: string;
+        char?: string;
         namespace: string;
         p2pShare: number;
         duration?: number;
       }) => {
         if (!(o.count > 0)) throw new CliError("--count must be a positive number");
         if (!(o.p2pShare >= 0 && o.p2pShare <= 1)) throw new CliError("--p2p-share must be between 0 and 1");
+        const viaAccounts = o.login !== undefined || o.char !== undefined;
+        if (viaAccounts === (o.keyset !== undefined) || (viaAccounts && !(o.login && o.char))) {
+          throw new CliError(
+            "give either --login and --char (real accounts) or --keyset (development tokens)",
+          );
+        }
         const maps = await zoneMaps(globals().kubeconfig, o.namespace, o.zone);
         io.out(`connecting ${o.count} bots to ${o.zone} (${maps.join(", ")}) through ${o.gateway}`);
         const fleet = await runBots({
@@ -69,7 +79,7 @@ export function addPlayCommands(
           gatewayUrl: o.gateway,
           maps,
           zone: o.zone,
-          keyset: o.keyset,
+          ...(viaAccounts ? { accounts: { loginUrl: o.login!, charUrl: o.char! } } : { keyset: o.keyset }),
           p2pShare: o.p2pShare,
         });
         const report = () => {

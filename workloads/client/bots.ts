@@ -1,6 +1,9 @@
-// Bots: many SDK clients that log in with development tokens and play (walk, talk), for tests,
+// Bots: many SDK clients that log in (through the login and char servers, or with development
+// tokens) and play (walk, talk), for tests,
 // the e2e suite, load generation (`hybridctl bots`) and the gateway benchmark. They check the
 // sequence of every server-authoritative message and record AOI latency.
+
+import { AuthClient } from "../auth/client.ts";
 import type { KeysetDocument } from "../auth/keyset.ts";
 import { GameClient } from "./client.ts";
 import { P2PClient } from "./p2p.ts";
@@ -56,8 +59,12 @@ export interface BotOptions {
   maps: string[];
   /** The zone, for names and reports. */
   zone?: string;
-  /** Keyset (document or file) whose active key signs development tokens. */
-  keyset: KeysetDocument | string;
+  /** Keyset (document or file) whose active key signs development tokens; or use `accounts`. */
+  keyset?: KeysetDocument | string;
+  /** Log in through the login and char servers instead (signing up and creating the
+   * character on first use): the way real players get their tokens. The char server then
+   * decides the map (the character's saved map or the start point), not `maps`. */
+  accounts?: { loginUrl: string; charUrl: string; password?: string };
   /** Share of P2P clients, 0 to 1 (default 0). */
   p2pShare?: number;
   /** Each bot walks every this many ms (0: never). Default 1000. */
@@ -105,14 +112,28 @@ export async function runBots(o: BotOptions): Promise<BotFleet> {
   const timers: NodeJS.Timeout[] = [];
   const prefix = o.idPrefix ?? "bot";
   const p2pEvery = o.p2pShare && o.p2pShare > 0 ? Math.round(1 / o.p2pShare) : 0;
-  const open = async (i: number) => {
-    const map = o.maps[i % o.maps.length]!;
-    const token = await devToken({
-      keyset: o.keyset,
+  if ((o.keyset === undefined) === (o.accounts === undefined)) {
+    throw new Error(
+      "runBots needs exactly one of keyset (development tokens) or accounts (login and char servers)",
+    );
+  }
+  const tokenFor = async (i: number): Promise<string> => {
+    if (o.accounts) {
+      // Account and character names have a 4-character minimum.
+      const name = `${prefix}${i}`.padEnd(4, "_").slice(0, 23);
+      const auth = new AuthClient(o.accounts);
+      await auth.loginOrSignUp(name, o.accounts.password ?? `${name}-bot-password`);
+      return (await auth.enterAs(name)).token;
+    }
+    return devToken({
+      keyset: o.keyset!,
       characterId: `${prefix}${i}`,
       characterName: `${prefix}${i}`.slice(0, 24),
-      map,
+      map: o.maps[i % o.maps.length]!,
     });
+  };
+  const open = async (i: number) => {
+    const token = await tokenFor(i);
     const p2p = p2pEvery > 0 && i % p2pEvery === 0;
     const opts = {
       url: o.gatewayUrl,

@@ -1,0 +1,82 @@
+// Bots log in the way players do: sign-up and login at the login server, character creation
+// and select at the char server, then the gateway with the character token it hands out.
+import { connect } from "@nats-io/transport-node";
+import { afterAll, beforeAll, expect, inject, it } from "vitest";
+import type { KeysetDocument } from "../auth/keyset.ts";
+import type { RunningService } from "../auth/service.ts";
+import {
+  capturingLogger,
+  freshDatabase,
+  keysetFile,
+  testCharConfig,
+  testLoginConfig,
+  uniquePrefix,
+} from "../auth/testing.ts";
+import { startCharServer } from "../char-server/server.ts";
+import { ensureEventStream } from "../gateway/events.ts";
+import { staticDirectory } from "../gateway/gateway.ts";
+import { StandInMapServer } from "../gateway/standin.ts";
+import { startTestGateway } from "../gateway/testing.ts";
+import { startLoginServer } from "../login-server/server.ts";
+import { runBots } from "./bots.ts";
+
+const env = inject("localEnv");
+let login: RunningService;
+let char: RunningService;
+let keyset: KeysetDocument;
+
+beforeAll(async () => {
+  const keys = await keysetFile("k1");
+  const shared = {
+    databaseUrl: await freshDatabase(env.databaseUrl!, "bots"),
+    redisUrl: env.redisUrl!,
+    redisPrefix: uniquePrefix("bots"),
+    keysetFile: keys.path,
+  };
+  login = await startLoginServer(testLoginConfig(shared), { log: capturingLogger("login").log });
+  char = await startCharServer(testCharConfig(shared), { log: capturingLogger("char").log });
+  keyset = keys.doc;
+});
+
+afterAll(async () => {
+  await Promise.all([login?.close(), char?.close()]);
+});
+
+it("signs bots up, creates and selects their characters, and plays them through the gateway", async () => {
+  // The char server's start point in the test configuration is prontera.
+  const gw = await startTestGateway({
+    natsUrl: env.natsUrl!,
+    keyset,
+    directory: staticDirectory({ z: ["prontera"] }),
+  });
+  const nc = await connect({ servers: env.natsUrl! });
+  await ensureEventStream(nc);
+  const town = new StandInMapServer({ nc, region: gw.region, zone: "z", maps: ["prontera"], mode: "server" });
+  town.start();
+  const accounts = { loginUrl: login.url, charUrl: char.url };
+  try {
+    for (const round of ["first: sign up and create", "second: log in and select"]) {
+      const fleet = await runBots({
+        count: 4,
+        gatewayUrl: gw.url,
+        maps: [],
+        accounts,
+        idPrefix: `acct${process.pid % 1000}_`,
+        failFast: true,
+      });
+      expect(fleet.stats(), round).toMatchObject({ connected: 4, failed: 0 });
+      expect(fleet.clients.map((c) => c.map)).toEqual(["prontera", "prontera", "prontera", "prontera"]);
+      await fleet.stop();
+    }
+  } finally {
+    await town.stop();
+    await gw.stop();
+    await nc.drain();
+  }
+});
+
+it("refuses to run with neither or both ways of getting tokens", async () => {
+  await expect(runBots({ count: 1, gatewayUrl: "ws://127.0.0.1:1", maps: ["m"] })).rejects.toThrow(
+    /exactly one of keyset/,
+  );
+});
