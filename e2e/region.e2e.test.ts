@@ -1,0 +1,304 @@
+// The example region end to end on a real cluster (KUBECONFIG, or the local one the global setup
+// starts): the chart installs the operator, examples/demo-region.yaml comes up Ready per kstatus,
+// a killed map server's maps move and the pod comes back, P2P toggles and fallback is forced and
+// cleared through the flag plane, and deleting the Region garbage-collects its children.
+//
+// The flag etcd is the Region's managed etcd (`demo-etcd.demo.svc:2379`): the workloads get it as
+// HYBRIDP2P_ETCD_ENDPOINTS from the operator's rendering, and the operator must publish flags to
+// the same etcd they watch; it is the one etcd both the operator pod and the workload pods reach
+// on any cluster (a host-loopback etcd is out of pods' reach). Until the Region's etcd is up the
+// operator's flag plane retries, which is why the Zones' epochs are checked only after Ready.
+// The test itself reads etcd at the etcd pod's IP: routable from the host on the local cluster
+// (podman bridge); on kind it needs the pod network reachable (hack/kind-e2e.sh notes it).
+import { execFileSync } from "node:child_process";
+import { join } from "node:path";
+import { KubeConfig } from "@kubernetes/client-node";
+import { Etcd3 } from "etcd3";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { computeStatus, type KObject } from "../hack/kstatus.ts";
+import { binDir } from "../hack/local/services.ts";
+import { KubeClient } from "../operator/runtime/kube.ts";
+
+const kubeconfig = inject("kubeconfig");
+const repoRoot = new URL("..", import.meta.url).pathname;
+const OPERATOR_NS = "hybrid-p2p-system";
+const RELEASE = "hp";
+const NS = "demo";
+const REGION = "demo";
+const ZONES = ["prontera", "prt-fild08"];
+const FIELD = "prt-fild08";
+const PREFIX = "/hybridp2p/v1/";
+const G = "/apis/hybridp2p.io/v1alpha1";
+let client: KubeClient;
+let etcd: Etcd3 | undefined;
+
+const run = (cmd: string, args: string[], input?: string) =>
+  execFileSync(cmd, args, {
+    encoding: "utf8",
+    input,
+    env: { ...process.env, KUBECONFIG: kubeconfig },
+    stdio: ["pipe", "pipe", "pipe"],
+  });
+const helm = (args: string[]) => run(join(binDir(), "helm"), [...args, "--kubeconfig", kubeconfig]);
+const kubectl = (args: string[]) => run(join(binDir(), "kubectl"), ["--kubeconfig", kubeconfig, ...args]);
+const hybridctl = (args: string[]) =>
+  run(join(repoRoot, "node_modules/.bin/node"), [join(repoRoot, "operator/cli/hybridctl.ts"), ...args]);
+
+async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined>,
+  timeoutMs = 300_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await probe();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (${String(last ?? "")})`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+interface ZoneStatus {
+  mode?: string;
+  appliedEpoch?: number;
+  replicas?: { desired?: number; applied?: number };
+  conditions?: { type: string; status: string }[];
+}
+const get = <T = KObject>(path: string) => client.request<T>("GET", path);
+const zone = (name: string) => get<KObject & { status?: ZoneStatus }>(`${G}/namespaces/${NS}/zones/${name}`);
+const mergePatch = (path: string, body: unknown) =>
+  client.request("PATCH", path, { body, contentType: "application/merge-patch+json" });
+
+interface Pod {
+  metadata: { name: string; uid: string; labels?: Record<string, string> };
+  status?: { podIP?: string; conditions?: { type: string; status: string }[] };
+}
+const podReady = (p: Pod) => p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True");
+const mapServerPods = async (z: string) =>
+  (
+    await get<{ items: Pod[] }>(
+      `/api/v1/namespaces/${NS}/pods?labelSelector=${encodeURIComponent(`hybridp2p.io/zone=${z}`)}`,
+    )
+  ).items;
+
+async function flagStore(): Promise<Etcd3> {
+  if (etcd) return etcd;
+  const pod = await get<Pod>(`/api/v1/namespaces/${NS}/pods/${REGION}-etcd-0`);
+  etcd = new Etcd3({ hosts: `http://${pod.status!.podIP}:2379` });
+  return etcd;
+}
+const currentEpoch = async () =>
+  JSON.parse((await (await flagStore()).get(`${PREFIX}flags/current`).string()) ?? "{}").epoch as number;
+async function reports(z: string): Promise<{ pod: string; epoch: number; mode: string }[]> {
+  const all = await (await flagStore()).getAll().prefix(`${PREFIX}status/reports/${NS}/${z}/`).strings();
+  return Object.values(all).map((v) => JSON.parse(v));
+}
+async function owners(z: string): Promise<Record<string, string>> {
+  const all = await (await flagStore()).getAll().prefix(`${PREFIX}ownership/maps/${REGION}/${z}/`).strings();
+  return Object.fromEntries(
+    Object.entries(all)
+      .map(([k, v]): [string, string] => [k.slice(`${PREFIX}ownership/maps/${REGION}/${z}/`.length), v])
+      .filter(([k]) => !k.startsWith("_pods/")),
+  );
+}
+
+/** Every zone's status has reached `epoch` with all its desired pods applying it. */
+async function zonesAt(epoch: number): Promise<true | undefined> {
+  for (const z of ZONES) {
+    const s: ZoneStatus = (await zone(z)).status ?? {};
+    if ((s.appliedEpoch ?? -1) < epoch) return undefined;
+    if (!s.replicas?.desired || s.replicas.applied !== s.replicas.desired) return undefined;
+    const pods = (await mapServerPods(z)).map((p) => p.metadata.name);
+    const reported = await reports(z);
+    for (const p of pods) if (!reported.some((r) => r.pod === p && r.epoch >= epoch)) return undefined;
+  }
+  return true;
+}
+
+beforeAll(async () => {
+  const kc = new KubeConfig();
+  kc.loadFromFile(kubeconfig);
+  client = await new KubeClient(kc).init();
+});
+
+afterAll(async () => {
+  etcd?.close();
+  await client?.request("DELETE", `/api/v1/namespaces/${NS}`).catch(() => {});
+  try {
+    helm(["uninstall", RELEASE, "-n", OPERATOR_NS, "--wait", "--timeout", "120s"]);
+  } catch {}
+  await client?.request("DELETE", `/api/v1/namespaces/${OPERATOR_NS}`).catch(() => {});
+  client?.close();
+}, 300_000);
+
+describe("the demo region on a cluster", () => {
+  it("installs the chart and brings the Region and both Zones to Ready", async () => {
+    helm([
+      "install",
+      RELEASE,
+      join(repoRoot, "charts/hybrid-p2p"),
+      "-n",
+      OPERATOR_NS,
+      "--create-namespace",
+      "--set",
+      `flags.etcdEndpoints=http://${REGION}-etcd.${NS}.svc:2379`,
+      "--wait",
+      "--timeout",
+      "300s",
+    ]);
+    kubectl(["create", "namespace", NS]);
+    const keyset = run(join(repoRoot, "node_modules/.bin/node"), [
+      join(repoRoot, "workloads/main.ts"),
+      "keyset",
+      "new",
+    ]);
+    await client.request("POST", `/api/v1/namespaces/${NS}/secrets`, {
+      body: { metadata: { name: `${REGION}-auth-keyset` }, stringData: { "keyset.json": keyset } },
+    });
+    kubectl(["apply", "-f", join(repoRoot, "examples/demo-region.yaml")]);
+    for (const path of [
+      `${G}/namespaces/${NS}/regions/${REGION}`,
+      ...ZONES.map((z) => `${G}/namespaces/${NS}/zones/${z}`),
+    ]) {
+      await waitFor(
+        `${path} Ready and Current`,
+        async () => {
+          const obj = await get<KObject & { status?: { conditions?: { type: string; status: string }[] } }>(
+            path,
+          );
+          const ready = obj.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True");
+          return ready && computeStatus(obj).status === "Current" ? obj : undefined;
+        },
+        600_000,
+      );
+    }
+  });
+});
+
+describe("map ownership", () => {
+  it("moves a killed map server's maps to the other replica and brings the pod back", async () => {
+    await mergePatch(`${G}/namespaces/${NS}/zones/${FIELD}`, { spec: { mapServer: { replicas: 2 } } });
+    const before = await waitFor("two ready map servers sharing the field's four maps", async () => {
+      const ready = (await mapServerPods(FIELD)).filter(podReady);
+      const o = await owners(FIELD);
+      return ready.length === 2 && Object.keys(o).length === 4 && new Set(Object.values(o)).size === 2
+        ? o
+        : undefined;
+    });
+    const victim = Object.values(before)[0]!;
+    const victimMaps = Object.keys(before).filter((m) => before[m] === victim);
+    const victimUid = (await get<Pod>(`/api/v1/namespaces/${NS}/pods/${victim}`)).metadata.uid;
+    // A watch, not polls: the maps may move back once the pod returns.
+    const dir = `${PREFIX}ownership/maps/${REGION}/${FIELD}/`;
+    const moved = new Set<string>();
+    const watcher = await (await flagStore()).watch().prefix(dir).create();
+    watcher.on("put", (kv) => {
+      const map = kv.key.toString().slice(dir.length);
+      if (victimMaps.includes(map) && kv.value.toString() !== victim) moved.add(map);
+    });
+    await client.request("DELETE", `/api/v1/namespaces/${NS}/pods/${victim}`);
+    await waitFor(`${victimMaps.join(", ")} to move off ${victim}`, async () =>
+      victimMaps.every((m) => moved.has(m)) ? true : undefined,
+    );
+    await watcher.cancel();
+    await waitFor(`${victim} to come back Ready`, async () => {
+      const p = await get<Pod>(`/api/v1/namespaces/${NS}/pods/${victim}`);
+      return p.metadata.uid !== victimUid && podReady(p) ? p : undefined;
+    });
+    await waitFor("every map owned by a live pod", async () => {
+      const live = (await mapServerPods(FIELD)).filter(podReady).map((p) => p.metadata.name);
+      const o = await owners(FIELD);
+      return Object.keys(o).length === 4 && Object.values(o).every((p) => live.includes(p)) ? o : undefined;
+    });
+  });
+});
+
+describe("the flag plane", () => {
+  const policy = `${G}/namespaces/${NS}/p2ppolicies/fields-p2p`;
+  /** The field zone's pods all report `mode`, at `epoch` or later. */
+  const fieldPodsIn = async (mode: string) => {
+    const pods = (await mapServerPods(FIELD)).map((p) => p.metadata.name);
+    const r = await reports(FIELD);
+    return pods.length > 0 && pods.every((p) => r.some((x) => x.pod === p && x.mode === mode))
+      ? true
+      : undefined;
+  };
+
+  it("toggles P2P by editing the P2PPolicy: every zone and replica applies the new epoch", async () => {
+    for (const enabled of [false, true]) {
+      const before = await waitFor("a published epoch", currentEpoch);
+      await mergePatch(policy, { spec: { enabled } });
+      const epoch = await waitFor("a new epoch", async () => {
+        const e = await currentEpoch();
+        return e > before ? e : undefined;
+      });
+      await waitFor(`every zone and replica at epoch ${epoch}`, () => zonesAt(epoch));
+      await waitFor(`the field's pods in ${enabled ? "p2p" : "server"} mode`, () =>
+        fieldPodsIn(enabled ? "p2p" : "server"),
+      );
+    }
+  });
+
+  it("forces fallback on a zone and clears it", async () => {
+    hybridctl(["fallback", "force", "--zone", FIELD, "-n", NS, "--reason", "e2e"]);
+    await waitFor("the zone in Fallback", async () =>
+      (await zone(FIELD)).status?.mode === "Fallback" ? true : undefined,
+    );
+    await waitFor("the field's pods in fallback", () => fieldPodsIn("fallback"));
+    hybridctl(["fallback", "clear", "--zone", FIELD, "-n", NS]);
+    await waitFor("the field's pods back in p2p", () => fieldPodsIn("p2p"));
+    await waitFor("the zone out of Fallback", async () =>
+      (await zone(FIELD)).status?.mode !== "Fallback" ? true : undefined,
+    );
+  });
+});
+
+describe("deleting the Region", () => {
+  it("garbage-collects everything it owns", async () => {
+    const region = await get<KObject & { metadata: { uid: string } }>(
+      `${G}/namespaces/${NS}/regions/${REGION}`,
+    );
+    const kinds = [
+      `/apis/apps/v1/namespaces/${NS}/deployments`,
+      `/apis/apps/v1/namespaces/${NS}/statefulsets`,
+      `/api/v1/namespaces/${NS}/services`,
+      `/api/v1/namespaces/${NS}/configmaps`,
+    ];
+    const owned = async () => {
+      const names: string[] = [];
+      for (const k of kinds) {
+        const list = await get<{
+          items: { metadata: { name: string; ownerReferences?: { uid: string }[] } }[];
+        }>(k);
+        for (const o of list.items)
+          if (o.metadata.ownerReferences?.some((r) => r.uid === region.metadata.uid))
+            names.push(`${k}/${o.metadata.name}`);
+      }
+      return names;
+    };
+    expect((await owned()).length).toBeGreaterThan(0);
+    await client.request("DELETE", `${G}/namespaces/${NS}/regions/${REGION}`);
+    await waitFor("the Region gone", async () =>
+      (await client.request(`GET`, `${G}/namespaces/${NS}/regions/${REGION}`).then(
+        () => false,
+        () => true,
+      ))
+        ? true
+        : undefined,
+    );
+    await waitFor("its children gone", async () => ((await owned()).length === 0 ? true : undefined));
+    await waitFor("its pods gone", async () => {
+      const pods = await get<{ items: Pod[] }>(
+        `/api/v1/namespaces/${NS}/pods?labelSelector=${encodeURIComponent(`hybridp2p.io/region=${REGION}`)}`,
+      );
+      return pods.items.filter((p) => !p.metadata.labels?.["hybridp2p.io/zone"]).length === 0
+        ? true
+        : undefined;
+    });
+  });
+});
