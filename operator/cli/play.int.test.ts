@@ -99,7 +99,9 @@ describe("hybridctl bots and token", () => {
   it("asks for exactly one way of getting tokens", async () => {
     const r = await ctl("bots", "--count", "1", "--zone", "fields", "-n", ns, "--gateway", gw.url);
     expect(r.code).toBe(1);
-    expect(r.err).toContain("give either --login and --char (real accounts) or --keyset (development tokens)");
+    expect(r.err).toContain(
+      "give either --login and --char (real accounts) or --keyset (development tokens)",
+    );
   });
 
   it("names a missing zone instead of connecting anything", async () => {
