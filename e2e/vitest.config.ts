@@ -10,7 +10,5 @@ export default defineConfig({
     testTimeout: 600_000,
     hookTimeout: 900_000,
     fileParallelism: false,
-    // Each step builds on the last: after a failure the rest would only time out.
-    bail: 1,
   },
 });
