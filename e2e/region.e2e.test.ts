@@ -67,7 +67,7 @@ interface ZoneStatus {
   mode?: string;
   appliedEpoch?: number;
   replicas?: { desired?: number; applied?: number };
-  conditions?: { type: string; status: string }[];
+  conditions?: { type: string; status: string; reason?: string; message?: string }[];
 }
 const get = <T = KObject>(path: string) => client.request<T>("GET", path);
 const zone = (name: string) => get<KObject & { status?: ZoneStatus }>(`${G}/namespaces/${NS}/zones/${name}`);
@@ -120,13 +120,18 @@ async function zonesAt(epoch: number): Promise<true | undefined> {
   return true;
 }
 
-/** Ready=True and Current per kstatus. */
-const waitReady = (path: string) =>
-  waitFor(`${path} Ready and Current`, async () => {
+/** Ready=True and Current per kstatus; a timeout names the last Ready condition seen. */
+async function waitReady(path: string) {
+  let seen = "";
+  await waitFor(`${path} Ready and Current`, async () => {
     const obj = await get<KObject & { status?: ZoneStatus }>(path);
-    const ready = obj.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True");
-    return ready && computeStatus(obj).status === "Current" ? obj : undefined;
+    const ready = obj.status?.conditions?.find((c) => c.type === "Ready");
+    seen = JSON.stringify(ready ?? null);
+    return ready?.status === "True" && computeStatus(obj).status === "Current" ? obj : undefined;
+  }).catch((err: Error) => {
+    throw new Error(`${err.message}; last Ready condition: ${seen}`);
   });
+}
 
 beforeAll(async () => {
   const kc = new KubeConfig();
