@@ -37,6 +37,8 @@ export interface SignalMsg {
   from: string;
   to: string;
   kind: "offer" | "answer" | "candidate";
+  /** The offerer's attempt number (offers and answers). */
+  n: number;
   data: string;
 }
 

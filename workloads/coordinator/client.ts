@@ -52,11 +52,15 @@ interface Link {
   open: boolean;
   /** Exchanges through the server relay (no direct connection). */
   relayed: boolean;
+  /** This side makes the offers (and the retries). */
+  offerer: boolean;
   timer?: NodeJS.Timeout;
   retry?: NodeJS.Timeout;
   attempts: number;
   /** The current attempt already got extra time for its DTLS handshake. */
   patient?: boolean;
+  /** The offerer's attempt this side last answered. */
+  answered?: number;
   probes: Map<number, number>;
   rtts: number[];
   outcomes: boolean[];
@@ -117,6 +121,27 @@ export class MeshClient {
 
   get relayedPeers(): string[] {
     return [...this.links.values()].filter((l) => l.relayed).map((l) => l.peer);
+  }
+
+  /** Each link's state (diagnostics: what a stuck link is waiting for). */
+  linkStates(): {
+    peer: string;
+    open: boolean;
+    relayed: boolean;
+    attempts: number;
+    ice?: string;
+    connection?: string;
+    signaling?: string;
+  }[] {
+    return [...this.links.values()].map((l) => ({
+      peer: l.peer,
+      open: l.open,
+      relayed: l.relayed,
+      attempts: l.attempts,
+      ice: l.pc?.iceConnectionState,
+      connection: l.pc?.connectionState,
+      signaling: l.pc?.signalingState,
+    }));
   }
 
   start(): void {
@@ -287,7 +312,7 @@ export class MeshClient {
           if (known.open) this.onLinks?.();
           return;
         }
-        const l = this.newLink(m.peer, m.session, m.entity);
+        const l = this.newLink(m.peer, m.session, m.entity, m.offerer);
         if (m.offerer) void this.offer(l).catch(() => this.fail(l));
         return;
       }
@@ -295,14 +320,15 @@ export class MeshClient {
         this.drop(m.peer);
         return;
       case "offerFrom":
-        void this.answer(m.peer, m.sdp).catch(() => {
+        void this.answer(m.peer, m.n, m.sdp).catch(() => {
           const l = this.links.get(m.peer);
           if (l) this.fail(l);
         });
         return;
       case "answerFrom": {
         const l = this.links.get(m.peer);
-        if (l?.pc?.signalingState === "have-local-offer")
+        // Only the answer to the current attempt: one to a replaced offer would never connect.
+        if (l?.pc?.signalingState === "have-local-offer" && m.n === l.attempts)
           void l.pc.setRemoteDescription({ type: "answer", sdp: m.sdp }).catch(() => this.fail(l));
         return;
       }
@@ -339,13 +365,14 @@ export class MeshClient {
     return typeof ice === "function" ? ice(peer) : ice;
   }
 
-  private newLink(peer: string, session: string, entity: number): Link {
+  private newLink(peer: string, session: string, entity: number, offerer: boolean): Link {
     const l: Link = {
       peer,
       session,
       entity,
       open: false,
       relayed: false,
+      offerer,
       attempts: 0,
       probes: new Map(),
       rtts: [],
@@ -364,10 +391,11 @@ export class MeshClient {
     pc.onDataChannel.subscribe((dc) => this.wire(l, pc, dc));
     pc.connectionStateChange.subscribe((s) => {
       if (l.pc !== pc || this.links.get(l.peer) !== l || l.relayed) return; // a replaced attempt
-      if (s === "failed" || s === "closed") {
-        if (l.open) this.drop(l.peer);
-        else this.fail(l);
-      }
+      if (s !== "failed" && s !== "closed") return;
+      if (l.open) this.drop(l.peer);
+      // Not open yet: the offerer tries again (or gives up after its attempts); the answerer
+      // waits for the next offer, since closing the offerer's last attempt also ends this one.
+      else if (l.offerer) this.retryOffer(l, pc, true);
     });
     return pc;
   }
@@ -379,7 +407,7 @@ export class MeshClient {
     await pc.setLocalDescription(await pc.createOffer());
     await gathered(pc);
     if (this.links.get(l.peer) !== l || l.pc !== pc) return;
-    this.send({ type: "offer", peer: l.peer, sdp: pc.localDescription!.sdp });
+    this.send({ type: "offer", peer: l.peer, n: l.attempts, sdp: pc.localDescription!.sdp });
     clearTimeout(l.retry);
     l.retry = setTimeout(() => this.retryOffer(l, pc), this.opts.retryMs ?? 4000);
   }
@@ -389,36 +417,49 @@ export class MeshClient {
    * connection, new offer): a lost signaling message or a stuck check list costs one retry
    * period, not the whole link timeout.
    */
-  private retryOffer(l: Link, pc: RTCPeerConnection): void {
+  private retryOffer(l: Link, pc: RTCPeerConnection, failed = false): void {
     if (this.links.get(l.peer) !== l || l.pc !== pc || l.open || l.relayed) return;
-    if (l.attempts >= 2) return;
+    if (l.attempts >= 2) {
+      if (failed) this.fail(l);
+      return;
+    }
     // ICE through but DTLS or SCTP not done yet: a loaded machine may just be slow; give it
     // two more periods before starting over (a stuck DTLS handshake does not recover).
     const ice = pc.iceConnectionState;
-    if ((ice === "connected" || ice === "completed") && !l.patient) {
+    if (!failed && (ice === "connected" || ice === "completed") && !l.patient) {
       l.patient = true;
       l.retry = setTimeout(() => this.retryOffer(l, pc), 2 * (this.opts.retryMs ?? 4000));
       return;
     }
     l.attempts++;
     l.patient = false;
+    l.pc = undefined; // before closing: the old attempt's "closed" must not count as this one's
     void pc.close().catch(() => undefined);
     void this.offer(l).catch(() => this.fail(l));
   }
 
-  private async answer(peer: string, sdp: string): Promise<void> {
+  private async answer(peer: string, n: number, sdp: string): Promise<void> {
     // An offer may come before the coordinator named the peer to us (views converge): the
     // coordinator only forwards it between mates of one zone, so it is accepted.
-    const l = this.links.get(peer) ?? this.newLink(peer, "", 0);
+    const l = this.links.get(peer) ?? this.newLink(peer, "", 0, false);
     if (l.relayed || l.open) return;
-    // A new offer for a link not yet open is the offerer's retry: it replaces our attempt.
-    void l.pc?.close().catch(() => undefined);
+    if (l.pc && l.answered !== undefined && n <= l.answered) return; // stale or repeated
+    // A newer offer for a link not yet open is the offerer's retry: it replaces our attempt.
+    l.answered = n;
+    const old = l.pc;
+    l.pc = undefined;
+    void old?.close().catch(() => undefined);
     const pc = this.connection(l);
     await pc.setRemoteDescription({ type: "offer", sdp });
     await pc.setLocalDescription(await pc.createAnswer());
     await gathered(pc);
-    if (this.links.get(peer) !== l || l.pc !== pc) return;
-    this.send({ type: "answer", peer, sdp: pc.localDescription!.sdp });
+    if (!this.current(l, pc)) return;
+    this.send({ type: "answer", peer, n, sdp: pc.localDescription!.sdp });
+  }
+
+  /** Whether `pc` is still the link's live attempt. */
+  private current(l: Link, pc: RTCPeerConnection): boolean {
+    return this.links.get(l.peer) === l && l.pc === pc;
   }
 
   private wire(l: Link, pc: RTCPeerConnection, dc: RTCDataChannel): void {
@@ -513,12 +554,13 @@ export class MeshClient {
 
   private closeLinks(): void {
     const hadOpen = this.connectedPeers.length > 0;
-    for (const l of this.links.values()) {
+    const links = [...this.links.values()];
+    this.links.clear(); // first: the connections' "closed" events then find nothing to do
+    for (const l of links) {
       clearTimeout(l.timer);
       clearTimeout(l.retry);
       void l.pc?.close().catch(() => undefined);
     }
-    this.links.clear();
     if (hadOpen) this.onLinks?.();
   }
 }

@@ -5,6 +5,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vi
 import { WebSocket } from "ws";
 import { eventually } from "../runtime/flags/testing.ts";
 import type { MeshClient } from "./client.ts";
+import { policyFromFlags } from "./mesh.ts";
 import { decodeCoord, encodeCoord, type FromCoordinator, type Quality } from "./messages.ts";
 import { type LoopbackStun, startLoopbackStun } from "./stun.ts";
 import {
@@ -14,6 +15,7 @@ import {
   type TestCoordinator,
   type TestKeys,
   testKeys,
+  testZoneFlags,
 } from "./testing.ts";
 
 const env = inject("localEnv");
@@ -95,7 +97,15 @@ describe("coordinator", () => {
       "every peer with 9 open links",
       () => ps.every((p) => p.mates.length === 9 && p.connectedPeers.length === 9),
       120_000,
-    );
+    ).catch((err) => {
+      const stuck = ps.flatMap((p) =>
+        p
+          .linkStates()
+          .filter((l) => !l.open)
+          .map((l) => ({ from: p.peerId, ...l })),
+      );
+      throw new Error(`${err.message}: ${JSON.stringify(stuck.slice(0, 20))}`);
+    });
     // Three meshes of ten: mates are mutual, and every mesh is complete.
     const byId = new Map(ps.map((p) => [p.peerId, p]));
     const meshes = new Set<string>();
@@ -158,7 +168,7 @@ describe("coordinator", () => {
     );
     await joined;
     const refusedBefore = b.coordinator.stats.signalsRefused;
-    raw.send(encodeCoord({ type: "offer", peer: "b1", sdp: "v=0" }));
+    raw.send(encodeCoord({ type: "offer", peer: "b1", n: 0, sdp: "v=0" }));
     await eventually("the offer refused", () => b.coordinator.stats.signalsRefused > refusedBefore);
     raw.close();
 
@@ -280,6 +290,41 @@ describe("coordinator", () => {
     );
     expect(modes).toEqual(["z1:fallback", "z1:p2p"]);
     for (const p of [a, b, other]) p.close();
+  }, 60_000);
+
+  it("keeps a zone in fallback under Manual recovery until the clear token changes", async () => {
+    fresh();
+    let clearToken = "";
+    const base = policyFromFlags(
+      testZoneFlags({ namespace: "test", zone: "z1", region, maps: ZONES.z1, recovery: { mode: "Manual" } }),
+      { sustainMs: 300 },
+    );
+    const c = await startTestCoordinator({
+      natsUrl: env.natsUrl!,
+      region,
+      replica: "coord-m",
+      keys,
+      zones: ZONES,
+      options: { policy: () => ({ ...base, recovery: { ...base.recovery, clearToken } }) },
+    });
+    coords.push(c);
+    const a = await rawPeer(c.url, "ma", "prt_fild01");
+    const b = await rawPeer(c.url, "mb", "prt_fild01");
+    a.setQuality({ lossPercent: 9 });
+    b.setQuality({ lossPercent: 12 });
+    await eventually("zone z1 in fallback", () => a.last("zoneMode")?.mode === "fallback");
+    expect(a.last("zoneMode")!.reason).toMatch(/loss/);
+    a.setQuality({ lossPercent: 0 });
+    b.setQuality({ lossPercent: 0 });
+    // Well past the Auto backoff this policy would have (1 s): still in fallback.
+    await new Promise((r) => setTimeout(r, 2500));
+    expect(c.coordinator.zoneStates().find((z) => z.zone === "z1")).toMatchObject({ mode: "fallback" });
+    expect(a.last("zoneMode")?.mode).toBe("fallback");
+    // The operator clears it (hybridctl fallback clear stamps a new token).
+    clearToken = "cleared-1";
+    await eventually("zone z1 back to p2p", () => a.last("zoneMode")?.mode === "p2p");
+    a.close();
+    b.close();
   }, 60_000);
 
   it("drops a peer that stops heartbeating: its mates fall back to the relay for it", async () => {

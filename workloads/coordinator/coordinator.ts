@@ -639,23 +639,23 @@ export class Coordinator {
       }
       case "offer":
       case "answer":
-        this.signal(l, m.peer, m.type, m.sdp);
+        this.signal(l, m.peer, m.type, m.sdp, m.n);
         return;
       case "candidate":
-        this.signal(l, m.peer, "candidate", m.candidate);
+        this.signal(l, m.peer, "candidate", m.candidate, 0);
         return;
     }
   }
 
   /** Signaling goes only to a mesh mate (or a peer that signaled first) of the same zone. */
-  private signal(l: Local, to: string, kind: SignalMsg["kind"], data: string): void {
+  private signal(l: Local, to: string, kind: SignalMsg["kind"], data: string, n: number): void {
     const zone = l.entry.zone;
     const target = this.roster.get(zone)?.get(to);
     if (!target || !(l.mates.has(to) || l.inbound.has(to))) {
       this.stats.signalsRefused++;
       return;
     }
-    const msg: SignalMsg = { v: 1, zone, from: l.entry.id, to, kind, data };
+    const msg: SignalMsg = { v: 1, zone, from: l.entry.id, to, kind, n, data };
     this.stats.signalsForwarded++;
     if (target.entry.replica === this.replica) this.onSignalMsg(msg);
     else this.publish(coordSubjects.replica(this.opts.region, target.entry.replica), msg);
@@ -665,8 +665,8 @@ export class Coordinator {
     const l = this.locals.get(m.to);
     if (!l || l.entry.zone !== m.zone) return;
     l.inbound.add(m.from);
-    if (m.kind === "offer") this.sendTo(l, { type: "offerFrom", peer: m.from, sdp: m.data });
-    else if (m.kind === "answer") this.sendTo(l, { type: "answerFrom", peer: m.from, sdp: m.data });
+    if (m.kind === "offer") this.sendTo(l, { type: "offerFrom", peer: m.from, n: m.n, sdp: m.data });
+    else if (m.kind === "answer") this.sendTo(l, { type: "answerFrom", peer: m.from, n: m.n, sdp: m.data });
     else this.sendTo(l, { type: "candidateFrom", peer: m.from, candidate: m.data });
   }
 

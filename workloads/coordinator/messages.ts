@@ -59,8 +59,9 @@ export const COORD_MESSAGES = {
     body: struct({ token: str(4096), session: str(64), entity: u32, x: cell, y: cell }),
   },
   leave: { id: 2, dir: "c2s", body: struct({}) },
-  offer: { id: 3, dir: "c2s", body: struct({ peer: peerId, sdp }) },
-  answer: { id: 4, dir: "c2s", body: struct({ peer: peerId, sdp }) },
+  /** `n` numbers the offerer's attempts at a link; an answer echoes it, so a stale one is ignored. */
+  offer: { id: 3, dir: "c2s", body: struct({ peer: peerId, n: u16, sdp }) },
+  answer: { id: 4, dir: "c2s", body: struct({ peer: peerId, n: u16, sdp }) },
   candidate: { id: 5, dir: "c2s", body: struct({ peer: peerId, candidate: str(1024) }) },
   /** Liveness, position and link quality; answered by `ack`. */
   heartbeat: { id: 6, dir: "c2s", body: struct({ t: f64, x: cell, y: cell, q: quality }) },
@@ -80,8 +81,8 @@ export const COORD_MESSAGES = {
     body: struct({ peer: peerId, session: str(64), entity: u32, mesh: str(96), offerer: bool }),
   },
   peerLeft: { id: 22, dir: "s2c", body: struct({ peer: peerId, reason: str(64) }) },
-  offerFrom: { id: 23, dir: "s2c", body: struct({ peer: peerId, sdp }) },
-  answerFrom: { id: 24, dir: "s2c", body: struct({ peer: peerId, sdp }) },
+  offerFrom: { id: 23, dir: "s2c", body: struct({ peer: peerId, n: u16, sdp }) },
+  answerFrom: { id: 24, dir: "s2c", body: struct({ peer: peerId, n: u16, sdp }) },
   candidateFrom: { id: 25, dir: "s2c", body: struct({ peer: peerId, candidate: str(1024) }) },
   ack: { id: 26, dir: "s2c", body: struct({ t: f64 }) },
   /** This pair exchanges through the server relay (its direct connection could not be made). */
