@@ -69,7 +69,7 @@ export const COMPONENTS = [
     subcommand: "coordinator",
     portName: "signal",
     portEnv: "HYBRIDP2P_COORDINATOR_PORT",
-    auth: false,
+    auth: true,
   },
   {
     key: "loginServer",

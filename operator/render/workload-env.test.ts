@@ -3,9 +3,11 @@
 // check, so a renamed variable on either side fails here rather than in a crash-looping pod.
 import { describe, expect, it } from "vitest";
 import { charConfigFromEnv } from "../../workloads/char-server/config.ts";
+import { readConfig as readCoordinatorConfig } from "../../workloads/coordinator/main.ts";
 import { gatewayConfigFromEnv } from "../../workloads/gateway/config.ts";
 import { loginConfigFromEnv } from "../../workloads/login-server/config.ts";
 import { mapServerConfigFromEnv } from "../../workloads/map-server/config.ts";
+import { EnvReader } from "../../workloads/runtime/config.ts";
 import type { Region, Zone } from "../api/index.ts";
 import type { KubeObject } from "../runtime/kube.ts";
 import { renderRegion } from "./region.ts";
@@ -55,6 +57,13 @@ describe("rendered pod environment against each workload's config check", () => 
     expect(cfg.keysetFile).toBe("/etc/hybridp2p/auth/keyset.json");
   });
 
+  it("satisfies the coordinator", () => {
+    const r = new EnvReader(podEnv(regionObjs, "demo-coordinator"));
+    const cfg = readCoordinatorConfig(r);
+    r.done();
+    expect(cfg.keysetFile).toBe("/etc/hybridp2p/auth/keyset.json");
+  });
+
   it("satisfies the login server", () => {
     expect(loginConfigFromEnv(podEnv(regionObjs, "demo-login-server")).port).toBe(6900);
   });
@@ -72,7 +81,7 @@ describe("rendered pod environment against each workload's config check", () => 
   });
 
   it("mounts the region's keyset Secret where the token workloads read it", () => {
-    for (const name of ["demo-gateway", "demo-login-server", "demo-char-server"]) {
+    for (const name of ["demo-gateway", "demo-coordinator", "demo-login-server", "demo-char-server"]) {
       const spec = (regionObjs.find((o) => o.kind === "Deployment" && o.metadata.name === name) as Any).spec
         .template.spec;
       expect(spec.volumes).toContainEqual({

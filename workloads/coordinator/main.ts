@@ -33,7 +33,7 @@ interface CoordinatorConfig {
   aliveMs: number;
 }
 
-function readConfig(r: EnvReader): CoordinatorConfig {
+export function readConfig(r: EnvReader): CoordinatorConfig {
   const etcd = (r.str(ENV.etcdEndpoints) ?? "")
     .split(",")
     .map((s) => s.trim())
