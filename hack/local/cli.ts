@@ -43,6 +43,34 @@ function kubectl(kubeconfig: string, args: string[]): string {
   return execFileSync(join(binDir(), "kubectl"), ["--kubeconfig", kubeconfig, ...args], { encoding: "utf8" });
 }
 
+/** Live status until Ctrl-C, with the commands to try under it. (`hybridctl status --watch`
+ * does the same alone; here the hints must stay on screen, so the loop is ours.) */
+async function statusLoop(env: NodeJS.ProcessEnv, hints: string): Promise<void> {
+  let stopping = false;
+  const stopped = new Promise<void>((resolve) => {
+    const stop = () => {
+      stopping = true;
+      resolve();
+    };
+    process.once("SIGINT", stop);
+    process.once("SIGTERM", stop);
+  });
+  while (!stopping) {
+    let table: string;
+    try {
+      table = execFileSync(node, [join(repoRoot, "operator/cli/hybridctl.ts"), "status", "-A"], {
+        encoding: "utf8",
+        env,
+      });
+    } catch (err) {
+      table = `hybridctl status failed: ${(err as Error).message}`;
+    }
+    if (process.stdout.isTTY) process.stdout.write("\x1b[H\x1b[2J");
+    console.log(`${new Date().toISOString()}\n\n${table}\n${hints}`);
+    await Promise.race([stopped, new Promise((r) => setTimeout(r, 2000))]);
+  }
+}
+
 async function up(opts: { exit: boolean }): Promise<void> {
   const log = (m: string) => console.log(`[local] ${m}`);
   rmSync(localDir, { recursive: true, force: true });
@@ -107,31 +135,86 @@ Press Ctrl-C to stop everything.`;
     throw err;
   }
   if (opts.exit) return shutdown();
-  // Live status until Ctrl-C, with the commands to try under it. (`hybridctl status --watch`
-  // does the same alone; here the hints must stay on screen, so the loop is ours.)
-  let stopping = false;
-  const stopped = new Promise<void>((resolve) => {
-    const stop = () => {
-      stopping = true;
-      resolve();
-    };
-    process.once("SIGINT", stop);
-    process.once("SIGTERM", stop);
-  });
-  while (!stopping) {
-    let table: string;
-    try {
-      table = execFileSync(node, [join(repoRoot, "operator/cli/hybridctl.ts"), "status", "-A"], {
-        encoding: "utf8",
-        env: { ...process.env, ...envVars(running.env) },
-      });
-    } catch (err) {
-      table = `hybridctl status failed: ${(err as Error).message}`;
-    }
-    if (process.stdout.isTTY) process.stdout.write("\x1b[H\x1b[2J");
-    console.log(`${new Date().toISOString()}\n\n${table}\n${hints}`);
-    await Promise.race([stopped, new Promise((r) => setTimeout(r, 2000))]);
+  await statusLoop({ ...process.env, ...envVars(running.env) }, hints);
+  await shutdown();
+}
+
+/** The full region as a cluster runs it: pods from the images, the operator from the chart,
+ * the data stores as the operator's managed StatefulSets (the e2e suite's path, by hand). */
+async function upCluster(opts: { exit: boolean }): Promise<void> {
+  const log = (m: string) => console.log(`[local] ${m}`);
+  for (const script of ["build-images.sh", "build-store-images.sh"]) {
+    log(`hack/${script} (cached layers make later runs quick)`);
+    execFileSync("bash", [join(repoRoot, "hack", script)], { stdio: "inherit" });
   }
+  rmSync(localDir, { recursive: true, force: true });
+  mkdirSync(join(repoRoot, ".cache"), { recursive: true });
+  const running = await startLocalEnv({ services: ["kube", "cluster"], log });
+  const shutdown = async () => {
+    log("stopping...");
+    await running.stop();
+    rmSync(running.env.stateDir, { recursive: true, force: true });
+    rmSync(localDir, { force: true });
+    log("stopped; nothing left running");
+  };
+  const kc = running.env.kubeconfig!;
+  const env = { ...process.env, KUBECONFIG: kc };
+  let hints = "";
+  try {
+    symlinkSync(running.env.stateDir, localDir);
+    log("installing the chart (operator, CRDs, RBAC)");
+    // The operator publishes flags to the Region's managed etcd, the store its workloads read.
+    execFileSync(
+      join(binDir(), "helm"),
+      [
+        "install",
+        "hybrid-p2p",
+        join(repoRoot, "charts/hybrid-p2p"),
+        "-n",
+        "hybrid-system",
+        "--create-namespace",
+      ].concat([
+        "--set",
+        "flags.etcdEndpoints=http://demo-etcd.demo.svc:2379",
+        "--wait",
+        "--timeout",
+        "300s",
+      ]),
+      { env, stdio: ["ignore", "inherit", "inherit"] },
+    );
+    kubectl(kc, ["create", "namespace", "demo"]);
+    const keyset = execFileSync(node, [join(repoRoot, "workloads/main.ts"), "keyset", "new"], {
+      encoding: "utf8",
+    });
+    kubectl(kc, [
+      "create",
+      "secret",
+      "generic",
+      "demo-auth-keyset",
+      "-n",
+      "demo",
+      "--from-literal",
+      `keyset.json=${keyset}`,
+    ]);
+    log("applying the example region");
+    process.stdout.write(kubectl(kc, ["apply", "--server-side", "-f", join(repoRoot, "examples")]));
+    log("waiting for the Zones to be Ready (pods start from the images)");
+    kubectl(kc, ["wait", "--for=condition=Ready", "--timeout=300s", "zones", "--all", "-n", "demo"]);
+    writeFileSync(join(localDir, "env.sh"), `export KUBECONFIG=${kc}\n`);
+    hints = `
+The local region runs as pods. In another terminal:
+  source ${join(localDir, "env.sh")}
+  ${join(binDir(), "kubectl")} get pods,hybridp2p -n demo
+  npm run hybridctl -- status -A
+  ${join(binDir(), "kubectl")} -n demo patch p2ppolicy fields-p2p --type merge -p '{"spec":{"enabled":false}}'
+Press Ctrl-C to stop everything.`;
+    console.log(hints);
+  } catch (err) {
+    await shutdown();
+    throw err;
+  }
+  if (opts.exit) return shutdown();
+  await statusLoop(env, hints);
   await shutdown();
 }
 
@@ -140,5 +223,6 @@ program
   .command("up")
   .description("start everything, apply the examples, and run until Ctrl-C")
   .option("--exit", "stop again as soon as everything is ready (a smoke check)", false)
-  .action((opts: { exit: boolean }) => up(opts));
+  .option("--cluster", "run the region as pods: images, the chart, managed stores (needs podman)", false)
+  .action((opts: { exit: boolean; cluster: boolean }) => (opts.cluster ? upCluster(opts) : up(opts)));
 await program.parseAsync();
