@@ -289,7 +289,8 @@ describe("a StatefulSet with a volume claim template", () => {
 
 describe("cluster DNS for podman pods", () => {
   // Fetches each URL given in TARGETS and serves what came back.
-  const CLIENT = `const out = {}; for (const u of process.env.TARGETS.split(" ")) { try { out[u] = (await (await fetch(u)).text()).slice(0, 40); } catch (e) { out[u] = "error: " + (e.cause?.code ?? e); } } (await import("node:http")).createServer((q, r) => r.end(JSON.stringify(out))).listen(8080);`;
+  // Resolves on every request: the agent's records follow EndpointSlices a moment later.
+  const CLIENT = `const probe = async () => { const out = {}; for (const u of process.env.TARGETS.split(" ")) { try { out[u] = (await (await fetch(u)).text()).slice(0, 40); } catch (e) { out[u] = "error: " + (e.cause?.code ?? e); } } return out; }; (await import("node:http")).createServer(async (q, r) => r.end(JSON.stringify(await probe()))).listen(8080);`;
 
   it("resolves Services to ready pods and StatefulSet pods by hostname", async () => {
     await api("POST", `/api/v1/namespaces/${NS}/services`, {
@@ -333,7 +334,12 @@ describe("cluster DNS for podman pods", () => {
       const p = await api<V1Pod>("GET", `/api/v1/namespaces/${NS}/pods/dns-client`);
       return isReady(p) ? p : undefined;
     });
-    const seen = (await (await fetch(`http://${pod.status!.podIP}:8080/`)).json()) as Record<string, string>;
+    const seen = await waitFor("the Services resolving inside the pod", async () => {
+      const s = (await (await fetch(`http://${pod.status!.podIP}:8080/`)).json()) as Record<string, string>;
+      return s[targets[0]!] === "ok" && s[targets[1]!] === "ok" && /^\d+$/.test(s[targets[2]!] ?? "")
+        ? s
+        : undefined;
+    });
     expect(seen[targets[0]!]).toBe("ok");
     expect(seen[targets[1]!]).toBe("ok");
     expect(seen[targets[2]!]).toMatch(/^\d+$/);
