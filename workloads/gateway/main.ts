@@ -4,13 +4,12 @@ import { connect } from "@nats-io/transport-node";
 import { Gauge } from "prom-client";
 import { GatewayAuth } from "../auth/gateway.ts";
 import { CoordinatorWatch } from "../coordinator/watch.ts";
-import { ConfigError } from "../runtime/config.ts";
 import { FlagClient } from "../runtime/flags/client.ts";
 import { connectFlagStore } from "../runtime/flags/etcd.ts";
 import { newRegistry, startOpsServer } from "../runtime/http.ts";
 import { createLogger, type Logger } from "../runtime/log.ts";
 import { createRedis } from "../runtime/redis.ts";
-import { runUntilSignalled } from "../runtime/shutdown.ts";
+import { configOrExit, runUntilSignalled } from "../runtime/shutdown.ts";
 import { type GatewayConfig, gatewayConfigFromEnv } from "./config.ts";
 import { consumeEvents } from "./events.ts";
 import { flagDirectory, flagGate } from "./flags.ts";
@@ -142,16 +141,7 @@ export async function startGateway(cfg: GatewayConfig, log: Logger): Promise<{ c
 }
 
 export async function run(): Promise<void> {
-  let cfg: GatewayConfig;
-  try {
-    cfg = gatewayConfigFromEnv();
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      createLogger("gateway").error(err.message, { problems: err.problems });
-      process.exit(2);
-    }
-    throw err;
-  }
+  const cfg = configOrExit("gateway", () => gatewayConfigFromEnv());
   const log = createLogger("gateway", { level: cfg.runtime.logLevel, fields: { pod: cfg.runtime.podName } });
   await runUntilSignalled(log, cfg.runtime.shutdownTimeoutMs, () => startGateway(cfg, log));
 }

@@ -3,13 +3,12 @@
 import { connect } from "@nats-io/transport-node";
 import { migrate } from "../db/migrations.ts";
 import { createPool } from "../db/pool.ts";
-import { ConfigError } from "../runtime/config.ts";
 import { FlagClient } from "../runtime/flags/client.ts";
 import { connectFlagStore } from "../runtime/flags/etcd.ts";
 import { newRegistry, startOpsServer } from "../runtime/http.ts";
 import { createLogger, type Logger } from "../runtime/log.ts";
 import { createRedis, pingRedis } from "../runtime/redis.ts";
-import { runUntilSignalled } from "../runtime/shutdown.ts";
+import { configOrExit, runUntilSignalled } from "../runtime/shutdown.ts";
 import { type MapServerConfig, mapServerConfigFromEnv } from "./config.ts";
 import { flagModes } from "./modes.ts";
 import { MapServer } from "./server.ts";
@@ -95,16 +94,7 @@ export async function startMapServer(cfg: MapServerConfig, log: Logger): Promise
 }
 
 export async function run(): Promise<void> {
-  let cfg: MapServerConfig;
-  try {
-    cfg = mapServerConfigFromEnv();
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      createLogger("map-server").error(err.message, { problems: err.problems });
-      process.exit(2);
-    }
-    throw err;
-  }
+  const cfg = configOrExit("map-server", () => mapServerConfigFromEnv());
   const log = createLogger("map-server", {
     level: cfg.runtime.logLevel,
     fields: { pod: cfg.runtime.podName, zone: cfg.zone },

@@ -1,7 +1,8 @@
 // Graceful shutdown: hooks registered as resources come up run in reverse order on SIGTERM or
 // SIGINT (or when asked), each bounded by the overall deadline, so a pod drains its requests,
 // persists what it must and closes its connections before Kubernetes kills it.
-import type { Logger } from "./log.ts";
+import { ConfigError } from "./config.ts";
+import { createLogger, type Logger } from "./log.ts";
 
 export type ShutdownHook = () => Promise<void> | void;
 
@@ -93,5 +94,19 @@ export async function runUntilSignalled(
     process.exitCode = 1;
     await shutdown.run("start failed");
     process.exit(1);
+  }
+}
+
+/** A workload's configuration, or exit 2 with every problem logged: a pod with bad settings
+ * stops at once and says why, rather than failing later on a missing value. */
+export function configOrExit<T>(component: string, read: () => T): T {
+  try {
+    return read();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      createLogger(component).error(err.message, { problems: err.problems });
+      process.exit(2);
+    }
+    throw err;
   }
 }
