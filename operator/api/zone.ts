@@ -152,6 +152,13 @@ export const ZoneStatus = Type.Object(
         {
           connected: Type.Optional(Type.Integer({ minimum: 0, description: "Clients in a mesh." })),
           meshes: Type.Optional(Type.Integer({ minimum: 0, description: "Meshes." })),
+          relayed: Type.Optional(
+            Type.Integer({
+              minimum: 0,
+              description:
+                "Clients with at least one pair exchanging through the server relay (no direct connection could be made).",
+            }),
+          ),
         },
         { description: "P2P clients of the zone, as the coordinator reports them." },
       ),
@@ -180,6 +187,8 @@ export const zonePrinterColumns = [
   { name: "Replicas", type: "integer", jsonPath: ".status.replicas.applied" },
   { name: "Desired", type: "integer", jsonPath: ".status.replicas.desired", priority: 1 },
   { name: "Policy", type: "string", jsonPath: ".status.policy", priority: 1 },
+  { name: "Peers", type: "integer", jsonPath: ".status.p2pPeers.connected", priority: 1 },
+  { name: "Relayed", type: "integer", jsonPath: ".status.p2pPeers.relayed", priority: 1 },
   { name: "Ready", type: "string", jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
   { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
 ];

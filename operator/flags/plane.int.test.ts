@@ -186,6 +186,42 @@ describe("flag plane end to end", () => {
     expect(entered.involvedObject.kind).toBe("Zone");
   });
 
+  it("folds region-wide pods' zone holds and the coordinator's peer counts into Zone status", async () => {
+    const regionPod = async (service: string, pod: string) => {
+      const c = new FlagClient({ client: etcd, prefix, namespace: ns, service, pod, log: quiet });
+      await c.start();
+      return c;
+    };
+    const gw = await regionPod("gateway", "gw-0");
+    const coord = await regionPod("coordinator", "coord-0");
+    await eventually("fields in P2P for the gateway", () => gw.zoneMode("fild-a").mode === "p2p");
+
+    gw.triggerZone("fild-a", "coordinator", "coordinator unreachable: no replica heard for 600 ms");
+    coord.reportZones(new Map([["fild-b", { peers: { connected: 5, meshes: 1, relayed: 2 } }]]));
+    const a = await eventually("fild-a in Fallback by the gateway's hold", async () => {
+      const o = await get("zones", "fild-a");
+      return o.status?.mode === "Fallback" ? o : undefined;
+    });
+    expect(a.status!.fallbackReason).toBe(
+      "coordinator unreachable: no replica heard for 600 ms (gateway: gw-0)",
+    );
+    const b = await eventually("fild-b peers in status", async () => {
+      const o = await get("zones", "fild-b");
+      return (o.status?.p2pPeers as { connected?: number } | undefined)?.connected === 5 ? o : undefined;
+    });
+    expect(b.status).toMatchObject({ mode: "P2P", p2pPeers: { connected: 5, meshes: 1, relayed: 2 } });
+    expect((await get("zones", "town")).status?.mode).toBe("Server");
+
+    // The pods go away: their reports (and so the hold and the counts) go with them.
+    await gw.close();
+    await coord.close();
+    await eventually("fild-a back to P2P", async () => (await get("zones", "fild-a")).status?.mode === "P2P");
+    await eventually(
+      "fild-b peers gone",
+      async () => (await get("zones", "fild-b")).status?.p2pPeers === undefined,
+    );
+  });
+
   it("reports overlapping policies as conflicts on both, the higher priority governing", async () => {
     await create("p2ppolicies", {
       apiVersion: `${GROUP}/${VERSION}`,

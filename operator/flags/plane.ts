@@ -316,6 +316,9 @@ function sameZoneStatus(s: ZoneFlagStatus, cur: ZoneForFold["status"]): boolean 
     s.appliedEpoch === (c.appliedEpoch ?? null) &&
     s.replicas.applied === c.replicas?.applied &&
     s.fallbackReason === (c.fallbackReason ?? null) &&
-    s.fallbackSince === (c.fallbackSince ?? null)
+    s.fallbackSince === (c.fallbackSince ?? null) &&
+    s.p2pPeers?.connected === c.p2pPeers?.connected &&
+    s.p2pPeers?.meshes === c.p2pPeers?.meshes &&
+    s.p2pPeers?.relayed === c.p2pPeers?.relayed
   );
 }

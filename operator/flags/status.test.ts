@@ -58,6 +58,20 @@ const fold = (
   ps: typeof policies = policies,
 ) => foldStatus({ compiled, epoch: 5, reports, zones: zs, policies: ps, now: "2026-01-02T00:00:00Z" });
 
+/** A region-wide pod's report (gateway, coordinator) with per-zone entries. */
+const regionRep = (pod: string, service: string, zones: PodReport["zones"]): PodReport => ({
+  v: 1,
+  pod,
+  namespace: NS,
+  service,
+  epoch: 5,
+  mode: "p2p",
+  reason: "",
+  since: "2026-01-01T00:00:00Z",
+  updatedAt: "2026-01-01T00:00:00Z",
+  zones,
+});
+
 describe("status fold", () => {
   it("derives zone mode, applied epoch and replicas from the reports", () => {
     const out = fold([
@@ -73,6 +87,7 @@ describe("status fold", () => {
       replicas: { applied: 1 },
       fallbackReason: null,
       fallbackSince: null,
+      p2pPeers: null,
     });
     expect(out.zones.get("eu/b")!.mode).toBe("Mixed"); // its town map stays server-side
     expect(out.zones.get("eu/t")).toMatchObject({ mode: "Server", policy: null, appliedEpoch: 5 });
@@ -153,5 +168,45 @@ describe("status fold", () => {
     });
     expect(out.zones.get("eu/a")!.fallbackReason).toMatch(/forced by policy p/);
     expect(out.events.map((e) => e.name)).toEqual(["a", "b"]);
+  });
+
+  it("a zone held in fallback by region-wide pods is in Fallback, naming who and why; other zones are not", () => {
+    const lost = {
+      reason: "coordinator unreachable: no replica heard for 600 ms",
+      since: "2026-01-01T00:00:07Z",
+    };
+    const out = fold([
+      rep("a-0", "a", 5, "p2p"),
+      rep("a-1", "a", 5, "p2p"),
+      rep("b-0", "b", 5, "p2p"),
+      rep("t-0", "t", 5, "server"),
+      regionRep("gw-1", "gateway", { a: { fallback: lost }, t: { fallback: lost } }),
+      regionRep("gw-0", "gateway", { a: { fallback: lost } }),
+      regionRep("co-0", "coordinator", {
+        a: { fallback: { reason: "latency p95 412 ms > max 300 ms", since: "2026-01-01T00:00:05Z" } },
+      }),
+    ]);
+    expect(out.zones.get("eu/a")).toMatchObject({
+      mode: "Fallback",
+      fallbackReason:
+        "latency p95 412 ms > max 300 ms (coordinator: co-0); coordinator unreachable: no replica heard for 600 ms (gateway: gw-0, gw-1)",
+      fallbackSince: "2026-01-01T00:00:05Z",
+    });
+    // Not held by anyone: stays as its map servers say.
+    expect(out.zones.get("eu/b")).toMatchObject({ mode: "Mixed", fallbackReason: null });
+    // P2P never ran in the town zone: a hold there changes nothing.
+    expect(out.zones.get("eu/t")).toMatchObject({ mode: "Server", fallbackReason: null });
+    expect(out.events.map((e) => `${e.name} ${e.reason}`)).toEqual(["a FallbackEntered"]);
+  });
+
+  it("takes p2pPeers from the coordinator replicas (the largest count), not from other pods", () => {
+    const out = fold([
+      rep("a-0", "a", 5, "p2p"),
+      regionRep("co-0", "coordinator", { a: { peers: { connected: 28, meshes: 3, relayed: 6 } } }),
+      regionRep("co-1", "coordinator", { a: { peers: { connected: 30, meshes: 3, relayed: 7 } } }),
+      regionRep("gw-0", "gateway", { a: { peers: { connected: 99, meshes: 9, relayed: 9 } } }),
+    ]);
+    expect(out.zones.get("eu/a")!.p2pPeers).toEqual({ connected: 30, meshes: 3, relayed: 7 });
+    expect(out.zones.get("eu/b")!.p2pPeers).toBeNull();
   });
 });

@@ -2,9 +2,15 @@
 // fields of Zone and P2PPolicy status, and the fallback entry/exit Events. Pure.
 //
 // Ownership: on Zone, this writes only mode, policy, appliedEpoch, replicas.applied,
-// fallbackReason and fallbackSince (the Zone reconciler owns conditions, replicas.desired and
-// selector). On P2PPolicy it owns the whole status.
-import type { PodReport, ZoneFlags } from "../../workloads/runtime/flags/layout.ts";
+// fallbackReason, fallbackSince and p2pPeers (the Zone reconciler owns conditions,
+// replicas.desired and selector). On P2PPolicy it owns the whole status.
+//
+// A zone's mode and fallback come from its map servers' reports, and also from the region-wide
+// pods (gateway, coordinator) that hold that zone in fallback on their own: when the gateway
+// loses the coordinator or the coordinator judges the mesh quality bad, the zone's players are
+// in server mode whatever the map servers run. p2pPeers comes from the coordinator replicas'
+// reports (they share one roster, so any of them can tell; the largest count is the freshest).
+import type { PodReport, ZoneFlags, ZonePeers } from "../../workloads/runtime/flags/layout.ts";
 import { effectiveP2P } from "../../workloads/runtime/flags/layout.ts";
 import type { CompiledFlags } from "./compiler.ts";
 
@@ -20,6 +26,7 @@ export interface ZoneForFold {
     replicas?: { desired?: number; applied?: number };
     fallbackReason?: string;
     fallbackSince?: string;
+    p2pPeers?: Partial<ZonePeers>;
   };
 }
 
@@ -36,6 +43,7 @@ export interface ZoneFlagStatus {
   replicas: { applied: number };
   fallbackReason: string | null;
   fallbackSince: string | null;
+  p2pPeers: ZonePeers | null;
 }
 
 export interface PolicyCondition {
@@ -82,6 +90,37 @@ export interface FoldOutput {
 }
 
 const MAP_SERVER = "map-server";
+const COORDINATOR = "coordinator";
+
+/** Region-wide pods' fallback holds on one zone, as `reason (service: pods)` phrases. */
+function heldReasons(
+  regionReports: readonly PodReport[],
+  zone: string,
+): { reasons: string[]; since: string[] } {
+  const byReason = new Map<string, string[]>();
+  const since: string[] = [];
+  for (const r of regionReports) {
+    const f = r.zones?.[zone]?.fallback;
+    if (f === undefined) continue;
+    const k = `${f.reason}\u0000${r.service}`;
+    byReason.set(k, [...(byReason.get(k) ?? []), r.pod]);
+    since.push(f.since);
+  }
+  const reasons = [...byReason].map(([k, pods]) => {
+    const [reason, service] = k.split("\u0000");
+    return `${reason} (${service}: ${pods.join(", ")})`;
+  });
+  return { reasons, since };
+}
+
+function peersOf(regionReports: readonly PodReport[], zone: string): ZonePeers | null {
+  let best: ZonePeers | null = null;
+  for (const r of regionReports) {
+    const p = r.service === COORDINATOR ? r.zones?.[zone]?.peers : undefined;
+    if (p !== undefined && (best === null || p.connected > best.connected)) best = p;
+  }
+  return best === null ? null : { connected: best.connected, meshes: best.meshes, relayed: best.relayed };
+}
 
 function modeOf(modes: readonly string[], doc: ZoneFlags | undefined): ZoneMode {
   const partial = doc?.maps.some((m) => !m.p2p) === true;
@@ -101,8 +140,13 @@ function modeOf(modes: readonly string[], doc: ZoneFlags | undefined): ZoneMode 
 export function foldStatus(input: FoldInput): FoldOutput {
   const docs = new Map(input.compiled.zones.map((z) => [`${z.namespace}/${z.zone}`, z]));
   const byZone = new Map<string, PodReport[]>();
-  for (const r of input.reports) {
-    if (r.zone === undefined || r.service !== MAP_SERVER) continue;
+  const regionWide = new Map<string, PodReport[]>();
+  for (const r of [...input.reports].sort((a, b) => (a.pod < b.pod ? -1 : a.pod > b.pod ? 1 : 0))) {
+    if (r.zone === undefined) {
+      if (r.zones !== undefined) regionWide.set(r.namespace, [...(regionWide.get(r.namespace) ?? []), r]);
+      continue;
+    }
+    if (r.service !== MAP_SERVER) continue;
     const k = `${r.namespace}/${r.zone}`;
     const list = byZone.get(k) ?? [];
     list.push(r);
@@ -117,12 +161,16 @@ export function foldStatus(input: FoldInput): FoldOutput {
     const name = z.metadata.name!;
     const key = `${ns}/${name}`;
     const doc = docs.get(key);
-    const reports = (byZone.get(key) ?? []).sort((a, b) => (a.pod < b.pod ? -1 : a.pod > b.pod ? 1 : 0));
+    const reports = byZone.get(key) ?? [];
+    const regionReports = regionWide.get(ns) ?? [];
     const desired = z.spec?.mapServer?.replicas ?? 1;
-    const mode = modeOf(
+    const held = heldReasons(regionReports, name);
+    const served = modeOf(
       reports.map((r) => r.mode),
       doc,
     );
+    // A hold matters only where P2P runs: a server-only zone has nothing to fall back from.
+    const mode = held.reasons.length > 0 && served !== "Server" ? "Fallback" : served;
     const inFallback = reports.filter((r) => r.mode === "fallback");
     let fallbackReason: string | null = null;
     let fallbackSince: string | null = null;
@@ -133,9 +181,13 @@ export function foldStatus(input: FoldInput): FoldOutput {
           ? first.reason
           : `${first.reason} (${inFallback.length} of ${reports.length} pods: ${inFallback.map((r) => r.pod).join(", ")})`;
       fallbackSince = inFallback.map((r) => r.since).sort()[0] ?? input.now;
-    } else if (reports.length === 0 && mode === "Fallback") {
+    } else if (reports.length === 0 && served === "Fallback") {
       fallbackReason = doc?.reason ?? doc?.services[MAP_SERVER]?.reason ?? "fallback forced";
       fallbackSince = z.status?.fallbackSince ?? input.now;
+    }
+    if (mode === "Fallback" && held.reasons.length > 0) {
+      fallbackReason = [...(fallbackReason === null ? [] : [fallbackReason]), ...held.reasons].join("; ");
+      fallbackSince = [...(fallbackSince === null ? [] : [fallbackSince]), ...held.since].sort()[0]!;
     }
     if (fallbackReason !== null) fallbackReason = fallbackReason.slice(0, 1024);
     const current = reports.filter((r) => r.epoch >= input.epoch && r.rejectedEpoch === undefined).length;
@@ -148,6 +200,7 @@ export function foldStatus(input: FoldInput): FoldOutput {
       replicas: { applied: current },
       fallbackReason,
       fallbackSince,
+      p2pPeers: peersOf(regionReports, name),
     });
 
     const was = z.status?.fallbackReason !== undefined && z.status.fallbackReason !== null;

@@ -21,6 +21,7 @@ import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { type RawData, WebSocket, WebSocketServer } from "ws";
 import { decode as busDecode, encode as busEncode } from "../bus/contract.ts";
 import { FallbackLatch } from "../runtime/flags/fallback.ts";
+import type { ZoneReport } from "../runtime/flags/layout.ts";
 import { type AliveMsg, coordSubjects, type RosterMsg, type SignalMsg, type ZoneState } from "./bus.ts";
 import {
   assignMeshes,
@@ -99,7 +100,12 @@ interface ZoneRun {
   reason: string;
   hosts: Map<string, string>;
   remeshTimer?: NodeJS.Timeout;
+  /** From the last mesh computation: peers in a mesh, meshes, peers with a relayed pair. */
+  meshedPeers: number;
+  meshes: number;
   relayedPeers: number;
+  /** When the zone entered fallback (ms since the epoch). */
+  since: number;
   /** Since when the quality has been past the thresholds. */
   badSince?: number;
   lastRemesh: number;
@@ -173,6 +179,24 @@ export class Coordinator {
     for (const [zone, peers] of this.roster) {
       const z = this.zoneRun(zone);
       out.push({ zone, mode: z.mode, reason: z.reason, peers: peers.size, relayed: z.relayedPeers });
+    }
+    return out;
+  }
+
+  /**
+   * What this replica says about each zone for the Zone's status (through the flag client's
+   * report): its fallback and its peer counts. Zones with nothing to say are left out.
+   */
+  zoneReports(): Map<string, ZoneReport> {
+    const out = new Map<string, ZoneReport>();
+    for (const zone of [...this.roster.keys()].sort()) {
+      const z = this.zoneRun(zone);
+      const r: ZoneReport = {};
+      if (z.mode === "fallback")
+        r.fallback = { reason: z.reason.slice(0, 1024), since: new Date(z.since).toISOString() };
+      if (z.meshedPeers > 0 || z.mode === "fallback")
+        r.peers = { connected: z.meshedPeers, meshes: z.meshes, relayed: z.relayedPeers };
+      if (r.fallback || r.peers) out.set(zone, r);
     }
     return out;
   }
@@ -352,7 +376,10 @@ export class Coordinator {
         mode: "p2p",
         reason: "",
         hosts: new Map(),
+        meshedPeers: 0,
+        meshes: 0,
         relayedPeers: 0,
+        since: 0,
         lastRemesh: 0,
       };
       this.zones.set(zone, z);
@@ -391,6 +418,7 @@ export class Coordinator {
     }
     z.mode = mode;
     z.reason = s.reason;
+    z.since = now;
     this.log.info(mode === "fallback" ? "zone falls back" : "zone back to p2p", { zone, reason: s.reason });
     this.opts.onZoneMode?.(zone, mode, s.reason);
     this.remesh(zone);
@@ -429,6 +457,8 @@ export class Coordinator {
             relayedPeers.add(b);
           }
     z.relayedPeers = relayedPeers.size;
+    z.meshes = meshes.size;
+    z.meshedPeers = meshOf.size;
 
     for (const l of this.locals.values()) {
       if (l.entry.zone !== zone) continue;

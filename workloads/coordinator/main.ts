@@ -4,8 +4,10 @@
 //                                             fallback reports; without it HYBRIDP2P_COORDINATOR_MAPS
 //                                             (`zone=map1,map2;zone2=map3`) and the default policy
 //   HYBRIDP2P_FLAG_PREFIX, HYBRIDP2P_AUTH_KEYSET_FILE, HYBRIDP2P_COORDINATOR_PORT (7100),
-//   HYBRIDP2P_LISTEN_HOST, HYBRIDP2P_COORDINATOR_ALIVE_MS (100)
-// A zone that falls back (mesh quality) is reported through the flag client as a trigger.
+//   HYBRIDP2P_LISTEN_HOST, HYBRIDP2P_COORDINATOR_ALIVE_MS (100),
+//   HYBRIDP2P_COORDINATOR_REPORT_MS (2000): how often peer counts go into the flag report
+// Each zone's fallback (mesh quality) and peer counts go into this pod's flag report, from
+// which the operator folds the Zone's status.
 import { connect } from "@nats-io/transport-node";
 import { Gauge } from "prom-client";
 import { DEFAULT_KEYSET_FILE } from "../auth/config.ts";
@@ -31,6 +33,7 @@ interface CoordinatorConfig {
   port: number;
   host: string;
   aliveMs: number;
+  reportMs: number;
 }
 
 export function readConfig(r: EnvReader): CoordinatorConfig {
@@ -64,6 +67,7 @@ export function readConfig(r: EnvReader): CoordinatorConfig {
     port: r.port("HYBRIDP2P_COORDINATOR_PORT", DEFAULT_COORDINATOR_PORT),
     host: r.str("HYBRIDP2P_LISTEN_HOST", "0.0.0.0"),
     aliveMs: r.int("HYBRIDP2P_COORDINATOR_ALIVE_MS", { default: 100, min: 10, max: 10_000 }),
+    reportMs: r.int("HYBRIDP2P_COORDINATOR_REPORT_MS", { default: 2000, min: 100, max: 60_000 }),
   };
 }
 
@@ -124,11 +128,14 @@ export async function run(): Promise<void> {
     policy,
     aliveMs: cfg.aliveMs,
     log,
-    onZoneMode: (zone, mode, reason) => {
-      if (mode === "fallback") flags?.trigger(`zone:${zone}`, `zone ${zone}: ${reason}`);
-      else flags?.clearTrigger(`zone:${zone}`);
-    },
+    // The coordinator's own latches recover the zone; the report only says what they decided.
+    onZoneMode: () => flags?.reportZones(coordinator.zoneReports()),
   });
+  // Peer counts change with every join: reported at most once per interval (the flag client
+  // writes only when the report changed).
+  const reportTimer = flags
+    ? setInterval(() => flags?.reportZones(coordinator.zoneReports()), cfg.reportMs)
+    : undefined;
   const port = await coordinator.listen(cfg.port, cfg.host);
   const gauge = (name: string, help: string, read: () => number) =>
     new Gauge({
@@ -161,7 +168,10 @@ export async function run(): Promise<void> {
   w.checks.nats = () => {
     if (nc.isClosed()) throw new Error("NATS connection closed");
   };
-  w.shutdown.add("coordinator", () => coordinator.close());
+  w.shutdown.add("coordinator", () => {
+    clearInterval(reportTimer);
+    return coordinator.close();
+  });
   w.shutdown.add("flags", async () => flags?.close());
   w.shutdown.add("nats", () => nc.drain().catch(() => undefined));
   log.info("coordinator started", { port, region: config.region });

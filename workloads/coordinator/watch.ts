@@ -1,9 +1,10 @@
 // The gateway's side of coordinator fallback: it watches the replicas' liveness messages
 // (bus.ts AliveMsg) and turns them into a P2P gate for the gateway (GatewayOptions.p2pGate):
 //
-// - no replica heard for the timeout (the policy's coordinatorTimeoutMs): every zone falls
-//   back, and the gateway's flag client gets the "coordinator" trigger, so the pod reports
-//   fallback and leaves it as the zone's recovery says (Auto with backoff, or Manual);
+// - no replica heard for the timeout (the policy's coordinatorTimeoutMs): every zone that runs
+//   P2P falls back through a zone trigger of the gateway's flag client, so the report names
+//   those zones (and no other) and each leaves fallback as its recovery says (Auto with
+//   backoff, or Manual);
 // - a replica holds a zone in fallback (mesh quality): that zone falls back;
 // - before any replica was ever heard: P2P stays off ("server"), as there is nobody to mesh.
 //
@@ -47,6 +48,8 @@ export class CoordinatorWatch {
   private sub?: Subscription;
   private timer?: NodeJS.Timeout;
   private fallbackZones = "";
+  /** Zones given the coordinator trigger while no replica answers. */
+  private readonly downZones = new Set<string>();
 
   constructor(opts: CoordinatorWatchOptions) {
     this.opts = opts;
@@ -86,17 +89,14 @@ export class CoordinatorWatch {
     return undefined;
   }
 
-  /** The gateway's P2P gate: `base` (its flags) further held by the coordinator's state. */
+  /** The gateway's P2P gate: `base` (its flags and latches) further held by the coordinator's state. */
   gate(base: (zone: string) => Mode): (zone: string) => Mode {
     return (zone) => {
       const b = base(zone);
-      if (b === "fallback") return b;
+      if (b !== "p2p") return b;
       if (this.state === "down" || this.zoneFallback(zone) !== undefined) return "fallback";
-      const f = this.opts.flags;
-      // The flag client's latch still holds (recovery backoff, or Manual): say so.
-      if (b === "server" && f && effectiveP2P(f.zoneFlags(zone), this.opts.service ?? "gateway"))
-        return "fallback";
-      if (this.state === "unknown" && b === "p2p") return "server";
+      // Before any replica was heard there is nobody to mesh with: not a failure.
+      if (this.state === "unknown") return "server";
       return b;
     };
   }
@@ -120,17 +120,40 @@ export class CoordinatorWatch {
       .flatMap((r) => r.zones.filter((z) => z.mode === "fallback").map((z) => z.zone))
       .sort()
       .join(",");
-    if (next === this.state && zones === this.fallbackZones) return;
     const was = this.state;
+    if (next === "down" && was !== "down") this.downSince = now;
     this.state = next;
+    const holds = this.holdZones(timeout);
+    if (next === was && zones === this.fallbackZones && !holds) return;
     this.fallbackZones = zones;
-    const f = this.opts.flags;
-    if (next === "down" && was !== "down") {
-      this.downSince = now;
-      f?.trigger(COORDINATOR_TRIGGER, `coordinator unreachable: no replica heard for ${timeout} ms`);
-    } else if (next === "up" && was === "down") {
-      f?.clearTrigger(COORDINATOR_TRIGGER);
-    }
     this.opts.onChange?.();
+  }
+
+  /**
+   * While no replica answers, every zone where the gateway runs P2P gets the coordinator
+   * trigger (zones that start P2P during the outage too); once one answers, they are cleared.
+   */
+  private holdZones(timeout: number): boolean {
+    const f = this.opts.flags;
+    if (!f) return false;
+    const service = this.opts.service ?? "gateway";
+    let changed = false;
+    if (this.state === "down") {
+      for (const [zone, doc] of f.snapshot().zones) {
+        if (this.downZones.has(zone) || !effectiveP2P(doc, service)) continue;
+        this.downZones.add(zone);
+        f.triggerZone(
+          zone,
+          COORDINATOR_TRIGGER,
+          `coordinator unreachable: no replica heard for ${timeout} ms`,
+        );
+        changed = true;
+      }
+    } else if (this.downZones.size > 0) {
+      for (const zone of this.downZones) f.clearZoneTrigger(zone, COORDINATOR_TRIGGER);
+      this.downZones.clear();
+      changed = true;
+    }
+    return changed;
   }
 }

@@ -21,11 +21,7 @@ export function flagDirectory(flags: FlagClient): MapDirectory {
   };
 }
 
-/** The gateway's own flags for a zone: P2P allowed, held off, or in fallback. */
+/** The gateway's own flags for a zone: P2P allowed, off, or held in fallback (flags or latches). */
 export function flagGate(flags: FlagClient): (zone: string) => Mode {
-  return (zone) => {
-    if (flags.p2p(zone)) return "p2p";
-    const doc = flags.zoneFlags(zone);
-    return doc?.fallback || doc?.services.gateway?.fallback ? "fallback" : "server";
-  };
+  return (zone) => flags.zoneMode(zone).mode;
 }

@@ -231,6 +231,88 @@ describe("flag client", () => {
     await c.close();
   });
 
+  it("holds single zones of a region-wide pod in fallback, each with its own latch, and reports them", async () => {
+    const prefix = `/test-${randomUUID()}/`;
+    const l = layout(prefix);
+    const pub = new FlagPublisher({ client: etcd, identity: "op", prefix });
+    await pub.acquire();
+    // Two P2P zones (Manual recovery) and one the policy does not select (server only).
+    await pub.publish(
+      compile({
+        policies: [
+          {
+            metadata: { name: "fields", namespace: "eu" },
+            spec: {
+              zoneSelector: { matchLabels: { p2p: "yes" } },
+              enabled: true,
+              recovery: { mode: "Manual" },
+            },
+          },
+        ],
+        zones: ["prt_fild", "pay_fild", "prontera"].map((name) => ({
+          metadata: { name, namespace: "eu", labels: { p2p: name === "prontera" ? "no" : "yes" } },
+          spec: { regionRef: "r1", maps: [{ name, type: "Field" }] },
+        })),
+        regions: [{ metadata: { name: "r1", namespace: "eu" } }],
+      }),
+    );
+    const gw = new FlagClient({ client: etcd, prefix, namespace: "eu", service: "gateway", pod: "gw-0" });
+    await gw.start();
+    const report = async () => {
+      const raw = await etcd.get(l.reportKey("eu", undefined, "gw-0")).string();
+      return raw === null ? undefined : parseReport("r", raw);
+    };
+    expect(gw.zoneMode("prt_fild").mode).toBe("p2p");
+    expect(gw.zoneMode("prontera").mode).toBe("server");
+
+    gw.triggerZone("prt_fild", "coordinator", "coordinator unreachable");
+    gw.triggerZone("prontera", "coordinator", "coordinator unreachable");
+    expect(gw.zoneMode("prt_fild")).toEqual({ mode: "fallback", reason: "coordinator unreachable" });
+    expect(gw.zoneMode("pay_fild").mode).toBe("p2p"); // its neighbour's latch is not its own
+    expect(gw.zoneMode("prontera").mode).toBe("server"); // P2P off: nothing to fall back from
+    expect(gw.current().mode).toBe("p2p"); // pay_fild still runs P2P through this pod
+    await eventually(
+      "held zone reported",
+      async () => (await report())?.zones?.prt_fild?.fallback !== undefined,
+    );
+    expect((await report())!.zones!.prt_fild!.fallback!.reason).toBe("coordinator unreachable");
+
+    // The pod reports per-zone facts it owns next to its holds.
+    gw.reportZones(new Map([["pay_fild", { peers: { connected: 4, meshes: 1, relayed: 1 } }]]));
+    await eventually("peers reported", async () => (await report())?.zones?.pay_fild?.peers?.connected === 4);
+
+    // Both P2P zones held: the pod itself is in fallback.
+    gw.triggerZone("pay_fild", "mesh", "loss past max");
+    expect(gw.current()).toMatchObject({ mode: "fallback" });
+
+    // Manual: the trigger clearing is not enough; switching P2P off for the zone releases it.
+    gw.clearZoneTrigger("prt_fild", "coordinator");
+    expect(gw.zoneMode("prt_fild").reason).toMatch(/manual recovery required/);
+    await pub.publish(
+      compile({
+        policies: [
+          {
+            metadata: { name: "fields", namespace: "eu" },
+            spec: {
+              zoneSelector: { matchLabels: { p2p: "yes" } },
+              enabled: true,
+              recovery: { mode: "Manual" },
+            },
+          },
+        ],
+        zones: ["prt_fild", "pay_fild"].map((name) => ({
+          metadata: { name, namespace: "eu", labels: { p2p: name === "prt_fild" ? "no" : "yes" } },
+          spec: { regionRef: "r1", maps: [{ name, type: "Field" }] },
+        })),
+        regions: [{ metadata: { name: "r1", namespace: "eu" } }],
+      }),
+    );
+    await eventually("released by P2P off", () => !gw.heldZones().has("prt_fild"));
+    expect([...gw.heldZones().keys()]).toEqual(["pay_fild"]);
+    await eventually("release reported", async () => (await report())?.zones?.prt_fild === undefined);
+    await gw.close();
+  });
+
   describe("with a private etcd", () => {
     let dir: string;
     let own: TestEtcd;

@@ -11,6 +11,9 @@
 // - A malformed pointer or document is logged and ignored; the last good snapshot stays.
 // - Its report (epoch applied, mode, reason, since) lives under an etcd lease, so a dead pod's
 //   report disappears by itself.
+// - A region-wide pod may also hold single zones in fallback (zone triggers, each zone with its
+//   own latch: losing the coordinator must not stop zones that never ran P2P) and report per-zone
+//   facts it owns (reportZones); both go into the report's `zones` for the Zone's status.
 import { EventEmitter } from "node:events";
 import type { Etcd3, IKeyValue, Lease } from "etcd3";
 import { DEFAULT_RECOVERY, FallbackLatch, type RecoveryPolicy } from "./fallback.ts";
@@ -26,6 +29,7 @@ import {
   parsePointer,
   parseZoneFlags,
   type ZoneFlags,
+  type ZoneReport,
 } from "./layout.ts";
 import { batchedPut, type PointerSubscriber, pointerHub } from "./shared.ts";
 
@@ -113,6 +117,10 @@ export class FlagClient extends EventEmitter {
   private rejectedEpoch: number | undefined;
   private state: FlagState;
   private readonly latch = new FallbackLatch();
+  private readonly zoneLatches = new Map<string, FallbackLatch>();
+  /** Zone fallbacks in force at the last recompute, by zone (reason, since). */
+  private zoneHeld = new Map<string, { reason: string; since: number }>();
+  private reportedZones: ReadonlyMap<string, ZoneReport> = new Map();
   private subscribed = false;
   private readonly sub: PointerSubscriber = {
     put: (kv) => this.enqueue({ kind: "pointer", kv, revision: Number(kv.mod_revision) }),
@@ -175,8 +183,24 @@ export class FlagClient extends EventEmitter {
 
   /** Effective P2P for this pod's service in `zone` (default: its own), counting local fallback. */
   p2p(zone = this.opts.zone): boolean {
-    if (this.latchState().active) return false;
-    return effectiveP2P(this.zoneFlags(zone), this.opts.service);
+    return this.zoneMode(zone).mode === "p2p";
+  }
+
+  /**
+   * This pod's mode for `zone`: fallback when the flags say so, or when P2P is on but held off
+   * here (the pod's latch, or the zone's own); server when P2P is off.
+   */
+  zoneMode(zone = this.opts.zone): { mode: PodMode; reason: string } {
+    const doc = this.zoneFlags(zone);
+    const svc = doc?.services[this.opts.service];
+    if (doc?.fallback) return { mode: "fallback", reason: doc.reason ?? "fallback forced" };
+    if (svc?.fallback) return { mode: "fallback", reason: svc.reason ?? "fallback forced" };
+    if (!effectiveP2P(doc, this.opts.service)) return { mode: "server", reason: "P2P off" };
+    const pod = this.latchState();
+    if (pod.active) return { mode: "fallback", reason: pod.reason };
+    const held = zone === undefined ? undefined : this.zoneLatchState(zone);
+    if (held?.active) return { mode: "fallback", reason: held.reason };
+    return { mode: "p2p", reason: "P2P enabled" };
   }
 
   /** Whether `map` in `zone` may run P2P (towns only when the policy includes them). */
@@ -195,6 +219,36 @@ export class FlagClient extends EventEmitter {
   clearTrigger(name: string): void {
     this.latch.clear(name, this.now());
     this.recompute();
+  }
+
+  /** A failure that concerns one zone only; that zone's own latch recovers as its policy says. */
+  triggerZone(zone: string, name: string, reason: string): void {
+    let latch = this.zoneLatches.get(zone);
+    if (latch === undefined) {
+      latch = new FallbackLatch();
+      this.zoneLatches.set(zone, latch);
+    }
+    latch.set(name, reason, this.now(), this.zoneFlags(zone)?.recovery ?? DEFAULT_RECOVERY);
+    this.recompute();
+  }
+
+  clearZoneTrigger(zone: string, name: string): void {
+    this.zoneLatches.get(zone)?.clear(name, this.now());
+    this.recompute();
+  }
+
+  /** Zones this pod holds in fallback on its own, with why and since when. */
+  heldZones(): ReadonlyMap<string, { reason: string; since: number }> {
+    return this.zoneHeld;
+  }
+
+  /**
+   * Per-zone facts this pod owns (a coordinator's zone fallback and peer counts): replaces what
+   * was reported before. Zone latches' fallbacks are added to them in the report.
+   */
+  reportZones(zones: ReadonlyMap<string, ZoneReport>): void {
+    this.reportedZones = zones;
+    this.scheduleReport();
   }
 
   /**
@@ -442,6 +496,13 @@ export class FlagClient extends EventEmitter {
     return r ?? DEFAULT_RECOVERY;
   }
 
+  private zoneLatchState(zone: string) {
+    const latch = this.zoneLatches.get(zone);
+    if (latch === undefined) return undefined;
+    const doc = this.zoneFlags(zone);
+    return latch.evaluate(this.now(), doc?.recovery ?? DEFAULT_RECOVERY, this.switchedOn(doc));
+  }
+
   private latchState() {
     const enabled =
       this.opts.zone !== undefined
@@ -458,10 +519,6 @@ export class FlagClient extends EventEmitter {
   /** Mode of this pod from the snapshot and the latch. */
   private modeNow(): { mode: PodMode; reason: string } {
     const latch = this.latchState();
-    clearTimeout(this.latchTimer);
-    if (latch.releaseAt !== undefined) {
-      this.latchTimer = setTimeout(() => this.recompute(), Math.max(0, latch.releaseAt - this.now()) + 1);
-    }
     if (latch.active) return { mode: "fallback", reason: latch.reason };
     const svc = this.opts.service;
     if (!isKnownService(svc)) return { mode: "server", reason: `unknown service ${svc}` };
@@ -475,8 +532,13 @@ export class FlagClient extends EventEmitter {
     let anyP2P = false;
     for (const d of docs) {
       if (d === undefined) continue;
-      if (effectiveP2P(d, svc)) anyP2P = true;
       const s = d.services[svc];
+      if (effectiveP2P(d, svc)) {
+        const held = this.zoneHeld.get(d.zone);
+        if (held === undefined) anyP2P = true;
+        else firstFallback ??= `${d.zone}: ${held.reason}`;
+        continue;
+      }
       if (d.fallback || s?.fallback)
         firstFallback ??= `${d.zone}: ${(d.fallback ? d.reason : s?.reason) ?? "fallback"}`;
       else if (!s?.enabled) firstOff ??= `${d.zone}: ${s?.reason ?? `${svc} not enabled`}`;
@@ -491,8 +553,32 @@ export class FlagClient extends EventEmitter {
     return { mode: "server", reason: firstOff ?? "no zones" };
   }
 
+  /** Evaluates the zone latches (dropping released ones) and wakes up for the next release. */
+  private holdZones(): boolean {
+    const now = this.now();
+    let wake = this.latchState().releaseAt;
+    const held = new Map<string, { reason: string; since: number }>();
+    for (const zone of [...this.zoneLatches.keys()].sort()) {
+      const s = this.zoneLatchState(zone)!;
+      if (!s.active) {
+        if (!this.zoneLatches.get(zone)!.hasTriggers()) this.zoneLatches.delete(zone);
+        continue;
+      }
+      // A zone where P2P is off has nothing to fall back from (the latch stays for when it is on).
+      if (!effectiveP2P(this.zoneFlags(zone), this.opts.service)) continue;
+      held.set(zone, { reason: s.reason, since: s.since });
+      if (s.releaseAt !== undefined) wake = Math.min(wake ?? s.releaseAt, s.releaseAt);
+    }
+    clearTimeout(this.latchTimer);
+    if (wake !== undefined) this.latchTimer = setTimeout(() => this.recompute(), Math.max(0, wake - now) + 1);
+    const changed = canonicalJson([...held]) !== canonicalJson([...this.zoneHeld]);
+    this.zoneHeld = held;
+    return changed;
+  }
+
   private recompute(): void {
     if (this.closed) return;
+    const zonesChanged = this.holdZones();
     const { mode, reason } = this.modeNow();
     const prev = this.state;
     const next: FlagState = {
@@ -503,6 +589,7 @@ export class FlagClient extends EventEmitter {
     };
     if (this.rejectedEpoch !== undefined) next.rejectedEpoch = this.rejectedEpoch;
     if (
+      !zonesChanged &&
       next.epoch === prev.epoch &&
       next.mode === prev.mode &&
       next.reason === prev.reason &&
@@ -532,6 +619,14 @@ export class FlagClient extends EventEmitter {
     };
     if (this.opts.zone !== undefined) r.zone = this.opts.zone;
     if (s.rejectedEpoch !== undefined) r.rejectedEpoch = s.rejectedEpoch;
+    const zones: Record<string, ZoneReport> = {};
+    for (const [zone, z] of this.reportedZones) zones[zone] = { ...z };
+    for (const [zone, h] of this.zoneHeld)
+      zones[zone] = {
+        ...zones[zone],
+        fallback: { reason: h.reason, since: new Date(h.since).toISOString() },
+      };
+    if (Object.keys(zones).length > 0) r.zones = zones;
     return r;
   }
 

@@ -59,8 +59,8 @@ export class FallbackLatch {
     if (this.triggers.size === 0) this.clearedAt = now;
   }
 
-  has(trigger: string): boolean {
-    return this.triggers.has(trigger);
+  hasTriggers(): boolean {
+    return this.triggers.size > 0;
   }
 
   backoffMs(policy: RecoveryPolicy): number {
@@ -80,7 +80,9 @@ export class FallbackLatch {
         if (now >= releaseAt) return this.release(now);
         return {
           active: true,
-          reason: `${this.reason} (recovering, auto in ${releaseAt - now} ms)`,
+          // A fixed time, not a countdown: the reason goes into reports and status, which are
+          // written only when they change.
+          reason: `${this.reason} (recovering: P2P again at ${new Date(releaseAt).toISOString()})`,
           since: this.since,
           releaseAt,
         };

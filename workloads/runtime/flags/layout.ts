@@ -177,7 +177,28 @@ export interface PodReport {
   since: string;
   /** An epoch seen but not applied because its documents were malformed. */
   rejectedEpoch?: number;
+  /**
+   * Region-wide pods only: what the pod says about single zones. Only zones with something to
+   * say are listed, so the report stays small in a region of many zones.
+   */
+  zones?: Record<string, ZoneReport>;
   updatedAt: string;
+}
+
+/** One region-wide pod's word about one zone. */
+export interface ZoneReport {
+  /** The pod holds the zone in fallback on its own (coordinator lost, mesh quality). */
+  fallback?: { reason: string; since: string };
+  /** The zone's P2P clients as a coordinator replica sees them (replicas share one roster). */
+  peers?: ZonePeers;
+}
+
+export interface ZonePeers {
+  /** Clients in a mesh. */
+  connected: number;
+  meshes: number;
+  /** Clients with at least one pair exchanging through the server relay. */
+  relayed: number;
 }
 
 // ---- the effective-P2P rule ---------------------------------------------------------------
@@ -280,5 +301,15 @@ export function parseReport(key: string, raw: string): PodReport {
   if (!isNum(v.epoch)) throw new MalformedDocument(key, "bad epoch");
   if (v.mode !== "p2p" && v.mode !== "server" && v.mode !== "fallback")
     throw new MalformedDocument(key, "bad mode");
+  if (v.zones !== undefined && !isObj(v.zones)) throw new MalformedDocument(key, "zones must be an object");
+  for (const z of Object.values((v.zones ?? {}) as Record<string, unknown>)) {
+    if (!isObj(z)) throw new MalformedDocument(key, "a zone entry must be an object");
+    const f = z.fallback;
+    if (f !== undefined && (!isObj(f) || typeof f.reason !== "string" || typeof f.since !== "string"))
+      throw new MalformedDocument(key, "a zone fallback needs reason and since");
+    const p = z.peers;
+    if (p !== undefined && (!isObj(p) || !isNum(p.connected) || !isNum(p.meshes) || !isNum(p.relayed)))
+      throw new MalformedDocument(key, "zone peers need connected, meshes and relayed");
+  }
   return v as unknown as PodReport;
 }
