@@ -51,11 +51,17 @@ export class GatewayAuth {
     now?: number,
   ): Promise<CharacterClaims> {
     const claims = await verifyCharacterToken(this.keys, token, { expect, now });
-    if (this.sessions) {
-      const rec = await this.sessions.get(claims.sessionId);
-      if (!rec || rec.accountId !== claims.accountId)
-        throw new TokenError("revoked", "the login session has ended");
-    }
+    if (!(await this.sessionLive(claims))) throw new TokenError("revoked", "the login session has ended");
     return claims;
+  }
+
+  /**
+   * Whether the login session behind verified claims still lives (always, without a session
+   * store). For connections that outlive their token's check: a logout or a revocation ends them.
+   */
+  async sessionLive(claims: Pick<CharacterClaims, "sessionId" | "accountId">): Promise<boolean> {
+    if (!this.sessions) return true;
+    const rec = await this.sessions.get(claims.sessionId);
+    return rec !== undefined && rec.accountId === claims.accountId;
   }
 }

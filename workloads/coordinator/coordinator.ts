@@ -19,6 +19,7 @@ import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { Duplex } from "node:stream";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { type RawData, WebSocket, WebSocketServer } from "ws";
+import type { CharacterClaims } from "../auth/tokens.ts";
 import { decode as busDecode, encode as busEncode } from "../bus/contract.ts";
 import { FallbackLatch } from "../runtime/flags/fallback.ts";
 import type { ZoneReport } from "../runtime/flags/layout.ts";
@@ -55,7 +56,14 @@ export interface CoordinatorOptions {
   /** This replica's name (the pod name). */
   replica: string;
   /** Verifies a character token (workloads/auth/gateway.ts GatewayAuth.verify). */
-  verify: (token: string) => Promise<{ characterId: string; map: string }>;
+  verify: (token: string) => Promise<Claims>;
+  /**
+   * Whether the login session behind a joined peer still lives (GatewayAuth.sessionLive): a
+   * logout or a revocation closes its signaling. Checked every `sessionCheckMs`.
+   */
+  sessionLive?: (claims: Claims) => Promise<boolean>;
+  /** Default 10 s. */
+  sessionCheckMs?: number;
   zoneOf: (map: string) => string | undefined;
   /** The zone's mesh policy, or undefined when P2P is off for the coordinator in that zone. */
   policy: (zone: string) => MeshPolicy | undefined;
@@ -73,8 +81,14 @@ export interface CoordinatorOptions {
 
 const SWEEP_MS = 100;
 
+/** What the coordinator needs from a verified character token. */
+export type Claims = Pick<CharacterClaims, "characterId" | "map" | "accountId" | "sessionId">;
+
 interface Local {
   ws: WebSocket;
+  claims: Claims;
+  sessionCheckedAt: number;
+  sessionChecking: boolean;
   entry: RosterEntry;
   lastBeat: number;
   sweepsSinceBeat: number;
@@ -336,6 +350,7 @@ export class Coordinator {
       for (const [id, r] of peers) {
         const local = this.locals.get(id);
         if (local && local.entry.zone === zone) {
+          this.checkSession(local, now);
           const timeout = policy?.thresholds.coordinatorTimeoutMs ?? 1500;
           // Counted in sweeps that ran: a stalled event loop here is not a silent peer.
           local.sweepsSinceBeat++;
@@ -555,7 +570,7 @@ export class Coordinator {
   }
 
   private async join(ws: WebSocket, m: ToCoordinator & { type: "join" }): Promise<Local | undefined> {
-    let claims: { characterId: string; map: string };
+    let claims: Claims;
     try {
       claims = await this.opts.verify(m.token);
     } catch (err) {
@@ -588,6 +603,9 @@ export class Coordinator {
     const z = this.zoneRun(zone);
     const l: Local = {
       ws,
+      claims,
+      sessionCheckedAt: now,
+      sessionChecking: false,
       entry,
       lastBeat: now,
       sweepsSinceBeat: 0,
@@ -612,6 +630,25 @@ export class Coordinator {
     this.upsert(entry);
     this.remeshSoon(zone);
     return l;
+  }
+
+  private checkSession(l: Local, now: number): void {
+    const live = this.opts.sessionLive;
+    if (!live || l.sessionChecking || now - l.sessionCheckedAt < (this.opts.sessionCheckMs ?? 10_000)) return;
+    l.sessionChecking = true;
+    void live(l.claims)
+      .catch((err) => {
+        // The session store being down is not the player's fault: keep them, try again later.
+        this.log.warn("session check failed", { err: String(err) });
+        return true;
+      })
+      .then((ok) => {
+        l.sessionChecking = false;
+        l.sessionCheckedAt = this.now();
+        if (ok || this.locals.get(l.entry.id) !== l) return;
+        this.sendTo(l, { type: "refused", reason: "session_ended", message: "the login session has ended" });
+        this.dropLocal(l, "session ended");
+      });
   }
 
   private dropLocal(l: Local, why: string): void {

@@ -6,6 +6,10 @@
 //   HYBRIDP2P_FLAG_PREFIX, HYBRIDP2P_AUTH_KEYSET_FILE, HYBRIDP2P_COORDINATOR_PORT (7100),
 //   HYBRIDP2P_LISTEN_HOST, HYBRIDP2P_COORDINATOR_ALIVE_MS (100),
 //   HYBRIDP2P_COORDINATOR_REPORT_MS (2000): how often peer counts go into the flag report
+//   HYBRIDP2P_REDIS_URL, HYBRIDP2P_REDIS_PREFIX (hp2p:): the login sessions; a peer is admitted
+//                                             only while its session lives and is dropped when it
+//                                             ends (checked every HYBRIDP2P_COORDINATOR_SESSION_CHECK_MS,
+//                                             10000); HYBRIDP2P_COORDINATOR_CHECK_SESSIONS=false skips it
 // Each zone's fallback (mesh quality) and peer counts go into this pod's flag report, from
 // which the operator folds the Zone's status.
 import { connect } from "@nats-io/transport-node";
@@ -18,6 +22,7 @@ import { FlagClient } from "../runtime/flags/client.ts";
 import { connectFlagStore } from "../runtime/flags/etcd.ts";
 import { DEFAULT_RECOVERY } from "../runtime/flags/fallback.ts";
 import { DEFAULT_PREFIX, effectiveP2P } from "../runtime/flags/layout.ts";
+import { createRedis } from "../runtime/redis.ts";
 import { startWorkload } from "../runtime/workload.ts";
 import { Coordinator } from "./coordinator.ts";
 import { DEFAULT_AREA_CELLS, DEFAULT_THRESHOLDS, type MeshPolicy, policyFromFlags } from "./mesh.ts";
@@ -34,6 +39,9 @@ interface CoordinatorConfig {
   host: string;
   aliveMs: number;
   reportMs: number;
+  redisUrl?: string;
+  redisPrefix: string;
+  sessionCheckMs: number;
 }
 
 export function readConfig(r: EnvReader): CoordinatorConfig {
@@ -68,6 +76,16 @@ export function readConfig(r: EnvReader): CoordinatorConfig {
     host: r.str("HYBRIDP2P_LISTEN_HOST", "0.0.0.0"),
     aliveMs: r.int("HYBRIDP2P_COORDINATOR_ALIVE_MS", { default: 100, min: 10, max: 10_000 }),
     reportMs: r.int("HYBRIDP2P_COORDINATOR_REPORT_MS", { default: 2000, min: 100, max: 60_000 }),
+    redisUrl:
+      r.bool("HYBRIDP2P_COORDINATOR_CHECK_SESSIONS", true) && r.str(ENV.redisUrl)
+        ? r.url(ENV.redisUrl, ["redis", "rediss"])
+        : undefined,
+    redisPrefix: r.str("HYBRIDP2P_REDIS_PREFIX", "hp2p:"),
+    sessionCheckMs: r.int("HYBRIDP2P_COORDINATOR_SESSION_CHECK_MS", {
+      default: 10_000,
+      min: 100,
+      max: 600_000,
+    }),
   };
 }
 
@@ -89,8 +107,18 @@ export async function run(): Promise<void> {
   const w = await startWorkload("coordinator", { readConfig: (r) => (cfg = readConfig(r)) });
   const { log, config } = w;
   const pod = config.podName;
-  const auth = await GatewayAuth.open({ keysetFile: cfg.keysetFile, log });
-  w.shutdown.add("keyset", () => auth.close());
+  const redis = cfg.redisUrl ? createRedis(cfg.redisUrl, { log, name: `coordinator-${pod}` }) : undefined;
+  if (!redis) log.warn("login sessions are not checked: peers stay admitted after a logout");
+  const auth = await GatewayAuth.open({
+    keysetFile: cfg.keysetFile,
+    redis,
+    redisPrefix: cfg.redisPrefix,
+    log,
+  });
+  w.shutdown.add("keyset", () => {
+    auth.close();
+    redis?.disconnect();
+  });
   const nc = await connect({ servers: cfg.natsUrl, name: `coordinator-${pod}`, maxReconnectAttempts: -1 });
   let flags: FlagClient | undefined;
   let zoneOf: (map: string) => string | undefined;
@@ -124,6 +152,8 @@ export async function run(): Promise<void> {
     region: config.region,
     replica: pod,
     verify: (t) => auth.verify(t),
+    sessionLive: redis ? (c) => auth.sessionLive(c) : undefined,
+    sessionCheckMs: cfg.sessionCheckMs,
     zoneOf,
     policy,
     aliveMs: cfg.aliveMs,
