@@ -9,7 +9,7 @@
 // - mesh_p99_ms: N MeshClients join at once; until every one has a data channel open to every
 //   mesh mate. Meshes are capped at max_peers (a full mesh of 50 is 1225 connections, beyond
 //   one 2-core machine running every peer).
-// - fallback_p99_ms: N MeshPeers play (walk, chat) in p2p mode with their meshes formed; the
+// - fallback_p99_ms: N P2PClients play (walk, chat) in p2p mode with their meshes formed; the
 //   coordinator gets SIGKILL; until every peer has the gateway's `mode` message out of p2p (in
 //   its sequence). The zone's coordinatorTimeoutMs is 500 ms. Then the coordinator restarts and
 //   Auto recovery (1 s backoff) brings the zone back before the next run.
@@ -26,8 +26,8 @@ import { join } from "node:path";
 import { connect } from "@nats-io/transport-node";
 import { startLocalEnv } from "../hack/local/services.ts";
 import { FlagPublisher } from "../operator/flags/publisher.ts";
-import type { MeshClient } from "../workloads/coordinator/client.ts";
-import { MeshPeer } from "../workloads/coordinator/peer.ts";
+import type { MeshClient } from "../workloads/client/mesh.ts";
+import { P2PClient } from "../workloads/client/p2p.ts";
 import { startLoopbackStun } from "../workloads/coordinator/stun.ts";
 import { coordinatorProcess, meshClient, testKeys, testZoneFlags } from "../workloads/coordinator/testing.ts";
 import { CoordinatorWatch } from "../workloads/coordinator/watch.ts";
@@ -194,14 +194,14 @@ try {
     log(`peers=${n}: mesh formation ${meshMs.map((x) => x.toFixed(0)).join(" ")} ms`);
 
     // ---- fallback ----
-    const peers: MeshPeer[] = [];
+    const peers: P2PClient[] = [];
     for (let i = 0; i < n; i++) {
       const token = await gw.token(`g${n}x${i}`, "play_fild01");
-      peers.push(await MeshPeer.join({ url: gw.url, token, coordinators: [coord.url], ice: stun.ice }));
+      peers.push(await P2PClient.connect({ url: gw.url, token, coordinators: [coord.url], ice: stun.ice }));
     }
     const sent: string[] = [];
-    const heard = new Map<MeshPeer, Set<string>>(peers.map((p) => [p, new Set()]));
-    const fellAt = new Map<MeshPeer, number>();
+    const heard = new Map<P2PClient, Set<string>>(peers.map((p) => [p, new Set()]));
+    const fellAt = new Map<P2PClient, number>();
     for (const p of peers)
       p.onMessage((m) => {
         if (m.type === "chatMsg") heard.get(p)!.add(m.text);

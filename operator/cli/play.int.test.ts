@@ -31,6 +31,22 @@ describe("hybridctl bots and token", () => {
     const code = await run([...args, "--kubeconfig", env.kubeconfig!], io);
     return { code, out: out.join("\n"), err: err.join("\n") };
   };
+  /** `hybridctl bots` with development tokens. */
+  const bots = (count: number, zone: string, ...more: string[]) =>
+    ctl(
+      "bots",
+      "--count",
+      String(count),
+      "--zone",
+      zone,
+      "-n",
+      ns,
+      "--gateway",
+      gw.url,
+      "--keyset",
+      keysetFile,
+      ...more,
+    );
 
   beforeAll(async () => {
     const client = await testClient(env.kubeconfig!);
@@ -74,21 +90,7 @@ describe("hybridctl bots and token", () => {
   });
 
   it("connects N bots to the zone's maps and reports what they saw", async () => {
-    const r = await ctl(
-      "bots",
-      "--count",
-      "5",
-      "--zone",
-      "fields",
-      "-n",
-      ns,
-      "--gateway",
-      gw.url,
-      "--keyset",
-      keysetFile,
-      "--duration",
-      "3",
-    );
+    const r = await bots(5, "fields", "--duration", "3");
     expect(r.err).toBe("");
     expect(r.code).toBe(0);
     expect(r.out).toContain("pay_fild01");
@@ -104,20 +106,14 @@ describe("hybridctl bots and token", () => {
     );
   });
 
+  it("asks for a coordinator when some bots are P2P", async () => {
+    const r = await bots(2, "fields", "--p2p-share", "0.5");
+    expect(r.code).toBe(1);
+    expect(r.err).toContain("--p2p-share needs --coordinator <url>");
+  });
+
   it("names a missing zone instead of connecting anything", async () => {
-    const r = await ctl(
-      "bots",
-      "--count",
-      "1",
-      "--zone",
-      "nope",
-      "-n",
-      ns,
-      "--gateway",
-      gw.url,
-      "--keyset",
-      keysetFile,
-    );
+    const r = await bots(1, "nope");
     expect(r.code).toBe(1);
     expect(r.err).toContain(`zone ${ns}/nope not found`);
   });

@@ -50,7 +50,24 @@ export function addPlayCommands(
     .option("--char <url>", "char server URL (with --login)")
     .option("--keyset <file>", "instead of --login/--char: sign development tokens with this keyset")
     .option("-n, --namespace <ns>", "namespace of the Zone", "default")
-    .option("--p2p-share <fraction>", "share of P2P (WebRTC) bots, 0 to 1", (v) => Number(v), 0)
+    .option(
+      "--p2p-share <fraction>",
+      "share of P2P (WebRTC) bots, 0 to 1 (needs --coordinator)",
+      (v) => Number(v),
+      0,
+    )
+    .option(
+      "--coordinator <url>",
+      "P2P coordinator WebSocket URL the P2P bots mesh through, e.g. ws://127.0.0.1:7100 (repeatable or a comma list: replicas)",
+      (v: string, prev: string[]) => [
+        ...prev,
+        ...v
+          .split(",")
+          .map((u) => u.trim())
+          .filter((u) => u !== ""),
+      ],
+      [] as string[],
+    )
     .option("--duration <seconds>", "stop after this long (default: until Ctrl-C)", (v) => Number(v))
     .action(
       async (o: {
@@ -62,10 +79,15 @@ export function addPlayCommands(
         char?: string;
         namespace: string;
         p2pShare: number;
+        coordinator: string[];
         duration?: number;
       }) => {
         if (!(o.count > 0)) throw new CliError("--count must be a positive number");
         if (!(o.p2pShare >= 0 && o.p2pShare <= 1)) throw new CliError("--p2p-share must be between 0 and 1");
+        if (o.p2pShare > 0 && o.coordinator.length === 0)
+          throw new CliError(
+            "--p2p-share needs --coordinator <url>: P2P bots mesh through the P2P coordinator",
+          );
         const viaAccounts = o.login !== undefined || o.char !== undefined;
         if (viaAccounts === (o.keyset !== undefined) || (viaAccounts && !(o.login && o.char))) {
           throw new CliError(
@@ -81,6 +103,7 @@ export function addPlayCommands(
           zone: o.zone,
           ...(viaAccounts ? { accounts: { loginUrl: o.login!, charUrl: o.char! } } : { keyset: o.keyset }),
           p2pShare: o.p2pShare,
+          coordinators: o.coordinator,
         });
         const report = () => {
           const s = fleet.stats();

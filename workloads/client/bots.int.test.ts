@@ -1,5 +1,6 @@
 // Bots as tests and load generators use them: a crowd of legacy and P2P bots plays on a map
-// through a real gateway (stand-in map server on real NATS) and sees no sequence break.
+// through a real gateway (stand-in map server on real NATS), the P2P ones meshing through a real
+// coordinator, and sees no sequence break.
 import { connect } from "@nats-io/transport-node";
 import { expect, inject, it } from "vitest";
 import { ensureEventStream } from "../gateway/events.ts";
@@ -8,14 +9,14 @@ import { StandInMapServer } from "../gateway/standin.ts";
 import { startTestGateway } from "../gateway/testing.ts";
 import { runBots } from "./bots.ts";
 import { P2PClient } from "./p2p.ts";
+import { startTestMesh } from "./testing.ts";
 
 const env = inject("localEnv");
 
 it("runs a crowd of legacy and P2P bots that walk and talk", async () => {
-  const gw = await startTestGateway({
-    natsUrl: env.natsUrl!,
-    directory: staticDirectory({ z: ["moc_fild01"] }),
-  });
+  const zones = { z: ["moc_fild01"] };
+  const gw = await startTestGateway({ natsUrl: env.natsUrl!, directory: staticDirectory(zones) });
+  const mesh = await startTestMesh({ natsUrl: env.natsUrl!, region: gw.region, keyset: gw.keyset, zones });
   const nc = await connect({ servers: env.natsUrl! });
   await ensureEventStream(nc);
   const field = new StandInMapServer({ nc, region: gw.region, zone: "z", maps: ["moc_fild01"], mode: "p2p" });
@@ -28,6 +29,8 @@ it("runs a crowd of legacy and P2P bots that walk and talk", async () => {
       zone: "z",
       keyset: gw.keyset,
       p2pShare: 1 / 3,
+      coordinators: mesh.urls,
+      ice: mesh.ice,
       moveEveryMs: 100,
       chatEveryMs: 300,
       decodeMode: "full",
@@ -53,6 +56,7 @@ it("runs a crowd of legacy and P2P bots that walk and talk", async () => {
   } finally {
     await field.stop();
     await gw.stop();
+    await mesh.stop();
     await nc.drain();
   }
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { LatencyHistogram } from "./bots.ts";
+import { LatencyHistogram, runBots } from "./bots.ts";
 
 describe("LatencyHistogram", () => {
   it("gives quantiles at 0.1 ms resolution and merges", () => {
@@ -23,5 +23,13 @@ describe("LatencyHistogram", () => {
     expect(h.quantile(1)).toBe(9999.9);
     h.reset();
     expect(h.quantile(0.5)).toBe(0);
+  });
+});
+
+describe("runBots", () => {
+  it("refuses P2P bots without a coordinator to mesh through", async () => {
+    await expect(
+      runBots({ count: 1, gatewayUrl: "ws://127.0.0.1:1", maps: ["m"], keyset: "k.json", p2pShare: 0.5 }),
+    ).rejects.toThrow(/needs coordinators/);
   });
 });

@@ -1,8 +1,9 @@
 // Bots: many SDK clients that log in (through the login and char servers, or with development
-// tokens) and play (walk, talk), for tests,
-// the e2e suite, load generation (`hybridctl bots`) and the gateway benchmark. They check the
-// sequence of every server-authoritative message and record AOI latency.
+// tokens) and play (walk, talk), for tests, the e2e suite, load generation (`hybridctl bots`)
+// and the gateway benchmark. They check the sequence of every server-authoritative message and
+// record AOI latency. P2P bots also mesh through the coordinator, as P2P players do.
 
+import type { RTCPeerConnectionConfig } from "werift";
 import { AuthClient } from "../auth/client.ts";
 import type { KeysetDocument } from "../auth/keyset.ts";
 import { GameClient } from "./client.ts";
@@ -65,8 +66,12 @@ export interface BotOptions {
    * character on first use): the way real players get their tokens. The char server then
    * decides the map (the character's saved map or the start point), not `maps`. */
   accounts?: { loginUrl: string; charUrl: string; password?: string };
-  /** Share of P2P clients, 0 to 1 (default 0). */
+  /** Share of P2P clients, 0 to 1 (default 0); more than 0 needs `coordinators`. */
   p2pShare?: number;
+  /** Coordinator replicas (ws:// URLs) the P2P bots mesh through. */
+  coordinators?: string[];
+  /** ICE settings of the P2P bots (default LOOPBACK_ICE, mesh.ts). */
+  ice?: Partial<RTCPeerConnectionConfig>;
   /** Each bot walks every this many ms (0: never). Default 1000. */
   moveEveryMs?: number;
   /** Each bot says something every this many ms (0: never). Default 0. */
@@ -117,6 +122,9 @@ export async function runBots(o: BotOptions): Promise<BotFleet> {
       "runBots needs exactly one of keyset (development tokens) or accounts (login and char servers)",
     );
   }
+  const coordinators = o.coordinators ?? [];
+  if (p2pEvery > 0 && coordinators.length === 0)
+    throw new Error("runBots needs coordinators for P2P bots (p2pShare > 0): they mesh through them");
   const tokenFor = async (i: number): Promise<string> => {
     if (o.accounts) {
       // Account and character names have a 4-character minimum.
@@ -141,7 +149,9 @@ export async function runBots(o: BotOptions): Promise<BotFleet> {
       decodeMode: p2p ? "full" : (o.decodeMode ?? "light"),
       timeoutMs: Math.max(1000, Math.min(20_000, deadline - Date.now())),
     } as const;
-    const c = p2p ? await P2PClient.connect(opts) : await GameClient.connect(opts);
+    const c = p2p
+      ? await P2PClient.connect({ ...opts, coordinators, ice: o.ice })
+      : await GameClient.connect(opts);
     c.onAoiTime = (t) => latency.record(Date.now() - t);
     void c.closed.then(() => closed++);
     clients.push(c);

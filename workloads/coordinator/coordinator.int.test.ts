@@ -3,8 +3,8 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
 import { WebSocket } from "ws";
+import type { MeshClient } from "../client/mesh.ts";
 import { eventually } from "../runtime/flags/testing.ts";
-import type { MeshClient } from "./client.ts";
 import { policyFromFlags } from "./mesh.ts";
 import { decodeCoord, encodeCoord, type FromCoordinator, type Quality } from "./messages.ts";
 import { type LoopbackStun, startLoopbackStun } from "./stun.ts";

@@ -2,7 +2,7 @@
 // the coordinator runs as its own process (`workloads/main.ts coordinator`, killed with
 // SIGKILL), the real gateway and a stand-in map server play on real NATS, the flag plane is
 // real (FlagPublisher writes the zone's document to etcd; gateway and coordinator each run a
-// FlagClient), and the clients are MeshPeers with werift data channels over loopback.
+// FlagClient), and the clients are P2PClients with werift data channels over loopback.
 import { randomBytes } from "node:crypto";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -11,6 +11,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { FlagPublisher } from "../../operator/flags/publisher.ts";
+import { P2PClient } from "../client/p2p.ts";
 import { ensureEventStream } from "../gateway/events.ts";
 import { flagDirectory, flagGate } from "../gateway/flags.ts";
 import { StandInMapServer } from "../gateway/standin.ts";
@@ -18,7 +19,6 @@ import { startTestGateway, type TestGateway } from "../gateway/testing.ts";
 import { FlagClient } from "../runtime/flags/client.ts";
 import { connectFlagStore } from "../runtime/flags/etcd.ts";
 import { eventually } from "../runtime/flags/testing.ts";
-import { MeshPeer } from "./peer.ts";
 import { type LoopbackStun, startLoopbackStun } from "./stun.ts";
 import { type CoordinatorProcess, coordinatorProcess, testKeys, testZoneFlags } from "./testing.ts";
 import { CoordinatorWatch } from "./watch.ts";
@@ -40,7 +40,7 @@ describe("coordinator fallback and recovery", () => {
   let standin: StandInMapServer;
   let watch: CoordinatorWatch;
   let coord: CoordinatorProcess;
-  const peers: MeshPeer[] = [];
+  const peers: P2PClient[] = [];
   const dir = mkdtempSync(join(tmpdir(), "coord-test-"));
 
   let stun: LoopbackStun;
@@ -115,7 +115,7 @@ describe("coordinator fallback and recovery", () => {
   it("killing the coordinator puts the zone in server mode with nothing lost; Auto recovery brings P2P back", async () => {
     for (let i = 0; i < 6; i++) {
       const token = await gw.token(`c${i}`, map);
-      peers.push(await MeshPeer.join({ url: gw.url, token, coordinators: [coord.url], ice: stun.ice }));
+      peers.push(await P2PClient.connect({ url: gw.url, token, coordinators: [coord.url], ice: stun.ice }));
     }
     await eventually(
       "every peer in p2p mode with a full mesh",
@@ -126,7 +126,7 @@ describe("coordinator fallback and recovery", () => {
 
     // Everyone plays the whole time: walks and talks.
     const sent: string[] = [];
-    const heard = new Map<MeshPeer, Set<string>>(peers.map((p) => [p, new Set()]));
+    const heard = new Map<P2PClient, Set<string>>(peers.map((p) => [p, new Set()]));
     for (const p of peers) p.onMessage((m) => m.type === "chatMsg" && heard.get(p)!.add(m.text));
     let playing = true;
     let round = 0;

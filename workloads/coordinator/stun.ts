@@ -7,7 +7,7 @@
 // address answers at once and needs no DNS.
 import { createSocket } from "node:dgram";
 import type { RTCPeerConnectionConfig } from "werift";
-import { LOOPBACK_ICE } from "../client/p2p.ts";
+import { LOOPBACK_ICE } from "../client/mesh.ts";
 
 const BINDING_REQUEST = 0x0001;
 const BINDING_RESPONSE = 0x0101;

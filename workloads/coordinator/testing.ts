@@ -6,9 +6,9 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { freePort, type Proc, startProcess, waitUntil } from "../../hack/local/processes.ts";
 import { GatewayAuth } from "../auth/gateway.ts";
 import { Keyset, type KeysetDocument, newKeysetDocument, staticKeys } from "../auth/keyset.ts";
+import { MeshClient, type MeshClientOptions } from "../client/mesh.ts";
 import { devToken } from "../client/token.ts";
 import type { ZoneFlags } from "../runtime/flags/layout.ts";
-import { MeshClient, type MeshClientOptions } from "./client.ts";
 import { Coordinator, type CoordinatorOptions } from "./coordinator.ts";
 import { type MeshPolicy, policyFromFlags } from "./mesh.ts";
 

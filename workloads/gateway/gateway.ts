@@ -7,15 +7,16 @@
 // cap, and then the client is dropped (memory per connection is bounded).
 //
 // Per session: one sequence counter for every server-authoritative message (welcome, AOI,
-// events, mode and map changes, mesh updates), in the order the gateway produced them. While a
-// session joins or changes map, those messages wait in a bounded queue and keep their order.
+// events, mode and map changes), in the order the gateway produced them. While a session joins
+// or changes map, those messages wait in a bounded queue and keep their order.
 //
 // Modes: the map server stamps every AOI frame and owner notice with the map's mode. When it
 // changes, each session on the map gets a `mode` message in its sequence, before any message
-// produced under the new mode; P2P clients switch paths on reading it. In p2p mode the gateway
-// gives each P2P client its mesh (the other P2P sessions of the map on this gateway), relays
-// their WebRTC signaling, and leaves out of the client's AOI the moves of peers the client
-// reports it hears directly. Legacy clients get everything from the server in every mode.
+// produced under the new mode; P2P clients join or leave their coordinator mesh on reading it
+// (meshes and signaling are the coordinator's, workloads/coordinator). In p2p mode the gateway
+// leaves out of a P2P client's AOI the moves of the peers it reports hearing directly
+// (`meshReport`), so it relays only what the mesh does not carry. Legacy clients get everything
+// from the server in every mode.
 import { randomBytes } from "node:crypto";
 import type { IncomingMessage, Server } from "node:http";
 import { createServer } from "node:http";
@@ -88,8 +89,6 @@ export interface Limits {
   /** How long a join keeps retrying while a map has no owner (handover). */
   joinTimeoutMs: number;
   maxConnections: number;
-  /** Peers per P2P mesh. */
-  maxPeers: number;
 }
 
 export const DEFAULT_LIMITS: Limits = {
@@ -101,7 +100,6 @@ export const DEFAULT_LIMITS: Limits = {
   authTimeoutMs: 5000,
   joinTimeoutMs: 15_000,
   maxConnections: 20_000,
-  maxPeers: 30,
 };
 
 export interface GatewayLogger {
@@ -155,8 +153,7 @@ interface Session {
   msgs: TokenBucket;
   bytes: TokenBucket;
   authTimer?: NodeJS.Timeout;
-  /** P2P: the peers last sent, and the entities of those the client hears directly. */
-  peersKey: string;
+  /** P2P: the entities of the peers the client hears directly (their moves are not relayed). */
   meshEntities: Set<number>;
   /** The map owner's fence the session's entity id belongs to, and the map's size. */
   fence: string;
@@ -406,7 +403,6 @@ export class Gateway {
       pending: [],
       msgs: new TokenBucket(this.limits.msgsPerSecond, this.limits.msgsBurst, now),
       bytes: new TokenBucket(this.limits.bytesPerSecond, this.limits.bytesPerSecond + MAX_CLIENT_FRAME, now),
-      peersKey: "",
       meshEntities: new Set(),
       fence: "",
       width: 0,
@@ -569,7 +565,6 @@ export class Gateway {
     s.height = reply.height;
     s.mode = this.effectiveMode(m);
     s.meshEntities.clear();
-    s.peersKey = "";
   }
 
   /** Takes a session off its map's roster (leaving or changing map). */
@@ -577,22 +572,21 @@ export class Gateway {
     const m = this.maps.get(s.mapKey);
     if (!m) return;
     m.sessions.delete(s);
-    if (s.kind === "p2p" && s.mode === "p2p") this.updateMesh(m);
+    // Its entity is no longer heard from anyone's mesh (and a later player may get its id).
+    if (s.kind === "p2p") for (const o of m.sessions) o.meshEntities.delete(s.entity);
     if (m.sessions.size === 0 && m.inputs.length === 0) {
       clearTimeout(m.flushTimer);
       this.maps.delete(m.key);
     }
   }
 
-  /** The session is live: flush what waited, then hand out the mesh. */
+  /** The session is live: flush what waited. */
   private play(s: Session): void {
     if (s.state === "closed") return;
     s.state = "playing";
     const pending = s.pending;
     s.pending = [];
     for (const build of pending) this.send(s, build(++s.seq));
-    const m = this.maps.get(s.mapKey);
-    if (m && s.kind === "p2p") this.updateMesh(m);
   }
 
   private onMessage(s: Session, msg: ClientMessage): void {
@@ -625,12 +619,6 @@ export class Gateway {
       case "attack":
         this.input(m, { s: s.id, seq: msg.n, k: "attack", target: msg.target });
         return;
-      case "signal": {
-        const to = this.sessions.get(msg.peer);
-        if (s.kind === "p2p" && s.mode === "p2p" && to && to.mapKey === s.mapKey && to.kind === "p2p")
-          this.send(to, encode({ type: "signal", peer: s.id, data: msg.data }));
-        return;
-      }
       case "meshReport": {
         s.meshEntities.clear();
         if (s.mode !== "p2p") return;
@@ -721,7 +709,6 @@ export class Gateway {
       }
       return e;
     };
-    let handedOver = false;
     for (const v of frame.views) {
       const s = this.sessions.get(v.session);
       if (!s || s.mapKey !== m.key || s.state === "closed") continue;
@@ -729,7 +716,6 @@ export class Gateway {
         // Only forward: a late frame of the previous owner is dropped.
         if (!newerFence(frame.fence, s.fence)) continue;
         this.handover(s, frame, v.self);
-        handedOver = true;
       }
       const e = encoderFor(s.mode);
       let update = v.update;
@@ -745,7 +731,6 @@ export class Gateway {
       if (s.state === "playing") this.send(s, e.encode(++s.seq, v.enter, update, v.leave, fixes));
       else this.deliver(s, (seq) => e.encode(seq, v.enter, update, v.leave, fixes));
     }
-    if (handedOver) this.updateMesh(m);
   }
 
   /**
@@ -803,41 +788,11 @@ export class Gateway {
 
   private applyMode(m: MapState, reason: string): void {
     const mode = this.effectiveMode(m);
-    let changed = false;
     for (const s of m.sessions) {
       if (s.mode === mode) continue;
-      changed = true;
       s.mode = mode;
       if (mode !== "p2p") s.meshEntities.clear();
       this.deliver(s, (seq) => encode({ type: "mode", seq, map: m.addr.map, mode, reason }));
-    }
-    if (changed) this.updateMesh(m);
-  }
-
-  /** Gives every P2P session of a map its mesh: the map's other P2P sessions, when in p2p mode. */
-  private updateMesh(m: MapState): void {
-    const members = [...m.sessions].filter((s) => s.kind === "p2p" && s.state !== "closed");
-    const meshed = members.filter((s) => s.mode === "p2p");
-    const index = new Map(meshed.map((s, i) => [s, i]));
-    // Meshes of at most maxPeers + 1 sessions, in join order: membership is symmetric (both
-    // ends of a pair list each other) and costs O(n). Area-aware meshes are the coordinator's.
-    const size = this.limits.maxPeers + 1;
-    for (const s of members) {
-      let peers: { session: string; entity: number }[] = [];
-      const i = index.get(s);
-      if (i !== undefined) {
-        const start = i - (i % size);
-        peers = meshed
-          .slice(start, start + size)
-          .filter((p) => p !== s)
-          .map((p) => ({ session: p.id, entity: p.entity }));
-      }
-      const key = peers.map((p) => `${p.session}:${p.entity}`).join(",");
-      if (key === s.peersKey) continue;
-      s.peersKey = key;
-      const ids = new Set(peers.map((p) => p.entity));
-      for (const e of s.meshEntities) if (!ids.has(e)) s.meshEntities.delete(e);
-      this.deliver(s, (seq) => encode({ type: "peers", seq, peers }));
     }
   }
 
@@ -857,7 +812,7 @@ export class Gateway {
     s.pending.push(build);
   }
 
-  /** Any message, sequenced or not (pong, signaling); drops a client that does not read. */
+  /** Any message, sequenced or not (pong); drops a client that does not read. */
   private send(s: Session, frame: Uint8Array): void {
     if (s.state === "closed") return;
     // Bounded: at most the cap plus one frame is ever buffered for a connection.

@@ -1,7 +1,8 @@
 // The gateway with the real map server (workloads/map-server, in process) and the real flag
 // plane (FlagPublisher writes zone documents to etcd; the map server and the gateway each run
-// a FlagClient): legacy and P2P clients play together, and flag flips switch them between the
-// peer and server paths while they play, with nothing lost or reordered.
+// a FlagClient): legacy and P2P clients (meshing through a real coordinator) play together, and
+// flag flips switch them between the peer and server paths while they play, with nothing lost
+// or reordered.
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -9,6 +10,7 @@ import { FlagPublisher } from "../../operator/flags/publisher.ts";
 import type { GameClient } from "../client/client.ts";
 import { GameClient as Legacy } from "../client/client.ts";
 import { P2PClient } from "../client/p2p.ts";
+import { startTestMesh, type TestMesh } from "../client/testing.ts";
 import { createPool } from "../db/pool.ts";
 import { flagModes } from "../map-server/modes.ts";
 import { MapServer } from "../map-server/server.ts";
@@ -56,6 +58,7 @@ describe("gateway with the real map server and flag plane", () => {
   let mapNc: NatsConnection;
   let server: MapServer;
   let gw: TestGateway;
+  let mesh: TestMesh;
   let close: (() => Promise<void>)[] = [];
   let chars: string[];
   const clients: GameClient[] = [];
@@ -113,8 +116,10 @@ describe("gateway with the real map server and flag plane", () => {
       options: { p2pGate: flagGate(f) },
     });
     f.on("snapshot", () => gw.gateway.refreshModes());
+    mesh = await startTestMesh({ natsUrl: svc.natsUrl, region, keyset: gw.keyset, zones: { [zone]: [map] } });
     close = [
       () => gw.stop(),
+      () => mesh.stop(),
       () => server.close(),
       () => mapNc.drain(),
       () => mapFlags.close(),
@@ -134,7 +139,7 @@ describe("gateway with the real map server and flag plane", () => {
     const token = await gw.token(chars[i]!, map);
     const c =
       kind === "p2p"
-        ? await P2PClient.connect({ url: gw.url, token })
+        ? await P2PClient.connect({ url: gw.url, token, coordinators: mesh.urls, ice: mesh.ice })
         : await Legacy.connect({ url: gw.url, token });
     clients.push(c);
     return c as T;
@@ -154,7 +159,7 @@ describe("gateway with the real map server and flag plane", () => {
     await until("P2P on for everyone", () => all.every((c) => c.mode === "p2p"));
     await until(
       "P2P mesh open",
-      () => p1.connectedPeers.includes(p2.session) && p2.connectedPeers.includes(p1.session),
+      () => p1.connectedPeers.includes(p2.character) && p2.connectedPeers.includes(p1.character),
     );
 
     // P2P moves: one cell at a time (the map server bounds reported speed).

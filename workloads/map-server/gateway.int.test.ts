@@ -3,6 +3,7 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { GameClient } from "../client/client.ts";
 import { P2PClient } from "../client/p2p.ts";
+import { startTestMesh, type TestMesh } from "../client/testing.ts";
 import { staticDirectory } from "../gateway/gateway.ts";
 import { startTestGateway, type TestGateway } from "../gateway/testing.ts";
 import { FixedModes } from "./modes.ts";
@@ -24,15 +25,15 @@ const p2pZone = unique("p");
 
 describe("gateway and map server", () => {
   let gw: TestGateway;
+  let mesh: TestMesh;
   let ms: TestServer;
   let ms2: TestServer;
   const clients: GameClient[] = [];
 
   beforeAll(async () => {
-    gw = await startTestGateway({
-      natsUrl: svc.natsUrl,
-      directory: staticDirectory({ [zone]: [map], [p2pZone]: [p2pMap] }),
-    });
+    const zones = { [zone]: [map], [p2pZone]: [p2pMap] };
+    gw = await startTestGateway({ natsUrl: svc.natsUrl, directory: staticDirectory(zones) });
+    mesh = await startTestMesh({ natsUrl: svc.natsUrl, region: gw.region, keyset: gw.keyset, zones });
     ms = await startTestServer(svc, {
       region: gw.region,
       zone,
@@ -62,6 +63,7 @@ describe("gateway and map server", () => {
   afterAll(async () => {
     for (const c of clients) await c.close().catch(() => undefined);
     await gw?.stop();
+    await mesh?.stop();
     await ms?.close();
     await ms2?.close();
   });
@@ -106,7 +108,12 @@ describe("gateway and map server", () => {
       { name: unique("Pee"), map: p2pMap, x: 40, y: 40 },
       { name: unique("Leg"), map: p2pMap, x: 44, y: 40 },
     ]);
-    const p = await P2PClient.connect({ url: gw.url, token: await gw.token(peer!, p2pMap, "Peer") });
+    const p = await P2PClient.connect({
+      url: gw.url,
+      token: await gw.token(peer!, p2pMap, "Peer"),
+      coordinators: mesh.urls,
+      ice: mesh.ice,
+    });
     clients.push(p);
     const l = await GameClient.connect({ url: gw.url, token: await gw.token(legacyChar!, p2pMap, "Legacy") });
     clients.push(l);

@@ -64,10 +64,8 @@ export const correction = struct({
 });
 export type Correction = Infer<typeof correction>;
 
-export const peer = struct({ session: sessionId, entity: entityId });
-
-/** Who sends a message: client to server, server to client, either, or peer to peer (data channel). */
-type Dir = "c2s" | "s2c" | "both" | "p2p";
+/** Who sends a message: client to server, server to client, or peer to peer (data channel). */
+type Dir = "c2s" | "s2c" | "p2p";
 
 interface MessageDef {
   id: number;
@@ -78,6 +76,8 @@ interface MessageDef {
 }
 
 // Client inputs carry `n`, the client's own input counter, which corrections refer to.
+// Retired ids, never to be reused: 18 (peers) and 19 (signal), the gateway's own meshes and
+// WebRTC signaling before the coordinator took them over.
 export const MESSAGES = {
   hello: {
     id: 1,
@@ -169,11 +169,10 @@ export const MESSAGES = {
       mode: enumOf(...modes),
     }),
   },
-  /** The peers a P2P client should hold data channels with (its mesh); empty outside p2p mode. */
-  peers: { id: 18, dir: "s2c", seq: true, body: struct({ peers: list(peer, 64) }) },
-  /** WebRTC signaling relayed by the gateway: `peer` is the target (c2s) or the sender (s2c). */
-  signal: { id: 19, dir: "both", seq: false, body: struct({ peer: sessionId, data: str(8192) }) },
-  /** The mesh peers a P2P client has open channels with: the gateway stops relaying their moves. */
+  /**
+   * The gateway sessions of the coordinator-mesh mates a P2P client has open channels with: the
+   * gateway stops relaying their moves.
+   */
   meshReport: { id: 20, dir: "c2s", seq: false, body: struct({ connected: list(sessionId, 64) }) },
   error: {
     id: 21,
@@ -197,8 +196,8 @@ export type MessageOf<K extends MessageType> = { type: K } & SeqPart<K> & Infer<
 export type Message = { [K in MessageType]: MessageOf<K> }[MessageType];
 
 type TypesFrom<D> = { [K in MessageType]: Defs[K]["dir"] extends D ? K : never }[MessageType];
-export type ClientMessage = { [K in TypesFrom<"c2s" | "both">]: MessageOf<K> }[TypesFrom<"c2s" | "both">];
-export type ServerMessage = { [K in TypesFrom<"s2c" | "both">]: MessageOf<K> }[TypesFrom<"s2c" | "both">];
+export type ClientMessage = { [K in TypesFrom<"c2s">]: MessageOf<K> }[TypesFrom<"c2s">];
+export type ServerMessage = { [K in TypesFrom<"s2c">]: MessageOf<K> }[TypesFrom<"s2c">];
 export type PeerMessage = { [K in TypesFrom<"p2p">]: MessageOf<K> }[TypesFrom<"p2p">];
 /** Server messages that carry a sequence number. */
 export type SequencedType = { [K in MessageType]: Defs[K]["seq"] extends true ? K : never }[MessageType];
@@ -254,11 +253,6 @@ export function peekType(frame: Uint8Array): MessageType | undefined {
 
 export type Accept = "c2s" | "s2c" | "p2p";
 
-const accepted: Record<Accept, ReadonlySet<Dir>> = {
-  c2s: new Set<Dir>(["c2s", "both"]),
-  s2c: new Set<Dir>(["s2c", "both"]),
-  p2p: new Set<Dir>(["p2p"]),
-};
 const defaultCap: Record<Accept, number> = {
   c2s: MAX_CLIENT_FRAME,
   s2c: MAX_SERVER_FRAME,
@@ -283,7 +277,7 @@ export function decode(frame: Uint8Array, accept: Accept, maxBytes = defaultCap[
   const tid = r.u8();
   const c = byId[tid];
   if (!c) throw new ProtocolError("unknown_type", `unknown message type ${tid}`);
-  if (!accepted[accept].has(c.dir))
+  if (c.dir !== accept)
     throw new ProtocolError("unexpected_type", `${c.type} is not valid in this direction`);
   const seq = c.seq ? r.u32() : undefined;
   const body = c.body.dec(r);

@@ -20,8 +20,7 @@ import {
 import { closeCodeOf, ProtocolError, REASON_CODES, reasonOfCloseCode } from "./schema.ts";
 
 function dirOf(t: MessageType): Accept {
-  const d = MESSAGES[t].dir;
-  return d === "both" ? "c2s" : d;
+  return MESSAGES[t].dir;
 }
 
 function reasonOf(f: () => unknown): string {
@@ -68,6 +67,10 @@ describe("protocol", () => {
       "unsupported_version",
     );
     expect(reasonOf(() => decode(Uint8Array.of(1, 200), "c2s"))).toBe("unknown_type");
+    // Retired ids (the gateway's meshes and signaling) are unknown in every direction.
+    for (const accept of ["c2s", "s2c"] as const)
+      for (const id of [18, 19])
+        expect(reasonOf(() => decode(Uint8Array.of(1, id, 0, 0, 0, 0), accept))).toBe("unknown_type");
     expect(reasonOf(() => decode(move.subarray(0, 4), "c2s"))).toBe("bad_frame");
     expect(reasonOf(() => decode(Uint8Array.of(...move, 0), "c2s"))).toBe("bad_frame");
     // A server message sent by a client, a peer message sent to the gateway.

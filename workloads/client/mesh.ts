@@ -1,7 +1,8 @@
-// MeshClient: how a P2P client takes part in meshes through the coordinator. It joins with its
+// MeshClient: a P2P client's side of the coordinator (workloads/coordinator). It joins with its
 // character token, gateway session and entity; heartbeats its position and link quality; holds
 // a werift data channel with each mesh mate the coordinator names (the lower peer id offers);
-// and probes its links for round trip, loss and jitter.
+// and probes its links for round trip, loss and jitter, which the coordinator's fallback
+// verdicts read.
 //
 // It falls back to the server relay (status "fallback": every link closed, the game client
 // walks through the gateway) when the coordinator stops answering heartbeats or its socket
@@ -10,7 +11,6 @@
 // open in time is reported and relayed by the server, the rest of the mesh stays direct.
 import { type RTCDataChannel, RTCPeerConnection, type RTCPeerConnectionConfig } from "werift";
 import { WebSocket } from "ws";
-import { LOOPBACK_ICE } from "../client/p2p.ts";
 import {
   decodeCoord,
   encodeCoord,
@@ -19,7 +19,16 @@ import {
   type ProbeMessage,
   type Quality,
   type ToCoordinator,
-} from "./messages.ts";
+} from "../coordinator/messages.ts";
+
+/** Loopback-friendly ICE settings (shared/notes/webrtc.md); real deployments pass their own. */
+export const LOOPBACK_ICE: Partial<RTCPeerConnectionConfig> = {
+  iceServers: [],
+  iceUseIpv6: false,
+  iceAdditionalHostAddresses: ["127.0.0.1"],
+  iceFilterCandidatePair: (p) =>
+    p.localCandidate.host === "127.0.0.1" && p.remoteCandidate.host === "127.0.0.1",
+};
 
 export type MeshStatus = "idle" | "connecting" | "p2p" | "fallback";
 
