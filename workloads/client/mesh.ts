@@ -433,9 +433,12 @@ export class MeshClient {
       return;
     }
     // ICE through but DTLS or SCTP not done yet: a loaded machine may just be slow; give it
-    // two more periods before starting over (a stuck DTLS handshake does not recover).
+    // two more periods before starting over (a stuck DTLS handshake does not recover). Only
+    // with the answer in: werift says "completed" as soon as gathering is, so a lost offer or
+    // answer would otherwise wait three periods.
     const ice = pc.iceConnectionState;
-    if (!failed && (ice === "connected" || ice === "completed") && !l.patient) {
+    const through = pc.remoteDescription !== null && (ice === "connected" || ice === "completed");
+    if (!failed && through && !l.patient) {
       l.patient = true;
       l.retry = setTimeout(() => this.retryOffer(l, pc), 2 * (this.opts.retryMs ?? 4000));
       return;

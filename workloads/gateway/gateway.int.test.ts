@@ -32,7 +32,10 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * A WebSocket proxy in front of the coordinator that loses the first signaling message (offer or
  * answer) each client connection sends.
  */
-async function lossyProxy(upstream: string): Promise<{ url: string; close(): Promise<void> }> {
+async function lossyProxy(
+  upstream: string,
+): Promise<{ url: string; dropped: string[]; close(): Promise<void> }> {
+  const dropped: string[] = [];
   const wss = new WebSocketServer({ port: 0, host: "127.0.0.1" });
   await new Promise((r) => wss.once("listening", r));
   wss.on("connection", (client) => {
@@ -41,7 +44,10 @@ async function lossyProxy(upstream: string): Promise<{ url: string; close(): Pro
     let lost = 0;
     client.on("message", (data: Buffer) => {
       const t = decodeCoord(data, "c2s").type;
-      if ((t === "offer" || t === "answer") && lost++ === 0) return;
+      if ((t === "offer" || t === "answer") && lost++ === 0) {
+        dropped.push(t);
+        return;
+      }
       if (up.readyState === WebSocket.OPEN) up.send(data);
       else early.push(data);
     });
@@ -56,6 +62,7 @@ async function lossyProxy(upstream: string): Promise<{ url: string; close(): Pro
   const port = (wss.address() as { port: number }).port;
   return {
     url: `ws://127.0.0.1:${port}`,
+    dropped,
     close: () => new Promise<void>((r) => wss.close(() => r())),
   };
 }
@@ -304,6 +311,7 @@ describe("gateway with stand-in map servers", () => {
         () => a.connectedPeers.includes(b.character) && b.connectedPeers.includes(a.character),
         60_000,
       );
+      expect(proxy.dropped.sort()).toEqual(["answer", "offer"]);
       expect(a.mesh?.relayedPeers).toEqual([]);
       b.move(51, 52);
       await until("a move over it", () => a.world.get(b.entity)?.x === 51 && a.peerMoves > 0);
