@@ -28,6 +28,8 @@ export interface StartOptions {
   uid?: number;
   gid?: number;
   cwd?: string;
+  /** How long SIGTERM has before SIGKILL. Default 5 s. */
+  stopGraceMs?: number;
 }
 
 export function startProcess(
@@ -56,7 +58,7 @@ export function startProcess(
       live.delete(proc);
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
+      const timer = setTimeout(() => child.kill("SIGKILL"), opts.stopGraceMs ?? 5000);
       await exited;
       clearTimeout(timer);
     },

@@ -518,6 +518,9 @@ export async function startCluster(
         `--runtime=${opts.runtime ?? "auto"}`,
       ],
       join(dir, "logs", `node-agent-${nodeName}.log`),
+      // Stopping every pod's containers and sandbox takes podman a while on a busy machine; a
+      // SIGKILL halfway would leave pods running after the cluster is gone.
+      { stopGraceMs: 60_000 },
     );
     procs.push(agent);
     await Promise.all([

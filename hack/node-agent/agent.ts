@@ -122,6 +122,8 @@ export class NodeAgent {
     for (const t of this.timers) clearInterval(t);
     this.watch?.abort();
     await Promise.all([...this.workers.values()].map((w) => w.terminate(0)));
+    // Anything a worker could not remove (or a pod it never knew of) goes too: no pod outlives its node.
+    await this.runtime.cleanup().catch((err) => this.log(`cleanup failed: ${String(err)}`));
     for (const srv of this.servers) srv.close();
     for (const sock of this.sockets) sock.close();
     this.workers.clear();

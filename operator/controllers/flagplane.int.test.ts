@@ -9,7 +9,7 @@ import { startOperator } from "../main.ts";
 import type { KubeClient, KubeObject } from "../runtime/kube.ts";
 import { silentLogger } from "../runtime/log.ts";
 import type { Manager } from "../runtime/manager.ts";
-import { createNamespace, installCrds, testClient, waitFor } from "../runtime/testenv.ts";
+import { createNamespace, deleteNamespace, installCrds, testClient, waitFor } from "../runtime/testenv.ts";
 
 const env = inject("localEnv");
 const ns = "flagplane-int";
@@ -52,6 +52,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const m of running) await m.stop();
   etcd?.close();
+  if (client) await deleteNamespace(client, ns);
   client?.close();
 });
 

@@ -8,7 +8,7 @@ import { startOperator } from "../main.ts";
 import { type KubeClient, type KubeObject, resources } from "../runtime/kube.ts";
 import { silentLogger } from "../runtime/log.ts";
 import type { Manager } from "../runtime/manager.ts";
-import { createNamespace, installCrds, testClient, waitFor } from "../runtime/testenv.ts";
+import { createNamespace, deleteNamespace, installCrds, testClient, waitFor } from "../runtime/testenv.ts";
 import { regionResource, zoneResource } from "./operator.ts";
 
 const env = inject("localEnv");
@@ -124,6 +124,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await mgr?.stop();
+  if (client) await deleteNamespace(client, ns);
   client?.close();
 });
 

@@ -10,7 +10,7 @@ import { renderZone } from "../render/zone.ts";
 import { type KubeClient, type KubeObject, resources } from "./kube.ts";
 import { createLogger, silentLogger } from "./log.ts";
 import type { Manager } from "./manager.ts";
-import { createNamespace, installCrds, testClient, waitFor } from "./testenv.ts";
+import { createNamespace, deleteNamespace, installCrds, testClient, waitFor } from "./testenv.ts";
 
 const env = inject("localEnv");
 const ns = "leader-int";
@@ -72,7 +72,10 @@ afterEach(async () => {
   for (const m of [...running]) await stop(m);
 });
 
-afterAll(() => client?.close());
+afterAll(async () => {
+  if (client) await deleteNamespace(client, ns);
+  client?.close();
+});
 
 describe("leader election", () => {
   it("lets only the leader reconcile, and hands over when the leader stops", async () => {

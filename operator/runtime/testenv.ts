@@ -44,6 +44,23 @@ export async function createNamespace(client: KubeClient, name: string): Promise
   await client.apply({ apiVersion: "v1", kind: "Namespace", metadata: { name } });
 }
 
+/**
+ * Deletes a test namespace and the workloads in it. The workloads go first and explicitly: the
+ * integration apiserver is shared by test files run one after another, and without this a later
+ * file that starts a controller manager and a node agent (hack/node-agent) would get pods for
+ * every Deployment an earlier file left behind, and run them.
+ */
+export async function deleteNamespace(client: KubeClient, name: string): Promise<void> {
+  for (const path of [
+    `/apis/apps/v1/namespaces/${name}/deployments`,
+    `/apis/apps/v1/namespaces/${name}/statefulsets`,
+    `/apis/apps/v1/namespaces/${name}/replicasets`,
+    `/api/v1/namespaces/${name}/pods`,
+  ])
+    await client.request("DELETE", path).catch(() => {});
+  await client.request("DELETE", `/api/v1/namespaces/${name}`).catch(() => {});
+}
+
 /** Polls until `fn` returns a truthy value and returns it; fails with `what` after the timeout. */
 export async function waitFor<T>(
   fn: () => Promise<T> | T,
