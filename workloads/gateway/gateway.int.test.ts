@@ -191,6 +191,15 @@ describe("gateway with stand-in map servers", () => {
     expect((await legacyHit).damage).toBeGreaterThan(0);
     expect((await p2pHit).hpLeft).toBeLessThan(100);
 
+    // P2P off: the mesh closes and the gateway relays p2's moves to p1 again.
+    fieldA.setMode("prt_fild01", "server");
+    await until("server mode, mesh closed", () => p1.mode === "server" && p1.connectedPeers.length === 0);
+    const direct = p1.peerMoves;
+    p2.move(70, 71);
+    await until("p1 sees p2 walk through the gateway", () => p1.world.get(p2.entity)?.x === 70);
+    expect(relayed).toContain(p2.entity);
+    expect(p1.peerMoves).toBe(direct);
+
     for (const c of all) expect(c.seqErrors).toEqual([]);
     await Promise.all(all.map((c) => c.close()));
   });
