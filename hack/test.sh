@@ -19,8 +19,6 @@ mkdir -p "$results"; rm -f "$results"/*.json
 log "vitest (unit + integration)"
 vitest run --project unit --project integration --reporter=default --reporter=json \
   --outputFile.json="$results/vitest.json" "$@" || status=1
-log "vitest (isolated: tests that need a control plane of their own)"
-vitest run --project isolated --reporter=default --reporter=json --outputFile.json="$results/isolated.json" || status=1
 # The e2e suite on a local cluster that runs pods (its global setup starts and stops it);
 # KUBECONFIG is dropped so it never lands on a cluster the caller happens to point at.
 log "vitest e2e (local cluster)"
@@ -39,5 +37,5 @@ node -e '
   }
   console.log(`${passed} passed, ${failed} failed`);
   process.exit(failed > 0 ? 1 : 0);
-' "$results/vitest.json" "$results/isolated.json" "$results/e2e.json" || status=1
+' "$results/vitest.json" "$results/e2e.json" || status=1
 exit $status
