@@ -18,6 +18,7 @@ import { StandInMapServer } from "../gateway/standin.ts";
 import { startTestGateway, type TestGateway } from "../gateway/testing.ts";
 import { FlagClient } from "../runtime/flags/client.ts";
 import { connectFlagStore } from "../runtime/flags/etcd.ts";
+import { layout, parseReport } from "../runtime/flags/layout.ts";
 import { eventually } from "../runtime/flags/testing.ts";
 import { type LoopbackStun, startLoopbackStun } from "./stun.ts";
 import { type CoordinatorProcess, coordinatorProcess, testKeys, testZoneFlags } from "./testing.ts";
@@ -30,6 +31,7 @@ const namespace = `cns${id}`;
 const zone = `cz${id}`;
 const map = "prt_fild08";
 const prefix = `/coordtest${id}/v1/`;
+const serverZone = `sz${id}`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe("coordinator fallback and recovery", () => {
@@ -44,6 +46,10 @@ describe("coordinator fallback and recovery", () => {
   const dir = mkdtempSync(join(tmpdir(), "coord-test-"));
 
   let stun: LoopbackStun;
+  const report = async (pod: string) => {
+    const raw = await etcd.get(layout(prefix).reportKey(namespace, undefined, pod)).string();
+    return raw === null ? undefined : parseReport(pod, raw);
+  };
 
   beforeAll(async () => {
     stun = await startLoopbackStun();
@@ -60,6 +66,8 @@ describe("coordinator fallback and recovery", () => {
           coordinatorTimeoutMs: 600,
           recovery: { mode: "Auto", initialSeconds: 1, maxSeconds: 10 },
         }),
+        // A server-only zone of the same region: losing the coordinator must not touch it.
+        testZoneFlags({ namespace, zone: serverZone, region, maps: ["prontera"], enabled: false }),
       ],
       policies: [],
     });
@@ -123,6 +131,16 @@ describe("coordinator fallback and recovery", () => {
       60_000,
     );
     expect(gwFlags.current().mode).toBe("p2p");
+    // The coordinator process reports the zone's peers for the Zone's status.
+    const counted = await eventually(
+      "the coordinator's report counts the mesh",
+      async () => {
+        const p = (await report("coord-0"))?.zones?.[zone]?.peers;
+        return p?.connected === peers.length ? p : undefined;
+      },
+      20_000,
+    );
+    expect(counted).toEqual({ connected: 6, meshes: 1, relayed: 0 });
 
     // Everyone plays the whole time: walks and talks.
     const sent: string[] = [];
@@ -155,6 +173,14 @@ describe("coordinator fallback and recovery", () => {
     expect(peers.every((p) => p.connectedPeers.length === 0)).toBe(true);
     expect(gwFlags.current().mode).toBe("fallback");
     expect(gwFlags.current().reason).toMatch(/coordinator unreachable/);
+    // Only the P2P zone is held, and the gateway's report says so for the Zone's status.
+    expect([...gwFlags.heldZones().keys()]).toEqual([zone]);
+    expect(gwFlags.zoneMode(serverZone).mode).toBe("server");
+    await eventually(
+      "the hold in the gateway's report",
+      async () => (await report("gw-0"))?.zones?.[zone]?.fallback,
+    );
+    expect(Object.keys((await report("gw-0"))!.zones!)).toEqual([zone]);
     const sentAtFallback = sent.length;
     await eventually("play goes on through the gateway", () => sent.length > sentAtFallback + 10);
 
