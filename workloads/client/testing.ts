@@ -1,6 +1,7 @@
 // Test helper: a coordinator for the P2P clients of gateway and bot tests (P2P clients mesh
 // through it, workloads/coordinator). One in-process replica on the test NATS that trusts the
-// gateway's keyset, with a static policy, and a loopback STUN responder (stun.ts says why).
+// gateway's keyset and asks the gateways where sessions play (as the workload does), with a
+// static policy, and a loopback STUN responder (stun.ts says why).
 import type { RTCPeerConnectionConfig } from "werift";
 import type { KeysetDocument } from "../auth/keyset.ts";
 import { type LoopbackStun, startLoopbackStun } from "../coordinator/stun.ts";
@@ -39,6 +40,7 @@ export async function startTestMesh(o: {
     replica: "coord-0",
     keys: await testKeys(o.keyset),
     zones: o.zones,
+    locateViaGateways: true,
     policy: {
       areaCells: 0x10000,
       warmupMs: 600_000,

@@ -5,6 +5,9 @@
 //   hp2pcoord.<region>.hello         a replica that just started asks for snapshots
 //   hp2pcoord.<region>.r.<replica>   SignalMsg for a peer connected to that replica
 //   hp2pcoord.<region>.alive         AliveMsg every aliveMs: liveness and each zone's state
+//   hp2pcoord.<region>.locate        request/reply coordinator -> gateways: LocateRequest ->
+//                                    LocateReply from the gateway holding the session (the others
+//                                    stay silent), so a peer meshes on the map it is really on
 //
 // State is rebuilt from snapshots (every syncMs and on hello), so a replica that missed a
 // message converges anyway; a replica whose AliveMsg stops loses its entries.
@@ -23,7 +26,22 @@ export const coordSubjects = {
   replica: (region: string, replica: string) =>
     `hp2pcoord.${tok("region", region)}.r.${tok("replica", replica)}`,
   alive: (region: string) => `hp2pcoord.${tok("region", region)}.alive`,
+  locate: (region: string) => `hp2pcoord.${tok("region", region)}.locate`,
 };
+
+export interface LocateRequest {
+  v: 1;
+  /** The gateway session id the client joins with. */
+  session: string;
+}
+
+/** Where a gateway session plays: the character, its map and its entity id there. */
+export interface LocateReply {
+  v: 1;
+  characterId: string;
+  map: string;
+  entity: number;
+}
 
 export type RosterMsg =
   | { v: 1; replica: string; op: "upsert"; entries: RosterEntry[] }

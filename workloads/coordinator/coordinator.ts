@@ -23,7 +23,14 @@ import type { CharacterClaims } from "../auth/tokens.ts";
 import { decode as busDecode, encode as busEncode } from "../bus/contract.ts";
 import { FallbackLatch } from "../runtime/flags/fallback.ts";
 import type { ZoneReport } from "../runtime/flags/layout.ts";
-import { type AliveMsg, coordSubjects, type RosterMsg, type SignalMsg, type ZoneState } from "./bus.ts";
+import {
+  type AliveMsg,
+  coordSubjects,
+  type LocateReply,
+  type RosterMsg,
+  type SignalMsg,
+  type ZoneState,
+} from "./bus.ts";
 import {
   assignMeshes,
   chooseHost,
@@ -64,6 +71,13 @@ export interface CoordinatorOptions {
   sessionLive?: (claims: Claims) => Promise<boolean>;
   /** Default 10 s. */
   sessionCheckMs?: number;
+  /**
+   * Where the gateway says a session plays (locateOverNats). With it, a peer meshes on the map it
+   * is on now, under the entity id the gateway gave it, and a session the gateway does not hold
+   * for the token's character is refused; without it (tests of the coordinator alone), the
+   * token's map and the client's word are taken.
+   */
+  locate?: (session: string) => Promise<Omit<LocateReply, "v"> | undefined>;
   zoneOf: (map: string) => string | undefined;
   /** The zone's mesh policy, or undefined when P2P is off for the coordinator in that zone. */
   policy: (zone: string) => MeshPolicy | undefined;
@@ -576,9 +590,18 @@ export class Coordinator {
     } catch (err) {
       return this.refuse(ws, "auth_failed", (err as Error).message || "token rejected");
     }
+    let map = claims.map;
+    let entity = m.entity;
+    if (this.opts.locate) {
+      const where = await this.opts.locate(m.session).catch(() => undefined);
+      if (!where || where.characterId !== claims.characterId)
+        return this.refuse(ws, "session_unknown", "no gateway holds this session for this character");
+      map = where.map;
+      entity = where.entity;
+    }
     if (ws.readyState !== WebSocket.OPEN) return undefined;
-    const zone = this.opts.zoneOf(claims.map);
-    if (!zone) return this.refuse(ws, "map_unavailable", `no zone serves map ${claims.map}`);
+    const zone = this.opts.zoneOf(map);
+    if (!zone) return this.refuse(ws, "map_unavailable", `no zone serves map ${map}`);
     const policy = this.opts.policy(zone);
     if (!policy) return this.refuse(ws, "p2p_disabled", `P2P is off in zone ${zone}`);
     const id = claims.characterId;
@@ -589,9 +612,9 @@ export class Coordinator {
     const entry: RosterEntry = {
       id,
       session: m.session,
-      entity: m.entity,
+      entity,
       zone,
-      map: claims.map,
+      map,
       x: m.x,
       y: m.y,
       ...nextArea(undefined, m.x, m.y, policy.areaCells, policy.areaMargin),

@@ -25,6 +25,7 @@ import { DEFAULT_PREFIX, effectiveP2P } from "../runtime/flags/layout.ts";
 import { createRedis } from "../runtime/redis.ts";
 import { startWorkload } from "../runtime/workload.ts";
 import { Coordinator } from "./coordinator.ts";
+import { locateOverNats } from "./locate.ts";
 import { DEFAULT_AREA_CELLS, DEFAULT_THRESHOLDS, type MeshPolicy, policyFromFlags } from "./mesh.ts";
 
 export const DEFAULT_COORDINATOR_PORT = 7100;
@@ -154,6 +155,7 @@ export async function run(): Promise<void> {
     verify: (t) => auth.verify(t),
     sessionLive: redis ? (c) => auth.sessionLive(c) : undefined,
     sessionCheckMs: cfg.sessionCheckMs,
+    locate: locateOverNats(nc, config.region),
     zoneOf,
     policy,
     aliveMs: cfg.aliveMs,

@@ -1,5 +1,6 @@
-// The coordinator admits a peer only while its login session lives, and drops it when the
-// session ends (logout or revocation), with real Redis sessions and real NATS.
+// Who the coordinator admits: a peer whose login session lives (dropped when it ends: logout or
+// revocation), with real Redis sessions and real NATS; and only on the map a gateway says the
+// session plays, under that character.
 import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -11,14 +12,14 @@ import { signCharacterToken } from "../auth/tokens.ts";
 import { eventually } from "../runtime/flags/testing.ts";
 import { NO_QUALITY } from "./mesh.ts";
 import { decodeCoord, encodeCoord, type FromCoordinator } from "./messages.ts";
-import { startTestCoordinator, type TestCoordinator } from "./testing.ts";
+import { startTestCoordinator, type TestCoordinator, type TestKeys } from "./testing.ts";
 
 const env = inject("localEnv");
 const id = randomBytes(4).toString("hex");
 const map = "prt_fild08";
 
 /** A raw signaling client that heartbeats and records what it is told. */
-async function join(url: string, token: string) {
+async function join(url: string, token: string, session = "s1") {
   const ws = new WebSocket(url);
   const got: FromCoordinator[] = [];
   let closed: { code: number; reason: string } | undefined;
@@ -27,7 +28,7 @@ async function join(url: string, token: string) {
     closed = { code, reason: reason.toString() };
   });
   await new Promise((r, j) => ws.once("open", r).once("error", j));
-  ws.send(encodeCoord({ type: "join", token, session: "s1", entity: 1, x: 10, y: 10 }));
+  ws.send(encodeCoord({ type: "join", token, session, entity: 1, x: 10, y: 10 }));
   const beat = setInterval(() => {
     if (ws.readyState === WebSocket.OPEN)
       ws.send(encodeCoord({ type: "heartbeat", t: Date.now(), x: 10, y: 10, q: NO_QUALITY }));
@@ -42,31 +43,33 @@ async function join(url: string, token: string) {
   };
 }
 
-describe("coordinator and login sessions", () => {
+describe("who the coordinator admits", () => {
   let redis: Redis;
   let sessions: SessionStore;
   let coord: TestCoordinator;
   let token: (characterId: string, sessionId: string) => Promise<string>;
+  let keys: TestKeys;
 
   beforeAll(async () => {
     redis = new Redis(env.redisUrl!);
     sessions = new SessionStore(redis, `coordsess${id}:`);
     const keyset = await newKeysetDocument("k1");
-    const keys = staticKeys(await Keyset.parse(JSON.stringify(keyset)));
-    const auth = new GatewayAuth({ keys, sessions });
+    const signing = staticKeys(await Keyset.parse(JSON.stringify(keyset)));
+    const auth = new GatewayAuth({ keys: signing, sessions });
     token = async (characterId, sessionId) =>
       (
         await signCharacterToken(
-          keys,
+          signing,
           { accountId: `acc-${characterId}`, characterId, characterName: `n${characterId}`, map, sessionId },
           60_000,
         )
       ).token;
+    keys = { keyset, auth, token: (c) => token(c, "unused") };
     coord = await startTestCoordinator({
       natsUrl: env.natsUrl!,
       region: `sr${id}`,
       replica: "coord-a",
-      keys: { keyset, auth, token: (c) => token(c, "unused") },
+      keys,
       zones: { z1: [map] },
       options: { sessionLive: (c) => auth.sessionLive(c), sessionCheckMs: 200 },
     });
@@ -114,5 +117,41 @@ describe("coordinator and login sessions", () => {
     expect(b.closed()).toBeUndefined();
     expect(coord.coordinator.stats.peers).toBe(1);
     b.ws.close();
+  });
+
+  it("meshes a peer on the map the gateway reports and refuses a session no gateway holds for it", async () => {
+    const now = Date.now();
+    await sessions.create(
+      `loc-${id}`,
+      { accountId: "acc-4", username: "u", createdAt: now, address: "" },
+      60_000,
+    );
+    await sessions.create(
+      `loc2-${id}`,
+      { accountId: "acc-5", username: "u", createdAt: now, address: "" },
+      60_000,
+    );
+    const where = new Map([["gw-session-4", { characterId: "4", map: "pay_fild01", entity: 44 }]]);
+    const located = await startTestCoordinator({
+      natsUrl: env.natsUrl!,
+      region: `sl${id}`,
+      replica: "coord-b",
+      keys,
+      zones: { z1: [map], z2: ["pay_fild01"] },
+      options: { locate: async (session) => where.get(session) },
+    });
+    try {
+      // The token names prt_fild08 (z1); the gateway says the session plays on pay_fild01 (z2).
+      const a = await join(located.url, await token("4", `loc-${id}`), "gw-session-4");
+      await eventually("joined", () => a.got.find((m) => m.type === "joined"));
+      expect(a.got.find((m) => m.type === "joined")).toMatchObject({ zone: "z2" });
+      // Someone else's gateway session, or one no gateway holds: refused.
+      const b = await join(located.url, await token("5", `loc2-${id}`), "gw-session-4");
+      await eventually("refused", () => b.refused());
+      expect(b.refused()).toMatchObject({ reason: "session_unknown" });
+      a.ws.close();
+    } finally {
+      await located.stop();
+    }
   });
 });

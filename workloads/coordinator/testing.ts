@@ -10,6 +10,7 @@ import { MeshClient, type MeshClientOptions } from "../client/mesh.ts";
 import { devToken } from "../client/token.ts";
 import type { ZoneFlags } from "../runtime/flags/layout.ts";
 import { Coordinator, type CoordinatorOptions } from "./coordinator.ts";
+import { locateOverNats } from "./locate.ts";
 import { type MeshPolicy, policyFromFlags } from "./mesh.ts";
 
 export const TEST_THRESHOLDS: ZoneFlags["thresholds"] = {
@@ -88,6 +89,8 @@ export async function startTestCoordinator(o: {
   keys: TestKeys;
   zones: Record<string, string[]>;
   policy?: Partial<MeshPolicy>;
+  /** Ask the region's gateways where each joining session plays, as the workload does. */
+  locateViaGateways?: boolean;
   options?: Partial<CoordinatorOptions>;
 }): Promise<TestCoordinator> {
   const nc = await connect({ servers: o.natsUrl, name: o.replica });
@@ -106,6 +109,7 @@ export async function startTestCoordinator(o: {
     verify: (t) => o.keys.auth.verify(t),
     zoneOf: (m) => byMap.get(m),
     policy: (zone) => policies.get(zone),
+    locate: o.locateViaGateways ? locateOverNats(nc, o.region) : undefined,
     ...o.options,
   });
   const port = await coordinator.listen(0);

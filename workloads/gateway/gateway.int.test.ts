@@ -376,4 +376,29 @@ describe("gateway with stand-in map servers", () => {
     await a.close();
     await c.close();
   });
+
+  it("a P2P player moved to another map meshes there: the coordinator asks the gateway where it is", async () => {
+    fieldA.setMode("prt_fild02", "p2p");
+    fieldB.setMode("pay_fild01", "p2p");
+    const mover = await p2p("prt_fild02");
+    const there = await p2p("pay_fild01");
+    await until(
+      "both in their maps' meshes",
+      () => mover.mesh?.status === "p2p" && there.mesh?.status === "p2p",
+    );
+    expect(mover.connectedPeers).toEqual([]);
+
+    // The mover's token still names prt_fild02 (zone z1); only the gateway knows it moved.
+    await gw.gateway.transfer(mover.session, "pay_fild01");
+    await until(
+      "the mover and the player there meshed",
+      () => mover.connectedPeers.length === 1 && there.connectedPeers.length === 1,
+      60_000,
+    );
+    const z2 = mesh.coordinator.coordinator.zoneStates().find((z) => z.zone === "z2");
+    expect(z2?.peers).toBe(2);
+    expect(mesh.coordinator.coordinator.zoneStates().find((z) => z.zone === "z1")?.peers ?? 0).toBe(0);
+    await mover.close();
+    await there.close();
+  }, 90_000);
 });

@@ -42,6 +42,7 @@ import {
   subjects,
   type ZoneEvent,
 } from "../bus/contract.ts";
+import { coordSubjects, type LocateReply, type LocateRequest } from "../coordinator/bus.ts";
 import {
   AoiBatchEncoder,
   type ClientMessage,
@@ -311,7 +312,27 @@ export class Gateway {
           if (!err) this.onOwner(msg);
         },
       }),
+      // The coordinator asks where a session plays before meshing it: only the gateway holding
+      // the session answers, with the map it is on now (not the one its token named).
+      nc.subscribe(coordSubjects.locate(this.opts.region), {
+        callback: (err, msg) => {
+          if (err) return;
+          try {
+            const where = this.locate(busDecode<LocateRequest>(msg.data).session);
+            if (where) msg.respond(busEncode(where));
+          } catch (e) {
+            this.log.warn("bad locate request", { err: String(e) });
+          }
+        },
+      }),
     );
+  }
+
+  /** Where a playing session is: its character, map and entity id. */
+  locate(sessionId: string): LocateReply | undefined {
+    const s = this.sessions.get(sessionId);
+    if (s?.state !== "playing" || !s.claims || !s.addr) return undefined;
+    return { v: 1, characterId: s.claims.characterId, map: s.addr.map, entity: s.entity };
   }
 
   /** Delivers one zone event batch (from the JetStream consumer, see events.ts). */
