@@ -17,6 +17,8 @@ export interface GatewayConfig {
   /** When set, a token is honoured only while its login session lives in Redis. */
   redisUrl: string | undefined;
   redisPrefix: string;
+  /** How often each playing session's login session is checked again (with redisUrl). */
+  sessionCheckMs: number;
   keysetFile: string;
   /** Gate P2P on the coordinator's liveness (with the flag plane). */
   watchCoordinator: boolean;
@@ -60,6 +62,7 @@ export function gatewayConfigFromEnv(env: Env = process.env): GatewayConfig {
     staticMaps,
     redisUrl: r.bool("HYBRIDP2P_GATEWAY_CHECK_SESSIONS", true) ? redisUrl : undefined,
     redisPrefix: r.str("HYBRIDP2P_REDIS_PREFIX", "hp2p:"),
+    sessionCheckMs: r.int("HYBRIDP2P_GATEWAY_SESSION_CHECK_MS", { default: 10_000, min: 100, max: 600_000 }),
     keysetFile: r.str("HYBRIDP2P_AUTH_KEYSET_FILE", DEFAULT_KEYSET_FILE),
     watchCoordinator: r.bool("HYBRIDP2P_GATEWAY_WATCH_COORDINATOR", true),
     port: r.port("HYBRIDP2P_GATEWAY_PORT", DEFAULT_GATEWAY_PORT),

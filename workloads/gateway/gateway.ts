@@ -123,6 +123,13 @@ export interface GatewayOptions {
   /** This gateway's instance name (the pod name): the `<gw>` of its AOI subject. */
   id: string;
   verify: VerifyToken;
+  /**
+   * Whether the login session behind a playing session's token still lives
+   * (GatewayAuth.sessionLive): a logout or a revocation ends the connection ("session_ended").
+   * Checked every `sessionCheckMs` (default 10 s) per session.
+   */
+  sessionLive?: (claims: Claims) => Promise<boolean>;
+  sessionCheckMs?: number;
   directory: MapDirectory;
   /**
    * The gateway's own view of a zone from its flags: "p2p" allows what the map server reports,
@@ -156,6 +163,9 @@ interface Session {
   authTimer?: NodeJS.Timeout;
   /** P2P: the entities of the peers the client hears directly (their moves are not relayed). */
   meshEntities: Set<number>;
+  /** When its login session was last found alive. */
+  sessionCheckedAt: number;
+  sessionChecking: boolean;
   /** The map owner's fence the session's entity id belongs to, and the map's size. */
   fence: string;
   width: number;
@@ -257,6 +267,7 @@ export class Gateway {
   private readonly maps = new Map<string, MapState>();
   private readonly subs: Subscription[] = [];
   private http?: Server;
+  private sessionTimer?: NodeJS.Timeout;
   private closing = false;
 
   constructor(opts: GatewayOptions) {
@@ -276,6 +287,12 @@ export class Gateway {
   /** Subscribes to the region's AOI frames and owner notices, then listens for clients. */
   async listen(port = 0, host = "127.0.0.1"): Promise<number> {
     this.subscribe();
+    if (this.opts.sessionLive) {
+      const every = this.opts.sessionCheckMs ?? 10_000;
+      // A sweep per second checks the sessions that are due, so the checks spread out in time.
+      this.sessionTimer = setInterval(() => this.checkSessions(every), Math.min(1000, every));
+      this.sessionTimer.unref();
+    }
     const http = createServer((_req, res) => {
       res.writeHead(426, { "content-type": "text/plain" }).end("WebSocket only\n");
     });
@@ -369,6 +386,28 @@ export class Gateway {
     for (const m of this.maps.values()) clearTimeout(m.flushTimer);
     await new Promise<void>((r) => (this.http ? this.http.close(() => r()) : r()));
     this.http?.closeAllConnections();
+    clearInterval(this.sessionTimer);
+  }
+
+  private checkSessions(every: number): void {
+    const live = this.opts.sessionLive!;
+    const now = this.now();
+    for (const s of this.sessions.values()) {
+      if (s.state !== "playing" || !s.claims || s.sessionChecking || now - s.sessionCheckedAt < every)
+        continue;
+      s.sessionChecking = true;
+      void live(s.claims)
+        .catch((err) => {
+          // The session store being down is not the player's fault: keep playing, check later.
+          this.log.warn("session check failed", { err: String(err) });
+          return true;
+        })
+        .then(async (ok) => {
+          s.sessionChecking = false;
+          s.sessionCheckedAt = this.now();
+          if (!ok) await this.drop(s, "session_ended", "the login session has ended");
+        });
+    }
   }
 
   /**
@@ -422,6 +461,8 @@ export class Gateway {
       mode: "server",
       seq: 0,
       pending: [],
+      sessionCheckedAt: now,
+      sessionChecking: false,
       msgs: new TokenBucket(this.limits.msgsPerSecond, this.limits.msgsBurst, now),
       bytes: new TokenBucket(this.limits.bytesPerSecond, this.limits.bytesPerSecond + MAX_CLIENT_FRAME, now),
       meshEntities: new Set(),

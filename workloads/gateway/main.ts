@@ -65,6 +65,8 @@ export async function startGateway(cfg: GatewayConfig, log: Logger): Promise<{ c
     region: cfg.runtime.region,
     id: pod,
     verify: (t) => auth.verify(t),
+    sessionLive: redis ? (c) => auth.sessionLive(c) : undefined,
+    sessionCheckMs: cfg.sessionCheckMs,
     directory,
     p2pGate: f ? (watch ? watch.gate(flagGate(f)) : flagGate(f)) : undefined,
     limits: cfg.limits,

@@ -26,6 +26,7 @@ export const REASON_CODES = [
   "map_unavailable",
   "server_shutdown",
   "internal",
+  "session_ended",
 ] as const;
 
 export function closeCodeOf(reason: ReasonCode): number {

@@ -1,0 +1,88 @@
+// A playing client's connection lasts only as long as its login session: a logout or a
+// revocation closes it with "session_ended" within the check period, with real Redis sessions,
+// real NATS and a stand-in map server.
+import { randomBytes } from "node:crypto";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { GatewayAuth } from "../auth/gateway.ts";
+import { Keyset, newKeysetDocument, staticKeys } from "../auth/keyset.ts";
+import { SessionStore } from "../auth/sessions.ts";
+import { signCharacterToken } from "../auth/tokens.ts";
+import { GameClient } from "../client/client.ts";
+import { closeCodeOf } from "../protocol/schema.ts";
+import { ensureEventStream } from "./events.ts";
+import { staticDirectory } from "./gateway.ts";
+import { StandInMapServer } from "./standin.ts";
+import { startTestGateway, type TestGateway } from "./testing.ts";
+
+const env = inject("localEnv");
+const id = randomBytes(4).toString("hex");
+const map = "prt_fild01";
+
+describe("gateway and login sessions", () => {
+  let redis: Redis;
+  let sessions: SessionStore;
+  let gw: TestGateway;
+  let pod: NatsConnection;
+  let field: StandInMapServer;
+  let token: (characterId: string, sessionId: string) => Promise<string>;
+
+  beforeAll(async () => {
+    redis = new Redis(env.redisUrl!);
+    sessions = new SessionStore(redis, `gwsess${id}:`);
+    const keyset = await newKeysetDocument("k1");
+    const keys = staticKeys(await Keyset.parse(JSON.stringify(keyset)));
+    const auth = new GatewayAuth({ keys, sessions });
+    token = async (characterId, sessionId) =>
+      (
+        await signCharacterToken(
+          keys,
+          { accountId: `acc-${characterId}`, characterId, characterName: `n${characterId}`, map, sessionId },
+          60_000,
+        )
+      ).token;
+    gw = await startTestGateway({
+      natsUrl: env.natsUrl!,
+      keyset,
+      directory: staticDirectory({ z1: [map] }),
+      options: {
+        verify: (t) => auth.verify(t),
+        sessionLive: (c) => auth.sessionLive(c),
+        sessionCheckMs: 200,
+      },
+    });
+    pod = await connect({ servers: env.natsUrl! });
+    await ensureEventStream(pod);
+    field = new StandInMapServer({ nc: pod, region: gw.region, zone: "z1", maps: [map] });
+    field.start();
+  });
+
+  afterAll(async () => {
+    await gw?.stop();
+    await field?.stop();
+    await pod?.drain();
+    redis?.disconnect();
+  });
+
+  it("closes a playing client whose session is revoked, with session_ended, and only that one", async () => {
+    const now = Date.now();
+    for (const [sid, acc] of [
+      [`a-${id}`, "acc-1"],
+      [`b-${id}`, "acc-2"],
+    ])
+      await sessions.create(sid!, { accountId: acc!, username: "u", createdAt: now, address: "" }, 60_000);
+    const a = await GameClient.connect({ url: gw.url, token: await token("1", `a-${id}`) });
+    const b = await GameClient.connect({ url: gw.url, token: await token("2", `b-${id}`) });
+    // Several checks pass while the sessions live.
+    await new Promise((r) => setTimeout(r, 800));
+    expect(a.ws.readyState).toBe(a.ws.OPEN);
+
+    await sessions.revoke(`a-${id}`);
+    const closed = await a.closed;
+    expect(closed).toEqual({ code: closeCodeOf("session_ended"), reason: "session_ended" });
+    expect(b.ws.readyState).toBe(b.ws.OPEN);
+    expect(await b.ping()).toBeGreaterThanOrEqual(0); // still served
+    await b.close();
+  });
+});
