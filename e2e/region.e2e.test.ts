@@ -18,6 +18,9 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { computeStatus, type KObject } from "../hack/kstatus.ts";
 import { binDir } from "../hack/local/services.ts";
 import { KubeClient } from "../operator/runtime/kube.ts";
+import { type BotFleet, runBots } from "../workloads/client/bots.ts";
+import type { P2PClient } from "../workloads/client/p2p.ts";
+import { type LoopbackStun, startLoopbackStun } from "../workloads/coordinator/stun.ts";
 
 const kubeconfig = inject("kubeconfig");
 const repoRoot = new URL("..", import.meta.url).pathname;
@@ -65,6 +68,8 @@ async function waitFor<T>(
 
 interface ZoneStatus {
   mode?: string;
+  fallbackReason?: string;
+  p2pPeers?: { connected?: number; meshes?: number; relayed?: number };
   appliedEpoch?: number;
   replicas?: { desired?: number; applied?: number };
   conditions?: { type: string; status: string; reason?: string; message?: string }[];
@@ -257,6 +262,101 @@ describe("the flag plane", () => {
     await waitFor("the zone out of Fallback", async () =>
       (await zone(FIELD)).status?.mode !== "Fallback" ? true : undefined,
     );
+  });
+});
+
+describe("players", () => {
+  const townPolicy = `${G}/namespaces/${NS}/p2ppolicies/town-p2p-e2e`;
+  const TOWN = "prontera";
+  const componentPod = async (component: string) =>
+    waitFor(`a ready ${component} pod`, async () => {
+      const pods = (
+        await get<{ items: Pod[] }>(
+          `/api/v1/namespaces/${NS}/pods?labelSelector=${encodeURIComponent(`app.kubernetes.io/component=${component}`)}`,
+        )
+      ).items.filter(podReady);
+      return pods[0];
+    });
+  let stun: LoopbackStun | undefined;
+  let fleet: BotFleet | undefined;
+  afterAll(async () => {
+    await fleet?.stop();
+    await stun?.close();
+    await client.request("DELETE", townPolicy).catch(() => {});
+  });
+
+  it("P2P players sign up, log in, play through the gateway and mesh through the coordinator; the Zone counts them, and falls back while the coordinator is gone", async () => {
+    // New characters start in Prontera, a town: a policy lets P2P in there (includeTowns).
+    await client.request("POST", `${G}/namespaces/${NS}/p2ppolicies`, {
+      body: {
+        apiVersion: "hybridp2p.io/v1alpha1",
+        kind: "P2PPolicy",
+        metadata: { name: "town-p2p-e2e", namespace: NS },
+        spec: {
+          zoneSelector: { matchLabels: { "hybridp2p.io/zone-type": "town" } },
+          enabled: true,
+          includeTowns: true,
+          recovery: { mode: "Auto", backoff: { initialSeconds: 1, maxSeconds: 5 } },
+        },
+      },
+    });
+    await waitFor("the town in P2P", async () =>
+      (await zone(TOWN)).status?.mode === "P2P" ? true : undefined,
+    );
+
+    const ip = async (component: string) => (await componentPod(component)).status!.podIP!;
+    const coordinator = await componentPod("coordinator");
+    stun = await startLoopbackStun();
+    const count = 4;
+    fleet = await runBots({
+      count,
+      gatewayUrl: `ws://${await ip("gateway")}:7000`,
+      maps: [TOWN],
+      accounts: {
+        loginUrl: `http://${await ip("login-server")}:6900`,
+        charUrl: `http://${await ip("char-server")}:6121`,
+      },
+      p2pShare: 1,
+      coordinators: [`ws://${coordinator.status!.podIP}:7100`],
+      ice: stun.ice,
+      decodeMode: "full",
+      // They stay where new characters start, so they share one mesh area; they talk instead.
+      moveEveryMs: 0,
+      chatEveryMs: 300,
+      idPrefix: `e2e${Date.now().toString(36)}`,
+      failFast: true,
+    });
+    expect(fleet.stats()).toMatchObject({ connected: count, failed: 0 });
+    const peers = fleet.clients as P2PClient[];
+    await waitFor("every player meshed with the others", async () =>
+      peers.every((p) => p.connectedPeers.length === count - 1) ? true : undefined,
+    );
+    const counted = await waitFor("the Zone counting its P2P players", async () => {
+      const z = await zone(TOWN);
+      return z.status?.p2pPeers?.connected === count ? z.status.p2pPeers : undefined;
+    });
+    expect(counted).toMatchObject({ connected: count, meshes: 1, relayed: 0 });
+
+    // No coordinator left (scaled to zero: a deleted pod's replacement may start before it has
+    // stopped, which is no outage): the gateway holds the town in fallback, players go on in
+    // server mode, and the Zone says why; a coordinator back brings P2P back by itself (Auto).
+    const region = `${G}/namespaces/${NS}/regions/${REGION}`;
+    await mergePatch(region, { spec: { coordinator: { replicas: 0 } } });
+    const held = await waitFor("the town in Fallback", async () => {
+      const z = await zone(TOWN);
+      return z.status?.mode === "Fallback" ? z : undefined;
+    });
+    expect(held.status!.fallbackReason).toMatch(/coordinator unreachable.*\(gateway: /);
+    await waitFor("every player in server mode", async () =>
+      peers.every((p) => p.mode === "fallback" && p.serverMode) ? true : undefined,
+    );
+    const before = fleet.stats().messages;
+    await waitFor("play going on", async () => (fleet!.stats().messages > before + count ? true : undefined));
+    await mergePatch(region, { spec: { coordinator: { replicas: 1 } } });
+    await waitFor("the town back in P2P", async () =>
+      (await zone(TOWN)).status?.mode === "P2P" ? true : undefined,
+    );
+    expect(peers.every((p) => p.seqErrors.length === 0)).toBe(true);
   });
 });
 

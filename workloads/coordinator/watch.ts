@@ -34,6 +34,10 @@ export interface CoordinatorWatchOptions {
   onChange?: () => void;
   checkMs?: number;
   now?: () => number;
+  log?: {
+    info(msg: string, fields?: Record<string, unknown>): void;
+    warn(msg: string, fields?: Record<string, unknown>): void;
+  };
 }
 
 export type CoordinatorState = "unknown" | "up" | "down";
@@ -121,7 +125,12 @@ export class CoordinatorWatch {
       .sort()
       .join(",");
     const was = this.state;
-    if (next === "down" && was !== "down") this.downSince = now;
+    if (next === "down" && was !== "down") {
+      this.downSince = now;
+      this.opts.log?.warn("coordinator unreachable: P2P zones fall back", { silentMs: timeout });
+    } else if (next === "up" && was === "down") {
+      this.opts.log?.info("coordinator back", { downMs: now - this.downSince });
+    }
     this.state = next;
     const holds = this.holdZones(timeout);
     if (next === was && zones === this.fallbackZones && !holds) return;

@@ -57,6 +57,7 @@ export async function startGateway(cfg: GatewayConfig, log: Logger): Promise<{ c
           region: cfg.runtime.region,
           flags: f,
           onChange: () => gateway?.refreshModes(),
+          log,
         })
       : undefined;
   gateway = new Gateway({
