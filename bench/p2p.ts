@@ -127,6 +127,8 @@ try {
     region,
     namespace,
     keyset: keys.keyset,
+    // The mesh-formation runs join bare mesh clients, with no gateway session to locate.
+    env: { HYBRIDP2P_COORDINATOR_LOCATE: "false" },
   });
   cleanup.push(() => coord.stop());
   await coord.start();

@@ -10,6 +10,9 @@
 //                                             only while its session lives and is dropped when it
 //                                             ends (checked every HYBRIDP2P_COORDINATOR_SESSION_CHECK_MS,
 //                                             10000); HYBRIDP2P_COORDINATOR_CHECK_SESSIONS=false skips it
+//   HYBRIDP2P_COORDINATOR_LOCATE (true): ask the gateways where each joining session plays; false
+//                                             trusts the token's map and the client's entity id, only
+//                                             for a coordinator without gateways (mesh benchmarks)
 // Each zone's fallback (mesh quality) and peer counts go into this pod's flag report, from
 // which the operator folds the Zone's status.
 import { connect } from "@nats-io/transport-node";
@@ -43,6 +46,7 @@ interface CoordinatorConfig {
   redisUrl?: string;
   redisPrefix: string;
   sessionCheckMs: number;
+  locate: boolean;
 }
 
 export function readConfig(r: EnvReader): CoordinatorConfig {
@@ -82,6 +86,7 @@ export function readConfig(r: EnvReader): CoordinatorConfig {
         ? r.url(ENV.redisUrl, ["redis", "rediss"])
         : undefined,
     redisPrefix: r.str("HYBRIDP2P_REDIS_PREFIX", "hp2p:"),
+    locate: r.bool("HYBRIDP2P_COORDINATOR_LOCATE", true),
     sessionCheckMs: r.int("HYBRIDP2P_COORDINATOR_SESSION_CHECK_MS", {
       default: 10_000,
       min: 100,
@@ -155,7 +160,7 @@ export async function run(): Promise<void> {
     verify: (t) => auth.verify(t),
     sessionLive: redis ? (c) => auth.sessionLive(c) : undefined,
     sessionCheckMs: cfg.sessionCheckMs,
-    locate: locateOverNats(nc, config.region),
+    locate: cfg.locate ? locateOverNats(nc, config.region) : undefined,
     zoneOf,
     policy,
     aliveMs: cfg.aliveMs,

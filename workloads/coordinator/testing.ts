@@ -164,6 +164,8 @@ export async function coordinatorProcess(o: {
   namespace: string;
   keyset: TestKeys["keyset"];
   pod?: string;
+  /** More environment (settings under test). */
+  env?: Record<string, string>;
 }): Promise<CoordinatorProcess> {
   const keysetFile = join(o.dir, "keyset.json");
   writeFileSync(keysetFile, JSON.stringify(o.keyset));
@@ -192,6 +194,7 @@ export async function coordinatorProcess(o: {
             HYBRIDP2P_HEALTH_PORT: String(health),
             HYBRIDP2P_METRICS_PORT: String(metrics),
             HYBRIDP2P_LOG_LEVEL: "warn",
+            ...o.env,
           },
         },
       );
