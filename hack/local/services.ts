@@ -303,8 +303,10 @@ async function startKube(dir: string): Promise<{ procs: Proc[]; kubeconfig: stri
 
 // ---- NATS, Redis, PostgreSQL ------------------------------------------------------------
 
-async function startNats(dir: string): Promise<{ proc: Proc; url: string }> {
-  const [port, monitor] = [await freePort(), await freePort()];
+/** NATS with JetStream; `port` to start it again where its clients reconnect (tests of outages). */
+export async function startNats(dir: string, port?: number): Promise<{ proc: Proc; url: string }> {
+  port ??= await freePort();
+  const monitor = await freePort();
   const proc = startProcess(
     "nats-server",
     bin("nats-server"),

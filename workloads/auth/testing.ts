@@ -10,7 +10,10 @@ import type { LoginConfig } from "../login-server/config.ts";
 import type { RuntimeConfig } from "../runtime/config.ts";
 import type { Fields, Logger } from "../runtime/log.ts";
 import { createLogger } from "../runtime/log.ts";
-import { type KeysetDocument, newKeysetDocument } from "./keyset.ts";
+import { GatewayAuth } from "./gateway.ts";
+import { Keyset, type KeysetDocument, newKeysetDocument, staticKeys } from "./keyset.ts";
+import type { SessionStore } from "./sessions.ts";
+import { signCharacterToken } from "./tokens.ts";
 
 /** Creates a database named after `label` plus a random suffix; returns its URL. */
 export async function freshDatabase(baseUrl: string, label: string): Promise<string> {
@@ -143,4 +146,23 @@ export async function call(
     // not JSON (metrics)
   }
   return { status: res.status, body, headers: res.headers };
+}
+
+/**
+ * A fresh keyset, the gateway-side auth that checks login sessions in `sessions`, and a signer of
+ * character tokens on `map` bound to a given session (account `acc-<character>`): for tests of
+ * what happens when a session ends.
+ */
+export async function sessionBoundTokens(sessions: SessionStore, map: string) {
+  const keyset = await newKeysetDocument("k1");
+  const keys = staticKeys(await Keyset.parse(JSON.stringify(keyset)));
+  const token = async (characterId: string, sessionId: string) =>
+    (
+      await signCharacterToken(
+        keys,
+        { accountId: `acc-${characterId}`, characterId, characterName: `n${characterId}`, map, sessionId },
+        60_000,
+      )
+    ).token;
+  return { keyset, auth: new GatewayAuth({ keys, sessions }), token };
 }

@@ -9,6 +9,7 @@
 //   hp2p.<region>.<zone>.<map>.aoi.<gw>   core publish   owner   -> gateway <gw>     AoiFrame
 //   hp2p.<region>.<zone>.<map>.ev         JetStream      owner   -> every gateway    EventBatch (stream HP2P_EVENTS)
 //   hp2p.<region>.<zone>.<map>.owner      core publish   owner   -> anyone           OwnerNotice
+//   hp2p.<region>.<zone>.<map>.resync     core publish   gateway -> owner of <map>   ViewResync
 //
 // Routing. The gateway never needs to know which pod owns a map: only the owner (the holder of
 // the map's etcd lease) subscribes to the map's `.join`, `.leave` and `.in` subjects, and it
@@ -20,6 +21,10 @@
 // playing without rejoining; an OwnerNotice with a new fence says it happened. Players keep
 // their entity ids; mobs are respawned; each session's first frame from the new owner lists
 // everything in view as `enter`, so a gateway may drop what it knew of the map on a new fence.
+//
+// Resync. AOI frames are deltas over core NATS: a gateway whose connection dropped has missed
+// some, so after a reconnect it tells its clients to forget their views and asks each owner to
+// send the whole view of its sessions again (ViewResync: the next frame lists it all as `enter`).
 //
 // Batching (5k clients at 20 Hz on 2 cores). Nothing is one message per player per tick:
 // - input: the gateway collects its clients' inputs for one map and publishes one InputBatch per
@@ -91,6 +96,7 @@ export const subjects = {
   aoi: (a: MapAddress, gateway: string) => `${mapBase(a)}.aoi.${token("gateway", gateway)}`,
   events: (a: MapAddress) => `${mapBase(a)}.ev`,
   owner: (a: MapAddress) => `${mapBase(a)}.owner`,
+  resync: (a: MapAddress) => `${mapBase(a)}.resync`,
   /** What one gateway subscribes to for the AOI frames of every map of a region. */
   aoiForGateway: (region: string, gateway: string) =>
     `${SUBJECT_ROOT}.${token("region", region)}.*.*.aoi.${token("gateway", gateway)}`,
@@ -245,6 +251,12 @@ export interface EventBatch {
   fence: string;
   owner: string;
   events: ZoneEvent[];
+}
+
+/** A gateway missed AOI frames: the owner sends its sessions' whole views again. */
+export interface ViewResync {
+  v: 1;
+  gateway: string;
 }
 
 /** Published when a pod takes a map (also after a handover) and when its mode changes. */

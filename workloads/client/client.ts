@@ -256,6 +256,9 @@ export class GameClient {
         this.mode = m.mode;
         this.world.clear();
         return;
+      case "viewReset":
+        this.world.clear();
+        return;
       case "respawn": {
         const e = this.world.get(m.entity);
         if (e) this.world.set(m.entity, { ...e, x: m.x, y: m.y });

@@ -30,6 +30,8 @@ export const LOOPBACK_ICE: Partial<RTCPeerConnectionConfig> = {
     p.localCandidate.host === "127.0.0.1" && p.remoteCandidate.host === "127.0.0.1",
 };
 
+const TERMINAL_REFUSALS = new Set(["auth_failed", "session_ended"]);
+
 export type MeshStatus = "idle" | "connecting" | "p2p" | "fallback";
 
 export interface MeshClientOptions {
@@ -355,7 +357,10 @@ export class MeshClient {
         this.hosts.set(m.mesh, m.peer);
         return;
       case "refused":
-        this.reason = `${m.reason}: ${m.message}`;
+        // The token or its login session is no good: retrying cannot help. Other refusals
+        // (P2P off in the zone, the gateway not holding the session yet) may pass.
+        if (TERMINAL_REFUSALS.has(m.reason)) this.stop(`refused: ${m.reason}: ${m.message}`);
+        else this.reason = `${m.reason}: ${m.message}`;
         return;
     }
   }

@@ -5,10 +5,9 @@ import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { WebSocket } from "ws";
-import { GatewayAuth } from "../auth/gateway.ts";
-import { Keyset, newKeysetDocument, staticKeys } from "../auth/keyset.ts";
 import { SessionStore } from "../auth/sessions.ts";
-import { signCharacterToken } from "../auth/tokens.ts";
+import { sessionBoundTokens } from "../auth/testing.ts";
+import { MeshClient } from "../client/mesh.ts";
 import { eventually } from "../runtime/flags/testing.ts";
 import { NO_QUALITY } from "./mesh.ts";
 import { decodeCoord, encodeCoord, type FromCoordinator } from "./messages.ts";
@@ -53,17 +52,9 @@ describe("who the coordinator admits", () => {
   beforeAll(async () => {
     redis = new Redis(env.redisUrl!);
     sessions = new SessionStore(redis, `coordsess${id}:`);
-    const keyset = await newKeysetDocument("k1");
-    const signing = staticKeys(await Keyset.parse(JSON.stringify(keyset)));
-    const auth = new GatewayAuth({ keys: signing, sessions });
-    token = async (characterId, sessionId) =>
-      (
-        await signCharacterToken(
-          signing,
-          { accountId: `acc-${characterId}`, characterId, characterName: `n${characterId}`, map, sessionId },
-          60_000,
-        )
-      ).token;
+    const signer = await sessionBoundTokens(sessions, map);
+    const { keyset, auth } = signer;
+    token = signer.token;
     keys = { keyset, auth, token: (c) => token(c, "unused") };
     coord = await startTestCoordinator({
       natsUrl: env.natsUrl!,
@@ -86,6 +77,18 @@ describe("who the coordinator admits", () => {
     expect(c.refused()).toMatchObject({ reason: "auth_failed", message: "the login session has ended" });
     await eventually("closed", () => c.closed());
     expect(coord.coordinator.stats.peers).toBe(0);
+
+    // The SDK's mesh client gives up on such a refusal instead of retrying forever.
+    const mesh = new MeshClient({
+      urls: [coord.url],
+      token: await token("1", `gone-${id}`),
+      session: "s1",
+      entity: 1,
+      position: () => ({ x: 10, y: 10 }),
+    });
+    mesh.start();
+    await eventually("the mesh client stopped", () => mesh.status === "idle");
+    expect(mesh.reason).toMatch(/^refused: auth_failed/);
   });
 
   it("drops a joined peer when its session is revoked, and only that peer", async () => {

@@ -40,6 +40,7 @@ import {
   type OwnerNotice,
   parseMapSubject,
   subjects,
+  type ViewResync,
   type ZoneEvent,
 } from "../bus/contract.ts";
 import { coordSubjects, type LocateReply, type LocateRequest } from "../coordinator/bus.ts";
@@ -190,6 +191,8 @@ export interface GatewayStats {
   droppedSlow: number;
   closedBadFrame: number;
   rateLimited: number;
+  /** Views resent after a bus reconnect. */
+  resyncs: number;
 }
 
 function mapKeyOf(a: MapAddress): string {
@@ -255,6 +258,7 @@ export class Gateway {
     droppedSlow: 0,
     closedBadFrame: 0,
     rateLimited: 0,
+    resyncs: 0,
   };
   private readonly opts: GatewayOptions;
   private readonly control: NatsConnection;
@@ -318,6 +322,10 @@ export class Gateway {
   subscribe(): void {
     if (this.subs.length > 0) return;
     const nc = this.opts.nc;
+    // AOI frames are deltas over core NATS: those sent while the connection was down are gone.
+    void (async () => {
+      for await (const st of nc.status()) if (st.type === "reconnect") this.resyncViews();
+    })();
     this.subs.push(
       nc.subscribe(subjects.aoiForGateway(this.opts.region, this.opts.id), {
         callback: (err, msg) => {
@@ -343,6 +351,23 @@ export class Gateway {
         },
       }),
     );
+  }
+
+  /**
+   * After a reconnect: every client forgets its view (a `viewReset` in its sequence) and each
+   * map's owner sends the whole views of this gateway's sessions again.
+   */
+  resyncViews(): void {
+    this.stats.resyncs++;
+    for (const m of this.maps.values()) {
+      if (m.sessions.size === 0) continue;
+      for (const s of m.sessions) this.deliver(s, (seq) => encode({ type: "viewReset", seq }));
+      this.control.publish(
+        subjects.resync(m.addr),
+        busEncode({ v: 1, gateway: this.opts.id } satisfies ViewResync),
+      );
+    }
+    this.log.info("views resynced after a bus reconnect", { maps: this.maps.size });
   }
 
   /** Where a playing session is: its character, map and entity id. */

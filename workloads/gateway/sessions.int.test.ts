@@ -5,10 +5,8 @@ import { randomBytes } from "node:crypto";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { GatewayAuth } from "../auth/gateway.ts";
-import { Keyset, newKeysetDocument, staticKeys } from "../auth/keyset.ts";
 import { SessionStore } from "../auth/sessions.ts";
-import { signCharacterToken } from "../auth/tokens.ts";
+import { sessionBoundTokens } from "../auth/testing.ts";
 import { GameClient } from "../client/client.ts";
 import { closeCodeOf } from "../protocol/schema.ts";
 import { ensureEventStream } from "./events.ts";
@@ -31,17 +29,9 @@ describe("gateway and login sessions", () => {
   beforeAll(async () => {
     redis = new Redis(env.redisUrl!);
     sessions = new SessionStore(redis, `gwsess${id}:`);
-    const keyset = await newKeysetDocument("k1");
-    const keys = staticKeys(await Keyset.parse(JSON.stringify(keyset)));
-    const auth = new GatewayAuth({ keys, sessions });
-    token = async (characterId, sessionId) =>
-      (
-        await signCharacterToken(
-          keys,
-          { accountId: `acc-${characterId}`, characterId, characterName: `n${characterId}`, map, sessionId },
-          60_000,
-        )
-      ).token;
+    const signer = await sessionBoundTokens(sessions, map);
+    const { keyset, auth } = signer;
+    token = signer.token;
     gw = await startTestGateway({
       natsUrl: env.natsUrl!,
       keyset,

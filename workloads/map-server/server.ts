@@ -25,6 +25,7 @@ import {
   type MapMode,
   type OwnerNotice,
   subjects,
+  type ViewResync,
 } from "../bus/contract.ts";
 import { ensureEventStream } from "../bus/stream.ts";
 import type { Logger } from "../runtime/log.ts";
@@ -73,6 +74,8 @@ interface Held {
   sim: MapSim;
   addr: MapAddress;
   subs: Subscription[];
+  /** Gateways that asked for their sessions' whole views again (applied between ticks). */
+  resync: Set<string>;
 }
 
 export class MapServer {
@@ -113,6 +116,14 @@ export class MapServer {
 
   async start(): Promise<void> {
     await ensureEventStream(this.opts.nc);
+    // Frames and resync requests may have been lost while the bus was away (the gateway asks
+    // again when its own connection comes back; this covers a request made before ours did).
+    void (async () => {
+      for await (const st of this.opts.nc.status())
+        if (st.type === "reconnect")
+          for (const h of this.held.values())
+            for (const s of h.sim.sessions.values()) h.resync.add(s.gateway);
+    })();
     this.ownership.on("acquired", (map, fence) => {
       const p = this.attach(map, fence)
         .then((ok) => {
@@ -182,7 +193,7 @@ export class MapServer {
     }
     this.pool.attach(map, sim);
     const addr = this.addr(map);
-    const held: Held = { sim, addr, subs: [] };
+    const held: Held = { sim, addr, subs: [], resync: new Set() };
     this.held.set(map, held);
     const nc = this.opts.nc;
     held.subs.push(
@@ -199,6 +210,16 @@ export class MapServer {
       nc.subscribe(subjects.leave(addr), {
         callback: (err, msg) => {
           if (!err) this.track(this.onLeave(held, msg));
+        },
+      }),
+      nc.subscribe(subjects.resync(addr), {
+        callback: (err, msg) => {
+          if (err) return;
+          try {
+            held.resync.add(decode<ViewResync>(msg.data).gateway);
+          } catch {
+            this.opts.log.warn("undecodable resync request", { map });
+          }
         },
       }),
     );
@@ -409,6 +430,9 @@ export class MapServer {
         this.notice(h);
         this.opts.log.info("map mode changed", { map, mode });
       }
+      // Here, between ticks: the views live in memory the workers write during a step.
+      for (const gateway of h.resync) h.sim.resendViews(gateway);
+      h.resync.clear();
       // A map nobody plays on stands still (as rAthena idles mobs away from players): no CPU for it.
       if (h.sim.sessions.size > 0) sims.set(map, h.sim);
     }

@@ -180,6 +180,11 @@ export const MESSAGES = {
     seq: false,
     body: struct({ reason: enumOf(...REASON_CODES), message: str(256) }),
   },
+  /**
+   * The gateway missed some of the map's updates (its bus connection dropped): forget every
+   * entity seen; the whole view follows as entering.
+   */
+  viewReset: { id: 23, dir: "s2c", seq: true, body: struct({}) },
   /** Peer to peer over a data channel: movement, never authoritative. */
   peerMove: {
     id: 22,

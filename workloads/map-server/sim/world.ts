@@ -314,6 +314,12 @@ export class MapSim {
     };
   }
 
+  /** The gateway lost its sessions' views: the next frame shows each whole view as entering. */
+  resendViews(gateway: string): void {
+    for (const s of this.sessions.values())
+      if (s.gateway === gateway) this.arena.viewCount[this.arena.pslot[s.entity]!] = 0;
+  }
+
   /** The client now talks through another gateway. */
   moveSession(session: string, gateway: string): void {
     const s = this.sessions.get(session);

@@ -54,6 +54,23 @@ function world(
   });
 }
 
+/** Zones of namespace eu, P2P (Manual recovery) in `on`, server-only in `off`. */
+function p2pWhere(on: string[], off: string[]): CompiledFlags {
+  return compile({
+    policies: [
+      {
+        metadata: { name: "fields", namespace: "eu" },
+        spec: { zoneSelector: { matchLabels: { p2p: "yes" } }, enabled: true, recovery: { mode: "Manual" } },
+      },
+    ],
+    zones: [...on, ...off].map((name) => ({
+      metadata: { name, namespace: "eu", labels: { p2p: on.includes(name) ? "yes" : "no" } },
+      spec: { regionRef: "r1", maps: [{ name, type: "Field" }] },
+    })),
+    regions: [{ metadata: { name: "r1", namespace: "eu" } }],
+  });
+}
+
 describe("flag client", () => {
   let etcd: Etcd3;
   beforeAll(() => {
@@ -237,25 +254,7 @@ describe("flag client", () => {
     const pub = new FlagPublisher({ client: etcd, identity: "op", prefix });
     await pub.acquire();
     // Two P2P zones (Manual recovery) and one the policy does not select (server only).
-    await pub.publish(
-      compile({
-        policies: [
-          {
-            metadata: { name: "fields", namespace: "eu" },
-            spec: {
-              zoneSelector: { matchLabels: { p2p: "yes" } },
-              enabled: true,
-              recovery: { mode: "Manual" },
-            },
-          },
-        ],
-        zones: ["prt_fild", "pay_fild", "prontera"].map((name) => ({
-          metadata: { name, namespace: "eu", labels: { p2p: name === "prontera" ? "no" : "yes" } },
-          spec: { regionRef: "r1", maps: [{ name, type: "Field" }] },
-        })),
-        regions: [{ metadata: { name: "r1", namespace: "eu" } }],
-      }),
-    );
+    await pub.publish(p2pWhere(["prt_fild", "pay_fild"], ["prontera"]));
     const gw = new FlagClient({ client: etcd, prefix, namespace: "eu", service: "gateway", pod: "gw-0" });
     await gw.start();
     const report = async () => {
@@ -288,25 +287,7 @@ describe("flag client", () => {
     // Manual: the trigger clearing is not enough; switching P2P off for the zone releases it.
     gw.clearZoneTrigger("prt_fild", "coordinator");
     expect(gw.zoneMode("prt_fild").reason).toMatch(/manual recovery required/);
-    await pub.publish(
-      compile({
-        policies: [
-          {
-            metadata: { name: "fields", namespace: "eu" },
-            spec: {
-              zoneSelector: { matchLabels: { p2p: "yes" } },
-              enabled: true,
-              recovery: { mode: "Manual" },
-            },
-          },
-        ],
-        zones: ["prt_fild", "pay_fild"].map((name) => ({
-          metadata: { name, namespace: "eu", labels: { p2p: name === "prt_fild" ? "no" : "yes" } },
-          spec: { regionRef: "r1", maps: [{ name, type: "Field" }] },
-        })),
-        regions: [{ metadata: { name: "r1", namespace: "eu" } }],
-      }),
-    );
+    await pub.publish(p2pWhere(["pay_fild"], ["prt_fild"]));
     await eventually("released by P2P off", () => !gw.heldZones().has("prt_fild"));
     expect([...gw.heldZones().keys()]).toEqual(["pay_fild"]);
     await eventually("release reported", async () => (await report())?.zones?.prt_fild === undefined);
