@@ -39,6 +39,26 @@ async function startOperator(kubeconfig: string, etcdEndpoints: string, stateDir
   return { proc, metrics: `http://127.0.0.1:${metrics}/metrics` };
 }
 
+/**
+ * How to play on the local cluster: bots that sign up and log in like players, through the
+ * gateway's NodePort and the other components' ClusterIPs (the node agent proxies both).
+ */
+function playHint(kc: string, nodeName: string): string {
+  try {
+    const get = (path: string, jsonpath: string) =>
+      kubectl(kc, ["get", ...path.split(" "), "-o", `jsonpath=${jsonpath}`]);
+    const nodeIP = get(`node ${nodeName}`, '{.status.addresses[?(@.type=="InternalIP")].address}');
+    const nodePort = get("svc demo-gateway -n demo", "{.spec.ports[0].nodePort}");
+    const ip = (component: string) => get(`svc demo-${component} -n demo`, "{.spec.clusterIP}");
+    return `  # play: bots sign up and log in like players; new characters start in Prontera (a town: server mode)
+  npm run hybridctl -- bots --count 20 --zone prontera -n demo --gateway ws://${nodeIP}:${nodePort} \\
+    --login http://${ip("login-server")}:6900 --char http://${ip("char-server")}:6121 \\
+    --p2p-share 0.5 --coordinator ws://${ip("coordinator")}:7100`;
+  } catch (err) {
+    return `  (no play hint: ${(err as Error).message.split("\n")[0]})`;
+  }
+}
+
 function kubectl(kubeconfig: string, args: string[]): string {
   return execFileSync(join(binDir(), "kubectl"), ["--kubeconfig", kubeconfig, ...args], { encoding: "utf8" });
 }
@@ -207,6 +227,7 @@ The local region runs as pods. In another terminal:
   ${join(binDir(), "kubectl")} get pods,hybridp2p -n demo
   npm run hybridctl -- status -A
   ${join(binDir(), "kubectl")} -n demo patch p2ppolicy fields-p2p --type merge -p '{"spec":{"enabled":false}}'
+${playHint(kc, running.env.nodeName!)}
 Press Ctrl-C to stop everything.`;
     console.log(hints);
   } catch (err) {

@@ -285,7 +285,7 @@ async function startKube(dir: string): Promise<{ procs: Proc[]; kubeconfig: stri
       "--advertise-address=127.0.0.1",
       // No kubernetes Service endpoints for a loopback address; envtest does the same.
       "--endpoint-reconciler-type=none",
-      "--service-cluster-ip-range=10.96.0.0/16",
+      `--service-cluster-ip-range=${serviceRange(port)}`,
       "--authorization-mode=RBAC",
       "--allow-privileged=true",
       "--service-account-issuer=https://kubernetes.default.svc",
@@ -302,6 +302,15 @@ async function startKube(dir: string): Promise<{ procs: Proc[]; kubeconfig: stri
 }
 
 // ---- NATS, Redis, PostgreSQL ------------------------------------------------------------
+
+/**
+ * A /20 of 10.96.0.0/12 chosen by the apiserver's port: the node agents' service proxies of two
+ * local clusters on one machine then route different ClusterIPs (hack/node-agent/proxy.ts).
+ */
+function serviceRange(apiserverPort: number): string {
+  const k = apiserverPort % 256;
+  return `10.${96 + (k >> 4)}.${(k & 15) << 4}.0/20`;
+}
 
 /** NATS with JetStream; `port` to start it again where its clients reconnect (tests of outages). */
 export async function startNats(dir: string, port?: number): Promise<{ proc: Proc; url: string }> {

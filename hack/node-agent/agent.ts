@@ -24,6 +24,7 @@ import {
   restartBackoffMs,
   shouldRestart,
 } from "./pod.ts";
+import { ServiceProxy, type ServiceView, type SliceView } from "./proxy.ts";
 import { type Container, PodmanRuntime, ProcessRuntime, type Runtime, type Sandbox } from "./runtime.ts";
 import { localVolume, materialize, processKubeconfig, volumeRefs } from "./volumes.ts";
 
@@ -42,7 +43,7 @@ const FIELD_MANAGER = "hybridp2p-node-agent";
 const HEARTBEAT_MS = 10_000;
 const RESYNC_MS = 10_000;
 const PROVISION_MS = 1_000;
-const DNS_REFRESH_MS = 1_000;
+const SERVICES_REFRESH_MS = 1_000;
 /** The default StorageClass of the local cluster and its provisioner (the node agents). */
 export const STORAGE_CLASS = "local";
 const PROVISIONER = "node.hybridp2p.io/local";
@@ -63,6 +64,7 @@ export class NodeAgent {
   private forwarder?: Promise<number>;
   private dns?: Promise<void>;
   private records: ServiceRecord[] = [];
+  private proxy?: ServiceProxy;
   private readonly servers: Server[] = [];
   private readonly sockets: Socket[] = [];
 
@@ -86,6 +88,12 @@ export class NodeAgent {
       this.runtime = podman;
       // Pods reach the host (and the node's address) through their bridge's gateway.
       this.hostIP = podman.gateway;
+      if (await ServiceProxy.available()) this.proxy = new ServiceProxy(this.nodeName);
+      else this.log("nft is not available: ClusterIPs and NodePorts do not route, DNS answers with pod IPs");
+      // DNS records and the service proxy follow the Services and their EndpointSlices.
+      const refresh = () => void this.refreshServices().catch((e) => this.log(`services: ${e}`));
+      refresh();
+      this.timers.push(setInterval(refresh, SERVICES_REFRESH_MS));
     } else {
       this.runtime = new ProcessRuntime(this.opts.repoRoot);
     }
@@ -124,6 +132,7 @@ export class NodeAgent {
     await Promise.all([...this.workers.values()].map((w) => w.terminate(0)));
     // Anything a worker could not remove (or a pod it never knew of) goes too: no pod outlives its node.
     await this.runtime.cleanup().catch((err) => this.log(`cleanup failed: ${String(err)}`));
+    await this.proxy?.stop();
     for (const srv of this.servers) srv.close();
     for (const sock of this.sockets) sock.close();
     this.workers.clear();
@@ -457,30 +466,27 @@ export class NodeAgent {
       sock.once("error", reject);
       sock.bind(53, this.hostIP, () => {
         this.sockets.push(sock);
-        const refresh = () => void this.refreshRecords().catch((e) => this.log(`dns: ${e}`));
-        refresh();
-        this.timers.push(setInterval(refresh, DNS_REFRESH_MS));
         resolve();
       });
     });
     return this.dns;
   }
 
-  private async refreshRecords(): Promise<void> {
-    type Slice = {
-      metadata: { namespace: string; labels?: Record<string, string> };
+  private async refreshServices(): Promise<void> {
+    type Slice = SliceView & {
       endpoints?: { addresses: string[]; hostname?: string; conditions?: { ready?: boolean } }[];
     };
     const slices = await this.client.request<{ items: Slice[] }>(
       "GET",
       "/apis/discovery.k8s.io/v1/endpointslices",
     );
-    const services = await this.client.request<{
-      items: { metadata: { name: string; namespace: string } }[];
-    }>("GET", "/api/v1/services");
+    const services = await this.client.request<{ items: ServiceView[] }>("GET", "/api/v1/services");
+    if (this.proxy) await this.proxy.apply(this.hostIP, services.items, slices.items);
     this.records = services.items.map((svc) => ({
       namespace: svc.metadata.namespace,
       name: svc.metadata.name,
+      // With the proxy a Service's name resolves to its ClusterIP, as CoreDNS answers.
+      clusterIP: this.proxy && svc.spec?.clusterIP !== "None" ? svc.spec?.clusterIP : undefined,
       endpoints: slices.items
         .filter(
           (sl) =>

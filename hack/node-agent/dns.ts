@@ -1,7 +1,7 @@
-// Cluster DNS for podman pods (there is no CoreDNS and no kube-proxy here): answers A queries
-// for <service>.<namespace>.svc.cluster.local with the ready endpoints' pod IPs (headless or
-// not: without kube-proxy a ClusterIP does not route, so clients connect to a pod directly; the
-// Service's port must equal its targetPort), <hostname>.<service>... for StatefulSet pods, and
+// Cluster DNS for podman pods (there is no CoreDNS here): answers A queries for
+// <service>.<namespace>.svc.cluster.local with the Service's ClusterIP where the node proxies it
+// (proxy.ts), else (headless Services, or no nftables) the ready endpoints' pod IPs, then the
+// Service's port must equal its targetPort; <hostname>.<service>... for StatefulSet pods, and
 // kubernetes.default.svc with the node's API forwarder; every other name goes to the host's
 // resolver. Only the packet handling is here, pure; agent.ts serves it over UDP.
 
@@ -72,6 +72,8 @@ export interface ServiceRecord {
   name: string;
   /** Ready endpoints: pod IP and, for StatefulSet pods, their hostname. */
   endpoints: { ip: string; hostname?: string }[];
+  /** Where the node proxies the Service (proxy.ts): the name then resolves to it. */
+  clusterIP?: string;
 }
 
 /** Resolves a cluster name: undefined when it is not a cluster name at all (forward it), null
@@ -92,6 +94,7 @@ export function resolveClusterName(
   if (parts.length < 2 || parts.length > 3) return null;
   const s = services.find((r) => r.name === svc && r.namespace === ns);
   if (!s) return null;
+  if (host === undefined && s.clusterIP) return [s.clusterIP];
   const eps = host === undefined ? s.endpoints : s.endpoints.filter((e) => e.hostname === host);
   return host !== undefined && eps.length === 0 ? null : eps.map((e) => e.ip);
 }

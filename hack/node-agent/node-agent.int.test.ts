@@ -292,11 +292,24 @@ describe("cluster DNS for podman pods", () => {
   // Resolves on every request: the agent's records follow EndpointSlices a moment later.
   const CLIENT = `const probe = async () => { const out = {}; for (const u of process.env.TARGETS.split(" ")) { try { out[u] = (await (await fetch(u)).text()).slice(0, 40); } catch (e) { out[u] = "error: " + (e.cause?.code ?? e); } } return out; }; (await import("node:http")).createServer(async (q, r) => r.end(JSON.stringify(await probe()))).listen(8080);`;
 
-  it("resolves Services to ready pods and StatefulSet pods by hostname", async () => {
+  it("resolves Services to their ClusterIPs, which route (port to targetPort), and StatefulSet pods by hostname", async () => {
     await api("POST", `/api/v1/namespaces/${NS}/services`, {
       metadata: { name: "web" },
       spec: { selector: { app: "web-podman" }, ports: [{ port: 8080, targetPort: 8080 }] },
     });
+    // A port that differs from its target, and a NodePort: only a service proxy makes these work.
+    const web80 = await api<{ spec: { clusterIP: string; ports: { nodePort: number }[] } }>(
+      "POST",
+      `/api/v1/namespaces/${NS}/services`,
+      {
+        metadata: { name: "web80" },
+        spec: {
+          type: "NodePort",
+          selector: { app: "web-podman" },
+          ports: [{ name: "http", port: 80, targetPort: 8080 }],
+        },
+      },
+    );
     await api("POST", `/api/v1/namespaces/${NS}/services`, {
       metadata: { name: "store" },
       spec: { clusterIP: "None", selector: { app: "store" }, ports: [{ port: 8080 }] },
@@ -306,6 +319,7 @@ describe("cluster DNS for podman pods", () => {
       "http://web:8080/readyz",
       `http://store-0.store.${NS}.svc.cluster.local:8080/`,
       "http://missing:8080/",
+      "http://web80/readyz",
     ];
     // The records follow EndpointSlices, which follow readiness: wait until both Services have one.
     await waitFor("endpoints of web and store", async () => {
@@ -336,7 +350,10 @@ describe("cluster DNS for podman pods", () => {
     });
     const seen = await waitFor("the Services resolving inside the pod", async () => {
       const s = (await (await fetch(`http://${pod.status!.podIP}:8080/`)).json()) as Record<string, string>;
-      return s[targets[0]!] === "ok" && s[targets[1]!] === "ok" && /^\d+$/.test(s[targets[2]!] ?? "")
+      return s[targets[0]!] === "ok" &&
+        s[targets[1]!] === "ok" &&
+        /^\d+$/.test(s[targets[2]!] ?? "") &&
+        s[targets[4]!] === "ok"
         ? s
         : undefined;
     });
@@ -344,6 +361,19 @@ describe("cluster DNS for podman pods", () => {
     expect(seen[targets[1]!]).toBe("ok");
     expect(seen[targets[2]!]).toMatch(/^\d+$/);
     expect(seen[targets[3]!]).toBe("error: ENOTFOUND");
+    expect(seen[targets[4]!]).toBe("ok");
+
+    // From the host too: the ClusterIP, and the NodePort on the node's address.
+    const node = await api<{ status: { addresses: { type: string; address: string }[] } }>(
+      "GET",
+      `/api/v1/nodes/${PODMAN_NODE}`,
+    );
+    const nodeIP = node.status.addresses.find((a) => a.type === "InternalIP")!.address;
+    for (const url of [
+      `http://${web80.spec.clusterIP}/readyz`,
+      `http://${nodeIP}:${web80.spec.ports[0]!.nodePort}/readyz`,
+    ])
+      expect(await (await fetch(url)).text()).toBe("ok");
   }, 180_000);
 });
 

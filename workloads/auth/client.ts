@@ -84,18 +84,25 @@ export class AuthClient {
     return r;
   }
 
-  /** Logs in, signing up first when the account does not exist yet (bots). */
+  /**
+   * Signs up (an existing account is fine), then logs in: bots. Signing up first, not logging in
+   * first, matters: a login to an account that does not exist yet is a failed login, and a few
+   * of those from one address lock the address out. A sign-up refused for another reason (too
+   * many from this address) still tries the login, as the account may exist from an earlier run.
+   */
   async loginOrSignUp(username: string, password: string) {
+    let refused: AuthApiError | undefined;
+    try {
+      await this.signUp(username, password);
+    } catch (e) {
+      if (!(e instanceof AuthApiError)) throw e;
+      if (e.code !== "username_taken") refused = e;
+    }
     try {
       return await this.login(username, password);
-    } catch (err) {
-      if (!(err instanceof AuthApiError) || err.status !== 401) throw err;
-      try {
-        await this.signUp(username, password);
-      } catch (e) {
-        if (!(e instanceof AuthApiError) || e.code !== "username_taken") throw e;
-      }
-      return this.login(username, password);
+    } catch (e) {
+      // No such account after all: the sign-up's refusal is the reason that helps.
+      throw refused && e instanceof AuthApiError && e.status === 401 ? refused : e;
     }
   }
 

@@ -43,6 +43,9 @@ afterAll(async () => {
 });
 
 it("signs bots up, creates and selects their characters, and plays them through the gateway", async () => {
+  // More new bots from one address than its failed-login limit (20): signing up before logging
+  // in keeps them from counting as failed logins, which would lock the address out.
+  const count = 24;
   // The char server's start point in the test configuration is prontera.
   const gw = await startTestGateway({
     natsUrl: env.natsUrl!,
@@ -57,15 +60,15 @@ it("signs bots up, creates and selects their characters, and plays them through 
   try {
     for (const round of ["first: sign up and create", "second: log in and select"]) {
       const fleet = await runBots({
-        count: 4,
+        count,
         gatewayUrl: gw.url,
         maps: [],
         accounts,
         idPrefix: `acct${process.pid % 1000}_`,
         failFast: true,
       });
-      expect(fleet.stats(), round).toMatchObject({ connected: 4, failed: 0 });
-      expect(fleet.clients.map((c) => c.map)).toEqual(["prontera", "prontera", "prontera", "prontera"]);
+      expect(fleet.stats(), round).toMatchObject({ connected: count, failed: 0 });
+      expect(new Set(fleet.clients.map((c) => c.map))).toEqual(new Set(["prontera"]));
       await fleet.stop();
     }
   } finally {
