@@ -133,6 +133,24 @@ describe("hybridctl", () => {
     expect(data.zones.find((z) => z.name === "tn")!.mode).toBe("Server");
     const y = await ctl("status", "-n", ns, "-o", "yaml");
     expect(y.out).toMatch(/regions:\n/);
+
+    // The coordinator's peer counts reach the table through the Zone's status.
+    const coord = new FlagClient({
+      client: etcd,
+      prefix,
+      namespace: ns,
+      service: "coordinator",
+      pod: "co-0",
+    });
+    await coord.start();
+    coord.reportZones(new Map([["fb", { peers: { connected: 5, meshes: 1, relayed: 2 } }]]));
+    try {
+      await eventually("peers in the table", async () =>
+        /fb\s+r1\s+P2P\s+\d+\s+2\/2\s+\S+\s+5 \(2 relayed\)/.test((await ctl("status", "-n", ns)).out),
+      );
+    } finally {
+      await coord.close();
+    }
   });
 
   it("flags get reads the flag store directly", async () => {

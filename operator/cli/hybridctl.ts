@@ -57,6 +57,7 @@ interface KObj {
     replicas?: { desired?: number; applied?: number };
     policy?: string;
     fallbackReason?: string;
+    p2pPeers?: { connected?: number; meshes?: number; relayed?: number };
     observedGeneration?: number;
     epoch?: number;
   };
@@ -211,6 +212,7 @@ async function status(
       appliedEpoch: z.status?.appliedEpoch ?? null,
       replicas: { applied: z.status?.replicas?.applied ?? 0, desired: z.spec?.mapServer?.replicas ?? 1 },
       policy: z.status?.policy ?? null,
+      p2pPeers: z.status?.p2pPeers ?? null,
       fallbackReason: z.status?.fallbackReason ?? null,
     })),
   };
@@ -227,7 +229,7 @@ async function status(
       ]),
     ]);
     const z = table([
-      ["NAMESPACE", "ZONE", "REGION", "MODE", "EPOCH", "REPLICAS", "POLICY", "FALLBACK"],
+      ["NAMESPACE", "ZONE", "REGION", "MODE", "EPOCH", "REPLICAS", "POLICY", "PEERS", "FALLBACK"],
       ...data.zones.map((x) => [
         x.namespace,
         x.name,
@@ -236,6 +238,10 @@ async function status(
         x.appliedEpoch === null ? "-" : String(x.appliedEpoch),
         `${x.replicas.applied}/${x.replicas.desired}`,
         x.policy ?? "-",
+        // P2P clients in a mesh, and how many of them have a pair on the server relay.
+        x.p2pPeers
+          ? `${x.p2pPeers.connected ?? 0}${x.p2pPeers.relayed ? ` (${x.p2pPeers.relayed} relayed)` : ""}`
+          : "-",
         x.fallbackReason ?? "",
       ]),
     ]);
