@@ -155,6 +155,8 @@ export type JoinReply =
 export interface LeaveRequest {
   v: 1;
   session: string;
+  /** Leaving through a portal: the character is saved there, where the next owner loads it. */
+  to?: { map: string; x: number; y: number };
 }
 
 /** Sent after the character was persisted to PostgreSQL. */
@@ -242,7 +244,9 @@ export type ZoneEvent =
   | { k: "hit"; from: number; target: number; damage: number; hpLeft: number; to: string[] }
   | { k: "death"; entity: number; killer: number; to: string[] }
   | { k: "loot"; session: string; characterId: string; exp: number; zeny: number; to: string[] }
-  | { k: "respawn"; entity: number; x: number; y: number; to: string[] };
+  | { k: "respawn"; entity: number; x: number; y: number; to: string[] }
+  /** The session stepped onto a portal: its gateway moves it to `map` at (x, y). */
+  | { k: "warp"; session: string; map: string; x: number; y: number; to: string[] };
 
 export interface EventBatch {
   v: 1;

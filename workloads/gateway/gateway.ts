@@ -377,10 +377,23 @@ export class Gateway {
     return { v: 1, characterId: s.claims.characterId, map: s.addr.map, entity: s.entity };
   }
 
+  /** A session of this gateway stepped onto a portal: move it to the portal's map. */
+  private warp(ev: ZoneEvent & { k: "warp" }, map: string, zone: string): void {
+    const s = this.sessions.get(ev.session);
+    if (s?.state !== "playing" || s.addr?.map !== map || s.addr.zone !== zone) return;
+    this.transfer(s.id, ev.map, { x: ev.x, y: ev.y }).catch((err) =>
+      this.log.warn("warp failed", { session: s.id, from: map, to: ev.map, err: String(err) }),
+    );
+  }
+
   /** Delivers one zone event batch (from the JetStream consumer, see events.ts). */
   onEvents(batch: EventBatch, zone: string): void {
     const t = this.now();
     for (const ev of batch.events) {
+      if (ev.k === "warp") {
+        this.warp(ev, batch.map, zone);
+        continue;
+      }
       const build = eventMessage(ev, t);
       if (!build) continue;
       for (const sid of ev.to) {
@@ -440,7 +453,7 @@ export class Gateway {
    * owner (which persists the character), joins the new one, and goes on with the same
    * connection and sequence. Messages of the new map wait until the `mapChange` is sent.
    */
-  async transfer(sessionId: string, map: string): Promise<void> {
+  async transfer(sessionId: string, map: string, at?: { x: number; y: number }): Promise<void> {
     const s = this.sessions.get(sessionId);
     if (s?.state !== "playing" || !s.addr) throw new Error(`session ${sessionId} is not playing`);
     const zone = this.opts.directory.zoneOf(map);
@@ -448,7 +461,8 @@ export class Gateway {
     const from = s.addr;
     s.state = "transferring";
     this.detach(s);
-    await this.leave(s.id, from);
+    // Through a portal, the old owner saves the character at the destination, where the new one loads it.
+    await this.leave(s.id, from, at ? { map, ...at } : undefined);
     const to = { region: this.opts.region, zone, map };
     s.addr = to;
     s.mapKey = mapKeyOf(to);
@@ -626,8 +640,8 @@ export class Gateway {
     }
   }
 
-  private async leave(session: string, addr: MapAddress): Promise<void> {
-    const req: LeaveRequest = { v: 1, session };
+  private async leave(session: string, addr: MapAddress, to?: LeaveRequest["to"]): Promise<void> {
+    const req: LeaveRequest = { v: 1, session, ...(to ? { to } : {}) };
     for (let attempt = 0; attempt < 5; attempt++) {
       try {
         const m = await this.control.request(subjects.leave(addr), busEncode(req), { timeout: 3000 });

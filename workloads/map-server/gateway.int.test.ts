@@ -42,7 +42,11 @@ describe("gateway and map server", () => {
       prefix: `/${unique("gwtest")}/v1/`,
       redisPrefix: `${unique("gwtest")}:`,
       threads: 1,
-      mapDef: () => openMap(map, 80, 80, { mobs: [{ type: 0, count: 1, at: [[44, 40]] }] }),
+      mapDef: () =>
+        openMap(map, 80, 80, {
+          mobs: [{ type: 0, count: 1, at: [[44, 40]] }],
+          warps: [{ x: 70, y: 70, to: { map: p2pMap, x: 12, y: 12 } }],
+        }),
     });
     ms2 = await startTestServer(svc, {
       region: gw.region,
@@ -137,5 +141,30 @@ describe("gateway and map server", () => {
     expect(s.playerState([...s.sessions.values()].find((x) => x.entity === p.entity)!)).toMatchObject({
       x: 41.5,
     });
+  }, 120_000);
+
+  it("a player who steps onto a portal plays on on the map it leads to, owned by another pod", async () => {
+    const [walker, there] = await createCharacters(svc.databaseUrl, [
+      { name: unique("Wal"), map, x: 66, y: 70 },
+      { name: unique("The"), map: p2pMap, x: 14, y: 12 },
+    ]);
+    const w = await GameClient.connect({ url: gw.url, token: await gw.token(walker!, map, "Walker") });
+    clients.push(w);
+    const t = await GameClient.connect({ url: gw.url, token: await gw.token(there!, p2pMap, "There") });
+    clients.push(t);
+    const changed = w.next("mapChange", 30_000);
+    w.move(70, 70);
+    // The map server saw it on the portal; the gateway moved it: same connection, new map.
+    expect(await changed).toMatchObject({ map: p2pMap, x: 12.5, y: 12.5 });
+    expect(w.map).toBe(p2pMap);
+    await until("each sees the other on the new map", () =>
+      w.world.has(t.entity) && t.world.has(w.entity) ? true : undefined,
+    );
+    expect(ms2.server.sim(p2pMap)!.sessions.has(w.session)).toBe(true);
+    expect(ms.server.sim(map)!.sessions.has(w.session)).toBe(false);
+    expect(w.seqErrors).toEqual([]);
+    // It walks on there, through the other pod.
+    w.move(16, 12);
+    await until("the other sees it walk", () => (t.world.get(w.entity)?.x === 16.5 ? true : undefined));
   }, 120_000);
 });

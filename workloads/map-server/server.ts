@@ -365,7 +365,8 @@ export class MapServer {
       await this.idle();
       const left = h.sim.leave(String(req.session));
       if (left) {
-        await this.chars.save([{ ...left, map: h.addr.map, online: false }]);
+        const where = req.to ?? { map: h.addr.map, x: left.x, y: left.y };
+        await this.chars.save([{ ...left, ...where, online: false }]);
         await this.hot.remove(this.opts.region, this.opts.zone, h.addr.map, h.sim.fence, [left.session]);
       }
       reply({ v: 1, ok: true });

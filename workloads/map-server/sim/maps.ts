@@ -32,6 +32,13 @@ export interface MobSpawn {
   at?: Array<[number, number]>;
 }
 
+/** A portal cell (rAthena's `warp` NPCs): stepping on it takes the player to `to`. */
+export interface Warp {
+  x: number;
+  y: number;
+  to: { map: string; x: number; y: number };
+}
+
 export interface MapDef {
   name: string;
   width: number;
@@ -41,6 +48,14 @@ export interface MapDef {
   /** Where characters without a valid position appear. */
   spawn: [number, number];
   mobs: MobSpawn[];
+  warps: Warp[];
+}
+
+/** The portal at a position's cell, if any. */
+export function warpAt(def: Pick<MapDef, "warps">, x: number, y: number): Warp | undefined {
+  const cx = Math.floor(x);
+  const cy = Math.floor(y);
+  return def.warps.find((w) => w.x === cx && w.y === cy);
 }
 
 export function isWalkable(
@@ -101,6 +116,12 @@ const SIZES: Record<string, [number, number]> = {
   payon: [300, 300],
 };
 
+/** A few of rAthena's portals (Prontera's south gate and back); the cells around them stay open. */
+const WARPS: Record<string, Warp[]> = {
+  prontera: [{ x: 156, y: 22, to: { map: "prt_fild08", x: 170, y: 375 } }],
+  prt_fild08: [{ x: 170, y: 380, to: { map: "prontera", x: 156, y: 27 } }],
+};
+
 /** Maps treated as towns: no mobs. */
 const TOWNS = new Set(["prontera", "geffen", "payon", "morocc", "alberta", "izlude"]);
 
@@ -139,6 +160,17 @@ export function generateMap(name: string, opts: GenerateOptions = {}): MapDef {
     if (Math.abs(x0 - spawn[0]) < 16 && Math.abs(y0 - spawn[1]) < 16) continue;
     for (let y = y0; y < y0 + wh; y++) walkable.fill(0, y * width + x0, y * width + x0 + ww);
   }
+  const warps = (WARPS[name] ?? []).filter((w) => w.x > 2 && w.y > 2 && w.x < width - 3 && w.y < height - 3);
+  // Portals and where they lead stay reachable.
+  for (const [cx, cy] of [
+    ...warps.map((w) => [w.x, w.y]),
+    ...Object.values(WARPS)
+      .flat()
+      .filter((w) => w.to.map === name)
+      .map((w) => [w.to.x, w.to.y]),
+  ])
+    for (let y = Math.max(1, cy! - 3); y <= Math.min(height - 2, cy! + 3); y++)
+      walkable.fill(1, y * width + Math.max(1, cx! - 3), y * width + Math.min(width - 1, cx! + 4));
   const mobCount = TOWNS.has(name) ? 0 : (opts.mobs ?? Math.floor((width * height) / 400));
   const mobs: MobSpawn[] =
     mobCount === 0
@@ -148,7 +180,7 @@ export function generateMap(name: string, opts: GenerateOptions = {}): MapDef {
           { type: 1, count: Math.ceil(mobCount * 0.3) },
           { type: 2, count: mobCount - Math.ceil(mobCount * 0.5) - Math.ceil(mobCount * 0.3) },
         ].filter((m) => m.count > 0);
-  return { name, width, height, walkable, spawn, mobs };
+  return { name, width, height, walkable, spawn, mobs, warps };
 }
 
 /** An open rectangular map (tests): walls only on the border and where asked. */
@@ -156,9 +188,15 @@ export function openMap(
   name: string,
   width: number,
   height: number,
-  extra: { walls?: Array<[number, number]>; mobs?: MobSpawn[]; spawn?: [number, number] } = {},
+  extra: {
+    walls?: Array<[number, number]>;
+    mobs?: MobSpawn[];
+    spawn?: [number, number];
+    warps?: Warp[];
+  } = {},
 ): MapDef {
   const def = generateMap(name, { width, height, mobs: 0, walls: 0 });
+  def.warps = extra.warps ?? [];
   for (const [x, y] of extra.walls ?? []) def.walkable[y * width + x] = 0;
   def.mobs = extra.mobs ?? [];
   if (extra.spawn) def.spawn = extra.spawn;

@@ -283,4 +283,25 @@ describe("map simulation", () => {
     expect(server.clients.map((c) => c.corrections)).toEqual([0, 0, 0]);
     expect(p2p.events.map((e) => e.k)).toEqual(server.events.map((e) => e.k));
   }, 60_000);
+
+  it("emits one warp event per step onto a portal, to the player alone", () => {
+    const def = openMap("portals", 40, 40, {
+      warps: [{ x: 12, y: 10, to: { map: "elsewhere", x: 5, y: 6 } }],
+    });
+    const sim = new MapSim(def, { capacity: 16, seed: 1 });
+    sim.join(player("a", 10.5, 10.5));
+    sim.join(player("b", 11.5, 11.5));
+    const warps: ZoneEvent[] = [];
+    const run = (ticks: number) => {
+      for (let t = 0; t < ticks; t++) warps.push(...sim.stepInline().events.filter((e) => e.k === "warp"));
+    };
+    sim.input({ s: "a", seq: 1, k: "move", x: 12, y: 10 });
+    run(40); // there, and standing on it
+    expect(warps).toEqual([{ k: "warp", session: "a", map: "elsewhere", x: 5, y: 6, to: ["a"] }]);
+    sim.input({ s: "a", seq: 2, k: "move", x: 14, y: 10 });
+    run(40);
+    sim.input({ s: "a", seq: 3, k: "move", x: 12, y: 10 });
+    run(40); // off and on again: once more
+    expect(warps).toHaveLength(2);
+  });
 });

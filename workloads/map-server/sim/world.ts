@@ -32,7 +32,16 @@ import {
   type SliceResult,
 } from "./frames.ts";
 import { attachGrid, createGridBuffers, forEachInRange, type Grid, rebuildGrid } from "./grid.ts";
-import { BLOCK_SIZE, hashString, isWalkable, type MapDef, MOB_TYPES, rng, VIEW_RANGE } from "./maps.ts";
+import {
+  BLOCK_SIZE,
+  hashString,
+  isWalkable,
+  type MapDef,
+  MOB_TYPES,
+  rng,
+  VIEW_RANGE,
+  warpAt,
+} from "./maps.ts";
 import {
   defaultParams,
   newSliceState,
@@ -130,6 +139,8 @@ export class MapSim {
   private readonly scratch: Int32Array;
   private inbox: ClientInput[] = [];
   private pendingEvents: ZoneEvent[] = [];
+  /** Sessions standing on a portal that were told so (one warp event per step onto it). */
+  private readonly onPortal = new Set<string>();
   private readonly inlineStates: Array<{ sim: SliceState; frames: FrameScratch }> = [];
   /** Told about every join, leave and gateway change (the worker pool mirrors the sessions). */
   onSessions: ((entity: number, info: SessionInfo | undefined) => void) | undefined;
@@ -296,6 +307,7 @@ export class MapSim {
     a.pslot[s.entity] = -1;
     this.gatewayOut(s.gateway);
     this.sessions.delete(session);
+    this.onPortal.delete(session);
     this.byEntity.delete(s.entity);
     this.onSessions?.(s.entity, undefined);
     this.inbox = this.inbox.filter((i) => i.s !== session);
@@ -484,7 +496,26 @@ export class MapSim {
           break;
       }
     }
+    if (this.def.warps.length > 0) this.portals(events);
     return { tick, frames, events, stats };
+  }
+
+  /**
+   * A player who stepped onto a portal gets one `warp` event (the gateway moves the session to
+   * the portal's map); another only after stepping off and on again.
+   */
+  private portals(events: ZoneEvent[]): void {
+    for (const s of this.sessions.values()) {
+      const { x, y, alive } = this.playerState(s);
+      const w = alive ? warpAt(this.def, x, y) : undefined;
+      if (!w) {
+        this.onPortal.delete(s.session);
+        continue;
+      }
+      if (this.onPortal.has(s.session)) continue;
+      this.onPortal.add(s.session);
+      events.push({ k: "warp", session: s.session, map: w.to.map, x: w.to.x, y: w.to.y, to: [s.session] });
+    }
   }
 
   /**
