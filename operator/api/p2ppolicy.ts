@@ -224,7 +224,8 @@ export const P2PPolicySpec = Type.Object(
         default: 100,
         minimum: 0,
         maximum: 100,
-        description: "Share of P2P-capable clients that join meshes (by stable hash).",
+        description:
+          "Share of P2P-capable players that play P2P (by a stable hash of the character, so widening only adds players); the others play in server mode. 0 turns P2P off.",
       }),
     ),
     includeTowns: Type.Optional(

@@ -1,6 +1,11 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { effectiveP2P, KNOWN_SERVICES, type ZoneFlags } from "../../workloads/runtime/flags/layout.ts";
+import {
+  effectiveP2P,
+  inRollout,
+  KNOWN_SERVICES,
+  type ZoneFlags,
+} from "../../workloads/runtime/flags/layout.ts";
 import { DEFAULT_BACKOFF, P2PPolicySpec, P2PServiceValues } from "../api/p2ppolicy.ts";
 import {
   ANNOTATION_FORCE_FALLBACK,
@@ -172,24 +177,32 @@ describe("compiler", () => {
     expect(effectiveP2P(undefined, "map-server")).toBe(false);
   });
 
-  it("applies a percentage rollout deterministically", () => {
-    const zones = Array.from({ length: 200 }, (_, i) => zone(`z${i}`));
+  it("carries the rollout to the zones for the gateway to pick players; 0 % turns P2P off", () => {
     const at = (pct: number) =>
-      new Set(
-        compile({
-          policies: [policy("p", { zoneSelector: {}, enabled: true, rolloutPercent: pct })],
-          zones,
-          regions: [region],
-        })
-          .zones.filter((z) => z.enabled)
-          .map((z) => z.zone),
-      );
+      compile({
+        policies: [policy("p", { zoneSelector: {}, enabled: true, rolloutPercent: pct })],
+        zones: [zone("z1"), zone("z2")],
+        regions: [region],
+      }).zones;
+    expect(at(30).map((z) => [z.enabled, z.rolloutPercent])).toEqual([
+      [true, 30],
+      [true, 30],
+    ]);
+    expect(at(0).map((z) => [z.enabled, z.reason])).toEqual([
+      [false, "the rollout of policy p is 0%"],
+      [false, "the rollout of policy p is 0%"],
+    ]);
+  });
+
+  it("picks rollout players by a stable hash: about the share asked, and widening only adds", () => {
+    const players = Array.from({ length: 2000 }, (_, i) => String(100_000 + i));
+    const at = (pct: number) => new Set(players.filter((p) => inRollout(p, pct)));
     const [p0, p30, p60, p100] = [at(0), at(30), at(60), at(100)];
     expect(p0.size).toBe(0);
-    expect(p100.size).toBe(200);
-    expect(p30.size).toBeGreaterThan(20);
-    expect(p30.size).toBeLessThan(100);
-    for (const z of p30) expect(p60.has(z)).toBe(true); // widening a rollout only adds zones
+    expect(p100.size).toBe(2000);
+    expect(p30.size).toBeGreaterThan(450);
+    expect(p30.size).toBeLessThan(750);
+    for (const p of p30) expect(p60.has(p)).toBe(true);
   });
 
   it("matches selector expressions like Kubernetes", () => {

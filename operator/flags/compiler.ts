@@ -177,16 +177,6 @@ export function matchesSelector(
   return true;
 }
 
-/** FNV-1a, 32 bit: a stable bucket in [0, 100) for percentage rollouts. */
-export function rolloutBucket(key: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < key.length; i++) {
-    h ^= key.charCodeAt(i);
-    h = Math.imul(h, 0x01000193) >>> 0;
-  }
-  return h % 100;
-}
-
 function csv(v: string | undefined): string[] {
   if (!v) return [];
   return v
@@ -295,15 +285,15 @@ function zoneDoc(
     })
     .sort((a, b) => cmp(a.name, b.name));
 
-  // Zone enabled: a policy governs it, says enabled, the rollout includes it, and it has a map
-  // that may go P2P (towns only with includeTowns).
+  // Zone enabled: a policy governs it, says enabled with a rollout above 0 %, and it has a map
+  // that may go P2P (towns only with includeTowns). The rollout itself picks players, not
+  // zones: the gateway lets the players in it play P2P (inRollout in layout.ts).
   let enabled = false;
   let reason: string | undefined;
   const rollout = Math.max(0, Math.min(100, spec.rolloutPercent ?? 100));
   if (p === undefined) reason = "no P2PPolicy selects this zone";
   else if (spec.enabled === false) reason = `P2P disabled by policy ${p.metadata.name}`;
-  else if (rolloutBucket(`${ns}/${name}`) >= rollout)
-    reason = `outside the ${rollout}% rollout of policy ${p.metadata.name}`;
+  else if (rollout === 0) reason = `the rollout of policy ${p.metadata.name} is 0%`;
   else if (maps.length > 0 && !maps.some((m) => m.p2p))
     reason = "no map may go P2P (only town maps without includeTowns, or maps set to Deny)";
   else enabled = true;

@@ -11,6 +11,7 @@ import { GameClient } from "../client/client.ts";
 import { P2PClient, type P2PClientOptions } from "../client/p2p.ts";
 import { startTestMesh, type TestMesh } from "../client/testing.ts";
 import { decodeCoord } from "../coordinator/messages.ts";
+import { inRollout } from "../runtime/flags/layout.ts";
 import { consumeEvents, ensureEventStream } from "./events.ts";
 import { staticDirectory } from "./gateway.ts";
 import { StandInMapServer } from "./standin.ts";
@@ -401,4 +402,42 @@ describe("gateway with stand-in map servers", () => {
     await mover.close();
     await there.close();
   }, 90_000);
+
+  it("lets only the policy's rollout share of P2P players play P2P; the others play in server mode", async () => {
+    fieldA.setMode("prt_fild02", "p2p");
+    const rolled = await startTestGateway({
+      natsUrl: env.natsUrl!,
+      region: gw.region,
+      id: "gw-rollout",
+      keyset: gw.keyset,
+      directory: staticDirectory({ z1: ["prt_fild01", "prt_fild02", "prt_fild03"] }),
+      options: { rolloutPercent: (zone) => (zone === "z1" ? 50 : 100) },
+    });
+    try {
+      const ids = Array.from({ length: 40 }, (_, i) => `ro${i}`);
+      const inside = ids.find((id) => inRollout(id, 50))!;
+      const outside = ids.find((id) => !inRollout(id, 50))!;
+      const join = async (id: string) => {
+        const c = await P2PClient.connect({
+          url: rolled.url,
+          token: await rolled.token(id, "prt_fild02"),
+          coordinators: mesh.urls,
+          ice: mesh.ice,
+        });
+        clients.push(c);
+        return c;
+      };
+      const [a, b] = [await join(inside), await join(outside)];
+      expect(a.mode).toBe("p2p");
+      expect(b.mode).toBe("server");
+      await until("the one inside meshes", () => a.mesh?.status === "p2p");
+      expect(b.mesh).toBeUndefined();
+      // Both still see each other through the gateway.
+      await until("each sees the other", () => a.world.has(b.entity) && b.world.has(a.entity));
+      await a.close();
+      await b.close();
+    } finally {
+      await rolled.stop();
+    }
+  });
 });

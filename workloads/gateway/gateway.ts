@@ -53,6 +53,7 @@ import {
   type Mode,
 } from "../protocol/messages.ts";
 import { closeCodeOf, ProtocolError, type ReasonCode } from "../protocol/schema.ts";
+import { inRollout } from "../runtime/flags/layout.ts";
 import { TokenBucket } from "./ratelimit.ts";
 
 /** What a verified character token says (workloads/auth/tokens.ts CharacterClaims). */
@@ -137,6 +138,11 @@ export interface GatewayOptions {
    * "server" holds P2P off, "fallback" forces fallback. Default: follow the map server.
    */
   p2pGate?: (zone: string) => Mode;
+  /**
+   * The share of P2P clients that play P2P in a zone (the policy's rolloutPercent, by a stable
+   * hash of the character: inRollout); the others play in server mode. Default: all.
+   */
+  rolloutPercent?: (zone: string) => number;
   limits?: Partial<Limits>;
   log?: GatewayLogger;
   /** Milliseconds between input flushes per map (the map's tick). */
@@ -664,7 +670,7 @@ export class Gateway {
     s.fence = reply.fence;
     s.width = reply.width;
     s.height = reply.height;
-    s.mode = this.effectiveMode(m);
+    s.mode = this.sessionMode(m, s);
     s.meshEntities.clear();
   }
 
@@ -887,9 +893,17 @@ export class Gateway {
     this.applyMode(m, `map server reports ${mode}`);
   }
 
-  private applyMode(m: MapState, reason: string): void {
+  /** The map's mode, except that a P2P client outside the zone's rollout plays in server mode. */
+  private sessionMode(m: MapState, s: Session): Mode {
     const mode = this.effectiveMode(m);
+    if (mode !== "p2p" || s.kind !== "p2p" || !s.claims) return mode;
+    const percent = this.opts.rolloutPercent?.(m.addr.zone) ?? 100;
+    return inRollout(s.claims.characterId, percent) ? mode : "server";
+  }
+
+  private applyMode(m: MapState, reason: string): void {
     for (const s of m.sessions) {
+      const mode = this.sessionMode(m, s);
       if (s.mode === mode) continue;
       s.mode = mode;
       if (mode !== "p2p") s.meshEntities.clear();

@@ -70,6 +70,7 @@ export async function startGateway(cfg: GatewayConfig, log: Logger): Promise<{ c
     sessionCheckMs: cfg.sessionCheckMs,
     directory,
     p2pGate: f ? (watch ? watch.gate(flagGate(f)) : flagGate(f)) : undefined,
+    rolloutPercent: f ? (zone) => f.zoneFlags(zone)?.rolloutPercent ?? 100 : undefined,
     limits: cfg.limits,
     log,
   });

@@ -201,6 +201,26 @@ export interface ZonePeers {
   relayed: number;
 }
 
+// ---- rollout ---------------------------------------------------------------------------------
+
+/** FNV-1a, 32 bit: a stable bucket in [0, 100) for percentage rollouts. */
+export function rolloutBucket(key: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) {
+    h ^= key.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h % 100;
+}
+
+/**
+ * Whether a player is in a zone's P2P rollout: by a stable hash of the character, so a player
+ * stays in or out, and widening the rollout only adds players.
+ */
+export function inRollout(characterId: string, rolloutPercent: number): boolean {
+  return rolloutBucket(characterId) < rolloutPercent;
+}
+
 // ---- the effective-P2P rule ---------------------------------------------------------------
 
 /**
