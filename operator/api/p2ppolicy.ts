@@ -212,7 +212,8 @@ export const P2PPolicySpec = Type.Object(
     ),
     transports: Type.Optional(
       Type.Array(StringEnum(TransportValues), {
-        description: "Transports in order of preference.",
+        description:
+          "Transports in order of preference, published to the workloads. Clients open WebRTC data channels (webrtc-datachannel; webrtc-turn when their ICE settings name TURN servers) and a pair that cannot connect goes through the server relay (websocket-relay).",
         default: ["webrtc-datachannel", "websocket-relay"],
         minItems: 1,
         maxItems: TransportValues.length,
