@@ -65,6 +65,7 @@ export class NodeAgent {
   private dns?: Promise<void>;
   private records: ServiceRecord[] = [];
   private proxy?: ServiceProxy;
+  private refreshing?: Promise<void>;
   private readonly servers: Server[] = [];
   private readonly sockets: Socket[] = [];
 
@@ -90,8 +91,16 @@ export class NodeAgent {
       this.hostIP = podman.gateway;
       if (await ServiceProxy.available()) this.proxy = new ServiceProxy(this.nodeName);
       else this.log("nft is not available: ClusterIPs and NodePorts do not route, DNS answers with pod IPs");
-      // DNS records and the service proxy follow the Services and their EndpointSlices.
-      const refresh = () => void this.refreshServices().catch((e) => this.log(`services: ${e}`));
+      // DNS records and the service proxy follow the Services and their EndpointSlices; one
+      // refresh at a time, so an older listing is never applied after a newer one.
+      const refresh = () => {
+        if (this.refreshing || this.stopped) return;
+        this.refreshing = this.refreshServices()
+          .catch((e) => this.log(`services: ${e}`))
+          .finally(() => {
+            this.refreshing = undefined;
+          });
+      };
       refresh();
       this.timers.push(setInterval(refresh, SERVICES_REFRESH_MS));
     } else {
@@ -132,6 +141,7 @@ export class NodeAgent {
     await Promise.all([...this.workers.values()].map((w) => w.terminate(0)));
     // Anything a worker could not remove (or a pod it never knew of) goes too: no pod outlives its node.
     await this.runtime.cleanup().catch((err) => this.log(`cleanup failed: ${String(err)}`));
+    await this.refreshing; // so it cannot write the proxy's rules after they are removed
     await this.proxy?.stop();
     for (const srv of this.servers) srv.close();
     for (const sock of this.sockets) sock.close();
@@ -481,13 +491,8 @@ export class NodeAgent {
       "/apis/discovery.k8s.io/v1/endpointslices",
     );
     const services = await this.client.request<{ items: ServiceView[] }>("GET", "/api/v1/services");
-    if (this.proxy) await this.proxy.apply(this.hostIP, services.items, slices.items);
-    this.records = services.items.map((svc) => ({
-      namespace: svc.metadata.namespace,
-      name: svc.metadata.name,
-      // With the proxy a Service's name resolves to its ClusterIP, as CoreDNS answers.
-      clusterIP: this.proxy && svc.spec?.clusterIP !== "None" ? svc.spec?.clusterIP : undefined,
-      endpoints: slices.items
+    this.records = services.items.map((svc) => {
+      const endpoints = slices.items
         .filter(
           (sl) =>
             sl.metadata.namespace === svc.metadata.namespace &&
@@ -495,8 +500,18 @@ export class NodeAgent {
         )
         .flatMap((sl) => sl.endpoints ?? [])
         .filter((e) => e.conditions?.ready !== false && e.addresses[0])
-        .map((e) => ({ ip: e.addresses[0]!, hostname: e.hostname })),
-    }));
+        .map((e) => ({ ip: e.addresses[0]!, hostname: e.hostname }));
+      // With the proxy a Service's name resolves to its ClusterIP, as CoreDNS answers; only while
+      // it has ready endpoints, since the proxy has no rule (and so no quick refusal) without.
+      const routed = this.proxy && svc.spec?.clusterIP !== "None" && endpoints.length > 0;
+      return {
+        namespace: svc.metadata.namespace,
+        name: svc.metadata.name,
+        clusterIP: routed ? svc.spec?.clusterIP : undefined,
+        endpoints,
+      };
+    });
+    if (this.proxy && !this.stopped) await this.proxy.apply(this.hostIP, services.items, slices.items);
   }
 
   /** The resolver settings of a podman pod in this namespace, as the kubelet writes resolv.conf. */

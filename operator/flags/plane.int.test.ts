@@ -196,7 +196,7 @@ describe("flag plane end to end", () => {
     const coord = await regionPod("coordinator", "coord-0");
     await eventually("fields in P2P for the gateway", () => gw.zoneMode("fild-a").mode === "p2p");
 
-    gw.triggerZone("fild-a", "coordinator", "coordinator unreachable: no replica heard for 600 ms");
+    gw.triggerZones(["fild-a"], "coordinator", "coordinator unreachable: no replica heard for 600 ms");
     coord.reportZones(new Map([["fild-b", { peers: { connected: 5, meshes: 1, relayed: 2 } }]]));
     const a = await eventually("fild-a in Fallback by the gateway's hold", async () => {
       const o = await get("zones", "fild-a");

@@ -65,3 +65,37 @@ export class GatewayAuth {
     return rec !== undefined && rec.accountId === claims.accountId;
   }
 }
+
+/** Where a long-lived connection keeps its login-session checks (gateway and coordinator). */
+export interface SessionCheck {
+  /** When the last check started. */
+  checkedAt: number;
+  checking: boolean;
+}
+
+/**
+ * Checks again that a connection's login session lives, once `everyMs` has passed since the last
+ * check and none is running; calls `ended` when it is gone. A failing session store counts as
+ * alive: that is not the player's fault, and the next check asks again.
+ */
+export function recheckSession(
+  check: SessionCheck,
+  now: number,
+  everyMs: number,
+  live: () => Promise<boolean>,
+  ended: () => void,
+  log: { warn(msg: string, fields?: Record<string, unknown>): void },
+): void {
+  if (check.checking || now - check.checkedAt < everyMs) return;
+  check.checking = true;
+  check.checkedAt = now;
+  void live()
+    .catch((err) => {
+      log.warn("session check failed", { err: String(err) });
+      return true;
+    })
+    .then((ok) => {
+      check.checking = false;
+      if (!ok) ended();
+    });
+}

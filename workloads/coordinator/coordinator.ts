@@ -19,6 +19,7 @@ import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { Duplex } from "node:stream";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { type RawData, WebSocket, WebSocketServer } from "ws";
+import { recheckSession, type SessionCheck } from "../auth/gateway.ts";
 import type { CharacterClaims } from "../auth/tokens.ts";
 import { decode as busDecode, encode as busEncode } from "../bus/contract.ts";
 import { FallbackLatch } from "../runtime/flags/fallback.ts";
@@ -101,8 +102,7 @@ export type Claims = Pick<CharacterClaims, "characterId" | "map" | "accountId" |
 interface Local {
   ws: WebSocket;
   claims: Claims;
-  sessionCheckedAt: number;
-  sessionChecking: boolean;
+  session: SessionCheck;
   entry: RosterEntry;
   lastBeat: number;
   sweepsSinceBeat: number;
@@ -627,8 +627,7 @@ export class Coordinator {
     const l: Local = {
       ws,
       claims,
-      sessionCheckedAt: now,
-      sessionChecking: false,
+      session: { checkedAt: now, checking: false },
       entry,
       lastBeat: now,
       sweepsSinceBeat: 0,
@@ -657,21 +656,19 @@ export class Coordinator {
 
   private checkSession(l: Local, now: number): void {
     const live = this.opts.sessionLive;
-    if (!live || l.sessionChecking || now - l.sessionCheckedAt < (this.opts.sessionCheckMs ?? 10_000)) return;
-    l.sessionChecking = true;
-    void live(l.claims)
-      .catch((err) => {
-        // The session store being down is not the player's fault: keep them, try again later.
-        this.log.warn("session check failed", { err: String(err) });
-        return true;
-      })
-      .then((ok) => {
-        l.sessionChecking = false;
-        l.sessionCheckedAt = this.now();
-        if (ok || this.locals.get(l.entry.id) !== l) return;
+    if (!live) return;
+    recheckSession(
+      l.session,
+      now,
+      this.opts.sessionCheckMs ?? 10_000,
+      () => live(l.claims),
+      () => {
+        if (this.locals.get(l.entry.id) !== l) return;
         this.sendTo(l, { type: "refused", reason: "session_ended", message: "the login session has ended" });
         this.dropLocal(l, "session ended");
-      });
+      },
+      this.log,
+    );
   }
 
   private dropLocal(l: Local, why: string): void {

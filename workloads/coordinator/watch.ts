@@ -24,7 +24,7 @@ export const COORDINATOR_TRIGGER = "coordinator";
 export interface CoordinatorWatchOptions {
   nc: NatsConnection;
   region: string;
-  /** The gateway's flag client: gets the "coordinator" trigger while no replica answers. */
+  /** The gateway's flag client: its P2P zones get the "coordinator" zone trigger while no replica answers. */
   flags?: FlagClient;
   /** Which service's flags gate P2P (default "gateway"). */
   service?: string;
@@ -146,23 +146,22 @@ export class CoordinatorWatch {
     const f = this.opts.flags;
     if (!f) return false;
     const service = this.opts.service ?? "gateway";
-    let changed = false;
     if (this.state === "down") {
-      for (const [zone, doc] of f.snapshot().zones) {
-        if (this.downZones.has(zone) || !effectiveP2P(doc, service)) continue;
-        this.downZones.add(zone);
-        f.triggerZone(
-          zone,
-          COORDINATOR_TRIGGER,
-          `coordinator unreachable: no replica heard for ${timeout} ms`,
-        );
-        changed = true;
-      }
-    } else if (this.downZones.size > 0) {
-      for (const zone of this.downZones) f.clearZoneTrigger(zone, COORDINATOR_TRIGGER);
-      this.downZones.clear();
-      changed = true;
+      const fresh = [...f.snapshot().zones]
+        .filter(([zone, doc]) => !this.downZones.has(zone) && effectiveP2P(doc, service))
+        .map(([zone]) => zone);
+      if (fresh.length === 0) return false;
+      for (const zone of fresh) this.downZones.add(zone);
+      f.triggerZones(
+        fresh,
+        COORDINATOR_TRIGGER,
+        `coordinator unreachable: no replica heard for ${timeout} ms`,
+      );
+      return true;
     }
-    return changed;
+    if (this.downZones.size === 0) return false;
+    f.clearZoneTriggers(this.downZones, COORDINATOR_TRIGGER);
+    this.downZones.clear();
+    return true;
   }
 }

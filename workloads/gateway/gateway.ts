@@ -22,6 +22,7 @@ import type { IncomingMessage, Server } from "node:http";
 import { createServer } from "node:http";
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import { type RawData, WebSocket, WebSocketServer } from "ws";
+import { recheckSession, type SessionCheck } from "../auth/gateway.ts";
 import {
   type AoiFrame,
   decode as busDecode,
@@ -171,8 +172,7 @@ interface Session {
   /** P2P: the entities of the peers the client hears directly (their moves are not relayed). */
   meshEntities: Set<number>;
   /** When its login session was last found alive. */
-  sessionCheckedAt: number;
-  sessionChecking: boolean;
+  session: SessionCheck;
   /** The map owner's fence the session's entity id belongs to, and the map's size. */
   fence: string;
   width: number;
@@ -330,7 +330,10 @@ export class Gateway {
     const nc = this.opts.nc;
     // AOI frames are deltas over core NATS: those sent while the connection was down are gone.
     void (async () => {
-      for await (const st of nc.status()) if (st.type === "reconnect") this.resyncViews();
+      for await (const st of nc.status()) {
+        if (this.closing) break;
+        if (st.type === "reconnect") this.resyncViews();
+      }
     })();
     this.subs.push(
       nc.subscribe(subjects.aoiForGateway(this.opts.region, this.opts.id), {
@@ -437,20 +440,16 @@ export class Gateway {
     const live = this.opts.sessionLive!;
     const now = this.now();
     for (const s of this.sessions.values()) {
-      if (s.state !== "playing" || !s.claims || s.sessionChecking || now - s.sessionCheckedAt < every)
-        continue;
-      s.sessionChecking = true;
-      void live(s.claims)
-        .catch((err) => {
-          // The session store being down is not the player's fault: keep playing, check later.
-          this.log.warn("session check failed", { err: String(err) });
-          return true;
-        })
-        .then(async (ok) => {
-          s.sessionChecking = false;
-          s.sessionCheckedAt = this.now();
-          if (!ok) await this.drop(s, "session_ended", "the login session has ended");
-        });
+      const claims = s.claims;
+      if (s.state !== "playing" || !claims) continue;
+      recheckSession(
+        s.session,
+        now,
+        every,
+        () => live(claims),
+        () => void this.drop(s, "session_ended", "the login session has ended"),
+        this.log,
+      );
     }
   }
 
@@ -506,8 +505,7 @@ export class Gateway {
       mode: "server",
       seq: 0,
       pending: [],
-      sessionCheckedAt: now,
-      sessionChecking: false,
+      session: { checkedAt: now, checking: false },
       msgs: new TokenBucket(this.limits.msgsPerSecond, this.limits.msgsBurst, now),
       bytes: new TokenBucket(this.limits.bytesPerSecond, this.limits.bytesPerSecond + MAX_CLIENT_FRAME, now),
       meshEntities: new Set(),
@@ -894,16 +892,26 @@ export class Gateway {
   }
 
   /** The map's mode, except that a P2P client outside the zone's rollout plays in server mode. */
-  private sessionMode(m: MapState, s: Session): Mode {
-    const mode = this.effectiveMode(m);
-    if (mode !== "p2p" || s.kind !== "p2p" || !s.claims) return mode;
-    const percent = this.opts.rolloutPercent?.(m.addr.zone) ?? 100;
-    return inRollout(s.claims.characterId, percent) ? mode : "server";
+  private sessionMode(
+    m: MapState,
+    s: Session,
+    mapMode = this.effectiveMode(m),
+    percent = this.rollout(m),
+  ): Mode {
+    if (mapMode !== "p2p" || s.kind !== "p2p" || !s.claims) return mapMode;
+    return inRollout(s.claims.characterId, percent) ? mapMode : "server";
+  }
+
+  private rollout(m: MapState): number {
+    return this.opts.rolloutPercent?.(m.addr.zone) ?? 100;
   }
 
   private applyMode(m: MapState, reason: string): void {
+    // Once per map, not per session: the gate reads the flag client's latches.
+    const mapMode = this.effectiveMode(m);
+    const percent = this.rollout(m);
     for (const s of m.sessions) {
-      const mode = this.sessionMode(m, s);
+      const mode = this.sessionMode(m, s, mapMode, percent);
       if (s.mode === mode) continue;
       s.mode = mode;
       if (mode !== "p2p") s.meshEntities.clear();

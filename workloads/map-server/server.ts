@@ -119,10 +119,12 @@ export class MapServer {
     // Frames and resync requests may have been lost while the bus was away (the gateway asks
     // again when its own connection comes back; this covers a request made before ours did).
     void (async () => {
-      for await (const st of this.opts.nc.status())
+      for await (const st of this.opts.nc.status()) {
+        if (this.stopped) break;
         if (st.type === "reconnect")
           for (const h of this.held.values())
             for (const s of h.sim.sessions.values()) h.resync.add(s.gateway);
+      }
     })();
     this.ownership.on("acquired", (map, fence) => {
       const p = this.attach(map, fence)

@@ -51,13 +51,6 @@ export interface MapDef {
   warps: Warp[];
 }
 
-/** The portal at a position's cell, if any. */
-export function warpAt(def: Pick<MapDef, "warps">, x: number, y: number): Warp | undefined {
-  const cx = Math.floor(x);
-  const cy = Math.floor(y);
-  return def.warps.find((w) => w.x === cx && w.y === cy);
-}
-
 export function isWalkable(
   def: Pick<MapDef, "width" | "height" | "walkable">,
   x: number,

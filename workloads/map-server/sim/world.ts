@@ -40,7 +40,7 @@ import {
   MOB_TYPES,
   rng,
   VIEW_RANGE,
-  warpAt,
+  type Warp,
 } from "./maps.ts";
 import {
   defaultParams,
@@ -141,6 +141,8 @@ export class MapSim {
   private pendingEvents: ZoneEvent[] = [];
   /** Sessions standing on a portal that were told so (one warp event per step onto it). */
   private readonly onPortal = new Set<string>();
+  /** The map's portals by cell index (y * width + x). */
+  private readonly portalAt = new Map<number, Warp>();
   private readonly inlineStates: Array<{ sim: SliceState; frames: FrameScratch }> = [];
   /** Told about every join, leave and gateway change (the worker pool mirrors the sessions). */
   onSessions: ((entity: number, info: SessionInfo | undefined) => void) | undefined;
@@ -150,6 +152,7 @@ export class MapSim {
     const walkable = new Uint8Array(new SharedArrayBuffer(def.walkable.length));
     walkable.set(def.walkable);
     this.def = { ...def, walkable };
+    for (const w of def.warps) this.portalAt.set(w.y * def.width + w.x, w);
     this.params = { ...defaultParams(opts.tickHz ?? 20), ...opts.params };
     this.seed = opts.seed ?? 1;
     this.arena = attachArena(
@@ -505,9 +508,15 @@ export class MapSim {
    * the portal's map); another only after stepping off and on again.
    */
   private portals(events: ZoneEvent[]): void {
+    const a = this.arena;
+    const base = this.bank * a.capacity;
     for (const s of this.sessions.values()) {
-      const { x, y, alive } = this.playerState(s);
-      const w = alive ? warpAt(this.def, x, y) : undefined;
+      // Read in place: this runs for every player every tick.
+      const c = base + s.entity;
+      const alive = (a.flags[c]! & FLAG_ALIVE) !== 0;
+      const w = alive
+        ? this.portalAt.get(Math.floor(a.y[c]!) * this.def.width + Math.floor(a.x[c]!))
+        : undefined;
       if (!w) {
         this.onPortal.delete(s.session);
         continue;

@@ -54,13 +54,17 @@ function world(
   });
 }
 
-/** Zones of namespace eu, P2P (Manual recovery) in `on`, server-only in `off`. */
-function p2pWhere(on: string[], off: string[]): CompiledFlags {
+/** Zones of namespace eu, P2P (Manual recovery unless given) in `on`, server-only in `off`. */
+function p2pWhere(
+  on: string[],
+  off: string[],
+  recovery: Record<string, unknown> = { mode: "Manual" },
+): CompiledFlags {
   return compile({
     policies: [
       {
         metadata: { name: "fields", namespace: "eu" },
-        spec: { zoneSelector: { matchLabels: { p2p: "yes" } }, enabled: true, recovery: { mode: "Manual" } },
+        spec: { zoneSelector: { matchLabels: { p2p: "yes" } }, enabled: true, recovery },
       },
     ],
     zones: [...on, ...off].map((name) => ({
@@ -264,8 +268,8 @@ describe("flag client", () => {
     expect(gw.zoneMode("prt_fild").mode).toBe("p2p");
     expect(gw.zoneMode("prontera").mode).toBe("server");
 
-    gw.triggerZone("prt_fild", "coordinator", "coordinator unreachable");
-    gw.triggerZone("prontera", "coordinator", "coordinator unreachable");
+    gw.triggerZones(["prt_fild"], "coordinator", "coordinator unreachable");
+    gw.triggerZones(["prontera"], "coordinator", "coordinator unreachable");
     expect(gw.zoneMode("prt_fild")).toEqual({ mode: "fallback", reason: "coordinator unreachable" });
     expect(gw.zoneMode("pay_fild").mode).toBe("p2p"); // its neighbour's latch is not its own
     expect(gw.zoneMode("prontera").mode).toBe("server"); // P2P off: nothing to fall back from
@@ -281,16 +285,51 @@ describe("flag client", () => {
     await eventually("peers reported", async () => (await report())?.zones?.pay_fild?.peers?.connected === 4);
 
     // Both P2P zones held: the pod itself is in fallback.
-    gw.triggerZone("pay_fild", "mesh", "loss past max");
+    gw.triggerZones(["pay_fild"], "mesh", "loss past max");
     expect(gw.current()).toMatchObject({ mode: "fallback" });
 
     // Manual: the trigger clearing is not enough; switching P2P off for the zone releases it.
-    gw.clearZoneTrigger("prt_fild", "coordinator");
+    gw.clearZoneTriggers(["prt_fild"], "coordinator");
     expect(gw.zoneMode("prt_fild").reason).toMatch(/manual recovery required/);
     await pub.publish(p2pWhere(["pay_fild"], ["prt_fild"]));
     await eventually("released by P2P off", () => !gw.heldZones().has("prt_fild"));
     expect([...gw.heldZones().keys()]).toEqual(["pay_fild"]);
     await eventually("release reported", async () => (await report())?.zones?.prt_fild === undefined);
+    await gw.close();
+  });
+
+  it("a zone that keeps falling back waits longer each time (Auto backoff doubles per entry)", async () => {
+    const prefix = `/test-${randomUUID()}/`;
+    const pub = new FlagPublisher({ client: etcd, identity: "op", prefix });
+    await pub.acquire();
+    await pub.publish(
+      p2pWhere(["prt_fild"], [], { mode: "Auto", backoff: { initialSeconds: 1, maxSeconds: 60 } }),
+    );
+    let now = 1_000_000;
+    const gw = new FlagClient({
+      client: etcd,
+      prefix,
+      namespace: "eu",
+      service: "gateway",
+      pod: "gw-1",
+      now: () => now,
+      report: false,
+    });
+    await gw.start();
+    const flap = () => {
+      gw.triggerZones(["prt_fild"], "coordinator", "coordinator unreachable");
+      gw.clearZoneTriggers(["prt_fild"], "coordinator");
+    };
+    flap(); // first entry: back after 1 s
+    now += 1000;
+    expect(gw.zoneMode("prt_fild").mode).toBe("p2p");
+    gw.clearZoneTriggers(["prt_fild"], "other"); // any recompute while released
+    now += 500;
+    flap(); // second entry soon after: 2 s
+    now += 1100;
+    expect(gw.zoneMode("prt_fild").mode).toBe("fallback");
+    now += 1000;
+    expect(gw.zoneMode("prt_fild").mode).toBe("p2p");
     await gw.close();
   });
 

@@ -221,19 +221,21 @@ export class FlagClient extends EventEmitter {
     this.recompute();
   }
 
-  /** A failure that concerns one zone only; that zone's own latch recovers as its policy says. */
-  triggerZone(zone: string, name: string, reason: string): void {
-    let latch = this.zoneLatches.get(zone);
-    if (latch === undefined) {
-      latch = new FallbackLatch();
-      this.zoneLatches.set(zone, latch);
+  /** A failure that concerns single zones only; each zone's own latch recovers as its policy says. */
+  triggerZones(zones: Iterable<string>, name: string, reason: string): void {
+    for (const zone of zones) {
+      let latch = this.zoneLatches.get(zone);
+      if (latch === undefined) {
+        latch = new FallbackLatch();
+        this.zoneLatches.set(zone, latch);
+      }
+      latch.set(name, reason, this.now(), this.zoneFlags(zone)?.recovery ?? DEFAULT_RECOVERY);
     }
-    latch.set(name, reason, this.now(), this.zoneFlags(zone)?.recovery ?? DEFAULT_RECOVERY);
     this.recompute();
   }
 
-  clearZoneTrigger(zone: string, name: string): void {
-    this.zoneLatches.get(zone)?.clear(name, this.now());
+  clearZoneTriggers(zones: Iterable<string>, name: string): void {
+    for (const zone of zones) this.zoneLatches.get(zone)?.clear(name, this.now());
     this.recompute();
   }
 
@@ -560,10 +562,9 @@ export class FlagClient extends EventEmitter {
     const held = new Map<string, { reason: string; since: number }>();
     for (const zone of [...this.zoneLatches.keys()].sort()) {
       const s = this.zoneLatchState(zone)!;
-      if (!s.active) {
-        if (!this.zoneLatches.get(zone)!.hasTriggers()) this.zoneLatches.delete(zone);
-        continue;
-      }
+      // A released latch stays: it remembers its entries, so a zone that keeps flapping waits
+      // longer each time (at most one latch per zone ever triggered).
+      if (!s.active) continue;
       // A zone where P2P is off has nothing to fall back from (the latch stays for when it is on).
       if (!effectiveP2P(this.zoneFlags(zone), this.opts.service)) continue;
       held.set(zone, { reason: s.reason, since: s.since });

@@ -59,10 +59,6 @@ export class FallbackLatch {
     if (this.triggers.size === 0) this.clearedAt = now;
   }
 
-  hasTriggers(): boolean {
-    return this.triggers.size > 0;
-  }
-
   backoffMs(policy: RecoveryPolicy): number {
     const n = Math.max(1, this.entries);
     return Math.min(policy.initialSeconds * 1000 * 2 ** (n - 1), policy.maxSeconds * 1000);
