@@ -15,7 +15,7 @@
 // announces its zones' state with its liveness (AliveMsg); gateways fall back when no replica
 // is alive (watch.ts).
 import { randomBytes } from "node:crypto";
-import { createServer, type IncomingMessage, type Server } from "node:http";
+import type { IncomingMessage, Server } from "node:http";
 import type { Duplex } from "node:stream";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { type RawData, WebSocket, WebSocketServer } from "ws";
@@ -24,6 +24,7 @@ import type { CharacterClaims } from "../auth/tokens.ts";
 import { decode as busDecode, encode as busEncode } from "../bus/contract.ts";
 import { FallbackLatch } from "../runtime/flags/fallback.ts";
 import type { ZoneReport } from "../runtime/flags/layout.ts";
+import { listenForUpgrades } from "../runtime/http.ts";
 import {
   type AliveMsg,
   coordSubjects,
@@ -180,17 +181,9 @@ export class Coordinator {
 
   async listen(port = 0, host = "127.0.0.1"): Promise<number> {
     this.start();
-    const http = createServer((_req, res) => {
-      res.writeHead(426, { "content-type": "text/plain" }).end("WebSocket only\n");
-    });
-    this.http = http;
-    http.on("upgrade", (req, socket, head) => this.upgrade(req, socket, head));
-    await new Promise<void>((resolve, reject) => {
-      http.once("error", reject);
-      http.listen(port, host, () => resolve());
-    });
-    const a = http.address();
-    return typeof a === "object" && a ? a.port : port;
+    const l = await listenForUpgrades(port, host, (req, socket, head) => this.upgrade(req, socket, head));
+    this.http = l.server;
+    return l.port;
   }
 
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {

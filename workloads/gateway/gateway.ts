@@ -19,7 +19,6 @@
 // from the server in every mode.
 import { randomBytes } from "node:crypto";
 import type { IncomingMessage, Server } from "node:http";
-import { createServer } from "node:http";
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import { type RawData, WebSocket, WebSocketServer } from "ws";
 import { recheckSession, type SessionCheck } from "../auth/gateway.ts";
@@ -55,6 +54,7 @@ import {
 } from "../protocol/messages.ts";
 import { closeCodeOf, ProtocolError, type ReasonCode } from "../protocol/schema.ts";
 import { inRollout } from "../runtime/flags/layout.ts";
+import { listenForUpgrades } from "../runtime/http.ts";
 import { TokenBucket } from "./ratelimit.ts";
 
 /** What a verified character token says (workloads/auth/tokens.ts CharacterClaims). */
@@ -303,17 +303,9 @@ export class Gateway {
       this.sessionTimer = setInterval(() => this.checkSessions(every), Math.min(1000, every));
       this.sessionTimer.unref();
     }
-    const http = createServer((_req, res) => {
-      res.writeHead(426, { "content-type": "text/plain" }).end("WebSocket only\n");
-    });
-    this.http = http;
-    http.on("upgrade", (req, socket, head) => this.upgrade(req, socket, head));
-    await new Promise<void>((resolve, reject) => {
-      http.once("error", reject);
-      http.listen(port, host, () => resolve());
-    });
-    const a = http.address();
-    return typeof a === "object" && a ? a.port : port;
+    const l = await listenForUpgrades(port, host, (req, socket, head) => this.upgrade(req, socket, head));
+    this.http = l.server;
+    return l.port;
   }
 
   /** Handles an HTTP upgrade from a server the caller owns. */

@@ -4,6 +4,7 @@
 // JSON, per-route request metrics, and a graceful close.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import type { Duplex } from "node:stream";
 import type { Static, TSchema } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { Counter, collectDefaultMetrics, Histogram, Registry } from "prom-client";
@@ -419,4 +420,25 @@ export async function startOpsServer(opts: OpsServerOptions): Promise<OpsServer>
       await Promise.all(servers.map((s) => closeServer(s, 1000)));
     },
   };
+}
+
+/**
+ * An HTTP server that only upgrades to WebSocket (426 for anything else), listening on
+ * `host:port` (0: a free port). Resolves with the server and the port it got.
+ */
+export async function listenForUpgrades(
+  port: number,
+  host: string,
+  onUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void,
+): Promise<{ server: Server; port: number }> {
+  const server = createServer((_req, res) => {
+    res.writeHead(426, { "content-type": "text/plain" }).end("WebSocket only\n");
+  });
+  server.on("upgrade", onUpgrade);
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => resolve());
+  });
+  const a = server.address();
+  return { server, port: typeof a === "object" && a ? a.port : port };
 }
