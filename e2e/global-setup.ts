@@ -3,7 +3,6 @@
 // kube-controller-manager, kube-scheduler and the podman node agent, the images built first
 // (the build scripts skip cached work), everything torn down afterwards.
 import { execFileSync } from "node:child_process";
-import { rmSync } from "node:fs";
 import { join } from "node:path";
 import type { TestProject } from "vitest/node";
 import { startLocalEnv } from "../hack/local/services.ts";
@@ -29,8 +28,6 @@ export default async function setup(project: TestProject): Promise<(() => Promis
     log: (m) => console.log(`[local] ${m}`),
   });
   project.provide("kubeconfig", running.env.kubeconfig!);
-  return async () => {
-    await running.stop();
-    if (!process.env.HYBRIDP2P_KEEP_STATE) rmSync(running.env.stateDir, { recursive: true, force: true });
-  };
+  // Stopping also removes the state directory (HYBRIDP2P_KEEP_STATE=1 keeps it).
+  return () => running.stop();
 }

@@ -567,6 +567,10 @@ export async function startLocalEnv(
     // Reverse start order: the apiserver goes before its etcd.
     for (const p of procs.reverse()) await p.stop();
     procs.length = 0;
+    // A state directory of our own making goes too (benchmarks left hundreds of megabytes
+    // behind each run); HYBRIDP2P_KEEP_STATE=1 keeps it for reading the logs.
+    if (!opts.stateDir && !process.env.HYBRIDP2P_KEEP_STATE)
+      rmSync(stateDir, { recursive: true, force: true });
   };
   const started = Date.now();
   // allSettled, not all: on a failure every service that did start is known, so all are stopped.

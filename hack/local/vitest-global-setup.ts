@@ -12,11 +12,6 @@ declare module "vitest" {
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const running = await startLocalEnv({ log: (m) => console.log(`[local] ${m}`) });
   project.provide("localEnv", running.env);
-  return async () => {
-    await running.stop();
-    if (!process.env.HYBRIDP2P_KEEP_STATE) {
-      const { rmSync } = await import("node:fs");
-      rmSync(running.env.stateDir, { recursive: true, force: true });
-    }
-  };
+  // Stopping also removes the state directory (HYBRIDP2P_KEEP_STATE=1 keeps it).
+  return () => running.stop();
 }
