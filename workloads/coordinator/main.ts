@@ -211,5 +211,6 @@ export async function run(): Promise<void> {
   });
   w.shutdown.add("flags", async () => flags?.close());
   w.shutdown.add("nats", () => nc.drain().catch(() => undefined));
+  w.ready();
   log.info("coordinator started", { port, region: config.region });
 }

@@ -169,37 +169,53 @@ export async function coordinatorProcess(o: {
 }): Promise<CoordinatorProcess> {
   const keysetFile = join(o.dir, "keyset.json");
   writeFileSync(keysetFile, JSON.stringify(o.keyset));
-  const [port, health, metrics] = [await freePort(), await freePort(), await freePort()];
+  let [port, health, metrics] = [await freePort(), await freePort(), await freePort()];
   const pod = o.pod ?? "coord-0";
+  let started = false;
+  const launch = async () => {
+    const p = startProcess(
+      pod,
+      process.execPath,
+      ["workloads/main.ts", "coordinator"],
+      join(o.dir, `${pod}.log`),
+      {
+        env: {
+          ...process.env,
+          HYBRIDP2P_NATS_URL: o.natsUrl,
+          HYBRIDP2P_ETCD_ENDPOINTS: o.etcdEndpoints,
+          HYBRIDP2P_FLAG_PREFIX: o.prefix,
+          HYBRIDP2P_REGION: o.region,
+          POD_NAMESPACE: o.namespace,
+          POD_NAME: pod,
+          HYBRIDP2P_AUTH_KEYSET_FILE: keysetFile,
+          HYBRIDP2P_COORDINATOR_PORT: String(port),
+          HYBRIDP2P_LISTEN_HOST: "127.0.0.1",
+          HYBRIDP2P_HEALTH_PORT: String(health),
+          HYBRIDP2P_METRICS_PORT: String(metrics),
+          HYBRIDP2P_LOG_LEVEL: "warn",
+          ...o.env,
+        },
+      },
+    );
+    cp.proc = p;
+    await waitUntil(p, "readiness", async () => (await fetch(`http://127.0.0.1:${health}/readyz`)).ok);
+  };
   const cp: CoordinatorProcess = {
     url: `ws://127.0.0.1:${port}`,
     async start() {
-      const p = startProcess(
-        pod,
-        process.execPath,
-        ["workloads/main.ts", "coordinator"],
-        join(o.dir, `${pod}.log`),
-        {
-          env: {
-            ...process.env,
-            HYBRIDP2P_NATS_URL: o.natsUrl,
-            HYBRIDP2P_ETCD_ENDPOINTS: o.etcdEndpoints,
-            HYBRIDP2P_FLAG_PREFIX: o.prefix,
-            HYBRIDP2P_REGION: o.region,
-            POD_NAMESPACE: o.namespace,
-            POD_NAME: pod,
-            HYBRIDP2P_AUTH_KEYSET_FILE: keysetFile,
-            HYBRIDP2P_COORDINATOR_PORT: String(port),
-            HYBRIDP2P_LISTEN_HOST: "127.0.0.1",
-            HYBRIDP2P_HEALTH_PORT: String(health),
-            HYBRIDP2P_METRICS_PORT: String(metrics),
-            HYBRIDP2P_LOG_LEVEL: "warn",
-            ...o.env,
-          },
-        },
-      );
-      cp.proc = p;
-      await waitUntil(p, "readiness", async () => (await fetch(`http://127.0.0.1:${health}/readyz`)).ok);
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await launch();
+          started = true;
+          return;
+        } catch (err) {
+          // A port found free can be taken before the process binds it. On a first start, take
+          // others; a restart keeps its port, where its clients reconnect.
+          if (started || attempt >= 3 || !/EADDRINUSE/.test(String(err))) throw err;
+          [port, health, metrics] = [await freePort(), await freePort(), await freePort()];
+          cp.url = `ws://127.0.0.1:${port}`;
+        }
+      }
     },
     kill() {
       cp.proc?.child.kill("SIGKILL");

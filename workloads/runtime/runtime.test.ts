@@ -141,6 +141,11 @@ describe("startWorkload", () => {
     });
     const health = `http://127.0.0.1:${w.ops.healthPort}`;
     expect((await fetch(`${health}/healthz`)).status).toBe(200);
+    // Alive but not ready until the workload says it serves.
+    const starting = await fetch(`${health}/readyz`);
+    expect(starting.status).toBe(503);
+    expect(await starting.json()).toEqual({ status: "not ready", checks: { started: "starting" } });
+    w.ready();
     expect((await fetch(`${health}/readyz`)).status).toBe(200);
     let broken = true;
     w.checks.bus = () => {

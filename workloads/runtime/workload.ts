@@ -6,6 +6,7 @@
 //   const w = await startWorkload("map-server");
 //   w.checks.nats = () => nc.flush();
 //   w.shutdown.add("persist", () => persistAll());
+//   w.ready(); // once it serves
 import type { Registry } from "prom-client";
 import { type Env, EnvReader, type RuntimeConfig, readRuntimeConfig } from "./config.ts";
 import { newRegistry, type OpsServer, type ReadinessCheck, startOpsServer } from "./http.ts";
@@ -21,6 +22,8 @@ export interface Workload {
   checks: Record<string, ReadinessCheck>;
   ops: OpsServer;
   shutdown: Shutdown;
+  /** Call once the workload serves: until then /readyz answers "starting". */
+  ready(): void;
 }
 
 export async function startWorkload(
@@ -39,7 +42,12 @@ export async function startWorkload(
   reader.done();
   const log = opts.log ?? createLogger(name, { level: config.logLevel, fields: { pod: config.podName } });
   const registry = newRegistry({ pod: config.podName, region: config.region });
-  const checks: Record<string, ReadinessCheck> = {};
+  // Not ready before the workload listens: the ops server comes up first.
+  const checks: Record<string, ReadinessCheck> = {
+    started: () => {
+      throw new Error("starting");
+    },
+  };
   const ops = await startOpsServer({
     healthPort: config.healthPort,
     metricsPort: config.metricsPort,
@@ -56,5 +64,16 @@ export async function startWorkload(
   });
   if (opts.installSignals ?? true) shutdown.installSignalHandlers();
   log.info("workload started", { healthPort: ops.healthPort, metricsPort: ops.metricsPort });
-  return { name, config, log, registry, checks, ops, shutdown };
+  return {
+    name,
+    config,
+    log,
+    registry,
+    checks,
+    ops,
+    shutdown,
+    ready: () => {
+      delete checks.started;
+    },
+  };
 }
