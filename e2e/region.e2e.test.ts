@@ -16,6 +16,7 @@ import { KubeConfig } from "@kubernetes/client-node";
 import { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { computeStatus, type KObject } from "../hack/kstatus.ts";
+import { pollUntil } from "../hack/local/processes.ts";
 import { binDir } from "../hack/local/services.ts";
 import { KubeClient } from "../operator/runtime/kube.ts";
 import { type BotFleet, runBots } from "../workloads/client/bots.ts";
@@ -47,24 +48,8 @@ const kubectl = (args: string[]) => run(join(binDir(), "kubectl"), ["--kubeconfi
 const hybridctl = (args: string[]) =>
   run(join(repoRoot, "node_modules/.bin/node"), [join(repoRoot, "operator/cli/hybridctl.ts"), ...args]);
 
-async function waitFor<T>(
-  what: string,
-  probe: () => Promise<T | undefined>,
-  timeoutMs = 300_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (${String(last ?? "")})`);
-    await new Promise((r) => setTimeout(r, 500));
-  }
-}
+const waitFor = <T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 300_000) =>
+  pollUntil(what, probe, timeoutMs, 500);
 
 interface ZoneStatus {
   mode?: string;

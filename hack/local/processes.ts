@@ -130,3 +130,28 @@ export function tcpOpen(port: number): Promise<boolean> {
     s.connect(port, "127.0.0.1");
   });
 }
+
+/**
+ * Polls `probe` until it returns a value (not undefined), every `everyMs`; a probe that throws
+ * (an object not there yet) is tried again, and the timeout names the last error.
+ */
+export async function pollUntil<T>(
+  what: string,
+  probe: () => Promise<T | undefined>,
+  timeoutMs: number,
+  everyMs: number,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await probe();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}${last ? ` (${String(last)})` : ""}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}

@@ -9,7 +9,7 @@ import { KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { KubeClient } from "../../operator/runtime/kube.ts";
 import { computeStatus, type KObject } from "../kstatus.ts";
-import { freePort, type Proc } from "../local/processes.ts";
+import { freePort, type Proc, pollUntil } from "../local/processes.ts";
 import { startCluster } from "../local/services.ts";
 import { NodeAgent } from "./agent.ts";
 
@@ -43,24 +43,8 @@ let baseImage: string;
 
 const api = <T>(method: string, path: string, body?: unknown) => client.request<T>(method, path, { body });
 
-async function waitFor<T>(
-  what: string,
-  probe: () => Promise<T | undefined>,
-  timeoutMs = 120_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${last}` : ""}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
+const waitFor = <T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 120_000) =>
+  pollUntil(what, probe, timeoutMs, 250);
 
 const podsOf = async (app: string) =>
   (await api<{ items: V1Pod[] }>("GET", `/api/v1/namespaces/${NS}/pods?labelSelector=app%3D${app}`)).items;
