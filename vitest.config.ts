@@ -9,15 +9,15 @@ export default defineConfig({
       {
         test: {
           name: "unit",
-          include: ["{operator,workloads,hack}/**/*.test.ts"],
+          include: ["{platform,operator,workloads,cli,testkit,hack}/**/*.test.ts"],
           exclude: ["**/*.int.test.ts", "node_modules/**"],
         },
       },
       {
         test: {
           name: "integration",
-          include: ["{operator,workloads,hack}/**/*.int.test.ts"],
-          globalSetup: ["hack/local/vitest-global-setup.ts"],
+          include: ["{platform,operator,workloads,cli,testkit,hack}/**/*.int.test.ts"],
+          globalSetup: ["testkit/local/vitest-global-setup.ts"],
           testTimeout: 60_000,
           hookTimeout: 180_000,
           // Tests share one control plane; files run one at a time to keep the 2-core machine honest.

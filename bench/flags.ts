@@ -7,12 +7,12 @@
 import { randomUUID } from "node:crypto";
 import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
 import type { Etcd3 } from "etcd3";
-import { startLocalEnv } from "../hack/local/services.ts";
 import { GROUP, VERSION } from "../operator/api/constants.ts";
 import { startFlagPlane } from "../operator/flags/plane.ts";
-import { createNamespace, installCrds, testClient } from "../operator/runtime/testenv.ts";
-import { FlagClient } from "../workloads/runtime/flags/client.ts";
-import { connectFlagStore } from "../workloads/runtime/flags/etcd.ts";
+import { FlagClient } from "../platform/flags/client.ts";
+import { connectFlagStore } from "../platform/flags/etcd.ts";
+import { createNamespace, installCrds, testClient } from "../testkit/kube.ts";
+import { startLocalEnv } from "../testkit/local/services.ts";
 
 const sizes = (process.env.BENCH_SIZES ?? "10,100,1000").split(",").map(Number);
 const toggles = Number(process.env.BENCH_TOGGLES ?? 30);

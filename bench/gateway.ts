@@ -19,21 +19,15 @@ import { readFileSync } from "node:fs";
 import { decode as mpDecode, encode as mpEncode } from "@msgpack/msgpack";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { WebSocket, WebSocketServer } from "ws";
-import { startLocalEnv } from "../hack/local/services.ts";
+import { type AoiFrame, encode as encodeBus, encodeFrame, subjects } from "../platform/bus/contract.ts";
+import { AoiBatchEncoder, decode, type Entity, encode, type Message } from "../platform/protocol/messages.ts";
+import { startLocalEnv } from "../testkit/local/services.ts";
+import { StandInMapServer } from "../testkit/map-server-standin.ts";
 import { GatewayAuth } from "../workloads/auth/gateway.ts";
 import { Keyset, type KeysetDocument, newKeysetDocument, staticKeys } from "../workloads/auth/keyset.ts";
-import { type AoiFrame, encode as encodeBus, encodeFrame, subjects } from "../workloads/bus/contract.ts";
 import { type BotFleet, LatencyHistogram, runBots } from "../workloads/client/bots.ts";
 import { consumeEvents, ensureEventStream } from "../workloads/gateway/events.ts";
 import { Gateway, staticDirectory } from "../workloads/gateway/gateway.ts";
-import { StandInMapServer } from "../workloads/gateway/standin.ts";
-import {
-  AoiBatchEncoder,
-  decode,
-  type Entity,
-  encode,
-  type Message,
-} from "../workloads/protocol/messages.ts";
 
 const ZONE = "bench";
 const MAP = "bench_fild01";

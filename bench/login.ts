@@ -10,12 +10,12 @@
 // BENCH_ACCOUNTS (default 32), and the login server's own HYBRIDP2P_SCRYPT_* to try other costs.
 import { scrypt } from "node:crypto";
 import { availableParallelism } from "node:os";
-import { startLocalEnv } from "../hack/local/services.ts";
-import { keysetFile, testLoginConfig, uniquePrefix } from "../workloads/auth/testing.ts";
+import { silentLogger } from "../platform/log.ts";
+import { keysetFile, testLoginConfig, uniquePrefix } from "../testkit/auth.ts";
+import { startLocalEnv } from "../testkit/local/services.ts";
 import { loginConfigFromEnv } from "../workloads/login-server/config.ts";
 import { DEFAULT_SCRYPT, hashPassword, type ScryptParams } from "../workloads/login-server/password.ts";
 import { startLoginServer } from "../workloads/login-server/server.ts";
-import { silentLogger } from "../workloads/runtime/log.ts";
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 9);
 const clients = Number(process.env.BENCH_CLIENTS ?? 8);

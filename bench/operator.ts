@@ -13,8 +13,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { freePort } from "../hack/local/processes.ts";
-import { startLocalEnv } from "../hack/local/services.ts";
 import { API_VERSION } from "../operator/api/index.ts";
 import {
   type RegionObject,
@@ -27,7 +25,9 @@ import { renderRegion } from "../operator/render/region.ts";
 import { renderZone } from "../operator/render/zone.ts";
 import type { KubeClient, KubeObject } from "../operator/runtime/kube.ts";
 import { resources } from "../operator/runtime/kube.ts";
-import { createNamespace, installCrds, testClient, waitFor } from "../operator/runtime/testenv.ts";
+import { createNamespace, installCrds, testClient, waitFor } from "../testkit/kube.ts";
+import { startLocalEnv } from "../testkit/local/services.ts";
+import { freePort } from "../testkit/processes.ts";
 
 const sizes = (process.env.BENCH_SIZES ?? "100,1000").split(",").map(Number);
 const regionCount = Number(process.env.BENCH_REGIONS ?? 10);

@@ -5,7 +5,7 @@
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 import type { TestProject } from "vitest/node";
-import { startLocalEnv } from "../hack/local/services.ts";
+import { startLocalEnv } from "../testkit/local/services.ts";
 
 declare module "vitest" {
   export interface ProvidedContext {

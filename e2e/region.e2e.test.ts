@@ -15,10 +15,10 @@ import { join } from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
 import { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { computeStatus, type KObject } from "../hack/kstatus.ts";
-import { pollUntil } from "../hack/local/processes.ts";
-import { binDir } from "../hack/local/services.ts";
 import { KubeClient } from "../operator/runtime/kube.ts";
+import { computeStatus, type KObject } from "../testkit/kstatus.ts";
+import { binDir } from "../testkit/local/services.ts";
+import { pollUntil } from "../testkit/processes.ts";
 import { type BotFleet, runBots } from "../workloads/client/bots.ts";
 import type { P2PClient } from "../workloads/client/p2p.ts";
 import { type LoopbackStun, startLoopbackStun } from "../workloads/coordinator/stun.ts";
@@ -46,7 +46,7 @@ const run = (cmd: string, args: string[], input?: string) =>
 const helm = (args: string[]) => run(join(binDir(), "helm"), [...args, "--kubeconfig", kubeconfig]);
 const kubectl = (args: string[]) => run(join(binDir(), "kubectl"), ["--kubeconfig", kubeconfig, ...args]);
 const hybridctl = (args: string[]) =>
-  run(join(repoRoot, "node_modules/.bin/node"), [join(repoRoot, "operator/cli/hybridctl.ts"), ...args]);
+  run(join(repoRoot, "node_modules/.bin/node"), [join(repoRoot, "cli/hybridctl.ts"), ...args]);
 
 const waitFor = <T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 300_000) =>
   pollUntil(what, probe, timeoutMs, 500);

@@ -7,9 +7,9 @@ import { KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { LEASE_NAME } from "../operator/main.ts";
 import { KubeClient } from "../operator/runtime/kube.ts";
-import { computeStatus, type KObject } from "./kstatus.ts";
-import type { Proc } from "./local/processes.ts";
-import { binDir, startCluster } from "./local/services.ts";
+import { computeStatus, type KObject } from "../testkit/kstatus.ts";
+import { binDir, startCluster } from "../testkit/local/services.ts";
+import type { Proc } from "../testkit/processes.ts";
 
 const env = inject("localEnv");
 const repoRoot = new URL("..", import.meta.url).pathname;

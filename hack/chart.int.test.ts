@@ -8,8 +8,8 @@ import { join } from "node:path";
 import { AuthorizationV1Api, KubeConfig } from "@kubernetes/client-node";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { binDir } from "./local/services.ts";
-import { STATUS_CASES } from "./status-fixtures.ts";
+import { binDir } from "../testkit/local/services.ts";
+import { STATUS_CASES } from "../testkit/status-fixtures.ts";
 
 const repoRoot = new URL("..", import.meta.url).pathname;
 const chart = join(repoRoot, "charts/hybrid-p2p");

@@ -10,7 +10,7 @@ import { P2P_POLICY, REGION, ZONE } from "../operator/api/constants.ts";
 import { CHILD_RESOURCES } from "../operator/controllers/operator.ts";
 import { OPERATOR_NODE_FLAGS } from "../operator/main.ts";
 import { OPERATOR_NAME } from "../operator/render/constants.ts";
-import { binDir } from "./local/services.ts";
+import { binDir } from "../testkit/local/services.ts";
 
 const repoRoot = new URL("..", import.meta.url).pathname;
 const chart = join(repoRoot, "charts/hybrid-p2p");

@@ -11,9 +11,9 @@ import { parseAllDocuments } from "yaml";
 import type { Region } from "../operator/api/index.ts";
 import { renderManagedStore, storeAddress } from "../operator/render/stores.ts";
 import { KubeClient, type KubeObject } from "../operator/runtime/kube.ts";
-import { computeStatus } from "./kstatus.ts";
-import type { Proc } from "./local/processes.ts";
-import { startCluster } from "./local/services.ts";
+import { computeStatus } from "../testkit/kstatus.ts";
+import { startCluster } from "../testkit/local/services.ts";
+import type { Proc } from "../testkit/processes.ts";
 
 const env = inject("localEnv");
 const repoRoot = new URL("..", import.meta.url).pathname;

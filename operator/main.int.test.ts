@@ -3,10 +3,10 @@
 import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { freePort } from "../hack/local/processes.ts";
+import { createNamespace, installCrds, testClient, waitFor } from "../testkit/kube.ts";
+import { freePort } from "../testkit/processes.ts";
 import { LEASE_NAME } from "./main.ts";
 import { type KubeClient, type KubeObject, resources } from "./runtime/kube.ts";
-import { createNamespace, installCrds, testClient, waitFor } from "./runtime/testenv.ts";
 
 const env = inject("localEnv");
 const ns = "main-int";

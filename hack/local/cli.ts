@@ -5,8 +5,8 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Command } from "commander";
-import { freePort, startProcess, waitUntil } from "./processes.ts";
-import { binDir, envVars, startLocalEnv } from "./services.ts";
+import { binDir, envVars, startLocalEnv } from "../../testkit/local/services.ts";
+import { freePort, startProcess, waitUntil } from "../../testkit/processes.ts";
 
 const repoRoot = new URL("../..", import.meta.url).pathname;
 const localDir = join(repoRoot, ".cache/local");
@@ -78,7 +78,7 @@ async function statusLoop(env: NodeJS.ProcessEnv, hints: string): Promise<void> 
   while (!stopping) {
     let table: string;
     try {
-      table = execFileSync(node, [join(repoRoot, "operator/cli/hybridctl.ts"), "status", "-A"], {
+      table = execFileSync(node, [join(repoRoot, "cli/hybridctl.ts"), "status", "-A"], {
         encoding: "utf8",
         env,
       });

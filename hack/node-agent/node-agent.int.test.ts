@@ -8,9 +8,9 @@ import type { V1Pod } from "@kubernetes/client-node";
 import { KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { KubeClient } from "../../operator/runtime/kube.ts";
-import { computeStatus, type KObject } from "../kstatus.ts";
-import { freePort, type Proc, pollUntil } from "../local/processes.ts";
-import { startCluster } from "../local/services.ts";
+import { computeStatus, type KObject } from "../../testkit/kstatus.ts";
+import { startCluster } from "../../testkit/local/services.ts";
+import { freePort, type Proc, pollUntil } from "../../testkit/processes.ts";
 import { NodeAgent } from "./agent.ts";
 
 const env = inject("localEnv");

@@ -7,7 +7,7 @@
 // Why not kube-proxy itself (it builds from the same module and runs here): it owns one nftables
 // table per host, so two local clusters on one machine (a test run next to `hack/local-region.sh`)
 // would rewrite each other's rules. This proxy's table is named after its node, and each local
-// apiserver draws its own service range (hack/local/services.ts), so clusters do not collide.
+// apiserver draws its own service range (testkit/local/services.ts), so clusters do not collide.
 //
 // renderRules is pure; ServiceProxy applies a ruleset atomically (`nft -f -`: the table is
 // deleted and rebuilt in one transaction) only when it changed, and removes it on stop.

@@ -3,10 +3,10 @@ import { join } from "node:path";
 import { Value } from "@sinclair/typebox/value";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
+import { invalidManifests } from "../../testkit/invalid-manifests.ts";
 import { CATEGORY, GROUP, VERSION } from "./constants.ts";
 import { customResourceDefinitions } from "./crd.ts";
 import { CRDS_DIR, HEADER, renderCrds } from "./generate.ts";
-import { invalidManifests } from "./invalid-manifests.ts";
 import { P2PPolicySpec } from "./p2ppolicy.ts";
 
 type Node = Record<string, unknown>;

@@ -5,7 +5,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, inject, it } from "vitest";
 import { parseAllDocuments, stringify } from "yaml";
-import { binDir } from "../../hack/local/services.ts";
+import { binDir } from "../../testkit/local/services.ts";
 
 const env = inject("localEnv");
 const repoRoot = new URL("../..", import.meta.url).pathname;

@@ -2,14 +2,14 @@
 // P2PPolicies from the operator's caches and publishes them to etcd; a follower does not.
 import { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { layout } from "../../workloads/runtime/flags/layout.ts";
+import { layout } from "../../platform/flags/layout.ts";
+import { createNamespace, deleteNamespace, installCrds, testClient, waitFor } from "../../testkit/kube.ts";
 import { API_VERSION } from "../api/index.ts";
 import { readPointer } from "../flags/publisher.ts";
 import { startOperator } from "../main.ts";
 import type { KubeClient, KubeObject } from "../runtime/kube.ts";
 import { silentLogger } from "../runtime/log.ts";
 import type { Manager } from "../runtime/manager.ts";
-import { createNamespace, deleteNamespace, installCrds, testClient, waitFor } from "../runtime/testenv.ts";
 
 const env = inject("localEnv");
 const ns = "flagplane-int";

@@ -3,12 +3,12 @@
 // There is no kube-controller-manager here, so Deployments never get pods: the tests check
 // what the operator writes, and play the workload controllers by writing child status.
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { createNamespace, deleteNamespace, installCrds, testClient, waitFor } from "../../testkit/kube.ts";
 import { API_VERSION } from "../api/index.ts";
 import { startOperator } from "../main.ts";
 import { type KubeClient, type KubeObject, resources } from "../runtime/kube.ts";
 import { silentLogger } from "../runtime/log.ts";
 import type { Manager } from "../runtime/manager.ts";
-import { createNamespace, deleteNamespace, installCrds, testClient, waitFor } from "../runtime/testenv.ts";
 import { regionResource, zoneResource } from "./operator.ts";
 
 const env = inject("localEnv");

@@ -1,11 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import {
-  effectiveP2P,
-  inRollout,
-  KNOWN_SERVICES,
-  type ZoneFlags,
-} from "../../workloads/runtime/flags/layout.ts";
+import { effectiveP2P, inRollout, KNOWN_SERVICES, type ZoneFlags } from "../../platform/flags/layout.ts";
 import { DEFAULT_BACKOFF, P2PPolicySpec, P2PServiceValues } from "../api/p2ppolicy.ts";
 import {
   ANNOTATION_FORCE_FALLBACK,

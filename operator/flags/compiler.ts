@@ -12,7 +12,7 @@ import {
   type RecoveryMode,
   type ServiceFlags,
   type ZoneFlags,
-} from "../../workloads/runtime/flags/layout.ts";
+} from "../../platform/flags/layout.ts";
 
 // ---- inputs ---------------------------------------------------------------------------------
 

@@ -11,11 +11,11 @@ import {
 } from "@kubernetes/client-node";
 import type { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { FlagClient } from "../../workloads/runtime/flags/client.ts";
-import { connectFlagStore } from "../../workloads/runtime/flags/etcd.ts";
-import { eventually } from "../../workloads/runtime/flags/testing.ts";
+import { FlagClient } from "../../platform/flags/client.ts";
+import { connectFlagStore } from "../../platform/flags/etcd.ts";
+import { eventually } from "../../testkit/flags.ts";
+import { createNamespace, installCrds, testClient } from "../../testkit/kube.ts";
 import { GROUP, VERSION } from "../api/constants.ts";
-import { createNamespace, installCrds, testClient } from "../runtime/testenv.ts";
 import { type FlagPlane, startFlagPlane } from "./plane.ts";
 
 const env = inject("localEnv");

@@ -16,8 +16,8 @@ import {
   makeInformer,
 } from "@kubernetes/client-node";
 import type { Etcd3 } from "etcd3";
-import type { FlagLogger } from "../../workloads/runtime/flags/client.ts";
-import { consoleLogger } from "../../workloads/runtime/flags/client.ts";
+import type { FlagLogger } from "../../platform/flags/client.ts";
+import { consoleLogger } from "../../platform/flags/client.ts";
 import { GROUP, P2P_POLICY, REGION, VERSION, ZONE } from "../api/constants.ts";
 import {
   type CompiledFlags,

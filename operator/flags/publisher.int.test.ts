@@ -3,10 +3,10 @@
 import { randomUUID } from "node:crypto";
 import type { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { FlagClient, type FlagSnapshot } from "../../workloads/runtime/flags/client.ts";
-import { connectFlagStore } from "../../workloads/runtime/flags/etcd.ts";
-import { parsePointer } from "../../workloads/runtime/flags/layout.ts";
-import { eventually } from "../../workloads/runtime/flags/testing.ts";
+import { FlagClient, type FlagSnapshot } from "../../platform/flags/client.ts";
+import { connectFlagStore } from "../../platform/flags/etcd.ts";
+import { parsePointer } from "../../platform/flags/layout.ts";
+import { eventually } from "../../testkit/flags.ts";
 import { type CompiledFlags, compile, type ZoneInput } from "./compiler.ts";
 import { FencedError, FlagPublisher } from "./publisher.ts";
 

@@ -21,7 +21,7 @@ import {
   type Layout,
   layout,
   parsePointer,
-} from "../../workloads/runtime/flags/layout.ts";
+} from "../../platform/flags/layout.ts";
 import { type CompiledFlags, documents } from "./compiler.ts";
 
 export class FencedError extends Error {

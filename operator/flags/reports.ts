@@ -2,7 +2,7 @@
 // watch from the revision after it; on a cancelled watch (compaction) it lists again.
 import { EventEmitter } from "node:events";
 import type { Etcd3, Watcher } from "etcd3";
-import { type Layout, type PodReport, parseReport } from "../../workloads/runtime/flags/layout.ts";
+import { type Layout, type PodReport, parseReport } from "../../platform/flags/layout.ts";
 
 export class ReportWatcher extends EventEmitter {
   private readonly client: Etcd3;

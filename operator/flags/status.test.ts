@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { PodMode, PodReport } from "../../workloads/runtime/flags/layout.ts";
+import type { PodMode, PodReport } from "../../platform/flags/layout.ts";
 import { compile, type ZoneInput } from "./compiler.ts";
 import { foldStatus, type ZoneForFold } from "./status.ts";
 

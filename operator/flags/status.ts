@@ -10,8 +10,8 @@
 // loses the coordinator or the coordinator judges the mesh quality bad, the zone's players are
 // in server mode whatever the map servers run. p2pPeers comes from the coordinator replicas'
 // reports (they share one roster, so any of them can tell; the largest count is the freshest).
-import type { PodReport, ZoneFlags, ZonePeers } from "../../workloads/runtime/flags/layout.ts";
-import { effectiveP2P } from "../../workloads/runtime/flags/layout.ts";
+import type { PodReport, ZoneFlags, ZonePeers } from "../../platform/flags/layout.ts";
+import { effectiveP2P } from "../../platform/flags/layout.ts";
 import type { CompiledFlags } from "./compiler.ts";
 
 export type ZoneMode = "P2P" | "Server" | "Fallback" | "Mixed";

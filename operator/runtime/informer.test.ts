@@ -4,10 +4,10 @@ import { createServer, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { KubeConfig } from "@kubernetes/client-node";
 import { afterEach, describe, expect, it } from "vitest";
+import { waitFor } from "../../testkit/kube.ts";
 import { Informer } from "./informer.ts";
 import { KubeClient, type KubeObject, resources } from "./kube.ts";
 import { silentLogger } from "./log.ts";
-import { waitFor } from "./testenv.ts";
 
 const cm = (name: string, rv: string): KubeObject => ({
   apiVersion: "v1",

@@ -2,6 +2,7 @@
 // reconciles, a follower takes over when the leader stops, an unexpired lease of another
 // holder is respected until it expires, and a restart mid-reconcile converges.
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
+import { createNamespace, deleteNamespace, installCrds, testClient, waitFor } from "../../testkit/kube.ts";
 import { API_VERSION } from "../api/index.ts";
 import { isSubset } from "../controllers/children.ts";
 import type { RegionObject, ZoneObject } from "../controllers/operator.ts";
@@ -10,7 +11,6 @@ import { renderZone } from "../render/zone.ts";
 import { type KubeClient, type KubeObject, resources } from "./kube.ts";
 import { createLogger, silentLogger } from "./log.ts";
 import type { Manager } from "./manager.ts";
-import { createNamespace, deleteNamespace, installCrds, testClient, waitFor } from "./testenv.ts";
 
 const env = inject("localEnv");
 const ns = "leader-int";

@@ -3,7 +3,7 @@
 // character and map, and, when a session store is given, only while the login session lives
 // (so a logout or a revocation also closes the door to the gateway).
 import type { Redis } from "ioredis";
-import type { Logger } from "../runtime/log.ts";
+import type { Logger } from "../../platform/log.ts";
 import { FileKeySource, type KeySource } from "./keyset.ts";
 import { SessionStore } from "./sessions.ts";
 import { type CharacterClaims, TokenError, verifyCharacterToken } from "./tokens.ts";

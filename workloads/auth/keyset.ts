@@ -9,7 +9,7 @@
 import { createPrivateKey, type JsonWebKey, type KeyObject } from "node:crypto";
 import { readFile, stat } from "node:fs/promises";
 import { type CryptoKey, exportJWK, generateKeyPair, importJWK, type JWK } from "jose";
-import type { Logger } from "../runtime/log.ts";
+import type { Logger } from "../../platform/log.ts";
 
 export type SigningAlg = "EdDSA" | "ES256";
 

@@ -6,8 +6,6 @@ import type { IncomingMessage } from "node:http";
 import type { Redis } from "ioredis";
 import type pg from "pg";
 import type { Registry } from "prom-client";
-import { migrate } from "../db/migrations.ts";
-import { createPool } from "../db/pool.ts";
 import {
   closeServer,
   createApiServer,
@@ -19,8 +17,10 @@ import {
   type OpsServer,
   type Route,
   startOpsServer,
-} from "../runtime/http.ts";
-import type { Logger } from "../runtime/log.ts";
+} from "../../platform/http.ts";
+import type { Logger } from "../../platform/log.ts";
+import { migrate } from "../db/migrations.ts";
+import { createPool } from "../db/pool.ts";
 import { createRedis, pingRedis } from "../runtime/redis.ts";
 import type { AuthServiceConfig } from "./config.ts";
 import { FileKeySource, type KeySource } from "./keyset.ts";

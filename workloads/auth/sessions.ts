@@ -4,7 +4,7 @@
 // A signed token is honoured only while its session record exists.
 import type { IncomingMessage } from "node:http";
 import type { Redis } from "ioredis";
-import { bearerToken, HttpError } from "../runtime/http.ts";
+import { bearerToken, HttpError } from "../../platform/http.ts";
 import type { KeySource } from "./keyset.ts";
 import { type SessionClaims, TokenError, verifySessionToken } from "./tokens.ts";
 

@@ -2,10 +2,6 @@
 // delete and select; names unique regardless of case under concurrent creation on two
 // replicas; the character token the gateway verifies; key rotation without dropping sessions.
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { AuthClient } from "../auth/client.ts";
-import { GatewayAuth } from "../auth/gateway.ts";
-import { addKey, FileKeySource, type KeysetDocument, publicKeyset, removeKey } from "../auth/keyset.ts";
-import type { RunningService } from "../auth/service.ts";
 import {
   call,
   capturingLogger,
@@ -14,7 +10,11 @@ import {
   testCharConfig,
   testLoginConfig,
   uniquePrefix,
-} from "../auth/testing.ts";
+} from "../../testkit/auth.ts";
+import { AuthClient } from "../auth/client.ts";
+import { GatewayAuth } from "../auth/gateway.ts";
+import { addKey, FileKeySource, type KeysetDocument, publicKeyset, removeKey } from "../auth/keyset.ts";
+import type { RunningService } from "../auth/service.ts";
 import { TokenError, verifyCharacterToken } from "../auth/tokens.ts";
 import { startLoginServer } from "../login-server/server.ts";
 import type { CharConfig } from "./config.ts";

@@ -1,5 +1,5 @@
 // `hybrid-workload char-server`: configuration from the environment, then serve until SIGTERM.
-import { createLogger } from "../runtime/log.ts";
+import { createLogger } from "../../platform/log.ts";
 import { configOrExit, runUntilSignalled } from "../runtime/shutdown.ts";
 import { charConfigFromEnv } from "./config.ts";
 import { startCharServer } from "./server.ts";

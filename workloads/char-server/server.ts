@@ -10,13 +10,13 @@
 // the character and its map; the gateway checks it with verifyCharacterToken (auth/tokens.ts).
 import { Type } from "@sinclair/typebox";
 import { Counter } from "prom-client";
+import { HttpError, type Route, readBody, sendJson } from "../../platform/http.ts";
+import { createLogger, type Logger } from "../../platform/log.ts";
 import type { KeySource } from "../auth/keyset.ts";
 import { type RunningService, type ServiceDeps, startService } from "../auth/service.ts";
 import { authenticate } from "../auth/sessions.ts";
 import { signCharacterToken } from "../auth/tokens.ts";
 import { isUniqueViolation } from "../db/pool.ts";
-import { HttpError, type Route, readBody, sendJson } from "../runtime/http.ts";
-import { createLogger, type Logger } from "../runtime/log.ts";
 import type { CharConfig } from "./config.ts";
 import { checkCharacterName } from "./names.ts";
 

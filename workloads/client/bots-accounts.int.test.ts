@@ -2,8 +2,6 @@
 // and select at the char server, then the gateway with the character token it hands out.
 import { connect } from "@nats-io/transport-node";
 import { afterAll, beforeAll, expect, inject, it } from "vitest";
-import type { KeysetDocument } from "../auth/keyset.ts";
-import type { RunningService } from "../auth/service.ts";
 import {
   capturingLogger,
   freshDatabase,
@@ -11,12 +9,14 @@ import {
   testCharConfig,
   testLoginConfig,
   uniquePrefix,
-} from "../auth/testing.ts";
+} from "../../testkit/auth.ts";
+import { startTestGateway } from "../../testkit/gateway.ts";
+import { StandInMapServer } from "../../testkit/map-server-standin.ts";
+import type { KeysetDocument } from "../auth/keyset.ts";
+import type { RunningService } from "../auth/service.ts";
 import { startCharServer } from "../char-server/server.ts";
 import { ensureEventStream } from "../gateway/events.ts";
 import { staticDirectory } from "../gateway/gateway.ts";
-import { StandInMapServer } from "../gateway/standin.ts";
-import { startTestGateway } from "../gateway/testing.ts";
 import { startLoginServer } from "../login-server/server.ts";
 import { runBots } from "./bots.ts";
 

@@ -3,13 +3,13 @@
 // coordinator, and sees no sequence break.
 import { connect } from "@nats-io/transport-node";
 import { expect, inject, it } from "vitest";
+import { startTestMesh } from "../../testkit/client.ts";
+import { startTestGateway } from "../../testkit/gateway.ts";
+import { StandInMapServer } from "../../testkit/map-server-standin.ts";
 import { ensureEventStream } from "../gateway/events.ts";
 import { staticDirectory } from "../gateway/gateway.ts";
-import { StandInMapServer } from "../gateway/standin.ts";
-import { startTestGateway } from "../gateway/testing.ts";
 import { runBots } from "./bots.ts";
 import { P2PClient } from "./p2p.ts";
-import { startTestMesh } from "./testing.ts";
 
 const env = inject("localEnv");
 

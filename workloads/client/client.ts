@@ -16,8 +16,8 @@ import {
   peekType,
   SEQ_OFFSET,
   type ServerMessage,
-} from "../protocol/messages.ts";
-import { type ReasonCode, reasonOfCloseCode } from "../protocol/schema.ts";
+} from "../../platform/protocol/messages.ts";
+import { type ReasonCode, reasonOfCloseCode } from "../../platform/protocol/schema.ts";
 
 export interface ClientOptions {
   url: string;

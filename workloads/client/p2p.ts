@@ -9,7 +9,7 @@
 // the gateway; it tells the gateway which peers it hears directly (`meshReport`), and the
 // gateway relays the moves of the rest.
 import type { RTCPeerConnectionConfig } from "werift";
-import { decode, encode, type PeerMessage, type ServerMessage } from "../protocol/messages.ts";
+import { decode, encode, type PeerMessage, type ServerMessage } from "../../platform/protocol/messages.ts";
 import { type ClientOptions, GameClient, open } from "./client.ts";
 import { MeshClient } from "./mesh.ts";
 

@@ -1,5 +1,5 @@
 // What coordinator replicas (and the gateways watching them) say to each other over NATS.
-// Payloads are MessagePack (workloads/bus/contract.ts encode/decode).
+// Payloads are MessagePack (platform/bus/contract.ts encode/decode).
 //
 //   hp2pcoord.<region>.roster        RosterMsg: upserts, removals, full snapshots per replica
 //   hp2pcoord.<region>.hello         a replica that just started asks for snapshots

@@ -3,11 +3,6 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
 import { WebSocket } from "ws";
-import type { MeshClient } from "../client/mesh.ts";
-import { eventually } from "../runtime/flags/testing.ts";
-import { policyFromFlags } from "./mesh.ts";
-import { decodeCoord, encodeCoord, type FromCoordinator, type Quality } from "./messages.ts";
-import { type LoopbackStun, startLoopbackStun } from "./stun.ts";
 import {
   meshClient,
   startTestCoordinator,
@@ -16,7 +11,12 @@ import {
   type TestKeys,
   testKeys,
   testZoneFlags,
-} from "./testing.ts";
+} from "../../testkit/coordinator.ts";
+import { eventually } from "../../testkit/flags.ts";
+import type { MeshClient } from "../client/mesh.ts";
+import { policyFromFlags } from "./mesh.ts";
+import { decodeCoord, encodeCoord, type FromCoordinator, type Quality } from "./messages.ts";
+import { type LoopbackStun, startLoopbackStun } from "./stun.ts";
 
 const env = inject("localEnv");
 const ZONES = { z1: ["prt_fild01", "prt_fild02"], z2: ["pay_fild01"] };

@@ -19,12 +19,12 @@ import type { IncomingMessage, Server } from "node:http";
 import type { Duplex } from "node:stream";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { type RawData, WebSocket, WebSocketServer } from "ws";
+import { decode as busDecode, encode as busEncode } from "../../platform/bus/contract.ts";
+import { FallbackLatch } from "../../platform/flags/fallback.ts";
+import type { ZoneReport } from "../../platform/flags/layout.ts";
+import { listenForUpgrades } from "../../platform/http.ts";
 import { recheckSession, type SessionCheck } from "../auth/gateway.ts";
 import type { CharacterClaims } from "../auth/tokens.ts";
-import { decode as busDecode, encode as busEncode } from "../bus/contract.ts";
-import { FallbackLatch } from "../runtime/flags/fallback.ts";
-import type { ZoneReport } from "../runtime/flags/layout.ts";
-import { listenForUpgrades } from "../runtime/http.ts";
 import {
   type AliveMsg,
   coordSubjects,

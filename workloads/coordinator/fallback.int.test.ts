@@ -10,18 +10,22 @@ import { join } from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { FlagPublisher } from "../../operator/flags/publisher.ts";
+import { FlagClient } from "../../platform/flags/client.ts";
+import { connectFlagStore } from "../../platform/flags/etcd.ts";
+import { layout, parseReport } from "../../platform/flags/layout.ts";
+import {
+  type CoordinatorProcess,
+  coordinatorProcess,
+  testKeys,
+  testZoneFlags,
+} from "../../testkit/coordinator.ts";
+import { eventually, FlagPublisher } from "../../testkit/flags.ts";
+import { startTestGateway, type TestGateway } from "../../testkit/gateway.ts";
+import { StandInMapServer } from "../../testkit/map-server-standin.ts";
 import { P2PClient } from "../client/p2p.ts";
 import { ensureEventStream } from "../gateway/events.ts";
 import { flagDirectory, flagGate } from "../gateway/flags.ts";
-import { StandInMapServer } from "../gateway/standin.ts";
-import { startTestGateway, type TestGateway } from "../gateway/testing.ts";
-import { FlagClient } from "../runtime/flags/client.ts";
-import { connectFlagStore } from "../runtime/flags/etcd.ts";
-import { layout, parseReport } from "../runtime/flags/layout.ts";
-import { eventually } from "../runtime/flags/testing.ts";
 import { type LoopbackStun, startLoopbackStun } from "./stun.ts";
-import { type CoordinatorProcess, coordinatorProcess, testKeys, testZoneFlags } from "./testing.ts";
 import { CoordinatorWatch } from "./watch.ts";
 
 const env = inject("localEnv");

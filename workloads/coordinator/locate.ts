@@ -2,7 +2,7 @@
 // token names the map the player logged in on; after a warp only the gateway knows the map, so
 // the coordinator asks before meshing a peer (bus.ts, `locate`).
 import type { NatsConnection } from "@nats-io/transport-node";
-import { decode, encode } from "../bus/contract.ts";
+import { decode, encode } from "../../platform/bus/contract.ts";
 import { coordSubjects, type LocateReply, type LocateRequest } from "./bus.ts";
 
 /** Asks the region's gateways; undefined when none holds the session (or none answers in time). */

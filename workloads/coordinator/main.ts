@@ -17,14 +17,14 @@
 // which the operator folds the Zone's status.
 import { connect } from "@nats-io/transport-node";
 import { Gauge } from "prom-client";
+import { FlagClient } from "../../platform/flags/client.ts";
+import { connectFlagStore } from "../../platform/flags/etcd.ts";
+import { DEFAULT_RECOVERY } from "../../platform/flags/fallback.ts";
+import { DEFAULT_PREFIX, effectiveP2P } from "../../platform/flags/layout.ts";
 import { DEFAULT_KEYSET_FILE } from "../auth/config.ts";
 import { GatewayAuth } from "../auth/gateway.ts";
 import { flagDirectory } from "../gateway/flags.ts";
 import { ENV, type EnvReader } from "../runtime/config.ts";
-import { FlagClient } from "../runtime/flags/client.ts";
-import { connectFlagStore } from "../runtime/flags/etcd.ts";
-import { DEFAULT_RECOVERY } from "../runtime/flags/fallback.ts";
-import { DEFAULT_PREFIX, effectiveP2P } from "../runtime/flags/layout.ts";
 import { createRedis } from "../runtime/redis.ts";
 import { startWorkload } from "../runtime/workload.ts";
 import { Coordinator } from "./coordinator.ts";

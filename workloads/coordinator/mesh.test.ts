@@ -1,6 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { ProtocolError } from "../protocol/schema.ts";
+import { ProtocolError } from "../../platform/protocol/schema.ts";
+import { TEST_THRESHOLDS } from "../../testkit/coordinator.ts";
 import {
   assignMeshes,
   chooseHost,
@@ -12,7 +13,6 @@ import {
   zoneVerdict,
 } from "./mesh.ts";
 import { decodeCoord, encodeCoord, type Quality } from "./messages.ts";
-import { TEST_THRESHOLDS } from "./testing.ts";
 
 function entry(id: string, o: Partial<RosterEntry> = {}): RosterEntry {
   return {

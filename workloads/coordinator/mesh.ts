@@ -3,8 +3,8 @@
 // trip, loss, bandwidth, with hysteresis), whether a peer or the whole zone falls back to the
 // server relay (the policy's thresholds). Every replica computes the same answers from the
 // same roster, which is how peers on different replicas agree on their meshes.
-import type { RecoveryPolicy } from "../runtime/flags/fallback.ts";
-import type { ZoneFlags } from "../runtime/flags/layout.ts";
+import type { RecoveryPolicy } from "../../platform/flags/fallback.ts";
+import type { ZoneFlags } from "../../platform/flags/layout.ts";
 import type { Quality } from "./messages.ts";
 
 export interface MeshPolicy {

@@ -1,5 +1,5 @@
 // The coordinator's signaling protocol (WebSocket, binary frames), built from the wire
-// protocol's schema helpers (workloads/protocol/schema.ts): same encoding rules, same bounds
+// protocol's schema helpers (platform/protocol/schema.ts): same encoding rules, same bounds
 // checks, its own type table. Also the probe messages peers exchange over their data channels
 // to measure round trip, loss and jitter.
 //
@@ -17,7 +17,7 @@ import {
   u16,
   u32,
   Writer,
-} from "../protocol/schema.ts";
+} from "../../platform/protocol/schema.ts";
 
 /** Distinct from the game protocol's version byte so a stray frame of one is never read as the other. */
 export const COORD_PROTOCOL_VERSION = 0xc1;

@@ -5,13 +5,13 @@ import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { WebSocket } from "ws";
+import { sessionBoundTokens } from "../../testkit/auth.ts";
+import { startTestCoordinator, type TestCoordinator, type TestKeys } from "../../testkit/coordinator.ts";
+import { eventually } from "../../testkit/flags.ts";
 import { SessionStore } from "../auth/sessions.ts";
-import { sessionBoundTokens } from "../auth/testing.ts";
 import { MeshClient } from "../client/mesh.ts";
-import { eventually } from "../runtime/flags/testing.ts";
 import { NO_QUALITY } from "./mesh.ts";
 import { decodeCoord, encodeCoord, type FromCoordinator } from "./messages.ts";
-import { startTestCoordinator, type TestCoordinator, type TestKeys } from "./testing.ts";
 
 const env = inject("localEnv");
 const id = randomBytes(4).toString("hex");

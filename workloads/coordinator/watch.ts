@@ -13,10 +13,10 @@
 // Minimal adapter in the coordinator's files: the gateway workload wires it with
 // `p2pGate: watch.gate(flagGate(flags))` and `onChange: () => gateway.refreshModes()`.
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
-import { decode } from "../bus/contract.ts";
-import type { Mode } from "../protocol/messages.ts";
-import type { FlagClient } from "../runtime/flags/client.ts";
-import { effectiveP2P } from "../runtime/flags/layout.ts";
+import { decode } from "../../platform/bus/contract.ts";
+import type { FlagClient } from "../../platform/flags/client.ts";
+import { effectiveP2P } from "../../platform/flags/layout.ts";
+import type { Mode } from "../../platform/protocol/messages.ts";
 import { type AliveMsg, coordSubjects, type ZoneState } from "./bus.ts";
 
 export const COORDINATOR_TRIGGER = "coordinator";

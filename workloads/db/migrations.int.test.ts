@@ -1,6 +1,6 @@
 // Migrations against real PostgreSQL: many replicas starting at once apply each migration once.
 import { describe, expect, inject, it } from "vitest";
-import { freshDatabase } from "../auth/testing.ts";
+import { freshDatabase } from "../../testkit/auth.ts";
 import { loadCharacter, saveCharacters } from "./characters.ts";
 import { MIGRATIONS, migrate } from "./migrations.ts";
 import { createPool, isUniqueViolation } from "./pool.ts";

@@ -3,7 +3,7 @@
 // advisory lock serialises concurrent replicas, and each migration runs in its own transaction
 // and is recorded in schema_migrations. Append new migrations; never edit an applied one.
 import type pg from "pg";
-import type { Logger } from "../runtime/log.ts";
+import type { Logger } from "../../platform/log.ts";
 
 export interface Migration {
   id: number;

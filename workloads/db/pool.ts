@@ -1,7 +1,7 @@
 // PostgreSQL connection pool for the workloads. BIGINT ids come back as strings from pg; the
 // workloads treat ids as strings end to end so nothing is lost above 2^53.
 import pg from "pg";
-import type { Logger } from "../runtime/log.ts";
+import type { Logger } from "../../platform/log.ts";
 
 export interface PoolOptions {
   max?: number;

@@ -4,16 +4,16 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { WebSocket } from "ws";
+import { encode, MAX_CLIENT_FRAME, PROTOCOL_VERSION } from "../../platform/protocol/messages.ts";
+import { closeCodeOf, type ReasonCode } from "../../platform/protocol/schema.ts";
+import { startTestGateway, type TestGateway } from "../../testkit/gateway.ts";
+import { StandInMapServer } from "../../testkit/map-server-standin.ts";
+import { arbitraryMessage } from "../../testkit/protocol-arbitrary.ts";
 import { Keyset, staticKeys } from "../auth/keyset.ts";
 import { signCharacterToken } from "../auth/tokens.ts";
 import { GameClient } from "../client/client.ts";
-import { arbitraryMessage } from "../protocol/arbitrary.ts";
-import { encode, MAX_CLIENT_FRAME, PROTOCOL_VERSION } from "../protocol/messages.ts";
-import { closeCodeOf, type ReasonCode } from "../protocol/schema.ts";
 import { ensureEventStream } from "./events.ts";
 import { staticDirectory } from "./gateway.ts";
-import { StandInMapServer } from "./standin.ts";
-import { startTestGateway, type TestGateway } from "./testing.ts";
 
 const env = inject("localEnv");
 

@@ -1,7 +1,8 @@
 // The gateway's settings, from the environment.
+
+import { DEFAULT_PREFIX } from "../../platform/flags/layout.ts";
 import { DEFAULT_KEYSET_FILE } from "../auth/config.ts";
 import { ENV, type Env, EnvReader, type RuntimeConfig, readRuntimeConfig } from "../runtime/config.ts";
-import { DEFAULT_PREFIX } from "../runtime/flags/layout.ts";
 import { DEFAULT_LIMITS, type Limits } from "./gateway.ts";
 
 export const DEFAULT_GATEWAY_PORT = 7000;

@@ -1,5 +1,5 @@
 // Zone events (chat, combat, deaths, loot, respawns) reach the gateway on JetStream, because
-// they must not be lost (workloads/bus/contract.ts): one durable consumer per gateway over the
+// they must not be lost (platform/bus/contract.ts): one durable consumer per gateway over the
 // region's event subjects. Each batch is acknowledged after it was handed to the sessions.
 import {
   AckPolicy,
@@ -9,8 +9,14 @@ import {
   jetstreamManager,
 } from "@nats-io/jetstream";
 import { type NatsConnection, nanos } from "@nats-io/transport-node";
-import { decode, EVENT_STREAM, type EventBatch, parseMapSubject, subjects } from "../bus/contract.ts";
-import { ensureEventStream } from "../bus/stream.ts";
+import {
+  decode,
+  EVENT_STREAM,
+  type EventBatch,
+  parseMapSubject,
+  subjects,
+} from "../../platform/bus/contract.ts";
+import { ensureEventStream } from "../../platform/bus/stream.ts";
 
 // One definition of the stream, next to the contract: the map server creates it too.
 export { ensureEventStream };

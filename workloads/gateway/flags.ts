@@ -1,8 +1,8 @@
 // The gateway and the flag plane: which zone serves a map comes from the published zone
 // documents, and the gateway's own P2P flags gate what map servers report.
 
-import type { Mode } from "../protocol/messages.ts";
-import type { FlagClient, FlagSnapshot } from "../runtime/flags/client.ts";
+import type { FlagClient, FlagSnapshot } from "../../platform/flags/client.ts";
+import type { Mode } from "../../platform/protocol/messages.ts";
 import type { MapDirectory } from "./gateway.ts";
 
 export function flagDirectory(flags: FlagClient): MapDirectory {

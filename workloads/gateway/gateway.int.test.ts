@@ -1,21 +1,21 @@
 // The gateway against real NATS (JetStream for events) and stand-in map servers that speak the
-// committed bus contract (workloads/bus/contract.ts). Clients are the SDK's, P2P ones meshing
+// committed bus contract (platform/bus/contract.ts). Clients are the SDK's, P2P ones meshing
 // through a real coordinator with werift data channels over loopback.
 
 import { AckPolicy, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { WebSocket, WebSocketServer } from "ws";
-import { EVENT_STREAM } from "../bus/contract.ts";
+import { EVENT_STREAM } from "../../platform/bus/contract.ts";
+import { inRollout } from "../../platform/flags/layout.ts";
+import { startTestMesh, type TestMesh } from "../../testkit/client.ts";
+import { startTestGateway, type TestGateway } from "../../testkit/gateway.ts";
+import { StandInMapServer } from "../../testkit/map-server-standin.ts";
 import { GameClient } from "../client/client.ts";
 import { P2PClient, type P2PClientOptions } from "../client/p2p.ts";
-import { startTestMesh, type TestMesh } from "../client/testing.ts";
 import { decodeCoord } from "../coordinator/messages.ts";
-import { inRollout } from "../runtime/flags/layout.ts";
 import { consumeEvents, ensureEventStream } from "./events.ts";
 import { staticDirectory } from "./gateway.ts";
-import { StandInMapServer } from "./standin.ts";
-import { startTestGateway, type TestGateway } from "./testing.ts";
 
 const env = inject("localEnv");
 

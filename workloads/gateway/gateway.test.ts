@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { encode, type Message } from "../protocol/messages.ts";
+import { encode, type Message } from "../../platform/protocol/messages.ts";
 import { fitEntity, staticDirectory } from "./gateway.ts";
 
 describe("gateway helpers", () => {

@@ -1,5 +1,5 @@
 // The regional gateway: clients connect over WebSocket, authenticate with a character token,
-// and play on the map server that owns their map, reached over NATS (workloads/bus/contract.ts).
+// and play on the map server that owns their map, reached over NATS (platform/bus/contract.ts).
 //
 // Per connection: the first frame must be `hello` within the auth timeout; every frame is
 // decoded and validated (a bad one closes that connection with a reason code); inputs are
@@ -21,7 +21,6 @@ import { randomBytes } from "node:crypto";
 import type { IncomingMessage, Server } from "node:http";
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import { type RawData, WebSocket, WebSocketServer } from "ws";
-import { recheckSession, type SessionCheck } from "../auth/gateway.ts";
 import {
   type AoiFrame,
   decode as busDecode,
@@ -42,8 +41,9 @@ import {
   subjects,
   type ViewResync,
   type ZoneEvent,
-} from "../bus/contract.ts";
-import { coordSubjects, type LocateReply, type LocateRequest } from "../coordinator/bus.ts";
+} from "../../platform/bus/contract.ts";
+import { inRollout } from "../../platform/flags/layout.ts";
+import { listenForUpgrades } from "../../platform/http.ts";
 import {
   AoiBatchEncoder,
   type ClientMessage,
@@ -51,10 +51,10 @@ import {
   encode,
   MAX_CLIENT_FRAME,
   type Mode,
-} from "../protocol/messages.ts";
-import { closeCodeOf, ProtocolError, type ReasonCode } from "../protocol/schema.ts";
-import { inRollout } from "../runtime/flags/layout.ts";
-import { listenForUpgrades } from "../runtime/http.ts";
+} from "../../platform/protocol/messages.ts";
+import { closeCodeOf, ProtocolError, type ReasonCode } from "../../platform/protocol/schema.ts";
+import { recheckSession, type SessionCheck } from "../auth/gateway.ts";
+import { coordSubjects, type LocateReply, type LocateRequest } from "../coordinator/bus.ts";
 import { TokenBucket } from "./ratelimit.ts";
 
 /** What a verified character token says (workloads/auth/tokens.ts CharacterClaims). */

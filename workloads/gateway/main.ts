@@ -2,12 +2,12 @@
 // SIGTERM (which closes every session with `server_shutdown` after they left their maps).
 import { connect } from "@nats-io/transport-node";
 import { Gauge } from "prom-client";
+import { FlagClient } from "../../platform/flags/client.ts";
+import { connectFlagStore } from "../../platform/flags/etcd.ts";
+import { newRegistry, startOpsServer } from "../../platform/http.ts";
+import { createLogger, type Logger } from "../../platform/log.ts";
 import { GatewayAuth } from "../auth/gateway.ts";
 import { CoordinatorWatch } from "../coordinator/watch.ts";
-import { FlagClient } from "../runtime/flags/client.ts";
-import { connectFlagStore } from "../runtime/flags/etcd.ts";
-import { newRegistry, startOpsServer } from "../runtime/http.ts";
-import { createLogger, type Logger } from "../runtime/log.ts";
 import { createRedis } from "../runtime/redis.ts";
 import { configOrExit, runUntilSignalled } from "../runtime/shutdown.ts";
 import { type GatewayConfig, gatewayConfigFromEnv } from "./config.ts";

@@ -6,10 +6,8 @@ import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import type { Proc } from "../../hack/local/processes.ts";
-import { startNats } from "../../hack/local/services.ts";
-import { GameClient } from "../client/client.ts";
-import { openMap } from "../map-server/sim/maps.ts";
+import { startTestGateway, type TestGateway } from "../../testkit/gateway.ts";
+import { startNats } from "../../testkit/local/services.ts";
 import {
   createCharacters,
   type Services,
@@ -18,9 +16,11 @@ import {
   type TestServer,
   unique,
   until,
-} from "../map-server/testing/harness.ts";
+} from "../../testkit/map-server/harness.ts";
+import type { Proc } from "../../testkit/processes.ts";
+import { GameClient } from "../client/client.ts";
+import { openMap } from "../map-server/sim/maps.ts";
 import { staticDirectory } from "./gateway.ts";
-import { startTestGateway, type TestGateway } from "./testing.ts";
 
 const map = "rsfield";
 const zone = unique("rz");

@@ -5,14 +5,14 @@ import { randomBytes } from "node:crypto";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { closeCodeOf } from "../../platform/protocol/schema.ts";
+import { sessionBoundTokens } from "../../testkit/auth.ts";
+import { startTestGateway, type TestGateway } from "../../testkit/gateway.ts";
+import { StandInMapServer } from "../../testkit/map-server-standin.ts";
 import { SessionStore } from "../auth/sessions.ts";
-import { sessionBoundTokens } from "../auth/testing.ts";
 import { GameClient } from "../client/client.ts";
-import { closeCodeOf } from "../protocol/schema.ts";
 import { ensureEventStream } from "./events.ts";
 import { staticDirectory } from "./gateway.ts";
-import { StandInMapServer } from "./standin.ts";
-import { startTestGateway, type TestGateway } from "./testing.ts";
 
 const env = inject("localEnv");
 const id = randomBytes(4).toString("hex");

@@ -2,8 +2,6 @@
 // session tokens that expire and can be revoked from any replica, and validation errors.
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { freePort } from "../../hack/local/processes.ts";
-import type { RunningService } from "../auth/service.ts";
 import {
   call,
   capturingLogger,
@@ -11,7 +9,9 @@ import {
   keysetFile,
   testLoginConfig,
   uniquePrefix,
-} from "../auth/testing.ts";
+} from "../../testkit/auth.ts";
+import { freePort } from "../../testkit/processes.ts";
+import type { RunningService } from "../auth/service.ts";
 import { signSessionToken } from "../auth/tokens.ts";
 import type { LoginConfig } from "./config.ts";
 import { startLoginServer } from "./server.ts";

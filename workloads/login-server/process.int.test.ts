@@ -3,8 +3,8 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { afterAll, describe, expect, inject, it } from "vitest";
-import { freePort } from "../../hack/local/processes.ts";
-import { call, freshDatabase, keysetFile, uniquePrefix } from "../auth/testing.ts";
+import { call, freshDatabase, keysetFile, uniquePrefix } from "../../testkit/auth.ts";
+import { freePort } from "../../testkit/processes.ts";
 
 const env = inject("localEnv");
 const main = new URL("../main.ts", import.meta.url).pathname;

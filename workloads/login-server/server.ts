@@ -9,13 +9,13 @@
 //   DELETE /v1/sessions          Bearer                        → 204 every session of the account ("log out everywhere")
 import { Type } from "@sinclair/typebox";
 import { Counter, Histogram } from "prom-client";
+import { HttpError, type Route, readBody, sendJson } from "../../platform/http.ts";
+import { createLogger, type Logger } from "../../platform/log.ts";
 import type { KeySource } from "../auth/keyset.ts";
 import { clientAddress, type RunningService, type ServiceDeps, startService } from "../auth/service.ts";
 import { authenticate } from "../auth/sessions.ts";
 import { newSessionId, signSessionToken } from "../auth/tokens.ts";
 import { isUniqueViolation } from "../db/pool.ts";
-import { HttpError, type Route, readBody, sendJson } from "../runtime/http.ts";
-import { createLogger, type Logger } from "../runtime/log.ts";
 import type { LoginConfig } from "./config.ts";
 import { addressUnit, Lockout, WindowLimit } from "./lockout.ts";
 import { dummyVerify, HashLimiter, hashPassword, verifyPassword } from "./password.ts";

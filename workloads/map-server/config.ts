@@ -1,8 +1,8 @@
 // Map server settings from the environment (the contract in workloads/runtime/config.ts and
 // operator/render/constants.ts), validated: every bad variable is reported at once.
 
+import { DEFAULT_PREFIX } from "../../platform/flags/layout.ts";
 import { ENV, type Env, EnvReader, type RuntimeConfig, readRuntimeConfig } from "../runtime/config.ts";
-import { DEFAULT_PREFIX } from "../runtime/flags/layout.ts";
 
 export interface MapServerConfig {
   runtime: RuntimeConfig;

@@ -1,13 +1,8 @@
 // The real gateway in front of the real map server, on real NATS, Redis, PostgreSQL and etcd:
 // WebSocket clients see each other move, hear each other chat and get combat results.
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { GameClient } from "../client/client.ts";
-import { P2PClient } from "../client/p2p.ts";
-import { startTestMesh, type TestMesh } from "../client/testing.ts";
-import { staticDirectory } from "../gateway/gateway.ts";
-import { startTestGateway, type TestGateway } from "../gateway/testing.ts";
-import { FixedModes } from "./modes.ts";
-import { openMap } from "./sim/maps.ts";
+import { startTestMesh, type TestMesh } from "../../testkit/client.ts";
+import { startTestGateway, type TestGateway } from "../../testkit/gateway.ts";
 import {
   createCharacters,
   servicesFrom,
@@ -15,7 +10,12 @@ import {
   type TestServer,
   unique,
   until,
-} from "./testing/harness.ts";
+} from "../../testkit/map-server/harness.ts";
+import { GameClient } from "../client/client.ts";
+import { P2PClient } from "../client/p2p.ts";
+import { staticDirectory } from "../gateway/gateway.ts";
+import { FixedModes } from "./modes.ts";
+import { openMap } from "./sim/maps.ts";
 
 const svc = servicesFrom(inject("localEnv"));
 const map = "gwfield";

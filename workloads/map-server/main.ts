@@ -1,12 +1,12 @@
 // `hybrid-workload map-server`: configuration from the environment, migrations, then own maps
 // and simulate them until SIGTERM (which persists every character and hands the maps over).
 import { connect } from "@nats-io/transport-node";
+import { FlagClient } from "../../platform/flags/client.ts";
+import { connectFlagStore } from "../../platform/flags/etcd.ts";
+import { newRegistry, startOpsServer } from "../../platform/http.ts";
+import { createLogger, type Logger } from "../../platform/log.ts";
 import { migrate } from "../db/migrations.ts";
 import { createPool } from "../db/pool.ts";
-import { FlagClient } from "../runtime/flags/client.ts";
-import { connectFlagStore } from "../runtime/flags/etcd.ts";
-import { newRegistry, startOpsServer } from "../runtime/http.ts";
-import { createLogger, type Logger } from "../runtime/log.ts";
 import { createRedis, pingRedis } from "../runtime/redis.ts";
 import { configOrExit, runUntilSignalled } from "../runtime/shutdown.ts";
 import { type MapServerConfig, mapServerConfigFromEnv } from "./config.ts";

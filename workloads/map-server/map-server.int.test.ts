@@ -9,11 +9,7 @@ import {
   type MapAddress,
   type MapMode,
   subjects,
-} from "../bus/contract.ts";
-import { createRedis } from "../runtime/redis.ts";
-import { FixedModes } from "./modes.ts";
-import { openMap } from "./sim/maps.ts";
-import { HotStore } from "./store.ts";
+} from "../../platform/bus/contract.ts";
 import {
   createCharacters,
   FakeGateway,
@@ -22,14 +18,18 @@ import {
   startTestServer,
   unique,
   until,
-} from "./testing/harness.ts";
+} from "../../testkit/map-server/harness.ts";
 import {
   SCENARIO_SEED,
   SCENARIO_TICKS,
   ScenarioClient,
   scenarioMap,
   scenarioPlayers,
-} from "./testing/scenario.ts";
+} from "../../testkit/map-server/scenario.ts";
+import { createRedis } from "../runtime/redis.ts";
+import { FixedModes } from "./modes.ts";
+import { openMap } from "./sim/maps.ts";
+import { HotStore } from "./store.ts";
 
 const svc = servicesFrom(inject("localEnv"));
 const region = "itest";

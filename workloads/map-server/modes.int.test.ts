@@ -2,15 +2,14 @@
 // workload-detected failure puts them in fallback, and the pod reports its mode under its lease.
 import { connect } from "@nats-io/transport-node";
 import { describe, expect, inject, it } from "vitest";
-import { compile } from "../../operator/flags/compiler.ts";
-import { FlagPublisher } from "../../operator/flags/publisher.ts";
-import { decode, type OwnerNotice, subjects } from "../bus/contract.ts";
-import { FlagClient } from "../runtime/flags/client.ts";
-import { connectFlagStore } from "../runtime/flags/etcd.ts";
-import { layout, parseReport } from "../runtime/flags/layout.ts";
-import { silentLogger } from "../runtime/log.ts";
+import { decode, type OwnerNotice, subjects } from "../../platform/bus/contract.ts";
+import { FlagClient } from "../../platform/flags/client.ts";
+import { connectFlagStore } from "../../platform/flags/etcd.ts";
+import { layout, parseReport } from "../../platform/flags/layout.ts";
+import { silentLogger } from "../../platform/log.ts";
+import { compile, FlagPublisher } from "../../testkit/flags.ts";
+import { servicesFrom, startTestServer, unique, until } from "../../testkit/map-server/harness.ts";
 import { flagModes } from "./modes.ts";
-import { servicesFrom, startTestServer, unique, until } from "./testing/harness.ts";
 
 const svc = servicesFrom(inject("localEnv"));
 

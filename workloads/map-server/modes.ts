@@ -1,7 +1,7 @@
 // Where a map's mode comes from: the flag client's snapshot in production, a settable value in
 // tests. The map server asks before every tick and is told when anything changed.
-import type { MapMode } from "../bus/contract.ts";
-import type { FlagClient } from "../runtime/flags/client.ts";
+import type { MapMode } from "../../platform/bus/contract.ts";
+import type { FlagClient } from "../../platform/flags/client.ts";
 
 export interface ModeSource {
   mode(map: string): MapMode;

@@ -6,13 +6,19 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { connect } from "@nats-io/transport-node";
 import { afterAll, describe, expect, inject, it } from "vitest";
-import { freePort, type Proc, startProcess, waitUntil } from "../../hack/local/processes.ts";
-import { type AoiFrame, decode, type OwnerNotice, subjects } from "../bus/contract.ts";
-import { connectFlagStore } from "../runtime/flags/etcd.ts";
-import { cutProxy } from "../runtime/flags/testing.ts";
+import { type AoiFrame, decode, type OwnerNotice, subjects } from "../../platform/bus/contract.ts";
+import { connectFlagStore } from "../../platform/flags/etcd.ts";
+import { cutProxy } from "../../testkit/flags.ts";
+import {
+  createCharacters,
+  FakeGateway,
+  servicesFrom,
+  unique,
+  until,
+} from "../../testkit/map-server/harness.ts";
+import { freePort, type Proc, startProcess, waitUntil } from "../../testkit/processes.ts";
 import { createRedis } from "../runtime/redis.ts";
 import { MapOwnership, ownershipPrefix } from "./ownership.ts";
-import { createCharacters, FakeGateway, servicesFrom, unique, until } from "./testing/harness.ts";
 
 const env = inject("localEnv");
 const svc = servicesFrom(env);

@@ -1,7 +1,7 @@
 // Map ownership through etcd: each map of a zone is owned by exactly one map-server pod.
 //
 // Keys (under the flag plane's prefix, default /hybridp2p/v1/; the `ownership/maps/` subtree is
-// reserved for this in workloads/runtime/flags/layout.ts):
+// reserved for this in platform/flags/layout.ts):
 //   <prefix>ownership/maps/<region>/<zone>/<map>         value = pod name, under the pod's lease
 //   <prefix>ownership/maps/<region>/<zone>/_pods/<pod>   value = pod name, under the pod's lease
 // A pod takes a map with one transaction "create the key if it does not exist" (etcd's create
@@ -27,8 +27,8 @@
 // The margin covers one tick plus publishing and clock-rate differences between hosts.
 import { EventEmitter } from "node:events";
 import type { Etcd3, Lease, Watcher } from "etcd3";
-import { DEFAULT_PREFIX } from "../runtime/flags/layout.ts";
-import type { Logger } from "../runtime/log.ts";
+import { DEFAULT_PREFIX } from "../../platform/flags/layout.ts";
+import type { Logger } from "../../platform/log.ts";
 import { hashString } from "./sim/maps.ts";
 
 export interface OwnershipOptions {

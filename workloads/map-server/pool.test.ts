@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from "vitest";
-import { type AoiFrame, decode } from "../bus/contract.ts";
+import { type AoiFrame, decode } from "../../platform/bus/contract.ts";
 import { WorkerPool } from "./pool.ts";
 import { generateMap } from "./sim/maps.ts";
 import { MapSim, type PlayerInfo } from "./sim/world.ts";

@@ -26,9 +26,9 @@ import {
   type OwnerNotice,
   subjects,
   type ViewResync,
-} from "../bus/contract.ts";
-import { ensureEventStream } from "../bus/stream.ts";
-import type { Logger } from "../runtime/log.ts";
+} from "../../platform/bus/contract.ts";
+import { ensureEventStream } from "../../platform/bus/stream.ts";
+import type { Logger } from "../../platform/log.ts";
 import type { ModeSource } from "./modes.ts";
 import { MapOwnership } from "./ownership.ts";
 import { WorkerPool } from "./pool.ts";

@@ -3,7 +3,7 @@
 // message in and one message out per tick is the only synchronisation; the entity data itself
 // never moves (SharedArrayBuffers). Session names and gateways arrive as they change.
 import { parentPort, workerData } from "node:worker_threads";
-import type { MapMode } from "../bus/contract.ts";
+import type { MapMode } from "../../platform/bus/contract.ts";
 import { type ArenaBuffers, attachArena } from "./sim/arena.ts";
 import {
   assembleFrames,

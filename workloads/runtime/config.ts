@@ -3,7 +3,9 @@
 // missing or malformed; `done()` then throws one ConfigError naming every bad variable at once.
 // Values of secret variables never appear in error messages.
 
-/** The environment-variable contract shared with hack/local/services.ts and the operator. */
+import { LOG_LEVELS, type LogLevel } from "../../platform/log.ts";
+
+/** The environment-variable contract shared with testkit/local/services.ts and the operator. */
 export const ENV = {
   databaseUrl: "HYBRIDP2P_DATABASE_URL",
   redisUrl: "HYBRIDP2P_REDIS_URL",
@@ -176,9 +178,6 @@ export function parseDuration(s: string): number | undefined {
   const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as "ms" | "s" | "m" | "h"];
   return Math.round(n * unit);
 }
-
-export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /** Settings every workload shares: identity, ops ports, logging, shutdown. */
 export interface RuntimeConfig {

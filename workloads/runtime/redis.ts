@@ -1,7 +1,7 @@
 // Redis (DragonflyDB's protocol) client for the workloads, with bounded retries so a request
 // fails fast when the store is away instead of hanging, and errors logged without credentials.
 import { Redis } from "ioredis";
-import type { Logger } from "./log.ts";
+import type { Logger } from "../../platform/log.ts";
 
 export function createRedis(url: string, opts: { log?: Logger; name?: string } = {}): Redis {
   const redis = new Redis(url, {

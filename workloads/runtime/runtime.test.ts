@@ -1,6 +1,7 @@
 // The shared workload runtime: configuration errors name the variable and hide secrets; logs
 // are JSON and never carry passwords, tokens or credentials; shutdown hooks run in reverse.
 import { describe, expect, it } from "vitest";
+import { createLogger, REDACTED } from "../../platform/log.ts";
 import {
   ConfigError,
   DEFAULT_HEALTH_PORT,
@@ -9,7 +10,6 @@ import {
   parseDuration,
   readRuntimeConfig,
 } from "./config.ts";
-import { createLogger, REDACTED } from "./log.ts";
 import { Shutdown } from "./shutdown.ts";
 import { startWorkload } from "./workload.ts";
 

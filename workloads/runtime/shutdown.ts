@@ -1,8 +1,9 @@
 // Graceful shutdown: hooks registered as resources come up run in reverse order on SIGTERM or
 // SIGINT (or when asked), each bounded by the overall deadline, so a pod drains its requests,
 // persists what it must and closes its connections before Kubernetes kills it.
+
+import { createLogger, type Logger } from "../../platform/log.ts";
 import { ConfigError } from "./config.ts";
-import { createLogger, type Logger } from "./log.ts";
 
 export type ShutdownHook = () => Promise<void> | void;
 

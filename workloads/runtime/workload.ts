@@ -8,9 +8,9 @@
 //   w.shutdown.add("persist", () => persistAll());
 //   w.ready(); // once it serves
 import type { Registry } from "prom-client";
+import { newRegistry, type OpsServer, type ReadinessCheck, startOpsServer } from "../../platform/http.ts";
+import { createLogger, type Logger } from "../../platform/log.ts";
 import { type Env, EnvReader, type RuntimeConfig, readRuntimeConfig } from "./config.ts";
-import { newRegistry, type OpsServer, type ReadinessCheck, startOpsServer } from "./http.ts";
-import { createLogger, type Logger } from "./log.ts";
 import { Shutdown } from "./shutdown.ts";
 
 export interface Workload {

@@ -4,7 +4,7 @@
 //
 // A worker writes one frame per gateway that has players in its slice: with T threads a gateway
 // gets up to T frames per map and tick, each self-contained (own entity table), and each
-// session appears in exactly one of them (see workloads/bus/contract.ts).
+// session appears in exactly one of them (see platform/bus/contract.ts).
 import {
   type AoiFrame,
   type Correction,
@@ -13,7 +13,7 @@ import {
   encodeFrameWith,
   type MapMode,
   type SessionView,
-} from "../../bus/contract.ts";
+} from "../../../platform/bus/contract.ts";
 import { type Arena, FIXED, FLAG_ALIVE, KIND_PLAYER } from "./arena.ts";
 import { MOB_TYPES } from "./maps.ts";
 import {

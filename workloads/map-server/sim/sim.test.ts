@@ -1,12 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { type AoiFrame, decode, type MapMode, type ZoneEvent } from "../../bus/contract.ts";
+import { type AoiFrame, decode, type MapMode, type ZoneEvent } from "../../../platform/bus/contract.ts";
 import {
   SCENARIO_SEED,
   SCENARIO_TICKS,
   ScenarioClient,
   scenarioMap,
   scenarioPlayers,
-} from "../testing/scenario.ts";
+} from "../../../testkit/map-server/scenario.ts";
 import { Allocator } from "./arena.ts";
 import { generateMap, openMap } from "./maps.ts";
 import { MapSim, type PlayerInfo, type Session, type TickResult } from "./world.ts";

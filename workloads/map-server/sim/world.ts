@@ -2,8 +2,8 @@
 // input application before a tick and, after the workers' pass, the merge of their output into
 // AOI frames per gateway and zone events. `stepInline()` runs a whole tick on the calling thread
 // (unit tests, the determinism scenario); the server hands the same slices to its worker pool.
-import type { ClientInput, EntityState, MapMode, ZoneEvent } from "../../bus/contract.ts";
-import { MAX_CHAT_LENGTH } from "../../bus/contract.ts";
+import type { ClientInput, EntityState, MapMode, ZoneEvent } from "../../../platform/bus/contract.ts";
+import { MAX_CHAT_LENGTH } from "../../../platform/bus/contract.ts";
 import {
   Allocator,
   type Arena,

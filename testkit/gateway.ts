@@ -2,12 +2,12 @@
 // and development tokens for as many characters as asked.
 import { randomBytes } from "node:crypto";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { GatewayAuth } from "../auth/gateway.ts";
-import { Keyset, type KeysetDocument, newKeysetDocument, staticKeys } from "../auth/keyset.ts";
-import { devToken } from "../client/token.ts";
-import type { ZoneFlags } from "../runtime/flags/layout.ts";
-import { consumeEvents, type EventConsumer } from "./events.ts";
-import { Gateway, type GatewayOptions, type MapDirectory } from "./gateway.ts";
+import type { ZoneFlags } from "../platform/flags/layout.ts";
+import { GatewayAuth } from "../workloads/auth/gateway.ts";
+import { Keyset, type KeysetDocument, newKeysetDocument, staticKeys } from "../workloads/auth/keyset.ts";
+import { devToken } from "../workloads/client/token.ts";
+import { consumeEvents, type EventConsumer } from "../workloads/gateway/events.ts";
+import { Gateway, type GatewayOptions, type MapDirectory } from "../workloads/gateway/gateway.ts";
 
 export interface TestGateway {
   gateway: Gateway;

@@ -35,7 +35,7 @@ export const MAX_PEER_FRAME = 1024;
 const sessionId = str(64);
 const mapName = str(32);
 const charName = str(32);
-/** Entity ids are small integers assigned by the map's owner (see workloads/bus/contract.ts). */
+/** Entity ids are small integers assigned by the map's owner (see platform/bus/contract.ts). */
 const entityId = u32;
 export const clientKinds = ["legacy", "p2p"] as const;
 /** A map's mode as the map server reports it; "fallback" behaves as "server". */

@@ -16,15 +16,15 @@ import {
   type LeaveReply,
   type MapAddress,
   subjects,
-} from "../../bus/contract.ts";
-import { migrate } from "../../db/migrations.ts";
-import { createPool } from "../../db/pool.ts";
-import { connectFlagStore } from "../../runtime/flags/etcd.ts";
-import { newRegistry } from "../../runtime/http.ts";
-import { silentLogger } from "../../runtime/log.ts";
-import { createRedis } from "../../runtime/redis.ts";
-import { FixedModes, type ModeSource } from "../modes.ts";
-import { MapServer, type MapServerOptions } from "../server.ts";
+} from "../../platform/bus/contract.ts";
+import { connectFlagStore } from "../../platform/flags/etcd.ts";
+import { newRegistry } from "../../platform/http.ts";
+import { silentLogger } from "../../platform/log.ts";
+import { migrate } from "../../workloads/db/migrations.ts";
+import { createPool } from "../../workloads/db/pool.ts";
+import { FixedModes, type ModeSource } from "../../workloads/map-server/modes.ts";
+import { MapServer, type MapServerOptions } from "../../workloads/map-server/server.ts";
+import { createRedis } from "../../workloads/runtime/redis.ts";
 
 export interface Services {
   natsUrl: string;

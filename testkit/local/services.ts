@@ -15,7 +15,7 @@ import {
 import { request } from "node:https";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
-import { freePort, type Proc, startProcess, tcpOpen, waitUntil } from "./processes.ts";
+import { freePort, type Proc, startProcess, tcpOpen, waitUntil } from "../processes.ts";
 
 export type Service = "kube" | "flags-etcd" | "nats" | "redis" | "postgres" | "cluster";
 export const ALL_SERVICES: Service[] = ["kube", "flags-etcd", "nats", "redis", "postgres"];

@@ -4,9 +4,9 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
 import { parseAllDocuments } from "yaml";
-import { KubeClient, type KubeObject, resources } from "./kube.ts";
+import { KubeClient, type KubeObject, resources } from "../operator/runtime/kube.ts";
 
-const repoRoot = new URL("../..", import.meta.url).pathname;
+const repoRoot = new URL("..", import.meta.url).pathname;
 
 export async function testClient(kubeconfig: string): Promise<KubeClient> {
   const kc = new KubeConfig();

@@ -2,16 +2,16 @@
 // (its ConfigMap plus literal and downward-API variables) passes that workload's own config
 // check, so a renamed variable on either side fails here rather than in a crash-looping pod.
 import { describe, expect, it } from "vitest";
-import { charConfigFromEnv } from "../../workloads/char-server/config.ts";
-import { readConfig as readCoordinatorConfig } from "../../workloads/coordinator/main.ts";
-import { gatewayConfigFromEnv } from "../../workloads/gateway/config.ts";
-import { loginConfigFromEnv } from "../../workloads/login-server/config.ts";
-import { mapServerConfigFromEnv } from "../../workloads/map-server/config.ts";
-import { EnvReader } from "../../workloads/runtime/config.ts";
-import type { Region, Zone } from "../api/index.ts";
-import type { KubeObject } from "../runtime/kube.ts";
-import { renderRegion } from "./region.ts";
-import { renderZone } from "./zone.ts";
+import type { Region, Zone } from "../operator/api/index.ts";
+import { renderRegion } from "../operator/render/region.ts";
+import { renderZone } from "../operator/render/zone.ts";
+import type { KubeObject } from "../operator/runtime/kube.ts";
+import { charConfigFromEnv } from "../workloads/char-server/config.ts";
+import { readConfig as readCoordinatorConfig } from "../workloads/coordinator/main.ts";
+import { gatewayConfigFromEnv } from "../workloads/gateway/config.ts";
+import { loginConfigFromEnv } from "../workloads/login-server/config.ts";
+import { mapServerConfigFromEnv } from "../workloads/map-server/config.ts";
+import { EnvReader } from "../workloads/runtime/config.ts";
 
 const meta = (name: string) => ({ name, namespace: "demo", uid: `uid-${name}`, generation: 1 });
 const region: Region = {

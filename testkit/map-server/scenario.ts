@@ -3,10 +3,16 @@
 // the worlds stay equal their decisions stay equal. In P2P mode the P2P clients walk by
 // themselves with the server's own walking rule and report each position; legacy clients always
 // send `move`. Used by the unit test (inline ticks) and the integration test (over NATS).
-import type { AoiFrame, ClientInput, EntityState, MapMode, SessionView } from "../../bus/contract.ts";
-import { type MapDef, openMap } from "../sim/maps.ts";
-import { walkStep } from "../sim/step.ts";
-import { PLAYER_CELLS_PER_SECOND, type PlayerInfo } from "../sim/world.ts";
+import type {
+  AoiFrame,
+  ClientInput,
+  EntityState,
+  MapMode,
+  SessionView,
+} from "../../platform/bus/contract.ts";
+import { type MapDef, openMap } from "../../workloads/map-server/sim/maps.ts";
+import { walkStep } from "../../workloads/map-server/sim/step.ts";
+import { PLAYER_CELLS_PER_SECOND, type PlayerInfo } from "../../workloads/map-server/sim/world.ts";
 
 export const SCENARIO_TICKS = 400;
 export const SCENARIO_SEED = 7;

@@ -1,7 +1,9 @@
 // Structured JSON logs, one object per line, that never print secrets: fields whose name
 // suggests a secret are replaced, credentials inside URLs are masked, and anything shaped like
 // a signed token (JWS) is masked wherever it appears, even inside messages and error text.
-import type { LogLevel } from "./config.ts";
+
+export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
 
 export type Fields = Record<string, unknown>;
 

@@ -1,8 +1,8 @@
 // fast-check arbitraries derived from the message table, for property tests and fuzzing (test
 // and bench code only: fast-check is a dev dependency).
 import fc from "fast-check";
-import { MESSAGES, type Message, type MessageType } from "./messages.ts";
-import type { Descriptor } from "./schema.ts";
+import { MESSAGES, type Message, type MessageType } from "../platform/protocol/messages.ts";
+import type { Descriptor } from "../platform/protocol/schema.ts";
 
 function maxUtf8(max: number) {
   // Up to 4 bytes per code point: stay within the byte bound.

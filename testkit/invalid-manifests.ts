@@ -2,7 +2,7 @@
 // crds.int.test.ts applies every entry with a server-side dry run; the unit tests check that the
 // table covers every CEL rule of the CRDs. Expected messages are kube-apiserver's own wording.
 
-import { API_VERSION, P2P_POLICY, REGION, ZONE } from "./constants.ts";
+import { API_VERSION, P2P_POLICY, REGION, ZONE } from "../operator/api/constants.ts";
 
 export interface InvalidManifest {
   /** What is wrong, as a test title. */

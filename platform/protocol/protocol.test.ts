@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { arbitraryMessage, arbitraryOf } from "./arbitrary.ts";
+import { arbitraryMessage, arbitraryOf } from "../../testkit/protocol-arbitrary.ts";
 import {
   type Accept,
   AoiBatchEncoder,

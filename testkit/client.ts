@@ -3,14 +3,9 @@
 // gateway's keyset and asks the gateways where sessions play (as the workload does), with a
 // static policy, and a loopback STUN responder (stun.ts says why).
 import type { RTCPeerConnectionConfig } from "werift";
-import type { KeysetDocument } from "../auth/keyset.ts";
-import { type LoopbackStun, startLoopbackStun } from "../coordinator/stun.ts";
-import {
-  startTestCoordinator,
-  TEST_THRESHOLDS,
-  type TestCoordinator,
-  testKeys,
-} from "../coordinator/testing.ts";
+import type { KeysetDocument } from "../workloads/auth/keyset.ts";
+import { type LoopbackStun, startLoopbackStun } from "../workloads/coordinator/stun.ts";
+import { startTestCoordinator, TEST_THRESHOLDS, type TestCoordinator, testKeys } from "./coordinator.ts";
 
 export interface TestMesh {
   coordinator: TestCoordinator;

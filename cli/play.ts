@@ -3,9 +3,9 @@
 // servers (workloads/login-server, workloads/char-server).
 import { CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
 import type { Command } from "commander";
-import { runBots } from "../../workloads/client/bots.ts";
-import { devToken } from "../../workloads/client/token.ts";
-import { GROUP, VERSION, ZONE } from "../api/constants.ts";
+import { GROUP, VERSION, ZONE } from "../operator/api/constants.ts";
+import { runBots } from "../workloads/client/bots.ts";
+import { devToken } from "../workloads/client/token.ts";
 import { CliError, type Io } from "./hybridctl.ts";
 
 async function zoneMaps(kubeconfig: string | undefined, namespace: string, zone: string): Promise<string[]> {

@@ -3,8 +3,8 @@
 import { existsSync, mkdirSync } from "node:fs";
 import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
 import { join } from "node:path";
-import { freePort, type Proc, startProcess, waitUntil } from "../../../hack/local/processes.ts";
-import { binDir } from "../../../hack/local/services.ts";
+import { binDir } from "./local/services.ts";
+import { freePort, type Proc, startProcess, waitUntil } from "./processes.ts";
 
 export interface TestEtcd {
   endpoint: string;
@@ -122,3 +122,8 @@ export async function eventually<T>(
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+// The operator's compiler and publisher, for workload tests that need flag documents published
+// as the operator publishes them (workloads may not import the operator; the test kit joins both).
+export { compile } from "../operator/flags/compiler.ts";
+export { FlagPublisher } from "../operator/flags/publisher.ts";

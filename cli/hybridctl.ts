@@ -10,18 +10,7 @@ import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from "@
 import { Command, Option } from "commander";
 import type { Etcd3 } from "etcd3";
 import { stringify as toYaml } from "yaml";
-import { connectFlagStore } from "../../workloads/runtime/flags/etcd.ts";
-import {
-  effectiveP2P,
-  KNOWN_SERVICES,
-  type Layout,
-  layout,
-  type PodReport,
-  parsePointer,
-  parseZoneFlags,
-  type ZoneFlags,
-} from "../../workloads/runtime/flags/layout.ts";
-import { GROUP, P2P_POLICY, REGION, VERSION, ZONE } from "../api/constants.ts";
+import { GROUP, P2P_POLICY, REGION, VERSION, ZONE } from "../operator/api/constants.ts";
 import {
   ANNOTATION_FALLBACK_CLEAR,
   ANNOTATION_FORCE_FALLBACK,
@@ -31,8 +20,19 @@ import {
   type PolicyInput,
   type RegionInput,
   type ZoneInput,
-} from "../flags/compiler.ts";
-import { ReportWatcher } from "../flags/reports.ts";
+} from "../operator/flags/compiler.ts";
+import { ReportWatcher } from "../operator/flags/reports.ts";
+import { connectFlagStore } from "../platform/flags/etcd.ts";
+import {
+  effectiveP2P,
+  KNOWN_SERVICES,
+  type Layout,
+  layout,
+  type PodReport,
+  parsePointer,
+  parseZoneFlags,
+  type ZoneFlags,
+} from "../platform/flags/layout.ts";
 import { addPlayCommands } from "./play.ts";
 
 export interface Io {

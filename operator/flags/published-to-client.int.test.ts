@@ -6,12 +6,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { ANNOTATION_FALLBACK_CLEAR, type CompiledFlags, compile } from "../../../operator/flags/compiler.ts";
-import { FlagPublisher } from "../../../operator/flags/publisher.ts";
-import { FlagClient, type FlagLogger, type FlagState } from "./client.ts";
-import { connectFlagStore } from "./etcd.ts";
-import { layout, parseReport } from "./layout.ts";
-import { cutProxy, eventually, startTestEtcd, type TestEtcd } from "./testing.ts";
+import { FlagClient, type FlagLogger, type FlagState } from "../../platform/flags/client.ts";
+import { connectFlagStore } from "../../platform/flags/etcd.ts";
+import { layout, parseReport } from "../../platform/flags/layout.ts";
+import { cutProxy, eventually, startTestEtcd, type TestEtcd } from "../../testkit/flags.ts";
+import { ANNOTATION_FALLBACK_CLEAR, type CompiledFlags, compile } from "./compiler.ts";
+import { FlagPublisher } from "./publisher.ts";
 
 const env = inject("localEnv");
 

@@ -1,4 +1,4 @@
-// A minimal map server speaking the bus contract (workloads/bus/contract.ts), for the gateway's
+// A minimal map server speaking the bus contract (platform/bus/contract.ts), for the gateway's
 // tests and benchmark: it owns a few maps, answers join and leave, applies inputs at its tick
 // (moves teleport, `pos` is taken as reported in p2p mode and rejected otherwise, attacks hit
 // for a fixed amount), publishes one AoiFrame per (map, gateway) per tick and zone events on
@@ -25,7 +25,7 @@ import {
   type SessionView,
   subjects,
   type ZoneEvent,
-} from "../bus/contract.ts";
+} from "../platform/bus/contract.ts";
 
 interface Player {
   session: string;

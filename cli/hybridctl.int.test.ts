@@ -4,12 +4,12 @@ import { randomUUID } from "node:crypto";
 import { CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
 import type { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { FlagClient } from "../../workloads/runtime/flags/client.ts";
-import { connectFlagStore } from "../../workloads/runtime/flags/etcd.ts";
-import { eventually } from "../../workloads/runtime/flags/testing.ts";
-import { GROUP, VERSION } from "../api/constants.ts";
-import { type FlagPlane, startFlagPlane } from "../flags/plane.ts";
-import { createNamespace, installCrds, testClient } from "../runtime/testenv.ts";
+import { GROUP, VERSION } from "../operator/api/constants.ts";
+import { type FlagPlane, startFlagPlane } from "../operator/flags/plane.ts";
+import { FlagClient } from "../platform/flags/client.ts";
+import { connectFlagStore } from "../platform/flags/etcd.ts";
+import { eventually } from "../testkit/flags.ts";
+import { createNamespace, installCrds, testClient } from "../testkit/kube.ts";
 import { type Io, run } from "./hybridctl.ts";
 
 const env = inject("localEnv");

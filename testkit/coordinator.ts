@@ -3,15 +3,15 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { freePort, type Proc, startProcess, waitUntil } from "../../hack/local/processes.ts";
-import { GatewayAuth } from "../auth/gateway.ts";
-import { Keyset, type KeysetDocument, newKeysetDocument, staticKeys } from "../auth/keyset.ts";
-import { MeshClient, type MeshClientOptions } from "../client/mesh.ts";
-import { devToken } from "../client/token.ts";
-import type { ZoneFlags } from "../runtime/flags/layout.ts";
-import { Coordinator, type CoordinatorOptions } from "./coordinator.ts";
-import { locateOverNats } from "./locate.ts";
-import { type MeshPolicy, policyFromFlags } from "./mesh.ts";
+import type { ZoneFlags } from "../platform/flags/layout.ts";
+import { GatewayAuth } from "../workloads/auth/gateway.ts";
+import { Keyset, type KeysetDocument, newKeysetDocument, staticKeys } from "../workloads/auth/keyset.ts";
+import { MeshClient, type MeshClientOptions } from "../workloads/client/mesh.ts";
+import { devToken } from "../workloads/client/token.ts";
+import { Coordinator, type CoordinatorOptions } from "../workloads/coordinator/coordinator.ts";
+import { locateOverNats } from "../workloads/coordinator/locate.ts";
+import { type MeshPolicy, policyFromFlags } from "../workloads/coordinator/mesh.ts";
+import { freePort, type Proc, startProcess, waitUntil } from "./processes.ts";
 
 export const TEST_THRESHOLDS: ZoneFlags["thresholds"] = {
   latencyMs: { warn: 100, critical: 200, max: 300 },

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { PodReport } from "../../workloads/runtime/flags/layout.ts";
+import type { PodReport } from "../platform/flags/layout.ts";
 import { type Io, parseSelector, progress, run, table } from "./hybridctl.ts";
 
 const report = (pod: string, zone: string, epoch: number): PodReport => ({

@@ -5,15 +5,15 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
-import type { CharConfig } from "../char-server/config.ts";
-import type { LoginConfig } from "../login-server/config.ts";
-import type { RuntimeConfig } from "../runtime/config.ts";
-import type { Fields, Logger } from "../runtime/log.ts";
-import { createLogger } from "../runtime/log.ts";
-import { GatewayAuth } from "./gateway.ts";
-import { Keyset, type KeysetDocument, newKeysetDocument, staticKeys } from "./keyset.ts";
-import type { SessionStore } from "./sessions.ts";
-import { signCharacterToken } from "./tokens.ts";
+import type { Fields, Logger } from "../platform/log.ts";
+import { createLogger } from "../platform/log.ts";
+import { GatewayAuth } from "../workloads/auth/gateway.ts";
+import { Keyset, type KeysetDocument, newKeysetDocument, staticKeys } from "../workloads/auth/keyset.ts";
+import type { SessionStore } from "../workloads/auth/sessions.ts";
+import { signCharacterToken } from "../workloads/auth/tokens.ts";
+import type { CharConfig } from "../workloads/char-server/config.ts";
+import type { LoginConfig } from "../workloads/login-server/config.ts";
+import type { RuntimeConfig } from "../workloads/runtime/config.ts";
 
 /** Creates a database named after `label` plus a random suffix; returns its URL. */
 export async function freshDatabase(baseUrl: string, label: string): Promise<string> {
