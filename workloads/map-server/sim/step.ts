@@ -247,6 +247,11 @@ function emit(r: Run, t: number, v1: number, v2: number, v3: number, v4: number,
   r.events.push(t, v1, v2, v3, v4, v5, v6);
 }
 
+/** Answers command `seq` of entity `i` with a correction (reject, snap or smooth) and where it stands. */
+function correct(r: Run, i: number, seq: number, kind: number, x: number, y: number, reason: number): void {
+  emit(r, OUT_CORRECTION, i, seq, kind, Math.round(x * FIXED), Math.round(y * FIXED), reason);
+}
+
 // One entity's tick. A function of its own (not the loop body) so V8 optimises it as a whole.
 function stepEntity(r: Run, i: number): void {
   const { a, grid, map, p, tick, st, dmgSrc, dmgVal } = r;
@@ -310,34 +315,15 @@ function stepEntity(r: Run, i: number): void {
       if (type === EV_DAMAGE) continue;
       const seq = a.queue[e + 1]!;
       if (!alive) {
-        emit(r, OUT_CORRECTION, i, seq, CORR_REJECT, Math.round(x * FIXED), Math.round(y * FIXED), R_TARGET);
+        correct(r, i, seq, CORR_REJECT, x, y, R_TARGET);
         continue;
       }
       if (type === EV_MOVE) {
         const tx = a.queue[e + 2]! + 0.5;
         const ty = a.queue[e + 3]! + 0.5;
-        if (cheb(x, y, tx, ty) > p.maxWalk)
-          emit(
-            r,
-            OUT_CORRECTION,
-            i,
-            seq,
-            CORR_REJECT,
-            Math.round(x * FIXED),
-            Math.round(y * FIXED),
-            R_TOO_FAR,
-          );
+        if (cheb(x, y, tx, ty) > p.maxWalk) correct(r, i, seq, CORR_REJECT, x, y, R_TOO_FAR);
         else if (!isWalkable(map, tx, ty) || !lineWalkable(map, x, y, tx, ty))
-          emit(
-            r,
-            OUT_CORRECTION,
-            i,
-            seq,
-            CORR_REJECT,
-            Math.round(x * FIXED),
-            Math.round(y * FIXED),
-            R_UNREACHABLE,
-          );
+          correct(r, i, seq, CORR_REJECT, x, y, R_UNREACHABLE);
         else {
           a.tx[i] = tx;
           a.ty[i] = ty;
@@ -350,38 +336,20 @@ function stepEntity(r: Run, i: number): void {
       } else if (type === EV_ATTACK) {
         const t = a.queue[e + 2]!;
         if (t < 0 || t >= cap || t === i || a.kind[t] !== KIND_MOB)
-          emit(
-            r,
-            OUT_CORRECTION,
-            i,
-            seq,
-            CORR_REJECT,
-            Math.round(x * FIXED),
-            Math.round(y * FIXED),
-            R_TARGET,
-          );
+          correct(r, i, seq, CORR_REJECT, x, y, R_TARGET);
         else a.target[i] = t;
       } else if (type === EV_POS) {
         const px = a.queueXY[(c * QUEUE_SLOTS + k) * 2]!;
         const py = a.queueXY[(c * QUEUE_SLOTS + k) * 2 + 1]!;
         if (a.p2p[i] !== 1) {
-          emit(
-            r,
-            OUT_CORRECTION,
-            i,
-            seq,
-            CORR_REJECT,
-            Math.round(x * FIXED),
-            Math.round(y * FIXED),
-            R_NOT_P2P,
-          );
+          correct(r, i, seq, CORR_REJECT, x, y, R_NOT_P2P);
           continue;
         }
         const gap = Math.min(p.maxPosGapTicks, Math.max(1, tick - a.lastPosTick[i]!));
         const allowed = a.speed[i]! * gap * (1 + p.posTolerance) + p.posSlack;
         const d = Math.hypot(px - x, py - y);
         if (!isWalkable(map, px, py) || !lineWalkable(map, x, y, px, py))
-          emit(r, OUT_CORRECTION, i, seq, CORR_SNAP, Math.round(x * FIXED), Math.round(y * FIXED), R_BLOCKED);
+          correct(r, i, seq, CORR_SNAP, x, y, R_BLOCKED);
         else if (d <= allowed) {
           reported = true;
           rx = px;
@@ -394,18 +362,8 @@ function stepEntity(r: Run, i: number): void {
           reported = true;
           a.walking[i] = 0;
           a.lastPosTick[i] = tick;
-          emit(
-            r,
-            OUT_CORRECTION,
-            i,
-            seq,
-            CORR_SMOOTH,
-            Math.round(rx * FIXED),
-            Math.round(ry * FIXED),
-            R_SPEED,
-          );
-        } else
-          emit(r, OUT_CORRECTION, i, seq, CORR_SNAP, Math.round(x * FIXED), Math.round(y * FIXED), R_SPEED);
+          correct(r, i, seq, CORR_SMOOTH, rx, ry, R_SPEED);
+        } else correct(r, i, seq, CORR_SNAP, x, y, R_SPEED);
       }
     }
   }
