@@ -11,6 +11,7 @@ import { GROUP, VERSION } from "../operator/api/constants.ts";
 import { startFlagPlane } from "../operator/flags/plane.ts";
 import { FlagClient } from "../platform/flags/client.ts";
 import { connectFlagStore } from "../platform/flags/etcd.ts";
+import { sleep } from "../platform/time.ts";
 import { createNamespace, installCrds, testClient } from "../testkit/kube.ts";
 import { startLocalEnv } from "../testkit/local/services.ts";
 
@@ -154,7 +155,7 @@ async function main(): Promise<void> {
       for (;;) {
         const e = plane.lastPublish()?.epoch ?? 0;
         if (e > 0 && clients.every((c) => c.current().epoch >= e)) break;
-        await new Promise((r) => setTimeout(r, 50));
+        await sleep(50);
       }
       const samples: number[] = [];
       const phases: string[] = [];

@@ -21,6 +21,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { WebSocket, WebSocketServer } from "ws";
 import { type AoiFrame, encode as encodeBus, encodeFrame, subjects } from "../platform/bus/contract.ts";
 import { AoiBatchEncoder, decode, type Entity, encode, type Message } from "../platform/protocol/messages.ts";
+import { sleep } from "../platform/time.ts";
 import { startLocalEnv } from "../testkit/local/services.ts";
 import { StandInMapServer } from "../testkit/map-server-standin.ts";
 import { GatewayAuth } from "../workloads/auth/gateway.ts";
@@ -377,7 +378,7 @@ async function measure(
     );
     log(`  ${n} connected in ${Date.now() - t0} ms`);
     await go();
-    await new Promise((r) => setTimeout(r, warmMs));
+    await sleep(warmMs);
     await Promise.all(bots.map((b) => b.call("reset")));
     const before = await Promise.all(bots.map((b) => b.call<BotReport>("report")));
     const pids = { server: server.proc.pid!, bots: bots.map((b) => b.proc.pid!), main: process.pid };
@@ -388,7 +389,7 @@ async function measure(
     });
     const cpu0 = cpu();
     const start = Date.now();
-    await new Promise((r) => setTimeout(r, seconds * 1000));
+    await sleep(seconds * 1000);
     const after = await Promise.all(bots.map((b) => b.call<BotReport>("report")));
     const elapsed = (Date.now() - start) / 1000;
     const cpu1 = cpu();

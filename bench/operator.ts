@@ -25,6 +25,7 @@ import { renderRegion } from "../operator/render/region.ts";
 import { renderZone } from "../operator/render/zone.ts";
 import type { KubeClient, KubeObject } from "../operator/runtime/kube.ts";
 import { resources } from "../operator/runtime/kube.ts";
+import { sleep } from "../platform/time.ts";
 import { createNamespace, installCrds, testClient, waitFor } from "../testkit/kube.ts";
 import { startLocalEnv } from "../testkit/local/services.ts";
 import { freePort } from "../testkit/processes.ts";
@@ -195,9 +196,9 @@ async function operatorRun(client: KubeClient, kubeconfig: string, ns: string, z
     await waitFor(() => allConverged(client, ns, zones), "every zone converged", 600_000);
     const seconds = (performance.now() - t0) / 1000;
     // Quiet when idle: let trailing events settle, then count writes over the idle window.
-    await new Promise((r) => setTimeout(r, 3000));
+    await sleep(3000);
     const w0 = await writes(op);
-    await new Promise((r) => setTimeout(r, idleSeconds * 1000));
+    await sleep(idleSeconds * 1000);
     const idle = ((await writes(op)) - w0) * (60 / idleSeconds);
     const text = await (await fetch(`http://127.0.0.1:${op.metricsPort}/metrics`)).text();
     for (const l of text.split("\n")) {

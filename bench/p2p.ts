@@ -27,6 +27,7 @@ import { connect } from "@nats-io/transport-node";
 import { FlagPublisher } from "../operator/flags/publisher.ts";
 import { FlagClient } from "../platform/flags/client.ts";
 import { connectFlagStore } from "../platform/flags/etcd.ts";
+import { sleep } from "../platform/time.ts";
 import { coordinatorProcess, meshClient, testKeys, testZoneFlags } from "../testkit/coordinator.ts";
 import { startTestGateway } from "../testkit/gateway.ts";
 import { startLocalEnv } from "../testkit/local/services.ts";
@@ -45,7 +46,6 @@ const MAX_PEERS = 10;
 const region = `bench${randomBytes(3).toString("hex")}`;
 const namespace = "bench";
 const prefix = `/benchp2p${randomBytes(3).toString("hex")}/v1/`;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function log(msg: string): void {
   process.stderr.write(`[bench:p2p] ${msg}\n`);

@@ -3,10 +3,10 @@
 import { hostname } from "node:os";
 import { KubeConfig } from "@kubernetes/client-node";
 import { Command } from "commander";
+import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from "../platform/log.ts";
 import { setupFlagPlane } from "./controllers/flagplane.ts";
 import { setupOperator } from "./controllers/operator.ts";
 import { KubeClient } from "./runtime/kube.ts";
-import { createLogger, type Logger } from "./runtime/log.ts";
 import { Manager } from "./runtime/manager.ts";
 import { Metrics } from "./runtime/metrics.ts";
 
@@ -39,13 +39,22 @@ export interface OperatorConfig {
   onLostLeadership?: () => void;
 }
 
+/** LOG_LEVEL picks the level; a misspelt one is refused at start rather than silently ignored. */
+function operatorLogger(): Logger {
+  const level = process.env.LOG_LEVEL ?? "info";
+  if (!(LOG_LEVELS as readonly string[]).includes(level)) {
+    throw new Error(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}; got "${level}"`);
+  }
+  return createLogger("operator", { level: level as LogLevel });
+}
+
 /** Builds and starts one operator instance (also used by the tests and the benchmark). */
 export async function startOperator(cfg: OperatorConfig): Promise<Manager> {
   const kc = new KubeConfig();
   if (cfg.kubeconfig) kc.loadFromFile(cfg.kubeconfig);
   else kc.loadFromDefault();
   const identity = cfg.identity ?? `${process.env.POD_NAME ?? hostname()}-${process.pid}`;
-  const log = (cfg.log ?? createLogger()).child({ identity });
+  const log = (cfg.log ?? operatorLogger()).child({ identity });
   const metrics = new Metrics({ processMetrics: cfg.log === undefined });
   const client = await new KubeClient(kc, metrics).init();
   const mgr = new Manager({
@@ -101,7 +110,7 @@ function cli(): Command {
     )
     .option("--flags-prefix <prefix>", "key prefix of the runtime flags in etcd")
     .action(async (o) => {
-      const log = createLogger();
+      const log = operatorLogger();
       let mgr: Manager | undefined;
       const shutdown = async (signal: string) => {
         log.info("shutting down", { signal });
@@ -137,7 +146,7 @@ if (import.meta.main) {
   await cli()
     .parseAsync(process.argv)
     .catch((err: unknown) => {
-      createLogger().error("operator failed", { err });
+      createLogger("operator").error("operator failed", { err });
       process.exit(1);
     });
 }

@@ -314,12 +314,27 @@ export function closeServer(server: Server, timeoutMs = 10_000): Promise<void> {
 
 // ---- ops endpoints ------------------------------------------------------------------------
 
+/** Parses a bind address "host:port", ":port" or "port"; "" or "0" means off (undefined). */
+export function parseBindAddress(addr: string): { host: string; port: number } | undefined {
+  if (addr === "" || addr === "0") return undefined;
+  const i = addr.lastIndexOf(":");
+  const host = i > 0 ? addr.slice(0, i) : "0.0.0.0";
+  const port = Number(i >= 0 ? addr.slice(i + 1) : addr);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`bad bind address: ${addr}`);
+  return { host: host.replace(/^\[|\]$/g, ""), port };
+}
+
 export type ReadinessCheck = () => Promise<void> | void;
 
 export interface OpsServerOptions {
-  healthPort: number;
-  metricsPort: number;
+  /** Port of /healthz, /livez and /readyz (0: a free one; undefined: not served). */
+  healthPort?: number;
+  /** Port of /metrics; the same port as healthPort serves both from one listener. */
+  metricsPort?: number;
   host?: string;
+  /** Per-endpoint hosts, when they differ (the operator's bind addresses); default `host`. */
+  healthHost?: string;
+  metricsHost?: string;
   registry: Registry;
   /** Named checks; /readyz is 200 only when all pass (each is given `checkTimeoutMs`). */
   checks: Record<string, ReadinessCheck>;
@@ -328,8 +343,8 @@ export interface OpsServerOptions {
 }
 
 export interface OpsServer {
-  healthPort: number;
-  metricsPort: number;
+  healthPort?: number;
+  metricsPort?: number;
   /** Readiness off (draining before shutdown) or back on. */
   setReady(ready: boolean): void;
   close(): Promise<void>;
@@ -395,20 +410,31 @@ export async function startOpsServer(opts: OpsServerOptions): Promise<OpsServer>
         if (!res.headersSent) sendJson(res, 500, { error: { code: "internal", message: "internal error" } });
       }
     });
-  const host = opts.host ?? "0.0.0.0";
+  const healthHost = opts.healthHost ?? opts.host ?? "0.0.0.0";
+  const metricsHost = opts.metricsHost ?? opts.host ?? "0.0.0.0";
   const servers: Server[] = [];
-  let healthPort: number;
-  let metricsPort: number;
-  if (opts.healthPort === opts.metricsPort && opts.healthPort !== 0) {
+  let healthPort: number | undefined;
+  let metricsPort: number | undefined;
+  if (
+    opts.healthPort !== undefined &&
+    opts.healthPort === opts.metricsPort &&
+    opts.healthPort !== 0 &&
+    healthHost === metricsHost
+  ) {
     const s = serve([health, metrics]);
     servers.push(s);
-    healthPort = metricsPort = await listen(s, opts.healthPort, host);
+    healthPort = metricsPort = await listen(s, opts.healthPort, healthHost);
   } else {
-    const h = serve([health]);
-    const m = serve([metrics]);
-    servers.push(h, m);
-    healthPort = await listen(h, opts.healthPort, host);
-    metricsPort = await listen(m, opts.metricsPort, host);
+    if (opts.healthPort !== undefined) {
+      const h = serve([health]);
+      servers.push(h);
+      healthPort = await listen(h, opts.healthPort, healthHost);
+    }
+    if (opts.metricsPort !== undefined) {
+      const m = serve([metrics]);
+      servers.push(m);
+      metricsPort = await listen(m, opts.metricsPort, metricsHost);
+    }
   }
   return {
     healthPort,

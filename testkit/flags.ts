@@ -3,6 +3,7 @@
 import { existsSync, mkdirSync } from "node:fs";
 import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
 import { join } from "node:path";
+import { pollUntil } from "../platform/time.ts";
 import { binDir } from "./local/services.ts";
 import { freePort, type Proc, startProcess, waitUntil } from "./processes.ts";
 
@@ -109,18 +110,12 @@ export async function cutProxy(targetPort: number): Promise<CutProxy> {
 }
 
 /** Polls until `check` returns a value other than undefined or false (no timing assertions). */
-export async function eventually<T>(
+export function eventually<T>(
   what: string,
   check: () => T | undefined | false | Promise<T | undefined | false>,
   timeoutMs = 30_000,
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  return pollUntil(what, check, timeoutMs, 20);
 }
 
 // The operator's compiler and publisher, for workload tests that need flag documents published

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
 import { parseAllDocuments } from "yaml";
 import { KubeClient, type KubeObject, resources } from "../operator/runtime/kube.ts";
+import { pollUntil } from "../platform/time.ts";
 
 const repoRoot = new URL("..", import.meta.url).pathname;
 
@@ -62,22 +63,10 @@ export async function deleteNamespace(client: KubeClient, name: string): Promise
 }
 
 /** Polls until `fn` returns a truthy value and returns it; fails with `what` after the timeout. */
-export async function waitFor<T>(
+export function waitFor<T>(
   fn: () => Promise<T> | T,
   what: string,
   timeoutMs = 30_000,
 ): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v as NonNullable<T>;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > deadline)
-      throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ""}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  return pollUntil(what, async () => (await fn()) || undefined, timeoutMs, 100) as Promise<NonNullable<T>>;
 }

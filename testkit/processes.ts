@@ -3,6 +3,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, openSync, readFileSync } from "node:fs";
 import { createServer, Socket } from "node:net";
+import { sleep } from "../platform/time.ts";
 
 export interface Proc {
   name: string;
@@ -96,7 +97,7 @@ export async function waitUntil(
         `${proc.name}: timed out after ${timeoutMs} ms waiting for ${what}. Last lines of ${proc.logFile}:\n${logTail(proc.logFile)}`,
       );
     }
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
   }
 }
 
@@ -129,29 +130,4 @@ export function tcpOpen(port: number): Promise<boolean> {
     });
     s.connect(port, "127.0.0.1");
   });
-}
-
-/**
- * Polls `probe` until it returns a value (not undefined), every `everyMs`; a probe that throws
- * (an object not there yet) is tried again, and the timeout names the last error.
- */
-export async function pollUntil<T>(
-  what: string,
-  probe: () => Promise<T | undefined>,
-  timeoutMs: number,
-  everyMs: number,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline)
-      throw new Error(`timed out waiting for ${what}${last ? ` (${String(last)})` : ""}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
 }

@@ -8,9 +8,10 @@ import type { V1Pod } from "@kubernetes/client-node";
 import { KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { KubeClient } from "../../operator/runtime/kube.ts";
+import { pollUntil } from "../../platform/time.ts";
 import { computeStatus, type KObject } from "../../testkit/kstatus.ts";
 import { startCluster } from "../../testkit/local/services.ts";
-import { freePort, type Proc, pollUntil } from "../../testkit/processes.ts";
+import { freePort, type Proc } from "../../testkit/processes.ts";
 import { NodeAgent } from "./agent.ts";
 
 const env = inject("localEnv");

@@ -10,6 +10,7 @@ import type { TSchema } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { parse, parseAllDocuments } from "yaml";
+import { sleep } from "../../platform/time.ts";
 import { invalidManifests } from "../../testkit/invalid-manifests.ts";
 import { API_VERSION, GROUP, type KindNames, P2P_POLICY, REGION, VERSION, ZONE } from "./constants.ts";
 import { renderCrds } from "./generate.ts";
@@ -73,7 +74,7 @@ async function until(what: string, check: () => Promise<boolean>, timeoutMs = 30
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
   }
 }
 

@@ -1,7 +1,8 @@
 // Kubernetes Events for notable transitions (Stalled, Ready, drift repaired). Best effort:
 // an Event that cannot be written is logged, never fails a reconcile.
+
+import type { Logger } from "../../platform/log.ts";
 import type { KubeClient, KubeObject } from "../runtime/kube.ts";
-import type { Logger } from "../runtime/log.ts";
 
 export const REPORTING_COMPONENT = "hybrid-operator";
 

@@ -3,12 +3,12 @@
 import { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { layout } from "../../platform/flags/layout.ts";
+import { silentLogger } from "../../platform/log.ts";
 import { createNamespace, deleteNamespace, installCrds, testClient, waitFor } from "../../testkit/kube.ts";
 import { API_VERSION } from "../api/index.ts";
 import { readPointer } from "../flags/publisher.ts";
 import { startOperator } from "../main.ts";
 import type { KubeClient, KubeObject } from "../runtime/kube.ts";
-import { silentLogger } from "../runtime/log.ts";
 import type { Manager } from "../runtime/manager.ts";
 
 const env = inject("localEnv");
@@ -36,7 +36,7 @@ const operator = async (identity: string) => {
     healthProbeBindAddress: "0",
     flagsEtcdEndpoints: env.etcdEndpoints!,
     flagsPrefix: prefix,
-    log: silentLogger,
+    log: silentLogger(),
   });
   running.push(m);
   return m;

@@ -3,11 +3,12 @@
 // There is no kube-controller-manager here, so Deployments never get pods: the tests check
 // what the operator writes, and play the workload controllers by writing child status.
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { silentLogger } from "../../platform/log.ts";
+import { sleep } from "../../platform/time.ts";
 import { createNamespace, deleteNamespace, installCrds, testClient, waitFor } from "../../testkit/kube.ts";
 import { API_VERSION } from "../api/index.ts";
 import { startOperator } from "../main.ts";
 import { type KubeClient, type KubeObject, resources } from "../runtime/kube.ts";
-import { silentLogger } from "../runtime/log.ts";
 import type { Manager } from "../runtime/manager.ts";
 import { regionResource, zoneResource } from "./operator.ts";
 
@@ -118,7 +119,7 @@ beforeAll(async () => {
     leaderElect: false,
     metricsBindAddress: "127.0.0.1:0",
     healthProbeBindAddress: "127.0.0.1:0",
-    log: silentLogger,
+    log: silentLogger(),
   });
 });
 
@@ -422,7 +423,7 @@ describe("operator against a real apiserver", () => {
         const now = await writes();
         const settled = now === last;
         last = now;
-        if (!settled) await new Promise((r) => setTimeout(r, 1500));
+        if (!settled) await sleep(1500);
         return settled;
       },
       "writes to settle",
@@ -430,7 +431,7 @@ describe("operator against a real apiserver", () => {
     );
     const before = await writes();
     mgr.resync();
-    await new Promise((r) => setTimeout(r, 3000));
+    await sleep(3000);
     expect(await writes()).toBe(before);
   });
 });

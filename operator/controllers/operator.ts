@@ -1,6 +1,8 @@
 // The operator's wiring: which informers exist, which controller each event wakes, and the
 // shared pieces (the child applier, the event recorder). Reconcile logic lives in region.ts
 // and zone.ts.
+
+import type { Logger } from "../../platform/log.ts";
 import { API_VERSION, REGION, type Region, ZONE, type Zone } from "../api/index.ts";
 import { MANAGED_SELECTOR } from "../render/constants.ts";
 import { Controller, changed, generationChanged } from "../runtime/controller.ts";
@@ -12,7 +14,6 @@ import {
   registerResource,
   resources,
 } from "../runtime/kube.ts";
-import type { Logger } from "../runtime/log.ts";
 import type { Manager } from "../runtime/manager.ts";
 import { ChildApplier } from "./children.ts";
 import { EventRecorder } from "./events.ts";

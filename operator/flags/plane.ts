@@ -18,6 +18,7 @@ import {
 import type { Etcd3 } from "etcd3";
 import type { FlagLogger } from "../../platform/flags/client.ts";
 import { consoleLogger } from "../../platform/flags/client.ts";
+import { sleep } from "../../platform/time.ts";
 import { GROUP, P2P_POLICY, REGION, VERSION, ZONE } from "../api/constants.ts";
 import {
   type CompiledFlags,
@@ -155,7 +156,7 @@ export function startFlagPlane(opts: FlagPlaneOptions): FlagPlane {
           if (!leading || stopped) break;
           await body();
           // Reports arrive in bursts (every replica after a publish): fold a burst, not each report.
-          if (again && minIntervalMs > 0) await new Promise((r) => setTimeout(r, minIntervalMs));
+          if (again && minIntervalMs > 0) await sleep(minIntervalMs);
         } while (again);
       } catch (err) {
         if (err instanceof FencedError) {

@@ -3,6 +3,7 @@
 import { EventEmitter } from "node:events";
 import type { Etcd3, Watcher } from "etcd3";
 import { type Layout, type PodReport, parseReport } from "../../platform/flags/layout.ts";
+import { sleep } from "../../platform/time.ts";
 
 export class ReportWatcher extends EventEmitter {
   private readonly client: Etcd3;
@@ -35,7 +36,7 @@ export class ReportWatcher extends EventEmitter {
       } catch (err) {
         if (this.closed) return;
         this.onError(`report list failed: ${String(err)}`);
-        await new Promise((r) => setTimeout(r, 500));
+        await sleep(500);
       }
     }
   }

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
+import { silentLogger } from "../../platform/log.ts";
+import { sleep } from "../../platform/time.ts";
 import { Controller } from "./controller.ts";
-import { silentLogger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
 
 describe("Controller", () => {
@@ -13,13 +14,13 @@ describe("Controller", () => {
       name: "t",
       concurrency: 2,
       metrics: new Metrics(),
-      log: silentLogger,
+      log: silentLogger(),
       baseDelayMs: 1,
       maxDelayMs: 5,
       reconcile: async (key) => {
         running++;
         maxRunning = Math.max(maxRunning, running);
-        await new Promise((r) => setTimeout(r, 2));
+        await sleep(2);
         running--;
         const n = (attempts.get(key) ?? 0) + 1;
         attempts.set(key, n);
@@ -30,7 +31,7 @@ describe("Controller", () => {
     });
     ctl.start();
     for (const k of ["a", "b", "c", "d", "flaky"]) ctl.queue.add(k);
-    while (done.size < 5) await new Promise((r) => setTimeout(r, 5));
+    while (done.size < 5) await sleep(5);
     await ctl.stop();
     expect(attempts.get("flaky")).toBe(4);
     expect(attempts.get("a")).toBe(1);

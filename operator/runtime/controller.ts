@@ -1,10 +1,11 @@
 // One controller per kind: a work queue of object keys fed by informer events, drained by
 // a bounded number of workers that call the kind's reconcile. A reconcile that throws is
 // retried with the key's capped backoff; one that succeeds clears it.
+
+import type { Logger } from "../../platform/log.ts";
 import type { EventType, Informer } from "./informer.ts";
 import { objectKey } from "./informer.ts";
 import type { KubeObject } from "./kube.ts";
-import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
 import { WorkQueue } from "./workqueue.ts";
 

@@ -4,10 +4,10 @@ import { createServer, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { KubeConfig } from "@kubernetes/client-node";
 import { afterEach, describe, expect, it } from "vitest";
+import { silentLogger } from "../../platform/log.ts";
 import { waitFor } from "../../testkit/kube.ts";
 import { Informer } from "./informer.ts";
 import { KubeClient, type KubeObject, resources } from "./kube.ts";
-import { silentLogger } from "./log.ts";
 
 const cm = (name: string, rv: string): KubeObject => ({
   apiVersion: "v1",
@@ -68,7 +68,7 @@ async function start(script: Script): Promise<{ lists: () => number; watches: st
     currentContext: "c",
   });
   client = await new KubeClient(kc).init();
-  informer = new Informer<KubeObject>(client, resources.configMap, { namespace: "ns", log: silentLogger });
+  informer = new Informer<KubeObject>(client, resources.configMap, { namespace: "ns", log: silentLogger() });
   return { lists: () => lists, watches };
 }
 

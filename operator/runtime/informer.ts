@@ -2,9 +2,9 @@
 // list + watch. ListWatch already re-lists when the watch answers 410 Gone; it gives up on
 // any other error, so this wrapper restarts it with capped backoff until stopped.
 import { type KubernetesObject, ListWatch, Watch } from "@kubernetes/client-node";
+import type { Logger } from "../../platform/log.ts";
 import type { KubeClient, KubeList, KubeObject, ResourceType } from "./kube.ts";
 import { resourcePath } from "./kube.ts";
-import type { Logger } from "./log.ts";
 import { backoffDelay } from "./workqueue.ts";
 
 export type EventType = "add" | "update" | "delete";

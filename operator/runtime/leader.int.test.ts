@@ -2,6 +2,8 @@
 // reconciles, a follower takes over when the leader stops, an unexpired lease of another
 // holder is respected until it expires, and a restart mid-reconcile converges.
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
+import { createLogger, silentLogger } from "../../platform/log.ts";
+import { sleep } from "../../platform/time.ts";
 import { createNamespace, deleteNamespace, installCrds, testClient, waitFor } from "../../testkit/kube.ts";
 import { API_VERSION } from "../api/index.ts";
 import { isSubset } from "../controllers/children.ts";
@@ -9,7 +11,6 @@ import type { RegionObject, ZoneObject } from "../controllers/operator.ts";
 import { LEASE_NAME, startOperator } from "../main.ts";
 import { renderZone } from "../render/zone.ts";
 import { type KubeClient, type KubeObject, resources } from "./kube.ts";
-import { createLogger, silentLogger } from "./log.ts";
 import type { Manager } from "./manager.ts";
 
 const env = inject("localEnv");
@@ -25,7 +26,7 @@ async function operator(identity: string, leaseOpts: Record<string, number> = {}
     identity,
     metricsBindAddress: "0",
     healthProbeBindAddress: "0",
-    log: process.env.DEBUG_LEADER ? createLogger({ level: "debug" }) : silentLogger,
+    log: process.env.DEBUG_LEADER ? createLogger("leader-test", { level: "debug" }) : silentLogger(),
     ...leaseOpts,
   });
   running.push(mgr);
@@ -118,7 +119,7 @@ describe("leader election", () => {
       },
     });
     const c = await operator("op-c", { leaseDurationMs: 4000, renewDeadlineMs: 3000, retryPeriodMs: 300 });
-    await new Promise((r) => setTimeout(r, 500));
+    await sleep(500);
     expect(c.isLeader()).toBe(false); // well inside the ghost's lease
     await waitFor(() => c.isLeader(), "op-c leads after the ghost's lease expired");
     await stop(c);

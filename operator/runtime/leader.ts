@@ -3,9 +3,10 @@
 // on our own clock from when we last saw it change, so clock skew does not matter), renew
 // every retry period, and give up leadership when renewals fail for the renew deadline.
 // Optimistic concurrency (resourceVersion) makes every acquire and renew a compare-and-swap.
+
+import type { Logger } from "../../platform/log.ts";
 import type { KubeClient, KubeObject } from "./kube.ts";
 import { ApiError, resources } from "./kube.ts";
-import type { Logger } from "./log.ts";
 
 export interface LeaderElectionOptions {
   namespace: string;

@@ -1,12 +1,14 @@
 // The manager wires the pieces: shared informers (started on every instance so a follower
 // has warm caches), controllers (whose workers run only while this instance leads), leader
 // election, periodic resync, the probe and metrics servers, and graceful shutdown.
+
+import { type OpsServer, parseBindAddress, startOpsServer } from "../../platform/http.ts";
+import type { Logger } from "../../platform/log.ts";
+import { sleep } from "../../platform/time.ts";
 import type { Controller } from "./controller.ts";
-import { type Servers, startServers } from "./http.ts";
 import { Informer } from "./informer.ts";
 import type { KubeClient, KubeObject, ResourceType } from "./kube.ts";
 import { LeaderElector } from "./leader.ts";
-import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
 import { backoffDelay } from "./workqueue.ts";
 
@@ -51,7 +53,7 @@ export class Manager {
   private readonly runnables: LeaderRunnable[] = [];
   private readonly stopHooks: Array<() => Promise<void>> = [];
   private elector?: LeaderElector;
-  private servers?: Servers;
+  private servers?: OpsServer;
   private resyncTimer?: NodeJS.Timeout;
   private started = false;
   private stopping = false;
@@ -110,11 +112,20 @@ export class Manager {
   }
 
   async start(): Promise<void> {
-    this.servers = await startServers({
-      healthAddress: this.o.healthAddress ?? "0",
-      metricsAddress: this.o.metricsAddress ?? "0",
-      probes: { healthz: () => !this.stopping, readyz: () => this.ready() },
+    const health = parseBindAddress(this.o.healthAddress ?? "0");
+    const metrics = parseBindAddress(this.o.metricsAddress ?? "0");
+    this.servers = await startOpsServer({
+      healthPort: health?.port,
+      healthHost: health?.host,
+      metricsPort: metrics?.port,
+      metricsHost: metrics?.host,
       registry: this.metrics.registry,
+      checks: {
+        informers: () => {
+          if (!this.ready()) throw new Error(this.stopping ? "stopping" : "caches not synced");
+        },
+      },
+      log: this.log,
     });
     await Promise.all([...this.informers.values()].map((i) => i.start()));
     this.started = true;
@@ -179,7 +190,7 @@ export class Manager {
         err: String(err),
         delayMs,
       });
-      await new Promise((resolve) => setTimeout(resolve, delayMs));
+      await sleep(delayMs);
       return this.lead(r, attempt + 1);
     }
   }

@@ -20,6 +20,7 @@ import {
 import { connectFlagStore } from "../../platform/flags/etcd.ts";
 import { newRegistry } from "../../platform/http.ts";
 import { silentLogger } from "../../platform/log.ts";
+import { sleep } from "../../platform/time.ts";
 import { migrate } from "../../workloads/db/migrations.ts";
 import { createPool } from "../../workloads/db/pool.ts";
 import { FixedModes, type ModeSource } from "../../workloads/map-server/modes.ts";
@@ -196,7 +197,7 @@ export class FakeGateway {
       } catch (err) {
         if (Date.now() > deadline || /join refused/.test(String(err))) throw err;
       }
-      await new Promise((r) => setTimeout(r, 200));
+      await sleep(200);
     }
   }
 
@@ -228,6 +229,6 @@ export async function until<T>(
     const v = await probe();
     if (v !== undefined && v !== false) return v as T;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
+    await sleep(20);
   }
 }

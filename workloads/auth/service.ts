@@ -19,6 +19,7 @@ import {
   startOpsServer,
 } from "../../platform/http.ts";
 import type { Logger } from "../../platform/log.ts";
+import { sleep } from "../../platform/time.ts";
 import { migrate } from "../db/migrations.ts";
 import { createPool } from "../db/pool.ts";
 import { createRedis, pingRedis } from "../runtime/redis.ts";
@@ -124,7 +125,7 @@ export async function startService(
     // drains, then the ops server and the clients go.
     cleanup.push(async () => {
       ops.setReady(false);
-      await new Promise((r) => setTimeout(r, cfg.runtime.drainDelayMs));
+      await sleep(cfg.runtime.drainDelayMs);
     });
     ops.setReady(true);
     const host = cfg.host === "0.0.0.0" || cfg.host === "::" ? "127.0.0.1" : cfg.host;
@@ -150,7 +151,7 @@ async function untilAvailable<T>(
     } catch (err) {
       if (!isUnavailable(err) || Date.now() + delay > deadline) throw err;
       log.warn(`${what} unavailable; retrying`, { err, retryInMs: delay });
-      await new Promise((r) => setTimeout(r, delay));
+      await sleep(delay);
     }
   }
 }

@@ -3,6 +3,7 @@
 // coordinator, and sees no sequence break.
 import { connect } from "@nats-io/transport-node";
 import { expect, inject, it } from "vitest";
+import { sleep } from "../../platform/time.ts";
 import { startTestMesh } from "../../testkit/client.ts";
 import { startTestGateway } from "../../testkit/gateway.ts";
 import { StandInMapServer } from "../../testkit/map-server-standin.ts";
@@ -41,7 +42,7 @@ it("runs a crowd of legacy and P2P bots that walk and talk", async () => {
       const end = Date.now() + 30_000;
       while (!cond()) {
         if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-        await new Promise((r) => setTimeout(r, 50));
+        await sleep(50);
       }
     };
     await until("the P2P bots form a mesh", () => p2p.every((c) => c.connectedPeers.length === 3));

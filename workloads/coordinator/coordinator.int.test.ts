@@ -3,6 +3,7 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
 import { WebSocket } from "ws";
+import { sleep } from "../../platform/time.ts";
 import {
   meshClient,
   startTestCoordinator,
@@ -317,7 +318,7 @@ describe("coordinator", () => {
     a.setQuality({ lossPercent: 0 });
     b.setQuality({ lossPercent: 0 });
     // Well past the Auto backoff this policy would have (1 s): still in fallback.
-    await new Promise((r) => setTimeout(r, 2500));
+    await sleep(2500);
     expect(c.coordinator.zoneStates().find((z) => z.zone === "z1")).toMatchObject({ mode: "fallback" });
     expect(a.last("zoneMode")?.mode).toBe("fallback");
     // The operator clears it (hybridctl fallback clear stamps a new token).

@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { FlagClient } from "../../platform/flags/client.ts";
 import { connectFlagStore } from "../../platform/flags/etcd.ts";
 import { layout, parseReport } from "../../platform/flags/layout.ts";
+import { sleep } from "../../platform/time.ts";
 import {
   type CoordinatorProcess,
   coordinatorProcess,
@@ -36,7 +37,6 @@ const zone = `cz${id}`;
 const map = "prt_fild08";
 const prefix = `/coordtest${id}/v1/`;
 const serverZone = `sz${id}`;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe("coordinator fallback and recovery", () => {
   let etcd: Etcd3;

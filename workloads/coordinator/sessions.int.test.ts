@@ -5,6 +5,7 @@ import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { WebSocket } from "ws";
+import { sleep } from "../../platform/time.ts";
 import { sessionBoundTokens } from "../../testkit/auth.ts";
 import { startTestCoordinator, type TestCoordinator, type TestKeys } from "../../testkit/coordinator.ts";
 import { eventually } from "../../testkit/flags.ts";
@@ -111,7 +112,7 @@ describe("who the coordinator admits", () => {
       () => a.got.some((m) => m.type === "joined") && b.got.some((m) => m.type === "joined"),
     );
     // Several session checks pass while the sessions live.
-    await new Promise((r) => setTimeout(r, 800));
+    await sleep(800);
     expect(a.closed()).toBeUndefined();
 
     await sessions.revoke(`live-${id}`);

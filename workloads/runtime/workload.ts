@@ -10,6 +10,7 @@
 import type { Registry } from "prom-client";
 import { newRegistry, type OpsServer, type ReadinessCheck, startOpsServer } from "../../platform/http.ts";
 import { createLogger, type Logger } from "../../platform/log.ts";
+import { sleep } from "../../platform/time.ts";
 import { type Env, EnvReader, type RuntimeConfig, readRuntimeConfig } from "./config.ts";
 import { Shutdown } from "./shutdown.ts";
 
@@ -60,7 +61,7 @@ export async function startWorkload(
   // Before every other hook: stop receiving traffic, then let the workload's own hooks close.
   shutdown.addFirst("readiness off", async () => {
     ops.setReady(false);
-    await new Promise((r) => setTimeout(r, config.drainDelayMs));
+    await sleep(config.drainDelayMs);
   });
   if (opts.installSignals ?? true) shutdown.installSignalHandlers();
   log.info("workload started", { healthPort: ops.healthPort, metricsPort: ops.metricsPort });
