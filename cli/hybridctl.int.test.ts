@@ -10,7 +10,8 @@ import { FlagClient } from "../platform/flags/client.ts";
 import { connectFlagStore } from "../platform/flags/etcd.ts";
 import { eventually } from "../testkit/flags.ts";
 import { createNamespace, installCrds, testClient } from "../testkit/kube.ts";
-import { type Io, run } from "./hybridctl.ts";
+import type { Io } from "./common.ts";
+import { run } from "./hybridctl.ts";
 
 const env = inject("localEnv");
 const quiet = { error: () => {}, warn: () => {}, info: () => {} };

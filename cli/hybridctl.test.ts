@@ -1,6 +1,9 @@
 import { describe, expect, it } from "vitest";
 import type { PodReport } from "../platform/flags/layout.ts";
-import { type Io, parseSelector, progress, run, table } from "./hybridctl.ts";
+import { parseSelector } from "./commands/p2p.ts";
+import { type Io, table } from "./common.ts";
+import { run } from "./hybridctl.ts";
+import { progress } from "./rollout.ts";
 
 const report = (pod: string, zone: string, epoch: number): PodReport => ({
   v: 1,

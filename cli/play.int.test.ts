@@ -13,7 +13,8 @@ import { StandInMapServer } from "../testkit/map-server-standin.ts";
 import { GameClient } from "../workloads/client/client.ts";
 import { ensureEventStream } from "../workloads/gateway/events.ts";
 import { staticDirectory } from "../workloads/gateway/gateway.ts";
-import { type Io, run } from "./hybridctl.ts";
+import type { Io } from "./common.ts";
+import { run } from "./hybridctl.ts";
 
 const env = inject("localEnv");
 

@@ -1,19 +1,12 @@
-// `hybridctl bots` and `hybridctl token`: load and try a zone from the command line. Both sign
-// development tokens with a keyset file; real players get theirs from the login and char
-// servers (workloads/login-server, workloads/char-server).
-import { CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
+// `hybridctl bots`: load and try a zone from the command line. Bots sign up and log in like
+// players (--login/--char), or carry development tokens signed with a keyset file (--keyset).
 import type { Command } from "commander";
-import { GROUP, VERSION, ZONE } from "../operator/api/constants.ts";
-import { runBots } from "../workloads/client/bots.ts";
-import { devToken } from "../workloads/client/token.ts";
-import { CliError, type Io } from "./hybridctl.ts";
+import { GROUP, VERSION, ZONE } from "../../operator/api/constants.ts";
+import { runBots } from "../../workloads/client/bots.ts";
+import { CliError, type Globals, type Io, kube } from "../common.ts";
 
-async function zoneMaps(kubeconfig: string | undefined, namespace: string, zone: string): Promise<string[]> {
-  const kc = new KubeConfig();
-  if (kubeconfig) kc.loadFromFile(kubeconfig);
-  else kc.loadFromDefault();
-  const z = (await kc
-    .makeApiClient(CustomObjectsApi)
+async function zoneMaps(g: Globals, namespace: string, zone: string): Promise<string[]> {
+  const z = (await kube(g)
     .getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: ZONE.plural, name: zone })
     .catch((err: { code?: number }) => {
       throw new CliError(err.code === 404 ? `zone ${namespace}/${zone} not found` : String(err));
@@ -23,23 +16,7 @@ async function zoneMaps(kubeconfig: string | undefined, namespace: string, zone:
   return maps;
 }
 
-export function addPlayCommands(
-  cmd: Command,
-  io: Io,
-  globals: () => { kubeconfig?: string },
-  signal?: AbortSignal,
-): void {
-  cmd
-    .command("token")
-    .description("sign a development token for one character (development only)")
-    .requiredOption("--keyset <file>", "keyset JSON with a private active key (hybrid-workload keyset new)")
-    .requiredOption("--character <id>", "character id")
-    .requiredOption("--map <map>", "the map the token binds the character to")
-    .option("--ttl <seconds>", "lifetime", (v) => Number(v), 3600)
-    .action(async (o: { keyset: string; character: string; map: string; ttl: number }) => {
-      io.out(await devToken({ keyset: o.keyset, characterId: o.character, map: o.map, ttlMs: o.ttl * 1000 }));
-    });
-
+export function addBotsCommand(cmd: Command, io: Io, globals: () => Globals, signal?: AbortSignal): void {
   cmd
     .command("bots")
     .description("connect N bots to a zone's maps through a gateway and print what they see")
@@ -94,7 +71,7 @@ export function addPlayCommands(
             "give either --login and --char (real accounts) or --keyset (development tokens)",
           );
         }
-        const maps = await zoneMaps(globals().kubeconfig, o.namespace, o.zone);
+        const maps = await zoneMaps(globals(), o.namespace, o.zone);
         io.out(`connecting ${o.count} bots to ${o.zone} (${maps.join(", ")}) through ${o.gateway}`);
         const fleet = await runBots({
           count: o.count,

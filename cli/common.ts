@@ -1,0 +1,163 @@
+// What every hybridctl command shares: its output, its errors, and its connections (the API
+// server and the flag store, from the global options or the environment). Commands import this
+// module, never cli/hybridctl.ts, so the wiring there can import every command without a cycle.
+import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
+import { Option } from "commander";
+import type { Etcd3 } from "etcd3";
+import { stringify as toYaml } from "yaml";
+import { GROUP, P2P_POLICY, REGION, VERSION, ZONE } from "../operator/api/constants.ts";
+import {
+  type CompiledFlags,
+  compile,
+  type PolicyInput,
+  type RegionInput,
+  type ZoneInput,
+} from "../operator/flags/compiler.ts";
+import { connectFlagStore } from "../platform/flags/etcd.ts";
+
+export interface Io {
+  out(line: string): void;
+  err(line: string): void;
+}
+
+/** A failure whose message is for the user as it is (no stack, no "Error:"). */
+export class CliError extends Error {}
+
+/** The global options, before any command's own. */
+export interface Globals {
+  kubeconfig?: string;
+  etcdEndpoints?: string;
+  prefix?: string;
+}
+
+// ---- the API server ---------------------------------------------------------------------------
+
+export interface KObj {
+  apiVersion?: string;
+  kind?: string;
+  metadata: {
+    name: string;
+    namespace: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    generation?: number;
+  };
+  spec?: Record<string, unknown> & { mapServer?: { replicas?: number }; regionRef?: { name?: string } };
+  status?: Record<string, unknown> & {
+    mode?: string;
+    appliedEpoch?: number;
+    replicas?: { desired?: number; applied?: number };
+    policy?: string;
+    fallbackReason?: string;
+    p2pPeers?: { connected?: number; meshes?: number; relayed?: number };
+    observedGeneration?: number;
+    epoch?: number;
+  };
+}
+
+/** --kubeconfig, else $KUBECONFIG, else ~/.kube/config (or in-cluster). */
+export function kube(g: Globals): CustomObjectsApi {
+  const kc = new KubeConfig();
+  if (g.kubeconfig) kc.loadFromFile(g.kubeconfig);
+  else kc.loadFromDefault();
+  return kc.makeApiClient(CustomObjectsApi);
+}
+
+export async function list(
+  api: CustomObjectsApi,
+  plural: string,
+  namespace: string | undefined,
+): Promise<KObj[]> {
+  const res = (
+    namespace === undefined
+      ? await api.listClusterCustomObject({ group: GROUP, version: VERSION, plural })
+      : await api.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural })
+  ) as { items: KObj[] };
+  return res.items;
+}
+
+export async function getObj(
+  api: CustomObjectsApi,
+  plural: string,
+  namespace: string,
+  name: string,
+): Promise<KObj> {
+  try {
+    return (await api.getNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace,
+      plural,
+      name,
+    })) as KObj;
+  } catch (err) {
+    if (String(err).includes("404"))
+      throw new CliError(`${plural} "${name}" not found in namespace "${namespace}"`);
+    throw err;
+  }
+}
+
+export function mergePatch(
+  api: CustomObjectsApi,
+  plural: string,
+  namespace: string,
+  name: string,
+  body: object,
+): Promise<KObj> {
+  return api.patchNamespacedCustomObject(
+    { group: GROUP, version: VERSION, namespace, plural, name, body },
+    setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+  ) as Promise<KObj>;
+}
+
+/** The namespace's policies, zones and regions as the operator compiles them (who governs what). */
+export async function compileNamespace(
+  api: CustomObjectsApi,
+  ns: string,
+): Promise<{ policies: KObj[]; zones: KObj[]; compiled: CompiledFlags }> {
+  const [policies, zones, regions] = await Promise.all([
+    list(api, P2P_POLICY.plural, ns),
+    list(api, ZONE.plural, ns),
+    list(api, REGION.plural, ns),
+  ]);
+  const compiled = compile({
+    policies: policies as unknown as PolicyInput[],
+    zones: zones as unknown as ZoneInput[],
+    regions: regions as unknown as RegionInput[],
+  });
+  return { policies, zones, compiled };
+}
+
+// ---- the flag store ---------------------------------------------------------------------------
+
+export function etcdOf(g: Globals): Etcd3 {
+  const endpoints = g.etcdEndpoints ?? process.env.HYBRIDP2P_ETCD_ENDPOINTS;
+  if (!endpoints)
+    throw new CliError(
+      "the flag store is not configured: pass --etcd-endpoints or set HYBRIDP2P_ETCD_ENDPOINTS",
+    );
+  return connectFlagStore(endpoints);
+}
+
+// ---- output -----------------------------------------------------------------------------------
+
+export const outputOption = () => new Option("-o, --output <format>", "table, json or yaml").default("table");
+
+export function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
+  return rows
+    .map((r) =>
+      r
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join("   ")
+        .trimEnd(),
+    )
+    .join("\n");
+}
+
+export function emit(io: Io, format: string, data: unknown, asTable: () => string): void {
+  if (format === "json") io.out(JSON.stringify(data, null, 2));
+  else if (format === "yaml") io.out(toYaml(data).trimEnd());
+  else if (format === "table") io.out(asTable());
+  else throw new CliError(`unknown output format ${format} (table, json or yaml)`);
+}
