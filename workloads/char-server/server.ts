@@ -10,7 +10,7 @@
 // the character and its map; the gateway checks it with verifyCharacterToken (auth/tokens.ts).
 import { Type } from "@sinclair/typebox";
 import { Counter } from "prom-client";
-import { HttpError, type Route, readBody, sendJson } from "../../platform/http.ts";
+import { HttpError, type RequestContext, type Route, readBody, sendJson } from "../../platform/http.ts";
 import { createLogger, type Logger } from "../../platform/log.ts";
 import type { KeySource } from "../auth/keyset.ts";
 import { type RunningService, type ServiceDeps, startService } from "../auth/service.ts";
@@ -111,8 +111,15 @@ function characterId(raw: string | undefined): string {
   return raw;
 }
 
-export function charRoutes(cfg: CharConfig, deps: ServiceDeps): Route[] {
-  const m = {
+/** What every character route shares: built once per server, then handed to each handler. */
+interface CharApp {
+  cfg: CharConfig;
+  deps: ServiceDeps;
+  metrics: ReturnType<typeof charMetrics>;
+}
+
+function charMetrics(deps: ServiceDeps) {
+  return {
     created: new Counter({
       name: "hybridp2p_char_characters_created_total",
       help: "Character creations by result (ok, name_taken, invalid_name, no_free_slot)",
@@ -130,135 +137,134 @@ export function charRoutes(cfg: CharConfig, deps: ServiceDeps): Route[] {
       registers: [deps.registry],
     }),
   };
-  const sp = cfg.startPoint;
+}
 
+export function charRoutes(cfg: CharConfig, deps: ServiceDeps): Route[] {
+  const app: CharApp = { cfg, deps, metrics: charMetrics(deps) };
   return [
-    {
-      method: "GET",
-      path: "/v1/characters",
-      handler: async ({ req, res }) => {
-        const s = await authenticate(req, deps.keys, deps.sessions);
-        const { rows } = await deps.pool.query<CharacterRow>(
-          `SELECT ${COLUMNS} FROM characters WHERE account_id = $1 ORDER BY slot`,
-          [s.accountId],
-        );
-        sendJson(res, 200, { characters: rows.map(view), maxCharacters: cfg.maxCharacters });
-      },
-    },
-    {
-      method: "POST",
-      path: "/v1/characters",
-      handler: async ({ req, res, log }) => {
-        const s = await authenticate(req, deps.keys, deps.sessions);
-        const body = await readBody(req, CreateBody, cfg.maxBodyBytes);
-        const problem = checkCharacterName(body.name);
-        if (problem) {
-          m.created.inc({ result: "invalid_name" });
-          throw new HttpError(400, "invalid_name", `name ${problem}`);
-        }
-        if (body.slot !== undefined && body.slot >= cfg.maxCharacters) {
-          throw new HttpError(400, "invalid_request", `slot must be below ${cfg.maxCharacters}`);
-        }
-        // The lowest free slot (or the one asked for) in one statement; the unique indexes on
-        // (account_id, slot) and lower(name) settle races between replicas.
-        const params = [s.accountId, body.name, body.hair ?? 1, body.hairColor ?? 0, sp.map, sp.x, sp.y];
-        const sql =
-          body.slot !== undefined
-            ? `INSERT INTO characters (account_id, slot, name, hair, hair_color, last_map, last_x, last_y, save_map, save_x, save_y)
-               VALUES ($1, $8, $2, $3, $4, $5, $6, $7, $5, $6, $7) RETURNING ${COLUMNS}`
-            : `INSERT INTO characters (account_id, slot, name, hair, hair_color, last_map, last_x, last_y, save_map, save_x, save_y)
-               SELECT $1, s, $2, $3, $4, $5, $6, $7, $5, $6, $7 FROM generate_series(0, $8::int - 1) AS s
-               WHERE s NOT IN (SELECT slot FROM characters WHERE account_id = $1) ORDER BY s LIMIT 1
-               RETURNING ${COLUMNS}`;
-        let row: CharacterRow | undefined;
-        for (let attempt = 1; ; attempt++) {
-          try {
-            const r = await deps.pool.query<CharacterRow>(sql, [...params, body.slot ?? cfg.maxCharacters]);
-            row = r.rows[0];
-            break;
-          } catch (err) {
-            if (isUniqueViolation(err, "characters_name_lower_key")) {
-              m.created.inc({ result: "name_taken" });
-              throw new HttpError(409, "name_taken", "that character name is taken");
-            }
-            // Two creations for one account raced for the same free slot: look again.
-            if (
-              isUniqueViolation(err, "characters_account_slot_key") &&
-              body.slot === undefined &&
-              attempt < 3
-            )
-              continue;
-            if (isUniqueViolation(err, "characters_account_slot_key")) {
-              m.created.inc({ result: "slot_taken" });
-              throw new HttpError(409, "slot_taken", "that slot is in use");
-            }
-            throw err;
-          }
-        }
-        if (!row) {
-          m.created.inc({ result: "no_free_slot" });
-          throw new HttpError(409, "no_free_slot", `an account has at most ${cfg.maxCharacters} characters`);
-        }
-        m.created.inc({ result: "ok" });
-        log.info("character created", { accountId: s.accountId, characterId: row.id, name: row.name });
-        sendJson(res, 201, { character: view(row) });
-      },
-    },
-    {
-      method: "DELETE",
-      path: "/v1/characters/:id",
-      handler: async ({ req, res, params, log }) => {
-        const s = await authenticate(req, deps.keys, deps.sessions);
-        const id = characterId(params.id);
-        const r = await deps.pool.query("DELETE FROM characters WHERE id = $1 AND account_id = $2", [
-          id,
-          s.accountId,
-        ]);
-        if (r.rowCount !== 1) throw new HttpError(404, "not_found", "no such character");
-        m.deleted.inc();
-        log.info("character deleted", { accountId: s.accountId, characterId: id });
-        res.writeHead(204).end();
-      },
-    },
-    {
-      method: "POST",
-      path: "/v1/characters/:id/select",
-      handler: async ({ req, res, params, log }) => {
-        const s = await authenticate(req, deps.keys, deps.sessions);
-        const id = characterId(params.id);
-        const { rows } = await deps.pool.query<CharacterRow>(
-          `SELECT ${COLUMNS} FROM characters WHERE id = $1 AND account_id = $2`,
-          [id, s.accountId],
-        );
-        const row = rows[0];
-        if (!row) throw new HttpError(404, "not_found", "no such character");
-        const signed = await signCharacterToken(
-          deps.keys,
-          {
-            accountId: s.accountId,
-            characterId: String(row.id),
-            characterName: row.name,
-            map: row.last_map,
-            sessionId: s.sessionId,
-          },
-          cfg.characterTokenTtlMs,
-        );
-        m.selected.inc();
-        log.info("character selected", {
-          accountId: s.accountId,
-          characterId: id,
-          map: row.last_map,
-          kid: signed.kid,
-        });
-        sendJson(res, 200, {
-          gateway: cfg.gatewayAddress,
-          token: signed.token,
-          expiresAt: new Date(signed.expiresAt).toISOString(),
-          character: view(row),
-        });
-      },
-    },
+    { method: "GET", path: "/v1/characters", handler: (rc) => listCharacters(app, rc) },
+    { method: "POST", path: "/v1/characters", handler: (rc) => createCharacter(app, rc) },
+    { method: "DELETE", path: "/v1/characters/:id", handler: (rc) => deleteCharacter(app, rc) },
+    { method: "POST", path: "/v1/characters/:id/select", handler: (rc) => selectCharacter(app, rc) },
   ];
+}
+
+async function listCharacters({ cfg, deps }: CharApp, { req, res }: RequestContext): Promise<void> {
+  const s = await authenticate(req, deps.keys, deps.sessions);
+  const { rows } = await deps.pool.query<CharacterRow>(
+    `SELECT ${COLUMNS} FROM characters WHERE account_id = $1 ORDER BY slot`,
+    [s.accountId],
+  );
+  sendJson(res, 200, { characters: rows.map(view), maxCharacters: cfg.maxCharacters });
+}
+
+// Into the slot asked for, or the lowest free one (generate_series over the account's slots):
+// one statement either way, so the unique indexes on (account_id, slot) and lower(name) settle
+// races between replicas.
+const INSERT =
+  "INSERT INTO characters (account_id, slot, name, hair, hair_color, last_map, last_x, last_y, save_map, save_x, save_y)";
+const INSERT_INTO_SLOT = `${INSERT} VALUES ($1, $8, $2, $3, $4, $5, $6, $7, $5, $6, $7) RETURNING ${COLUMNS}`;
+const INSERT_INTO_FREE_SLOT = `${INSERT}
+  SELECT $1, s, $2, $3, $4, $5, $6, $7, $5, $6, $7 FROM generate_series(0, $8::int - 1) AS s
+  WHERE s NOT IN (SELECT slot FROM characters WHERE account_id = $1) ORDER BY s LIMIT 1
+  RETURNING ${COLUMNS}`;
+
+async function createCharacter(
+  { cfg, deps, metrics }: CharApp,
+  { req, res, log }: RequestContext,
+): Promise<void> {
+  const s = await authenticate(req, deps.keys, deps.sessions);
+  const body = await readBody(req, CreateBody, cfg.maxBodyBytes);
+  const problem = checkCharacterName(body.name);
+  if (problem) {
+    metrics.created.inc({ result: "invalid_name" });
+    throw new HttpError(400, "invalid_name", `name ${problem}`);
+  }
+  if (body.slot !== undefined && body.slot >= cfg.maxCharacters) {
+    throw new HttpError(400, "invalid_request", `slot must be below ${cfg.maxCharacters}`);
+  }
+  const sp = cfg.startPoint;
+  const params = [s.accountId, body.name, body.hair ?? 1, body.hairColor ?? 0, sp.map, sp.x, sp.y];
+  const sql = body.slot !== undefined ? INSERT_INTO_SLOT : INSERT_INTO_FREE_SLOT;
+  let row: CharacterRow | undefined;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const r = await deps.pool.query<CharacterRow>(sql, [...params, body.slot ?? cfg.maxCharacters]);
+      row = r.rows[0];
+      break;
+    } catch (err) {
+      if (isUniqueViolation(err, "characters_name_lower_key")) {
+        metrics.created.inc({ result: "name_taken" });
+        throw new HttpError(409, "name_taken", "that character name is taken");
+      }
+      if (!isUniqueViolation(err, "characters_account_slot_key")) throw err;
+      // Two creations for one account raced for the same free slot: look again.
+      if (body.slot === undefined && attempt < 3) continue;
+      metrics.created.inc({ result: "slot_taken" });
+      throw new HttpError(409, "slot_taken", "that slot is in use");
+    }
+  }
+  if (!row) {
+    metrics.created.inc({ result: "no_free_slot" });
+    throw new HttpError(409, "no_free_slot", `an account has at most ${cfg.maxCharacters} characters`);
+  }
+  metrics.created.inc({ result: "ok" });
+  log.info("character created", { accountId: s.accountId, characterId: row.id, name: row.name });
+  sendJson(res, 201, { character: view(row) });
+}
+
+async function deleteCharacter(
+  { deps, metrics }: CharApp,
+  { req, res, params, log }: RequestContext,
+): Promise<void> {
+  const s = await authenticate(req, deps.keys, deps.sessions);
+  const id = characterId(params.id);
+  const r = await deps.pool.query("DELETE FROM characters WHERE id = $1 AND account_id = $2", [
+    id,
+    s.accountId,
+  ]);
+  if (r.rowCount !== 1) throw new HttpError(404, "not_found", "no such character");
+  metrics.deleted.inc();
+  log.info("character deleted", { accountId: s.accountId, characterId: id });
+  res.writeHead(204).end();
+}
+
+async function selectCharacter(
+  { cfg, deps, metrics }: CharApp,
+  { req, res, params, log }: RequestContext,
+): Promise<void> {
+  const s = await authenticate(req, deps.keys, deps.sessions);
+  const id = characterId(params.id);
+  const { rows } = await deps.pool.query<CharacterRow>(
+    `SELECT ${COLUMNS} FROM characters WHERE id = $1 AND account_id = $2`,
+    [id, s.accountId],
+  );
+  const row = rows[0];
+  if (!row) throw new HttpError(404, "not_found", "no such character");
+  const signed = await signCharacterToken(
+    deps.keys,
+    {
+      accountId: s.accountId,
+      characterId: String(row.id),
+      characterName: row.name,
+      map: row.last_map,
+      sessionId: s.sessionId,
+    },
+    cfg.characterTokenTtlMs,
+  );
+  metrics.selected.inc();
+  log.info("character selected", {
+    accountId: s.accountId,
+    characterId: id,
+    map: row.last_map,
+    kid: signed.kid,
+  });
+  sendJson(res, 200, {
+    gateway: cfg.gatewayAddress,
+    token: signed.token,
+    expiresAt: new Date(signed.expiresAt).toISOString(),
+    character: view(row),
+  });
 }
 
 export async function startCharServer(
