@@ -14,6 +14,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { API_VERSION } from "../operator/api/index.ts";
+import type { KubeObject } from "../operator/api/meta.ts";
 import {
   type RegionObject,
   regionResource,
@@ -23,7 +24,7 @@ import {
 import { OPERATOR_NODE_FLAGS } from "../operator/main.ts";
 import { renderRegion } from "../operator/render/region.ts";
 import { renderZone } from "../operator/render/zone.ts";
-import type { KubeClient, KubeObject } from "../operator/runtime/kube.ts";
+import type { KubeClient } from "../operator/runtime/kube.ts";
 import { resources } from "../operator/runtime/kube.ts";
 import { sleep } from "../platform/time.ts";
 import { createNamespace, installCrds, testClient, waitFor } from "../testkit/kube.ts";

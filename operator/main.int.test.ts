@@ -5,8 +5,9 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createNamespace, installCrds, testClient, waitFor } from "../testkit/kube.ts";
 import { freePort } from "../testkit/processes.ts";
+import type { KubeObject } from "./api/meta.ts";
 import { LEASE_NAME } from "./main.ts";
-import { type KubeClient, type KubeObject, resources } from "./runtime/kube.ts";
+import { type KubeClient, resources } from "./runtime/kube.ts";
 
 const env = inject("localEnv");
 const ns = "main-int";

@@ -4,7 +4,8 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
 import { parseAllDocuments } from "yaml";
-import { KubeClient, type KubeObject, resources } from "../operator/runtime/kube.ts";
+import type { KubeObject } from "../operator/api/meta.ts";
+import { KubeClient, resources } from "../operator/runtime/kube.ts";
 import { pollUntil } from "../platform/time.ts";
 
 const repoRoot = new URL("..", import.meta.url).pathname;

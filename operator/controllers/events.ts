@@ -2,7 +2,8 @@
 // an Event that cannot be written is logged, never fails a reconcile.
 
 import type { Logger } from "../../platform/log.ts";
-import type { KubeClient, KubeObject } from "../runtime/kube.ts";
+import type { KubeObject } from "../api/meta.ts";
+import type { KubeClient } from "../runtime/kube.ts";
 
 export const REPORTING_COMPONENT = "hybrid-operator";
 

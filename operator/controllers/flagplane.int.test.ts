@@ -6,9 +6,10 @@ import { layout } from "../../platform/flags/layout.ts";
 import { silentLogger } from "../../platform/log.ts";
 import { createNamespace, deleteNamespace, installCrds, testClient, waitFor } from "../../testkit/kube.ts";
 import { API_VERSION } from "../api/index.ts";
+import type { KubeObject } from "../api/meta.ts";
 import { readPointer } from "../flags/publisher.ts";
 import { startOperator } from "../main.ts";
-import type { KubeClient, KubeObject } from "../runtime/kube.ts";
+import type { KubeClient } from "../runtime/kube.ts";
 import type { Manager } from "../runtime/manager.ts";
 
 const env = inject("localEnv");

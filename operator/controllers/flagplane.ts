@@ -5,9 +5,10 @@
 import type { KubeConfig } from "@kubernetes/client-node";
 import { Etcd3 } from "etcd3";
 import { API_VERSION, P2P_POLICY } from "../api/index.ts";
+import type { KubeObject } from "../api/meta.ts";
 import { type FlagSource, startFlagPlane } from "../flags/plane.ts";
 import { changed } from "../runtime/controller.ts";
-import { type KubeObject, type ResourceType, registerResource } from "../runtime/kube.ts";
+import { type ResourceType, registerResource } from "../runtime/kube.ts";
 import type { Manager } from "../runtime/manager.ts";
 import type { Context } from "./operator.ts";
 

@@ -7,8 +7,9 @@ import { silentLogger } from "../../platform/log.ts";
 import { sleep } from "../../platform/time.ts";
 import { createNamespace, deleteNamespace, installCrds, testClient, waitFor } from "../../testkit/kube.ts";
 import { API_VERSION } from "../api/index.ts";
+import type { KubeObject } from "../api/meta.ts";
 import { startOperator } from "../main.ts";
-import { type KubeClient, type KubeObject, resources } from "../runtime/kube.ts";
+import { type KubeClient, resources } from "../runtime/kube.ts";
 import type { Manager } from "../runtime/manager.ts";
 import { regionResource, zoneResource } from "./operator.ts";
 

@@ -4,16 +4,11 @@
 
 import type { Logger } from "../../platform/log.ts";
 import { API_VERSION, REGION, type Region, ZONE, type Zone } from "../api/index.ts";
+import type { KubeObject } from "../api/meta.ts";
 import { MANAGED_SELECTOR } from "../render/constants.ts";
 import { Controller, changed, generationChanged } from "../runtime/controller.ts";
 import type { Informer } from "../runtime/informer.ts";
-import {
-  type KubeClient,
-  type KubeObject,
-  type ResourceType,
-  registerResource,
-  resources,
-} from "../runtime/kube.ts";
+import { type KubeClient, type ResourceType, registerResource, resources } from "../runtime/kube.ts";
 import type { Manager } from "../runtime/manager.ts";
 import { ChildApplier } from "./children.ts";
 import { EventRecorder } from "./events.ts";

@@ -1,5 +1,6 @@
 // Steps both reconcilers share: applying the rendered children and judging their readiness.
-import { ApiError, type KubeObject } from "../runtime/kube.ts";
+import type { KubeObject } from "../api/meta.ts";
+import { ApiError } from "../runtime/kube.ts";
 import type { ChildOutcome } from "./children.ts";
 import type { Phase } from "./conditions.ts";
 import type { Context } from "./operator.ts";

@@ -1,11 +1,12 @@
 // Region reconcile: check the external stores' Secrets, apply the children, report status.
 
+import type { KubeObject } from "../api/meta.ts";
 import { COMPONENTS } from "../render/constants.ts";
 import { componentName, renderRegion } from "../render/region.ts";
 import { referencedSecrets } from "../render/stores.ts";
 import type { ReconcileResult } from "../runtime/controller.ts";
 import { splitKey } from "../runtime/informer.ts";
-import { type KubeObject, resources } from "../runtime/kube.ts";
+import { resources } from "../runtime/kube.ts";
 import { type DesiredCondition, type Phase, phaseConditions } from "./conditions.ts";
 import { type Context, type RegionObject, regionResource } from "./operator.ts";
 import { applyChildren, notReady } from "./reconcile.ts";

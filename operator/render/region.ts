@@ -4,7 +4,7 @@
 import type { V1DeploymentSpec, V1NetworkPolicyIngressRule } from "@kubernetes/client-node";
 import { Value } from "@sinclair/typebox/value";
 import { type ComponentSpec, DEFAULT_WORKLOAD_IMAGE, type Region, RegionSpec } from "../api/index.ts";
-import type { KubeObject } from "../runtime/kube.ts";
+import type { KubeObject } from "../api/meta.ts";
 import {
   child,
   containerSecurityContext,

@@ -3,7 +3,7 @@
 // way the workloads see the same environment variables.
 import type { V1EnvVar, V1StatefulSetSpec, V1Volume, V1VolumeMount } from "@kubernetes/client-node";
 import type { DataStore, Region } from "../api/index.ts";
-import type { KubeObject } from "../runtime/kube.ts";
+import type { KubeObject } from "../api/meta.ts";
 import {
   child,
   containerSecurityContext,

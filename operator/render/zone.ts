@@ -3,7 +3,7 @@
 import type { V1StatefulSetSpec } from "@kubernetes/client-node";
 import { Value } from "@sinclair/typebox/value";
 import { type Region, type Zone, ZoneSpec } from "../api/index.ts";
-import type { KubeObject } from "../runtime/kube.ts";
+import type { KubeObject } from "../api/meta.ts";
 import {
   child,
   containerSecurityContext,

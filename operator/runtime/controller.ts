@@ -3,9 +3,9 @@
 // retried with the key's capped backoff; one that succeeds clears it.
 
 import type { Logger } from "../../platform/log.ts";
+import type { KubeObject } from "../api/meta.ts";
 import type { EventType, Informer } from "./informer.ts";
 import { objectKey } from "./informer.ts";
-import type { KubeObject } from "./kube.ts";
 import type { Metrics } from "./metrics.ts";
 import { WorkQueue } from "./workqueue.ts";
 

@@ -6,8 +6,9 @@ import { KubeConfig } from "@kubernetes/client-node";
 import { afterEach, describe, expect, it } from "vitest";
 import { silentLogger } from "../../platform/log.ts";
 import { waitFor } from "../../testkit/kube.ts";
+import type { KubeObject } from "../api/meta.ts";
 import { Informer } from "./informer.ts";
-import { KubeClient, type KubeObject, resources } from "./kube.ts";
+import { KubeClient, resources } from "./kube.ts";
 
 const cm = (name: string, rv: string): KubeObject => ({
   apiVersion: "v1",

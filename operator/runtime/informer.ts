@@ -3,7 +3,8 @@
 // any other error, so this wrapper restarts it with capped backoff until stopped.
 import { type KubernetesObject, ListWatch, Watch } from "@kubernetes/client-node";
 import type { Logger } from "../../platform/log.ts";
-import type { KubeClient, KubeList, KubeObject, ResourceType } from "./kube.ts";
+import type { KubeList, KubeObject } from "../api/meta.ts";
+import type { KubeClient, ResourceType } from "./kube.ts";
 import { resourcePath } from "./kube.ts";
 import { backoffDelay } from "./workqueue.ts";
 

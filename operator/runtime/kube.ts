@@ -9,44 +9,11 @@ import {
   type RequestOptions,
 } from "node:https";
 import type { KubeConfig } from "@kubernetes/client-node";
+import type { KubeList, KubeObject } from "../api/meta.ts";
 import type { Metrics } from "./metrics.ts";
 
 /** The one field manager for every write the operator makes. */
 export const FIELD_MANAGER = "hybrid-operator";
-
-export interface ObjectMeta {
-  name: string;
-  namespace?: string;
-  uid?: string;
-  resourceVersion?: string;
-  generation?: number;
-  labels?: Record<string, string>;
-  annotations?: Record<string, string>;
-  ownerReferences?: OwnerReference[];
-  deletionTimestamp?: string;
-  creationTimestamp?: string;
-}
-
-export interface OwnerReference {
-  apiVersion: string;
-  kind: string;
-  name: string;
-  uid: string;
-  controller?: boolean;
-  blockOwnerDeletion?: boolean;
-}
-
-export interface KubeObject {
-  apiVersion: string;
-  kind: string;
-  metadata: ObjectMeta;
-  [field: string]: unknown;
-}
-
-export interface KubeList<T> {
-  metadata: { resourceVersion?: string; continue?: string };
-  items: T[];
-}
 
 /** A resource type: enough to build its URL without discovery. */
 export interface ResourceType {

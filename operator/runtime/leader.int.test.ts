@@ -6,11 +6,12 @@ import { createLogger, silentLogger } from "../../platform/log.ts";
 import { sleep } from "../../platform/time.ts";
 import { createNamespace, deleteNamespace, installCrds, testClient, waitFor } from "../../testkit/kube.ts";
 import { API_VERSION } from "../api/index.ts";
+import type { KubeObject } from "../api/meta.ts";
 import { isSubset } from "../controllers/children.ts";
 import type { RegionObject, ZoneObject } from "../controllers/operator.ts";
 import { LEASE_NAME, startOperator } from "../main.ts";
 import { renderZone } from "../render/zone.ts";
-import { type KubeClient, type KubeObject, resources } from "./kube.ts";
+import { type KubeClient, resources } from "./kube.ts";
 import type { Manager } from "./manager.ts";
 
 const env = inject("localEnv");

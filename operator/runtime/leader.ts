@@ -5,7 +5,8 @@
 // Optimistic concurrency (resourceVersion) makes every acquire and renew a compare-and-swap.
 
 import type { Logger } from "../../platform/log.ts";
-import type { KubeClient, KubeObject } from "./kube.ts";
+import type { KubeObject } from "../api/meta.ts";
+import type { KubeClient } from "./kube.ts";
 import { ApiError, resources } from "./kube.ts";
 
 export interface LeaderElectionOptions {

@@ -5,9 +5,10 @@
 import { type OpsServer, parseBindAddress, startOpsServer } from "../../platform/http.ts";
 import type { Logger } from "../../platform/log.ts";
 import { sleep } from "../../platform/time.ts";
+import type { KubeObject } from "../api/meta.ts";
 import type { Controller } from "./controller.ts";
 import { Informer } from "./informer.ts";
-import type { KubeClient, KubeObject, ResourceType } from "./kube.ts";
+import type { KubeClient, ResourceType } from "./kube.ts";
 import { LeaderElector } from "./leader.ts";
 import type { Metrics } from "./metrics.ts";
 import { backoffDelay } from "./workqueue.ts";
