@@ -37,15 +37,18 @@ if ! command -v podman >/dev/null 2>&1 && ! docker info >/dev/null 2>&1; then
   fi
 fi
 
-# Install only when package-lock.json changed since the last install. `npm install`, not
-# `npm ci`: the lock honestly lacks some other platforms' optional binaries (the registry
-# answers 404 for e.g. @biomejs/cli-darwin-x64), which npm ci treats as an out-of-sync lock.
+# Install only when package-lock.json changed since the last install, with `npm ci`: it installs
+# exactly what the lock names and fails when package.json and the lock disagree, so what the
+# tests run is what a new user installs. The lock lists every platform's optional binaries.
 stamp="$REPO_ROOT/node_modules/.hybridp2p-lock"
 want="$(sha256sum "$REPO_ROOT/package-lock.json" | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  log "installing npm dependencies"
-  (cd "$REPO_ROOT" && npm install --no-audit --no-fund --loglevel=error 2>&1 | grep -v EBADENGINE || true)
-  [ -x "$REPO_ROOT/node_modules/.bin/node" ] || die "npm install did not install Node 24 (node_modules/.bin/node missing)"
+  log "installing npm dependencies (npm ci)"
+  (cd "$REPO_ROOT" && npm ci --no-audit --no-fund --loglevel=error) \
+    || die "npm ci failed: package.json and package-lock.json disagree, or the registry refused a package. Run 'npm install' and commit package-lock.json."
+  [ "$(sha256sum "$REPO_ROOT/package-lock.json" | cut -d' ' -f1)" = "$want" ] \
+    || die "the install changed package-lock.json; commit the lock the install wants"
+  [ -x "$REPO_ROOT/node_modules/.bin/node" ] || die "npm ci did not install Node 24 (node_modules/.bin/node missing)"
   echo "$want" > "$stamp"
 fi
 
