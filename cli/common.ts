@@ -130,8 +130,13 @@ export async function compileNamespace(
 
 // ---- the flag store ---------------------------------------------------------------------------
 
+/** --etcd-endpoints, else $HYBRIDP2P_ETCD_ENDPOINTS; undefined when neither is set. */
+export function etcdEndpoints(g: Globals): string | undefined {
+  return g.etcdEndpoints || process.env.HYBRIDP2P_ETCD_ENDPOINTS || undefined;
+}
+
 export function etcdOf(g: Globals): Etcd3 {
-  const endpoints = g.etcdEndpoints ?? process.env.HYBRIDP2P_ETCD_ENDPOINTS;
+  const endpoints = etcdEndpoints(g);
   if (!endpoints)
     throw new CliError(
       "the flag store is not configured: pass --etcd-endpoints or set HYBRIDP2P_ETCD_ENDPOINTS",

@@ -1,5 +1,6 @@
 // hybridctl against the real API server and flag store, with the flag plane running and
 // simulated map-server replicas reporting.
+import { execFile } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
 import type { Etcd3 } from "etcd3";
@@ -10,6 +11,7 @@ import { FlagClient } from "../platform/flags/client.ts";
 import { connectFlagStore } from "../platform/flags/etcd.ts";
 import { eventually } from "../testkit/flags.ts";
 import { createNamespace, installCrds, testClient } from "../testkit/kube.ts";
+import { envVars } from "../testkit/local/services.ts";
 import type { Io } from "./common.ts";
 import { run } from "./hybridctl.ts";
 
@@ -34,6 +36,17 @@ describe("hybridctl", () => {
     );
     return { code, out: out.join("\n"), err: err.join("\n") };
   };
+  /** hybridctl as its own process whose environment holds `vars` and nothing else of ours, as
+   * after `source env.sh` in a fresh terminal. */
+  const ctlProcess = (vars: Record<string, string>, ...args: string[]) =>
+    new Promise<{ code: number; out: string; err: string }>((resolve) => {
+      execFile(
+        process.execPath,
+        [new URL("hybridctl.ts", import.meta.url).pathname, ...args],
+        { env: { PATH: process.env.PATH, HOME: process.env.HOME, ...vars }, encoding: "utf8" },
+        (error, out, err) => resolve({ code: error ? Number(error.code ?? 1) : 0, out, err }),
+      );
+    });
   const zoneStatus = async (name: string) =>
     (
       (await api.getNamespacedCustomObject({
@@ -178,6 +191,28 @@ describe("hybridctl", () => {
     const w = await watch;
     expect(w.out.split("\n")).toHaveLength(2); // the state at start, then the publish
     expect(w.out).toMatch(/0 P2P/);
+  });
+
+  it("works with the env.sh the local region writes: KUBECONFIG alone (--cluster), or with the flag store", async () => {
+    // hack/local-region.sh's flag store is the Region's etcd inside the cluster, so its env.sh
+    // exports KUBECONFIG alone: hybridctl follows the rollout through the Zones' status.
+    const cluster = await ctlProcess(
+      { KUBECONFIG: env.kubeconfig! },
+      ...["p2p", "enable", "--selector", "tier=field", "-n", ns, "--timeout", "30"],
+    );
+    expect(cluster.err).toMatch(/following the Zones' status/);
+    expect(cluster.out).toMatch(/applied: every replica of 2 zones runs epoch \d+/);
+    expect(cluster.code).toBe(0);
+    expect(pods.get("fb-1")!.current().mode).toBe("p2p");
+    // `npm run local -- up` also exports HYBRIDP2P_ETCD_ENDPOINTS: the reports there are followed.
+    const light = await ctlProcess(
+      envVars(env),
+      ...["p2p", "disable", "--selector", "tier=field", "-n", ns, "--timeout", "30", "--prefix", prefix],
+    );
+    expect(light.err).not.toMatch(/following the Zones' status/);
+    expect(light.out).toMatch(/applied: every replica of 2 zones runs epoch \d+/);
+    expect(light.code).toBe(0);
+    expect(pods.get("fb-1")!.current().mode).toBe("server");
   });
 
   it("stops at the timeout and names the replicas that are missing", async () => {

@@ -3,7 +3,7 @@ import type { PodReport } from "../platform/flags/layout.ts";
 import { parseSelector } from "./commands/p2p.ts";
 import { type Io, table } from "./common.ts";
 import { run } from "./hybridctl.ts";
-import { progress } from "./rollout.ts";
+import { byReports, byStatus, progress } from "./rollout.ts";
 
 const report = (pod: string, zone: string, epoch: number): PodReport => ({
   v: 1,
@@ -41,12 +41,36 @@ describe("hybridctl", () => {
     const missing = progress(
       ["a", "b", "c"],
       desired,
-      [report("a-0", "a", 7), report("a-1", "a", 7), report("b-0", "b", 7), report("b-1", "b", 6)],
-      7,
+      byReports(
+        [report("a-0", "a", 7), report("a-1", "a", 7), report("b-0", "b", 7), report("b-1", "b", 6)],
+        7,
+      ),
     );
     expect(missing).toEqual([
       { zone: "b", detail: "1 of 3 replicas at epoch 7; lagging: b-1 at epoch 6; 1 replicas not reporting" },
       { zone: "c", detail: "0 of 1 replicas at epoch 7; 1 replicas not reporting" },
+    ]);
+  });
+
+  it("reads the same progress from the Zones' status when there is no flag store", () => {
+    const zone = (name: string, appliedEpoch: number | undefined, applied: number) => ({
+      metadata: { name, namespace: "eu" },
+      status: { appliedEpoch, replicas: { applied } },
+    });
+    const desired = new Map([
+      ["a", 2],
+      ["b", 3],
+      ["c", 1],
+      ["d", 0],
+    ]);
+    const missing = progress(
+      ["a", "b", "c", "d"],
+      desired,
+      byStatus([zone("a", 7, 2), zone("b", 6, 2), zone("c", undefined, 0), zone("d", undefined, 0)], 7),
+    );
+    expect(missing).toEqual([
+      { zone: "b", detail: "status: 2 of 3 replicas at the live epoch, lowest applied epoch 6" },
+      { zone: "c", detail: "status: 0 of 1 replicas at the live epoch, lowest applied epoch none" },
     ]);
   });
 
