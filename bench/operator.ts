@@ -20,7 +20,7 @@ import {
   regionResource,
   type ZoneObject,
   zoneResource,
-} from "../operator/controllers/operator.ts";
+} from "../operator/controllers/context.ts";
 import { OPERATOR_NODE_FLAGS } from "../operator/main.ts";
 import { renderRegion } from "../operator/render/region.ts";
 import { renderZone } from "../operator/render/zone.ts";

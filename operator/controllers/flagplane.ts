@@ -4,21 +4,11 @@
 
 import type { KubeConfig } from "@kubernetes/client-node";
 import { Etcd3 } from "etcd3";
-import { API_VERSION, P2P_POLICY } from "../api/index.ts";
 import type { KubeObject } from "../api/meta.ts";
 import { type FlagSource, startFlagPlane } from "../flags/plane.ts";
 import { changed } from "../runtime/controller.ts";
-import { type ResourceType, registerResource } from "../runtime/kube.ts";
 import type { Manager } from "../runtime/manager.ts";
-import type { Context } from "./operator.ts";
-
-export const policyResource: ResourceType = {
-  apiVersion: API_VERSION,
-  kind: P2P_POLICY.kind,
-  plural: P2P_POLICY.plural,
-  namespaced: true,
-};
-registerResource(policyResource);
+import { type Context, policyResource } from "./context.ts";
 
 export interface FlagPlaneConfig {
   /** Comma-separated etcd endpoints of the flag store. */

@@ -11,7 +11,7 @@ import type { KubeObject } from "../api/meta.ts";
 import { startOperator } from "../main.ts";
 import { type KubeClient, resources } from "../runtime/kube.ts";
 import type { Manager } from "../runtime/manager.ts";
-import { regionResource, zoneResource } from "./operator.ts";
+import { regionResource, zoneResource } from "./context.ts";
 
 const env = inject("localEnv");
 const ns = "op-int";

@@ -2,37 +2,17 @@
 // shared pieces (the child applier, the event recorder). Reconcile logic lives in region.ts
 // and zone.ts.
 
-import type { Logger } from "../../platform/log.ts";
-import { API_VERSION, REGION, type Region, ZONE, type Zone } from "../api/index.ts";
+import { REGION, ZONE } from "../api/index.ts";
 import type { KubeObject } from "../api/meta.ts";
 import { MANAGED_SELECTOR } from "../render/constants.ts";
 import { Controller, changed, generationChanged } from "../runtime/controller.ts";
-import type { Informer } from "../runtime/informer.ts";
-import { type KubeClient, type ResourceType, registerResource, resources } from "../runtime/kube.ts";
+import { resources } from "../runtime/kube.ts";
 import type { Manager } from "../runtime/manager.ts";
 import { ChildApplier } from "./children.ts";
+import { type Context, type RegionObject, regionResource, type ZoneObject, zoneResource } from "./context.ts";
 import { EventRecorder } from "./events.ts";
 import { reconcileRegion } from "./region.ts";
 import { reconcileZone } from "./zone.ts";
-
-export const regionResource: ResourceType = {
-  apiVersion: API_VERSION,
-  kind: REGION.kind,
-  plural: REGION.plural,
-  namespaced: true,
-};
-export const zoneResource: ResourceType = {
-  apiVersion: API_VERSION,
-  kind: ZONE.kind,
-  plural: ZONE.plural,
-  namespaced: true,
-};
-registerResource(regionResource);
-registerResource(zoneResource);
-
-// The API types carry client-node's metadata (Date timestamps); on the wire they are our KubeObject.
-export type RegionObject = Region & KubeObject;
-export type ZoneObject = Zone & KubeObject;
 
 /** Kinds the operator creates; their informers watch only objects carrying the managed-by label. */
 export const CHILD_RESOURCES = [
@@ -47,17 +27,6 @@ export const CHILD_RESOURCES = [
 
 /** How long a Region waits to recount its Zones after one changed. */
 export const ZONE_COUNT_DELAY_MS = 1_000;
-
-export interface Context {
-  client: KubeClient;
-  log: Logger;
-  events: EventRecorder;
-  applier: ChildApplier;
-  regions: Informer<RegionObject>;
-  zones: Informer<ZoneObject>;
-  /** The live child (from the cache) matching a desired one. */
-  live(desired: KubeObject): KubeObject | undefined;
-}
 
 export interface OperatorOptions {
   /** Workers per controller. */

@@ -3,7 +3,7 @@ import type { KubeObject } from "../api/meta.ts";
 import { ApiError } from "../runtime/kube.ts";
 import type { ChildOutcome } from "./children.ts";
 import type { Phase } from "./conditions.ts";
-import type { Context } from "./operator.ts";
+import type { Context } from "./context.ts";
 
 export interface ApplyResult {
   /** Children written this round (their cached status is stale until the watch catches up). */

@@ -8,7 +8,7 @@ import type { ReconcileResult } from "../runtime/controller.ts";
 import { splitKey } from "../runtime/informer.ts";
 import { resources } from "../runtime/kube.ts";
 import { type DesiredCondition, type Phase, phaseConditions } from "./conditions.ts";
-import { type Context, type RegionObject, regionResource } from "./operator.ts";
+import { type Context, type RegionObject, regionResource } from "./context.ts";
 import { applyChildren, notReady } from "./reconcile.ts";
 import { writeStatus } from "./status.ts";
 

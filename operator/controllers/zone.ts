@@ -6,7 +6,7 @@ import { mapServerSelector, renderZone } from "../render/zone.ts";
 import type { ReconcileResult } from "../runtime/controller.ts";
 import { splitKey } from "../runtime/informer.ts";
 import { type Phase, phaseConditions } from "./conditions.ts";
-import { type Context, type RegionObject, type ZoneObject, zoneResource } from "./operator.ts";
+import { type Context, type RegionObject, type ZoneObject, zoneResource } from "./context.ts";
 import { applyChildren, notReady } from "./reconcile.ts";
 import { writeStatus } from "./status.ts";
 

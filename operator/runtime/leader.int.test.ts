@@ -8,7 +8,7 @@ import { createNamespace, deleteNamespace, installCrds, testClient, waitFor } fr
 import { API_VERSION } from "../api/index.ts";
 import type { KubeObject } from "../api/meta.ts";
 import { isSubset } from "../controllers/children.ts";
-import type { RegionObject, ZoneObject } from "../controllers/operator.ts";
+import type { RegionObject, ZoneObject } from "../controllers/context.ts";
 import { LEASE_NAME, startOperator } from "../main.ts";
 import { renderZone } from "../render/zone.ts";
 import { type KubeClient, resources } from "./kube.ts";

@@ -1,0 +1,45 @@
+// What the controllers share, in a module of its own: the resource descriptors of the
+// hybridp2p.io kinds, their cached object types, and the Context every reconcile gets. It
+// imports no controller, so the wiring (operator.ts, flagplane.ts) and the reconcilers
+// (region.ts, zone.ts, reconcile.ts) can all import it without an import circle.
+
+import type { Logger } from "../../platform/log.ts";
+import {
+  API_VERSION,
+  P2P_POLICY,
+  type P2PPolicy,
+  REGION,
+  type Region,
+  ZONE,
+  type Zone,
+} from "../api/index.ts";
+import type { KubeObject } from "../api/meta.ts";
+import type { Informer } from "../runtime/informer.ts";
+import { type KubeClient, type ResourceType, registerResource } from "../runtime/kube.ts";
+import type { ChildApplier } from "./children.ts";
+import type { EventRecorder } from "./events.ts";
+
+const ours = (k: { kind: string; plural: string }): ResourceType => {
+  const rt = { apiVersion: API_VERSION, kind: k.kind, plural: k.plural, namespaced: true };
+  registerResource(rt);
+  return rt;
+};
+export const regionResource = ours(REGION);
+export const zoneResource = ours(ZONE);
+export const policyResource = ours(P2P_POLICY);
+
+// The API types carry client-node's metadata (Date timestamps); on the wire they are our KubeObject.
+export type RegionObject = Region & KubeObject;
+export type ZoneObject = Zone & KubeObject;
+export type PolicyObject = P2PPolicy & KubeObject;
+
+export interface Context {
+  client: KubeClient;
+  log: Logger;
+  events: EventRecorder;
+  applier: ChildApplier;
+  regions: Informer<RegionObject>;
+  zones: Informer<ZoneObject>;
+  /** The live child (from the cache) matching a desired one. */
+  live(desired: KubeObject): KubeObject | undefined;
+}
