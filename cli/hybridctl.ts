@@ -18,7 +18,7 @@ import { addStatusCommand } from "./commands/status.ts";
 import { addTokenCommand } from "./commands/token.ts";
 import { CliError, type Globals, type Io } from "./common.ts";
 
-export function program(io: Io, signal?: AbortSignal): Command {
+function program(io: Io, signal?: AbortSignal): Command {
   const cmd = new Command("hybridctl")
     .description("Look at and steer the hybrid-p2p flag plane")
     .option("--kubeconfig <path>", "kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
