@@ -3,7 +3,7 @@
 import { DEFAULT_PREFIX } from "../../platform/flags/layout.ts";
 import { DEFAULT_KEYSET_FILE } from "../auth/config.ts";
 import { ENV, type Env, EnvReader, type RuntimeConfig, readRuntimeConfig } from "../runtime/config.ts";
-import { DEFAULT_LIMITS, type Limits } from "./gateway.ts";
+import { DEFAULT_LIMITS, type Limits } from "./sessions.ts";
 
 export const DEFAULT_GATEWAY_PORT = 7000;
 

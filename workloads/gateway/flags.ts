@@ -3,7 +3,7 @@
 
 import type { FlagClient, FlagSnapshot } from "../../platform/flags/client.ts";
 import type { Mode } from "../../platform/protocol/messages.ts";
-import type { MapDirectory } from "./gateway.ts";
+import type { MapDirectory } from "./routing.ts";
 
 export function flagDirectory(flags: FlagClient): MapDirectory {
   let seen: FlagSnapshot | undefined;

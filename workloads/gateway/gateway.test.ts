@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { encode, type Message } from "../../platform/protocol/messages.ts";
-import { fitEntity, staticDirectory } from "./gateway.ts";
+import { fitEntity } from "./fanout.ts";
+import { staticDirectory } from "./routing.ts";
 
 describe("gateway helpers", () => {
   it("fits bus entity states into what the wire carries", () => {
