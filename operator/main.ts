@@ -2,8 +2,10 @@
 // hybrid-operator: `hybrid-operator run` reconciles Regions and Zones until SIGTERM.
 import { hostname } from "node:os";
 import { KubeConfig } from "@kubernetes/client-node";
-import { Command } from "commander";
+import { Command, InvalidArgumentError } from "commander";
+import { Etcd3 } from "etcd3";
 import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from "../platform/log.ts";
+import { parseDuration } from "../platform/time.ts";
 import { setupFlagPlane } from "./controllers/flagplane.ts";
 import { setupOperator } from "./controllers/operator.ts";
 import { KubeClient } from "./runtime/kube.ts";
@@ -37,6 +39,15 @@ export interface OperatorConfig {
   flagsPrefix?: string;
   log?: Logger;
   onLostLeadership?: () => void;
+}
+
+/** A command-line duration ("15s", "500ms"), refused with a message when malformed. */
+function durationOption(value: string): number {
+  const ms = parseDuration(value);
+  if (ms === undefined || ms <= 0) {
+    throw new InvalidArgumentError(`expected a positive duration such as 15s or 500ms, got "${value}"`);
+  }
+  return ms;
 }
 
 /** LOG_LEVEL picks the level; a misspelt one is refused at start rather than silently ignored. */
@@ -79,12 +90,9 @@ export async function startOperator(cfg: OperatorConfig): Promise<Manager> {
   });
   const ctx = setupOperator(mgr, { identity, concurrency: cfg.concurrency });
   if (cfg.flagsEtcdEndpoints) {
-    setupFlagPlane(mgr, ctx, {
-      endpoints: cfg.flagsEtcdEndpoints,
-      prefix: cfg.flagsPrefix,
-      identity,
-      kubeConfig: kc,
-    });
+    const etcd = new Etcd3({ hosts: cfg.flagsEtcdEndpoints.split(",").map((h) => h.trim()) });
+    setupFlagPlane(mgr, { etcd, prefix: cfg.flagsPrefix, identity, events: ctx.events });
+    mgr.onStop(async () => etcd.close());
   }
   await mgr.start();
   return mgr;
@@ -99,6 +107,21 @@ function cli(): Command {
     .option("--namespace <ns>", "watch only this namespace (default: all namespaces)")
     .option("--leader-elect", "elect a leader through a Lease before reconciling", false)
     .option("--leader-election-namespace <ns>", "namespace of the leader Lease")
+    .option(
+      "--leader-elect-lease-duration <duration>",
+      "how long followers wait after the last renewal before taking the Lease: a killed leader is replaced after this (default: 15s)",
+      durationOption,
+    )
+    .option(
+      "--leader-elect-renew-deadline <duration>",
+      "how long a leader keeps trying to renew before it gives up leading (default: 10s)",
+      durationOption,
+    )
+    .option(
+      "--leader-elect-retry-period <duration>",
+      "how often a leader renews and a follower tries to acquire (default: 2s)",
+      durationOption,
+    )
     .option("--metrics-bind-address <addr>", "address of /metrics (0 disables)", ":9090")
     .option("--health-probe-bind-address <addr>", "address of /healthz and /readyz (0 disables)", ":8081")
     .option("--concurrency <n>", "reconcile workers per controller", (v) => Number.parseInt(v, 10), 4)
@@ -126,6 +149,9 @@ function cli(): Command {
         namespace: o.namespace,
         leaderElect: o.leaderElect,
         leaseNamespace: o.leaderElectionNamespace,
+        leaseDurationMs: o.leaderElectLeaseDuration,
+        renewDeadlineMs: o.leaderElectRenewDeadline,
+        retryPeriodMs: o.leaderElectRetryPeriod,
         metricsBindAddress: o.metricsBindAddress,
         healthProbeBindAddress: o.healthProbeBindAddress,
         concurrency: o.concurrency,

@@ -34,3 +34,12 @@ export async function pollUntil<T>(
     await sleep(everyMs);
   }
 }
+
+/** Parses "250ms", "1.5s", "15m" or "2h" into milliseconds; anything else is undefined. */
+export function parseDuration(s: string): number | undefined {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(s.trim());
+  if (!m) return undefined;
+  const n = Number(m[1]);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as "ms" | "s" | "m" | "h"];
+  return Math.round(n * unit);
+}

@@ -3,11 +3,36 @@
 // on our own clock from when we last saw it change, so clock skew does not matter), renew
 // every retry period, and give up leadership when renewals fail for the renew deadline.
 // Optimistic concurrency (resourceVersion) makes every acquire and renew a compare-and-swap.
+// Followers also watch the Lease, so a leader that releases it on a graceful stop is replaced
+// at once instead of after the followers' next retry.
 
 import type { Logger } from "../../platform/log.ts";
 import type { KubeObject } from "../api/meta.ts";
+import { Informer } from "./informer.ts";
 import type { KubeClient } from "./kube.ts";
 import { ApiError, resources } from "./kube.ts";
+
+/** client-go's defaults (and controller-runtime's): the trade-off is documented in docs/operator.md. */
+export const LEADER_ELECTION_DEFAULTS = {
+  leaseDurationMs: 15_000,
+  renewDeadlineMs: 10_000,
+  retryPeriodMs: 2_000,
+};
+
+/** The checks client-go makes: a leader must give up before others may take over, and retry in time. */
+export function checkLeaderElectionTimings(t: {
+  leaseDurationMs: number;
+  renewDeadlineMs: number;
+  retryPeriodMs: number;
+}): void {
+  if (!(t.retryPeriodMs > 0)) throw new Error("the leader election retry period must be positive");
+  if (!(t.leaseDurationMs > t.renewDeadlineMs)) {
+    throw new Error("the leader election lease duration must be longer than the renew deadline");
+  }
+  if (!(t.renewDeadlineMs > t.retryPeriodMs * 1.2)) {
+    throw new Error("the leader election renew deadline must be longer than 1.2 x the retry period");
+  }
+}
 
 export interface LeaderElectionOptions {
   namespace: string;
@@ -45,6 +70,7 @@ export class LeaderElector {
   private timer?: NodeJS.Timeout;
   private wake?: () => void;
   private loop?: Promise<void>;
+  private leaseWatch?: Informer<Lease>;
 
   private readonly client: KubeClient;
 
@@ -52,10 +78,11 @@ export class LeaderElector {
     this.client = client;
     this.o = {
       ...opts,
-      leaseDurationMs: opts.leaseDurationMs ?? 15_000,
-      renewDeadlineMs: opts.renewDeadlineMs ?? 10_000,
-      retryPeriodMs: opts.retryPeriodMs ?? 2_000,
+      leaseDurationMs: opts.leaseDurationMs ?? LEADER_ELECTION_DEFAULTS.leaseDurationMs,
+      renewDeadlineMs: opts.renewDeadlineMs ?? LEADER_ELECTION_DEFAULTS.renewDeadlineMs,
+      retryPeriodMs: opts.retryPeriodMs ?? LEADER_ELECTION_DEFAULTS.retryPeriodMs,
     };
+    checkLeaderElectionTimings(this.o);
   }
 
   isLeader(): boolean {
@@ -65,6 +92,21 @@ export class LeaderElector {
   start(): void {
     this.stopped = false;
     this.loop ??= this.run();
+    this.watchLease();
+  }
+
+  /** Wakes a follower as soon as the Lease is released (holder cleared) or deleted. */
+  private watchLease(): void {
+    if (this.leaseWatch) return;
+    const { namespace, name } = this.o;
+    const watch = new Informer<Lease>(this.client, resources.lease, { namespace, log: this.o.log });
+    watch.on((type, lease) => {
+      if (lease.metadata.name !== name || this.leading) return;
+      if (type === "delete" || (lease.spec?.holderIdentity ?? "") === "") this.wake?.();
+    });
+    this.leaseWatch = watch;
+    // The retry loop works without the watch; a watch that cannot start only loses the shortcut.
+    watch.start().catch((err: unknown) => this.o.log.warn("watching the lease failed", { err }));
   }
 
   /** Stops campaigning; a leader releases the lease so a follower takes over at once. */
@@ -72,6 +114,8 @@ export class LeaderElector {
     this.stopped = true;
     clearTimeout(this.timer);
     this.wake?.();
+    await this.leaseWatch?.stop();
+    this.leaseWatch = undefined;
     await this.loop;
     this.loop = undefined;
     if (this.leading) {

@@ -4,6 +4,7 @@
 // Values of secret variables never appear in error messages.
 
 import { LOG_LEVELS, type LogLevel } from "../../platform/log.ts";
+import { parseDuration } from "../../platform/time.ts";
 
 /** The environment-variable contract shared with testkit/local/services.ts and the operator. */
 export const ENV = {
@@ -169,14 +170,6 @@ export class EnvReader {
   done(): void {
     if (this.problems.length > 0) throw new ConfigError([...this.problems]);
   }
-}
-
-export function parseDuration(s: string): number | undefined {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(s.trim());
-  if (!m) return undefined;
-  const n = Number(m[1]);
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as "ms" | "s" | "m" | "h"];
-  return Math.round(n * unit);
 }
 
 /** Settings every workload shares: identity, ops ports, logging, shutdown. */

@@ -2,12 +2,12 @@
 // are JSON and never carry passwords, tokens or credentials; shutdown hooks run in reverse.
 import { describe, expect, it } from "vitest";
 import { createLogger, REDACTED } from "../../platform/log.ts";
+import { parseDuration } from "../../platform/time.ts";
 import {
   ConfigError,
   DEFAULT_HEALTH_PORT,
   DEFAULT_METRICS_PORT,
   EnvReader,
-  parseDuration,
   readRuntimeConfig,
 } from "./config.ts";
 import { Shutdown } from "./shutdown.ts";
