@@ -8,10 +8,11 @@ import { randomUUID } from "node:crypto";
 import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
 import type { Etcd3 } from "etcd3";
 import { GROUP, VERSION } from "../operator/api/constants.ts";
-import { startFlagPlane } from "../operator/flags/plane.ts";
 import { FlagClient } from "../platform/flags/client.ts";
 import { connectFlagStore } from "../platform/flags/etcd.ts";
+import { createLogger } from "../platform/log.ts";
 import { sleep } from "../platform/time.ts";
+import { startFlagPlane } from "../testkit/flags.ts";
 import { createNamespace, installCrds, testClient } from "../testkit/kube.ts";
 import { startLocalEnv } from "../testkit/local/services.ts";
 
@@ -107,18 +108,17 @@ async function main(): Promise<void> {
       });
       let publishedAt = 0;
       let appliedAt = 0;
-      const plane = startFlagPlane({
+      const plane = await startFlagPlane({
+        kubeconfig: env.env.kubeconfig!,
         etcd: opEtcd,
-        kubeConfig: kc,
         identity: "bench-op",
         prefix,
         namespace: ns,
-        log: quiet,
+        log: createLogger("bench-flags", { level: "error" }),
         onPublish: (r) => {
           if (r.published) publishedAt = performance.now();
         },
       });
-      await plane.lead();
       const clients: FlagClient[] = [];
       let reportedAt = new Map<FlagClient, number>();
       let target = Number.POSITIVE_INFINITY;

@@ -6,10 +6,9 @@ import { CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
 import type { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { GROUP, VERSION } from "../operator/api/constants.ts";
-import { type FlagPlane, startFlagPlane } from "../operator/flags/plane.ts";
 import { FlagClient } from "../platform/flags/client.ts";
 import { connectFlagStore } from "../platform/flags/etcd.ts";
-import { eventually } from "../testkit/flags.ts";
+import { eventually, startFlagPlane, type TestFlagPlane } from "../testkit/flags.ts";
 import { createNamespace, installCrds, testClient } from "../testkit/kube.ts";
 import { envVars } from "../testkit/local/services.ts";
 import type { Io } from "./common.ts";
@@ -22,7 +21,7 @@ describe("hybridctl", () => {
   const ns = `ctl-${randomUUID().slice(0, 8)}`;
   const prefix = `/test-${randomUUID()}/`;
   let etcd: Etcd3;
-  let plane: FlagPlane;
+  let plane: TestFlagPlane;
   let api: CustomObjectsApi;
   const pods = new Map<string, FlagClient>();
 
@@ -111,8 +110,13 @@ describe("hybridctl", () => {
         );
       }
     }
-    plane = startFlagPlane({ etcd, kubeConfig: kc, identity: "op-ctl", prefix, namespace: ns, log: quiet });
-    await plane.lead();
+    plane = await startFlagPlane({
+      kubeconfig: env.kubeconfig!,
+      etcd,
+      identity: "op-ctl",
+      prefix,
+      namespace: ns,
+    });
     for (const p of pods.values()) await p.start();
   });
 

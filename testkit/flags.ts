@@ -3,7 +3,14 @@
 import { existsSync, mkdirSync } from "node:fs";
 import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
 import { join } from "node:path";
+import type { Etcd3 } from "etcd3";
+import { type FlagPlane, setupFlagPlane } from "../operator/controllers/flagplane.ts";
+import type { PublishResult } from "../operator/flags/publisher.ts";
+import { Manager } from "../operator/runtime/manager.ts";
+import { Metrics } from "../operator/runtime/metrics.ts";
+import { type Logger, silentLogger } from "../platform/log.ts";
 import { pollUntil } from "../platform/time.ts";
+import { testClient } from "./kube.ts";
 import { binDir } from "./local/services.ts";
 import { freePort, type Proc, startProcess, waitUntil } from "./processes.ts";
 
@@ -122,3 +129,31 @@ export function eventually<T>(
 // as the operator publishes them (workloads may not import the operator; the test kit joins both).
 export { compile } from "../operator/flags/compiler.ts";
 export { FlagPublisher } from "../operator/flags/publisher.ts";
+
+export type TestFlagPlane = FlagPlane & { stop(): Promise<void> };
+
+/** The operator's flag plane alone (no Region or Zone controllers), on a Manager of its own that
+ * leads at once: for tests and benchmarks that play the workloads themselves. */
+export async function startFlagPlane(o: {
+  kubeconfig: string;
+  etcd: Etcd3;
+  namespace: string;
+  identity: string;
+  prefix?: string;
+  onPublish?: (result: PublishResult) => void;
+  log?: Logger;
+}): Promise<TestFlagPlane> {
+  const client = await testClient(o.kubeconfig);
+  const log = o.log ?? silentLogger();
+  const mgr = new Manager({ client, metrics: new Metrics(), log, namespace: o.namespace });
+  const { etcd, identity, prefix, onPublish } = o;
+  const plane = setupFlagPlane(mgr, { etcd, identity, prefix, onPublish });
+  await mgr.start();
+  return {
+    ...plane,
+    async stop() {
+      await mgr.stop();
+      client.close();
+    },
+  };
+}

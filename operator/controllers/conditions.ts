@@ -46,12 +46,15 @@ export function mergeConditions(
     out.push({
       ...d,
       observedGeneration: generation,
-      // metav1.Time has second precision: a finer value would never compare equal after a round trip.
-      lastTransitionTime:
-        old && old.status === d.status ? old.lastTransitionTime : now.toISOString().replace(/\.\d+Z$/, "Z"),
+      lastTransitionTime: old && old.status === d.status ? old.lastTransitionTime : metaTime(now),
     });
   }
   return [...out, ...byType.values()];
+}
+
+/** metav1.Time has second precision: a finer value would never compare equal after a round trip. */
+export function metaTime(d: Date): string {
+  return d.toISOString().replace(/\.\d+Z$/, "Z");
 }
 
 export function findCondition(conds: readonly Condition[] | undefined, type: string): Condition | undefined {

@@ -5,12 +5,17 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { layout } from "../../platform/flags/layout.ts";
 import { silentLogger } from "../../platform/log.ts";
 import { createNamespace, deleteNamespace, installCrds, testClient, waitFor } from "../../testkit/kube.ts";
-import { API_VERSION } from "../api/index.ts";
+import { API_VERSION, type ZoneStatus } from "../api/index.ts";
 import type { KubeObject } from "../api/meta.ts";
 import { readPointer } from "../flags/publisher.ts";
 import { startOperator } from "../main.ts";
-import type { KubeClient } from "../runtime/kube.ts";
+import { FIELD_MANAGER, type KubeClient } from "../runtime/kube.ts";
 import type { Manager } from "../runtime/manager.ts";
+import { policyResource, zoneResource } from "./context.ts";
+
+interface Cr extends KubeObject {
+  metadata: KubeObject["metadata"] & { managedFields?: { manager: string; subresource?: string }[] };
+}
 
 const env = inject("localEnv");
 const ns = "flagplane-int";
@@ -93,5 +98,30 @@ describe("flag plane in the operator", () => {
     }, "a newer epoch after the policy changed");
     expect(second.epoch).toBeGreaterThan(first.epoch);
     expect(b.isLeader()).toBe(false);
+  });
+
+  it("shares Zone status with the Zone reconciler, one writer per field, every write the operator's", async () => {
+    // The objects and the leader of the test above: both writers have a say on this Zone.
+    const zone = await waitFor(async () => {
+      const z = await client.get<Cr & { status?: ZoneStatus }>(zoneResource, ns, "fields");
+      const s = z?.status;
+      return s?.mode !== undefined && s.replicas?.desired === 1 && s.replicas.applied === 0 && s.conditions
+        ? z
+        : undefined;
+    }, "Zone status from the flag plane and the Zone reconciler");
+    // The flag plane's fields and the reconciler's, neither removing the other's.
+    expect(zone.status).toMatchObject({
+      mode: "Server",
+      replicas: { desired: 1, applied: 0 },
+      selector: expect.any(String),
+      observedGeneration: zone.metadata.generation,
+    });
+    const policy = await waitFor(() => client.get<Cr>(policyResource, ns, "fields-p2p"), "the policy");
+    for (const o of [zone, policy]) {
+      const statusManagers = o.metadata.managedFields
+        ?.filter((f) => f.subresource === "status")
+        .map((f) => f.manager);
+      expect(new Set(statusManagers)).toEqual(new Set([FIELD_MANAGER]));
+    }
   });
 });

@@ -12,6 +12,7 @@
 // reports (they share one roster, so any of them can tell; the largest count is the freshest).
 import type { PodReport, ZoneFlags, ZonePeers } from "../../platform/flags/layout.ts";
 import { effectiveP2P } from "../../platform/flags/layout.ts";
+import type { DesiredCondition } from "../controllers/conditions.ts";
 import type { CompiledFlags } from "./compiler.ts";
 
 export type ZoneMode = "P2P" | "Server" | "Fallback" | "Mixed";
@@ -46,20 +47,13 @@ export interface ZoneFlagStatus {
   p2pPeers: ZonePeers | null;
 }
 
-export interface PolicyCondition {
-  type: "Ready" | "Reconciling" | "Stalled";
-  status: "True" | "False";
-  reason: string;
-  message: string;
-}
-
 export interface PolicyFlagStatus {
   observedGeneration: number;
   matchedZones: number;
   appliedZones: number;
   epoch: number;
   conflicts: { zone: string; policies: string[]; winner: string; reason: string }[];
-  conditions: PolicyCondition[];
+  conditions: DesiredCondition[];
 }
 
 export interface FlagEvent {
@@ -244,7 +238,7 @@ export function foldStatus(input: FoldInput): FoldOutput {
       return a === undefined || !a.complete || a.epoch < epoch;
     });
     const applied = governed.length - pending.length;
-    const conditions: PolicyCondition[] =
+    const conditions: DesiredCondition[] =
       pending.length === 0
         ? [
             {

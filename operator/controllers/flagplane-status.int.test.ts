@@ -13,10 +13,9 @@ import type { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { FlagClient } from "../../platform/flags/client.ts";
 import { connectFlagStore } from "../../platform/flags/etcd.ts";
-import { eventually } from "../../testkit/flags.ts";
+import { eventually, startFlagPlane, type TestFlagPlane } from "../../testkit/flags.ts";
 import { createNamespace, installCrds, testClient } from "../../testkit/kube.ts";
 import { GROUP, VERSION } from "../api/constants.ts";
-import { type FlagPlane, startFlagPlane } from "./plane.ts";
 
 const env = inject("localEnv");
 const quiet = { error: () => {}, warn: () => {}, info: () => {} };
@@ -34,7 +33,7 @@ describe("flag plane end to end", () => {
   let api: CustomObjectsApi;
   let core: CoreV1Api;
   let etcd: Etcd3;
-  let plane: FlagPlane;
+  let plane: TestFlagPlane;
   const pods: FlagClient[] = [];
 
   const get = (plural: string, name: string) =>
@@ -87,8 +86,13 @@ describe("flag plane end to end", () => {
       metadata: { name: "fields", namespace: ns },
       spec: { zoneSelector: { matchLabels: { "hybridp2p.io/zone-type": "field" } }, enabled: false },
     });
-    plane = startFlagPlane({ etcd, kubeConfig: kc, identity: "op-test", prefix, namespace: ns, log: quiet });
-    await plane.lead();
+    plane = await startFlagPlane({
+      kubeconfig: env.kubeconfig!,
+      etcd,
+      identity: "op-test",
+      prefix,
+      namespace: ns,
+    });
     // Simulated map-server replicas: as many as each zone wants.
     for (const [z, n] of [
       ["fild-a", 2],
