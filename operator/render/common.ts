@@ -120,3 +120,12 @@ export function resources(
 export function hashOf(value: unknown): string {
   return createHash("sha256").update(JSON.stringify(value)).digest("hex").slice(0, 16);
 }
+
+/** A NetworkPolicy peer: the pods of one component of one region. */
+export function regionPods(region: string, component: string) {
+  return {
+    podSelector: {
+      matchLabels: { [LABEL.partOf]: PART_OF, [LABEL.region]: region, [LABEL.component]: component },
+    },
+  };
+}

@@ -105,6 +105,15 @@ export const STORES = {
   dragonfly: { port: 6379, portName: "redis", image: DEFAULT_DRAGONFLY_IMAGE, uid: 999 },
 } as const;
 export type StoreName = keyof typeof STORES;
+
+/** Which components use each store (what their configs read): a store's NetworkPolicy admits
+ * exactly these, plus the operator for etcd (it publishes the flags there). */
+export const STORE_CLIENTS: Record<StoreName, readonly string[]> = {
+  etcd: ["gateway", "coordinator", MAP_SERVER_COMPONENT],
+  nats: ["gateway", "coordinator", MAP_SERVER_COMPONENT],
+  postgres: ["login-server", "char-server", MAP_SERVER_COMPONENT],
+  dragonfly: ["gateway", "coordinator", "login-server", "char-server", MAP_SERVER_COMPONENT],
+};
 export const STORE_NAMES = Object.keys(STORES) as StoreName[];
 /** Database and user of the managed PostgreSQL. */
 export const POSTGRES_DB = "hybridp2p";

@@ -24,10 +24,7 @@ import {
   DEFAULT_RESOURCES,
   ENV,
   HEALTH_PORT,
-  LABEL,
-  MAP_SERVER_COMPONENT,
   METRICS_PORT,
-  PART_OF,
   STORE_NAMES,
   WORKLOAD_COMMAND,
   WORKLOAD_UID,
@@ -61,25 +58,6 @@ export function workloadImage(region: Region): string {
 
 export function regionOwner(region: Region): Owner {
   return { apiVersion: region.apiVersion!, kind: region.kind!, metadata: region.metadata! };
-}
-
-/** Which pods may open each component's service port: only the traffic it needs. */
-function allowedPeers(region: string, c: Component): V1NetworkPolicyIngressRule["_from"] {
-  const pods = (...components: string[]) =>
-    components.map((component) => ({
-      podSelector: {
-        matchLabels: { [LABEL.partOf]: PART_OF, [LABEL.region]: region, [LABEL.component]: component },
-      },
-    }));
-  switch (c.key) {
-    case "gateway":
-    case "coordinator":
-      return undefined; // client-facing: any source
-    case "loginServer":
-      return pods("gateway", "char-server");
-    case "charServer":
-      return pods("gateway", MAP_SERVER_COMPONENT);
-  }
 }
 
 /** Health and metrics ports admit any source: kubelet probes come from the node, scrapes from monitoring. */
@@ -156,7 +134,6 @@ function renderComponent(region: Region, c: Component): KubeObject[] {
     },
   };
   const svcType = spec.service?.type ?? "ClusterIP";
-  const peers = allowedPeers(r, c);
   return [
     child("v1", "ServiceAccount", name, owner, labels, { automountServiceAccountToken: false }),
     child("v1", "ConfigMap", name, owner, labels, { data: config }),
@@ -187,7 +164,9 @@ function renderComponent(region: Region, c: Component): KubeObject[] {
         podSelector: { matchLabels: sel },
         policyTypes: ["Ingress"],
         ingress: [
-          { ...(peers ? { from: peers } : {}), ports: [{ port, protocol: "TCP" }] },
+          // Every component's service port faces players (the SDK signs up and logs in at login,
+          // picks characters at char, plays at the gateway, meshes at the coordinator): any source.
+          { ports: [{ port, protocol: "TCP" }] },
           observabilityIngress(),
         ],
       },

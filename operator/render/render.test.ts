@@ -134,23 +134,45 @@ describe("renderRegion", () => {
   });
 
   it("admits only the traffic each piece needs", () => {
-    const login = find(objs, "NetworkPolicy", "demo-login-server").spec;
-    expect(login.policyTypes).toEqual(["Ingress"]);
-    const from = login.ingress[0].from.map(
-      (f: Any) => f.podSelector.matchLabels["app.kubernetes.io/component"],
-    );
-    expect(from.sort()).toEqual(["char-server", "gateway"]);
-    expect(login.ingress[0].ports).toEqual([{ port: 6900, protocol: "TCP" }]);
-    const gw = find(objs, "NetworkPolicy", "demo-gateway").spec;
-    expect(gw.ingress[0].from).toBeUndefined(); // clients connect from anywhere
-    const pg = find(objs, "NetworkPolicy", "demo-postgres").spec;
-    expect(pg.ingress[0].from).toEqual([
-      {
-        podSelector: {
-          matchLabels: { "app.kubernetes.io/part-of": "hybrid-p2p", "hybridp2p.io/region": "demo" },
-        },
-      },
+    const components = (peers: Any[]) =>
+      peers
+        .filter((f: Any) => !f.namespaceSelector)
+        .map((f: Any) => {
+          expect(f.podSelector.matchLabels["hybridp2p.io/region"]).toBe("demo");
+          return f.podSelector.matchLabels["app.kubernetes.io/component"];
+        })
+        .sort();
+    // Players call every component's service port directly: login and char as much as the gateway.
+    for (const c of ["gateway", "coordinator", "login-server", "char-server"]) {
+      const np = find(objs, "NetworkPolicy", `demo-${c}`).spec;
+      expect(np.policyTypes).toEqual(["Ingress"]);
+      expect(np.ingress[0].from, c).toBeUndefined();
+      expect(np.ingress[0].ports[0].port, c).toBe(find(objs, "Service", `demo-${c}`).spec.ports[0].port);
+    }
+    // Each store admits the components whose config reads it, and nothing else of the region.
+    expect(components(find(objs, "NetworkPolicy", "demo-postgres").spec.ingress[0].from)).toEqual([
+      "char-server",
+      "login-server",
+      "map-server",
     ]);
+    expect(components(find(objs, "NetworkPolicy", "demo-nats").spec.ingress[0].from)).toEqual([
+      "coordinator",
+      "gateway",
+      "map-server",
+    ]);
+    expect(components(find(objs, "NetworkPolicy", "demo-dragonfly").spec.ingress[0].from)).toEqual([
+      "char-server",
+      "coordinator",
+      "gateway",
+      "login-server",
+      "map-server",
+    ]);
+    const etcd = find(objs, "NetworkPolicy", "demo-etcd").spec.ingress[0].from;
+    expect(components(etcd)).toEqual(["coordinator", "gateway", "map-server"]);
+    // ...and the operator, from its own namespace, publishes flags there.
+    expect(etcd.find((f: Any) => f.namespaceSelector)?.podSelector.matchLabels).toEqual({
+      "app.kubernetes.io/name": "hybrid-operator",
+    });
   });
 
   it("passes external stores as endpoints plus Secret references and renders no StatefulSet for them", () => {

@@ -8,6 +8,7 @@ import {
   child,
   containerSecurityContext,
   podSecurityContext,
+  regionPods,
   resources,
   selectorLabels,
   standardLabels,
@@ -19,9 +20,9 @@ import {
   ENV,
   LABEL,
   OPERATOR_NAME,
-  PART_OF,
   POSTGRES_DB,
   POSTGRES_USER,
+  STORE_CLIENTS,
   STORE_NAMES,
   STORES,
   type StoreName,
@@ -235,8 +236,8 @@ export function renderManagedStore(region: Region, store: StoreName): KubeObject
       },
     ],
   };
-  // Only this region's workloads reach the store; etcd also admits the operator (it publishes flags).
-  const from: unknown[] = [{ podSelector: { matchLabels: { [LABEL.partOf]: PART_OF, [LABEL.region]: r } } }];
+  // Only the components that use the store reach it; etcd also admits the operator (it publishes flags).
+  const from: unknown[] = STORE_CLIENTS[store].map((component) => regionPods(r, component));
   if (store === "etcd") {
     from.push({ namespaceSelector: {}, podSelector: { matchLabels: { [LABEL.name]: OPERATOR_NAME } } });
   }

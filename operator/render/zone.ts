@@ -9,6 +9,7 @@ import {
   containerSecurityContext,
   hashOf,
   podSecurityContext,
+  regionPods,
   resources,
   selectorLabels,
   standardLabels,
@@ -19,11 +20,9 @@ import {
   DEFAULT_RESOURCES,
   ENV,
   HEALTH_PORT,
-  LABEL,
   MAP_SERVER_COMPONENT,
   MAP_SERVER_PORT,
   METRICS_PORT,
-  PART_OF,
   WORKLOAD_COMMAND,
   WORKLOAD_UID,
 } from "./constants.ts";
@@ -101,11 +100,6 @@ export function renderZone(input: Zone, regionInput: Region): KubeObject[] {
       },
     },
   };
-  const regionPods = (component: string) => ({
-    podSelector: {
-      matchLabels: { [LABEL.partOf]: PART_OF, [LABEL.region]: r, [LABEL.component]: component },
-    },
-  });
   return [
     // Headless, publishing unready pods too: peers find a starting pod during a map hand-over.
     child("v1", "Service", name, owner, labels, {
@@ -126,7 +120,11 @@ export function renderZone(input: Zone, regionInput: Region): KubeObject[] {
         policyTypes: ["Ingress"],
         ingress: [
           {
-            from: [regionPods("gateway"), regionPods("coordinator"), regionPods(MAP_SERVER_COMPONENT)],
+            from: [
+              regionPods(r, "gateway"),
+              regionPods(r, "coordinator"),
+              regionPods(r, MAP_SERVER_COMPONENT),
+            ],
             ports: [{ port: MAP_SERVER_PORT, protocol: "TCP" }],
           },
           observabilityIngress(),
