@@ -15,7 +15,7 @@ import { LEASE_NAME } from "../operator/main.ts";
 import type { KubeClient } from "../operator/runtime/kube.ts";
 import { resources } from "../operator/runtime/kube.ts";
 import { pollUntil } from "../platform/time.ts";
-import { createNamespace, testClient } from "../testkit/kube.ts";
+import { createNamespace, installCrds, testClient } from "../testkit/kube.ts";
 import { startLocalEnv } from "../testkit/local/services.ts";
 import { freePort } from "../testkit/processes.ts";
 
@@ -104,6 +104,7 @@ const percentile = (xs: number[], p: number) =>
 const { env, stop } = await startLocalEnv({ services: ["kube"], log });
 try {
   const client = await testClient(env.kubeconfig!);
+  await installCrds(client); // the operator syncs its caches of Regions and Zones before it campaigns
   await createNamespace(client, ns);
   await client.create({
     apiVersion: "coordination.k8s.io/v1",
