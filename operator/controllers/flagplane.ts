@@ -90,7 +90,7 @@ export function setupFlagPlane(mgr: Manager, cfg: FlagPlaneConfig): FlagPlane {
     ctl.queue.add(STATUS);
   };
 
-  const writeStatus = async () => {
+  const foldIntoStatus = async () => {
     if (compiled === undefined) return;
     const current = zones.list().map((z) => {
       const mine = writtenZones.get(keyOf(z));
@@ -141,7 +141,7 @@ export function setupFlagPlane(mgr: Manager, cfg: FlagPlaneConfig): FlagPlane {
     log,
     reconcile: async (key) => {
       try {
-        await (key === PUBLISH ? publish() : writeStatus());
+        await (key === PUBLISH ? publish() : foldIntoStatus());
       } catch (err) {
         if (!(err instanceof FencedError)) throw err; // retried with backoff
         // Another instance took the fencing token: retrying cannot help until we lead again.
