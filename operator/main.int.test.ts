@@ -25,53 +25,21 @@ afterAll(() => client?.close());
 
 describe("hybrid-operator run", () => {
   it("serves probes and metrics, leads, and on SIGTERM exits 0 after releasing the lease", async () => {
-    const [health, metrics] = [await freePort(), await freePort()];
-    const child = spawn(
-      join(repoRoot, "node_modules/.bin/node"),
-      [
-        join(repoRoot, "operator/main.ts"),
-        "run",
-        `--kubeconfig=${env.kubeconfig}`,
-        `--namespace=${ns}`,
-        "--leader-elect",
-        `--health-probe-bind-address=127.0.0.1:${health}`,
-        `--metrics-bind-address=127.0.0.1:${metrics}`,
-        "--flags-etcd-endpoints=",
-      ],
-      { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, POD_NAME: "proc-op" } },
-    );
-    const logs: string[] = [];
-    child.stdout.on("data", (d: Buffer) => logs.push(d.toString()));
-    child.stderr.on("data", (d: Buffer) => logs.push(d.toString()));
-    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+    const op = await operatorProcess("proc-op", []);
     try {
-      await waitFor(async () => (await fetch(`http://127.0.0.1:${health}/readyz`)).ok, "readyz");
-      expect((await fetch(`http://127.0.0.1:${health}/healthz`)).status).toBe(200);
-      await waitFor(
-        async () =>
-          (await (await fetch(`http://127.0.0.1:${metrics}/metrics`)).text()).includes("hybridp2p_leader 1"),
-        "leading",
-      );
-      const held = await client.get<KubeObject & { spec: { holderIdentity?: string } }>(
-        resources.lease,
-        ns,
-        LEASE_NAME,
-      );
-      expect(held?.spec.holderIdentity).toMatch(/^proc-op-/);
+      await op.ready();
+      expect((await fetch(`http://127.0.0.1:${op.health}/healthz`)).status).toBe(200);
+      await op.leading();
+      expect(await holder()).toMatch(/^proc-op-/);
       // Every log line is one JSON object.
-      for (const line of logs.join("").split("\n").filter(Boolean))
+      for (const line of op.logs.join("").split("\n").filter(Boolean))
         expect(() => JSON.parse(line)).not.toThrow();
     } finally {
-      child.kill("SIGTERM");
+      op.child.kill("SIGTERM");
     }
-    expect(await exited).toBe(0);
-    const released = await client.get<KubeObject & { spec: { holderIdentity?: string } }>(
-      resources.lease,
-      ns,
-      LEASE_NAME,
-    );
-    expect(released?.spec.holderIdentity ?? "").toBe("");
-    expect(logs.join("")).toContain('"msg":"shutting down"');
+    expect(await op.exited).toBe(0);
+    expect(await holder()).toBeUndefined(); // released
+    expect(op.logs.join("")).toContain('"msg":"shutting down"');
   });
 
   // Fail-over between processes. The follower's retry period is a minute, so only the watch on
@@ -148,13 +116,18 @@ async function operatorProcess(name: string, args: string[]) {
       "--flags-etcd-endpoints=",
       ...args,
     ],
-    { stdio: "ignore", env: { ...process.env, POD_NAME: name } },
+    { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, POD_NAME: name } },
   );
+  const logs: string[] = [];
+  child.stdout.on("data", (d: Buffer) => logs.push(d.toString()));
+  child.stderr.on("data", (d: Buffer) => logs.push(d.toString()));
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
   const metricText = () => fetch(`http://127.0.0.1:${metrics}/metrics`).then((r) => r.text());
   return {
     child,
     exited,
+    logs,
+    health,
     ready: () => waitFor(async () => (await fetch(`http://127.0.0.1:${health}/readyz`)).ok, `${name} ready`),
     leading: () => waitFor(async () => (await metricText()).includes("hybridp2p_leader 1"), `${name} leads`),
   };
