@@ -91,7 +91,8 @@ export async function getObj(
       name,
     })) as KObj;
   } catch (err) {
-    if (String(err).includes("404"))
+    // client-node's ApiException carries the HTTP status as `code`.
+    if ((err as { code?: unknown }).code === 404)
       throw new CliError(`${plural} "${name}" not found in namespace "${namespace}"`);
     throw err;
   }

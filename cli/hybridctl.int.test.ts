@@ -229,6 +229,12 @@ describe("hybridctl", () => {
     expect(r.err).not.toMatch(/ fa:/);
   });
 
+  it("names a zone that does not exist instead of failing with the API's error", async () => {
+    const r = await ctl("fallback", "force", "--zone", "nope", "--reason", "drill", "-n", ns);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain(`zones "nope" not found in namespace "${ns}"`);
+  });
+
   it("fallback force and clear on a zone", async () => {
     const f = await ctl("fallback", "force", "--zone", "fa", "--reason", "drill", "-n", ns);
     expect(f.code).toBe(0);
