@@ -1,11 +1,10 @@
 // Hands the e2e suite a kubeconfig. With KUBECONFIG set, that cluster (which must already run the
-// images: see hack/kind-e2e.sh). Without it, the local cluster: the API server plus
-// kube-controller-manager, kube-scheduler and the podman node agent, the images built first
-// (the build scripts skip cached work), everything torn down afterwards.
-import { execFileSync } from "node:child_process";
-import { join } from "node:path";
+// images: see hack/kind-e2e.sh). Without it, the local cluster: the API server,
+// kube-controller-manager, kube-scheduler and a real node on this host (containerd, kubelet,
+// kube-proxy, CoreDNS, kube-router: testkit/local/node.ts), the images built first (the build
+// scripts skip cached work) and imported into the node's containerd; everything torn down afterwards.
 import type { TestProject } from "vitest/node";
-import { startLocalEnv } from "../testkit/local/services.ts";
+import { buildImages, startLocalEnv } from "../testkit/local/services.ts";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -13,18 +12,14 @@ declare module "vitest" {
   }
 }
 
-const repoRoot = new URL("..", import.meta.url).pathname;
-
 export default async function setup(project: TestProject): Promise<(() => Promise<void>) | undefined> {
   if (process.env.KUBECONFIG) {
     project.provide("kubeconfig", process.env.KUBECONFIG);
     return undefined;
   }
-  for (const script of ["build-images.sh", "build-store-images.sh"]) {
-    execFileSync("bash", [join(repoRoot, "hack", script)], { stdio: "inherit" });
-  }
   const running = await startLocalEnv({
     services: ["kube", "cluster"],
+    images: buildImages(["build-images.sh"], ["build-store-images.sh"]),
     log: (m) => console.log(`[local] ${m}`),
   });
   project.provide("kubeconfig", running.env.kubeconfig!);

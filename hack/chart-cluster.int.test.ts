@@ -1,21 +1,27 @@
 // The chart on the local cluster that runs pods: `helm install --wait` brings up two operator
-// replicas from the operator image (podman pods, in-cluster config through the node agent),
-// both Ready, one of them holding the leader Lease; uninstalling stops them.
+// replicas from the operator image (pods on the local node, in-cluster config through the
+// kubernetes Service), both Ready, one of them holding the leader Lease; uninstalling stops them.
+// The cluster is this file's own: a real node needs an API server that pods can reach.
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LEASE_NAME } from "../operator/main.ts";
 import { KubeClient } from "../operator/runtime/kube.ts";
 import { computeStatus, type KObject } from "../testkit/kstatus.ts";
-import { binDir, startCluster } from "../testkit/local/services.ts";
-import type { Proc } from "../testkit/processes.ts";
+import {
+  binDir,
+  buildImages,
+  type LocalEnv,
+  type Running,
+  startLocalEnv,
+} from "../testkit/local/services.ts";
 
-const env = inject("localEnv");
 const repoRoot = new URL("..", import.meta.url).pathname;
 const NS = "chart-cluster-int";
 const RELEASE = "hp";
-let procs: Proc[] = [];
+let running: Running | undefined;
+let env: LocalEnv;
 let client: KubeClient;
 
 const helm = (args: string[]) =>
@@ -25,30 +31,23 @@ const helm = (args: string[]) =>
   });
 
 beforeAll(async () => {
-  execFileSync("bash", [join(repoRoot, "hack/build-images.sh"), "operator"], { stdio: "ignore" });
-  procs = (await startCluster(env, { nodeName: "chart-cluster-int", runtime: "podman" })).procs;
+  running = await startLocalEnv({
+    services: ["kube", "cluster"],
+    images: buildImages(["build-images.sh", "operator"]),
+  });
+  env = running.env;
   const kc = new KubeConfig();
   kc.loadFromFile(env.kubeconfig!);
   client = await new KubeClient(kc).init();
 }, 600_000);
 
 afterAll(async () => {
-  for (const p of procs.reverse()) await p.stop();
-  await client?.request("DELETE", "/api/v1/nodes/chart-cluster-int").catch(() => {});
   client?.close();
-});
+  await running?.stop();
+}, 120_000);
 
 describe("the chart on the local cluster", () => {
   it("runs two operator replicas, Ready, one of them the leader", async () => {
-    // crds.install=false: other test files on this apiserver may own the CRDs; apply them as they do.
-    execFileSync(join(binDir(), "kubectl"), [
-      "--kubeconfig",
-      env.kubeconfig!,
-      "apply",
-      "--server-side",
-      "-f",
-      join(repoRoot, "crds"),
-    ]);
     helm([
       "install",
       RELEASE,
@@ -56,8 +55,6 @@ describe("the chart on the local cluster", () => {
       "-n",
       NS,
       "--create-namespace",
-      "--set",
-      "crds.install=false",
       "--set",
       "replicas=2",
       "--wait",

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests and the local region need, idempotently: Debian packages for the
-# data services, the npm dependencies (which bring Node 24), and the pinned Go builds.
+# data services and the local node, the npm dependencies (which bring Node 24), and the pinned
+# Go builds (control plane, data services, the node's parts and images).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -23,17 +24,29 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
-# A container engine for the images and the local node agent: podman (with runc, as crun
-# refuses hybrid cgroup hosts) unless a Docker daemon answers. Not fatal when missing: the
-# node agent then runs pods as local processes; only image builds need an engine.
-if ! command -v podman >/dev/null 2>&1 && ! docker info >/dev/null 2>&1; then
+# The local cluster's node (testkit/local/node.ts; needs root): podman builds the images (with
+# runc, as crun refuses hybrid cgroup hosts; a Docker daemon that answers builds them instead),
+# containerd runs them with Debian's runc and CNI plugins; the kubelet, kube-proxy and
+# kube-router use iptables, nftables, ipset and conntrack; gcc builds the pause container;
+# busybox-static is the storage provisioner's helper image. Not fatal when missing: only the
+# "cluster" service (the e2e suite, the main job) needs them.
+node_missing=()
+command -v podman >/dev/null 2>&1 || docker info >/dev/null 2>&1 || node_missing+=(podman)
+command -v runc >/dev/null 2>&1 || node_missing+=(runc)
+[ -x /usr/lib/cni/bridge ] || node_missing+=(containernetworking-plugins)
+for tool in iptables:iptables nft:nftables ipset:ipset conntrack:conntrack gcc:gcc ip:iproute2; do
+  command -v "${tool%%:*}" >/dev/null 2>&1 || node_missing+=("${tool#*:}")
+done
+[ -f /usr/include/stdio.h ] || node_missing+=(libc6-dev)
+[ -x /bin/busybox ] || node_missing+=(busybox-static)
+if [ ${#node_missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    log "installing podman and runc"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc >/dev/null \
-      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc >/dev/null; } \
-      || log "warning: could not install podman: no image builds; pods run as local processes"
+    log "installing Debian packages for the local node: ${node_missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${node_missing[@]}" >/dev/null \
+      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${node_missing[@]}" >/dev/null; } \
+      || log "warning: could not install ${node_missing[*]}: no local cluster"
   else
-    log "note: no podman and no Docker daemon: no image builds (Debian: sudo apt-get install podman runc)"
+    log "note: the local cluster needs ${node_missing[*]} (Debian: sudo apt-get install ${node_missing[*]})"
   fi
 fi
 
@@ -53,5 +66,5 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
 fi
 
 bash "$HACK_DIR/build-binaries.sh"
-# The optional "cluster" service (scheduler and controller manager, so pods really run).
-bash "$HACK_DIR/build-binaries.sh" kube-controller-manager kube-scheduler
+# The optional "cluster" service: scheduler, controller manager and the node, so pods really run.
+bash "$HACK_DIR/build-binaries.sh" kube-controller-manager kube-scheduler node

@@ -1,28 +1,25 @@
 // The operator's managed data stores run on the local cluster: the StatefulSets and Services
 // that renderManagedStore makes for etcd, NATS, DragonflyDB and PostgreSQL, with the local
-// stand-in images (hack/build-store-images.sh), become Current, and a pod reaches each by its Service name.
-import { execFileSync } from "node:child_process";
+// stand-in images (hack/build-store-images.sh), become Current, and a pod reaches each by its Service
+// name. The cluster (a real node on this host) is this file's own.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { V1Pod } from "@kubernetes/client-node";
 import { KubeConfig } from "@kubernetes/client-node";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
 import type { Region } from "../operator/api/index.ts";
 import type { KubeObject } from "../operator/api/meta.ts";
 import { renderManagedStore, storeAddress } from "../operator/render/stores.ts";
 import { KubeClient } from "../operator/runtime/kube.ts";
 import { computeStatus } from "../testkit/kstatus.ts";
-import { startCluster } from "../testkit/local/services.ts";
-import type { Proc } from "../testkit/processes.ts";
+import { buildImages, type Running, startLocalEnv } from "../testkit/local/services.ts";
 
-const env = inject("localEnv");
 const repoRoot = new URL("..", import.meta.url).pathname;
 const NS = "store-images-int";
-const NODE = "store-images-int";
 const STORES = ["etcd", "nats", "dragonfly", "postgres"] as const;
 const WORKLOAD_IMAGE = "ghcr.io/hybrid-p2p/workload:0.1.0";
-let procs: Proc[] = [];
+let running: Running | undefined;
 let client: KubeClient;
 
 // The example Region, moved to this test's namespace.
@@ -33,7 +30,7 @@ const region = (() => {
 })();
 
 // Checks each store the way its clients first touch it, retrying as clients do while DNS
-// catches up with the endpoints (the agent refreshes its records every second), and serves the results.
+// catches up with the endpoints, and serves the results.
 const CLIENT = `import net from "node:net"; import http from "node:http";
 const out = {};
 const retry = async (f) => { let r; for (let i = 0; i < 60; i++) { r = await f().catch((e) => "error " + (e.cause?.code ?? e.code ?? e)); if (!r.startsWith("error")) break; await new Promise((ok) => setTimeout(ok, 500)); } return r; };
@@ -61,11 +58,12 @@ async function waitFor<T>(
 }
 
 beforeAll(async () => {
-  execFileSync("bash", [join(repoRoot, "hack/build-images.sh"), "workload"], { stdio: "ignore" });
-  execFileSync("bash", [join(repoRoot, "hack/build-store-images.sh")], { stdio: "ignore" });
-  procs = (await startCluster(env, { nodeName: NODE, runtime: "podman" })).procs;
+  running = await startLocalEnv({
+    services: ["kube", "cluster"],
+    images: buildImages(["build-images.sh", "workload"], ["build-store-images.sh"]),
+  });
   const kc = new KubeConfig();
-  kc.loadFromFile(env.kubeconfig!);
+  kc.loadFromFile(running.env.kubeconfig!);
   client = await new KubeClient(kc).init();
   await client.request("POST", "/api/v1/namespaces", { body: { metadata: { name: NS } } });
   await waitFor("the default ServiceAccount", () =>
@@ -74,17 +72,9 @@ beforeAll(async () => {
 }, 600_000);
 
 afterAll(async () => {
-  await client?.request("DELETE", `/api/v1/namespaces/${NS}`).catch(() => {});
-  for (const p of procs.reverse()) await p.stop();
-  await client?.request("DELETE", `/api/v1/nodes/${NODE}`).catch(() => {});
-  await client
-    ?.request(
-      "DELETE",
-      `/api/v1/persistentvolumes?labelSelector=node.hybridp2p.io%2Fprovisioned-by%3D${NODE}`,
-    )
-    .catch(() => {});
   client?.close();
-});
+  await running?.stop();
+}, 120_000);
 
 describe("managed data stores on the local cluster", () => {
   it("run as the operator renders them and answer by their Service names", async () => {

@@ -48,9 +48,8 @@ export async function createNamespace(client: KubeClient, name: string): Promise
 
 /**
  * Deletes a test namespace and the workloads in it. The workloads go first and explicitly: the
- * integration apiserver is shared by test files run one after another, and without this a later
- * file that starts a controller manager and a node agent (hack/node-agent) would get pods for
- * every Deployment an earlier file left behind, and run them.
+ * integration apiserver is shared by test files run one after another, and a namespace that
+ * still holds workloads lingers in Terminating (there are no controllers to remove their pods).
  */
 export async function deleteNamespace(client: KubeClient, name: string): Promise<void> {
   for (const path of [

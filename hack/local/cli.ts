@@ -5,7 +5,7 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Command } from "commander";
-import { binDir, envVars, startLocalEnv } from "../../testkit/local/services.ts";
+import { binDir, buildImages, envVars, startLocalEnv } from "../../testkit/local/services.ts";
 import { freePort, startProcess, waitUntil } from "../../testkit/processes.ts";
 
 const repoRoot = new URL("../..", import.meta.url).pathname;
@@ -41,7 +41,7 @@ async function startOperator(kubeconfig: string, etcdEndpoints: string, stateDir
 
 /**
  * How to play on the local cluster: bots that sign up and log in like players, through the
- * gateway's NodePort and the other components' ClusterIPs (the node agent proxies both).
+ * gateway's NodePort and the other components' ClusterIPs (kube-proxy on the local node routes both).
  */
 function playHint(kc: string, nodeName: string): string {
   try {
@@ -163,13 +163,13 @@ Press Ctrl-C to stop everything.`;
  * the data stores as the operator's managed StatefulSets (the e2e suite's path, by hand). */
 async function upCluster(opts: { exit: boolean }): Promise<void> {
   const log = (m: string) => console.log(`[local] ${m}`);
-  for (const script of ["build-images.sh", "build-store-images.sh"]) {
-    log(`hack/${script} (cached layers make later runs quick)`);
-    execFileSync("bash", [join(repoRoot, "hack", script)], { stdio: "inherit" });
-  }
+  const t0 = Date.now();
+  log("hack/build-images.sh, hack/build-store-images.sh (cached layers make later runs quick)");
+  const images = buildImages(["build-images.sh"], ["build-store-images.sh"]);
+  log(`images built in ${Date.now() - t0} ms`);
   rmSync(localDir, { recursive: true, force: true });
   mkdirSync(join(repoRoot, ".cache"), { recursive: true });
-  const running = await startLocalEnv({ services: ["kube", "cluster"], log });
+  const running = await startLocalEnv({ services: ["kube", "cluster"], images, log });
   const shutdown = async () => {
     log("stopping...");
     await running.stop();
@@ -220,6 +220,7 @@ async function upCluster(opts: { exit: boolean }): Promise<void> {
     process.stdout.write(kubectl(kc, ["apply", "--server-side", "-f", join(repoRoot, "examples")]));
     log("waiting for the Zones to be Ready (pods start from the images)");
     kubectl(kc, ["wait", "--for=condition=Ready", "--timeout=300s", "zones", "--all", "-n", "demo"]);
+    log(`the region is Ready, ${Math.round((Date.now() - t0) / 1000)} s after the start`);
     writeFileSync(join(localDir, "env.sh"), `export KUBECONFIG=${kc}\n`);
     hints = `
 The local region runs as pods. In another terminal:
@@ -244,6 +245,10 @@ program
   .command("up")
   .description("start everything, apply the examples, and run until Ctrl-C")
   .option("--exit", "stop again as soon as everything is ready (a smoke check)", false)
-  .option("--cluster", "run the region as pods: images, the chart, managed stores (needs podman)", false)
+  .option(
+    "--cluster",
+    "run the region as pods on a real local node: images, the chart, managed stores (needs root and podman)",
+    false,
+  )
   .action((opts: { exit: boolean; cluster: boolean }) => (opts.cluster ? upCluster(opts) : up(opts)));
 await program.parseAsync();

@@ -1,6 +1,7 @@
 // Starts a real local control plane (etcd + kube-apiserver with throwaway certificates, RBAC
 // and service-account keys) and the data services (a second etcd for flags, NATS with
-// JetStream, Redis, PostgreSQL) on free loopback ports, envtest-style.
+// JetStream, Redis, PostgreSQL) on free loopback ports, envtest-style. The "cluster" service adds
+// kube-controller-manager, kube-scheduler and a real node (node.ts), so pods run.
 import { execFileSync } from "node:child_process";
 import {
   chownSync,
@@ -16,6 +17,9 @@ import { request } from "node:https";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import { freePort, type Proc, startProcess, tcpOpen, waitUntil } from "../processes.ts";
+import { binDir, LocalNode, NET } from "./node.ts";
+
+export { binDir } from "./node.ts";
 
 export type Service = "kube" | "flags-etcd" | "nats" | "redis" | "postgres" | "cluster";
 export const ALL_SERVICES: Service[] = ["kube", "flags-etcd", "nats", "redis", "postgres"];
@@ -29,7 +33,7 @@ export interface LocalEnv {
   natsUrl?: string;
   redisUrl?: string;
   databaseUrl?: string;
-  /** With the "cluster" service: the Node the local node agent registered. */
+  /** With the "cluster" service: the Node (this host; see node.ts). */
   nodeName?: string;
 }
 
@@ -46,13 +50,6 @@ export function envVars(env: LocalEnv): Record<string, string> {
 }
 
 const repoRoot = new URL("../..", import.meta.url).pathname;
-
-export function binDir(): string {
-  const cache =
-    process.env.HYBRIDP2P_CACHE ??
-    join(process.env.XDG_CACHE_HOME ?? join(process.env.HOME ?? tmpdir(), ".cache"), "hybrid-p2p");
-  return join(cache, "bin");
-}
 
 function bin(name: string): string {
   const path = join(binDir(), name);
@@ -123,9 +120,10 @@ function openssl(args: string[], cwd: string): void {
   execFileSync("openssl", args, { cwd, stdio: ["ignore", "ignore", "pipe"] });
 }
 
-/** A throwaway CA, a serving certificate for 127.0.0.1, an admin client certificate in
- * system:masters, and the service-account signing key pair. */
-function makeCerts(dir: string): void {
+/** A throwaway CA, a serving certificate for 127.0.0.1 (and, for a cluster, the node's address and
+ * the kubernetes Service's), an admin client certificate in system:masters (the API server also
+ * shows it to kubelets), and the service-account signing key pair. */
+function makeCerts(dir: string, cluster: boolean): void {
   which("openssl", "Install it: apt-get install openssl");
   mkdirSync(dir, { recursive: true });
   openssl(
@@ -148,7 +146,11 @@ function makeCerts(dir: string): void {
   );
   writeFileSync(
     join(dir, "serving.ext"),
-    "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\n",
+    `subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc${
+      cluster
+        ? `,DNS:kubernetes.default.svc.${NET.clusterDomain},IP:${NET.nodeIP},IP:${NET.kubernetesIP}`
+        : ""
+    }\n`,
   );
   openssl(
     [
@@ -242,11 +244,11 @@ current-context: local
 `;
 }
 
-function apiserverHealthy(port: number, pki: string): Promise<boolean> {
+function apiserverHealthy(host: string, port: number, pki: string): Promise<boolean> {
   return new Promise((resolve) => {
     const req = request(
       {
-        host: "127.0.0.1",
+        host,
         port,
         path: "/readyz",
         ca: readFileSync(join(pki, "ca.crt")),
@@ -265,12 +267,21 @@ function apiserverHealthy(port: number, pki: string): Promise<boolean> {
   });
 }
 
-async function startKube(dir: string): Promise<{ procs: Proc[]; kubeconfig: string; server: string }> {
+/**
+ * etcd and kube-apiserver. With `cluster`, the API server listens on the node's address (pods reach
+ * it there, through the kubernetes Service), authorizes kubelets (Node authorizer and
+ * NodeRestriction) and publishes its endpoint; without, it stays on loopback, as envtest's does.
+ */
+async function startKube(
+  dir: string,
+  cluster = false,
+): Promise<{ procs: Proc[]; kubeconfig: string; server: string }> {
   const pki = join(dir, "pki");
-  makeCerts(pki);
+  makeCerts(pki, cluster);
   const etcd = await startEtcd("kube-etcd", dir);
   const port = await freePort();
-  const server = `https://127.0.0.1:${port}`;
+  const host = cluster ? NET.nodeIP : "127.0.0.1";
+  const server = `https://${host}:${port}`;
   const proc = startProcess(
     "kube-apiserver",
     bin("kube-apiserver"),
@@ -281,12 +292,23 @@ async function startKube(dir: string): Promise<{ procs: Proc[]; kubeconfig: stri
       `--tls-private-key-file=${join(pki, "serving.key")}`,
       `--client-ca-file=${join(pki, "ca.crt")}`,
       `--secure-port=${port}`,
-      "--bind-address=127.0.0.1",
-      "--advertise-address=127.0.0.1",
-      // No kubernetes Service endpoints for a loopback address; envtest does the same.
-      "--endpoint-reconciler-type=none",
-      `--service-cluster-ip-range=${serviceRange(port)}`,
-      "--authorization-mode=RBAC",
+      `--bind-address=${host}`,
+      `--advertise-address=${host}`,
+      ...(cluster
+        ? [
+            `--service-cluster-ip-range=${NET.serviceCIDR}`,
+            "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",
+            `--kubelet-client-certificate=${join(pki, "admin.crt")}`,
+            `--kubelet-client-key=${join(pki, "admin.key")}`,
+            "--kubelet-preferred-address-types=InternalIP",
+          ]
+        : [
+            // No kubernetes Service endpoints for a loopback address; envtest does the same.
+            "--endpoint-reconciler-type=none",
+            "--service-cluster-ip-range=10.96.0.0/16",
+            "--authorization-mode=RBAC",
+          ]),
       "--allow-privileged=true",
       "--service-account-issuer=https://kubernetes.default.svc",
       `--service-account-key-file=${join(pki, "sa.pub")}`,
@@ -295,22 +317,13 @@ async function startKube(dir: string): Promise<{ procs: Proc[]; kubeconfig: stri
     ],
     join(dir, "logs", "kube-apiserver.log"),
   );
-  await waitUntil(proc, "/readyz", () => apiserverHealthy(port, pki), 120_000);
+  await waitUntil(proc, "/readyz", () => apiserverHealthy(host, port, pki), 120_000);
   const kubeconfig = join(dir, "kubeconfig");
   writeFileSync(kubeconfig, kubeconfigYaml(server, pki));
   return { procs: [proc, etcd.proc], kubeconfig, server };
 }
 
 // ---- NATS, Redis, PostgreSQL ------------------------------------------------------------
-
-/**
- * A /20 of 10.96.0.0/12 chosen by the apiserver's port: the node agents' service proxies of two
- * local clusters on one machine then route different ClusterIPs (hack/node-agent/proxy.ts).
- */
-function serviceRange(apiserverPort: number): string {
-  const k = apiserverPort % 256;
-  return `10.${96 + (k >> 4)}.${(k & 15) << 4}.0/20`;
-}
 
 /** NATS with JetStream; `port` to start it again where its clients reconnect (tests of outages). */
 export async function startNats(dir: string, port?: number): Promise<{ proc: Proc; url: string }> {
@@ -422,9 +435,9 @@ function pgUser(): { uid: number; gid: number } {
   }
 }
 
-// ---- cluster: scheduler, controller manager and the node agent, so pods really run -------------
-// Optional (most tests need only the API): services: [..., "cluster"], or startCluster() against
-// an environment that already runs "kube".
+// ---- cluster: scheduler, controller manager and a real node, so pods really run -------------
+// Optional (most tests need only the API): services: [..., "cluster"]. The node is this host
+// (node.ts), one per machine: a second cluster waits for the first to stop.
 
 function insecureHealthy(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -442,49 +455,11 @@ function insecureHealthy(port: number): Promise<boolean> {
   });
 }
 
-function nodeReady(env: LocalEnv, node: string): Promise<boolean> {
-  const pki = join(env.stateDir, "pki");
-  return new Promise((resolve) => {
-    const url = new URL(`/api/v1/nodes/${node}`, env.kubeApiServer);
-    const req = request(
-      {
-        host: url.hostname,
-        port: url.port,
-        path: url.pathname,
-        ca: readFileSync(join(pki, "ca.crt")),
-        cert: readFileSync(join(pki, "admin.crt")),
-        key: readFileSync(join(pki, "admin.key")),
-        timeout: 2000,
-      },
-      (res) => {
-        let body = "";
-        res.on("data", (c: Buffer) => {
-          body += c.toString();
-        });
-        res.on("end", () => {
-          try {
-            const conds = (JSON.parse(body).status?.conditions ?? []) as { type: string; status: string }[];
-            resolve(conds.some((c) => c.type === "Ready" && c.status === "True"));
-          } catch {
-            resolve(false);
-          }
-        });
-      },
-    );
-    req.on("error", () => resolve(false));
-    req.on("timeout", () => req.destroy());
-    req.end();
-  });
-}
-
-export async function startCluster(
-  env: LocalEnv,
-  opts: { nodeName?: string; runtime?: "podman" | "process" | "auto" } = {},
-): Promise<{ procs: Proc[]; nodeName: string }> {
-  if (!env.kubeconfig || !env.kubeApiServer) throw new Error('the "cluster" service needs "kube"');
+/** kube-controller-manager (allocating the node its pod CIDR) and kube-scheduler. */
+async function startControllers(env: LocalEnv): Promise<Proc[]> {
   const dir = env.stateDir;
   const pki = join(dir, "pki");
-  const kc = env.kubeconfig;
+  const kc = env.kubeconfig!;
   const common = [
     `--kubeconfig=${kc}`,
     `--authentication-kubeconfig=${kc}`,
@@ -506,6 +481,10 @@ export async function startCluster(
         `--service-account-private-key-file=${join(pki, "sa.key")}`,
         `--root-ca-file=${join(pki, "ca.crt")}`,
         "--cluster-name=hybridp2p-local",
+        "--allocate-node-cidrs=true",
+        `--cluster-cidr=${NET.clusterCIDR}`,
+        "--node-cidr-mask-size=24",
+        `--service-cluster-ip-range=${NET.serviceCIDR}`,
       ],
       join(dir, "logs", "kube-controller-manager.log"),
     );
@@ -517,34 +496,32 @@ export async function startCluster(
       join(dir, "logs", "kube-scheduler.log"),
     );
     procs.push(sched);
-    const nodeName = opts.nodeName ?? "hybridp2p-local";
-    const agent = startProcess(
-      "node-agent",
-      join(repoRoot, "node_modules/.bin/node"),
-      [
-        join(repoRoot, "hack/node-agent/main.ts"),
-        `--kubeconfig=${kc}`,
-        `--state-dir=${join(dir, `node-agent-${nodeName}`)}`,
-        `--node-name=${nodeName}`,
-        `--runtime=${opts.runtime ?? "auto"}`,
-      ],
-      join(dir, "logs", `node-agent-${nodeName}.log`),
-      // Stopping every pod's containers and sandbox takes podman a while on a busy machine; a
-      // SIGKILL halfway would leave pods running after the cluster is gone.
-      { stopGraceMs: 60_000 },
-    );
-    procs.push(agent);
     await Promise.all([
       waitUntil(kcm, "/healthz", () => insecureHealthy(kcmPort), 120_000),
       waitUntil(sched, "/healthz", () => insecureHealthy(schedPort), 120_000),
-      waitUntil(agent, `Node ${nodeName} Ready`, () => nodeReady(env, nodeName), 120_000),
     ]);
-    // In start order; stop them in reverse: the agent first (it stops its pods).
-    return { procs, nodeName };
+    return procs;
   } catch (err) {
     for (const p of procs.reverse()) await p.stop();
     throw err;
   }
+}
+
+/**
+ * Runs hack/ image builds (each `[script, ...args]`, e.g. `["build-images.sh", "operator"]`; they
+ * skip cached work) and returns the image names they print ("IMAGE <name> ..." lines), for the
+ * "cluster" service to import into its node.
+ */
+export function buildImages(...builds: string[][]): string[] {
+  const images: string[] = [];
+  for (const [script, ...args] of builds) {
+    const out = execFileSync("bash", [join(repoRoot, "hack", script!), ...args], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    for (const line of out.split("\n")) if (line.startsWith("IMAGE ")) images.push(line.split(" ")[1]!);
+  }
+  return images;
 }
 
 // ---- the whole environment ---------------------------------------------------------------
@@ -554,8 +531,24 @@ export interface Running {
   stop(): Promise<void>;
 }
 
+async function timed(
+  what: string,
+  f: () => Promise<void>,
+  log: (m: string) => void = () => {},
+): Promise<void> {
+  const t0 = Date.now();
+  await f();
+  log(`${what} ready in ${Date.now() - t0} ms`);
+}
+
 export async function startLocalEnv(
-  opts: { services?: Service[]; stateDir?: string; log?: (msg: string) => void } = {},
+  opts: {
+    services?: Service[];
+    stateDir?: string;
+    log?: (msg: string) => void;
+    /** With "cluster": images in podman's store to import into the node's containerd. */
+    images?: string[];
+  } = {},
 ): Promise<Running> {
   const services = opts.services ?? ALL_SERVICES;
   const log = opts.log ?? (() => {});
@@ -563,8 +556,11 @@ export async function startLocalEnv(
   mkdirSync(join(stateDir, "logs"), { recursive: true });
   const procs: Proc[] = [];
   const env: LocalEnv = { stateDir };
+  let node: LocalNode | undefined;
   const stop = async () => {
-    // Reverse start order: the apiserver goes before its etcd.
+    // The node first (it stops its pods and puts the host back as it was), then the rest in
+    // reverse start order: the apiserver goes before its etcd.
+    await node?.stop();
     for (const p of procs.reverse()) await p.stop();
     procs.length = 0;
     // A state directory of our own making goes too (benchmarks left hundreds of megabytes
@@ -573,15 +569,22 @@ export async function startLocalEnv(
       rmSync(stateDir, { recursive: true, force: true });
   };
   const started = Date.now();
+  const cluster = services.includes("cluster");
+  if (cluster) {
+    if (!services.includes("kube")) throw new Error('the "cluster" service needs "kube"');
+    // The node's address must exist before the API server binds it.
+    node = await LocalNode.claim(stateDir, { log });
+  }
   // allSettled, not all: on a failure every service that did start is known, so all are stopped.
-  const results = await Promise.allSettled(
-    services
+  const results = await Promise.allSettled([
+    ...(node ? [timed("container runtime", () => node!.startRuntime(opts.images), log)] : []),
+    ...services
       .filter((s) => s !== "cluster")
       .map(async (s) => {
         const t0 = Date.now();
         switch (s) {
           case "kube": {
-            const k = await startKube(stateDir);
+            const k = await startKube(stateDir, cluster);
             procs.push(...k.procs.reverse());
             env.kubeconfig = k.kubeconfig;
             env.kubeApiServer = k.server;
@@ -614,18 +617,22 @@ export async function startLocalEnv(
         }
         log(`${s} ready in ${Date.now() - t0} ms`);
       }),
-  );
+  ]);
   const failed = results.find((r) => r.status === "rejected");
   if (failed) {
     await stop();
     throw failed.reason;
   }
-  if (services.includes("cluster")) {
+  if (node) {
     const t0 = Date.now();
     try {
-      const c = await startCluster(env);
-      procs.push(...c.procs);
-      env.nodeName = c.nodeName;
+      procs.push(...(await startControllers(env)));
+      await node.join({
+        server: env.kubeApiServer!,
+        pki: join(stateDir, "pki"),
+        adminKubeconfig: env.kubeconfig!,
+      });
+      env.nodeName = node.nodeName;
     } catch (err) {
       await stop();
       throw err;
