@@ -63,6 +63,21 @@ export const invalidManifests: InvalidManifest[] = [
     expectedMessage: "spec.gateway.replicas in body should be less than or equal to 100",
   },
   {
+    name: "Region name too long for its children's names",
+    manifest: merge(baseRegion, { metadata: { name: "r".repeat(43) } }),
+    expectedMessage: "a Region's name may have at most 42 characters",
+  },
+  {
+    name: "Region resource request negative",
+    manifest: region({ gateway: { resources: { requests: { memory: "-1Gi" } } } }),
+    expectedMessage: "spec.gateway.resources.requests.memory in body should match",
+  },
+  {
+    name: "Region resource request above its limit",
+    manifest: region({ gateway: { resources: { requests: { cpu: "2" }, limits: { cpu: "1500m" } } } }),
+    expectedMessage: "requests of cpu, memory and ephemeral-storage must be less than or equal to their limits",
+  },
+  {
     name: "Region coordinator replicas negative",
     manifest: region({ coordinator: { replicas: -1 } }),
     expectedMessage: "spec.coordinator.replicas in body should be greater than or equal to 0",
@@ -164,6 +179,11 @@ export const invalidManifests: InvalidManifest[] = [
   },
 
   // ---- Zone ----
+  {
+    name: "Zone name too long for its children's names",
+    manifest: merge(baseZone, { metadata: { name: "z".repeat(42) } }),
+    expectedMessage: "a Zone's name may have at most 41 characters",
+  },
   {
     name: "Zone without regionRef",
     manifest: merge(baseZone, { spec: { regionRef: undefined } }),
@@ -274,6 +294,23 @@ export const invalidManifests: InvalidManifest[] = [
       zoneSelector: { matchExpressions: [{ key: "tier", operator: "Equals", values: ["a"] }] },
     }),
     expectedMessage: 'Unsupported value: "Equals": supported values: "In", "NotIn", "Exists", "DoesNotExist"',
+  },
+  {
+    name: "P2PPolicy selector matchLabels key not a label key",
+    manifest: policy({ zoneSelector: { matchLabels: { "zone type": "field" } } }),
+    expectedMessage: "matchLabels keys must be label keys",
+  },
+  {
+    name: "P2PPolicy selector expression key not a label key",
+    manifest: policy({ zoneSelector: { matchExpressions: [{ key: "-bad", operator: "Exists" }] } }),
+    expectedMessage: "spec.zoneSelector.matchExpressions[0].key in body should match",
+  },
+  {
+    name: "P2PPolicy selector expression value not a label value",
+    manifest: policy({
+      zoneSelector: { matchExpressions: [{ key: "tier", operator: "In", values: ["a b"] }] },
+    }),
+    expectedMessage: "spec.zoneSelector.matchExpressions[0].values[0] in body should match",
   },
   {
     name: "P2PPolicy selector In without values",

@@ -60,8 +60,8 @@ export const StatusCommon = {
 
 // ---- Resources ----------------------------------------------------------------------------
 
-const ResourceList = StringMap(Quantity(), {
-  description: "Resource name (cpu, memory, ephemeral-storage, ...) to quantity.",
+const ResourceList = StringMap(Quantity({ nonNegative: true }), {
+  description: "Resource name (cpu, memory, ephemeral-storage, ...) to quantity, never negative.",
   maxProperties: 16,
 });
 
@@ -71,7 +71,17 @@ export const ResourceRequirements = Type.Object(
     requests: Type.Optional(ResourceList),
     limits: Type.Optional(ResourceList),
   },
-  { description: "Compute resources of each container, as in a Pod spec." },
+  {
+    description: "Compute resources of each container, as in a Pod spec.",
+    // The Pod would be refused later, by the StatefulSet or Deployment controller, far from the
+    // manifest that caused it; say it here instead.
+    ...cel({
+      // The resources the workloads use, named, so the apiserver's cost estimate stays bounded.
+      rule: "!has(self.requests) || !has(self.limits) || ['cpu', 'memory', 'ephemeral-storage'].all(r, !(r in self.requests) || !(r in self.limits) || quantity(string(self.requests[r])).compareTo(quantity(string(self.limits[r]))) <= 0)",
+      message: "requests of cpu, memory and ephemeral-storage must be less than or equal to their limits",
+      reason: "FieldValueInvalid",
+    }),
+  },
 );
 export type ResourceRequirements = Static<typeof ResourceRequirements>;
 
@@ -155,14 +165,20 @@ export function Image(options: { description: string; default?: string }) {
 
 // ---- metav1.LabelSelector -----------------------------------------------------------------
 
+/** A label key: an optional DNS-subdomain prefix and '/', then a name of at most 63 characters. */
+export const LABEL_KEY_PATTERN =
+  "^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$";
+/** A label value: empty, or at most 63 letters, digits, '-', '_' or '.', alphanumeric at both ends. */
+export const LABEL_VALUE_PATTERN = "^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$";
+
 export const LabelSelectorOperatorValues = ["In", "NotIn", "Exists", "DoesNotExist"] as const;
 
 export const LabelSelectorRequirement = Type.Object(
   {
-    key: Type.String({ minLength: 1, maxLength: 317, description: "Label key." }),
+    key: Type.String({ minLength: 1, maxLength: 317, pattern: LABEL_KEY_PATTERN, description: "Label key." }),
     operator: StringEnum(LabelSelectorOperatorValues, { description: "In, NotIn, Exists or DoesNotExist." }),
     values: Type.Optional(
-      Type.Array(Type.String({ maxLength: 63 }), {
+      Type.Array(Type.String({ maxLength: 63, pattern: LABEL_VALUE_PATTERN }), {
         description: "Values for In and NotIn; empty for Exists and DoesNotExist.",
         maxItems: 64,
         "x-kubernetes-list-type": "atomic",
@@ -192,7 +208,7 @@ export const LabelSelectorRequirement = Type.Object(
 export const LabelSelector = Type.Object(
   {
     matchLabels: Type.Optional(
-      StringMap(Type.String({ maxLength: 63, pattern: "^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$" }), {
+      StringMap(Type.String({ maxLength: 63, pattern: LABEL_VALUE_PATTERN }), {
         description: "Labels a zone must carry, all of them.",
         maxProperties: 32,
       }),
@@ -208,6 +224,14 @@ export const LabelSelector = Type.Object(
   {
     description: "A metav1.LabelSelector of Zones. An empty selector matches every Zone in the namespace.",
     "x-kubernetes-map-type": "atomic",
+    // Map keys have no schema of their own; a key that is not label syntax would match nothing.
+    ...cel({
+      rule: `!has(self.matchLabels) || self.matchLabels.all(k, size(k) <= 317 && k.matches(r'${LABEL_KEY_PATTERN}'))`,
+      message:
+        "matchLabels keys must be label keys: an optional DNS-subdomain prefix and '/', then a name of at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
+      fieldPath: ".matchLabels",
+      reason: "FieldValueInvalid",
+    }),
   },
 );
 export type LabelSelector = Static<typeof LabelSelector>;

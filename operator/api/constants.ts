@@ -56,3 +56,12 @@ export type ConditionType = (typeof ConditionType)[keyof typeof ConditionType];
 
 /** Label a user puts on Zones to be selected by policies (a convention, not enforced). */
 export const ZONE_TYPE_LABEL = `${GROUP}/zone-type`;
+
+/**
+ * The longest names that leave room for every child name made from them. A StatefulSet's name
+ * ends up in its pods' controller-revision-hash label ("<name>-<10-char hash>", a 63-character
+ * label value), so a StatefulSet name may have at most 52 characters: a Region's longest is
+ * "<region>-dragonfly" (and its Services "<region>-login-server"), a Zone's "<zone>-map-server".
+ */
+export const MAX_REGION_NAME = 52 - "-dragonfly".length;
+export const MAX_ZONE_NAME = 52 - "-map-server".length;

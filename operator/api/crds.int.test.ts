@@ -149,7 +149,9 @@ describe("CRDs on kube-apiserver", () => {
     it.each(invalidManifests.map((c, i) => ({ ...c, index: i })))(
       "$name",
       async ({ manifest, existing, expectedMessage, index }) => {
-        const name = `invalid-${index}`;
+        // Each case gets a name of its own, except those about the name itself.
+        const own = (manifest.metadata as { name?: string }).name;
+        const name = own && own !== "bad" ? own : `invalid-${index}`;
         const kind = manifest.kind as string;
         let reply: Reply;
         if (existing) {

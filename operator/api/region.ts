@@ -4,7 +4,7 @@
 import type { V1ObjectMeta } from "@kubernetes/client-node";
 import { type Static, Type } from "@sinclair/typebox";
 import { ComponentSpec, Image, ResourceRequirements, SecretRef, StatusCommon } from "./common.ts";
-import { API_VERSION, REGION } from "./constants.ts";
+import { API_VERSION, MAX_REGION_NAME, REGION } from "./constants.ts";
 import { cel, DefaultedObject, OpaqueObject, Quantity, StringEnum } from "./schema.ts";
 
 // Pinned defaults; a Region overrides them in spec.images.
@@ -157,6 +157,11 @@ export const RegionSchema = Type.Object(
   {
     description:
       "A Region is one playable edge region: gateway, P2P coordinator, login and char servers and their data stores.",
+    ...cel({
+      rule: `self.metadata.name.size() <= ${MAX_REGION_NAME}`,
+      message: `a Region's name may have at most ${MAX_REGION_NAME} characters, so the names of its children fit (its <name>-dragonfly StatefulSet name ends up in a 63-character label)`,
+      reason: "FieldValueInvalid",
+    }),
   },
 );
 export type Region = Static<typeof RegionSchema>;

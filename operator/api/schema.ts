@@ -66,17 +66,23 @@ export function StringMap<V extends TSchema>(
   });
 }
 
-// resource.Quantity's serialization, as kubebuilder emits it.
+// resource.Quantity's serialization, as kubebuilder emits it; compute resources take no sign.
+const NON_NEGATIVE_QUANTITY_PATTERN =
+  "^\\+?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))))?$";
 const QUANTITY_PATTERN =
   "^(\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))))?$";
 
 /** A resource.Quantity ("500m", "1Gi", 2): int-or-string, in the exact form structural schemas allow. */
-export function Quantity(options: SchemaOptions = {}): TUnsafe<string | number> {
+export function Quantity(options: SchemaOptions & { nonNegative?: boolean } = {}): TUnsafe<string | number> {
+  const { nonNegative, ...rest } = options;
   return Type.Unsafe<string | number>({
-    ...options,
+    ...rest,
     [Kind]: "Union",
     anyOf: [Type.Integer(), Type.String()],
-    pattern: QUANTITY_PATTERN,
+    // minimum applies to the integer form, the pattern to the string form.
+    // maxLength bounds the cost of CEL rules that parse it.
+    ...(nonNegative ? { minimum: 0, maxLength: 64 } : {}),
+    pattern: nonNegative ? NON_NEGATIVE_QUANTITY_PATTERN : QUANTITY_PATTERN,
     "x-kubernetes-int-or-string": true,
   });
 }

@@ -3,7 +3,7 @@
 import type { V1ObjectMeta } from "@kubernetes/client-node";
 import { type Static, Type } from "@sinclair/typebox";
 import { ResourceRequirements, StatusCommon } from "./common.ts";
-import { API_VERSION, ZONE } from "./constants.ts";
+import { API_VERSION, MAX_ZONE_NAME, ZONE } from "./constants.ts";
 import { cel, DateTime, DefaultedObject, DnsLabel, Int64, OpaqueObject, StringEnum } from "./schema.ts";
 
 export const MapTypeValues = ["Town", "Field", "Dungeon", "Instance", "PvP"] as const;
@@ -176,7 +176,14 @@ export const ZoneSchema = Type.Object(
     spec: ZoneSpec,
     status: Type.Optional(ZoneStatus),
   },
-  { description: "A Zone is a set of maps served by one map-server pool of a Region." },
+  {
+    description: "A Zone is a set of maps served by one map-server pool of a Region.",
+    ...cel({
+      rule: `self.metadata.name.size() <= ${MAX_ZONE_NAME}`,
+      message: `a Zone's name may have at most ${MAX_ZONE_NAME} characters, so the names of its children fit (its <name>-map-server StatefulSet name ends up in a 63-character label)`,
+      reason: "FieldValueInvalid",
+    }),
+  },
 );
 export type Zone = Static<typeof ZoneSchema>;
 
