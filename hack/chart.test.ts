@@ -213,7 +213,9 @@ describe("the hybrid-p2p chart", () => {
     const dep = deploymentOf(objs);
     expect(dep.spec.replicas).toBe(2);
     expect(dep.spec.template.spec.affinity?.podAntiAffinity).toBeDefined();
-    expect(objs.find((o) => o.kind === "PodDisruptionBudget")).toMatchObject({ spec: { maxUnavailable: 1 } });
+    expect(objs.find((o) => o.kind === "PodDisruptionBudget")).toMatchObject({
+      spec: { maxUnavailable: 1, unhealthyPodEvictionPolicy: "AlwaysAllow" },
+    });
   });
 
   it("rejects values that would not work (values.schema.json)", () => {

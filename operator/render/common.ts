@@ -129,3 +129,16 @@ export function regionPods(region: string, component: string) {
     },
   };
 }
+
+/**
+ * A PodDisruptionBudget's spec: maxUnavailable rather than minAvailable, so a single replica
+ * never blocks a node drain forever, and pods that are not healthy may always be evicted (a
+ * crash-looping pod protects nothing and would otherwise hold the drain).
+ */
+export function pdbSpec(selector: Record<string, string>) {
+  return {
+    maxUnavailable: 1,
+    unhealthyPodEvictionPolicy: "AlwaysAllow",
+    selector: { matchLabels: selector },
+  };
+}

@@ -10,6 +10,7 @@ import {
   containerSecurityContext,
   hashOf,
   type Owner,
+  pdbSpec,
   podSecurityContext,
   resources,
   selectorLabels,
@@ -155,9 +156,8 @@ function renderComponent(region: Region, c: Component): KubeObject[] {
         ],
       },
     }),
-    // maxUnavailable rather than minAvailable: a single replica must not block node drains forever.
     child("policy/v1", "PodDisruptionBudget", name, owner, labels, {
-      spec: { maxUnavailable: 1, selector: { matchLabels: sel } },
+      spec: pdbSpec(sel),
     }),
     child("networking.k8s.io/v1", "NetworkPolicy", name, owner, labels, {
       spec: {

@@ -133,6 +133,14 @@ describe("renderRegion", () => {
     );
   });
 
+  it("lets drains evict pods that are not healthy, and one healthy pod at a time", () => {
+    const pdbs = objs.filter((o: Any) => o.kind === "PodDisruptionBudget");
+    expect(pdbs.length).toBeGreaterThan(0);
+    for (const p of pdbs) {
+      expect(p.spec).toMatchObject({ maxUnavailable: 1, unhealthyPodEvictionPolicy: "AlwaysAllow" });
+    }
+  });
+
   it("admits only the traffic each piece needs", () => {
     const components = (peers: Any[]) =>
       peers

@@ -8,6 +8,7 @@ import {
   child,
   containerSecurityContext,
   hashOf,
+  pdbSpec,
   podSecurityContext,
   regionPods,
   resources,
@@ -112,7 +113,7 @@ export function renderZone(input: Zone, regionInput: Region): KubeObject[] {
     }),
     child("apps/v1", "StatefulSet", name, owner, labels, { spec: sts }),
     child("policy/v1", "PodDisruptionBudget", name, owner, labels, {
-      spec: { maxUnavailable: 1, selector: { matchLabels: sel } },
+      spec: pdbSpec(sel),
     }),
     child("networking.k8s.io/v1", "NetworkPolicy", name, owner, labels, {
       spec: {
