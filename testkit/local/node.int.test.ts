@@ -166,6 +166,20 @@ spec:
   });
 
   it("stops, leaving the host as it was", async () => {
+    // What a running node changed (so the comparison below is no empty one).
+    const during = hostSnapshot();
+    for (const k of [
+      "iptables",
+      "nft",
+      "links",
+      "addresses",
+      "routes",
+      "ipsets",
+      "sysctls",
+      "mounts",
+      "cgroups",
+    ])
+      expect(during[k], k).not.toEqual(before[k]);
     await running!.stop();
     running = undefined;
     expect(hostSnapshot()).toEqual(before);
