@@ -1,5 +1,6 @@
 // Login server settings, all from the environment (see workloads/runtime/config.ts).
 import { type AuthServiceConfig, readAuthServiceConfig } from "../auth/config.ts";
+import { parseRoAddress, type RoAddress } from "../auth/ro-tickets.ts";
 import { type Env, EnvReader } from "../runtime/config.ts";
 import type { LockoutPolicy, Scope } from "./lockout.ts";
 import { DEFAULT_SCRYPT, type ScryptParams } from "./password.ts";
@@ -12,6 +13,19 @@ export interface LoginConfig extends AuthServiceConfig {
   hashQueue: number;
   /** Sign-ups allowed per client address per window (0: no limit). */
   signupLimit: { perAddress: number; windowMs: number };
+  /**
+   * The RO login endpoint (0x0064), off unless the Region turns it on: its port, and the char
+   * server's RO endpoint as clients reach it (the address 0x0069 lists).
+   */
+  ro?: RoLoginConfig;
+}
+
+export interface RoLoginConfig {
+  port: number;
+  host: string;
+  charAddress: RoAddress;
+  /** The name of the char server in the client's server list. */
+  serverName: string;
 }
 
 /** rAthena's login server listens on 6900; the HTTP API keeps the number. */
@@ -56,7 +70,23 @@ export function loginConfigFromEnv(env: Env = process.env): LoginConfig {
       perAddress: r.int("HYBRIDP2P_SIGNUPS_PER_ADDRESS", { default: 20, min: 0, max: 1_000_000 }),
       windowMs: r.duration("HYBRIDP2P_SIGNUP_WINDOW", 3_600_000, { minMs: 1000 }),
     },
+    ro: readRoLogin(r),
   };
   r.done();
   return cfg;
+}
+
+function readRoLogin(r: EnvReader): RoLoginConfig | undefined {
+  const port = r.str("HYBRIDP2P_RO_LOGIN_PORT");
+  if (port === undefined) return undefined;
+  const raw = r.required("HYBRIDP2P_RO_CHAR_ADDRESS");
+  const charAddress = parseRoAddress(raw);
+  if (raw && !charAddress)
+    r.problem("HYBRIDP2P_RO_CHAR_ADDRESS", `must be host:port (got ${JSON.stringify(raw)})`);
+  return {
+    port: r.port("HYBRIDP2P_RO_LOGIN_PORT", 6900),
+    host: r.str("HYBRIDP2P_LISTEN_HOST", "0.0.0.0"),
+    charAddress: charAddress ?? { host: "127.0.0.1", port: 6121 },
+    serverName: r.str("HYBRIDP2P_RO_SERVER_NAME", r.str("HYBRIDP2P_REGION", "hybrid-p2p")).slice(0, 19),
+  };
 }

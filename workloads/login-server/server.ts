@@ -8,17 +8,19 @@
 //   DELETE /v1/session           Bearer                        → 204 (revoked on every replica)
 //   DELETE /v1/sessions          Bearer                        → 204 every session of the account ("log out everywhere")
 import { Type } from "@sinclair/typebox";
-import { Counter, Histogram } from "prom-client";
 import { HttpError, type RequestContext, type Route, readBody, sendJson } from "../../platform/http.ts";
 import { createLogger, type Logger } from "../../platform/log.ts";
+import type { RoEndpoint } from "../../platform/protocol/ro/endpoint.ts";
 import type { KeySource } from "../auth/keyset.ts";
-import { clientAddress, type RunningService, type ServiceDeps, startService } from "../auth/service.ts";
+import { clientAddress, type RunningService, startService } from "../auth/service.ts";
 import { authenticate } from "../auth/sessions.ts";
-import { newSessionId, signSessionToken } from "../auth/tokens.ts";
+import { signSessionToken } from "../auth/tokens.ts";
 import { isUniqueViolation } from "../db/pool.ts";
+import { attemptLogin, createLoginApp, hashed, type LoginApp, retryLater } from "./app.ts";
 import type { LoginConfig } from "./config.ts";
-import { addressUnit, Lockout, WindowLimit } from "./lockout.ts";
-import { dummyVerify, HashLimiter, hashPassword, verifyPassword } from "./password.ts";
+import { addressUnit } from "./lockout.ts";
+import { hashPassword } from "./password.ts";
+import { startRoLogin } from "./ro.ts";
 
 export const USERNAME_PATTERN = "^[A-Za-z0-9_]{4,23}$";
 
@@ -58,64 +60,7 @@ const LoginBody = Type.Object(
   { additionalProperties: false },
 );
 
-function loginMetrics(deps: ServiceDeps) {
-  return {
-    logins: new Counter({
-      name: "hybridp2p_login_attempts_total",
-      help: "Login attempts by result (ok, bad_credentials, locked, banned, busy)",
-      labelNames: ["result"],
-      registers: [deps.registry],
-    }),
-    lockouts: new Counter({
-      name: "hybridp2p_login_lockouts_total",
-      help: "Lockouts started, by scope (account, address)",
-      labelNames: ["scope"],
-      registers: [deps.registry],
-    }),
-    signups: new Counter({
-      name: "hybridp2p_login_signups_total",
-      help: "Sign-ups by result",
-      labelNames: ["result"],
-      registers: [deps.registry],
-    }),
-    hashSeconds: new Histogram({
-      name: "hybridp2p_login_password_hash_seconds",
-      help: "Time to hash or verify one password, queueing included",
-      buckets: [0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2],
-      registers: [deps.registry],
-    }),
-    revocations: new Counter({
-      name: "hybridp2p_login_sessions_revoked_total",
-      help: "Sessions revoked by their owner",
-      registers: [deps.registry],
-    }),
-  };
-}
-
-/** What every login route shares: built once per server, then handed to each handler. */
-interface LoginApp {
-  cfg: LoginConfig;
-  deps: ServiceDeps;
-  metrics: ReturnType<typeof loginMetrics>;
-  lockout: Lockout;
-  signups: WindowLimit;
-  hashing: HashLimiter;
-}
-
-export function loginRoutes(cfg: LoginConfig, deps: ServiceDeps): Route[] {
-  const app: LoginApp = {
-    cfg,
-    deps,
-    metrics: loginMetrics(deps),
-    lockout: new Lockout(deps.redis, cfg.redisPrefix, cfg.lockout),
-    signups: new WindowLimit(
-      deps.redis,
-      `${cfg.redisPrefix}signup:`,
-      cfg.signupLimit.perAddress,
-      cfg.signupLimit.windowMs,
-    ),
-    hashing: new HashLimiter(cfg.hashConcurrency, cfg.hashQueue),
-  };
+export function loginRoutes(app: LoginApp): Route[] {
   return [
     { method: "POST", path: "/v1/accounts", handler: (rc) => signUp(app, rc) },
     { method: "POST", path: "/v1/sessions", handler: (rc) => logIn(app, rc) },
@@ -124,26 +69,6 @@ export function loginRoutes(cfg: LoginConfig, deps: ServiceDeps): Route[] {
     { method: "DELETE", path: "/v1/session", handler: (rc) => logOut(app, rc) },
     { method: "DELETE", path: "/v1/sessions", handler: (rc) => logOutEverywhere(app, rc) },
   ];
-}
-
-/** A 429 or 503 the client may retry after `secs` seconds. */
-function retryLater(status: number, code: string, message: string, secs: number): HttpError {
-  return new HttpError(status, code, message, { headers: { "retry-after": String(secs) } });
-}
-
-/**
- * Runs a password hash or check in the bounded pool, timed: a full queue is a 503, so a login
- * storm costs latency up to a bound and then refusals, not memory.
- */
-async function hashed<T>(app: LoginApp, fn: () => Promise<T>): Promise<T> {
-  const end = app.metrics.hashSeconds.startTimer();
-  try {
-    const r = await app.hashing.run(fn);
-    if (!r) throw retryLater(503, "busy", "too many logins in progress; retry shortly", 1);
-    return r.value;
-  } finally {
-    end();
-  }
 }
 
 async function signUp(app: LoginApp, { req, res, log }: RequestContext): Promise<void> {
@@ -178,81 +103,24 @@ async function signUp(app: LoginApp, { req, res, log }: RequestContext): Promise
   }
 }
 
-interface AccountRow {
-  id: string;
-  username: string;
-  password_hash: string;
-  state: string;
-}
-
 async function logIn(app: LoginApp, { req, res, log }: RequestContext): Promise<void> {
-  const { cfg, deps, metrics } = app;
-  const body = await readBody(req, LoginBody, cfg.maxBodyBytes);
-  const address = clientAddress(req, cfg.trustedProxyHops);
-  const ids = { account: body.username.toLowerCase(), address: addressUnit(address) };
-  const locked = await app.lockout.check(ids);
-  if (locked) {
-    metrics.logins.inc({ result: "locked" });
-    const secs = Math.max(1, Math.ceil(locked.retryAfterMs / 1000));
-    throw retryLater(
-      429,
-      "locked_out",
-      `too many failed logins for this ${locked.scope}; retry in ${secs} s`,
-      secs,
-    );
-  }
-  const { rows } = await deps.pool.query<AccountRow>(
-    "SELECT id, username, password_hash, state FROM accounts WHERE lower(username) = lower($1)",
-    [body.username],
-  );
-  const account = rows[0];
-  let ok = false;
-  let needsRehash = false;
-  if (account) {
-    const v = await hashed(app, () => verifyPassword(body.password, account.password_hash, cfg.scrypt));
-    ok = v.ok;
-    needsRehash = v.needsRehash;
-  } else {
-    // Same work for an unknown name, so timing does not reveal which accounts exist.
-    await hashed(app, () => dummyVerify(body.password, cfg.scrypt));
-  }
-  if (!ok || !account) {
-    const newlyLocked = await app.lockout.recordFailure(ids);
-    for (const scope of newlyLocked) {
-      metrics.lockouts.inc({ scope });
-      log.warn("login lockout", { scope, username: ids.account, address });
+  const body = await readBody(req, LoginBody, app.cfg.maxBodyBytes);
+  const address = clientAddress(req, app.cfg.trustedProxyHops);
+  const out = await attemptLogin(app, body.username, body.password, address, log);
+  if (!out.ok) {
+    if (out.code === "locked") {
+      const secs = Math.max(1, Math.ceil(out.retryAfterMs / 1000));
+      throw retryLater(
+        429,
+        "locked_out",
+        `too many failed logins for this ${out.scope}; retry in ${secs} s`,
+        secs,
+      );
     }
-    metrics.logins.inc({ result: "bad_credentials" });
+    if (out.code === "disabled") throw new HttpError(403, "account_disabled", "this account is disabled");
     throw new HttpError(401, "invalid_credentials", "wrong username or password");
   }
-  if (account.state !== "active") {
-    metrics.logins.inc({ result: "banned" });
-    throw new HttpError(403, "account_disabled", "this account is disabled");
-  }
-  // The rest is independent: clear the failure count, store the session, sign its token
-  // and record the login (with a stronger hash when the cost was raised), all at once.
-  const session = { accountId: account.id, username: account.username, sessionId: newSessionId() };
-  const [, , signed] = await Promise.all([
-    app.lockout.recordSuccess(ids),
-    deps.sessions.create(
-      session.sessionId,
-      { accountId: account.id, username: account.username, createdAt: Date.now(), address },
-      cfg.sessionTtlMs,
-    ),
-    signSessionToken(deps.keys, session, cfg.sessionTtlMs),
-    (async () => {
-      const rehash = needsRehash
-        ? await hashed(app, () => hashPassword(body.password, cfg.scrypt))
-        : undefined;
-      await deps.pool.query(
-        "UPDATE accounts SET last_login_at = now(), password_hash = coalesce($2, password_hash) WHERE id = $1",
-        [account.id, rehash ?? null],
-      );
-    })(),
-  ]);
-  metrics.logins.inc({ result: "ok" });
-  log.info("login", { accountId: account.id, sessionId: session.sessionId, address, kid: signed.kid });
-  sendJson(res, 200, tokenBody(signed, session));
+  sendJson(res, 200, tokenBody(out.signed, out.session));
 }
 
 /** The answer to a login or a refresh: the session's signed token and whose it is. */
@@ -311,13 +179,32 @@ async function logOutEverywhere(
 export async function startLoginServer(
   cfg: LoginConfig,
   opts: { log?: Logger; keys?: KeySource } = {},
-): Promise<RunningService> {
+): Promise<RunningService & { ro?: RoEndpoint }> {
   const log =
     opts.log ??
     createLogger("login-server", { level: cfg.runtime.logLevel, fields: { pod: cfg.runtime.podName } });
-  return startService(
+  let app: LoginApp | undefined;
+  const svc = await startService(
     cfg,
     { log, keys: opts.keys, metricsPrefix: "hybridp2p_login", requirePrivateKey: true },
-    (deps) => loginRoutes(cfg, deps),
+    (deps) => {
+      app = createLoginApp(cfg, deps);
+      return loginRoutes(app);
+    },
   );
+  if (!cfg.ro) return svc;
+  try {
+    const ro = await startRoLogin(app!, cfg.ro, log);
+    return {
+      ...svc,
+      ro,
+      async close() {
+        await ro.close();
+        await svc.close();
+      },
+    };
+  } catch (err) {
+    await svc.close();
+    throw err;
+  }
 }
