@@ -1,5 +1,6 @@
 // Char server settings, all from the environment (see workloads/runtime/config.ts).
 import { type AuthServiceConfig, readAuthServiceConfig } from "../auth/config.ts";
+import { parseRoAddress, type RoAddress } from "../auth/ro-tickets.ts";
 import { type Env, EnvReader } from "../runtime/config.ts";
 
 export interface StartPoint {
@@ -14,6 +15,11 @@ export interface CharConfig extends AuthServiceConfig {
   characterTokenTtlMs: number;
   maxCharacters: number;
   startPoint: StartPoint;
+  /**
+   * The RO char endpoint (0x0065, 0x0067, 0x0066), off unless the Region turns it on: its port,
+   * and the gateway's RO map endpoint as clients reach it (the address 0x0071 gives).
+   */
+  ro?: { port: number; host: string; mapAddress: RoAddress };
 }
 
 /** rAthena's char server listens on 6121; the HTTP API keeps the number. */
@@ -49,7 +55,21 @@ export function charConfigFromEnv(env: Env = process.env): CharConfig {
     }),
     maxCharacters: r.int("HYBRIDP2P_MAX_CHARACTERS", { default: 9, min: 1, max: 15 }),
     startPoint,
+    ro: readRoChar(r),
   };
   r.done();
   return cfg;
+}
+
+function readRoChar(r: EnvReader): CharConfig["ro"] {
+  if (r.str("HYBRIDP2P_RO_CHAR_PORT") === undefined) return undefined;
+  const raw = r.required("HYBRIDP2P_RO_MAP_ADDRESS");
+  const mapAddress = parseRoAddress(raw);
+  if (raw && !mapAddress)
+    r.problem("HYBRIDP2P_RO_MAP_ADDRESS", `must be host:port (got ${JSON.stringify(raw)})`);
+  return {
+    port: r.port("HYBRIDP2P_RO_CHAR_PORT", 6121),
+    host: r.str("HYBRIDP2P_LISTEN_HOST", "0.0.0.0"),
+    mapAddress: mapAddress ?? { host: "127.0.0.1", port: 5121 },
+  };
 }

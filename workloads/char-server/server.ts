@@ -12,6 +12,7 @@ import { Type } from "@sinclair/typebox";
 import { Counter } from "prom-client";
 import { HttpError, type RequestContext, type Route, readBody, sendJson } from "../../platform/http.ts";
 import { createLogger, type Logger } from "../../platform/log.ts";
+import type { RoEndpoint } from "../../platform/protocol/ro/endpoint.ts";
 import type { KeySource } from "../auth/keyset.ts";
 import { type RunningService, type ServiceDeps, startService } from "../auth/service.ts";
 import { authenticate } from "../auth/sessions.ts";
@@ -19,6 +20,7 @@ import { signCharacterToken } from "../auth/tokens.ts";
 import { isUniqueViolation } from "../db/pool.ts";
 import type { CharConfig } from "./config.ts";
 import { checkCharacterName } from "./names.ts";
+import { startRoChar } from "./ro.ts";
 
 const CreateBody = Type.Object(
   {
@@ -270,13 +272,28 @@ async function selectCharacter(
 export async function startCharServer(
   cfg: CharConfig,
   opts: { log?: Logger; keys?: KeySource } = {},
-): Promise<RunningService> {
+): Promise<RunningService & { ro?: RoEndpoint }> {
   const log =
     opts.log ??
     createLogger("char-server", { level: cfg.runtime.logLevel, fields: { pod: cfg.runtime.podName } });
-  return startService(
+  const svc = await startService(
     cfg,
     { log, keys: opts.keys, metricsPrefix: "hybridp2p_char", requirePrivateKey: true },
     (deps) => charRoutes(cfg, deps),
   );
+  if (!cfg.ro) return svc;
+  try {
+    const ro = await startRoChar(cfg, svc.deps, log);
+    return {
+      ...svc,
+      ro,
+      async close() {
+        await ro.close();
+        await svc.close();
+      },
+    };
+  } catch (err) {
+    await svc.close();
+    throw err;
+  }
 }
