@@ -9,7 +9,7 @@
 // on any cluster (a host-loopback etcd is out of pods' reach). Until the Region's etcd is up the
 // operator's flag plane retries, which is why the Zones' epochs are checked only after Ready.
 // The test itself reads etcd at the etcd pod's IP: routable from the host on the local cluster
-// (podman bridge); on kind it needs the pod network reachable (hack/kind-e2e.sh notes it).
+// (the host is the node); on kind it needs the pod network reachable (hack/kind-e2e.sh routes it).
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";

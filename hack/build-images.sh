@@ -5,7 +5,7 @@
 #   hack/build-images.sh workload             # just one
 #   IMAGE_TAG=dev IMAGE_REPO=localhost/me hack/build-images.sh
 # The default names are the ones the chart and the operator pin (package.json's version), so a
-# locally built image is used as is, by the node agent or after `kind load docker-image`.
+# locally built image is used as is, imported into the local node's containerd or after `kind load docker-image`.
 # The base image: $BASE_IMAGE if set; with docker the public node:24-bookworm-slim; with podman
 # (no registry reachable on these machines) the local one from hack/build-base-image.sh.
 # Prints one line per image: "IMAGE <name> <size in bytes> <build seconds>".

@@ -29,7 +29,9 @@ trap 'rm -rf "$work"' EXIT
 
 build() {
   local image="$1" dir="$2"
-  "${CE[@]}" build "${CE_LIMITS[@]}" -q -t "$image" "$dir" >/dev/null
+  # Host network: the builds fetch nothing, and a build network would leave podman's netavark
+  # chains in the host's netfilter tables (the local node's stop checks the host is as before).
+  "${CE[@]}" build "${CE_LIMITS[@]}" --network=host -q -t "$image" "$dir" >/dev/null
   echo "IMAGE $image"
 }
 
