@@ -456,8 +456,11 @@ export async function listenForUpgrades(
   port: number,
   host: string,
   onUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void,
+  /** Plain HTTP requests; returns false for those it does not serve (answered 426). */
+  onRequest?: (req: IncomingMessage, res: ServerResponse) => boolean,
 ): Promise<{ server: Server; port: number }> {
-  const server = createServer((_req, res) => {
+  const server = createServer((req, res) => {
+    if (onRequest?.(req, res)) return;
     res.writeHead(426, { "content-type": "text/plain" }).end("WebSocket only\n");
   });
   server.on("upgrade", onUpgrade);

@@ -25,7 +25,7 @@ import {
   Writer,
 } from "./schema.ts";
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /** Caps on a whole frame, by who sends it. */
 export const MAX_CLIENT_FRAME = 16 * 1024;
@@ -185,6 +185,12 @@ export const MESSAGES = {
    * entity seen; the whole view follows as entering.
    */
   viewReset: { id: 23, dir: "s2c", seq: true, body: struct({}) },
+  /**
+   * The P2P client configuration of the session's zone (platform/protocol/p2pconfig.ts, JSON):
+   * sent to P2P sessions after the welcome and whenever it changes (flags, mode, map, TURN
+   * credentials). Added in protocol version 2.
+   */
+  p2pConfig: { id: 24, dir: "s2c", seq: true, body: struct({ config: str(16_384) }) },
   /** Peer to peer over a data channel: movement, never authoritative. */
   peerMove: {
     id: 22,

@@ -66,11 +66,13 @@ describe("protocol", () => {
     expect(reasonOf(() => decode(Uint8Array.of(9, 3, 0, 0, 0, 0, 0, 0, 0, 0), "c2s"))).toBe(
       "unsupported_version",
     );
-    expect(reasonOf(() => decode(Uint8Array.of(1, 200), "c2s"))).toBe("unknown_type");
+    expect(reasonOf(() => decode(Uint8Array.of(PROTOCOL_VERSION, 200), "c2s"))).toBe("unknown_type");
     // Retired ids (the gateway's meshes and signaling) are unknown in every direction.
     for (const accept of ["c2s", "s2c"] as const)
       for (const id of [18, 19])
-        expect(reasonOf(() => decode(Uint8Array.of(1, id, 0, 0, 0, 0), accept))).toBe("unknown_type");
+        expect(reasonOf(() => decode(Uint8Array.of(PROTOCOL_VERSION, id, 0, 0, 0, 0), accept))).toBe(
+          "unknown_type",
+        );
     expect(reasonOf(() => decode(move.subarray(0, 4), "c2s"))).toBe("bad_frame");
     expect(reasonOf(() => decode(Uint8Array.of(...move, 0), "c2s"))).toBe("bad_frame");
     // A server message sent by a client, a peer message sent to the gateway.
@@ -92,9 +94,9 @@ describe("protocol", () => {
     ).toBe("unexpected_type");
     expect(reasonOf(() => decode(new Uint8Array(MAX_CLIENT_FRAME + 1), "c2s"))).toBe("too_large");
     // Invalid UTF-8 in a string, a bad boolean, an enum out of range, a lying list count.
-    expect(reasonOf(() => decode(Uint8Array.of(1, 6, 0, 0, 0, 0, 2, 0, 0xc3, 0x28), "c2s"))).toBe(
-      "bad_frame",
-    );
+    expect(
+      reasonOf(() => decode(Uint8Array.of(PROTOCOL_VERSION, 6, 0, 0, 0, 0, 2, 0, 0xc3, 0x28), "c2s")),
+    ).toBe("bad_frame");
     const e = { id: 1, kind: "mob", name: "poring", x: 1.5, y: 2, hp: 5, maxHp: 50, alive: true } as const;
     const aoiWithEntity = encode({
       type: "aoi",
@@ -114,7 +116,7 @@ describe("protocol", () => {
     const badEnum = aoiWithEntity.slice();
     badEnum[6 + 3 + 4 + 8] = 3; // mode
     expect(reasonOf(() => decode(badEnum, "s2c"))).toBe("bad_frame");
-    expect(reasonOf(() => decode(Uint8Array.of(1, 20, 0xff, 0xff), "c2s"))).toBe("bad_frame");
+    expect(reasonOf(() => decode(Uint8Array.of(PROTOCOL_VERSION, 20, 0xff, 0xff), "c2s"))).toBe("bad_frame");
     // NaN timestamps are not numbers a game can use.
     const ping = encode({ type: "ping", t: 1 });
     new DataView(ping.buffer).setFloat64(2, Number.NaN, true);

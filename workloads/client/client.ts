@@ -4,7 +4,9 @@
 // It checks the gateway's promise: server-authoritative messages arrive numbered 1, 2, 3, ...
 // with no gap and no reordering, across map changes and mode switches; any break is recorded
 // in `seqErrors`.
-import { WebSocket } from "ws";
+//
+// The socket is pluggable (socket.ts): the `ws` package in Node by default, the browser's own
+// WebSocket in the browser client (workloads/web).
 import {
   type ClientMessage,
   decode,
@@ -18,6 +20,7 @@ import {
   type ServerMessage,
 } from "../../platform/protocol/messages.ts";
 import { type ReasonCode, reasonOfCloseCode } from "../../platform/protocol/schema.ts";
+import type { Socket, SocketFactory } from "./socket.ts";
 
 export interface ClientOptions {
   url: string;
@@ -29,6 +32,8 @@ export interface ClientOptions {
    * generation) only checks sequence numbers and reads AOI timestamps.
    */
   decodeMode?: "full" | "light";
+  /** The WebSocket. Default: the `ws` package (Node). */
+  socket?: SocketFactory;
 }
 
 export interface Closed {
@@ -53,12 +58,15 @@ export class ClientError extends Error {
 const AOI_BODY = 6;
 
 export class GameClient {
-  readonly ws: WebSocket;
+  readonly ws: Socket;
   readonly kind: "legacy" | "p2p";
   session = "";
   character = "";
   entity = 0;
   map = "";
+  /** The map's size in cells. */
+  width = 0;
+  height = 0;
   mode: Mode = "server";
   lastSeq = 0;
   /** Breaks of the sequence (should stay empty). */
@@ -74,22 +82,19 @@ export class GameClient {
   private n = 0;
   private readonly listeners = new Set<Listener>();
 
-  protected constructor(ws: WebSocket, kind: "legacy" | "p2p", full: boolean) {
+  protected constructor(ws: Socket, kind: "legacy" | "p2p", full: boolean) {
     this.ws = ws;
     this.kind = kind;
     this.full = full;
     this.closed = new Promise((resolve) => {
-      ws.on("close", (code, reason) =>
-        resolve({ code, reason: reasonOfCloseCode(code) ?? reason.toString() }),
-      );
+      ws.onClose = (code, reason) => resolve({ code, reason: reasonOfCloseCode(code) ?? reason });
     });
-    ws.on("message", (data) => this.onFrame(data as Buffer));
-    ws.on("error", () => {});
+    ws.onMessage = (data) => this.onFrame(data);
   }
 
   /** Connects, says hello, and resolves once welcomed (or rejects with the gateway's reason). */
   static async connect(opts: ClientOptions): Promise<GameClient> {
-    const c = new GameClient(await open(opts.url, opts.timeoutMs), "legacy", opts.decodeMode !== "light");
+    const c = new GameClient(await open(opts), "legacy", opts.decodeMode !== "light");
     await c.handshake(opts);
     return c;
   }
@@ -137,7 +142,7 @@ export class GameClient {
   }
 
   send(msg: ClientMessage): void {
-    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(encode(msg));
+    if (this.ws.open) this.ws.send(encode(msg));
   }
 
   /** Walks to a cell (server-side movement). Returns the input counter. */
@@ -182,8 +187,7 @@ export class GameClient {
   }
 
   close(): Promise<Closed> {
-    if (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING)
-      this.ws.close(1000);
+    if (this.ws.open) this.ws.close(1000);
     return this.closed;
   }
 
@@ -196,15 +200,16 @@ export class GameClient {
     this.lastSeq = seq;
   }
 
-  private onFrame(frame: Buffer): void {
+  private onFrame(frame: Uint8Array): void {
     if (!this.full) {
       const type = peekType(frame);
       if (type === undefined) return;
       this.count(type);
-      if (isSequenced(type)) this.checkSeq(frame.readUInt32LE(SEQ_OFFSET));
+      const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+      if (isSequenced(type)) this.checkSeq(view.getUint32(SEQ_OFFSET, true));
       if (type === "aoi" && this.onAoiTime) {
-        const at = AOI_BODY + 2 + frame.readUInt16LE(AOI_BODY) + 4;
-        this.onAoiTime(frame.readDoubleLE(at));
+        const at = AOI_BODY + 2 + view.getUint16(AOI_BODY, true) + 4;
+        this.onAoiTime(view.getFloat64(at, true));
       }
       if (type === "welcome" || type === "error" || type === "pong") {
         const m = decode(frame, "s2c");
@@ -239,6 +244,8 @@ export class GameClient {
         this.character = m.character;
         this.entity = m.entity;
         this.map = m.map;
+        this.width = m.width;
+        this.height = m.height;
         this.mode = m.mode;
         return;
       case "aoi":
@@ -253,6 +260,8 @@ export class GameClient {
       case "mapChange":
         this.map = m.map;
         this.entity = m.entity;
+        this.width = m.width;
+        this.height = m.height;
         this.mode = m.mode;
         this.world.clear();
         return;
@@ -270,10 +279,8 @@ export class GameClient {
   }
 }
 
-export function open(url: string, timeoutMs = 20_000): Promise<WebSocket> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { perMessageDeflate: false, handshakeTimeout: timeoutMs });
-    ws.once("open", () => resolve(ws));
-    ws.once("error", reject);
-  });
+/** Opens the socket (default: the `ws` package, loaded only when no other is given). */
+export async function open(opts: Pick<ClientOptions, "url" | "timeoutMs" | "socket">): Promise<Socket> {
+  const factory = opts.socket ?? (await import("./ws.ts")).nodeSocket;
+  return factory(opts.url, opts.timeoutMs ?? 20_000);
 }

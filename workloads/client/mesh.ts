@@ -9,8 +9,10 @@
 // closes, or when the coordinator puts the zone in fallback; it reconnects by itself (any
 // replica, with backoff) and goes back to "p2p" once joined again. A pair whose link does not
 // open in time is reported and relayed by the server, the rest of the mesh stays direct.
-import { type RTCDataChannel, RTCPeerConnection, type RTCPeerConnectionConfig } from "werift";
-import { WebSocket } from "ws";
+//
+// The WebRTC stack and the WebSocket are pluggable (rtc.ts, socket.ts): werift and `ws` in
+// Node by default, the browser's own in the browser client (workloads/web).
+import type { RTCPeerConnectionConfig } from "werift";
 import {
   decodeCoord,
   encodeCoord,
@@ -20,6 +22,8 @@ import {
   type Quality,
   type ToCoordinator,
 } from "../coordinator/messages.ts";
+import type { IceConfig, RtcChannel, RtcFactory, RtcLink } from "./rtc.ts";
+import type { Socket, SocketFactory } from "./socket.ts";
 
 /** Loopback-friendly ICE settings (shared/notes/webrtc.md); real deployments pass their own. */
 export const LOOPBACK_ICE: Partial<RTCPeerConnectionConfig> = {
@@ -37,11 +41,25 @@ export type MeshStatus = "idle" | "connecting" | "p2p" | "fallback";
 export interface MeshClientOptions {
   /** Coordinator replicas (ws:// URLs); tried in turn. */
   urls: string[];
+  /** The WebRTC stack. Default: werift with `ice`. */
+  rtc?: RtcFactory;
+  /** The WebSocket. Default: the `ws` package. */
+  socket?: SocketFactory;
+  /** ICE servers from the P2P client config (they replace the stack's own when it names any). */
+  iceConfig?: IceConfig;
+  /** Mates beyond this many are not linked (the policy's mesh.maxPeers, counting this peer). */
+  maxPeers?: number;
+  /**
+   * A link whose median round trip or probe loss stays past these (the policy's latency and
+   * loss maxima) goes to the server relay.
+   */
+  linkLimits?: { rttMs: number; lossPercent: number };
   token: string;
   session: string;
   entity: number;
   /** The player's position, sent with heartbeats. */
   position: () => { x: number; y: number };
+  /** werift's own settings (the default stack). Default LOOPBACK_ICE. */
   ice?: Partial<RTCPeerConnectionConfig> | ((peer: string) => Partial<RTCPeerConnectionConfig>);
   /** Declared spare uplink, kbit/s (host choice). Default 2000. */
   kbps?: number;
@@ -58,8 +76,8 @@ interface Link {
   peer: string;
   session: string;
   entity: number;
-  pc?: RTCPeerConnection;
-  dc?: RTCDataChannel;
+  pc?: RtcLink;
+  dc?: RtcChannel;
   open: boolean;
   /** Exchanges through the server relay (no direct connection). */
   relayed: boolean;
@@ -96,7 +114,9 @@ export class MeshClient {
   onPeerFrame?: (peer: string, entity: number, frame: Uint8Array) => void;
   private readonly opts: MeshClientOptions;
   private readonly links = new Map<string, Link>();
-  private ws?: WebSocket;
+  private ws?: Socket;
+  private rtc?: RtcFactory;
+  private socket?: SocketFactory;
   private running = false;
   private urlIndex = 0;
   private backoff: number;
@@ -109,6 +129,8 @@ export class MeshClient {
   private retryTimer?: NodeJS.Timeout;
   private probeN = 0;
   private zoneP2P = true;
+  /** The current connection attempt (a stale one's socket is dropped). */
+  private attempt?: object;
 
   constructor(opts: MeshClientOptions) {
     this.opts = opts;
@@ -149,7 +171,7 @@ export class MeshClient {
       open: l.open,
       relayed: l.relayed,
       attempts: l.attempts,
-      ice: l.pc?.iceConnectionState,
+      ice: l.pc?.iceState,
       connection: l.pc?.connectionState,
       signaling: l.pc?.signalingState,
     }));
@@ -159,18 +181,33 @@ export class MeshClient {
     if (this.running) return;
     this.running = true;
     this.setStatus("connecting", "joining the coordinator");
-    this.connect();
+    void this.stacks().then(
+      () => this.connect(),
+      (err) => this.stop(`no WebRTC stack: ${(err as Error).message}`),
+    );
+  }
+
+  /** The default stacks (werift, ws) load only when none is given: the browser never loads them. */
+  private async stacks(): Promise<void> {
+    this.rtc ??= this.opts.rtc ?? (await import("./werift.ts")).weriftRtc(this.opts.ice ?? LOOPBACK_ICE);
+    this.socket ??= this.opts.socket ?? (await import("./ws.ts")).nodeSocket;
+  }
+
+  /** New ICE settings (a new P2P client config): links made from now on use them. */
+  setIceConfig(ice: IceConfig | undefined): void {
+    this.opts.iceConfig = ice;
   }
 
   /** Leaves the mesh: says goodbye, closes every link, stops reconnecting. */
   stop(reason = "stopped"): void {
     this.running = false;
+    this.attempt = undefined;
     clearTimeout(this.retryTimer);
     this.stopTimers();
     this.closeLinks();
     const ws = this.ws;
     this.ws = undefined;
-    if (ws?.readyState === WebSocket.OPEN) {
+    if (ws?.open) {
       ws.send(encodeCoord({ type: "leave" }));
       ws.close(1000);
     } else ws?.terminate();
@@ -179,8 +216,7 @@ export class MeshClient {
 
   /** Sends a frame to every open link. */
   broadcast(frame: Uint8Array): void {
-    for (const l of this.links.values())
-      if (l.open && l.dc?.readyState === "open") l.dc.send(Buffer.from(frame));
+    for (const l of this.links.values()) if (l.open && l.dc?.open) l.dc.send(frame);
   }
 
   /** The link quality reported with heartbeats. */
@@ -213,36 +249,44 @@ export class MeshClient {
   private connect(): void {
     if (!this.running) return;
     const url = this.opts.urls[this.urlIndex % this.opts.urls.length]!;
-    const ws = new WebSocket(url, { perMessageDeflate: false });
-    this.ws = ws;
-    ws.binaryType = "nodebuffer";
-    ws.on("open", () => {
-      const p = this.opts.position();
-      this.send({
-        type: "join",
-        token: this.opts.token,
-        session: this.opts.session,
-        entity: this.opts.entity,
-        ...p,
-      });
-    });
-    ws.on("message", (data, isBinary) => {
-      if (this.ws !== ws || !isBinary) return;
-      let m: FromCoordinator;
-      try {
-        m = decodeCoord(data as Buffer, "s2c");
-      } catch {
-        ws.terminate();
-        return;
-      }
-      this.onMessage(m);
-    });
-    ws.on("error", () => ws.terminate());
-    ws.on("close", () => {
-      if (this.ws !== ws) return;
-      this.ws = undefined;
-      this.lost("coordinator unreachable");
-    });
+    const attempt = {};
+    this.attempt = attempt;
+    this.socket!(url, 10_000).then(
+      (ws) => {
+        if (this.attempt !== attempt || !this.running) {
+          ws.terminate();
+          return;
+        }
+        this.ws = ws;
+        ws.onMessage = (data) => {
+          if (this.ws !== ws) return;
+          let m: FromCoordinator;
+          try {
+            m = decodeCoord(data, "s2c");
+          } catch {
+            ws.terminate();
+            return;
+          }
+          this.onMessage(m);
+        };
+        ws.onClose = () => {
+          if (this.ws !== ws) return;
+          this.ws = undefined;
+          this.lost("coordinator unreachable");
+        };
+        const p = this.opts.position();
+        this.send({
+          type: "join",
+          token: this.opts.token,
+          session: this.opts.session,
+          entity: this.opts.entity,
+          ...p,
+        });
+      },
+      () => {
+        if (this.attempt === attempt) this.lost("coordinator unreachable");
+      },
+    );
   }
 
   /** The coordinator is gone: server relay for everything, then try again (next replica). */
@@ -265,7 +309,7 @@ export class MeshClient {
   }
 
   private send(m: ToCoordinator): void {
-    if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(encodeCoord(m));
+    if (this.ws?.open) this.ws.send(encodeCoord(m));
   }
 
   private heartbeat(): void {
@@ -323,6 +367,9 @@ export class MeshClient {
           if (known.open) this.onLinks?.();
           return;
         }
+        // A mesh larger than the policy allows (a coordinator of another policy): the extra
+        // mates are not linked; their moves come through the server.
+        if (this.opts.maxPeers !== undefined && this.links.size >= this.opts.maxPeers - 1) return;
         const l = this.newLink(m.peer, m.session, m.entity, m.offerer);
         if (m.offerer) void this.offer(l).catch(() => this.fail(l));
         return;
@@ -340,12 +387,12 @@ export class MeshClient {
         const l = this.links.get(m.peer);
         // Only the answer to the current attempt: one to a replaced offer would never connect.
         if (l?.pc?.signalingState === "have-local-offer" && m.n === l.attempts)
-          void l.pc.setRemoteDescription({ type: "answer", sdp: m.sdp }).catch(() => this.fail(l));
+          void l.pc.acceptAnswer(m.sdp).catch(() => this.fail(l));
         return;
       }
       case "candidateFrom": {
         const l = this.links.get(m.peer);
-        if (l?.pc) void l.pc.addIceCandidate(JSON.parse(m.candidate)).catch(() => undefined);
+        if (l?.pc) void l.pc.addCandidate(m.candidate).catch(() => undefined);
         return;
       }
       case "relay": {
@@ -374,11 +421,6 @@ export class MeshClient {
 
   // ---- links ---------------------------------------------------------------------------------------
 
-  private iceFor(peer: string): Partial<RTCPeerConnectionConfig> {
-    const ice = this.opts.ice ?? LOOPBACK_ICE;
-    return typeof ice === "function" ? ice(peer) : ice;
-  }
-
   private newLink(peer: string, session: string, entity: number, offerer: boolean): Link {
     const l: Link = {
       peer,
@@ -399,29 +441,26 @@ export class MeshClient {
     return l;
   }
 
-  private connection(l: Link): RTCPeerConnection {
-    const pc = new RTCPeerConnection(this.iceFor(l.peer));
+  private connection(l: Link): RtcLink {
+    const pc = this.rtc!(l.peer, this.opts.iceConfig);
     l.pc = pc;
-    pc.onDataChannel.subscribe((dc) => this.wire(l, pc, dc));
-    pc.connectionStateChange.subscribe((s) => {
+    pc.onChannel = (dc) => this.wire(l, pc, dc);
+    pc.onConnectionState = (s) => {
       if (l.pc !== pc || this.links.get(l.peer) !== l || l.relayed) return; // a replaced attempt
       if (s !== "failed" && s !== "closed") return;
       if (l.open) this.drop(l.peer);
       // Not open yet: the offerer tries again (or gives up after its attempts); the answerer
       // waits for the next offer, since closing the offerer's last attempt also ends this one.
       else if (l.offerer) this.retryOffer(l, pc, true);
-    });
+    };
     return pc;
   }
 
   private async offer(l: Link): Promise<void> {
     const pc = this.connection(l);
-    // Movement is superseded by the next one: unordered, no retransmits.
-    this.wire(l, pc, pc.createDataChannel("mesh", { ordered: false, maxRetransmits: 0 }));
-    await pc.setLocalDescription(await pc.createOffer());
-    await gathered(pc);
+    const sdp = await pc.offer();
     if (this.links.get(l.peer) !== l || l.pc !== pc) return;
-    this.send({ type: "offer", peer: l.peer, n: l.attempts, sdp: pc.localDescription!.sdp });
+    this.send({ type: "offer", peer: l.peer, n: l.attempts, sdp });
     clearTimeout(l.retry);
     l.retry = setTimeout(() => this.retryOffer(l, pc), this.opts.retryMs ?? 4000);
   }
@@ -431,7 +470,7 @@ export class MeshClient {
    * connection, new offer): a lost signaling message or a stuck check list costs one retry
    * period, not the whole link timeout.
    */
-  private retryOffer(l: Link, pc: RTCPeerConnection, failed = false): void {
+  private retryOffer(l: Link, pc: RtcLink, failed = false): void {
     if (this.links.get(l.peer) !== l || l.pc !== pc || l.open || l.relayed) return;
     if (l.attempts >= 2) {
       if (failed) this.fail(l);
@@ -441,8 +480,8 @@ export class MeshClient {
     // two more periods before starting over (a stuck DTLS handshake does not recover). Only
     // with the answer in: werift says "completed" as soon as gathering is, so a lost offer or
     // answer would otherwise wait three periods.
-    const ice = pc.iceConnectionState;
-    const through = pc.remoteDescription !== null && (ice === "connected" || ice === "completed");
+    const ice = pc.iceState;
+    const through = pc.hasRemoteDescription && (ice === "connected" || ice === "completed");
     if (!failed && through && !l.patient) {
       l.patient = true;
       l.retry = setTimeout(() => this.retryOffer(l, pc), 2 * (this.opts.retryMs ?? 4000));
@@ -451,7 +490,7 @@ export class MeshClient {
     l.attempts++;
     l.patient = false;
     l.pc = undefined; // before closing: the old attempt's "closed" must not count as this one's
-    void pc.close().catch(() => undefined);
+    pc.close();
     void this.offer(l).catch(() => this.fail(l));
   }
 
@@ -465,21 +504,19 @@ export class MeshClient {
     l.answered = n;
     const old = l.pc;
     l.pc = undefined;
-    void old?.close().catch(() => undefined);
+    old?.close();
     const pc = this.connection(l);
-    await pc.setRemoteDescription({ type: "offer", sdp });
-    await pc.setLocalDescription(await pc.createAnswer());
-    await gathered(pc);
+    const answer = await pc.answer(sdp);
     if (!this.current(l, pc)) return;
-    this.send({ type: "answer", peer, n, sdp: pc.localDescription!.sdp });
+    this.send({ type: "answer", peer, n, sdp: answer });
   }
 
   /** Whether `pc` is still the link's live attempt. */
-  private current(l: Link, pc: RTCPeerConnection): boolean {
+  private current(l: Link, pc: RtcLink): boolean {
     return this.links.get(l.peer) === l && l.pc === pc;
   }
 
-  private wire(l: Link, pc: RTCPeerConnection, dc: RTCDataChannel): void {
+  private wire(l: Link, pc: RtcLink, dc: RtcChannel): void {
     const current = () => this.links.get(l.peer) === l && l.pc === pc;
     const opened = () => {
       if (l.open || !current()) return;
@@ -490,16 +527,15 @@ export class MeshClient {
       this.send({ type: "link", peer: l.peer, state: "open" });
       this.onLinks?.();
     };
-    dc.stateChanged.subscribe((st) => {
-      if (st === "open") opened();
-      else if (st === "closed" && current() && l.open) this.drop(l.peer);
-    });
-    if (dc.readyState === "open") opened();
-    dc.onMessage.subscribe((data) => {
-      if (typeof data === "string") return;
+    dc.onOpen = opened;
+    dc.onClose = () => {
+      if (current() && l.open) this.drop(l.peer);
+    };
+    dc.onMessage = (data) => {
       if (isCoordFrame(data)) this.onProbe(l, data);
       else this.onPeerFrame?.(l.peer, l.entity, data);
-    });
+    };
+    if (dc.open) opened();
   }
 
   private onProbe(l: Link, frame: Uint8Array): void {
@@ -510,8 +546,7 @@ export class MeshClient {
       return; // a peer is not trusted
     }
     if (m.type === "probe") {
-      if (l.dc?.readyState === "open")
-        l.dc.send(Buffer.from(encodeCoord({ type: "probeAck", n: m.n, t: m.t })));
+      if (l.dc?.open) l.dc.send(encodeCoord({ type: "probeAck", n: m.n, t: m.t }));
       return;
     }
     const sent = l.probes.get(m.n);
@@ -523,8 +558,16 @@ export class MeshClient {
 
   private probe(): void {
     const now = performance.now();
-    for (const l of this.links.values()) {
-      if (!l.open || l.dc?.readyState !== "open") continue;
+    const limits = this.opts.linkLimits;
+    for (const l of [...this.links.values()]) {
+      if (!l.open || !l.dc?.open) continue;
+      if (limits && l.rtts.length >= 5) {
+        const lost = l.outcomes.filter((ok) => !ok).length;
+        if (median(l.rtts) > limits.rttMs || (100 * lost) / l.outcomes.length > limits.lossPercent) {
+          this.fail(l);
+          continue;
+        }
+      }
       // Unanswered for three periods: lost.
       for (const [n, t] of l.probes)
         if (now - t > 3 * (this.opts.probeMs ?? 1000)) {
@@ -533,7 +576,7 @@ export class MeshClient {
         }
       const n = ++this.probeN;
       l.probes.set(n, now);
-      l.dc.send(Buffer.from(encodeCoord({ type: "probe", n, t: Date.now() })));
+      l.dc.send(encodeCoord({ type: "probe", n, t: Date.now() }));
     }
   }
 
@@ -550,7 +593,7 @@ export class MeshClient {
     l.open = false;
     clearTimeout(l.timer);
     clearTimeout(l.retry);
-    void l.pc?.close().catch(() => undefined);
+    l.pc?.close();
     l.pc = undefined;
     l.dc = undefined;
     if (wasOpen) this.onLinks?.();
@@ -562,7 +605,7 @@ export class MeshClient {
     this.links.delete(peer);
     clearTimeout(l.timer);
     clearTimeout(l.retry);
-    void l.pc?.close().catch(() => undefined);
+    l.pc?.close();
     if (l.open) {
       this.send({ type: "link", peer, state: "closed" });
       this.onLinks?.();
@@ -576,7 +619,7 @@ export class MeshClient {
     for (const l of links) {
       clearTimeout(l.timer);
       clearTimeout(l.retry);
-      void l.pc?.close().catch(() => undefined);
+      l.pc?.close();
     }
     if (hadOpen) this.onLinks?.();
   }
@@ -591,16 +634,4 @@ function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const mid = s.length >> 1;
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
-
-function gathered(pc: RTCPeerConnection): Promise<void> {
-  if (pc.iceGatheringState === "complete") return Promise.resolve();
-  return new Promise((resolve) => {
-    const { unSubscribe } = pc.iceGatheringStateChange.subscribe((s) => {
-      if (s === "complete") {
-        unSubscribe();
-        resolve();
-      }
-    });
-  });
 }

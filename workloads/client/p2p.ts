@@ -1,6 +1,12 @@
-// The SDK's P2P client: a GameClient that plays through the gateway and, while the gateway says
-// its map is in p2p mode, also joins the coordinator's mesh (MeshClient, mesh.ts) and sends its
-// movement to its mates over WebRTC data channels.
+// The SDK's P2P client: a GameClient that plays through the gateway and, while its P2P client
+// config (platform/protocol/p2pconfig.ts, pushed by the gateway in the session's sequence) says
+// so, also joins the coordinator's mesh (MeshClient, mesh.ts) and sends its movement to its
+// mates over WebRTC data channels.
+//
+// The config decides, not built-in settings: whether to mesh at all (mode p2p, P2P enabled, a
+// WebRTC transport allowed), the coordinators (unless given), the ICE servers (STUN, TURN with
+// short-lived credentials), the mesh size, the coordinator timeout and the per-link latency and
+// loss limits. A new config version with other ICE servers or coordinators rejoins the mesh.
 //
 // Everything server-authoritative (combat, chat, loot, mode switches) stays on the gateway's
 // numbered stream, so leaving p2p mode (a `mode` message in that stream) loses or reorders
@@ -10,28 +16,42 @@
 // gateway relays the moves of the rest.
 import type { RTCPeerConnectionConfig } from "werift";
 import { decode, encode, type PeerMessage, type ServerMessage } from "../../platform/protocol/messages.ts";
+import { meshWanted, type P2PClientConfig, parseP2PConfig } from "../../platform/protocol/p2pconfig.ts";
 import { type ClientOptions, GameClient, open } from "./client.ts";
 import { MeshClient } from "./mesh.ts";
+import type { RtcFactory } from "./rtc.ts";
 
 export interface P2PClientOptions extends ClientOptions {
-  /** Coordinator replicas (ws:// URLs). */
-  coordinators: string[];
-  /** Default LOOPBACK_ICE (mesh.ts); real deployments pass their own. */
+  /** Coordinator replicas (ws:// URLs). Default: the config's. */
+  coordinators?: string[];
+  /** werift's own settings (the default WebRTC stack). Default LOOPBACK_ICE (mesh.ts). */
   ice?: Partial<RTCPeerConnectionConfig> | ((peer: string) => Partial<RTCPeerConnectionConfig>);
+  /** Another WebRTC stack (the browser's). */
+  rtc?: RtcFactory;
   linkTimeoutMs?: number;
 }
 
 export class P2PClient extends GameClient {
-  /** The coordinator connection, while the map is in p2p mode. */
+  /** The coordinator connection, while the config says to mesh. */
   mesh?: MeshClient;
+  /** The P2P client config last received (undefined until the gateway sent one). */
+  config?: P2PClientConfig;
+  /** Configs received (versions), in order. */
+  readonly configVersions: string[] = [];
   /** Peer moves received over data channels. */
   peerMoves = 0;
   /** Called for every valid peer message. */
   onPeerMessage?: (from: string, m: PeerMessage) => void;
+  /** Called with every new config. */
+  onConfig?: (c: P2PClientConfig) => void;
+  /** Called when the mesh's state or links change. */
+  onMeshChange?: () => void;
   private readonly opts: P2PClientOptions;
   private x = 0;
   private y = 0;
   private peerN = 0;
+  /** What the running mesh was built with (a change rejoins). */
+  private meshKey = "";
 
   protected constructor(ws: GameClient["ws"], opts: P2PClientOptions) {
     super(ws, "p2p", true);
@@ -39,7 +59,7 @@ export class P2PClient extends GameClient {
   }
 
   static override async connect(opts: P2PClientOptions): Promise<P2PClient> {
-    const c = new P2PClient(await open(opts.url, opts.timeoutMs), opts);
+    const c = new P2PClient(await open(opts), opts);
     await c.handshake(opts);
     c.sync();
     return c;
@@ -51,6 +71,13 @@ export class P2PClient extends GameClient {
    */
   get serverMode(): boolean {
     return this.mode !== "p2p" || this.mesh?.status !== "p2p";
+  }
+
+  /** What to show: P2P (in a working mesh), Fallback (P2P held off), or Server. */
+  get badge(): "P2P" | "Server" | "Fallback" {
+    if (!this.serverMode) return "P2P";
+    if (this.mode === "fallback" || this.mesh?.status === "fallback") return "Fallback";
+    return "Server";
   }
 
   /** Mates with an open data channel, by peer id (the coordinator's: the character id). */
@@ -96,31 +123,62 @@ export class P2PClient extends GameClient {
       case "mode":
         this.sync();
         return;
+      case "p2pConfig": {
+        let c: P2PClientConfig;
+        try {
+          c = parseP2PConfig(m.config);
+        } catch (err) {
+          this.seqErrors.push(String(err));
+          return;
+        }
+        if (c.version === this.config?.version) return;
+        this.config = c;
+        this.configVersions.push(c.version);
+        this.onConfig?.(c);
+        this.sync();
+        return;
+      }
       default:
         return;
     }
   }
 
-  /** Joins the coordinator while the map is in p2p mode, leaves it otherwise. */
+  /** Joins the coordinator while the mode and the config say to mesh, leaves it otherwise. */
   private sync(): void {
     if (!this.session || !this.opts) return; // before the welcome is handled
-    if (this.mode === "p2p" && !this.mesh) {
-      const mesh = new MeshClient({
-        urls: this.opts.coordinators,
-        token: this.opts.token,
-        session: this.session,
-        entity: this.entity,
-        position: () => ({ x: this.x, y: this.y }),
-        ice: this.opts.ice,
-        linkTimeoutMs: this.opts.linkTimeoutMs,
-      });
-      mesh.onLinks = () => this.report();
-      mesh.onPeerFrame = (peer, entity, frame) => this.onPeerFrame(peer, entity, frame);
-      this.mesh = mesh;
-      mesh.start();
-    } else if (this.mode !== "p2p" && this.mesh) {
-      this.stopMesh();
-    }
+    const c = this.config;
+    // The gateway sends the config right after the welcome: until then, nothing to act on.
+    const want = this.mode === "p2p" && c !== undefined && meshWanted({ ...c, mode: this.mode });
+    const urls = this.opts.coordinators?.length ? this.opts.coordinators : (c?.coordinators ?? []);
+    const key = want ? JSON.stringify([urls, c!.ice.servers, c!.ice.transportPolicy, c!.mesh.maxPeers]) : "";
+    if (this.mesh && (!want || key !== this.meshKey)) this.stopMesh();
+    if (!want || this.mesh || urls.length === 0) return;
+    this.meshKey = key;
+    const mesh = new MeshClient({
+      urls,
+      token: this.opts.token,
+      session: this.session,
+      entity: this.entity,
+      position: () => ({ x: this.x, y: this.y }),
+      ice: this.opts.ice,
+      rtc: this.opts.rtc,
+      socket: this.opts.socket,
+      iceConfig:
+        c!.ice.servers.length > 0
+          ? { servers: c!.ice.servers, transportPolicy: c!.ice.transportPolicy }
+          : undefined,
+      maxPeers: c!.mesh.maxPeers,
+      linkLimits: { rttMs: c!.fallback.latencyMs.max, lossPercent: c!.fallback.lossPercent.max },
+      linkTimeoutMs: this.opts.linkTimeoutMs,
+    });
+    mesh.onLinks = () => {
+      this.report();
+      this.onMeshChange?.();
+    };
+    mesh.onStatus = () => this.onMeshChange?.();
+    mesh.onPeerFrame = (peer, entity, frame) => this.onPeerFrame(peer, entity, frame);
+    this.mesh = mesh;
+    mesh.start();
   }
 
   private stopMesh(): void {
@@ -129,6 +187,7 @@ export class P2PClient extends GameClient {
     this.mesh = undefined;
     mesh.stop(`map in ${this.mode} mode`);
     this.report();
+    this.onMeshChange?.();
   }
 
   private onPeerFrame(peer: string, entity: number, frame: Uint8Array): void {

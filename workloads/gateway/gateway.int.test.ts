@@ -297,7 +297,7 @@ describe("gateway with stand-in map servers", () => {
       await until("the new owner walks a", () => p.world.get(a.entity)?.x === 44);
       for (const c of [a, p]) {
         expect(c.seqErrors).toEqual([]);
-        expect(c.ws.readyState).toBe(c.ws.OPEN);
+        expect(c.ws.open).toBe(true);
       }
       await a.close();
       await p.close();
@@ -372,7 +372,7 @@ describe("gateway with stand-in map servers", () => {
     await until("pod B walks a", () => c.world.get(a.entity)?.x === 33);
     expect(fieldB.received.some((i) => i.s === a.session)).toBe(true);
     expect(fieldA.entityOf("prt_fild01", a.session)).toBeUndefined();
-    expect(a.ws.readyState).toBe(a.ws.OPEN);
+    expect(a.ws.open).toBe(true);
     expect(a.seqErrors).toEqual([]);
     await a.close();
     await c.close();

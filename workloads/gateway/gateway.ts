@@ -6,7 +6,9 @@
 //   routing.ts   which map server a session plays on: joins, leaves, map changes, handovers,
 //                input batches and map modes
 //   fanout.ts    AOI frames and zone events delivered to the clients
-import type { IncomingMessage, Server } from "node:http";
+//   clientconfig.ts  the P2P client config: pushed to P2P sessions, served at GET /v1/p2p/config
+//   web.ts       the browser client (a static bundle under /play/) and its bootstrap (/v1/region)
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import {
@@ -18,6 +20,7 @@ import {
 import { listenForUpgrades } from "../../platform/http.ts";
 import type { Mode } from "../../platform/protocol/messages.ts";
 import { coordSubjects, type LocateReply, type LocateRequest } from "../coordinator/bus.ts";
+import { type ClientConfigOptions, ClientConfigs } from "./clientconfig.ts";
 import { Fanout } from "./fanout.ts";
 import { type MapDirectory, MapRouter } from "./routing.ts";
 import {
@@ -31,6 +34,7 @@ import {
   Sessions,
   type VerifyToken,
 } from "./sessions.ts";
+import { type WebOptions, WebServer } from "./web.ts";
 
 export { type MapDirectory, staticDirectory } from "./routing.ts";
 
@@ -66,6 +70,10 @@ export interface GatewayOptions {
    * hash of the character: inRollout); the others play in server mode. Default: all.
    */
   rolloutPercent?: (zone: string) => number;
+  /** Where the P2P client config comes from (flags, ICE servers, coordinators). Default: no flags. */
+  clientConfig?: ClientConfigOptions;
+  /** The browser client and its bootstrap, served over plain HTTP on the client port. */
+  web?: WebOptions;
   limits?: Partial<Limits>;
   log?: GatewayLogger;
   /** Milliseconds between input flushes per map (the map's tick). */
@@ -88,6 +96,8 @@ export class Gateway {
   private readonly sessions: Sessions;
   private readonly router: MapRouter;
   private readonly fanout: Fanout;
+  private readonly configs: ClientConfigs;
+  private readonly web?: WebServer;
   private readonly subs: Subscription[] = [];
   private http?: Server;
   private sessionTimer?: NodeJS.Timeout;
@@ -113,6 +123,12 @@ export class Gateway {
         ended: (s, joined) => this.router.exit(s, joined),
       },
     });
+    this.configs = new ClientConfigs(this.sessions, {
+      gate: opts.p2pGate,
+      ...opts.clientConfig,
+      now: opts.clientConfig?.now ?? now,
+    });
+    this.web = opts.web ? new WebServer(opts.web) : undefined;
     this.router = new MapRouter({
       control: opts.control ?? opts.nc,
       region: opts.region,
@@ -120,6 +136,7 @@ export class Gateway {
       directory: opts.directory,
       p2pGate: opts.p2pGate,
       rolloutPercent: opts.rolloutPercent,
+      configChanged: (s, reason) => this.configs.push(s, reason),
       joinTimeoutMs: limits.joinTimeoutMs,
       inputFlushMs: opts.inputFlushMs ?? 50,
       sessions: this.sessions,
@@ -139,9 +156,33 @@ export class Gateway {
       this.sessionTimer = setInterval(() => this.sessions.recheck(every, live), Math.min(1000, every));
       this.sessionTimer.unref();
     }
-    const l = await listenForUpgrades(port, host, (req, socket, head) => this.upgrade(req, socket, head));
+    this.configs.start(() => this.sessions.all());
+    const l = await listenForUpgrades(
+      port,
+      host,
+      (req, socket, head) => this.upgrade(req, socket, head),
+      (req, res) => this.request(req, res),
+    );
     this.http = l.server;
     return l.port;
+  }
+
+  /**
+   * Plain HTTP on the client port: the P2P client config (`GET /v1/p2p/config`), the browser
+   * client and its bootstrap. False for anything else (answered 426: WebSocket only).
+   */
+  request(req: IncomingMessage, res: ServerResponse): boolean {
+    const path = new URL(req.url ?? "/", "http://x").pathname;
+    if (path === "/v1/p2p/config" && (req.method === "GET" || req.method === "HEAD")) {
+      void this.configs
+        .serve(req, res, this.opts.verify, (map) => this.opts.directory.zoneOf(map))
+        .catch((err) => {
+          this.log.warn("p2p config request failed", { err: String(err) });
+          if (!res.headersSent) res.writeHead(500).end();
+        });
+      return true;
+    }
+    return this.web?.handle(req, res, path) ?? false;
   }
 
   /** Handles an HTTP upgrade from a server the caller owns. */
@@ -220,6 +261,7 @@ export class Gateway {
 
   async close(): Promise<void> {
     this.closing = true;
+    this.configs.stop();
     for (const sub of this.subs) sub.unsubscribe();
     this.subs.length = 0;
     await this.sessions.stop();

@@ -85,6 +85,8 @@ export interface MapRouterOptions {
   directory: MapDirectory;
   p2pGate?: (zone: string) => Mode;
   rolloutPercent?: (zone: string) => number;
+  /** Something a session's P2P client config depends on may have changed (clientconfig.ts). */
+  configChanged?: (s: Session, reason: string) => void;
   joinTimeoutMs: number;
   /** Milliseconds between input flushes per map (the map's tick). */
   inputFlushMs: number;
@@ -199,6 +201,7 @@ export class MapRouter {
     this.attach(s, reply);
     this.sessions.send(s, announce(reply, ++s.seq));
     this.sessions.play(s);
+    this.opts.configChanged?.(s, "joined the map");
   }
 
   /** A session of this gateway stepped onto a portal on `zone`/`map`: move it to the portal's map. */
@@ -447,10 +450,13 @@ export class MapRouter {
     const percent = this.rollout(m);
     for (const s of m.sessions) {
       const mode = this.sessionMode(m, s, mapMode, percent);
-      if (s.mode === mode) continue;
-      s.mode = mode;
-      if (mode !== "p2p") s.meshEntities.clear();
-      this.sessions.deliver(s, (seq) => encode({ type: "mode", seq, map: m.addr.map, mode, reason }));
+      if (s.mode !== mode) {
+        s.mode = mode;
+        if (mode !== "p2p") s.meshEntities.clear();
+        this.sessions.deliver(s, (seq) => encode({ type: "mode", seq, map: m.addr.map, mode, reason }));
+      }
+      // Flags may change the config without changing the mode (thresholds, mesh limits, ...).
+      this.opts.configChanged?.(s, reason);
     }
   }
 }

@@ -159,6 +159,16 @@ export class Sessions {
     return this.byId.get(id);
   }
 
+  /** The session playing a character on this gateway, if any. */
+  byCharacterId(characterId: string): Session | undefined {
+    return this.byCharacter.get(characterId);
+  }
+
+  /** Every authenticated session. */
+  all(): IterableIterator<Session> {
+    return this.byId.values();
+  }
+
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     if (this.stopping || this.stats.connections >= this.limits.maxConnections) {
       socket.end("HTTP/1.1 503 Service Unavailable\r\n\r\n");
