@@ -8,6 +8,7 @@
 // time window (half the TTL), so a document stays the same, ETag included, within a window and
 // every credential handed out is valid for at least half the TTL.
 import { createHash, createHmac } from "node:crypto";
+import { readFileSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { inRollout, type ZoneFlags } from "../../platform/flags/layout.ts";
 import { encode, type Mode } from "../../platform/protocol/messages.ts";
@@ -17,6 +18,7 @@ import {
   type P2PTransport,
   TRANSPORTS,
 } from "../../platform/protocol/p2pconfig.ts";
+import type { EnvReader } from "../runtime/config.ts";
 import type { Claims, Session, Sessions } from "./sessions.ts";
 
 export interface IceSettings {
@@ -241,4 +243,74 @@ export function json(
   headers: Record<string, string> = {},
 ) {
   res.writeHead(status, { "content-type": "application/json", ...headers }).end(JSON.stringify(body));
+}
+
+/** What the gateway hands P2P clients and the browser client, from its environment. */
+export interface P2PClientSettings {
+  ice: IceSettings;
+  /** Public coordinator URLs (ws:// or wss://) for the clients. */
+  coordinators: string[];
+  /** Serve the browser client (/play/) and its bootstrap (/v1/region). */
+  web: boolean;
+  /** A bundle directory (`node workloads/web/bundle.ts DIR`); unset: built at start. */
+  webDir?: string;
+  /** The login and char servers' public URLs, for the browser client. */
+  loginUrl?: string;
+  charUrl?: string;
+}
+
+const list = (raw: string | undefined) =>
+  (raw ?? "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
+
+/**
+ *   HYBRIDP2P_GATEWAY_STUN_URLS, HYBRIDP2P_GATEWAY_TURN_URLS      comma-separated stun:/turn: URLs
+ *   HYBRIDP2P_GATEWAY_TURN_SECRET_FILE                           the TURN server's shared secret
+ *   HYBRIDP2P_GATEWAY_TURN_TTL_SECONDS (3600)                    TURN credential lifetime
+ *   HYBRIDP2P_GATEWAY_COORDINATOR_URLS                           coordinators as clients reach them
+ *   HYBRIDP2P_GATEWAY_WEB (true), HYBRIDP2P_GATEWAY_WEB_DIR      the browser client
+ *   HYBRIDP2P_GATEWAY_LOGIN_URL, HYBRIDP2P_GATEWAY_CHAR_URL      login and char servers for it
+ */
+export function p2pClientSettingsFromEnv(r: EnvReader): P2PClientSettings {
+  const turn = list(r.str("HYBRIDP2P_GATEWAY_TURN_URLS"));
+  const secretFile = r.str("HYBRIDP2P_GATEWAY_TURN_SECRET_FILE");
+  let turnSecret: string | undefined;
+  if (secretFile) {
+    try {
+      turnSecret = readFileSync(secretFile, "utf8").trim();
+    } catch (err) {
+      r.problem("HYBRIDP2P_GATEWAY_TURN_SECRET_FILE", `cannot be read: ${(err as Error).message}`);
+    }
+  }
+  if (turn.length > 0 && !secretFile)
+    r.problem("HYBRIDP2P_GATEWAY_TURN_SECRET_FILE", "is required with HYBRIDP2P_GATEWAY_TURN_URLS");
+  for (const u of turn)
+    if (!/^turns?:/.test(u)) r.problem("HYBRIDP2P_GATEWAY_TURN_URLS", `${u} is not a turn: or turns: URL`);
+  const stun = list(r.str("HYBRIDP2P_GATEWAY_STUN_URLS"));
+  for (const u of stun)
+    if (!/^stuns?:/.test(u)) r.problem("HYBRIDP2P_GATEWAY_STUN_URLS", `${u} is not a stun: URL`);
+  const coordinators = list(r.str("HYBRIDP2P_GATEWAY_COORDINATOR_URLS"));
+  for (const u of coordinators)
+    if (!/^wss?:\/\//.test(u))
+      r.problem("HYBRIDP2P_GATEWAY_COORDINATOR_URLS", `${u} is not a ws:// or wss:// URL`);
+  const web = r.bool("HYBRIDP2P_GATEWAY_WEB", true);
+  return {
+    ice: {
+      stun,
+      turn,
+      turnSecret,
+      turnTtlSeconds: r.int("HYBRIDP2P_GATEWAY_TURN_TTL_SECONDS", { default: 3600, min: 60, max: 86_400 }),
+    },
+    coordinators,
+    web,
+    webDir: r.str("HYBRIDP2P_GATEWAY_WEB_DIR"),
+    loginUrl: r.str("HYBRIDP2P_GATEWAY_LOGIN_URL")
+      ? r.url("HYBRIDP2P_GATEWAY_LOGIN_URL", ["http", "https"])
+      : undefined,
+    charUrl: r.str("HYBRIDP2P_GATEWAY_CHAR_URL")
+      ? r.url("HYBRIDP2P_GATEWAY_CHAR_URL", ["http", "https"])
+      : undefined,
+  };
 }

@@ -3,6 +3,7 @@
 import { DEFAULT_PREFIX } from "../../platform/flags/layout.ts";
 import { DEFAULT_KEYSET_FILE } from "../auth/config.ts";
 import { ENV, type Env, EnvReader, type RuntimeConfig, readRuntimeConfig } from "../runtime/config.ts";
+import { type P2PClientSettings, p2pClientSettingsFromEnv } from "./clientconfig.ts";
 import { DEFAULT_LIMITS, type Limits } from "./sessions.ts";
 
 export const DEFAULT_GATEWAY_PORT = 7000;
@@ -26,6 +27,8 @@ export interface GatewayConfig {
   port: number;
   host: string;
   limits: Limits;
+  /** ICE servers and coordinators for the P2P client config; the browser client. */
+  p2pClient: P2PClientSettings;
 }
 
 function parseMaps(r: EnvReader, name: string): Record<string, string[]> | undefined {
@@ -68,6 +71,7 @@ export function gatewayConfigFromEnv(env: Env = process.env): GatewayConfig {
     watchCoordinator: r.bool("HYBRIDP2P_GATEWAY_WATCH_COORDINATOR", true),
     port: r.port("HYBRIDP2P_GATEWAY_PORT", DEFAULT_GATEWAY_PORT),
     host: r.str("HYBRIDP2P_LISTEN_HOST", "0.0.0.0"),
+    p2pClient: p2pClientSettingsFromEnv(r),
     limits: {
       ...DEFAULT_LIMITS,
       maxBufferedBytes: r.int("HYBRIDP2P_GATEWAY_MAX_BUFFERED_BYTES", {

@@ -71,6 +71,22 @@ export async function startGateway(cfg: GatewayConfig, log: Logger): Promise<{ c
     directory,
     p2pGate: f ? (watch ? watch.gate(flagGate(f)) : flagGate(f)) : undefined,
     rolloutPercent: f ? (zone) => f.zoneFlags(zone)?.rolloutPercent ?? 100 : undefined,
+    clientConfig: {
+      zoneFlags: f ? (zone) => f.zoneFlags(zone) : undefined,
+      epoch: f ? () => f.snapshot().epoch : undefined,
+      ice: cfg.p2pClient.ice,
+      coordinators: cfg.p2pClient.coordinators,
+    },
+    web: cfg.p2pClient.web
+      ? {
+          dir: cfg.p2pClient.webDir,
+          region: {
+            loginUrl: cfg.p2pClient.loginUrl,
+            charUrl: cfg.p2pClient.charUrl,
+            coordinators: cfg.p2pClient.coordinators,
+          },
+        }
+      : undefined,
     limits: cfg.limits,
     log,
   });
