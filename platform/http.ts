@@ -220,6 +220,19 @@ export function createApiServer(opts: ApiServerOptions): Server {
     const start = process.hrtime.bigint();
     const url = new URL(req.url ?? "/", "http://x");
     let label = "unmatched";
+    // Browsers on another origin (the browser client, served by the gateway) may call: the
+    // credentials are Bearer tokens, never cookies, so any origin may send them.
+    res.setHeader("access-control-allow-origin", "*");
+    if (req.method === "OPTIONS" && req.headers["access-control-request-method"]) {
+      res
+        .writeHead(204, {
+          "access-control-allow-methods": "GET, POST, DELETE",
+          "access-control-allow-headers": "authorization, content-type",
+          "access-control-max-age": "600",
+        })
+        .end();
+      return;
+    }
     try {
       const matches = routes.filter((r) => r.re.test(url.pathname));
       const route = matches.find((r) => r.method === req.method);
