@@ -404,6 +404,7 @@ export function decodeServer(b: Buffer): Decoded {
  */
 export class RoTestConnection {
   readonly received: Decoded[] = [];
+  private readonly taken = new WeakSet<Decoded>();
   closed = false;
   private buf = Buffer.alloc(0);
   private rawWanted = 0;
@@ -496,7 +497,10 @@ export class RoTestConnection {
     for (const w of [...this.waiters]) w();
   }
 
-  /** Waits for a packet of `type` (matching `match`) received from `from` on (default: any so far). */
+  /**
+   * Waits for a packet of `type` (matching `match`) received from index `from` on that no earlier
+   * `next` returned: each packet is handed out once.
+   */
   next(
     type: string,
     match: (p: Decoded) => boolean = () => true,
@@ -507,7 +511,8 @@ export class RoTestConnection {
       const check = () => {
         for (let i = from; i < this.received.length; i++) {
           const p = this.received[i]!;
-          if (p.type === type && match(p)) {
+          if (p.type === type && !this.taken.has(p) && match(p)) {
+            this.taken.add(p);
             done();
             resolve(p);
             return true;
@@ -538,5 +543,96 @@ export class RoTestConnection {
 
   close(): void {
     this.socket.destroy();
+  }
+}
+
+// ---- a whole player ---------------------------------------------------------------------------
+
+/** An RO player through the three endpoints, as the real client goes: login, char, map. */
+export class RoTestPlayer {
+  accountId = 0;
+  loginId1 = 0;
+  loginId2 = 0;
+  charId = 0;
+  name = "";
+  map?: RoTestConnection;
+  /** Where the player last knew each actor (id -> cell), from 0x07f9/0x07f8/0x07f7/0x0086. */
+  readonly actors = new Map<number, { x: number; y: number; job: number; objectType: number }>();
+  x = 0;
+  y = 0;
+  charServer?: { ip: string; port: number };
+  private seen = 0;
+  readonly host: string;
+
+  constructor(host: string) {
+    this.host = host;
+  }
+
+  async login(port: number, username: string, password: string): Promise<Decoded> {
+    const c = await RoTestConnection.open(this.host, port);
+    try {
+      c.send(enc.login(username, password, 20101124, 22));
+      const p = await Promise.race([c.next("loginOk"), c.next("loginRefused")]);
+      if (p.type === "loginOk") {
+        this.accountId = p.accountId;
+        this.loginId1 = p.loginId1;
+        this.loginId2 = p.loginId2;
+        this.charServer = { ip: p.items[0].ip, port: p.items[0].port };
+      }
+      return p;
+    } finally {
+      c.close();
+    }
+  }
+
+  /** Enters the char server: the bare account id, then the character list. */
+  async charEnter(port: number): Promise<{ conn: RoTestConnection; echo: number; list: Decoded }> {
+    const conn = await RoTestConnection.open(this.host, port);
+    const raw = conn.expectRaw(4);
+    conn.send(enc.charEnter(this.accountId, this.loginId1, this.loginId2, 1));
+    const echo = (await raw).readUInt32LE(0);
+    const list = await Promise.race([conn.next("charList"), conn.next("charRefused")]);
+    return { conn, echo, list };
+  }
+
+  async enterMap(port: number, charId: number): Promise<Decoded> {
+    const conn = await RoTestConnection.open(this.host, port);
+    this.map = conn;
+    this.charId = charId;
+    conn.send(enc.mapEnter(this.accountId, charId, this.loginId1, Date.now() >>> 0, 1));
+    await conn.next("accountId");
+    const acc = await Promise.race([conn.next("mapAccept"), conn.next("mapRefused")]);
+    if (acc.type === "mapAccept") {
+      this.x = acc.pos.x;
+      this.y = acc.pos.y;
+      conn.send(enc.loadEnd());
+    }
+    return acc;
+  }
+
+  /** Folds what arrived into `actors` and the own position. */
+  track(): void {
+    const got = this.map?.received ?? [];
+    for (; this.seen < got.length; this.seen++) {
+      const p = got[this.seen]!;
+      if (p.type === "actorStand" || p.type === "actorSpawn")
+        this.actors.set(p.id, { x: p.pos.x, y: p.pos.y, job: p.job, objectType: p.objectType });
+      else if (p.type === "actorWalking")
+        this.actors.set(p.id, { x: p.move.x1, y: p.move.y1, job: p.job, objectType: p.objectType });
+      else if (p.type === "actorMove") {
+        const a = this.actors.get(p.id);
+        if (a) {
+          a.x = p.move.x1;
+          a.y = p.move.y1;
+        }
+      } else if (p.type === "vanish") this.actors.delete(p.id);
+      else if (p.type === "ownMove") {
+        this.x = p.move.x1;
+        this.y = p.move.y1;
+      } else if (p.type === "moveStop" && p.id === this.accountId) {
+        this.x = p.x;
+        this.y = p.y;
+      }
+    }
   }
 }

@@ -29,6 +29,11 @@ export interface GatewayConfig {
   limits: Limits;
   /** ICE servers and coordinators for the P2P client config; the browser client. */
   p2pClient: P2PClientSettings;
+  /**
+   * The RO map endpoint (ro.ts), off unless the Region turns it on (HYBRIDP2P_RO_MAP_PORT). It
+   * takes the char server's map tickets from Redis, so it needs HYBRIDP2P_REDIS_URL.
+   */
+  ro?: { port: number; host: string; redisUrl: string };
 }
 
 function parseMaps(r: EnvReader, name: string): Record<string, string[]> | undefined {
@@ -92,6 +97,11 @@ export function gatewayConfigFromEnv(env: Env = process.env): GatewayConfig {
     },
   };
   cfg.limits.msgsBurst = 2 * cfg.limits.msgsPerSecond;
+  if (r.str("HYBRIDP2P_RO_MAP_PORT") !== undefined) {
+    if (!redisUrl)
+      r.problem(ENV.redisUrl, "is required with HYBRIDP2P_RO_MAP_PORT (the RO map tickets live in Redis)");
+    cfg.ro = { port: r.port("HYBRIDP2P_RO_MAP_PORT", 5121), host: cfg.host, redisUrl: redisUrl ?? "" };
+  }
   r.done();
   return cfg;
 }

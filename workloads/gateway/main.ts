@@ -7,6 +7,7 @@ import { connectFlagStore } from "../../platform/flags/etcd.ts";
 import { newRegistry, startOpsServer } from "../../platform/http.ts";
 import { createLogger, type Logger } from "../../platform/log.ts";
 import { GatewayAuth } from "../auth/gateway.ts";
+import { RoTickets } from "../auth/ro-tickets.ts";
 import { CoordinatorWatch } from "../coordinator/watch.ts";
 import { createRedis } from "../runtime/redis.ts";
 import { configOrExit, runUntilSignalled } from "../runtime/shutdown.ts";
@@ -14,10 +15,14 @@ import { type GatewayConfig, gatewayConfigFromEnv } from "./config.ts";
 import { consumeEvents } from "./events.ts";
 import { flagDirectory, flagGate } from "./flags.ts";
 import { Gateway, type MapDirectory, staticDirectory } from "./gateway.ts";
+import { startRoMap } from "./ro.ts";
 
 export async function startGateway(cfg: GatewayConfig, log: Logger): Promise<{ close(): Promise<void> }> {
   const pod = cfg.runtime.podName;
   const redis = cfg.redisUrl ? createRedis(cfg.redisUrl, { log, name: `gateway-${pod}` }) : undefined;
+  const roRedis = cfg.ro
+    ? (redis ?? createRedis(cfg.ro.redisUrl, { log, name: `gateway-${pod}-ro` }))
+    : undefined;
   const auth = await GatewayAuth.open({
     keysetFile: cfg.keysetFile,
     redis,
@@ -102,6 +107,17 @@ export async function startGateway(cfg: GatewayConfig, log: Logger): Promise<{ c
     (err) => log.warn("bad event batch", { err }),
   );
   const port = await gw.listen(cfg.port, cfg.host);
+  const ro =
+    cfg.ro && roRedis
+      ? await startRoMap({
+          port: cfg.ro.port,
+          host: cfg.ro.host,
+          log,
+          tickets: new RoTickets(roRedis, cfg.redisPrefix),
+          gatewayUrl: `ws://${cfg.host === "0.0.0.0" || cfg.host === "::" ? "127.0.0.1" : cfg.host}:${port}`,
+          maxConnections: cfg.limits.maxConnections,
+        })
+      : undefined;
   const registry = newRegistry({ service: "gateway", pod });
   const stat = (name: string, help: string, read: () => number) =>
     new Gauge({
@@ -141,12 +157,13 @@ export async function startGateway(cfg: GatewayConfig, log: Logger): Promise<{ c
       },
     },
   });
-  log.info("gateway started", { port, region: cfg.runtime.region });
+  log.info("gateway started", { port, roMapPort: ro?.port, region: cfg.runtime.region });
   return {
     async close() {
       // Readiness off, then a pause so the Service stops sending new clients, then sessions go.
       ops.setReady(false);
       await new Promise((r) => setTimeout(r, cfg.runtime.drainDelayMs));
+      await ro?.close();
       await gw.close();
       watch?.stop();
       await events.stop();
@@ -154,6 +171,7 @@ export async function startGateway(cfg: GatewayConfig, log: Logger): Promise<{ c
       await nc.drain().catch(() => undefined);
       await control.drain().catch(() => undefined);
       redis?.disconnect();
+      if (roRedis !== redis) roRedis?.disconnect();
       auth.close();
       await ops.close();
     },
