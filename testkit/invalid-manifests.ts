@@ -178,6 +178,21 @@ export const invalidManifests: InvalidManifest[] = [
     expectedMessage: "spec.images.workload in body should be at least 1 chars long",
   },
 
+  {
+    name: "Region with RO on NodePort Services without node ports",
+    manifest: region({ ro: { enabled: true, serviceType: "NodePort", login: { nodePort: 30690 } } }),
+    expectedMessage: "login, char and map need a nodePort when serviceType is NodePort",
+  },
+  {
+    name: "Region with an RO node port on ClusterIP Services",
+    manifest: region({ ro: { serviceType: "ClusterIP", map: { nodePort: 30512 } } }),
+    expectedMessage: "nodePort requires serviceType NodePort or LoadBalancer",
+  },
+  {
+    name: "Region with a map cache naming no source",
+    manifest: region({ mapCache: {} }),
+    expectedMessage: "exactly one of configMap and persistentVolumeClaim",
+  },
   // ---- Zone ----
   {
     name: "Zone name too long for its children's names",

@@ -5,4 +5,5 @@ export * from "./constants.ts";
 export * from "./crd.ts";
 export * from "./p2ppolicy.ts";
 export * from "./region.ts";
+export * from "./ro.ts";
 export * from "./zone.ts";

@@ -5,6 +5,7 @@ import type { V1ObjectMeta } from "@kubernetes/client-node";
 import { type Static, Type } from "@sinclair/typebox";
 import { ComponentSpec, Image, ResourceRequirements, SecretRef, StatusCommon } from "./common.ts";
 import { API_VERSION, MAX_REGION_NAME, REGION } from "./constants.ts";
+import { MapCacheSpec, RoSpec } from "./ro.ts";
 import { cel, DefaultedObject, OpaqueObject, Quantity, StringEnum } from "./schema.ts";
 
 // Pinned defaults; a Region overrides them in spec.images.
@@ -88,6 +89,8 @@ export const RegionSpec = Type.Object(
     coordinator: Type.Optional(ComponentSpec("The P2P coordinator: signaling and mesh management.", 7100)),
     loginServer: Type.Optional(ComponentSpec("The login server.", 6900)),
     charServer: Type.Optional(ComponentSpec("The char server.", 6121)),
+    ro: Type.Optional(RoSpec),
+    mapCache: Type.Optional(MapCacheSpec),
     dataStores: Type.Optional(
       DefaultedObject(
         {

@@ -30,6 +30,7 @@ import {
   WORKLOAD_COMMAND,
   WORKLOAD_UID,
 } from "./constants.ts";
+import { renderRoServices, roForComponent } from "./ro.ts";
 import { isExternal, renderManagedStore, storeSpec, storeWiring } from "./stores.ts";
 
 type Component = (typeof COMPONENTS)[number];
@@ -80,6 +81,7 @@ function renderComponent(region: Region, c: Component): KubeObject[] {
   const labels = standardLabels(sel, { region: r });
   const port = spec.service?.port ?? 0;
   const stores = storeWiring(region);
+  const ro = roForComponent(region, c.key);
   const config: Record<string, string> = {
     [ENV.region]: r,
     [c.portEnv]: String(port),
@@ -93,6 +95,7 @@ function renderComponent(region: Region, c: Component): KubeObject[] {
         }
       : {}),
     ...stores.config,
+    ...ro.config,
   };
   const authVolume = c.auth
     ? [{ name: "auth-keyset", secret: { secretName: `${r}${AUTH_KEYSET_SECRET_SUFFIX}`, optional: true } }]
@@ -117,6 +120,7 @@ function renderComponent(region: Region, c: Component): KubeObject[] {
               { name: c.portName, containerPort: port },
               { name: "health", containerPort: HEALTH_PORT },
               { name: "metrics", containerPort: METRICS_PORT },
+              ...ro.ports,
             ],
             envFrom: [{ configMapRef: { name } }],
             env: [
@@ -167,6 +171,7 @@ function renderComponent(region: Region, c: Component): KubeObject[] {
           // Every component's service port faces players (the SDK signs up and logs in at login,
           // picks characters at char, plays at the gateway, meshes at the coordinator): any source.
           { ports: [{ port, protocol: "TCP" }] },
+          ...ro.ingress,
           observabilityIngress(),
         ],
       },
@@ -182,5 +187,6 @@ export function renderRegion(input: Region): KubeObject[] {
     if (!isExternal(storeSpec(region, store))) out.push(...renderManagedStore(region, store));
   }
   for (const c of COMPONENTS) out.push(...renderComponent(region, c));
+  out.push(...renderRoServices(region, regionOwner(region)));
   return out;
 }

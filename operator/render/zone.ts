@@ -28,6 +28,7 @@ import {
   WORKLOAD_UID,
 } from "./constants.ts";
 import { observabilityIngress, withRegionDefaults, workloadImage } from "./region.ts";
+import { mapCacheMount } from "./ro.ts";
 import { storeWiring } from "./stores.ts";
 
 export function withZoneDefaults(zone: Zone): Zone {
@@ -52,6 +53,7 @@ export function renderZone(input: Zone, regionInput: Region): KubeObject[] {
   const sel = mapServerSelector(z);
   const labels = standardLabels(sel, { region: r, zone: z });
   const stores = storeWiring(region);
+  const cache = mapCacheMount(region);
   const env: Record<string, string> = {
     [ENV.region]: r,
     [ENV.zone]: z,
@@ -62,6 +64,7 @@ export function renderZone(input: Zone, regionInput: Region): KubeObject[] {
     [ENV.healthPort]: String(HEALTH_PORT),
     [ENV.metricsPort]: String(METRICS_PORT),
     ...stores.config,
+    ...cache.env,
   };
   const sts: V1StatefulSetSpec = {
     replicas: pool.replicas ?? 1,
@@ -94,10 +97,10 @@ export function renderZone(input: Zone, regionInput: Region): KubeObject[] {
             resources: resources(pool.resources, DEFAULT_RESOURCES.mapServer),
             ...workloadProbes(),
             securityContext: containerSecurityContext(),
-            volumeMounts: [{ name: "tmp", mountPath: "/tmp" }, ...stores.volumeMounts],
+            volumeMounts: [{ name: "tmp", mountPath: "/tmp" }, ...stores.volumeMounts, ...cache.mounts],
           },
         ],
-        volumes: [{ name: "tmp", emptyDir: {} }, ...stores.volumes],
+        volumes: [{ name: "tmp", emptyDir: {} }, ...stores.volumes, ...cache.volumes],
       },
     },
   };
