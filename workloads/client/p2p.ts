@@ -80,6 +80,11 @@ export class P2PClient extends GameClient {
     return "Server";
   }
 
+  /** Where this client last put itself (welcome, map change, its own moves). */
+  get position(): { x: number; y: number } {
+    return { x: this.x, y: this.y };
+  }
+
   /** Mates with an open data channel, by peer id (the coordinator's: the character id). */
   get connectedPeers(): string[] {
     return this.mesh?.connectedPeers ?? [];

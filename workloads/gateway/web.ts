@@ -73,6 +73,10 @@ export class WebServer {
         .end(JSON.stringify({ v: 1, ...this.region }));
       return true;
     }
+    if (path === "/favicon.ico") {
+      res.writeHead(204).end();
+      return true;
+    }
     if (path === "/play") {
       res.writeHead(301, { location: "/play/" }).end();
       return true;

@@ -141,7 +141,7 @@ async function play(characterId: string): Promise<void> {
     coordinators: state.coordinators.length > 0 ? state.coordinators : undefined,
   });
   state.client = client;
-  state.me = { x: client.world.get(client.entity)?.x ?? 0, y: client.world.get(client.entity)?.y ?? 0 };
+  state.me = client.position;
   client.onMessage((m) => onServer(client, m));
   void client.closed.then((c) => setStatus(`disconnected: ${c.reason}`));
   show("game");
