@@ -50,6 +50,19 @@ if [ ${#node_missing[@]} -gt 0 ]; then
   fi
 fi
 
+# Debian's chromium for the browser tests (workloads/web/browser.int.test.ts drives it headless
+# with playwright-core; nothing downloads a browser). Not fatal: only those tests need it.
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing chromium (browser tests)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+      || log "warning: could not install chromium: the browser tests will fail"
+  else
+    log "note: the browser tests need chromium (Debian: sudo apt-get install chromium)"
+  fi
+fi
+
 # Install only when package-lock.json changed since the last install, with `npm ci`: it installs
 # exactly what the lock names and fails when package.json and the lock disagree, so what the
 # tests run is what a new user installs. The lock lists every platform's optional binaries.
