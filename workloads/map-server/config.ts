@@ -20,6 +20,8 @@ export interface MapServerConfig {
   persistMs: number;
   ownershipTtlSeconds: number;
   seed: number;
+  /** rAthena's map_cache.dat (the Region's mapCache): real cells for the maps it holds. */
+  mapCacheFile: string | undefined;
 }
 
 const NAME = /^[A-Za-z0-9_-]{1,63}$/;
@@ -67,6 +69,7 @@ export function mapServerConfigFromEnv(env: Env = process.env): MapServerConfig 
     persistMs: r.duration("HYBRIDP2P_PERSIST_INTERVAL", 30_000, { minMs: 1000 }),
     ownershipTtlSeconds: r.int("HYBRIDP2P_OWNERSHIP_TTL_SECONDS", { default: 3, min: 2, max: 60 }),
     seed: r.int("HYBRIDP2P_SEED", { default: 1, min: 0, max: 2 ** 31 }),
+    mapCacheFile: r.str("HYBRIDP2P_MAP_CACHE"),
   };
   r.done();
   return cfg;

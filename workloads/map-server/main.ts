@@ -1,5 +1,6 @@
 // `hybrid-workload map-server`: configuration from the environment, migrations, then own maps
 // and simulate them until SIGTERM (which persists every character and hands the maps over).
+import { readFile } from "node:fs/promises";
 import { connect } from "@nats-io/transport-node";
 import { FlagClient } from "../../platform/flags/client.ts";
 import { connectFlagStore } from "../../platform/flags/etcd.ts";
@@ -12,9 +13,18 @@ import { configOrExit, runUntilSignalled } from "../runtime/shutdown.ts";
 import { type MapServerConfig, mapServerConfigFromEnv } from "./config.ts";
 import { flagModes } from "./modes.ts";
 import { MapServer } from "./server.ts";
+import { mapSource, parseMapCache } from "./sim/mapcache.ts";
 
 export async function startMapServer(cfg: MapServerConfig, log: Logger): Promise<{ close(): Promise<void> }> {
   const pod = cfg.runtime.podName;
+  // Real cells from rAthena's map cache when the Region names one; generated maps otherwise.
+  const cache = cfg.mapCacheFile ? parseMapCache(await readFile(cfg.mapCacheFile)) : undefined;
+  if (cache)
+    log.info("map cache loaded", {
+      file: cfg.mapCacheFile,
+      maps: cache.size,
+      cached: cfg.maps.filter((m) => cache.has(m)),
+    });
   const pool = createPool(cfg.databaseUrl, { applicationName: "map-server", log, max: 4 });
   await migrate(pool, log);
   const redis = createRedis(cfg.redisUrl, { log, name: `map-server-${pod}` });
@@ -22,6 +32,7 @@ export async function startMapServer(cfg: MapServerConfig, log: Logger): Promise
   const etcd = connectFlagStore(cfg.etcdEndpoints);
   const flags = new FlagClient({
     client: etcd,
+    nats: nc, // the report channel
     prefix: cfg.flagPrefix,
     namespace: cfg.runtime.namespace,
     zone: cfg.zone,
@@ -51,6 +62,7 @@ export async function startMapServer(cfg: MapServerConfig, log: Logger): Promise
     redisPrefix: cfg.redisPrefix,
     persistMs: cfg.persistMs,
     ownershipTtlSeconds: cfg.ownershipTtlSeconds,
+    mapDef: mapSource(cache),
     // Without its workers the pod is useless: exit, the lease runs out and the maps move on.
     onFatal: (err) => {
       log.error("simulation stopped, exiting", { err });

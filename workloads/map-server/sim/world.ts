@@ -36,12 +36,14 @@ import {
   BLOCK_SIZE,
   hashString,
   isWalkable,
+  lineWalkable,
   type MapDef,
   MOB_TYPES,
   rng,
   VIEW_RANGE,
   type Warp,
 } from "./maps.ts";
+import { findCellPath, waypoints } from "./path.ts";
 import {
   defaultParams,
   newSliceState,
@@ -139,6 +141,11 @@ export class MapSim {
   private readonly scratch: Int32Array;
   private inbox: ClientInput[] = [];
   private pendingEvents: ZoneEvent[] = [];
+  /** Sessions walking a cell path: the waypoint being walked to and those after it. */
+  private readonly paths = new Map<
+    string,
+    { seq: number; at: [number, number]; rest: Array<[number, number]> }
+  >();
   /** Sessions standing on a portal that were told so (one warp event per step onto it). */
   private readonly onPortal = new Set<string>();
   /** The map's portals by cell index (y * width + x). */
@@ -311,6 +318,7 @@ export class MapSim {
     this.gatewayOut(s.gateway);
     this.sessions.delete(session);
     this.onPortal.delete(session);
+    this.paths.delete(session);
     this.byEntity.delete(s.entity);
     this.onSessions?.(s.entity, undefined);
     this.inbox = this.inbox.filter((i) => i.s !== session);
@@ -386,20 +394,75 @@ export class MapSim {
 
   // ---- the tick -------------------------------------------------------------------------------
 
+  /**
+   * A walk to cell (tx, ty). When the straight line is blocked, the walk follows the cell path
+   * RO's path search finds (sim/path.ts), one straight segment at a time; otherwise it is one
+   * segment (refused by the step if the target is out of reach).
+   */
+  private walkTo(s: Session, seq: number, tx: number, ty: number): void {
+    const a = this.arena;
+    const bank = this.bank;
+    const c = bank * a.capacity + s.entity;
+    const x = a.x[c]!;
+    const y = a.y[c]!;
+    if (
+      a.p2p[s.entity] === 0 &&
+      isWalkable(this.def, tx + 0.5, ty + 0.5) &&
+      !lineWalkable(this.def, x, y, tx + 0.5, ty + 0.5)
+    ) {
+      const cells = findCellPath(this.def, Math.floor(x), Math.floor(y), tx, ty, this.params.maxWalk);
+      const wps = cells ? waypoints(this.def, cells) : [];
+      const first = wps.shift();
+      if (first) {
+        if (wps.length > 0) this.paths.set(s.session, { seq, at: first, rest: wps });
+        pushEvent(a, bank, s.entity, EV_MOVE, seq, first[0], first[1]);
+        return;
+      }
+    }
+    pushEvent(a, bank, s.entity, EV_MOVE, seq, tx, ty);
+  }
+
+  /** Sessions walking a path: the next segment once the last one ended on its waypoint. */
+  private advancePaths(): void {
+    const a = this.arena;
+    const bank = this.bank;
+    for (const [sid, p] of this.paths) {
+      const s = this.sessions.get(sid);
+      if (!s) {
+        this.paths.delete(sid);
+        continue;
+      }
+      if (a.walking[s.entity] === 1) continue;
+      const c = bank * a.capacity + s.entity;
+      const arrived =
+        Math.abs(a.x[c]! - (p.at[0] + 0.5)) < 0.01 && Math.abs(a.y[c]! - (p.at[1] + 0.5)) < 0.01;
+      const next = arrived ? p.rest.shift() : undefined;
+      if (!next) {
+        this.paths.delete(sid);
+        continue;
+      }
+      p.at = next;
+      pushEvent(a, bank, s.entity, EV_MOVE, p.seq, next[0], next[1]);
+    }
+  }
+
   /** Applies the inputs received since the last tick; returns what the workers need. */
   prepare(): TickJob {
     const a = this.arena;
     const bank = this.bank;
+    if (this.paths.size > 0) this.advancePaths();
     const inbox = this.inbox;
     this.inbox = [];
     for (const inp of inbox) {
       const s = this.sessions.get(inp.s);
       if (!s) continue;
       const seq = Number.isSafeInteger(inp.seq) ? inp.seq | 0 : 0;
+      // Anything the player does replaces a path it was walking.
+      this.paths.delete(s.session);
       switch (inp.k) {
         case "move":
           if (Number.isFinite(inp.x) && Number.isFinite(inp.y))
-            pushEvent(a, bank, s.entity, EV_MOVE, seq, clampInt(inp.x), clampInt(inp.y));
+            this.walkTo(s, seq, clampInt(inp.x), clampInt(inp.y));
           break;
         case "pos":
           if (Number.isFinite(inp.x) && Number.isFinite(inp.y))
