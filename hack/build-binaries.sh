@@ -29,7 +29,8 @@ version_of() {
     kube-*|kubectl|kubelet) echo "$KUBE_VERSION" ;;
     etcd) echo "$ETCD_VERSION" ;;
     nats-server) echo "$NATS_VERSION" ;;
-    helm) echo "$HELM_VERSION" ;;
+    # "+k8s": built with the Kubernetes version stamped (below); the name keeps older builds apart.
+    helm) echo "$HELM_VERSION+k8s" ;;
     containerd|containerd-shim-runc-v2|ctr) echo "$CONTAINERD_VERSION" ;;
     crictl) echo "$CRICTL_VERSION" ;;
     coredns|coredns-image) echo "$COREDNS_VERSION" ;;
@@ -159,7 +160,18 @@ build() {
     nats-server)
       go_install "$out" "github.com/nats-io/nats-server/v2@v$version" -ldflags='-s -w' ;;
     helm)
-      go_install "$out" "helm.sh/helm/v3/cmd/helm@v$version" -ldflags='-s -w' ;;
+      # Stamp what Helm's own release build stamps: its version, and the Kubernetes version of the
+      # client-go it is built with, which `helm template` and `helm lint` assume when no cluster
+      # and no --kube-version is given (an unstamped build assumes v1.20, older than the chart allows).
+      local hv="${version%+*}" mod kminor ld
+      mod="$(GOFLAGS=-mod=mod go mod download -json "helm.sh/helm/v3@v$hv" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
+      kminor="$(sed -n 's/^[[:space:]]*k8s\.io\/client-go v0\.\([0-9]*\)\..*/\1/p' "$mod" | head -1)"
+      [ -n "$kminor" ] || die "could not read helm v$hv's client-go version from its go.mod"
+      ld="-s -w -X helm.sh/helm/v3/internal/version.version=v$hv"
+      for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+        ld+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$kminor"
+      done
+      go_install "$out" "helm.sh/helm/v3/cmd/helm@v$hv" -ldflags="$ld" ;;
     containerd|containerd-shim-runc-v2|ctr)
       # The tags containerd's release builds use, minus the snapshotters this host lacks (the
       # node uses overlayfs); static, so no libc version matters.

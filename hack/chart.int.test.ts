@@ -75,8 +75,6 @@ describe("the chart on a real kube-apiserver", () => {
       chart,
       "--show-only",
       "templates/crds.yaml",
-      "--kube-version",
-      "1.37.2",
     ]);
     const out = run(
       "kubectl",
