@@ -3,6 +3,7 @@
 import type { Command } from "commander";
 import { GROUP, VERSION, ZONE } from "../../operator/api/constants.ts";
 import { runBots } from "../../workloads/client/bots.ts";
+import { runRoBots } from "../../workloads/client/ro.ts";
 import { CliError, type Globals, type Io, kube } from "../common.ts";
 
 async function zoneMaps(g: Globals, namespace: string, zone: string): Promise<string[]> {
@@ -21,8 +22,13 @@ export function addBotsCommand(cmd: Command, io: Io, globals: () => Globals, sig
     .command("bots")
     .description("connect N bots to a zone's maps through a gateway and print what they see")
     .requiredOption("--count <n>", "number of bots", (v) => Number.parseInt(v, 10))
-    .requiredOption("--zone <zone>", "the Zone whose maps the bots play on")
-    .requiredOption("--gateway <url>", "gateway WebSocket URL, e.g. ws://127.0.0.1:7000")
+    .option("--zone <zone>", "the Zone whose maps the bots play on (SDK bots)")
+    .option("--gateway <url>", "gateway WebSocket URL, e.g. ws://127.0.0.1:7000 (SDK bots)")
+    .option("--protocol <protocol>", "sdk (WebSocket, the default) or ro (the RO protocol over TCP)", "sdk")
+    .option(
+      "--ro-login <host:port>",
+      "with --protocol ro: the RO login endpoint (the Region's <region>-ro-login Service); bots sign up at --login first",
+    )
     .option("--login <url>", "login server URL: bots sign up, log in and pick characters like players")
     .option("--char <url>", "char server URL (with --login)")
     .option("--keyset <file>", "instead of --login/--char: sign development tokens with this keyset")
@@ -58,8 +64,18 @@ export function addBotsCommand(cmd: Command, io: Io, globals: () => Globals, sig
         p2pShare: number;
         coordinator: string[];
         duration?: number;
+        protocol: string;
+        roLogin?: string;
       }) => {
         if (!(o.count > 0)) throw new CliError("--count must be a positive number");
+        if (o.protocol === "ro") {
+          await roBots(io, o, signal);
+          return;
+        }
+        if (o.protocol !== "sdk") throw new CliError("--protocol must be sdk or ro");
+        if (!o.zone || !o.gateway) throw new CliError("SDK bots need --zone and --gateway");
+        const zone = o.zone;
+        const gateway = o.gateway;
         if (!(o.p2pShare >= 0 && o.p2pShare <= 1)) throw new CliError("--p2p-share must be between 0 and 1");
         if (o.p2pShare > 0 && o.coordinator.length === 0)
           throw new CliError(
@@ -71,13 +87,13 @@ export function addBotsCommand(cmd: Command, io: Io, globals: () => Globals, sig
             "give either --login and --char (real accounts) or --keyset (development tokens)",
           );
         }
-        const maps = await zoneMaps(globals(), o.namespace, o.zone);
-        io.out(`connecting ${o.count} bots to ${o.zone} (${maps.join(", ")}) through ${o.gateway}`);
+        const maps = await zoneMaps(globals(), o.namespace, zone);
+        io.out(`connecting ${o.count} bots to ${zone} (${maps.join(", ")}) through ${gateway}`);
         const fleet = await runBots({
           count: o.count,
-          gatewayUrl: o.gateway,
+          gatewayUrl: gateway,
           maps,
-          zone: o.zone,
+          zone,
           ...(viaAccounts ? { accounts: { loginUrl: o.login!, charUrl: o.char! } } : { keyset: o.keyset }),
           p2pShare: o.p2pShare,
           coordinators: o.coordinator,
@@ -98,4 +114,33 @@ export function addBotsCommand(cmd: Command, io: Io, globals: () => Globals, sig
         await fleet.stop();
       },
     );
+}
+
+/** RO bots: RO login, char and map endpoints, like legacy RO clients; accounts signed up over HTTP. */
+async function roBots(
+  io: Io,
+  o: { count: number; roLogin?: string; login?: string; duration?: number },
+  signal?: AbortSignal,
+): Promise<void> {
+  const m = /^(.+):(\d{1,5})$/.exec(o.roLogin ?? "");
+  if (!m) throw new CliError("--protocol ro needs --ro-login <host:port> (the RO login endpoint)");
+  if (!o.login)
+    throw new CliError("--protocol ro needs --login <url>: RO bots sign up over the login server's HTTP API");
+  const host = m[1]!.replace(/^\[|\]$/g, "");
+  io.out(`connecting ${o.count} RO bots through ${host}:${m[2]}`);
+  const fleet = await runRoBots({ count: o.count, host, loginPort: Number(m[2]), signUpUrl: o.login });
+  const report = () => {
+    const s = fleet.stats();
+    io.out(
+      `connected=${s.connected} failed=${s.failed} closed=${s.closed} moves=${s.moves} move_p50_ms=${s.p50Ms} move_p99_ms=${s.p99Ms}`,
+    );
+  };
+  const end = o.duration === undefined ? undefined : Date.now() + o.duration * 1000;
+  while (!signal?.aborted && (end === undefined || Date.now() < end)) {
+    await new Promise((r) =>
+      setTimeout(r, Math.min(2000, end === undefined ? 2000 : Math.max(0, end - Date.now()))),
+    );
+    report();
+  }
+  await fleet.stop();
 }
