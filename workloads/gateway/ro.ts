@@ -387,6 +387,7 @@ class RoPlayer {
 
   private ownState(e: Entity): void {
     const from = [cell(this.x), cell(this.y)] as const;
+    const moved = e.x !== this.x || e.y !== this.y;
     this.x = e.x;
     this.y = e.y;
     if (e.hp !== this.hp) {
@@ -409,7 +410,8 @@ class RoPlayer {
       return;
     }
     const w = this.walk;
-    if (w && !w.started && (cell(e.x) !== from[0] || cell(e.y) !== from[1] || e.x !== this.x)) {
+    // The first step of an accepted walk: the client starts its own walk animation.
+    if (w && !w.started && moved) {
       w.started = true;
       if (this.loaded)
         this.out({
