@@ -4,10 +4,12 @@
 // for experience, goes back to character select and quits, all against the real login and char
 // servers, gateway and map server on the local NATS, PostgreSQL and Redis.
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { startTestMesh } from "../../testkit/client.ts";
 import { createCharacters, readCharacter, servicesFrom, unique } from "../../testkit/map-server/harness.ts";
 import { enc, RoTestConnection, RoTestPlayer } from "../../testkit/ro/client.ts";
 import { type RoStack, startRoStack } from "../../testkit/ro/stack.ts";
 import { GameClient } from "../client/client.ts";
+import { P2PClient } from "../client/p2p.ts";
 import { openMap } from "../map-server/sim/maps.ts";
 import { ENTITY_ID_BASE } from "./ro.ts";
 
@@ -268,5 +270,70 @@ describe("RO map endpoint robustness", () => {
     await c.next("accountId");
     expect(stack.roMap.stats.skipped).toBe(skipped + 1);
     c.close();
+  });
+});
+
+/** A new account and character, through the three endpoints, standing on the map. */
+async function enterAs(user: string, charName: string): Promise<RoTestPlayer> {
+  await stack.signUp(user, password);
+  const p = new RoTestPlayer(host);
+  expect((await p.login(stack.ports.login, user, password)).type).toBe("loginOk");
+  const { conn } = await p.charEnter(stack.ports.char);
+  conn.send(enc.charCreate(charName, [5, 5, 5, 5, 5, 5], 0, 1, 2));
+  const created = await conn.next("charCreated");
+  conn.send(enc.charSelect(0));
+  await conn.next("mapServer");
+  conn.close();
+  expect((await p.enterMap(stack.ports.map, created.charId)).type).toBe("mapAccept");
+  return p;
+}
+
+describe("RO beside P2P players", () => {
+  it("sees a P2P player move and keeps playing through P2P toggles and a fallback", async () => {
+    const mesh = await startTestMesh({
+      natsUrl: svc.natsUrl,
+      region: stack.gw.region,
+      keyset: stack.gw.keyset,
+      zones: { [stack.zone]: [map] },
+    });
+    let peer: P2PClient | undefined;
+    try {
+      stack.modes.set("p2p");
+      const peerName = unique("Peer").slice(0, 14);
+      const [peerChar] = await createCharacters(stack.db, [{ name: peerName, map, x: 30, y: 30, hp: 400 }]);
+      peer = await P2PClient.connect({
+        url: stack.gw.url,
+        token: await stack.gw.token(peerChar!, map, peerName),
+        coordinators: mesh.urls,
+        ice: mesh.ice,
+      });
+      const p = await enterAs(unique("ro_").slice(0, 20), unique("Rp").slice(0, 12));
+      const m = p.map!;
+      const peerId = ENTITY_ID_BASE + peer.entity;
+      await m.next("actorStand", (x) => x.id === peerId);
+      await until("the peer in p2p mode", () => peer!.mode === "p2p");
+      // The P2P player reports its own positions; the RO player sees it walk through the gateway.
+      for (let k = 1; k <= 4; k++) {
+        peer.move(30 + k, 30);
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      await m.next("actorMove", (x) => x.id === peerId && x.move.x1 >= 32, 15_000);
+      // P2P off, a fallback, P2P on again: the RO client stays connected and answered.
+      for (const mode of ["server", "fallback", "p2p"] as const) {
+        stack.modes.set(mode);
+        await new Promise((r) => setTimeout(r, 300));
+        m.send(enc.tickSync(1));
+        await m.next("tickReply");
+        expect(m.closed).toBe(false);
+      }
+      m.send(enc.walk(p.x + 2, p.y));
+      await m.next("ownMove");
+      m.send(enc.quit());
+      await m.next("quitAck");
+    } finally {
+      stack.modes.set("server");
+      await peer?.close().catch(() => undefined);
+      await mesh.stop();
+    }
   });
 });
