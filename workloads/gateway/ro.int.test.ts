@@ -4,6 +4,7 @@
 // for experience, goes back to character select and quits, all against the real login and char
 // servers, gateway and map server on the local NATS, PostgreSQL and Redis.
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { call } from "../../testkit/auth.ts";
 import { startTestMesh } from "../../testkit/client.ts";
 import { createCharacters, readCharacter, servicesFrom, unique } from "../../testkit/map-server/harness.ts";
 import { enc, RoTestConnection, RoTestPlayer } from "../../testkit/ro/client.ts";
@@ -69,6 +70,19 @@ describe("RO login endpoint", () => {
       type: "loginRefused",
       error: 1,
     });
+  });
+
+  it("shares the HTTP login's lockout: five failures lock the account on both paths", async () => {
+    const user = unique("ro_").slice(0, 20);
+    await stack.signUp(user, password);
+    const p = new RoTestPlayer(host);
+    for (let k = 0; k < 5; k++)
+      expect(await p.login(stack.ports.login, user, "wrong-password")).toMatchObject({ error: 1 });
+    const locked = await p.login(stack.ports.login, user, password);
+    expect(locked).toMatchObject({ type: "loginRefused", error: 6 });
+    expect(locked.blockDate).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/);
+    const http = await call(stack.login.url, "POST", "/v1/sessions", { body: { username: user, password } });
+    expect(http.status).toBe(429);
   });
 
   it("refuses the char server without the login ids", async () => {
