@@ -163,6 +163,33 @@ export const ZoneStatus = Type.Object(
         { description: "P2P clients of the zone, as the coordinator reports them." },
       ),
     ),
+    p2pPlayers: Type.Optional(
+      Type.Object(
+        {
+          eligible: Type.Optional(
+            Type.Integer({
+              minimum: 0,
+              description:
+                "P2P-capable players on the zone's maps while P2P is on there (before the rollout).",
+            }),
+          ),
+          playing: Type.Optional(
+            Type.Integer({
+              minimum: 0,
+              description: "Of those, players in P2P mode (inside rolloutPercent).",
+            }),
+          ),
+          rolloutPercent: Type.Optional(
+            Type.Integer({
+              minimum: 0,
+              maximum: 100,
+              description: "The rollout in force (the governing policy's).",
+            }),
+          ),
+        },
+        { description: "The canary: players eligible for P2P and playing P2P, as the gateways report them." },
+      ),
+    ),
   },
   { description: "Observed state of the zone." },
 );
@@ -196,6 +223,8 @@ export const zonePrinterColumns = [
   { name: "Policy", type: "string", jsonPath: ".status.policy", priority: 1 },
   { name: "Peers", type: "integer", jsonPath: ".status.p2pPeers.connected", priority: 1 },
   { name: "Relayed", type: "integer", jsonPath: ".status.p2pPeers.relayed", priority: 1 },
+  { name: "Eligible", type: "integer", jsonPath: ".status.p2pPlayers.eligible", priority: 1 },
+  { name: "Playing-P2P", type: "integer", jsonPath: ".status.p2pPlayers.playing", priority: 1 },
   { name: "Ready", type: "string", jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
   { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
 ];

@@ -88,6 +88,7 @@ describe("status fold", () => {
       fallbackReason: null,
       fallbackSince: null,
       p2pPeers: null,
+      p2pPlayers: null,
     });
     expect(out.zones.get("eu/b")!.mode).toBe("Mixed"); // its town map stays server-side
     expect(out.zones.get("eu/t")).toMatchObject({ mode: "Server", policy: null, appliedEpoch: 5 });
@@ -208,5 +209,18 @@ describe("status fold", () => {
     ]);
     expect(out.zones.get("eu/a")!.p2pPeers).toEqual({ connected: 30, meshes: 3, relayed: 7 });
     expect(out.zones.get("eu/b")!.p2pPeers).toBeNull();
+  });
+
+  it("adds up the canary's players over the gateway replicas, with the rollout in force", () => {
+    const out = fold([
+      rep("a-0", "a", 5, "p2p"),
+      regionRep("gw-0", "gateway", { a: { players: { eligible: 10, playing: 3 } } }),
+      regionRep("gw-1", "gateway", { a: { players: { eligible: 6, playing: 2 } } }),
+      regionRep("co-0", "coordinator", { a: { players: { eligible: 99, playing: 99 } } }),
+    ]);
+    const players = out.zones.get("eu/a")!.p2pPlayers!;
+    expect(players).toMatchObject({ eligible: 16, playing: 5 });
+    expect(players.rolloutPercent).toBeGreaterThanOrEqual(0);
+    expect(out.zones.get("eu/b")!.p2pPlayers).toBeNull();
   });
 });

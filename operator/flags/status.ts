@@ -10,7 +10,7 @@
 // loses the coordinator or the coordinator judges the mesh quality bad, the zone's players are
 // in server mode whatever the map servers run. p2pPeers comes from the coordinator replicas'
 // reports (they share one roster, so any of them can tell; the largest count is the freshest).
-import type { PodReport, ZoneFlags, ZonePeers } from "../../platform/flags/layout.ts";
+import type { PodReport, ZoneFlags, ZonePeers, ZonePlayers } from "../../platform/flags/layout.ts";
 import { effectiveP2P } from "../../platform/flags/layout.ts";
 import type { DesiredCondition } from "../controllers/conditions.ts";
 import type { CompiledFlags } from "./compiler.ts";
@@ -45,6 +45,8 @@ export interface ZoneFlagStatus {
   fallbackReason: string | null;
   fallbackSince: string | null;
   p2pPeers: ZonePeers | null;
+  /** The canary: P2P-capable players where P2P is on, and those playing P2P (gateway reports). */
+  p2pPlayers: (ZonePlayers & { rolloutPercent: number }) | null;
 }
 
 export interface PolicyFlagStatus {
@@ -106,6 +108,27 @@ function heldReasons(
   });
   return { reasons, since };
 }
+
+/** Gateway replicas hold disjoint sessions: their counts add up. */
+function playersOf(
+  regionReports: readonly PodReport[],
+  zone: string,
+  doc: ZoneFlags | undefined,
+): FoldedPlayers | null {
+  let eligible = 0;
+  let playing = 0;
+  let heard = false;
+  for (const r of regionReports) {
+    const p: ZonePlayers | undefined = r.service === "gateway" ? r.zones?.[zone]?.players : undefined;
+    if (p === undefined) continue;
+    heard = true;
+    eligible += p.eligible;
+    playing += p.playing;
+  }
+  return heard ? { eligible, playing, rolloutPercent: doc?.rolloutPercent ?? 0 } : null;
+}
+
+type FoldedPlayers = ZonePlayers & { rolloutPercent: number };
 
 function peersOf(regionReports: readonly PodReport[], zone: string): ZonePeers | null {
   let best: ZonePeers | null = null;
@@ -195,6 +218,7 @@ export function foldStatus(input: FoldInput): FoldOutput {
       fallbackReason,
       fallbackSince,
       p2pPeers: peersOf(regionReports, name),
+      p2pPlayers: playersOf(regionReports, name, doc),
     });
 
     const was = z.status?.fallbackReason !== undefined && z.status.fallbackReason !== null;

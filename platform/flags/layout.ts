@@ -191,6 +191,16 @@ export interface ZoneReport {
   fallback?: { reason: string; since: string };
   /** The zone's P2P clients as a coordinator replica sees them (replicas share one roster). */
   peers?: ZonePeers;
+  /** The zone's P2P-capable players on a gateway replica (replicas hold disjoint sessions). */
+  players?: ZonePlayers;
+}
+
+/** The canary: P2P-capable players where P2P is on, and those of them playing P2P (the rollout). */
+export interface ZonePlayers {
+  /** P2P-capable clients playing on the zone's maps while P2P is on there (before the rollout). */
+  eligible: number;
+  /** Those of them in p2p mode: inside rolloutPercent and not held in fallback. */
+  playing: number;
 }
 
 export interface ZonePeers {
@@ -330,6 +340,9 @@ export function parseReport(key: string, raw: string): PodReport {
     const p = z.peers;
     if (p !== undefined && (!isObj(p) || !isNum(p.connected) || !isNum(p.meshes) || !isNum(p.relayed)))
       throw new MalformedDocument(key, "zone peers need connected, meshes and relayed");
+    const pl = z.players;
+    if (pl !== undefined && (!isObj(pl) || !isNum(pl.eligible) || !isNum(pl.playing)))
+      throw new MalformedDocument(key, "zone players need eligible and playing");
   }
   return v as unknown as PodReport;
 }

@@ -257,6 +257,8 @@ export interface P2PClientSettings {
   /** The login and char servers' public URLs, for the browser client. */
   loginUrl?: string;
   charUrl?: string;
+  /** How often the canary's counts (P2P-capable and P2P-playing players per zone) are reported. */
+  playersReportMs: number;
 }
 
 const list = (raw: string | undefined) =>
@@ -272,6 +274,7 @@ const list = (raw: string | undefined) =>
  *   HYBRIDP2P_GATEWAY_COORDINATOR_URLS                           coordinators as clients reach them
  *   HYBRIDP2P_GATEWAY_WEB (true), HYBRIDP2P_GATEWAY_WEB_DIR      the browser client
  *   HYBRIDP2P_GATEWAY_LOGIN_URL, HYBRIDP2P_GATEWAY_CHAR_URL      login and char servers for it
+ *   HYBRIDP2P_GATEWAY_PLAYERS_REPORT_MS (2000)                    how often the canary counts are reported
  */
 export function p2pClientSettingsFromEnv(r: EnvReader): P2PClientSettings {
   const turn = list(r.str("HYBRIDP2P_GATEWAY_TURN_URLS"));
@@ -312,5 +315,6 @@ export function p2pClientSettingsFromEnv(r: EnvReader): P2PClientSettings {
     charUrl: r.str("HYBRIDP2P_GATEWAY_CHAR_URL")
       ? r.url("HYBRIDP2P_GATEWAY_CHAR_URL", ["http", "https"])
       : undefined,
+    playersReportMs: r.int("HYBRIDP2P_GATEWAY_PLAYERS_REPORT_MS", { default: 2000, min: 100, max: 60_000 }),
   };
 }

@@ -249,6 +249,11 @@ export class Gateway {
     this.fanout.events(batch, zone);
   }
 
+  /** The canary per zone: P2P-capable players where P2P is on, and those playing P2P. */
+  p2pPlayers(): Map<string, { eligible: number; playing: number }> {
+    return this.router.p2pPlayers();
+  }
+
   /** Re-evaluates every map's mode (call when the gateway's own flags change). */
   refreshModes(): void {
     this.router.refreshModes();

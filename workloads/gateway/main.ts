@@ -4,6 +4,7 @@ import { connect } from "@nats-io/transport-node";
 import { Gauge } from "prom-client";
 import { FlagClient } from "../../platform/flags/client.ts";
 import { connectFlagStore } from "../../platform/flags/etcd.ts";
+import type { ZoneReport } from "../../platform/flags/layout.ts";
 import { newRegistry, startOpsServer } from "../../platform/http.ts";
 import { createLogger, type Logger } from "../../platform/log.ts";
 import { GatewayAuth } from "../auth/gateway.ts";
@@ -96,6 +97,15 @@ export async function startGateway(cfg: GatewayConfig, log: Logger): Promise<{ c
     log,
   });
   const gw = gateway;
+  // The canary: each zone's P2P-capable players and those playing P2P, in this pod's report
+  // (the operator sums the gateways' counts into the Zone's status).
+  const playersTimer = f
+    ? setInterval(() => {
+        const zones = new Map<string, ZoneReport>();
+        for (const [zone, players] of gw.p2pPlayers()) zones.set(zone, { players });
+        f.reportZones(zones);
+      }, cfg.p2pClient.playersReportMs)
+    : undefined;
   f?.on("snapshot", () => gw.refreshModes());
   f?.on("state", () => gw.refreshModes());
   watch?.start();
@@ -164,6 +174,7 @@ export async function startGateway(cfg: GatewayConfig, log: Logger): Promise<{ c
       ops.setReady(false);
       await new Promise((r) => setTimeout(r, cfg.runtime.drainDelayMs));
       await ro?.close();
+      clearInterval(playersTimer);
       await gw.close();
       watch?.stop();
       await events.stop();

@@ -429,6 +429,25 @@ export class MapRouter {
     return m.serverMode === "p2p" && gate === "p2p" ? "p2p" : "server";
   }
 
+  /**
+   * The canary per zone: P2P-capable sessions on maps where P2P is on (p2p, or held in
+   * fallback), and those of them playing P2P (inside the rollout, not held).
+   */
+  p2pPlayers(): Map<string, { eligible: number; playing: number }> {
+    const out = new Map<string, { eligible: number; playing: number }>();
+    for (const m of this.maps.values()) {
+      if (this.effectiveMode(m) === "server") continue;
+      const c = out.get(m.addr.zone) ?? { eligible: 0, playing: 0 };
+      for (const s of m.sessions) {
+        if (s.kind !== "p2p" || s.state !== "playing") continue;
+        c.eligible++;
+        if (s.mode === "p2p") c.playing++;
+      }
+      out.set(m.addr.zone, c);
+    }
+    return out;
+  }
+
   /** The map's mode, except that a P2P client outside the zone's rollout plays in server mode. */
   private sessionMode(
     m: MapState,
