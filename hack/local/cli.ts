@@ -50,10 +50,16 @@ function playHint(kc: string, nodeName: string): string {
     const nodeIP = get(`node ${nodeName}`, '{.status.addresses[?(@.type=="InternalIP")].address}');
     const nodePort = get("svc demo-gateway -n demo", "{.spec.ports[0].nodePort}");
     const ip = (component: string) => get(`svc demo-${component} -n demo`, "{.spec.clusterIP}");
-    return `  # play: bots sign up and log in like players; new characters start in Prontera (a town: server mode)
-  npm run hybridctl -- bots --count 20 --zone prontera -n demo --gateway ws://${nodeIP}:${nodePort} \\
-    --login http://${ip("login-server")}:6900 --char http://${ip("char-server")}:6121 \\
-    --p2p-share 0.5 --coordinator ws://${ip("coordinator")}:7100`;
+    const login = `http://${ip("login-server")}:6900`;
+    const char = `http://${ip("char-server")}:6121`;
+    const coordinator = `ws://${ip("coordinator")}:7100`;
+    return `  # play: bots sign up and log in like players; new characters start on prt_fild08, a P2P zone
+  # (the Region's startPoint): half of them mesh (P2P), and the Zone's PEERS column counts them
+  npm run hybridctl -- bots --count 20 --zone prt-fild08 -n demo --gateway ws://${nodeIP}:${nodePort} \\
+    --login ${login} --char ${char} --p2p-share 0.5 --coordinator ${coordinator}
+  ${join(binDir(), "kubectl")} get zones -n demo -o wide     # PEERS, ELIGIBLE, PLAYING-P2P
+  # play yourself in a browser (sign up, pick a character, walk with the arrow keys):
+  http://${nodeIP}:${nodePort}/play/?login=${encodeURIComponent(login)}&char=${encodeURIComponent(char)}&coordinator=${encodeURIComponent(coordinator)}`;
   } catch (err) {
     return `  (no play hint: ${(err as Error).message.split("\n")[0]})`;
   }

@@ -89,6 +89,19 @@ export const RegionSpec = Type.Object(
     coordinator: Type.Optional(ComponentSpec("The P2P coordinator: signaling and mesh management.", 7100)),
     loginServer: Type.Optional(ComponentSpec("The login server.", 6900)),
     charServer: Type.Optional(ComponentSpec("The char server.", 6121)),
+    startPoint: Type.Optional(
+      Type.Object(
+        {
+          map: Type.String({ minLength: 1, maxLength: 32, pattern: "^[a-z0-9_]+$", description: "The map." }),
+          x: Type.Integer({ minimum: 0, maximum: 4095, description: "Cell x." }),
+          y: Type.Integer({ minimum: 0, maximum: 4095, description: "Cell y." }),
+        },
+        {
+          description:
+            "Where new characters start (the char server's start point). Default: Prontera (prontera 156,191), a town.",
+        },
+      ),
+    ),
     ro: Type.Optional(RoSpec),
     mapCache: Type.Optional(MapCacheSpec),
     dataStores: Type.Optional(

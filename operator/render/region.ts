@@ -92,6 +92,11 @@ function renderComponent(region: Region, c: Component): KubeObject[] {
     ...(c.key === "charServer"
       ? {
           [ENV.gatewayAddress]: `${r}-gateway.${region.metadata!.namespace}.svc:${region.spec.gateway?.service?.port ?? 7000}`,
+          ...(region.spec.startPoint
+            ? {
+                HYBRIDP2P_START_POINT: `${region.spec.startPoint.map},${region.spec.startPoint.x},${region.spec.startPoint.y}`,
+              }
+            : {}),
         }
       : {}),
     ...stores.config,
