@@ -2,7 +2,7 @@
 // crds.int.test.ts applies every entry with a server-side dry run; the unit tests check that the
 // table covers every CEL rule of the CRDs. Expected messages are kube-apiserver's own wording.
 
-import { API_VERSION, P2P_POLICY, REGION, ZONE } from "../operator/api/constants.ts";
+import { API_VERSION, P2P_POLICY, REGION, WORLD_EVENT, ZONE } from "../operator/api/constants.ts";
 
 export interface InvalidManifest {
   /** What is wrong, as a test title. */
@@ -45,9 +45,21 @@ const basePolicy: Obj = {
   spec: { zoneSelector: { matchLabels: { "hybridp2p.io/zone-type": "field" } } },
 };
 
+const baseWorldEvent: Obj = {
+  apiVersion: API_VERSION,
+  kind: WORLD_EVENT.kind,
+  metadata: { name: "bad" },
+  spec: {
+    type: "Boss",
+    boss: { mob: "baphomet" },
+    targets: { regionSelector: {}, maps: ["prt_fild08"] },
+  },
+};
+
 const region = (spec: Obj): Obj => merge(baseRegion, { spec });
 const zone = (spec: Obj): Obj => merge(baseZone, { spec });
 const policy = (spec: Obj): Obj => merge(basePolicy, { spec });
+const worldEvent = (spec: Obj): Obj => merge(baseWorldEvent, { spec });
 const map = (name: string, type: string, extra: Obj = {}) => ({ name, type, ...extra });
 
 export const invalidManifests: InvalidManifest[] = [
@@ -75,7 +87,8 @@ export const invalidManifests: InvalidManifest[] = [
   {
     name: "Region resource request above its limit",
     manifest: region({ gateway: { resources: { requests: { cpu: "2" }, limits: { cpu: "1500m" } } } }),
-    expectedMessage: "requests of cpu, memory and ephemeral-storage must be less than or equal to their limits",
+    expectedMessage:
+      "requests of cpu, memory and ephemeral-storage must be less than or equal to their limits",
   },
   {
     name: "Region coordinator replicas negative",
@@ -436,5 +449,110 @@ export const invalidManifests: InvalidManifest[] = [
     name: "P2PPolicy priority above 1000",
     manifest: policy({ priority: 5000 }),
     expectedMessage: "spec.priority in body should be less than or equal to 1000",
+  },
+
+  // ---- WorldEvent ----
+  {
+    name: "WorldEvent type not an enum value",
+    manifest: worldEvent({ type: "Earthquake" }),
+    expectedMessage:
+      'Unsupported value: "Earthquake": supported values: "Boss", "Invasion", "Rates", "Announcement"',
+  },
+  {
+    name: "WorldEvent type changed",
+    existing: baseWorldEvent,
+    manifest: worldEvent({ type: "Invasion", boss: undefined, invasion: { mob: "wolf" } }),
+    expectedMessage: "type is immutable",
+  },
+  {
+    name: "WorldEvent Boss without boss",
+    manifest: worldEvent({ boss: undefined }),
+    expectedMessage: "a Boss event needs boss",
+  },
+  {
+    name: "WorldEvent Invasion without invasion",
+    manifest: worldEvent({ type: "Invasion", boss: undefined }),
+    expectedMessage: "an Invasion event needs invasion",
+  },
+  {
+    name: "WorldEvent Rates without rates",
+    manifest: worldEvent({ type: "Rates", boss: undefined }),
+    expectedMessage: "a Rates event needs rates",
+  },
+  {
+    name: "WorldEvent Announcement without announcement",
+    manifest: worldEvent({ type: "Announcement", boss: undefined }),
+    expectedMessage: "an Announcement event needs announcement",
+  },
+  {
+    name: "WorldEvent boss on an Invasion",
+    manifest: worldEvent({ type: "Invasion", invasion: { mob: "wolf" } }),
+    expectedMessage: "boss and invasion are only allowed on events of that type",
+  },
+  {
+    name: "WorldEvent Boss without maps",
+    manifest: worldEvent({ targets: { regionSelector: {}, maps: undefined } }),
+    expectedMessage: "Boss and Invasion events need targets.maps",
+  },
+  {
+    name: "WorldEvent boss x without y",
+    manifest: worldEvent({ boss: { mob: "baphomet", x: 10 } }),
+    expectedMessage: "boss x and y go together",
+  },
+  {
+    name: "WorldEvent unknown mob",
+    manifest: worldEvent({ boss: { mob: "dragon" } }),
+    expectedMessage: 'spec.boss.mob: Unsupported value: "dragon"',
+  },
+  {
+    name: "WorldEvent more than 5 bosses",
+    manifest: worldEvent({ boss: { mob: "baphomet", count: 6 } }),
+    expectedMessage: "spec.boss.count in body should be less than or equal to 5",
+  },
+  {
+    name: "WorldEvent rates that change nothing",
+    manifest: worldEvent({ type: "Rates", boss: undefined, rates: { exp: 1, drop: 1 } }),
+    expectedMessage: "rates must change exp or drop",
+  },
+  {
+    name: "WorldEvent exp rate above 100",
+    manifest: worldEvent({ type: "Rates", boss: undefined, rates: { exp: 500 } }),
+    expectedMessage: "spec.rates.exp in body should be less than or equal to 100",
+  },
+  {
+    name: "WorldEvent without target regions",
+    manifest: worldEvent({ targets: { regionSelector: undefined } }),
+    expectedMessage: "targets need regions or a regionSelector",
+  },
+  {
+    name: "WorldEvent start and cron",
+    manifest: worldEvent({ schedule: { start: "2030-01-01T00:00:00Z", cron: "0 20 * * *" } }),
+    expectedMessage: "start and cron are mutually exclusive",
+  },
+  {
+    name: "WorldEvent cron with four fields",
+    manifest: worldEvent({ schedule: { cron: "0 20 * *" } }),
+    expectedMessage: "spec.schedule.cron in body should match",
+  },
+  {
+    name: "WorldEvent duration below 10 seconds",
+    manifest: worldEvent({ schedule: { durationSeconds: 5 } }),
+    expectedMessage: "spec.schedule.durationSeconds in body should be greater than or equal to 10",
+  },
+  {
+    name: "WorldEvent population trigger with cron",
+    manifest: worldEvent({ schedule: { cron: "0 20 * * *" }, triggers: { population: { minPlayers: 5 } } }),
+    expectedMessage: "a population trigger cannot be combined with a cron schedule",
+  },
+  {
+    name: "WorldEvent uncancelled",
+    existing: worldEvent({ cancelled: true }),
+    manifest: worldEvent({ cancelled: false }),
+    expectedMessage: "a cancelled event stays cancelled",
+  },
+  {
+    name: "WorldEvent announcement too long",
+    manifest: worldEvent({ announcement: { message: "x".repeat(201) } }),
+    expectedMessage: "spec.announcement.message: Too long",
   },
 ];

@@ -40,6 +40,14 @@ export const P2P_POLICY = {
   shortNames: ["p2pp"],
 } as const satisfies KindNames;
 
+export const WORLD_EVENT = {
+  kind: "WorldEvent",
+  listKind: "WorldEventList",
+  plural: "worldevents",
+  singular: "worldevent",
+  shortNames: ["wev"],
+} as const satisfies KindNames;
+
 /** `<plural>.<group>`, the CRD's metadata.name. */
 export function crdName(names: KindNames): string {
   return `${names.plural}.${GROUP}`;

@@ -1,10 +1,21 @@
 // The CustomResourceDefinition objects, built from the TypeBox schemas of each kind.
 
 import type { TSchema } from "@sinclair/typebox";
-import { CATEGORY, crdName, GROUP, type KindNames, P2P_POLICY, REGION, VERSION, ZONE } from "./constants.ts";
+import {
+  CATEGORY,
+  crdName,
+  GROUP,
+  type KindNames,
+  P2P_POLICY,
+  REGION,
+  VERSION,
+  WORLD_EVENT,
+  ZONE,
+} from "./constants.ts";
 import { P2PPolicySchema, p2pPolicyPrinterColumns } from "./p2ppolicy.ts";
 import { RegionSchema, regionPrinterColumns } from "./region.ts";
 import { toOpenApi } from "./schema.ts";
+import { WorldEventSchema, worldEventPrinterColumns } from "./worldevent.ts";
 import { ZoneSchema, zonePrinterColumns, zoneScale } from "./zone.ts";
 
 export interface PrinterColumn {
@@ -31,6 +42,11 @@ export const kinds: KindDefinition[] = [
     scale: zoneScale,
   },
   { names: P2P_POLICY, schema: P2PPolicySchema, printerColumns: p2pPolicyPrinterColumns as PrinterColumn[] },
+  {
+    names: WORLD_EVENT,
+    schema: WorldEventSchema,
+    printerColumns: worldEventPrinterColumns as PrinterColumn[],
+  },
 ];
 
 /** An apiextensions.k8s.io/v1 CustomResourceDefinition as a plain object. */

@@ -12,10 +12,20 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { parse, parseAllDocuments } from "yaml";
 import { sleep } from "../../platform/time.ts";
 import { invalidManifests } from "../../testkit/invalid-manifests.ts";
-import { API_VERSION, GROUP, type KindNames, P2P_POLICY, REGION, VERSION, ZONE } from "./constants.ts";
+import {
+  API_VERSION,
+  GROUP,
+  type KindNames,
+  P2P_POLICY,
+  REGION,
+  VERSION,
+  WORLD_EVENT,
+  ZONE,
+} from "./constants.ts";
 import { renderCrds } from "./generate.ts";
 import { P2PPolicySpec } from "./p2ppolicy.ts";
 import { RegionSpec } from "./region.ts";
+import { WorldEventSpec } from "./worldevent.ts";
 import { ZoneSpec } from "./zone.ts";
 
 const kubeconfig = inject("localEnv").kubeconfig;
@@ -62,6 +72,7 @@ const kindNames: Record<string, KindNames> = {
   [REGION.kind]: REGION,
   [ZONE.kind]: ZONE,
   [P2P_POLICY.kind]: P2P_POLICY,
+  [WORLD_EVENT.kind]: WORLD_EVENT,
 };
 const collection = (kind: string) =>
   `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${kindNames[kind]!.plural}`;
@@ -119,8 +130,10 @@ describe("CRDs on kube-apiserver", () => {
   });
 
   it("accepts the example manifests", async () => {
-    const path = fileURLToPath(new URL("../../examples/demo-region.yaml", import.meta.url));
-    const docs = parseAllDocuments(readFileSync(path, "utf8")).map((d) => d.toJS() as Obj);
+    const docs = ["demo-region.yaml", "world-event.yaml"].flatMap((file) => {
+      const path = fileURLToPath(new URL(`../../examples/${file}`, import.meta.url));
+      return parseAllDocuments(readFileSync(path, "utf8")).map((d) => d.toJS() as Obj);
+    });
     for (const doc of docs.filter((d) => d.kind !== "Namespace")) {
       const reply = await kube(
         "POST",
@@ -136,6 +149,11 @@ describe("CRDs on kube-apiserver", () => {
       [REGION.kind, RegionSpec, {}],
       [ZONE.kind, ZoneSpec, { regionRef: { name: "demo" }, maps: [{ name: "prontera", type: "Town" }] }],
       [P2P_POLICY.kind, P2PPolicySpec, { zoneSelector: {} }],
+      [
+        WORLD_EVENT.kind,
+        WorldEventSpec,
+        { type: "Invasion", invasion: { mob: "wolf" }, targets: { regions: [], maps: ["prt_fild08"] } },
+      ],
     ];
     for (const [kind, schema, spec] of minimal) {
       const manifest = { apiVersion: API_VERSION, kind, metadata: { name: "defaults" }, spec };

@@ -70,7 +70,7 @@ describe("crds/", () => {
 
 describe("CRD definitions", () => {
   it("are namespaced, in one group and version, with status, short names and the category", () => {
-    expect(crds.map((c) => c.spec.names.kind)).toEqual(["Region", "Zone", "P2PPolicy"]);
+    expect(crds.map((c) => c.spec.names.kind)).toEqual(["Region", "Zone", "P2PPolicy", "WorldEvent"]);
     const shortNames = crds.flatMap((c) => c.spec.names.shortNames);
     expect(new Set(shortNames).size).toBe(shortNames.length);
     for (const crd of crds) {
@@ -199,7 +199,7 @@ describe("invalid manifests", () => {
 
   it("cover every kind, with enums, bounds, required fields and types", () => {
     const messages = invalidManifests.map((m) => m.expectedMessage);
-    for (const kind of ["Region", "Zone", "P2PPolicy"]) {
+    for (const kind of ["Region", "Zone", "P2PPolicy", "WorldEvent"]) {
       expect(invalidManifests.filter((m) => m.manifest.kind === kind).length).toBeGreaterThanOrEqual(8);
     }
     for (const fragment of [

@@ -6,4 +6,5 @@ export * from "./crd.ts";
 export * from "./p2ppolicy.ts";
 export * from "./region.ts";
 export * from "./ro.ts";
+export * from "./worldevent.ts";
 export * from "./zone.ts";
