@@ -2,6 +2,8 @@
 // into its status (mode, applied epoch, replicas, policy, P2P peers, fallback reason).
 import type { Command } from "commander";
 import { REGION, ZONE } from "../../operator/api/constants.ts";
+import type { Region } from "../../operator/api/region.ts";
+import { roAdvertisedPort } from "../../operator/render/ro.ts";
 import { sleep } from "../../platform/time.ts";
 import { emit, type Globals, type Io, kube, list, outputOption, table } from "../common.ts";
 
@@ -21,7 +23,14 @@ async function status(
       const byMode: Record<string, number> = {};
       for (const z of mine)
         byMode[z.status?.mode ?? "Unknown"] = (byMode[z.status?.mode ?? "Unknown"] ?? 0) + 1;
-      return { namespace: r.metadata.namespace, name: r.metadata.name, zones: mine.length, modes: byMode };
+      return {
+        namespace: r.metadata.namespace,
+        name: r.metadata.name,
+        zones: mine.length,
+        modes: byMode,
+        // Where an RO client's login server setting points (spec.ro): host and port.
+        roLogin: roLoginAddress(r as unknown as Region),
+      };
     }),
     zones: zones.map((z) => ({
       namespace: z.metadata.namespace,
@@ -64,8 +73,20 @@ async function status(
         x.fallbackReason ?? "",
       ]),
     ]);
-    return `${r}\n\n${z}`;
+    const ro = data.regions.filter((x) => x.roLogin);
+    const roText = ro.length
+      ? `\n\nRO clients (PACKETVER 20101124): set the client's login server to\n${ro
+          .map((x) => `  ${x.namespace}/${x.name}: ${x.roLogin}`)
+          .join("\n")}`
+      : "";
+    return `${r}\n\n${z}${roText}`;
   });
+}
+
+/** host:port of a Region's RO login endpoint as clients reach it, or null when RO is off. */
+export function roLoginAddress(region: Region): string | null {
+  if (!region.spec?.ro?.enabled) return null;
+  return `${region.spec.ro.publicAddress ?? "127.0.0.1"}:${roAdvertisedPort(region, "login")}`;
 }
 
 export function addStatusCommand(cmd: Command, io: Io, globals: () => Globals): void {
