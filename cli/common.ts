@@ -2,6 +2,7 @@
 // server and the flag store, from the global options or the environment). Commands import this
 // module, never cli/hybridctl.ts, so the wiring there can import every command without a cycle.
 import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Option } from "commander";
 import type { Etcd3 } from "etcd3";
 import { stringify as toYaml } from "yaml";
@@ -27,6 +28,7 @@ export class CliError extends Error {}
 export interface Globals {
   kubeconfig?: string;
   etcdEndpoints?: string;
+  natsUrl?: string;
   prefix?: string;
 }
 
@@ -52,6 +54,7 @@ export interface KObj {
     p2pPeers?: { connected?: number; meshes?: number; relayed?: number };
     observedGeneration?: number;
     epoch?: number;
+    epochs?: { region: string; epoch: number }[];
   };
 }
 
@@ -143,6 +146,24 @@ export function etcdOf(g: Globals): Etcd3 {
       "the flag store is not configured: pass --etcd-endpoints or set HYBRIDP2P_ETCD_ENDPOINTS",
     );
   return connectFlagStore(endpoints);
+}
+
+// ---- the report channel -----------------------------------------------------------------------
+
+/** --nats-url, else $HYBRIDP2P_NATS_URL; undefined when neither is set. */
+export function natsUrl(g: Globals): string | undefined {
+  return g.natsUrl || process.env.HYBRIDP2P_NATS_URL || undefined;
+}
+
+/** The Region's NATS, where the pods' reports (their acks) travel. */
+export function natsOf(url: string): Promise<NatsConnection> {
+  return connect({ servers: url.split(",").map((s) => s.trim()), name: "hybridctl" }).catch(
+    (err: unknown) => {
+      throw new CliError(
+        `cannot reach the report channel at ${url}: ${String((err as Error).message ?? err)}`,
+      );
+    },
+  );
 }
 
 // ---- output -----------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
-// hybridctl against the real API server and flag store, with the flag plane running and
-// simulated map-server replicas reporting.
+// hybridctl against the real API server, flag store and report channel, with the flag plane
+// running and simulated map-server replicas reporting.
 import { execFile } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { GROUP, VERSION } from "../operator/api/constants.ts";
@@ -21,6 +22,7 @@ describe("hybridctl", () => {
   const ns = `ctl-${randomUUID().slice(0, 8)}`;
   const prefix = `/test-${randomUUID()}/`;
   let etcd: Etcd3;
+  let nc: NatsConnection;
   let plane: TestFlagPlane;
   let api: CustomObjectsApi;
   const pods = new Map<string, FlagClient>();
@@ -30,7 +32,11 @@ describe("hybridctl", () => {
     const err: string[] = [];
     const io: Io = { out: (s) => out.push(s), err: (s) => err.push(s) };
     const code = await run(
-      [...args, "--kubeconfig", env.kubeconfig!, "--etcd-endpoints", env.etcdEndpoints!, "--prefix", prefix],
+      [
+        ...args,
+        ...["--kubeconfig", env.kubeconfig!, "--etcd-endpoints", env.etcdEndpoints!],
+        ...["--nats-url", env.natsUrl!, "--prefix", prefix],
+      ],
       io,
     );
     return { code, out: out.join("\n"), err: err.join("\n") };
@@ -61,6 +67,7 @@ describe("hybridctl", () => {
 
   beforeAll(async () => {
     etcd = connectFlagStore(env.etcdEndpoints!);
+    nc = await connect({ servers: env.natsUrl! });
     const client = await testClient(env.kubeconfig!);
     await installCrds(client);
     await createNamespace(client, ns);
@@ -81,7 +88,13 @@ describe("hybridctl", () => {
         plural,
         body: { apiVersion: `${GROUP}/${VERSION}`, kind, metadata: { name, namespace: ns, labels }, spec },
       });
-    await create("regions", "Region", "r1", {});
+    // The Region's own stores, reachable from the test: the flag plane publishes and listens there.
+    await create("regions", "Region", "r1", {
+      dataStores: {
+        etcd: { mode: "External", external: { endpoints: env.etcdEndpoints!.split(",") } },
+        nats: { mode: "External", external: { endpoints: [env.natsUrl!] } },
+      },
+    });
     for (const [name, type, replicas] of [
       ["fa", "Field", 1],
       ["fb", "Field", 2],
@@ -100,6 +113,7 @@ describe("hybridctl", () => {
           pod,
           new FlagClient({
             client: etcd,
+            nats: nc,
             prefix,
             namespace: ns,
             zone: name,
@@ -112,7 +126,6 @@ describe("hybridctl", () => {
     }
     plane = await startFlagPlane({
       kubeconfig: env.kubeconfig!,
-      etcd,
       identity: "op-ctl",
       prefix,
       namespace: ns,
@@ -124,12 +137,14 @@ describe("hybridctl", () => {
     for (const p of pods.values()) await p.close();
     await plane?.stop();
     etcd?.close();
+    await nc?.close();
   });
 
   it("p2p enable --selector creates the policy and follows the rollout until every replica reports", async () => {
     const r = await ctl("p2p", "enable", "--selector", "tier=field", "-n", ns, "--timeout", "30");
     expect(r.err).toMatch(/creating P2PPolicy hybridctl-/);
     expect(r.err).toMatch(/published as epoch \d+/);
+    expect(r.err).toMatch(/2\/2 zones applied, 3\/3 pods acked/); // progress from the acks
     expect(r.out).toMatch(/applied: every replica of 2 zones runs epoch \d+/);
     expect(r.code).toBe(0);
     expect(pods.get("fb-1")!.current().mode).toBe("p2p");
@@ -155,6 +170,7 @@ describe("hybridctl", () => {
     // The coordinator's peer counts reach the table through the Zone's status.
     const coord = new FlagClient({
       client: etcd,
+      nats: nc,
       prefix,
       namespace: ns,
       service: "coordinator",
@@ -208,7 +224,7 @@ describe("hybridctl", () => {
     expect(cluster.out).toMatch(/applied: every replica of 2 zones runs epoch \d+/);
     expect(cluster.code).toBe(0);
     expect(pods.get("fb-1")!.current().mode).toBe("p2p");
-    // `npm run local -- up` also exports HYBRIDP2P_ETCD_ENDPOINTS: the reports there are followed.
+    // `npm run local -- up` also exports HYBRIDP2P_NATS_URL: the acks there are followed.
     const light = await ctlProcess(
       envVars(env),
       ...["p2p", "disable", "--selector", "tier=field", "-n", ns, "--timeout", "30", "--prefix", prefix],
@@ -220,7 +236,7 @@ describe("hybridctl", () => {
   });
 
   it("stops at the timeout and names the replicas that are missing", async () => {
-    await pods.get("fb-1")!.close(); // one replica of fb is gone: its report is revoked
+    await pods.get("fb-1")!.close(); // one replica of fb is gone: its goodbye drops its report
     const r = await ctl("p2p", "enable", "--selector", "tier=field", "-n", ns, "--timeout", "3");
     expect(r.code).toBe(1);
     expect(r.err).toMatch(

@@ -42,8 +42,11 @@ describe("hybridctl", () => {
       ["a", "b", "c"],
       desired,
       byReports(
-        [report("a-0", "a", 7), report("a-1", "a", 7), report("b-0", "b", 7), report("b-1", "b", 6)],
-        7,
+        (zone) =>
+          [report("a-0", "a", 7), report("a-1", "a", 7), report("b-0", "b", 7), report("b-1", "b", 6)].filter(
+            (r) => r.zone === zone,
+          ),
+        () => 7,
       ),
     );
     expect(missing).toEqual([
@@ -52,7 +55,7 @@ describe("hybridctl", () => {
     ]);
   });
 
-  it("reads the same progress from the Zones' status when there is no flag store", () => {
+  it("reads the same progress from the Zones' status when there is no report channel", () => {
     const zone = (name: string, appliedEpoch: number | undefined, applied: number) => ({
       metadata: { name, namespace: "eu" },
       status: { appliedEpoch, replicas: { applied } },
@@ -66,7 +69,7 @@ describe("hybridctl", () => {
     const missing = progress(
       ["a", "b", "c", "d"],
       desired,
-      byStatus([zone("a", 7, 2), zone("b", 6, 2), zone("c", undefined, 0), zone("d", undefined, 0)], 7),
+      byStatus([zone("a", 7, 2), zone("b", 6, 2), zone("c", undefined, 0), zone("d", undefined, 0)], () => 7),
     );
     expect(missing).toEqual([
       { zone: "b", detail: "status: 2 of 3 replicas at the live epoch, lowest applied epoch 6" },

@@ -23,6 +23,7 @@ function program(io: Io, signal?: AbortSignal): Command {
     .description("Look at and steer the hybrid-p2p flag plane")
     .option("--kubeconfig <path>", "kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
     .option("--etcd-endpoints <urls>", "flag store endpoints (default: $HYBRIDP2P_ETCD_ENDPOINTS)")
+    .option("--nats-url <urls>", "the report channel: the Region's NATS (default: $HYBRIDP2P_NATS_URL)")
     .option("--prefix <prefix>", "flag key prefix", "/hybridp2p/v1/")
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) });

@@ -2,12 +2,15 @@
 // hybrid-operator: `hybrid-operator run` reconciles Regions and Zones until SIGTERM.
 import { hostname } from "node:os";
 import { KubeConfig } from "@kubernetes/client-node";
+import { connect } from "@nats-io/transport-node";
 import { Command, InvalidArgumentError } from "commander";
-import { Etcd3 } from "etcd3";
+import { connectFlagStore } from "../platform/flags/etcd.ts";
 import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from "../platform/log.ts";
 import { parseDuration } from "../platform/time.ts";
+import type { Context } from "./controllers/context.ts";
 import { setupFlagPlane } from "./controllers/flagplane.ts";
 import { setupOperator } from "./controllers/operator.ts";
+import { STORE_CALL_TIMEOUT_MS } from "./flags/stores.ts";
 import { KubeClient } from "./runtime/kube.ts";
 import { Manager } from "./runtime/manager.ts";
 import { Metrics } from "./runtime/metrics.ts";
@@ -34,8 +37,12 @@ export interface OperatorConfig {
   renewDeadlineMs?: number;
   retryPeriodMs?: number;
   resyncIntervalMs?: number;
-  /** etcd of the runtime flags; without it the flag plane (compile, publish, status fold) is off. */
+  /** Run the flag plane (default true); tests of the other controllers that play it set false. */
+  flagPlane?: boolean;
+  /** One flag store for every Region instead of each Region's own etcd (its dataStores.etcd). */
   flagsEtcdEndpoints?: string;
+  /** One report channel for every Region instead of each Region's NATS (its dataStores.nats). */
+  flagsNatsUrl?: string;
   flagsPrefix?: string;
   log?: Logger;
   onLostLeadership?: () => void;
@@ -89,13 +96,38 @@ export async function startOperator(cfg: OperatorConfig): Promise<Manager> {
       : undefined,
   });
   const ctx = setupOperator(mgr, { identity, concurrency: cfg.concurrency });
-  if (cfg.flagsEtcdEndpoints) {
-    const etcd = new Etcd3({ hosts: cfg.flagsEtcdEndpoints.split(",").map((h) => h.trim()) });
-    setupFlagPlane(mgr, { etcd, prefix: cfg.flagsPrefix, identity, events: ctx.events });
-    mgr.onStop(async () => etcd.close());
-  }
+  if (cfg.flagPlane !== false) await setupFlags(mgr, ctx, cfg, identity);
   await mgr.start();
   return mgr;
+}
+
+/** The flag plane publishes each Region's flags to the Region's own flag store and listens for its
+ * pods' reports on the Region's NATS, unless one store (or channel) for all is given. */
+async function setupFlags(mgr: Manager, ctx: Context, cfg: OperatorConfig, identity: string): Promise<void> {
+  const etcd = cfg.flagsEtcdEndpoints
+    ? connectFlagStore(cfg.flagsEtcdEndpoints, { callTimeoutMs: STORE_CALL_TIMEOUT_MS })
+    : undefined;
+  const nats = cfg.flagsNatsUrl
+    ? await connect({
+        servers: cfg.flagsNatsUrl.split(",").map((h) => h.trim()),
+        name: `hybrid-operator-${identity}`,
+        maxReconnectAttempts: -1,
+        reconnectTimeWait: 500,
+      })
+    : undefined;
+  const plane = setupFlagPlane(mgr, {
+    etcd,
+    nats,
+    prefix: cfg.flagsPrefix,
+    identity,
+    events: ctx.events,
+    onStoreHealth: (regions) => ctx.requeueRegions(regions),
+  });
+  ctx.flagStoreHealth = plane.storeHealth;
+  mgr.onStop(async () => {
+    etcd?.close();
+    await nats?.close();
+  });
 }
 
 function cli(): Command {
@@ -128,8 +160,13 @@ function cli(): Command {
     .option("--resync-period <seconds>", "re-examine every object this often", (v) => Number(v), 600)
     .option(
       "--flags-etcd-endpoints <urls>",
-      "etcd of the runtime flags, comma-separated (empty: no flag plane)",
-      process.env.HYBRIDP2P_ETCD_ENDPOINTS ?? "",
+      "one flag store (etcd, comma-separated URLs) for every Region instead of each Region's own (empty: each Region's dataStores.etcd)",
+      "",
+    )
+    .option(
+      "--flags-nats-url <urls>",
+      "one report channel (NATS) for every Region instead of each Region's own (empty: each Region's dataStores.nats)",
+      "",
     )
     .option("--flags-prefix <prefix>", "key prefix of the runtime flags in etcd")
     .action(async (o) => {
@@ -157,6 +194,7 @@ function cli(): Command {
         concurrency: o.concurrency,
         resyncIntervalMs: o.resyncPeriod * 1000,
         flagsEtcdEndpoints: o.flagsEtcdEndpoints,
+        flagsNatsUrl: o.flagsNatsUrl,
         flagsPrefix: o.flagsPrefix,
         onLostLeadership: () => {
           // Like client-go: a deposed leader exits and starts over rather than act on stale state.

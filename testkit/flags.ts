@@ -3,11 +3,14 @@
 import { existsSync, mkdirSync } from "node:fs";
 import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
 import { join } from "node:path";
+import type { NatsConnection } from "@nats-io/transport-node";
 import type { Etcd3 } from "etcd3";
 import { type FlagPlane, setupFlagPlane } from "../operator/controllers/flagplane.ts";
 import type { PublishResult } from "../operator/flags/publisher.ts";
 import { Manager } from "../operator/runtime/manager.ts";
 import { Metrics } from "../operator/runtime/metrics.ts";
+import { layout, type PodReport } from "../platform/flags/layout.ts";
+import { ReportTable } from "../platform/flags/reports.ts";
 import { type Logger, silentLogger } from "../platform/log.ts";
 import { pollUntil } from "../platform/time.ts";
 import { testClient } from "./kube.ts";
@@ -125,6 +128,13 @@ export function eventually<T>(
   return pollUntil(what, check, timeoutMs, 20);
 }
 
+/** The pods' reports of `namespace` as the operator hears them (a started ReportTable; close() it). */
+export async function reportsOn(nc: NatsConnection, prefix: string, namespace: string): Promise<ReportTable> {
+  const t = new ReportTable(nc, layout(prefix), { namespace });
+  await t.start();
+  return t;
+}
+
 // The operator's compiler and publisher, for workload tests that need flag documents published
 // as the operator publishes them (workloads may not import the operator; the test kit joins both).
 export { compile } from "../operator/flags/compiler.ts";
@@ -133,21 +143,27 @@ export { FlagPublisher } from "../operator/flags/publisher.ts";
 export type TestFlagPlane = FlagPlane & { stop(): Promise<void> };
 
 /** The operator's flag plane alone (no Region or Zone controllers), on a Manager of its own that
- * leads at once: for tests and benchmarks that play the workloads themselves. */
+ * leads at once: for tests and benchmarks that play the workloads themselves. Without `etcd` and
+ * `nats` each Region's own stores are used (give the Regions External stores the test can reach). */
 export async function startFlagPlane(o: {
   kubeconfig: string;
-  etcd: Etcd3;
-  namespace: string;
+  /** One flag store for every Region. */
+  etcd?: Etcd3;
+  /** One report channel for every Region. */
+  nats?: NatsConnection;
+  /** Watch only this namespace; all when unset. */
+  namespace?: string;
   identity: string;
   prefix?: string;
-  onPublish?: (result: PublishResult) => void;
+  onPublish?: (result: PublishResult, regions: string[]) => void;
+  onReport?: (report: PodReport) => void;
   log?: Logger;
 }): Promise<TestFlagPlane> {
   const client = await testClient(o.kubeconfig);
   const log = o.log ?? silentLogger();
   const mgr = new Manager({ client, metrics: new Metrics(), log, namespace: o.namespace });
-  const { etcd, identity, prefix, onPublish } = o;
-  const plane = setupFlagPlane(mgr, { etcd, identity, prefix, onPublish });
+  const { etcd, nats, identity, prefix, onPublish, onReport } = o;
+  const plane = setupFlagPlane(mgr, { etcd, nats, identity, prefix, onPublish, onReport });
   await mgr.start();
   return {
     ...plane,

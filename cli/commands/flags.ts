@@ -8,28 +8,29 @@ import {
   type Layout,
   layout,
   parsePointer,
-  parseZoneFlags,
+  parsePublishedZone,
   type ZoneFlags,
 } from "../../platform/flags/layout.ts";
 import { CliError, emit, etcdOf, type Globals, type Io, outputOption, table } from "../common.ts";
 
-/** The live epoch's zone documents, read at the pointer's revision so they belong together. */
+/** The live publish's zone documents, read at the pointer's revision so they belong together. */
 async function readFlags(
   etcd: Etcd3,
   l: Layout,
   namespace?: string,
-): Promise<{ epoch: number; dir: string; revision: number; zones: ZoneFlags[] }> {
+): Promise<{ epoch: number; publish: string; revision: number; zones: ZoneFlags[] }> {
   const res = await etcd.get(l.pointer).exec();
   const kv = res.kvs[0];
   const revision = Number(res.header.revision);
-  if (kv === undefined) return { epoch: 0, dir: "", revision, zones: [] };
+  if (kv === undefined) return { epoch: 0, publish: "", revision, zones: [] };
   const p = parsePointer(l.pointer, kv.value.toString());
-  const docs = await etcd.getAll().prefix(l.zonesPrefix(p.dir, namespace)).revision(revision).exec();
+  const at = Number(kv.mod_revision);
+  const docs = await etcd.getAll().prefix(l.zonesPrefix(namespace)).revision(at).exec();
   return {
     epoch: p.epoch,
-    dir: p.dir,
+    publish: p.publish,
     revision,
-    zones: docs.kvs.map((d) => parseZoneFlags(d.key.toString(), d.value.toString())),
+    zones: docs.kvs.map((d) => parsePublishedZone(d.key.toString(), d.value.toString())),
   };
 }
 

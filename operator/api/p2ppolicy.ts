@@ -270,7 +270,31 @@ export const P2PPolicyStatus = Type.Object(
         description: "Matched zones where this policy wins and its epoch is applied.",
       }),
     ),
-    epoch: Type.Optional(Int64({ minimum: 0, description: "Flag epoch that carried this generation." })),
+    epoch: Type.Optional(
+      Int64({
+        minimum: 0,
+        description:
+          "Flag epoch that carried this generation (the highest, when its zones are in several flag stores).",
+      }),
+    ),
+    epochs: Type.Optional(
+      Type.Array(
+        Type.Object({
+          region: Type.String({ maxLength: 253, description: "A Region with zones this policy governs." }),
+          epoch: Int64({
+            minimum: 0,
+            description: "The epoch of that Region's flag store that carried this generation.",
+          }),
+        }),
+        {
+          description:
+            "Each Region has its own flag store and epochs: the epoch per Region of the governed zones.",
+          maxItems: 256,
+          "x-kubernetes-list-type": "map",
+          "x-kubernetes-list-map-keys": ["region"],
+        },
+      ),
+    ),
     conflicts: Type.Optional(
       Type.Array(
         Type.Object({

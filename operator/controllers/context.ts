@@ -14,6 +14,7 @@ import {
   type Zone,
 } from "../api/index.ts";
 import type { KubeObject } from "../api/meta.ts";
+import type { StoreHealth } from "../flags/stores.ts";
 import type { Informer } from "../runtime/informer.ts";
 import { type KubeClient, type ResourceType, registerResource } from "../runtime/kube.ts";
 import type { ChildApplier } from "./children.ts";
@@ -42,4 +43,9 @@ export interface Context {
   zones: Informer<ZoneObject>;
   /** The live child (from the cache) matching a desired one. */
   live(desired: KubeObject): KubeObject | undefined;
+  /** Whether a Region's (`namespace/name`) flag store takes publishes: the flag plane's word,
+   * when the flag plane runs (it sets this); undefined while not tried. */
+  flagStoreHealth?: (region: string) => StoreHealth | undefined;
+  /** Reconciles these Regions again (their flag store's health changed). */
+  requeueRegions(keys: string[]): void;
 }

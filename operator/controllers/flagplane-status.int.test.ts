@@ -1,5 +1,6 @@
-// End to end through the real API server and etcd: a P2PPolicy edit, compiled and published,
-// applied by every simulated map-server replica, folded back into Zone and P2PPolicy status,
+// End to end through the real API server, etcd and NATS: a P2PPolicy edit, compiled and
+// published to the Region's own flag store (its External etcd), applied by every simulated
+// map-server replica, acked on the Region's NATS, folded back into Zone and P2PPolicy status,
 // with Events on fallback entry and exit.
 import { randomUUID } from "node:crypto";
 import {
@@ -9,6 +10,7 @@ import {
   PatchStrategy,
   setHeaderOptions,
 } from "@kubernetes/client-node";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { FlagClient } from "../../platform/flags/client.ts";
@@ -33,6 +35,7 @@ describe("flag plane end to end", () => {
   let api: CustomObjectsApi;
   let core: CoreV1Api;
   let etcd: Etcd3;
+  let nc: NatsConnection;
   let plane: TestFlagPlane;
   const pods: FlagClient[] = [];
 
@@ -71,11 +74,18 @@ describe("flag plane end to end", () => {
     api = kc.makeApiClient(CustomObjectsApi);
     core = kc.makeApiClient(CoreV1Api);
     etcd = connectFlagStore(env.etcdEndpoints!);
+    nc = await connect({ servers: env.natsUrl! });
     await create("regions", {
       apiVersion: `${GROUP}/${VERSION}`,
       kind: "Region",
       metadata: { name: "r1", namespace: ns },
-      spec: {},
+      // The Region's own stores, reachable from the test: the flag plane publishes there.
+      spec: {
+        dataStores: {
+          etcd: { mode: "External", external: { endpoints: env.etcdEndpoints!.split(",") } },
+          nats: { mode: "External", external: { endpoints: [env.natsUrl!] } },
+        },
+      },
     });
     await create("zones", zone("fild-a", "Field", 2));
     await create("zones", zone("fild-b", "Field", 1));
@@ -88,7 +98,6 @@ describe("flag plane end to end", () => {
     });
     plane = await startFlagPlane({
       kubeconfig: env.kubeconfig!,
-      etcd,
       identity: "op-test",
       prefix,
       namespace: ns,
@@ -102,6 +111,7 @@ describe("flag plane end to end", () => {
       for (let i = 0; i < n; i++) {
         const c = new FlagClient({
           client: etcd,
+          nats: nc,
           prefix,
           namespace: ns,
           zone: z,
@@ -119,6 +129,7 @@ describe("flag plane end to end", () => {
     for (const p of pods) await p.close();
     await plane?.stop();
     etcd?.close();
+    await nc?.close();
   });
 
   it("turns P2P on by a policy edit: every replica applies the new epoch and Zone and P2PPolicy status say so", async () => {
@@ -192,7 +203,7 @@ describe("flag plane end to end", () => {
 
   it("folds region-wide pods' zone holds and the coordinator's peer counts into Zone status", async () => {
     const regionPod = async (service: string, pod: string) => {
-      const c = new FlagClient({ client: etcd, prefix, namespace: ns, service, pod, log: quiet });
+      const c = new FlagClient({ client: etcd, nats: nc, prefix, namespace: ns, service, pod, log: quiet });
       await c.start();
       return c;
     };

@@ -1,26 +1,47 @@
 // The flag plane, on the operator's runtime: it reads the Manager's shared informers, compiles
-// P2PPolicies, Zones and Regions into flag documents and publishes them to etcd (fenced), folds
-// the pods' reports into Zone and P2PPolicy status and records fallback Events, all only while
-// this instance leads.
+// P2PPolicies, Zones and Regions into flag documents and publishes each Region's documents to
+// that Region's flag store (fenced per store), folds the pods' reports into Zone and P2PPolicy
+// status and records fallback Events, all only while this instance leads.
 //
-// Two keys of one controller's work queue: "publish" (on a spec, label, annotation or deletion
-// change of the three kinds) and "status" (after a publish, and on report changes). The queue
-// coalesces bursts, never runs a key twice at once, and retries a failure with the key's capped
-// backoff. Status writes go through the runtime client under the operator's field manager.
+// Keys of one controller's work queue: "publish/<store>" (a spec, label, annotation or deletion
+// change of the three kinds publishes to every store; a store that fails is retried with its
+// key's capped backoff, and holds up no other store) and "status" (after a publish, and on report
+// changes). Status writes go through the runtime client under the operator's field manager.
+//
+// Status at scale: reports arrive on NATS (platform/flags/reports.ts) into one table per report
+// channel; a change marks only its zone dirty, a fold looks only at dirty zones, and a zone's
+// status is written once its pods have settled (every desired replica at the live epoch) or
+// after ZONE_COALESCE_MS, not once per report.
 //
 // Zone status, one writer per field (merge patches of disjoint fields, so neither writer
 // removes the other's):
 //   flag plane (here):       mode, policy, appliedEpoch, replicas.applied, fallbackReason,
 //                            fallbackSince, p2pPeers
 //   Zone reconciler (zone.ts): observedGeneration, conditions, replicas.desired, selector
-// P2PPolicy status is the flag plane's alone.
+// P2PPolicy status is the flag plane's alone. Region status is the Region reconciler's; it asks
+// storeHealth() whether the Region's flag store takes publishes (Degraded when not).
 
+import type { NatsConnection } from "@nats-io/transport-node";
 import type { Etcd3 } from "etcd3";
+import { layout, type PodReport, type ZoneFlags } from "../../platform/flags/layout.ts";
+import type { ReportTable } from "../../platform/flags/reports.ts";
 import type { KubeObject } from "../api/meta.ts";
 import { type CompiledFlags, compile } from "../flags/compiler.ts";
-import { FencedError, FlagPublisher, type PublishResult, readPointer } from "../flags/publisher.ts";
-import { ReportWatcher } from "../flags/reports.ts";
-import { foldStatus, type ZoneFlagStatus, type ZoneForFold } from "../flags/status.ts";
+import { FencedError, type PublishResult } from "../flags/publisher.ts";
+import {
+  foldPolicies,
+  foldZone,
+  type ZoneFlagStatus,
+  type ZoneFold,
+  type ZoneForFold,
+} from "../flags/status.ts";
+import {
+  FlagStore,
+  type RegionStores,
+  ReportSource,
+  regionStores,
+  type StoreHealth,
+} from "../flags/stores.ts";
 import { Controller, changed } from "../runtime/controller.ts";
 import type { Informer } from "../runtime/informer.ts";
 import { isNotFound } from "../runtime/kube.ts";
@@ -37,8 +58,14 @@ import {
 import { EventRecorder } from "./events.ts";
 
 export interface FlagPlaneConfig {
-  /** The flag store; its owner closes it. */
-  etcd: Etcd3;
+  /** One flag store for every Region instead of each Region's own (`--flags-etcd-endpoints`);
+   * its owner closes it. */
+  etcd?: Etcd3;
+  /** One report channel for every Region instead of each Region's NATS (`--flags-nats-url`);
+   * its owner closes it. */
+  nats?: NatsConnection;
+  /** Where a Region's stores are (default: its dataStores, as its workloads see them). */
+  storesOf?: (region: RegionObject) => RegionStores;
   /** This operator instance (pod name): recorded as the publisher and in Events. */
   identity: string;
   /** Key prefix (the publisher's default when unset). */
@@ -46,19 +73,31 @@ export interface FlagPlaneConfig {
   /** The operator's Event recorder; one of the flag plane's own when unset. */
   events?: EventRecorder;
   /** Called after every publish attempt that got through (metrics, benchmarks). */
-  onPublish?: (result: PublishResult) => void;
+  onPublish?: (result: PublishResult, regions: string[]) => void;
+  /** Called with every report as it arrives (benchmarks: when an ack reached the operator). */
+  onReport?: (report: PodReport) => void;
+  /** Called when the health of Regions' flag stores changes (`namespace/name` keys). */
+  onStoreHealth?: (regions: string[]) => void;
 }
 
 export interface FlagPlane {
-  /** The last publish (tests and benchmarks). */
-  lastPublish(): PublishResult | undefined;
+  /** The last publish to the store of `region` (`namespace/name`), or to any store (tests, benchmarks). */
+  lastPublish(region?: string): PublishResult | undefined;
+  /** Whether the flag store of a Region (`namespace/name`) takes publishes; undefined: not tried yet. */
+  storeHealth(region: string): StoreHealth | undefined;
+  /** Every report received (tests). */
+  reports(): PodReport[];
 }
 
-const PUBLISH = "publish";
+const PUBLISH = "publish/";
 const STATUS = "status";
 /** Reports arrive in bursts (every replica after a publish): fold a burst, not each report. */
-const FOLD_DELAY_MS = 50;
+const FOLD_DELAY_MS = 25;
+/** A zone whose pods have not all settled is written at most this often. */
+export const ZONE_COALESCE_MS = 1_000;
 const STATUS_WRITE_CONCURRENCY = 16;
+/** The key of the one store every Region uses when the plane is given one. */
+const SHARED_STORE = "shared";
 
 export function setupFlagPlane(mgr: Manager, cfg: FlagPlaneConfig): FlagPlane {
   const log = mgr.log.child({ component: "flags" });
@@ -66,63 +105,230 @@ export function setupFlagPlane(mgr: Manager, cfg: FlagPlaneConfig): FlagPlane {
   const zones = mgr.informer<ZoneObject>(zoneResource);
   const regions = mgr.informer<RegionObject>(regionResource);
   const events = cfg.events ?? new EventRecorder(mgr.client, log, cfg.identity);
-  const publisher = new FlagPublisher({ client: cfg.etcd, identity: cfg.identity, prefix: cfg.prefix });
-  const reports = new ReportWatcher(cfg.etcd, publisher.layout, { onError: (m) => log.warn(m) });
-  // Followers watch the reports too, so a new leader folds at once.
-  const reportsStarted = reports.start();
+  const l = layout(cfg.prefix);
+  const storesOf = cfg.storesOf ?? regionStores;
+
+  // ---- stores and report channels, kept in step with the Regions ----------------------------
+  const stores = new Map<string, FlagStore>();
+  const sources = new Map<string, ReportSource>();
+  /** Region key -> store key and report-channel key. */
+  let regionTo = new Map<string, { store: string; nats: string }>();
+  let last: PublishResult | undefined;
+
+  const storeKeyOf = (r: RegionObject) => (cfg.etcd ? SHARED_STORE : storesOf(r).etcd);
+  const natsKeyOf = (r: RegionObject) => (cfg.nats ? SHARED_STORE : storesOf(r).nats);
+  const regionsOn = (key: string, which: "store" | "nats") =>
+    [...regionTo].filter(([, t]) => t[which] === key).map(([r]) => r);
+
+  const syncStores = () => {
+    const next = new Map<string, { store: string; nats: string }>();
+    for (const r of regions.list()) {
+      if (r.metadata.deletionTimestamp) continue;
+      try {
+        next.set(keyOf(r), { store: storeKeyOf(r), nats: natsKeyOf(r) });
+      } catch (err) {
+        log.warn("region stores unknown", { region: keyOf(r), error: String(err) });
+      }
+    }
+    regionTo = next;
+    const wantStores = new Set([...next.values()].map((t) => t.store));
+    const wantNats = new Set([...next.values()].map((t) => t.nats));
+    for (const [k, s] of stores) {
+      if (wantStores.has(k)) continue;
+      stores.delete(k);
+      s.close();
+    }
+    for (const k of wantStores) {
+      if (stores.has(k)) continue;
+      stores.set(k, new FlagStore({ key: k, etcd: cfg.etcd, identity: cfg.identity, prefix: cfg.prefix }));
+      if (leading) ctl.queue.add(PUBLISH + k);
+    }
+    for (const [k, s] of sources) {
+      if (wantNats.has(k)) continue;
+      sources.delete(k);
+      void s.close();
+    }
+    for (const k of wantNats) {
+      if (sources.has(k)) continue;
+      sources.set(
+        k,
+        new ReportSource({
+          url: k,
+          nats: cfg.nats,
+          layout: l,
+          name: `hybrid-operator-${cfg.identity}`,
+          table: {
+            syncNamespaces: () => new Set(regionsOn(k, "nats").map((r) => r.split("/")[0]!)),
+            onError: (m) => log.warn(m),
+            onReport: cfg.onReport,
+          },
+          onReady: (t) => {
+            t.on("change", (changedZones) => reportsChanged(changedZones));
+            reportsChanged(new Set(regionsOn(k, "nats").map((r) => `${r.split("/")[0]}/_`)));
+          },
+        }),
+      );
+    }
+  };
+
+  const storeOfZone = (z: { namespace: string; region: string }) =>
+    stores.get(regionTo.get(`${z.namespace}/${z.region}`)?.store ?? "");
+  const tableOfZone = (ns: string, region: string): ReportTable | undefined =>
+    sources.get(regionTo.get(`${ns}/${region}`)?.nats ?? "")?.current();
+
+  // ---- publishing ---------------------------------------------------------------------------
   let leading = false;
   let stopping: Promise<void> = Promise.resolve();
-  let compiled: CompiledFlags | undefined;
-  let liveEpoch = 0;
-  let last: PublishResult | undefined;
-  // What this instance wrote last, so a lagging cache does not cause repeated writes or Events.
-  const writtenZones = new Map<string, ZoneFlagStatus>();
-  const writtenPolicies = new Map<string, string>();
+  let inputs = 0; // bumped on every change the compile reads
+  let compiled: { at: number; flags: CompiledFlags } | undefined;
+  /** What each zone's store holds (the last successful publish there), by `namespace/zone`. */
+  const published = new Map<string, ZoneFlags>();
 
-  const publish = async () => {
-    const next = compile({ policies: policies.list(), zones: zones.list(), regions: regions.list() });
-    last = await publisher.publish(next);
-    compiled = next;
-    liveEpoch = last.epoch;
-    cfg.onPublish?.(last);
-    if (last.published)
-      log.info("flags published", { epoch: last.epoch, zones: last.zones, chunks: last.chunks });
+  const compileNow = (): CompiledFlags => {
+    if (compiled?.at !== inputs) {
+      const at = inputs;
+      compiled = {
+        at,
+        flags: compile({ policies: policies.list(), zones: zones.list(), regions: regions.list() }),
+      };
+    }
+    return compiled.flags;
+  };
+
+  const publishTo = async (storeKey: string) => {
+    const store = stores.get(storeKey);
+    if (store === undefined) return;
+    const t0 = performance.now();
+    const all = compileNow();
+    const compileMs = performance.now() - t0;
+    const mine = new Set(regionsOn(storeKey, "store"));
+    const flags: CompiledFlags = {
+      zones: all.zones.filter((z) => mine.has(`${z.namespace}/${z.region}`)),
+      policies: all.policies,
+    };
+    let res: PublishResult;
+    try {
+      res = await store.publish(flags);
+    } catch (err) {
+      if (err instanceof FencedError) throw err;
+      const message = `flag store ${storeKey === SHARED_STORE ? "" : `${storeKey} `}unavailable: ${String((err as Error).message ?? err).slice(0, 300)}`;
+      if (store.setHealth(false, message)) {
+        log.warn("flag store unavailable", { store: storeKey, error: String(err) });
+        cfg.onStoreHealth?.([...mine]);
+      }
+      throw err; // retried with the key's backoff; other stores go on
+    }
+    if (res.timings) res.timings = { compileMs, ...res.timings };
+    if (store.setHealth(true, "")) cfg.onStoreHealth?.([...mine]);
+    last = res;
+    cfg.onPublish?.(res, [...mine]);
+    if (res.published)
+      log.info("flags published", {
+        store: storeKey,
+        epoch: res.epoch,
+        zones: res.zones,
+        chunks: res.chunks,
+      });
+    for (const z of flags.zones) {
+      const k = `${z.namespace}/${z.zone}`;
+      published.set(k, z);
+      markZone(k);
+    }
+    policiesDirty = true;
     ctl.queue.add(STATUS);
   };
 
+  // ---- folding into status ------------------------------------------------------------------
+  /** Zones to fold, with when they became dirty. */
+  const dirty = new Map<string, number>();
+  const folds = new Map<string, ZoneFold>();
+  // What this instance wrote last, so a lagging cache does not cause repeated writes or Events.
+  const writtenZones = new Map<string, ZoneFlagStatus>();
+  const writtenPolicies = new Map<string, string>();
+  let policiesDirty = true;
+
+  const markZone = (key: string) => {
+    if (!dirty.has(key)) dirty.set(key, Date.now());
+  };
+  const reportsChanged = (changedZones: ReadonlySet<string>) => {
+    for (const zk of changedZones) {
+      const [ns, zone] = zk.split("/") as [string, string];
+      if (zone === "_") for (const z of zones.list(ns)) markZone(keyOf(z));
+      else markZone(zk);
+    }
+    if (leading) ctl.queue.addAfter(STATUS, FOLD_DELAY_MS);
+  };
+
   const foldIntoStatus = async () => {
-    if (compiled === undefined) return;
-    const current = zones.list().map((z) => {
-      const mine = writtenZones.get(keyOf(z));
-      return mine === undefined ? z : { ...z, status: { ...z.status, ...nullsToUndefined(mine) } };
-    });
     const now = new Date();
-    const out = foldStatus({
-      compiled,
-      epoch: liveEpoch,
-      reports: reports.reports(),
-      zones: current,
-      policies: policies.list(),
-      now: metaTime(now),
-    });
+    const nowMs = now.getTime();
+    const at = metaTime(now);
     const writes: (() => Promise<void>)[] = [];
-    for (const z of current) {
-      const key = keyOf(z);
-      const s = out.zones.get(key);
-      if (s === undefined || sameZoneStatus(s, z.status)) continue;
+    let wakeIn: number | undefined;
+    for (const [key, since] of [...dirty]) {
+      const [ns, name] = key.split("/") as [string, string];
+      const z = zones.get(ns, name);
+      if (z === undefined) {
+        dirty.delete(key);
+        folds.delete(key);
+        writtenZones.delete(key);
+        published.delete(key);
+        continue;
+      }
+      const region = z.spec.regionRef.name;
+      const table = tableOfZone(ns, region);
+      const epoch = storeOfZone({ namespace: ns, region })?.liveEpoch ?? 0;
+      const mine = writtenZones.get(key);
+      const current: ZoneForFold =
+        mine === undefined ? z : { ...z, status: { ...z.status, ...nullsToUndefined(mine) } };
+      const f = foldZone({
+        zone: current,
+        doc: published.get(key),
+        reports: table?.zoneReports(ns, name) ?? [],
+        regionReports: table?.zoneReports(ns, undefined) ?? [],
+        epoch,
+        now: at,
+      });
+      const before = folds.get(key);
+      folds.set(key, f);
+      if (before?.applied.epoch !== f.applied.epoch || before?.applied.complete !== f.applied.complete)
+        policiesDirty = true;
+      if (sameZoneStatus(f.status, current.status)) {
+        dirty.delete(key);
+        continue;
+      }
+      // Coalesce: write once the pods have settled, or when they have taken too long.
+      const settled = f.applied.complete && f.applied.epoch >= epoch;
+      const waited = nowMs - since;
+      if (!settled && waited < ZONE_COALESCE_MS) {
+        wakeIn = Math.min(wakeIn ?? ZONE_COALESCE_MS, ZONE_COALESCE_MS - waited);
+        continue;
+      }
+      dirty.delete(key);
+      const s = f.status;
+      const event = f.event;
       writes.push(async () => {
-        await ignoreNotFound(mgr.client.patchStatus(zoneResource, z.metadata.namespace!, z.metadata.name, s));
+        await ignoreNotFound(mgr.client.patchStatus(zoneResource, ns, name, s));
         writtenZones.set(key, s);
+        if (event) await events.record(z, event.type, event.reason, event.message);
       });
     }
     await inParallel(writes, STATUS_WRITE_CONCURRENCY);
-    for (const e of out.events) {
-      const z = zones.get(e.namespace, e.name);
-      if (z) await events.record(z, e.type, e.reason, e.message);
-    }
+    if (wakeIn !== undefined) ctl.queue.addAfter(STATUS, wakeIn + 5);
+    if (!policiesDirty) return;
+    policiesDirty = false;
+    const out = foldPolicies({
+      compiled: compileNow(),
+      policies: policies.list(),
+      applied: (ns, zone) => folds.get(`${ns}/${zone}`)?.applied,
+      regionOf: (ns, zone) => {
+        const region = zones.get(ns, zone)?.spec.regionRef.name ?? "";
+        return { region, epoch: storeOfZone({ namespace: ns, region })?.liveEpoch ?? 0 };
+      },
+    });
     for (const p of policies.list()) {
       const key = keyOf(p);
-      const s = out.policies.get(key);
+      const s = out.get(key);
       if (s === undefined) continue;
       const fingerprint = JSON.stringify(s);
       if (writtenPolicies.get(key) === fingerprint) continue;
@@ -136,12 +342,12 @@ export function setupFlagPlane(mgr: Manager, cfg: FlagPlaneConfig): FlagPlane {
 
   const ctl = new Controller({
     name: "flags",
-    concurrency: 2, // publish and status run side by side, each never twice at once
+    concurrency: 8, // status and several stores' publishes side by side, each key never twice at once
     metrics: mgr.metrics,
     log,
     reconcile: async (key) => {
       try {
-        await (key === PUBLISH ? publish() : foldIntoStatus());
+        await (key === STATUS ? foldIntoStatus() : publishTo(key.slice(PUBLISH.length)));
       } catch (err) {
         if (!(err instanceof FencedError)) throw err; // retried with backoff
         // Another instance took the fencing token: retrying cannot help until we lead again.
@@ -152,45 +358,78 @@ export function setupFlagPlane(mgr: Manager, cfg: FlagPlaneConfig): FlagPlane {
       return undefined;
     },
   });
+  const publishAll = () => {
+    for (const k of stores.keys()) ctl.queue.add(PUBLISH + k);
+  };
   // The compile reads specs, labels (policy selectors), annotations (forced fallback) and
   // deletion, not status: a status write (ours, on every report burst) must not trigger it.
-  const onSpecChange = <T extends KubeObject>(inf: Informer<T>) =>
-    ctl.watchMapped(inf, () => [PUBLISH], {
-      predicate: changed<T>(({ metadata: m }) =>
-        JSON.stringify([m.generation, m.labels, m.annotations, m.deletionTimestamp]),
-      ),
+  const specOf = <T extends KubeObject>({ metadata: m }: T) =>
+    JSON.stringify([m.generation, m.labels, m.annotations, m.deletionTimestamp]);
+  const onSpecChange = <T extends KubeObject>(inf: Informer<T>, also?: (obj: T) => void) => {
+    const pred = changed<T>(specOf);
+    inf.on((type, obj) => {
+      if (!pred(type, obj)) return;
+      inputs++;
+      also?.(obj);
+      if (leading) publishAll();
     });
-  onSpecChange(policies);
-  onSpecChange(zones);
-  onSpecChange(regions);
-  reports.on("change", () => ctl.queue.addAfter(STATUS, FOLD_DELAY_MS));
+  };
+  onSpecChange(policies, () => {
+    policiesDirty = true;
+  });
+  onSpecChange(zones, (z) => markZone(keyOf(z)));
+  onSpecChange(regions, () => syncStores());
+  // Replicas desired and the written status also shape a zone's fold.
+  zones.on((type, z) => {
+    if (type !== "update") markZone(keyOf(z));
+  });
 
   mgr.addLeaderRunnable({
     name: "flag-plane",
     async lead() {
       leading = true;
       await stopping; // the last term's reconciles have finished
-      await reportsStarted;
-      await publisher.acquire();
-      const live = await readPointer(cfg.etcd, publisher.layout);
       if (!leading) return; // lost leadership meanwhile
-      liveEpoch = live.pointer?.epoch ?? 0;
+      syncStores();
       writtenZones.clear();
       writtenPolicies.clear();
+      for (const z of zones.list()) markZone(keyOf(z));
+      policiesDirty = true;
       ctl.start();
-      ctl.queue.add(PUBLISH);
+      publishAll();
     },
     follow() {
       leading = false;
       stopping = ctl.stop();
-      publisher.release();
+      for (const s of stores.values()) s.release();
     },
   });
+  // Followers listen to the reports too, so a new leader folds at once.
   mgr.onStop(async () => {
+    leading = false;
     await stopping;
-    await reports.close();
+    for (const s of stores.values()) s.close();
+    stores.clear();
+    await Promise.all([...sources.values()].map((s) => s.close()));
+    sources.clear();
   });
-  return { lastPublish: () => last };
+  // The Regions are known once the caches have synced; until then there is nothing to listen to.
+  regions.on(() => {
+    if (regions.hasSynced()) syncStores();
+  });
+
+  return {
+    lastPublish: (region) => {
+      if (region === undefined) return last;
+      const t = regionTo.get(region);
+      return t === undefined ? undefined : stores.get(t.store)?.last;
+    },
+    storeHealth: (region) => {
+      const t = regionTo.get(region);
+      return t === undefined ? undefined : stores.get(t.store)?.health;
+    },
+    reports: () => [...sources.values()].flatMap((s) => s.current()?.reports() ?? []),
+  };
 }
 
 const keyOf = (o: KubeObject): string => `${o.metadata.namespace}/${o.metadata.name}`;
@@ -226,6 +465,9 @@ function sameZoneStatus(s: ZoneFlagStatus, cur: ZoneForFold["status"]): boolean 
     s.fallbackSince === (c.fallbackSince ?? null) &&
     s.p2pPeers?.connected === c.p2pPeers?.connected &&
     s.p2pPeers?.meshes === c.p2pPeers?.meshes &&
-    s.p2pPeers?.relayed === c.p2pPeers?.relayed
+    s.p2pPeers?.relayed === c.p2pPeers?.relayed &&
+    s.p2pPlayers?.eligible === c.p2pPlayers?.eligible &&
+    s.p2pPlayers?.playing === c.p2pPlayers?.playing &&
+    s.p2pPlayers?.rolloutPercent === c.p2pPlayers?.rolloutPercent
   );
 }

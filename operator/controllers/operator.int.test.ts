@@ -121,6 +121,7 @@ beforeAll(async () => {
     metricsBindAddress: "127.0.0.1:0",
     healthProbeBindAddress: "127.0.0.1:0",
     log: silentLogger(),
+    flagPlane: false, // these tests play the flag plane's part of Zone status
   });
 });
 

@@ -49,6 +49,9 @@ export function setupOperator(mgr: Manager, opts: OperatorOptions): Context {
     regions,
     zones,
     live: (d) => children.get(d.kind)?.get(d.metadata.namespace ?? "", d.metadata.name),
+    requeueRegions: (keys) => {
+      for (const k of keys) regionCtl.queue.add(k);
+    },
   };
   const common = { metrics: mgr.metrics, log: mgr.log, concurrency: opts.concurrency ?? 4 };
   const regionCtl = new Controller({ name: "region", reconcile: (k) => reconcileRegion(ctx, k), ...common });

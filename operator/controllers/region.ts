@@ -46,16 +46,25 @@ export async function reconcileRegion(ctx: Context, key: string): Promise<Reconc
       : { phase: "Ready", reason: "Available", message: "all workloads and data stores are available" });
 
   const zones = zoneCounts(ctx, region);
+  const store = ctx.flagStoreHealth?.(key);
+  const inFallback = zones.fallback > 0 ? `${zones.fallback} of ${zones.total} zones in fallback` : "";
   const conditions: DesiredCondition[] = [
     ...phaseConditions(phase),
-    zones.fallback > 0
+    store?.ok === false
       ? {
           type: "Degraded",
           status: "True",
-          reason: "ZonesInFallback",
-          message: `${zones.fallback} of ${zones.total} zones in fallback`,
+          reason: "FlagStoreUnavailable",
+          // The zones keep their last flags (and fall back after the workloads' grace period).
+          message:
+            `${store.message}; P2P toggles do not reach this Region${inFallback ? `; ${inFallback}` : ""}`.slice(
+              0,
+              1024,
+            ),
         }
-      : { type: "Degraded", status: "False", reason: "NoZoneInFallback", message: "" },
+      : zones.fallback > 0
+        ? { type: "Degraded", status: "True", reason: "ZonesInFallback", message: inFallback }
+        : { type: "Degraded", status: "False", reason: "NoZoneInFallback", message: "" },
   ];
   await writeStatus(ctx.client, ctx.events, regionResource, region, {
     fields: { zones, gatewayEndpoint: gatewayEndpoint(ctx, region) },

@@ -1,14 +1,17 @@
-// The flag client against real etcd: load and watch, reports under a lease, malformed
-// documents, an etcd restart mid-watch, a compaction while the client is cut off.
+// The flag client against real etcd and NATS: load and watch, reports on NATS (heartbeats,
+// expiry, goodbye), malformed documents, an etcd restart mid-watch, a compaction while the
+// client is cut off.
 import { randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { FlagClient, type FlagLogger, type FlagState } from "../../platform/flags/client.ts";
 import { connectFlagStore } from "../../platform/flags/etcd.ts";
-import { layout, parseReport } from "../../platform/flags/layout.ts";
+import { layout, type PodReport } from "../../platform/flags/layout.ts";
+import { ReportTable } from "../../platform/flags/reports.ts";
 import { cutProxy, eventually, startTestEtcd, type TestEtcd } from "../../testkit/flags.ts";
 import { ANNOTATION_FALLBACK_CLEAR, type CompiledFlags, compile } from "./compiler.ts";
 import { FlagPublisher } from "./publisher.ts";
@@ -77,21 +80,31 @@ function p2pWhere(
 
 describe("flag client", () => {
   let etcd: Etcd3;
-  beforeAll(() => {
+  let nc: NatsConnection;
+  beforeAll(async () => {
     etcd = connectFlagStore(env.etcdEndpoints!);
+    nc = await connect({ servers: env.natsUrl! });
   });
-  afterAll(() => etcd.close());
+  afterAll(async () => {
+    etcd.close();
+    await nc.close();
+  });
 
-  it("loads, watches, reports under a lease, and a dead pod's report disappears by itself", async () => {
+  it("loads, watches, reports on NATS, and a dead pod's report disappears by itself", async () => {
     const prefix = `/test-${randomUUID()}/`;
     const l = layout(prefix);
     const pub = new FlagPublisher({ client: etcd, identity: "op", prefix });
     await pub.acquire();
     await pub.publish(world("eu", { enabled: false }));
+    const reports = new ReportTable(nc, l, { namespace: "eu" });
+    await reports.start();
+    const reportOf = (pod: string) => reports.reports().find((r) => r.pod === pod);
 
     const podConn = connectFlagStore(env.etcdEndpoints!);
+    const podNats = await connect({ servers: env.natsUrl! });
     const ms = new FlagClient({
       client: podConn,
+      nats: podNats,
       prefix,
       namespace: "eu",
       zone: "prt_fild",
@@ -99,9 +112,17 @@ describe("flag client", () => {
       pod: "ms-0",
       reportTtlSeconds: 2,
     });
-    const gw = new FlagClient({ client: etcd, prefix, namespace: "eu", service: "gateway", pod: "gw-0" });
+    const gw = new FlagClient({
+      client: etcd,
+      nats: nc,
+      prefix,
+      namespace: "eu",
+      service: "gateway",
+      pod: "gw-0",
+    });
     const lost = new FlagClient({
       client: etcd,
+      nats: nc,
       prefix,
       namespace: "eu",
       zone: "nowhere",
@@ -120,15 +141,12 @@ describe("flag client", () => {
     expect(ms.mapP2P("prt_fild")).toBe(true);
     await eventually("gateway at the epoch", () => gw.current().epoch === epoch);
     expect(gw.current().mode).toBe("p2p");
-    await eventually("unknown zone reported", () => lost.current().epoch === epoch);
+    // A map server of a zone the flags do not know reads its (absent) key, nothing else.
     expect(lost.current()).toMatchObject({ mode: "server", reason: "zone nowhere is unknown to the flags" });
 
-    const key = l.reportKey("eu", "prt_fild", "ms-0");
-    const report = await eventually("report of ms-0 at the epoch", async () => {
-      const raw = await etcd.get(key).string();
-      const r = raw === null ? undefined : parseReport(key, raw);
-      return r?.epoch === epoch ? r : undefined;
-    });
+    const report = await eventually("report of ms-0 at the epoch", () =>
+      reportOf("ms-0")?.epoch === epoch ? reportOf("ms-0") : undefined,
+    );
     expect(report).toMatchObject({
       pod: "ms-0",
       zone: "prt_fild",
@@ -136,18 +154,28 @@ describe("flag client", () => {
       mode: "p2p",
       epoch,
     });
-    const leased = await etcd.get(key).exec();
-    expect(leased.kvs[0]!.lease).not.toBe("0");
-    expect(await etcd.get(l.reportKey("eu", undefined, "gw-0")).string()).not.toBeNull();
+    await eventually("the gateway's report", () => reportOf("gw-0")?.epoch === epoch);
 
-    // The pod dies without a goodbye: no revoke, no keepalives; its lease expires, its report goes.
+    // A receiver that starts late asks for the reports at once instead of waiting a heartbeat.
+    const late = new ReportTable(nc, l, { namespace: "eu" });
+    await late.start();
+    await eventually("every report known to a late receiver", () => late.size === 3, 1500);
+    late.close();
+
+    // The pod dies without a goodbye: no more heartbeats; its report goes after its ttl (2 s).
     ms.crash();
-    await eventually("report of the dead pod gone", async () => (await etcd.get(key).string()) === null);
-    // A clean shutdown revokes the lease at once.
+    const crashedAt = Date.now();
+    await eventually("report of the dead pod gone", () => reportOf("ms-0") === undefined);
+    expect(Date.now() - crashedAt).toBeGreaterThan(500); // not before the heartbeats stopped counting
+    // Heartbeats keep the living ones.
+    expect(reportOf("gw-0")).toBeDefined();
+    // A clean shutdown says goodbye: gone at once.
     await gw.close();
-    expect(await etcd.get(l.reportKey("eu", undefined, "gw-0")).string()).toBeNull();
+    await eventually("goodbye", () => reportOf("gw-0") === undefined, 1000);
     await lost.close();
+    reports.close();
     podConn.close();
+    await podNats.close();
   });
 
   it("ignores malformed pointers and documents with a logged error and keeps the last good snapshot", async () => {
@@ -157,6 +185,7 @@ describe("flag client", () => {
     await pub.acquire();
     const good = await pub.publish(world("eu", { enabled: true }));
     const log = capture();
+    const gwLog = capture();
     const c = new FlagClient({
       client: etcd,
       prefix,
@@ -166,55 +195,80 @@ describe("flag client", () => {
       pod: "ms-0",
       log,
     });
-    await c.start();
+    const gw = new FlagClient({
+      client: etcd,
+      prefix,
+      namespace: "eu",
+      service: "gateway",
+      pod: "gw-0",
+      log: gwLog,
+    });
+    await Promise.all([c.start(), gw.start()]);
     expect(c.current()).toMatchObject({ epoch: good.epoch, mode: "p2p" });
 
-    // A document that is not JSON, under a new epoch the pointer flips to.
-    const dir = l.epochDir(good.epoch + 1, "manual");
-    await etcd.put(l.zoneKey(dir, "eu", "prt_fild")).value("{not json");
-    const ptr = {
-      v: 1,
-      epoch: good.epoch + 1,
-      dir,
-      digest: "x",
-      zones: 1,
-      publisher: "hand",
-      fence: "0",
-      publishedAt: "",
-    };
-    await etcd.put(l.pointer).value(JSON.stringify(ptr));
+    // A map server's document that is not JSON.
+    const key = l.zoneKey("eu", "prt_fild");
+    const next = good.epoch + 1;
+    const id = (e: number) => l.publishId(e, "7");
+    await etcd.put(key).value(`{"epoch":${next},"publish":"${id(next)}", not json`);
     await eventually("rejection logged", () =>
       log.lines.some((x) => x.startsWith("error malformed flag document")),
     );
-    await eventually("rejected epoch reported", () => c.current().rejectedEpoch === good.epoch + 1);
+    await eventually("rejected epoch reported", () => c.current().rejectedEpoch === next);
     expect(c.current()).toMatchObject({ epoch: good.epoch, mode: "p2p" });
     expect(c.snapshot().epoch).toBe(good.epoch);
 
     // A document with the wrong shape.
-    const dir2 = l.epochDir(good.epoch + 2, "manual");
-    await etcd
-      .put(l.zoneKey(dir2, "eu", "prt_fild"))
-      .value(JSON.stringify({ v: 1, namespace: "eu", zone: "prt_fild", enabled: "yes" }));
-    await etcd.put(l.pointer).value(JSON.stringify({ ...ptr, epoch: good.epoch + 2, dir: dir2 }));
-    await eventually("second rejection", () => c.current().rejectedEpoch === good.epoch + 2);
+    await etcd.put(key).value(
+      JSON.stringify({
+        v: 1,
+        epoch: next + 1,
+        publish: id(next + 1),
+        namespace: "eu",
+        zone: "prt_fild",
+        enabled: "yes",
+      }),
+    );
+    await eventually("second rejection", () => c.current().rejectedEpoch === next + 1);
     expect(c.snapshot().epoch).toBe(good.epoch);
 
+    // The region-wide pod reads its documents at the pointer's flip only: a pointer that names
+    // a publish the documents do not belong to is rejected whole.
+    const ptr = {
+      v: 1,
+      epoch: next + 1,
+      publish: id(next + 1),
+      digest: "x",
+      zones: 2,
+      publisher: "hand",
+      fence: "7",
+      publishedAt: "",
+    };
+    await etcd.put(l.pointer).value(JSON.stringify(ptr));
+    await eventually("gateway rejects the epoch", () => gw.current().rejectedEpoch === next + 1);
+    expect(gw.snapshot().epoch).toBe(good.epoch);
     // A pointer that is not JSON.
-    const errors = log.lines.filter((x) => x.startsWith("error")).length;
+    const errors = gwLog.lines.filter((x) => x.startsWith("error")).length;
     await etcd.put(l.pointer).value("garbage");
     await eventually(
       "pointer rejection logged",
-      () => log.lines.filter((x) => x.startsWith("error")).length > errors,
+      () => gwLog.lines.filter((x) => x.startsWith("error")).length > errors,
     );
-    expect(c.snapshot().epoch).toBe(good.epoch);
+    expect(gw.snapshot().epoch).toBe(good.epoch);
 
-    // The next real publish still gets a larger epoch and is applied.
-    const next = await pub.publish(world("eu", { enabled: false }));
-    expect(next.epoch).toBeGreaterThan(good.epoch + 2);
-    await eventually("recovered", () => c.current().epoch === next.epoch);
+    // The next real publish gets a larger epoch than any seen (from the documents, the pointer
+    // being unreadable) and is applied by both.
+    const after = await pub.publish(world("eu", { enabled: false }));
+    expect(after.epoch).toBeGreaterThan(next + 1);
+    await eventually(
+      "recovered",
+      () => c.current().epoch === after.epoch && gw.current().epoch === after.epoch,
+    );
     expect(c.current()).toMatchObject({ mode: "server" });
     expect(c.current().rejectedEpoch).toBeUndefined();
+    expect(gw.current().rejectedEpoch).toBeUndefined();
     await c.close();
+    await gw.close();
   });
 
   it("holds a workload-detected fallback as the recovery policy says: Manual until cleared by hand", async () => {
@@ -259,12 +313,18 @@ describe("flag client", () => {
     await pub.acquire();
     // Two P2P zones (Manual recovery) and one the policy does not select (server only).
     await pub.publish(p2pWhere(["prt_fild", "pay_fild"], ["prontera"]));
-    const gw = new FlagClient({ client: etcd, prefix, namespace: "eu", service: "gateway", pod: "gw-0" });
+    const gw = new FlagClient({
+      client: etcd,
+      nats: nc,
+      prefix,
+      namespace: "eu",
+      service: "gateway",
+      pod: "gw-0",
+    });
+    const reports = new ReportTable(nc, l, { namespace: "eu" });
+    await reports.start();
     await gw.start();
-    const report = async () => {
-      const raw = await etcd.get(l.reportKey("eu", undefined, "gw-0")).string();
-      return raw === null ? undefined : parseReport("r", raw);
-    };
+    const report = async () => reports.zoneReports("eu", undefined).find((r) => r.pod === "gw-0");
     expect(gw.zoneMode("prt_fild").mode).toBe("p2p");
     expect(gw.zoneMode("prontera").mode).toBe("server");
 
@@ -296,6 +356,7 @@ describe("flag client", () => {
     expect([...gw.heldZones().keys()]).toEqual(["pay_fild"]);
     await eventually("release reported", async () => (await report())?.zones?.prt_fild === undefined);
     await gw.close();
+    reports.close();
   });
 
   it("a zone that keeps falling back waits longer each time (Auto backoff doubles per entry)", async () => {
@@ -359,12 +420,15 @@ describe("flag client", () => {
         zone: "prt_fild",
         service: "map-server",
         pod: "ms-0",
+        nats: nc,
         graceMs: 300,
         reportTtlSeconds: 5,
         log: capture(),
       });
       const states: FlagState[] = [];
       c.on("state", (s) => states.push(s));
+      const reported: PodReport[] = [];
+      c.on("reported", (r) => reported.push(r));
       await c.start();
       expect(c.current()).toMatchObject({ epoch: e1.epoch, mode: "p2p" });
 
@@ -385,11 +449,7 @@ describe("flag client", () => {
       });
       await eventually("the new epoch applied", () => c.current().epoch === e2.epoch);
       expect(c.zoneFlags()!.transports).toEqual(["after-restart"]);
-      const key = layout(prefix).reportKey("eu", "prt_fild", "ms-0");
-      await eventually("report rewritten after the restart", async () => {
-        const raw = await opConn.get(key).string();
-        return raw !== null && parseReport(key, raw).epoch === e2.epoch;
-      });
+      await eventually("report of the new epoch", () => reported.at(-1)?.epoch === e2.epoch);
       const modes = states.map((s) => s.mode).filter((m, i, all) => m !== all[i - 1]);
       expect(modes).toEqual(["p2p", "fallback", "p2p"]);
       await c.close();

@@ -1,11 +1,11 @@
 // The publisher against the real flags etcd: atomic visibility for thousands of zones, no-op
-// publishes, growing epochs, fencing of a deposed leader, garbage collection.
+// publishes, growing epochs, fencing of a deposed leader, deleted zones.
 import { randomUUID } from "node:crypto";
 import type { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { FlagClient, type FlagSnapshot } from "../../platform/flags/client.ts";
 import { connectFlagStore } from "../../platform/flags/etcd.ts";
-import { parsePointer } from "../../platform/flags/layout.ts";
+import { parsePointer, parsePublishedZone } from "../../platform/flags/layout.ts";
 import { eventually } from "../../testkit/flags.ts";
 import { type CompiledFlags, compile, type ZoneInput } from "./compiler.ts";
 import { FencedError, FlagPublisher } from "./publisher.ts";
@@ -74,7 +74,7 @@ describe("flag publisher", () => {
     const epochs = seen.map((s) => s.epoch).filter((e) => e > 0);
     expect(epochs).toEqual([...epochs].sort((a, b) => a - b));
     console.log(
-      `2000 zones: ${results[0]!.chunks} staging transactions per publish, snapshots seen at epochs ${epochs.join(",")}`,
+      `2000 zones: ${results[0]!.chunks} transactions of documents per publish, snapshots seen at epochs ${epochs.join(",")}`,
     );
   });
 
@@ -156,14 +156,33 @@ describe("flag publisher", () => {
     expect(epochs).toEqual([...epochs].sort((x, y) => x - y));
   });
 
-  it("garbage-collects old epoch directories, keeping the live and the previous one", async () => {
+  it("deletes the documents of zones that are gone; a new holder's first publish rewrites every document", async () => {
     const prefix = prefixFor();
-    const pub = new FlagPublisher({ client: etcd, identity: "op-a", prefix });
-    await pub.acquire();
-    for (let i = 0; i < 5; i++) await pub.publish(world("gc", 5, i % 2 === 0));
-    await pub.gc;
-    const keys = await etcd.getAll().prefix(pub.layout.epochsPrefix).keys();
-    const dirs = new Set(keys.map((k) => k.slice(pub.layout.epochsPrefix.length).split("/")[0]));
-    expect([...dirs].map((d) => pub.layout.epochOfDir(d!))).toEqual([4, 5]);
+    const a = new FlagPublisher({ client: etcd, identity: "op-a", prefix });
+    await a.acquire();
+    await a.publish(world("gc", 5, true));
+    const three = await a.publish(world("gc", 3, false));
+    const docs = async () =>
+      Object.entries(await etcd.getAll().prefix(a.layout.zonesPrefix("gc")).strings()).map(([k, v]) =>
+        parsePublishedZone(k, v),
+      );
+    expect((await docs()).map((d) => d.zone)).toEqual(["zone-00000", "zone-00001", "zone-00002"]);
+    expect((await docs()).every((d) => d.publish === three.publish && d.epoch === three.epoch)).toBe(true);
+
+    // A holder deposed half-way leaves documents of a publish that never flipped; the next holder
+    // writes every document on its first publish, even when the compile equals the live one.
+    await etcd.put(a.layout.zoneKey("gc", "zone-00001")).value(
+      JSON.stringify({
+        ...(await docs())[1],
+        epoch: three.epoch + 1,
+        publish: a.layout.publishId(three.epoch + 1, "1"),
+      }),
+    );
+    const b = new FlagPublisher({ client: etcd, identity: "op-b", prefix });
+    await b.acquire();
+    const again = await b.publish(world("gc", 3, false));
+    expect(again.published).toBe(true);
+    expect((await docs()).every((d) => d.publish === again.publish)).toBe(true);
+    expect((await b.publish(world("gc", 3, false))).published).toBe(false); // and then only on change
   });
 });

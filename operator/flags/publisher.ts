@@ -1,18 +1,22 @@
-// The flag publisher: writes one compile to etcd so that it becomes visible atomically, for any
-// number of zones, within etcd's default limits (128 operations and 1.5 MiB per request).
+// The flag publisher: writes one compile to one flag store (etcd) so that region-wide readers
+// see it atomically, for any number of zones, within etcd's default limits (128 operations and
+// 1.5 MiB per request), and each map server gets its zone's document in one watch event.
 //
-// 1. acquire(): on election, take the fencing token: a guarded write of ownership/publisher; the
-//    token is that key's mod revision. A later acquire by anyone else changes it.
-// 2. publish(): read flags/current; if the digest of the new documents equals the live one,
-//    do nothing. Otherwise stage every document under a fresh epoch directory
-//    (flags/epochs/<epoch>-<token>/) in chunks (each chunk a transaction guarded by the fence),
-//    then flip flags/current to the new directory in one transaction guarded by the fence AND
-//    by the pointer's mod revision read in step 2. Readers follow only the pointer, so they see
-//    all of the old epoch or all of the new one. A deposed leader's first guarded write fails
-//    (FencedError). Epochs come from the pointer, so they only grow, across leaders too.
-// 3. Old directories (all before the previous epoch's) are deleted after the flip; readers pin
-//    their reads to the pointer's revision, so a reader that is one epoch behind still reads a
-//    complete directory, and a reader further behind whose revision was compacted re-syncs.
+// 1. acquire(): on election, take the fencing token of this store: a guarded write of
+//    ownership/publisher; the token is that key's mod revision. A later acquire by anyone else
+//    changes it.
+// 2. publish(): read flags/current (guarded by the fence); if the digest of the new documents
+//    equals the live one, do nothing (the first publish after acquire() always writes: it
+//    replaces whatever a deposed holder left half-written). Otherwise write every zone's
+//    document to its own key flags/zones/<ns>/<zone>, stamped with the new epoch and publish id,
+//    and delete the keys of zones that are gone, in chunks sent all at once (each chunk a
+//    transaction guarded by the fence); then flip flags/current in one transaction guarded by the
+//    fence AND by the pointer's mod revision read in step 2. A deposed leader's first guarded
+//    write fails (FencedError). Epochs come from the pointer, so they only grow, across leaders.
+// 3. Region-wide readers read their namespace's zone keys pinned at the pointer's revision: every
+//    zone key was rewritten by that publish before the flip, and later publishes write only at
+//    later revisions, so they see one publish whole. A map server needs one document: it watches
+//    its zone key and applies each document as it arrives (the epoch and publish id only grow).
 import { createHash } from "node:crypto";
 import type { Etcd3, IKeyValue } from "etcd3";
 import {
@@ -45,13 +49,17 @@ export interface PublisherOptions {
 export interface PublishResult {
   published: boolean;
   epoch: number;
-  dir: string;
+  /** The publish id (`<epoch>-<fence>`). */
+  publish: string;
   digest: string;
   /** etcd revision of the pointer flip (or of the read, when nothing changed). */
   revision: number;
-  /** Staging transactions written (the flip not counted). */
+  /** Transactions of zone documents written (the flip not counted). */
   chunks: number;
   zones: number;
+  /** Where the publish spent its time (ms): compile (the caller's), documents and digest, zone
+   * writes, the flip. */
+  timings?: { compileMs?: number; documentsMs: number; writeMs: number; flipMs: number };
 }
 
 export function digestOf(docs: readonly [string, string][]): string {
@@ -60,31 +68,37 @@ export function digestOf(docs: readonly [string, string][]): string {
   return h.digest("hex");
 }
 
-/** Splits documents into transactions within the operation and byte limits. */
-export function chunk(
-  docs: readonly [string, string][],
-  maxOps: number,
-  maxBytes: number,
-  keyOf: (rel: string) => string,
-): [string, string][][] {
-  const out: [string, string][][] = [];
-  let cur: [string, string][] = [];
+/** One write of a publish: a document to put, or (value undefined) a key to delete. */
+export type Write = [key: string, value: string | undefined];
+
+/** Splits writes into transactions within the operation and byte limits. */
+export function chunk(writes: readonly Write[], maxOps: number, maxBytes: number): Write[][] {
+  const out: Write[][] = [];
+  let cur: Write[] = [];
   let bytes = 0;
-  for (const [rel, value] of docs) {
-    const key = keyOf(rel);
-    const size = Buffer.byteLength(key) + Buffer.byteLength(value) + 16;
+  for (const w of writes) {
+    const [key, value] = w;
+    const size = Buffer.byteLength(key) + (value === undefined ? 0 : Buffer.byteLength(value)) + 16;
     if (size > maxBytes)
-      throw new Error(`flag document ${rel} is ${size} bytes, over the ${maxBytes}-byte transaction limit`);
+      throw new Error(`flag document ${key} is ${size} bytes, over the ${maxBytes}-byte transaction limit`);
     if (cur.length > 0 && (cur.length >= maxOps || bytes + size > maxBytes)) {
       out.push(cur);
       cur = [];
       bytes = 0;
     }
-    cur.push([key, value]);
+    cur.push(w);
     bytes += size;
   }
   if (cur.length > 0) out.push(cur);
   return out;
+}
+
+/** A transaction's range operation returning only the keys under `prefix`. */
+function keysUnder(prefix: string) {
+  const key = Buffer.from(prefix);
+  const end = Buffer.from(key);
+  end[end.length - 1]! += 1;
+  return { request_range: { key, range_end: end, keys_only: true } };
 }
 
 export interface LivePointer {
@@ -118,9 +132,9 @@ export class FlagPublisher {
   private readonly maxOps: number;
   private readonly maxBytes: number;
   private token: string | undefined;
+  /** After acquire(): write even an unchanged compile, over what a deposed holder may have left. */
+  private mustWrite = true;
   private queue: Promise<unknown> = Promise.resolve();
-  /** The last garbage collection, still running or done. */
-  gc: Promise<void> = Promise.resolve();
 
   constructor(opts: PublisherOptions) {
     this.client = opts.client;
@@ -150,6 +164,7 @@ export class FlagPublisher {
         .commit();
       if (txn.succeeded) {
         this.token = String(txn.header.revision);
+        this.mustWrite = true;
         return this.token;
       }
     }
@@ -174,22 +189,23 @@ export class FlagPublisher {
     const token = this.token;
     if (token === undefined) throw new FencedError("not the publisher: acquire() the fencing token first");
     const l = this.layout;
+    const t0 = performance.now();
     const docs = documents(compiled);
     const digest = digestOf(docs);
+    const documentsMs = performance.now() - t0;
+    const fenced = () => this.client.if(l.fence, "Mod", "==", token);
     for (;;) {
       // Read the pointer only while still holding the fence, so a deposed leader learns it even
-      // when it has nothing to write.
-      const read = await this.client
-        .if(l.fence, "Mod", "==", token)
-        .then(this.client.get(l.pointer))
-        .commit();
+      // when it has nothing to write; the zone keys now in the store come with it.
+      const read = await fenced().then(this.client.get(l.pointer), keysUnder(l.zonesPrefix())).commit();
       if (!read.succeeded) throw this.deposed();
       const live = pointerFrom(read.responses[0]?.response_range.kvs[0], Number(read.header.revision), l);
-      if (live.pointer !== undefined && live.pointer.digest === digest) {
+      const present = (read.responses[1]?.response_range.kvs ?? []).map((kv) => kv.key.toString());
+      if (!this.mustWrite && live.pointer !== undefined && live.pointer.digest === digest) {
         return {
           published: false,
           epoch: live.pointer.epoch,
-          dir: live.pointer.dir,
+          publish: live.pointer.publish,
           digest,
           revision: live.revision,
           chunks: 0,
@@ -197,33 +213,46 @@ export class FlagPublisher {
         };
       }
       // Epochs only grow: from the pointer, or when it is missing or malformed, from the newest
-      // epoch directory left in the store (directories sort by their zero-padded epoch).
-      const epoch = (live.pointer?.epoch ?? (await this.newestDirEpoch())) + 1;
-      const dir = l.epochDir(epoch, token.padStart(16, "0"));
-      const dirPrefix = l.dirPrefix(dir);
-      const fenced = () => this.client.if(l.fence, "Mod", "==", token);
-
-      // Clear the directory (a failed earlier attempt of this term may have left keys), then stage.
-      const clear = await fenced().then(this.client.delete().prefix(dirPrefix)).commit();
-      if (!clear.succeeded) throw this.deposed();
-      const chunks = chunk(docs, this.maxOps, this.maxBytes, (rel) => dirPrefix + rel);
-      for (const c of chunks) {
-        const res = await fenced()
-          .then(...c.map(([k, v]) => this.client.put(k).value(v)))
-          .commit();
-        if (!res.succeeded) throw this.deposed();
-      }
+      // epoch any zone key carries.
+      const epoch = (live.pointer?.epoch ?? (await this.newestZoneEpoch())) + 1;
+      const publish = l.publishId(epoch, token);
+      // Each document is stamped with its publish: `{"epoch":..,"publish":..,` + the canonical rest.
+      const stamp = `{"epoch":${epoch},"publish":"${publish}",`;
+      const keep = new Set<string>();
+      const writes: Write[] = docs.map(([rel, json]) => {
+        const key = `${l.prefix}flags/${rel}`;
+        keep.add(key);
+        return [key, stamp + json.slice(1)];
+      });
+      for (const key of present) if (!keep.has(key)) writes.push([key, undefined]);
+      const tWrite = performance.now();
+      const chunks = chunk(writes, this.maxOps, this.maxBytes);
+      // All chunks at once: etcd applies them in order of arrival; waiting for each would add a
+      // round trip per chunk. Every one must land before the flip.
+      const results = await Promise.all(
+        chunks.map((c) =>
+          fenced()
+            .then(
+              ...c.map(([k, v]) =>
+                v === undefined ? this.client.delete().key(k) : this.client.put(k).value(v),
+              ),
+            )
+            .commit(),
+        ),
+      );
+      if (results.some((r) => !r.succeeded)) throw this.deposed();
 
       const pointer: FlagPointer = {
         v: 1,
         epoch,
-        dir,
+        publish,
         digest,
         zones: docs.length,
         publisher: this.identity,
         fence: token,
         publishedAt: new Date().toISOString(),
       };
+      const tFlip = performance.now();
       const flip = await fenced()
         .and(l.pointer, "Mod", "==", live.modRevision)
         .then(this.client.put(l.pointer).value(JSON.stringify(pointer)))
@@ -232,34 +261,35 @@ export class FlagPublisher {
         const fence = await this.client.get(l.fence).exec();
         if (String(fence.kvs[0]?.mod_revision ?? "0") !== token) throw this.deposed();
         // The pointer moved under us without the fence changing (a manual edit): start over.
-        await this.client.delete().prefix(dirPrefix).exec();
         continue;
       }
-      const revision = Number(flip.header.revision);
-      // Keep the previous epoch for readers one step behind; delete everything older. Not awaited:
-      // the publish is visible already, and the next publish's writes queue behind this one.
-      if (live.pointer !== undefined) {
-        this.gc = fenced()
-          .then(this.client.delete().inRange({ start: l.epochsPrefix, end: l.dirPrefix(live.pointer.dir) }))
-          .commit()
-          .then(
-            () => undefined,
-            () => undefined,
-          );
-      }
-      return { published: true, epoch, dir, digest, revision, chunks: chunks.length, zones: docs.length };
+      this.mustWrite = false;
+      const timings = {
+        documentsMs,
+        writeMs: tFlip - tWrite,
+        flipMs: performance.now() - tFlip,
+      };
+      return {
+        published: true,
+        epoch,
+        publish,
+        digest,
+        revision: Number(flip.header.revision),
+        chunks: chunks.length,
+        zones: docs.length,
+        timings,
+      };
     }
   }
 
-  private async newestDirEpoch(): Promise<number> {
-    const keys = await this.client
-      .getAll()
-      .prefix(this.layout.epochsPrefix)
-      .sort("Key", "Descend")
-      .limit(1)
-      .keys();
-    const rest = keys[0]?.slice(this.layout.epochsPrefix.length) ?? "";
-    return this.layout.epochOfDir(rest.split("/")[0] ?? "") ?? 0;
+  private async newestZoneEpoch(): Promise<number> {
+    const values = await this.client.getAll().prefix(this.layout.zonesPrefix()).strings();
+    let newest = 0;
+    for (const v of Object.values(values)) {
+      const m = /"epoch":(\d+)/.exec(v);
+      if (m) newest = Math.max(newest, Number(m[1]));
+    }
+    return newest;
   }
 
   private deposed(): FencedError {

@@ -28,12 +28,13 @@ export interface ZoneForFold {
     fallbackReason?: string;
     fallbackSince?: string;
     p2pPeers?: Partial<ZonePeers>;
+    p2pPlayers?: Partial<ZonePlayers & { rolloutPercent: number }>;
   };
 }
 
 export interface PolicyForFold {
   metadata: { name?: string; namespace?: string; generation?: number };
-  status?: { observedGeneration?: number; epoch?: number };
+  status?: { observedGeneration?: number; epoch?: number; epochs?: { region: string; epoch: number }[] };
 }
 
 /** The Zone status fields the flag plane owns. null removes a field (merge patch). */
@@ -54,6 +55,7 @@ export interface PolicyFlagStatus {
   matchedZones: number;
   appliedZones: number;
   epoch: number;
+  epochs: { region: string; epoch: number }[];
   conflicts: { zone: string; policies: string[]; winner: string; reason: string }[];
   conditions: DesiredCondition[];
 }
@@ -154,114 +156,148 @@ function modeOf(modes: readonly string[], doc: ZoneFlags | undefined): ZoneMode 
   return "Server";
 }
 
-export function foldStatus(input: FoldInput): FoldOutput {
-  const docs = new Map(input.compiled.zones.map((z) => [`${z.namespace}/${z.zone}`, z]));
-  const byZone = new Map<string, PodReport[]>();
-  const regionWide = new Map<string, PodReport[]>();
-  for (const r of [...input.reports].sort((a, b) => (a.pod < b.pod ? -1 : a.pod > b.pod ? 1 : 0))) {
-    if (r.zone === undefined) {
-      if (r.zones !== undefined) regionWide.set(r.namespace, [...(regionWide.get(r.namespace) ?? []), r]);
-      continue;
-    }
-    if (r.service !== MAP_SERVER) continue;
-    const k = `${r.namespace}/${r.zone}`;
-    const list = byZone.get(k) ?? [];
-    list.push(r);
-    byZone.set(k, list);
+/** Whether a zone counts as applied: the lowest epoch its replicas report, all desired reporting. */
+export interface ZoneApplied {
+  epoch: number;
+  complete: boolean;
+}
+
+export interface ZoneFoldInput {
+  zone: ZoneForFold;
+  /** The zone's compiled document (undefined: not published, e.g. its Region is unknown). */
+  doc: ZoneFlags | undefined;
+  /** Reports of this zone's pods (only map servers count). */
+  reports: readonly PodReport[];
+  /** Reports of the region-wide pods of the zone's namespace. */
+  regionReports: readonly PodReport[];
+  /** The live epoch of the zone's flag store. */
+  epoch: number;
+  /** RFC 3339, second precision. */
+  now: string;
+}
+
+export interface ZoneFold {
+  status: ZoneFlagStatus;
+  applied: ZoneApplied;
+  event?: FlagEvent;
+}
+
+const byPod = (a: PodReport, b: PodReport) => (a.pod < b.pod ? -1 : a.pod > b.pod ? 1 : 0);
+
+/** One zone's flag status and fallback Event from its pods' reports. */
+export function foldZone(input: ZoneFoldInput): ZoneFold {
+  const z = input.zone;
+  const ns = z.metadata.namespace!;
+  const name = z.metadata.name!;
+  const doc = input.doc;
+  const reports = input.reports.filter((r) => r.service === MAP_SERVER).sort(byPod);
+  const regionReports = input.regionReports.filter((r) => r.zones !== undefined).sort(byPod);
+  const desired = z.spec?.mapServer?.replicas ?? 1;
+  const held = heldReasons(regionReports, name);
+  const served = modeOf(
+    reports.map((r) => r.mode),
+    doc,
+  );
+  // A hold matters only where P2P runs: a server-only zone has nothing to fall back from.
+  const mode = held.reasons.length > 0 && served !== "Server" ? "Fallback" : served;
+  const inFallback = reports.filter((r) => r.mode === "fallback");
+  let fallbackReason: string | null = null;
+  let fallbackSince: string | null = null;
+  if (inFallback.length > 0) {
+    const first = inFallback[0]!;
+    fallbackReason =
+      inFallback.length === reports.length
+        ? first.reason
+        : `${first.reason} (${inFallback.length} of ${reports.length} pods: ${inFallback.map((r) => r.pod).join(", ")})`;
+    fallbackSince = inFallback.map((r) => r.since).sort()[0] ?? input.now;
+  } else if (reports.length === 0 && served === "Fallback") {
+    fallbackReason = doc?.reason ?? doc?.services[MAP_SERVER]?.reason ?? "fallback forced";
+    fallbackSince = z.status?.fallbackSince ?? input.now;
   }
-  const zones = new Map<string, ZoneFlagStatus>();
-  const events: FlagEvent[] = [];
-  const appliedAt = new Map<string, { epoch: number; complete: boolean }>();
-
-  for (const z of input.zones) {
-    const ns = z.metadata.namespace!;
-    const name = z.metadata.name!;
-    const key = `${ns}/${name}`;
-    const doc = docs.get(key);
-    const reports = byZone.get(key) ?? [];
-    const regionReports = regionWide.get(ns) ?? [];
-    const desired = z.spec?.mapServer?.replicas ?? 1;
-    const held = heldReasons(regionReports, name);
-    const served = modeOf(
-      reports.map((r) => r.mode),
-      doc,
-    );
-    // A hold matters only where P2P runs: a server-only zone has nothing to fall back from.
-    const mode = held.reasons.length > 0 && served !== "Server" ? "Fallback" : served;
-    const inFallback = reports.filter((r) => r.mode === "fallback");
-    let fallbackReason: string | null = null;
-    let fallbackSince: string | null = null;
-    if (inFallback.length > 0) {
-      const first = inFallback[0]!;
-      fallbackReason =
-        inFallback.length === reports.length
-          ? first.reason
-          : `${first.reason} (${inFallback.length} of ${reports.length} pods: ${inFallback.map((r) => r.pod).join(", ")})`;
-      fallbackSince = inFallback.map((r) => r.since).sort()[0] ?? input.now;
-    } else if (reports.length === 0 && served === "Fallback") {
-      fallbackReason = doc?.reason ?? doc?.services[MAP_SERVER]?.reason ?? "fallback forced";
-      fallbackSince = z.status?.fallbackSince ?? input.now;
-    }
-    if (mode === "Fallback" && held.reasons.length > 0) {
-      fallbackReason = [...(fallbackReason === null ? [] : [fallbackReason]), ...held.reasons].join("; ");
-      fallbackSince = [...(fallbackSince === null ? [] : [fallbackSince]), ...held.since].sort()[0]!;
-    }
-    if (fallbackReason !== null) fallbackReason = fallbackReason.slice(0, 1024);
-    const current = reports.filter((r) => r.epoch >= input.epoch && r.rejectedEpoch === undefined).length;
-    const appliedEpoch = reports.length > 0 ? Math.min(...reports.map((r) => r.epoch)) : null;
-    appliedAt.set(key, { epoch: appliedEpoch ?? 0, complete: desired === 0 || reports.length >= desired });
-    zones.set(key, {
-      mode,
-      policy: doc?.policy ?? null,
-      appliedEpoch,
-      replicas: { applied: current },
-      fallbackReason,
-      fallbackSince,
-      p2pPeers: peersOf(regionReports, name),
-      p2pPlayers: playersOf(regionReports, name, doc),
-    });
-
-    const was = z.status?.fallbackReason !== undefined && z.status.fallbackReason !== null;
-    if (!was && fallbackReason !== null) {
-      events.push({
-        kind: "Zone",
-        namespace: ns,
-        name,
-        type: "Warning",
-        reason: "FallbackEntered",
-        message: fallbackReason,
-      });
-    } else if (was && fallbackReason === null) {
-      events.push({
-        kind: "Zone",
-        namespace: ns,
-        name,
-        type: "Normal",
-        reason: "FallbackExited",
-        message: `left fallback (was: ${z.status!.fallbackReason}); mode ${mode}`,
-      });
-    }
+  if (mode === "Fallback" && held.reasons.length > 0) {
+    fallbackReason = [...(fallbackReason === null ? [] : [fallbackReason]), ...held.reasons].join("; ");
+    fallbackSince = [...(fallbackSince === null ? [] : [fallbackSince]), ...held.since].sort()[0]!;
   }
+  if (fallbackReason !== null) fallbackReason = fallbackReason.slice(0, 1024);
+  const current = reports.filter((r) => r.epoch >= input.epoch && r.rejectedEpoch === undefined).length;
+  let lowest: number | null = null;
+  for (const r of reports) lowest = lowest === null ? r.epoch : Math.min(lowest, r.epoch);
+  const status: ZoneFlagStatus = {
+    mode,
+    policy: doc?.policy ?? null,
+    appliedEpoch: lowest,
+    replicas: { applied: current },
+    fallbackReason,
+    fallbackSince,
+    p2pPeers: peersOf(regionReports, name),
+    p2pPlayers: playersOf(regionReports, name, doc),
+  };
+  const applied = { epoch: lowest ?? 0, complete: desired === 0 || reports.length >= desired };
 
+  const was = z.status?.fallbackReason !== undefined && z.status.fallbackReason !== null;
+  let event: FlagEvent | undefined;
+  if (!was && fallbackReason !== null) {
+    event = {
+      kind: "Zone",
+      namespace: ns,
+      name,
+      type: "Warning",
+      reason: "FallbackEntered",
+      message: fallbackReason,
+    };
+  } else if (was && fallbackReason === null) {
+    event = {
+      kind: "Zone",
+      namespace: ns,
+      name,
+      type: "Normal",
+      reason: "FallbackExited",
+      message: `left fallback (was: ${z.status!.fallbackReason}); mode ${mode}`,
+    };
+  }
+  return { status, applied, ...(event === undefined ? {} : { event }) };
+}
+
+export interface PolicyFoldInput {
+  compiled: CompiledFlags;
+  policies: readonly PolicyForFold[];
+  /** How a governed zone stands (undefined: not folded yet). */
+  applied(namespace: string, zone: string): ZoneApplied | undefined;
+  /** The Region a zone belongs to, and the live epoch of that Region's flag store. */
+  regionOf(namespace: string, zone: string): { region: string; epoch: number };
+}
+
+/** Every P2PPolicy's status: matched and applied zones, the epochs that carried its generation. */
+export function foldPolicies(input: PolicyFoldInput): Map<string, PolicyFlagStatus> {
   const policies = new Map<string, PolicyFlagStatus>();
   const outcomes = new Map(input.compiled.policies.map((p) => [`${p.namespace}/${p.name}`, p]));
   for (const p of input.policies) {
-    const key = `${p.metadata.namespace}/${p.metadata.name}`;
+    const ns = p.metadata.namespace!;
+    const key = `${ns}/${p.metadata.name}`;
     const o = outcomes.get(key);
     const generation = p.metadata.generation ?? 0;
-    // The epoch that carried this generation: kept while the generation is the same.
-    const epoch =
-      p.status?.observedGeneration === generation &&
-      p.status.epoch !== undefined &&
-      p.status.epoch <= input.epoch
-        ? p.status.epoch
-        : input.epoch;
     const governed = o?.governedZones ?? [];
+    // Per Region (each its own flag store): the epoch that carried this generation, kept while
+    // the generation is the same.
+    const same = p.status?.observedGeneration === generation;
+    const kept = new Map(same ? (p.status?.epochs ?? []).map((e) => [e.region, e.epoch]) : []);
+    // A status written before epochs were per Region names one epoch for all.
+    const keptForAll = same && p.status?.epochs === undefined ? p.status?.epoch : undefined;
+    const epochs = new Map<string, number>();
+    for (const zone of governed) {
+      const { region, epoch: live } = input.regionOf(ns, zone);
+      if (epochs.has(region)) continue;
+      const k = kept.get(region) ?? keptForAll;
+      epochs.set(region, k !== undefined && k <= live ? k : live);
+    }
     const pending = governed.filter((zone) => {
-      const a = appliedAt.get(`${p.metadata.namespace}/${zone}`);
-      return a === undefined || !a.complete || a.epoch < epoch;
+      const a = input.applied(ns, zone);
+      const need = epochs.get(input.regionOf(ns, zone).region) ?? 0;
+      return a === undefined || !a.complete || a.epoch < need;
     });
     const applied = governed.length - pending.length;
+    const epoch = Math.max(0, ...epochs.values(), same && epochs.size === 0 ? (p.status?.epoch ?? 0) : 0);
+    const epochText = epochs.size > 1 ? [...epochs].map(([r, e]) => `${e} (${r})`).join(", ") : String(epoch);
     const conditions: DesiredCondition[] =
       pending.length === 0
         ? [
@@ -272,7 +308,7 @@ export function foldStatus(input: FoldInput): FoldOutput {
               message:
                 governed.length === 0
                   ? "the policy governs no zone"
-                  : `every pod of ${governed.length} zones runs epoch ${epoch} or later`,
+                  : `every pod of ${governed.length} zones runs epoch ${epochText} or later`,
             },
             { type: "Reconciling", status: "False", reason: "Applied", message: "" },
             { type: "Stalled", status: "False", reason: "Applied", message: "" },
@@ -282,7 +318,7 @@ export function foldStatus(input: FoldInput): FoldOutput {
               type: "Ready",
               status: "False",
               reason: "Applying",
-              message: `${pending.length} of ${governed.length} zones not yet at epoch ${epoch}`,
+              message: `${pending.length} of ${governed.length} zones not yet at epoch ${epochText}`,
             },
             {
               type: "Reconciling",
@@ -297,6 +333,10 @@ export function foldStatus(input: FoldInput): FoldOutput {
       matchedZones: o?.matchedZones.length ?? 0,
       appliedZones: applied,
       epoch,
+      epochs: [...epochs]
+        .sort()
+        .map(([region, e]) => ({ region, epoch: e }))
+        .slice(0, 256),
       conflicts: (o?.conflicts ?? []).slice(0, 256).map((c) => ({
         zone: c.zone,
         policies: c.policies.slice(0, 64),
@@ -306,5 +346,46 @@ export function foldStatus(input: FoldInput): FoldOutput {
       conditions,
     });
   }
+  return policies;
+}
+
+/** Everything at once, every zone in one flag store at `epoch` (tests; the flag plane folds per zone). */
+export function foldStatus(input: FoldInput): FoldOutput {
+  const docs = new Map(input.compiled.zones.map((z) => [`${z.namespace}/${z.zone}`, z]));
+  const byZone = new Map<string, PodReport[]>();
+  const regionWide = new Map<string, PodReport[]>();
+  for (const r of input.reports) {
+    if (r.zone === undefined) {
+      regionWide.set(r.namespace, [...(regionWide.get(r.namespace) ?? []), r]);
+      continue;
+    }
+    const k = `${r.namespace}/${r.zone}`;
+    byZone.set(k, [...(byZone.get(k) ?? []), r]);
+  }
+  const zones = new Map<string, ZoneFlagStatus>();
+  const events: FlagEvent[] = [];
+  const appliedAt = new Map<string, ZoneApplied>();
+  const regionOfZone = new Map<string, string>();
+  for (const z of input.zones) {
+    const key = `${z.metadata.namespace}/${z.metadata.name}`;
+    const f = foldZone({
+      zone: z,
+      doc: docs.get(key),
+      reports: byZone.get(key) ?? [],
+      regionReports: regionWide.get(z.metadata.namespace!) ?? [],
+      epoch: input.epoch,
+      now: input.now,
+    });
+    zones.set(key, f.status);
+    appliedAt.set(key, f.applied);
+    if (f.event) events.push(f.event);
+    regionOfZone.set(key, docs.get(key)?.region ?? "");
+  }
+  const policies = foldPolicies({
+    compiled: input.compiled,
+    policies: input.policies,
+    applied: (ns, zone) => appliedAt.get(`${ns}/${zone}`),
+    regionOf: (ns, zone) => ({ region: regionOfZone.get(`${ns}/${zone}`) ?? "", epoch: input.epoch }),
+  });
   return { zones, policies, events };
 }

@@ -177,10 +177,13 @@ describe("renderRegion", () => {
     ]);
     const etcd = find(objs, "NetworkPolicy", "demo-etcd").spec.ingress[0].from;
     expect(components(etcd)).toEqual(["coordinator", "gateway", "map-server"]);
-    // ...and the operator, from its own namespace, publishes flags there.
-    expect(etcd.find((f: Any) => f.namespaceSelector)?.podSelector.matchLabels).toEqual({
-      "app.kubernetes.io/name": "hybrid-operator",
-    });
+    // ...and the operator, from its own namespace, publishes flags there and hears the reports on NATS.
+    for (const store of ["demo-etcd", "demo-nats"]) {
+      const from = find(objs, "NetworkPolicy", store).spec.ingress[0].from;
+      expect(from.find((f: Any) => f.namespaceSelector)?.podSelector.matchLabels).toEqual({
+        "app.kubernetes.io/name": "hybrid-operator",
+      });
+    }
   });
 
   it("passes external stores as endpoints plus Secret references and renders no StatefulSet for them", () => {

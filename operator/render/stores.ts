@@ -236,9 +236,10 @@ export function renderManagedStore(region: Region, store: StoreName): KubeObject
       },
     ],
   };
-  // Only the components that use the store reach it; etcd also admits the operator (it publishes flags).
+  // Only the components that use the store reach it; etcd and NATS also admit the operator (it
+  // publishes the Region's flags to its etcd and hears the pods' reports on its NATS).
   const from: unknown[] = STORE_CLIENTS[store].map((component) => regionPods(r, component));
-  if (store === "etcd") {
+  if (store === "etcd" || store === "nats") {
     from.push({ namespaceSelector: {}, podSelector: { matchLabels: { [LABEL.name]: OPERATOR_NAME } } });
   }
   return [

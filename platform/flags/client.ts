@@ -1,21 +1,24 @@
-// The flag client every workload uses: loads the live flag snapshot, then watches the pointer
-// and swaps its whole snapshot at once on every publish; reports per pod what it applied.
+// The flag client every workload uses: loads the live flags, then follows every publish and
+// swaps its whole snapshot at once; reports per pod what it applied.
 //
-// - Reads follow flags/current and read that epoch's documents pinned to one revision, so a
-//   snapshot is always one publish, complete.
+// - A map server (a client with a zone) watches its own zone key: each publish reaches it as one
+//   watch event carrying its document, and it reads nothing else. A region-wide pod (gateway,
+//   coordinator) watches the pointer and reads its namespace's zone keys pinned at the pointer's
+//   revision, so its snapshot is always one publish, complete.
 // - Survives etcd restarts (the watch resumes from its last revision) and a watch cancelled
-//   because its revision was compacted (etcd3 then emits only `error`): it re-reads the pointer
-//   at the current revision and re-watches from the revision after it, so no change is missed.
+//   because its revision was compacted (etcd3 then emits only `error`): it re-reads at the current
+//   revision and re-watches from there, so no change is missed.
 // - Through an outage it keeps the last good snapshot; after `graceMs` without the store it
 //   enters fallback (server mode always works), and leaves it as the recovery policy says.
 // - A malformed pointer or document is logged and ignored; the last good snapshot stays.
-// - Its report (epoch applied, mode, reason, since) lives under an etcd lease, so a dead pod's
-//   report disappears by itself.
+// - Its report (epoch applied, mode, reason, since) goes on the report channel (NATS,
+//   reports.ts), repeated as a heartbeat, so a dead pod's report disappears by itself.
 // - A region-wide pod may also hold single zones in fallback (zone triggers, each zone with its
 //   own latch: losing the coordinator must not stop zones that never ran P2P) and report per-zone
 //   facts it owns (reportZones); both go into the report's `zones` for the Zone's status.
 import { EventEmitter } from "node:events";
-import type { Etcd3, IKeyValue, Lease } from "etcd3";
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { Etcd3, IKeyValue } from "etcd3";
 import { DEFAULT_RECOVERY, FallbackLatch, type RecoveryPolicy } from "./fallback.ts";
 import {
   canonicalJson,
@@ -26,12 +29,14 @@ import {
   MalformedDocument,
   type PodMode,
   type PodReport,
+  type PublishedZoneFlags,
   parsePointer,
-  parseZoneFlags,
+  parsePublishedZone,
   type ZoneFlags,
   type ZoneReport,
 } from "./layout.ts";
-import { batchedPut, type PointerSubscriber, pointerHub } from "./shared.ts";
+import { type ReportSender, reportSender } from "./reports.ts";
+import { type KeySubscriber, keyHub, parseOnce } from "./shared.ts";
 
 export interface FlagLogger {
   error(msg: string, fields?: Record<string, unknown>): void;
@@ -46,7 +51,10 @@ export const consoleLogger: FlagLogger = {
 };
 
 export interface FlagClientOptions {
+  /** The flag store. */
   client: Etcd3;
+  /** The report channel (the Region's NATS); without it the pod reports nothing. */
+  nats?: NatsConnection;
   prefix?: string;
   /** The region's namespace. */
   namespace: string;
@@ -56,7 +64,7 @@ export interface FlagClientOptions {
   pod: string;
   /** How long the flag store may be unreachable before the pod enters fallback. Default 10 s. */
   graceMs?: number;
-  /** TTL of the report's lease. Default 10 s. */
+  /** How long a report stands without being repeated (it is repeated every third of it). Default 10 s. */
   reportTtlSeconds?: number;
   /** Write reports (default true). */
   report?: boolean;
@@ -69,8 +77,9 @@ export interface FlagClientOptions {
 export interface FlagSnapshot {
   /** 0 when nothing was ever published (everything is disabled). */
   readonly epoch: number;
-  readonly dir: string;
-  /** The store revision the snapshot was read at. */
+  /** The publish id (`<epoch>-<fence>`), "" when none. */
+  readonly publish: string;
+  /** The store revision the snapshot was read at (for a map server: its document's mod revision). */
   readonly revision: number;
   /** By zone name. */
   readonly zones: ReadonlyMap<string, ZoneFlags>;
@@ -85,14 +94,16 @@ export interface FlagState {
   rejectedEpoch?: number;
 }
 
-const EMPTY: FlagSnapshot = { epoch: 0, dir: "", revision: 0, zones: new Map() };
+const EMPTY: FlagSnapshot = { epoch: 0, publish: "", revision: 0, zones: new Map() };
 
 const STORE_TRIGGER = "flag-store";
 
 const READ_CACHE_ENTRIES = 4096;
-const readCache = new WeakMap<Etcd3, Map<string, Promise<[string, string][]>>>();
+/** Pinned reads of a namespace's zone keys, shared by the region-wide clients of a connection. */
+const readCache = new WeakMap<Etcd3, Map<string, Promise<IKeyValue[]>>>();
 
-type Pending = { kind: "pointer"; kv: IKeyValue | undefined; revision: number } | { kind: "resync" };
+/** Work for the loader: a watched value (the pointer, or a map server's zone key), or a full re-read. */
+type Pending = { kind: "event"; kv: IKeyValue | undefined; revision: number } | { kind: "resync" };
 
 function isCompacted(err: unknown): boolean {
   return /compact/i.test(String((err as Error)?.message ?? err));
@@ -122,9 +133,9 @@ export class FlagClient extends EventEmitter {
   private zoneHeld = new Map<string, { reason: string; since: number }>();
   private reportedZones: ReadonlyMap<string, ZoneReport> = new Map();
   private subscribed = false;
-  private readonly sub: PointerSubscriber = {
-    put: (kv) => this.enqueue({ kind: "pointer", kv, revision: Number(kv.mod_revision) }),
-    delete: (kv) => this.enqueue({ kind: "pointer", kv: undefined, revision: Number(kv.mod_revision) }),
+  private readonly sub: KeySubscriber = {
+    put: (kv) => this.enqueue({ kind: "event", kv, revision: Number(kv.mod_revision) }),
+    delete: (kv) => this.enqueue({ kind: "event", kv: undefined, revision: Number(kv.mod_revision) }),
     disconnected: (err) => this.storeDown(err),
     connected: () => this.storeUp(),
     resync: (err) => {
@@ -142,10 +153,8 @@ export class FlagClient extends EventEmitter {
   private retryTimer: NodeJS.Timeout | undefined;
   private retryDelay = 100;
   private latchTimer: NodeJS.Timeout | undefined;
-  private lease: Lease | undefined;
-  private reportWriting = false;
-  private reportDirty = false;
-  private reportTimer: NodeJS.Timeout | undefined;
+  private readonly sender: ReportSender | undefined;
+  private reportQueued = false;
   private lastReported = "";
   private firstLoad: Promise<void>;
   private resolveFirstLoad: () => void = () => {};
@@ -154,6 +163,8 @@ export class FlagClient extends EventEmitter {
     super();
     this.opts = { graceMs: 10_000, reportTtlSeconds: 10, report: true, pageSize: 500, ...opts };
     this.layout = layout(opts.prefix);
+    this.sender =
+      this.opts.report && opts.nats !== undefined ? reportSender(opts.nats, this.layout) : undefined;
     this.log = opts.log ?? consoleLogger;
     this.now = opts.now ?? Date.now;
     this.state = { epoch: 0, mode: "server", reason: "no flags loaded yet", since: this.now() };
@@ -259,20 +270,19 @@ export class FlagClient extends EventEmitter {
    */
   crash(): void {
     this.closed = true;
-    for (const t of [this.graceTimer, this.retryTimer, this.latchTimer, this.reportTimer]) clearTimeout(t);
+    for (const t of [this.graceTimer, this.retryTimer, this.latchTimer]) clearTimeout(t);
     void this.hub().unsubscribe(this.sub);
-    this.lease?.release();
-    this.lease = undefined;
+    this.sender?.stop(this.opts.namespace, this.opts.zone, this.opts.pod, false);
     this.resolveFirstLoad();
   }
 
+  /** Stops; receivers drop this pod's report at once. */
   async close(): Promise<void> {
     this.closed = true;
-    for (const t of [this.graceTimer, this.retryTimer, this.latchTimer, this.reportTimer]) clearTimeout(t);
+    for (const t of [this.graceTimer, this.retryTimer, this.latchTimer]) clearTimeout(t);
     await this.hub().unsubscribe(this.sub);
-    const lease = this.lease;
-    this.lease = undefined;
-    await lease?.revoke().catch(() => undefined);
+    this.sender?.stop(this.opts.namespace, this.opts.zone, this.opts.pod, true);
+    await this.opts.nats?.flush().catch(() => undefined);
     this.resolveFirstLoad();
   }
 
@@ -293,6 +303,7 @@ export class FlagClient extends EventEmitter {
       this.pending = undefined;
       try {
         if (p.kind === "resync") await this.resync();
+        else if (this.opts.zone !== undefined) this.applyZone(p.kv, p.revision);
         else await this.applyPointer(p.kv, p.revision);
         this.retryDelay = 100;
       } catch (err) {
@@ -300,60 +311,114 @@ export class FlagClient extends EventEmitter {
         const compacted = isCompacted(err);
         if (!compacted) this.storeDown(err);
         this.log.warn("flag load failed; re-syncing", { error: String(err), compacted });
-        // Either way the safe move is a full re-sync at the current revision (a newer pointer
-        // that arrived meanwhile is subsumed by it).
+        // Either way the safe move is a full re-sync at the current revision (a newer value that
+        // arrived meanwhile is subsumed by it).
         this.pending = { kind: "resync" };
         if (compacted && this.retryDelay === 100) {
           this.retryDelay = 200; // one immediate re-sync; a second compaction in a row waits
           continue;
         }
         this.resolveFirstLoad();
-        this.retryTimer = setTimeout(() => {
-          this.retryTimer = undefined;
-          this.kick();
-        }, this.retryDelay);
-        this.retryDelay = Math.min(this.retryDelay * 2, 2000);
+        this.retryLater();
         return;
       }
     }
   }
 
+  private retryLater(): void {
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.kick();
+    }, this.retryDelay);
+    this.retryDelay = Math.min(this.retryDelay * 2, 2000);
+  }
+
+  /** The watched key: a map server's own zone key, a region-wide pod's pointer. */
+  private watchedKey(): string {
+    const z = this.opts.zone;
+    return z === undefined ? this.layout.pointer : this.layout.zoneKey(this.opts.namespace, z);
+  }
+
   private hub() {
-    return pointerHub(this.opts.client, this.layout.pointer);
+    return keyHub(this.opts.client, this.watchedKey());
   }
 
   /**
-   * Makes sure the pointer is watched (one shared watch per connection), then reads the pointer
-   * at the current revision and applies it. Watch first, read second: every change is either in
-   * the read or delivered by the watch.
+   * Makes sure the key is watched (one shared watch per connection), then reads it at the
+   * current revision and applies it. Watch first, read second: every change is either in the
+   * read or delivered by the watch.
    */
   private async resync(): Promise<void> {
     if (!this.subscribed) {
-      await this.opts.client.get(this.layout.pointer).exec(); // fails fast while etcd is down
+      await this.opts.client.get(this.watchedKey()).exec(); // fails fast while etcd is down
       await this.hub().subscribe(this.sub);
       this.subscribed = true;
       if (this.closed) return;
     }
-    const res = await this.opts.client.get(this.layout.pointer).exec();
-    const revision = Number(res.header.revision);
-    await this.applyPointer(res.kvs[0], revision);
+    const { kv, revision } = await this.hub().latest();
+    if (this.opts.zone !== undefined) this.applyZone(kv, revision);
+    else await this.applyPointer(kv, revision, true);
     this.storeUp();
     this.resolveFirstLoad();
   }
 
   private enqueue(p: Pending): void {
-    // A resync subsumes any pointer; a newer pointer subsumes an older one.
-    if (this.pending?.kind === "resync" && p.kind === "pointer") return;
+    // A resync subsumes any event; a newer event subsumes an older one.
+    if (this.pending?.kind === "resync" && p.kind === "event") return;
     this.pending = p;
     this.kick();
   }
 
+  /** A map server's zone document (kv undefined: the key is gone, the zone unknown to the flags). */
+  private applyZone(kv: IKeyValue | undefined, revision: number): void {
+    const key = this.watchedKey();
+    if (kv === undefined) {
+      if (revision <= this.snap.revision) return;
+      if (this.snap.zones.size > 0) this.log.warn("zone flags deleted: the zone is unknown to the flags");
+      this.swap({ epoch: this.snap.epoch, publish: this.snap.publish, revision, zones: new Map() });
+      return;
+    }
+    // Already reflected by a read at a later revision (a shared watch may deliver it late).
+    if (Number(kv.mod_revision) <= this.snap.revision) return;
+    let doc: PublishedZoneFlags;
+    try {
+      doc = parseOnce(kv, parsePublishedZone);
+      if (doc.namespace !== this.opts.namespace || doc.zone !== this.opts.zone)
+        throw new MalformedDocument(key, "namespace/zone do not match the key");
+    } catch (err) {
+      if (!(err instanceof MalformedDocument)) throw err;
+      this.reject(err, /"epoch":(\d+)/.exec(kv.value.toString()));
+      return;
+    }
+    if (doc.publish < this.snap.publish) {
+      this.log.warn("flag epoch went backwards; ignored", { epoch: doc.epoch, applied: this.snap.epoch });
+      return;
+    }
+    this.rejectedEpoch = undefined;
+    const revisionOfDoc = Number(kv.mod_revision);
+    this.swap({
+      epoch: doc.epoch,
+      publish: doc.publish,
+      revision: revisionOfDoc,
+      zones: new Map([[doc.zone, doc]]),
+    });
+  }
+
+  private reject(err: MalformedDocument, epoch: RegExpExecArray | null | number | undefined): void {
+    this.log.error(err.message, { key: err.key, keptEpoch: this.snap.epoch });
+    const e = typeof epoch === "number" ? epoch : epoch ? Number(epoch[1]) : undefined;
+    this.rejectedEpoch = e ?? this.snap.epoch + 1;
+    this.recompute();
+  }
+
   /**
-   * Applies the pointer `kv` by reading its directory at `revision`: the pointer's own mod
-   * revision for a watch event, the read's header revision for a re-sync (any revision at which
-   * the pointer holds this value sees the directory whole).
+   * A region-wide pod applies the pointer `kv` by reading its namespace's zone keys at the
+   * pointer's mod revision, where all of them belong to that publish. After a re-sync whose
+   * pointer revision has been compacted it reads at `revision` instead and takes the documents
+   * only if they all belong to the pointer's publish (a publish in flight is waited out).
    */
-  private async applyPointer(kv: IKeyValue | undefined, revision: number): Promise<void> {
+  private async applyPointer(kv: IKeyValue | undefined, revision: number, resync = false): Promise<void> {
     const l = this.layout;
     // Already reflected by a read at a later revision (a shared watch may deliver it late).
     if (kv !== undefined && Number(kv.mod_revision) <= this.snap.revision) return;
@@ -363,50 +428,70 @@ export class FlagClient extends EventEmitter {
         return;
       }
       this.log.warn("flag pointer deleted: all zones fall back to server mode");
-      this.swap({ epoch: 0, dir: "", revision, zones: new Map() });
+      this.swap({ epoch: 0, publish: "", revision, zones: new Map() });
       return;
     }
     let pointer: ReturnType<typeof parsePointer>;
     try {
-      pointer = parsePointer(l.pointer, kv.value.toString());
+      pointer = parseOnce(kv, parsePointer);
     } catch (err) {
       this.log.error(String((err as Error).message), { key: l.pointer });
       return;
     }
-    if (pointer.epoch === this.snap.epoch && pointer.dir === this.snap.dir) return;
-    if (pointer.epoch < this.snap.epoch) {
+    if (pointer.publish === this.snap.publish) return;
+    if (pointer.publish < this.snap.publish) {
       this.log.warn("flag epoch went backwards; ignored", { epoch: pointer.epoch, applied: this.snap.epoch });
       return;
     }
-    const at = revision;
+    let at = Number(kv.mod_revision);
+    let kvs: IKeyValue[];
+    try {
+      kvs = await this.readZones(at);
+    } catch (err) {
+      if (!resync || !isCompacted(err)) throw err;
+      at = revision;
+      kvs = await this.readZones(at);
+    }
     const zones = new Map<string, ZoneFlags>();
     try {
-      for (const [key, value] of await this.readDocs(pointer.dir, at)) {
-        const doc = parseZoneFlags(key, value);
-        const where = l.parseZoneKey(pointer.dir, key);
+      for (const d of kvs) {
+        const key = d.key.toString();
+        const doc = parseOnce(d, parsePublishedZone);
+        const where = l.parseZoneKey(key);
         if (where === undefined || where.namespace !== doc.namespace || where.zone !== doc.zone) {
           throw new MalformedDocument(key, "namespace/zone do not match the key");
+        }
+        if (doc.publish !== pointer.publish) {
+          if (doc.publish > pointer.publish) {
+            // Read past the pointer while a publish was in flight: its flip comes next.
+            // (Only after a compaction; its flip arrives by the watch, this is a safety net.)
+            this.log.info("flag publish in flight; waiting for its flip", { epoch: pointer.epoch });
+            clearTimeout(this.retryTimer);
+            this.retryTimer = setTimeout(() => {
+              this.retryTimer = undefined;
+              this.enqueue({ kind: "resync" });
+            }, 500);
+            return;
+          }
+          throw new MalformedDocument(key, `belongs to ${doc.publish}, not to the live ${pointer.publish}`);
         }
         zones.set(doc.zone, doc);
       }
     } catch (err) {
       if (!(err instanceof MalformedDocument)) throw err;
-      this.log.error(err.message, { key: err.key, epoch: pointer.epoch, keptEpoch: this.snap.epoch });
-      this.rejectedEpoch = pointer.epoch;
-      this.recompute();
+      this.reject(err, pointer.epoch);
       return;
     }
     this.rejectedEpoch = undefined;
-    this.swap({ epoch: pointer.epoch, dir: pointer.dir, revision: at, zones });
+    this.swap({ epoch: pointer.epoch, publish: pointer.publish, revision: at, zones });
   }
 
   /**
-   * Reads at a pinned revision never change, so clients sharing one etcd connection (many
-   * simulated pods, or one process serving several zones) share them.
+   * The namespace's zone keys at a pinned revision, which never changes there, so region-wide
+   * clients sharing one etcd connection share the read.
    */
-  private readDocs(dir: string, revision: number): Promise<[string, string][]> {
-    const scope = this.opts.zone !== undefined ? `z:${this.opts.zone}` : "ns";
-    const key = `${this.layout.prefix}|${dir}|${this.opts.namespace}|${scope}@${revision}`;
+  private readZones(revision: number): Promise<IKeyValue[]> {
+    const key = `${this.layout.prefix}|${this.opts.namespace}@${revision}`;
     let cache = readCache.get(this.opts.client);
     if (cache === undefined) {
       cache = new Map();
@@ -414,7 +499,7 @@ export class FlagClient extends EventEmitter {
     }
     const hit = cache.get(key);
     if (hit !== undefined) return hit;
-    const read = this.readDocsNow(dir, revision);
+    const read = this.readZonesNow(revision);
     cache.set(key, read);
     const c = cache;
     // Kept only briefly: long enough for the clients woken by the same pointer event.
@@ -427,28 +512,19 @@ export class FlagClient extends EventEmitter {
     return read;
   }
 
-  private async readDocsNow(dir: string, revision: number): Promise<[string, string][]> {
-    const l = this.layout;
-    const c = this.opts.client;
-    if (this.opts.zone !== undefined) {
-      const res = await c
-        .get(l.zoneKey(dir, this.opts.namespace, this.opts.zone))
-        .revision(revision)
-        .exec();
-      return res.kvs.map((kv) => [kv.key.toString(), kv.value.toString()]);
-    }
-    const prefix = l.zonesPrefix(dir, this.opts.namespace);
+  private async readZonesNow(revision: number): Promise<IKeyValue[]> {
+    const prefix = this.layout.zonesPrefix(this.opts.namespace);
     const end = prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
-    const out: [string, string][] = [];
+    const out: IKeyValue[] = [];
     let start = prefix;
     for (;;) {
-      const res = await c
+      const res = await this.opts.client
         .getAll()
         .inRange({ start, end })
         .revision(revision)
         .limit(this.opts.pageSize)
         .exec();
-      for (const kv of res.kvs) out.push([kv.key.toString(), kv.value.toString()]);
+      out.push(...res.kvs);
       if (!res.more || res.kvs.length === 0) return out;
       start = `${res.kvs[res.kvs.length - 1]!.key.toString()}\0`;
     }
@@ -524,11 +600,12 @@ export class FlagClient extends EventEmitter {
     if (latch.active) return { mode: "fallback", reason: latch.reason };
     const svc = this.opts.service;
     if (!isKnownService(svc)) return { mode: "server", reason: `unknown service ${svc}` };
-    if (this.snap.epoch === 0) return { mode: "server", reason: "no flags published" };
     const docs = this.opts.zone !== undefined ? [this.zoneFlags()] : [...this.snap.zones.values()];
+    // A map server reads only its zone's key: no document there is all it can know.
     if (this.opts.zone !== undefined && docs[0] === undefined) {
       return { mode: "server", reason: `zone ${this.opts.zone} is unknown to the flags` };
     }
+    if (this.snap.epoch === 0) return { mode: "server", reason: "no flags published" };
     let firstFallback: string | undefined;
     let firstOff: string | undefined;
     let anyP2P = false;
@@ -631,58 +708,29 @@ export class FlagClient extends EventEmitter {
     return r;
   }
 
+  /** Reports go out once per tick, whatever changed in it. */
   private scheduleReport(): void {
-    if (!this.opts.report || this.closed) return;
-    this.reportDirty = true;
-    if (this.reportWriting) return;
-    void this.writeReports();
-  }
-
-  private async writeReports(): Promise<void> {
-    this.reportWriting = true;
-    try {
-      while (this.reportDirty && !this.closed) {
-        this.reportDirty = false;
-        const report = this.buildReport();
-        const body = canonicalJson(report);
-        if (body === this.lastReported && this.lease !== undefined) continue;
-        report.updatedAt = new Date(this.now()).toISOString();
-        try {
-          const lease = this.ensureLease();
-          const key = this.layout.reportKey(this.opts.namespace, this.opts.zone, this.opts.pod);
-          await batchedPut(this.opts.client, key, JSON.stringify(report), String(await lease.grant()));
-          this.lastReported = body;
-          this.emit("reported", report);
-        } catch (err) {
-          if (this.closed) return;
-          this.log.warn("report write failed; retrying", { error: String(err) });
-          if (/lease not found/i.test(String(err))) {
-            // The lease expired (a long outage): grant a new one.
-            this.lease?.release();
-            this.lease = undefined;
-          }
-          this.reportDirty = true;
-          clearTimeout(this.reportTimer);
-          this.reportTimer = setTimeout(() => this.scheduleReport(), 500);
-          return;
-        }
-      }
-    } finally {
-      this.reportWriting = false;
-    }
-  }
-
-  private ensureLease(): Lease {
-    if (this.lease !== undefined && !this.lease.revoked()) return this.lease;
-    const lease = this.opts.client.lease(this.opts.reportTtlSeconds);
-    lease.on("lost", (err) => {
-      if (this.lease !== lease) return;
-      this.log.warn("report lease lost; re-creating", { error: String(err) });
-      this.lease = undefined;
-      this.lastReported = "";
-      this.scheduleReport();
+    if (this.sender === undefined || this.closed || this.reportQueued) return;
+    this.reportQueued = true;
+    queueMicrotask(() => {
+      this.reportQueued = false;
+      this.sendReport();
     });
-    this.lease = lease;
-    return lease;
+  }
+
+  private sendReport(): void {
+    if (this.sender === undefined || this.closed) return;
+    const report = this.buildReport();
+    const body = canonicalJson(report);
+    if (body === this.lastReported) return;
+    report.updatedAt = new Date(this.now()).toISOString();
+    try {
+      this.sender.send(report, this.opts.reportTtlSeconds);
+    } catch (err) {
+      this.log.warn("report not sent", { error: String(err) });
+      return;
+    }
+    this.lastReported = body;
+    this.emit("reported", report);
   }
 }

@@ -36,13 +36,18 @@ export interface FlagEtcdOptions {
   /** Upper bound of the watch reconnect backoff. */
   maxWatchBackoffMs?: number;
   dialTimeoutMs?: number;
+  /** Deadline of every request that is not a stream (watches and lease keepalives are): a
+   * store that stopped answering fails the request instead of holding it forever. Default 10 s. */
+  callTimeoutMs?: number;
 }
 
 export function connectFlagStore(endpoints: string | string[], opts: FlagEtcdOptions = {}): Etcd3 {
   const hosts = typeof endpoints === "string" ? endpoints.split(",").map((s) => s.trim()) : endpoints;
+  const callTimeoutMs = opts.callTimeoutMs ?? 10_000;
   return new Etcd3({
     hosts,
     dialTimeout: opts.dialTimeoutMs ?? 3000,
+    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + callTimeoutMs }),
     faultHandling: {
       host: () => passThrough(),
       watchBackoff: cappedBackoff(50, opts.maxWatchBackoffMs ?? 1000),

@@ -1,16 +1,22 @@
-// The flag store's key layout and document shapes: the contract between the operator (which
-// compiles and publishes flags, and folds reports into status) and every workload (which reads
-// flags and reports back). docs/flags.md describes it in prose; this module is the source.
+// The flag store's key layout, the report channel's subjects and the document shapes: the
+// contract between the operator (which compiles and publishes flags, and folds reports into
+// status) and every workload (which reads flags and reports back). docs/flags.md describes it in
+// prose; this module is the source.
 //
-//   <prefix>flags/current                                  pointer to the live epoch (FlagPointer)
-//   <prefix>flags/epochs/<dir>/zones/<namespace>/<zone>    one ZoneFlags document per zone
-//   <prefix>status/reports/<namespace>/<zone|_>/<pod>      one PodReport per pod, under an etcd lease
-//   <prefix>ownership/publisher                           the publisher's fencing token (FenceRecord)
-//   <prefix>ownership/maps/...                            reserved for map ownership
+// Flag store (etcd, one per Region):
+//   <prefix>flags/current                      the live publish (FlagPointer), flipped last
+//   <prefix>flags/zones/<namespace>/<zone>     the zone's ZoneFlags of the latest publish, with its
+//                                              epoch and publish id; rewritten by every publish
+//   <prefix>ownership/publisher                the publisher's fencing token (FenceRecord)
+//   <prefix>ownership/maps/...                 reserved for map ownership
+// Report channel (NATS core, the Region's NATS):
+//   hybridp2p.flags.<prefix token>.reports.<namespace>   one ReportMessage per pod and change,
+//                                                         repeated as a heartbeat
+//   hybridp2p.flags.<prefix token>.sync.<namespace>      "report again now" (a new receiver)
 //
-// <dir> is `<epoch, 12 digits>-<fence token>`: a publish writes its documents under a fresh
-// directory in as many transactions as needed, then flips flags/current in one guarded
-// transaction. Readers follow the pointer and read that directory at the pointer's revision.
+// A map server watches its own zone key: one watch event per publish, carrying its document. A
+// region-wide pod watches the pointer and reads its namespace's zone keys pinned at the pointer's
+// revision, where every zone key belongs to that one publish (a publish writes them all, then flips).
 
 export const DEFAULT_PREFIX = "/hybridp2p/v1/";
 
@@ -28,27 +34,34 @@ export function isKnownService(s: string): s is KnownService {
   return (KNOWN_SERVICES as readonly string[]).includes(s);
 }
 
-/** Zone placeholder in a report key for a pod that serves a whole region (gateway, coordinator, ...). */
+/** Zone placeholder in a report's identity for a pod that serves a whole region (gateway, coordinator, ...). */
 export const REGION_SCOPE = "_";
+
+/** The first token of every report-channel subject (the bus uses `hp2p`; they never overlap). */
+export const REPORT_SUBJECT_ROOT = "hybridp2p.flags";
 
 export interface Layout {
   readonly prefix: string;
   readonly pointer: string;
-  readonly epochsPrefix: string;
-  readonly reportsPrefix: string;
   readonly fence: string;
   readonly ownershipPrefix: string;
-  epochDir(epoch: number, token: string): string;
-  /** The directory prefix of an epoch directory name, e.g. `<prefix>flags/epochs/000000000007-42/`. */
-  dirPrefix(dir: string): string;
-  zoneKey(dir: string, namespace: string, zone: string): string;
-  zonesPrefix(dir: string, namespace?: string): string;
-  reportKey(namespace: string, zone: string | undefined, pod: string): string;
-  reportsPrefixFor(namespace?: string, zone?: string): string;
-  /** Parses a key under zonesPrefix(dir) into namespace and zone. */
-  parseZoneKey(dir: string, key: string): { namespace: string; zone: string } | undefined;
-  /** Epoch number encoded in a directory name. */
-  epochOfDir(dir: string): number | undefined;
+  /** `<prefix>flags/zones/` or, with a namespace, `<prefix>flags/zones/<namespace>/`. */
+  zonesPrefix(namespace?: string): string;
+  zoneKey(namespace: string, zone: string): string;
+  /** Parses a key under zonesPrefix() into namespace and zone. */
+  parseZoneKey(key: string): { namespace: string; zone: string } | undefined;
+  /** A publish's id: `<epoch, 12 digits>-<fencing token, 16 digits>`; ids sort as publishes do. */
+  publishId(epoch: number, token: string): string;
+  /** Epoch number encoded in a publish id. */
+  epochOfPublish(id: string): number | undefined;
+  /** The subject a pod of `namespace` sends its reports on. */
+  reportSubject(namespace: string): string;
+  /** Every namespace's reports (a receiver for a whole store). */
+  readonly reportsWildcard: string;
+  /** A receiver asks the pods of `namespace` to report again now. */
+  syncSubject(namespace: string): string;
+  /** A report's identity: `<namespace>/<zone or _>/<pod>`. */
+  reportId(namespace: string, zone: string | undefined, pod: string): string;
 }
 
 function checkSegment(what: string, s: string): string {
@@ -57,43 +70,46 @@ function checkSegment(what: string, s: string): string {
   return s;
 }
 
+const SUBJECT_TOKEN = /^[A-Za-z0-9_-]+$/;
+
+function subjectToken(what: string, s: string): string {
+  if (!SUBJECT_TOKEN.test(s)) throw new Error(`invalid ${what} for a report subject: ${JSON.stringify(s)}`);
+  return s;
+}
+
+/** The key prefix as one subject token: `/hybridp2p/v1/` -> `hybridp2p_v1`. */
+export function prefixToken(prefix: string): string {
+  const t = prefix.replace(/^\/+|\/+$/g, "").replace(/[^A-Za-z0-9_-]/g, "_");
+  return t.length === 0 ? "_" : t;
+}
+
 export function layout(prefix: string = DEFAULT_PREFIX): Layout {
   const p = prefix.endsWith("/") ? prefix : `${prefix}/`;
-  const epochsPrefix = `${p}flags/epochs/`;
-  const reportsPrefix = `${p}status/reports/`;
+  const zonesRoot = `${p}flags/zones/`;
+  const subjects = `${REPORT_SUBJECT_ROOT}.${prefixToken(p)}`;
   return {
     prefix: p,
     pointer: `${p}flags/current`,
-    epochsPrefix,
-    reportsPrefix,
     fence: `${p}ownership/publisher`,
     ownershipPrefix: `${p}ownership/`,
-    epochDir: (epoch, token) => `${String(epoch).padStart(12, "0")}-${checkSegment("token", token)}`,
-    dirPrefix: (dir) => `${epochsPrefix}${checkSegment("dir", dir)}/`,
-    zoneKey: (dir, ns, zone) =>
-      `${epochsPrefix}${dir}/zones/${checkSegment("namespace", ns)}/${checkSegment("zone", zone)}`,
-    zonesPrefix: (dir, ns) =>
-      ns === undefined
-        ? `${epochsPrefix}${dir}/zones/`
-        : `${epochsPrefix}${dir}/zones/${checkSegment("namespace", ns)}/`,
-    reportKey: (ns, zone, pod) =>
-      `${reportsPrefix}${checkSegment("namespace", ns)}/${checkSegment("zone", zone ?? REGION_SCOPE)}/${checkSegment("pod", pod)}`,
-    reportsPrefixFor: (ns, zone) => {
-      if (ns === undefined) return reportsPrefix;
-      if (zone === undefined) return `${reportsPrefix}${checkSegment("namespace", ns)}/`;
-      return `${reportsPrefix}${checkSegment("namespace", ns)}/${checkSegment("zone", zone)}/`;
-    },
-    parseZoneKey: (dir, key) => {
-      const base = `${epochsPrefix}${dir}/zones/`;
-      if (!key.startsWith(base)) return undefined;
-      const parts = key.slice(base.length).split("/");
+    zonesPrefix: (ns) => (ns === undefined ? zonesRoot : `${zonesRoot}${checkSegment("namespace", ns)}/`),
+    zoneKey: (ns, zone) => `${zonesRoot}${checkSegment("namespace", ns)}/${checkSegment("zone", zone)}`,
+    parseZoneKey: (key) => {
+      if (!key.startsWith(zonesRoot)) return undefined;
+      const parts = key.slice(zonesRoot.length).split("/");
       if (parts.length !== 2 || !parts[0] || !parts[1]) return undefined;
       return { namespace: parts[0], zone: parts[1] };
     },
-    epochOfDir: (dir) => {
-      const m = /^(\d{12})-/.exec(dir);
+    publishId: (epoch, token) =>
+      `${String(epoch).padStart(12, "0")}-${checkSegment("token", token).padStart(16, "0")}`,
+    epochOfPublish: (id) => {
+      const m = /^(\d{12})-/.exec(id);
       return m ? Number(m[1]) : undefined;
     },
+    reportSubject: (ns) => `${subjects}.reports.${subjectToken("namespace", ns)}`,
+    reportsWildcard: `${subjects}.reports.*`,
+    syncSubject: (ns) => `${subjects}.sync.${subjectToken("namespace", ns)}`,
+    reportId: (ns, zone, pod) => `${ns}/${zone ?? REGION_SCOPE}/${pod}`,
   };
 }
 
@@ -141,12 +157,16 @@ export interface ZoneFlags {
   recovery: { mode: RecoveryMode; initialSeconds: number; maxSeconds: number; clearToken: string };
 }
 
-/** flags/current: which epoch directory is live. */
+/** A zone's document as published: the compiled ZoneFlags plus the publish it belongs to. */
+export type PublishedZoneFlags = ZoneFlags & { epoch: number; publish: string };
+
+/** flags/current: the live publish. */
 export interface FlagPointer {
   v: 1;
   epoch: number;
-  dir: string;
-  /** sha256 of the epoch's documents (keys relative to the directory, canonical JSON), for "nothing changed". */
+  /** The publish id (`<epoch>-<fence>`); every zone key carries it once this pointer is live. */
+  publish: string;
+  /** sha256 of the publish's compiled documents (zone keys, canonical JSON), for "nothing changed". */
   digest: string;
   zones: number;
   publisher: string;
@@ -162,7 +182,10 @@ export interface FenceRecord {
 
 export type PodMode = "p2p" | "server" | "fallback";
 
-/** status/reports/...: what one pod applied. Lives under the pod's lease, so it vanishes with the pod. */
+/**
+ * What one pod applied, sent on the report channel on every change and repeated as a heartbeat;
+ * a receiver forgets a report not repeated within its ttlSeconds, so it vanishes with the pod.
+ */
 export interface PodReport {
   v: 1;
   pod: string;
@@ -183,6 +206,18 @@ export interface PodReport {
    */
   zones?: Record<string, ZoneReport>;
   updatedAt: string;
+}
+
+/** A report on the channel: the report and how long it stands without being repeated. */
+export type ReportMessage = PodReport & { ttlSeconds: number };
+
+/** A pod leaving cleanly: its report goes at once. */
+export interface ReportGone {
+  v: 1;
+  gone: true;
+  pod: string;
+  namespace: string;
+  zone?: string;
 }
 
 /** One region-wide pod's word about one zone. */
@@ -290,14 +325,26 @@ function parseJson(key: string, raw: string): Obj {
   return v;
 }
 
+const PUBLISH_ID = /^\d{12}-\d{16}$/;
+
 export function parsePointer(key: string, raw: string): FlagPointer {
   const v = parseJson(key, raw);
   if (!isNum(v.epoch) || v.epoch < 1 || !Number.isInteger(v.epoch))
     throw new MalformedDocument(key, "bad epoch");
-  if (typeof v.dir !== "string" || v.dir.length === 0 || v.dir.includes("/"))
-    throw new MalformedDocument(key, "bad dir");
+  if (typeof v.publish !== "string" || !PUBLISH_ID.test(v.publish))
+    throw new MalformedDocument(key, "bad publish id");
   if (typeof v.digest !== "string") throw new MalformedDocument(key, "bad digest");
   return v as unknown as FlagPointer;
+}
+
+/** A published zone document: a valid ZoneFlags with the epoch and publish id it was written by. */
+export function parsePublishedZone(key: string, raw: string): PublishedZoneFlags {
+  const doc = parseZoneFlags(key, raw) as Partial<PublishedZoneFlags>;
+  if (!isNum(doc.epoch) || doc.epoch < 1 || !Number.isInteger(doc.epoch))
+    throw new MalformedDocument(key, "bad epoch");
+  if (typeof doc.publish !== "string" || !PUBLISH_ID.test(doc.publish))
+    throw new MalformedDocument(key, "bad publish id");
+  return doc as PublishedZoneFlags;
 }
 
 export function parseZoneFlags(key: string, raw: string): ZoneFlags {
@@ -324,7 +371,10 @@ export function parseZoneFlags(key: string, raw: string): ZoneFlags {
 }
 
 export function parseReport(key: string, raw: string): PodReport {
-  const v = parseJson(key, raw);
+  return checkReport(key, parseJson(key, raw));
+}
+
+function checkReport(key: string, v: Obj): PodReport {
   if (typeof v.pod !== "string" || typeof v.namespace !== "string" || typeof v.service !== "string") {
     throw new MalformedDocument(key, "pod, namespace and service are required");
   }
@@ -345,4 +395,18 @@ export function parseReport(key: string, raw: string): PodReport {
       throw new MalformedDocument(key, "zone players need eligible and playing");
   }
   return v as unknown as PodReport;
+}
+
+/** A message of the report channel: a report with its ttl, or a clean goodbye. */
+export function parseReportMessage(subject: string, raw: string): ReportMessage | ReportGone {
+  const v = parseJson(subject, raw);
+  if (v.gone === true) {
+    if (typeof v.pod !== "string" || typeof v.namespace !== "string")
+      throw new MalformedDocument(subject, "a goodbye needs pod and namespace");
+    if (v.zone !== undefined && typeof v.zone !== "string") throw new MalformedDocument(subject, "bad zone");
+    return v as unknown as ReportGone;
+  }
+  const r = checkReport(subject, v) as Partial<ReportMessage>;
+  if (!isNum(r.ttlSeconds) || r.ttlSeconds <= 0) throw new MalformedDocument(subject, "bad ttlSeconds");
+  return r as ReportMessage;
 }

@@ -1,50 +1,87 @@
-// Batched report writes against real etcd: one transaction per tick and per 120 keys, the last
-// write of a key wins, and a bad lease fails only its own write.
+// Sharing among the flag clients of one connection, against real etcd and NATS: one watch per
+// key, reads of the same tick as one request, each value parsed once; one report sender per
+// NATS connection whose heartbeats keep the reports alive at the receiver.
 import { randomUUID } from "node:crypto";
-import type { Etcd3 } from "etcd3";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { Etcd3, IKeyValue } from "etcd3";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { eventually } from "../../testkit/flags.ts";
 import { connectFlagStore } from "./etcd.ts";
-import { batchedPut } from "./shared.ts";
+import { layout, type PodReport } from "./layout.ts";
+import { ReportTable, reportSender } from "./reports.ts";
+import { type KeySubscriber, keyHub, parseOnce } from "./shared.ts";
 
 const env = inject("localEnv");
 
-describe("batched report writes", () => {
+describe("sharing a connection", () => {
   let etcd: Etcd3;
-  beforeAll(() => {
+  let nc: NatsConnection;
+  beforeAll(async () => {
     etcd = connectFlagStore(env.etcdEndpoints!);
+    nc = await connect({ servers: env.natsUrl! });
   });
-  afterAll(() => etcd.close());
-
-  it("writes 300 keys under their own leases, the last write of a key winning", async () => {
-    const prefix = `/test-${randomUUID()}/`;
-    const leases = await Promise.all(Array.from({ length: 3 }, () => etcd.lease(30).grant()));
-    const before = Number((await etcd.get("/").exec()).header.revision);
-    const writes = Array.from({ length: 300 }, (_, i) =>
-      batchedPut(etcd, `${prefix}k${i}`, `v${i}`, String(leases[i % 3])),
-    );
-    writes.push(batchedPut(etcd, `${prefix}k0`, "last", String(leases[0])));
-    await Promise.all(writes);
-    const kvs = (await etcd.getAll().prefix(prefix).exec()).kvs;
-    expect(kvs).toHaveLength(300);
-    expect(kvs.find((kv) => kv.key.toString() === `${prefix}k0`)!.value.toString()).toBe("last");
-    expect(new Set(kvs.map((kv) => kv.lease))).toEqual(new Set(leases.map(String)));
-    const after = Number((await etcd.get("/").exec()).header.revision);
-    expect(after - before).toBe(3); // 300 keys in three transactions
+  afterAll(async () => {
+    etcd.close();
+    await nc.close();
   });
 
-  it("fails only the write whose lease is gone", async () => {
-    const prefix = `/test-${randomUUID()}/`;
-    const good = String(await etcd.lease(30).grant());
-    const gone = etcd.lease(30);
-    const goneId = String(await gone.grant());
-    await gone.revoke();
-    const results = await Promise.allSettled([
-      batchedPut(etcd, `${prefix}a`, "1", good),
-      batchedPut(etcd, `${prefix}b`, "2", goneId),
-      batchedPut(etcd, `${prefix}c`, "3", good),
-    ]);
-    expect(results.map((r) => r.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
-    expect(String((results[1] as PromiseRejectedResult).reason)).toMatch(/lease not found/);
-    expect(await etcd.getAll().prefix(prefix).keys()).toEqual([`${prefix}a`, `${prefix}c`]);
+  it("watches a key once for all subscribers, reads it once per tick, parses each value once", async () => {
+    const key = `/test-${randomUUID()}/k`;
+    const seen: IKeyValue[][] = [[], [], []];
+    const subs: KeySubscriber[] = seen.map((list) => ({
+      put: (kv) => list.push(kv),
+      delete: () => {},
+      disconnected: () => {},
+      connected: () => {},
+      resync: () => {},
+    }));
+    const hub = keyHub(etcd, key);
+    expect(keyHub(etcd, key)).toBe(hub);
+    await Promise.all(subs.map((s) => hub.subscribe(s)));
+    const reads = await Promise.all([hub.latest(), hub.latest(), hub.latest()]);
+    expect(new Set(reads).size).toBe(1); // one request for the three
+    expect(reads[0]!.kv).toBeUndefined();
+    await etcd.put(key).value('{"n":1}');
+    await eventually("every subscriber got the put", () => seen.every((l) => l.length === 1));
+    expect(new Set(seen.map((l) => l[0]))).toEqual(new Set([seen[0]![0]])); // the same event object
+    let parses = 0;
+    const parse = (_k: string, raw: string) => {
+      parses++;
+      return JSON.parse(raw) as { n: number };
+    };
+    const values = seen.map((l) => parseOnce(l[0]!, parse));
+    expect(parses).toBe(1);
+    expect(new Set(values).size).toBe(1);
+    for (const s of subs) await hub.unsubscribe(s);
+    expect(keyHub(etcd, key)).not.toBe(hub); // the last one out closed the watch
+  });
+
+  it("repeats the reports of one connection's pods as heartbeats, and drops one that stops", async () => {
+    const l = layout(`/test-${randomUUID()}/`);
+    const table = new ReportTable(nc, l, { namespace: "eu" });
+    await table.start();
+    const sender = reportSender(nc, l);
+    expect(reportSender(nc, l)).toBe(sender);
+    const report = (pod: string): PodReport => ({
+      v: 1,
+      pod,
+      namespace: "eu",
+      zone: "z",
+      service: "map-server",
+      epoch: 3,
+      mode: "p2p",
+      reason: "",
+      since: "2026-01-01T00:00:00Z",
+      updatedAt: "2026-01-01T00:00:00Z",
+    });
+    sender.send(report("a"), 1);
+    sender.send(report("b"), 1);
+    await eventually("both reports received", () => table.size === 2);
+    sender.stop("eu", "z", "b", false); // crashed: no goodbye
+    await new Promise((r) => setTimeout(r, 1600));
+    expect(table.reports().map((r) => r.pod)).toEqual(["a"]); // a's heartbeats kept it alive
+    sender.stop("eu", "z", "a", true);
+    await eventually("goodbye", () => table.size === 0, 500);
+    table.close();
   });
 });

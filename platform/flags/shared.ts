@@ -1,32 +1,39 @@
 // Sharing among flag clients that use the same etcd connection (a process serving several
-// zones, or many simulated pods in one process): one watch of the pointer instead of one per
-// client, and report writes issued in the same tick sent as one transaction (each key still
-// under its own pod's lease). Transparent: a client with a connection of its own behaves the same.
+// zones, or many simulated pods in one process): one watch per key instead of one per client,
+// and reads of the latest value requested in the same tick sent as one request. Transparent: a
+// client with a connection of its own behaves the same.
 import type { Etcd3, IKeyValue, Watcher } from "etcd3";
 
-export interface PointerSubscriber {
+export interface KeySubscriber {
   put(kv: IKeyValue): void;
   delete(kv: IKeyValue): void;
   disconnected(err: unknown): void;
   connected(): void;
   /** The watch was cancelled by etcd (e.g. compaction) and has been re-established from now:
-   * re-read the pointer. */
+   * read the key again. */
   resync(err: unknown): void;
 }
 
-class PointerHub {
+export interface Latest {
+  kv: IKeyValue | undefined;
+  /** The store revision of the read. */
+  revision: number;
+}
+
+class KeyHub {
   private readonly client: Etcd3;
   private readonly key: string;
-  private readonly subs = new Set<PointerSubscriber>();
+  private readonly subs = new Set<KeySubscriber>();
   private watcher: Promise<Watcher> | undefined;
+  private nextRead: Promise<Latest> | undefined;
 
   constructor(client: Etcd3, key: string) {
     this.client = client;
     this.key = key;
   }
 
-  /** Resolves once the shared watch is established: every pointer change after that reaches `sub`. */
-  async subscribe(sub: PointerSubscriber): Promise<void> {
+  /** Resolves once the shared watch is established: every change after that reaches `sub`. */
+  async subscribe(sub: KeySubscriber): Promise<void> {
     this.subs.add(sub);
     this.watcher ??= this.open();
     try {
@@ -37,13 +44,32 @@ class PointerHub {
     }
   }
 
-  async unsubscribe(sub: PointerSubscriber): Promise<void> {
+  async unsubscribe(sub: KeySubscriber): Promise<void> {
     this.subs.delete(sub);
     if (this.subs.size > 0 || this.watcher === undefined) return;
     const w = this.watcher;
     this.watcher = undefined;
     hubs.get(this.client)?.delete(this.key);
     await w.then((x) => x.cancel()).catch(() => undefined);
+  }
+
+  /**
+   * The key's value now: a read that starts after this call (callers in the same tick share
+   * it), so a subscriber that calls it after subscribe() misses nothing between the two.
+   */
+  latest(): Promise<Latest> {
+    if (this.nextRead !== undefined) return this.nextRead;
+    const read = new Promise<Latest>((resolve, reject) => {
+      setImmediate(() => {
+        this.nextRead = undefined;
+        this.client
+          .get(this.key)
+          .exec()
+          .then((res) => resolve({ kv: res.kvs[0], revision: Number(res.header.revision) }), reject);
+      });
+    });
+    this.nextRead = read;
+    return read;
   }
 
   private async open(): Promise<Watcher> {
@@ -56,7 +82,7 @@ class PointerHub {
       this.watcher = undefined;
       throw err;
     }
-    const each = (f: (s: PointerSubscriber) => void) => {
+    const each = (f: (s: KeySubscriber) => void) => {
       for (const s of [...this.subs]) f(s);
     };
     w.on("put", (kv) => each((s) => s.put(kv)));
@@ -84,9 +110,10 @@ class PointerHub {
   }
 }
 
-const hubs = new WeakMap<Etcd3, Map<string, PointerHub>>();
+const hubs = new WeakMap<Etcd3, Map<string, KeyHub>>();
 
-export function pointerHub(client: Etcd3, key: string): PointerHub {
+/** The shared watch of `key` on this connection. */
+export function keyHub(client: Etcd3, key: string): KeyHub {
   let byKey = hubs.get(client);
   if (byKey === undefined) {
     byKey = new Map();
@@ -94,108 +121,31 @@ export function pointerHub(client: Etcd3, key: string): PointerHub {
   }
   let hub = byKey.get(key);
   if (hub === undefined) {
-    hub = new PointerHub(client, key);
+    hub = new KeyHub(client, key);
     byKey.set(key, hub);
   }
   return hub;
 }
 
-// ---- batched report writes --------------------------------------------------------------------
+type Parsed = { ok: true; value: unknown } | { ok: false; error: unknown };
+const parsed = new WeakMap<IKeyValue, Map<unknown, Parsed>>();
 
-interface PendingPut {
-  key: string;
-  value: string;
-  lease: string;
-  resolve(): void;
-  reject(err: unknown): void;
-}
-
-const MAX_OPS = 120;
-const MAX_BYTES = 1024 * 1024;
-const queues = new WeakMap<Etcd3, PendingPut[]>();
-
-/** Puts `key` under `lease`; puts issued on one connection in the same tick share a transaction. */
-export function batchedPut(client: Etcd3, key: string, value: string, lease: string): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    let q = queues.get(client);
-    if (q === undefined) {
-      q = [];
-      queues.set(client, q);
-      setImmediate(() => flush(client));
-    }
-    q.push({ key, value, lease, resolve, reject });
-  });
-}
-
-function flush(client: Etcd3): void {
-  const q = queues.get(client) ?? [];
-  queues.delete(client);
-  // The last write of a key in this batch wins; etcd rejects a key twice in one transaction.
-  const byKey = new Map<string, PendingPut[]>();
-  for (const p of q) byKey.set(p.key, [...(byKey.get(p.key) ?? []), p]);
-  const batch: { last: PendingPut; all: PendingPut[] }[] = [...byKey.values()].map((all) => ({
-    last: all.at(-1)!,
-    all,
-  }));
-  let i = 0;
-  while (i < batch.length) {
-    const chunk: typeof batch = [];
-    let bytes = 0;
-    while (i < batch.length && chunk.length < MAX_OPS) {
-      const size = batch[i]!.last.key.length + batch[i]!.last.value.length + 32;
-      if (chunk.length > 0 && bytes + size > MAX_BYTES) break;
-      chunk.push(batch[i]!);
-      bytes += size;
-      i++;
-    }
-    client.kv
-      .txn({
-        compare: [],
-        success: chunk.map((c) => ({
-          request_put: {
-            key: Buffer.from(c.last.key),
-            value: Buffer.from(c.last.value),
-            lease: c.last.lease,
-          },
-        })),
-        failure: [],
-      })
-      .then(
-        () => {
-          for (const c of chunk) for (const p of c.all) p.resolve();
-        },
-        (err) => {
-          if (chunk.length === 1) {
-            for (const p of chunk[0]!.all) p.reject(err);
-            return;
-          }
-          // One bad put (say, an expired lease) fails the whole transaction: retry one by one,
-          // so each writer gets its own answer.
-          for (const c of chunk) {
-            client.kv
-              .txn({
-                compare: [],
-                success: [
-                  {
-                    request_put: {
-                      key: Buffer.from(c.last.key),
-                      value: Buffer.from(c.last.value),
-                      lease: c.last.lease,
-                    },
-                  },
-                ],
-                failure: [],
-              })
-              .then(
-                () => {
-                  for (const p of c.all) p.resolve();
-                },
-                (e) => {
-                  for (const p of c.all) p.reject(e);
-                },
-              );
-          }
-        },
-      );
+/** Parses each watched or read value once, however many clients of the connection receive it. */
+export function parseOnce<T>(kv: IKeyValue, parse: (key: string, raw: string) => T): T {
+  let byParser = parsed.get(kv);
+  if (byParser === undefined) {
+    byParser = new Map();
+    parsed.set(kv, byParser);
   }
+  let hit = byParser.get(parse);
+  if (hit === undefined) {
+    try {
+      hit = { ok: true, value: parse(kv.key.toString(), kv.value.toString()) };
+    } catch (error) {
+      hit = { ok: false, error };
+    }
+    byParser.set(parse, hit);
+  }
+  if (hit.ok) return hit.value as T;
+  throw hit.error;
 }

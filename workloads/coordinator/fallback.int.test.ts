@@ -12,7 +12,7 @@ import type { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { FlagClient } from "../../platform/flags/client.ts";
 import { connectFlagStore } from "../../platform/flags/etcd.ts";
-import { layout, parseReport } from "../../platform/flags/layout.ts";
+import type { ReportTable } from "../../platform/flags/reports.ts";
 import { sleep } from "../../platform/time.ts";
 import {
   type CoordinatorProcess,
@@ -20,7 +20,7 @@ import {
   testKeys,
   testZoneFlags,
 } from "../../testkit/coordinator.ts";
-import { eventually, FlagPublisher } from "../../testkit/flags.ts";
+import { eventually, FlagPublisher, reportsOn } from "../../testkit/flags.ts";
 import { startTestGateway, type TestGateway } from "../../testkit/gateway.ts";
 import { StandInMapServer } from "../../testkit/map-server-standin.ts";
 import { P2PClient } from "../client/p2p.ts";
@@ -50,10 +50,8 @@ describe("coordinator fallback and recovery", () => {
   const dir = mkdtempSync(join(tmpdir(), "coord-test-"));
 
   let stun: LoopbackStun;
-  const report = async (pod: string) => {
-    const raw = await etcd.get(layout(prefix).reportKey(namespace, undefined, pod)).string();
-    return raw === null ? undefined : parseReport(pod, raw);
-  };
+  let reports: ReportTable;
+  const report = async (pod: string) => reports.zoneReports(namespace, undefined).find((r) => r.pod === pod);
 
   beforeAll(async () => {
     stun = await startLoopbackStun();
@@ -82,11 +80,12 @@ describe("coordinator fallback and recovery", () => {
     standin = new StandInMapServer({ nc: mapNc, region, zone, maps: [map], mode: "p2p" });
     standin.start();
 
-    gwFlags = new FlagClient({ client: etcd, prefix, namespace, service: "gateway", pod: "gw-0" });
+    const nc = await connect({ servers: env.natsUrl! });
+    reports = await reportsOn(nc, prefix, namespace);
+    gwFlags = new FlagClient({ client: etcd, nats: nc, prefix, namespace, service: "gateway", pod: "gw-0" });
     await gwFlags.start();
     const f = gwFlags;
     let refresh = () => {};
-    const nc = await connect({ servers: env.natsUrl! });
     watch = new CoordinatorWatch({ nc, region, flags: f, onChange: () => refresh() });
     gw = await startTestGateway({
       natsUrl: env.natsUrl!,
@@ -120,6 +119,7 @@ describe("coordinator fallback and recovery", () => {
     await standin?.stop();
     await mapNc?.drain();
     await gwFlags?.close();
+    reports?.close();
     etcd?.close();
     await stun?.close();
   });

@@ -132,6 +132,7 @@ export async function run(): Promise<void> {
   if (cfg.etcdEndpoints.length > 0) {
     const f = new FlagClient({
       client: connectFlagStore(cfg.etcdEndpoints),
+      nats: nc, // the report channel
       prefix: cfg.flagPrefix,
       namespace: config.namespace,
       service: "coordinator",

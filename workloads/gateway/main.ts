@@ -41,6 +41,7 @@ export async function startGateway(cfg: GatewayConfig, log: Logger): Promise<{ c
   if (cfg.etcdEndpoints.length > 0) {
     flags = new FlagClient({
       client: connectFlagStore(cfg.etcdEndpoints),
+      nats: control, // the report channel
       prefix: cfg.flagPrefix,
       namespace: cfg.runtime.namespace,
       service: "gateway",

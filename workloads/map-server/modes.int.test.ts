@@ -5,9 +5,8 @@ import { describe, expect, inject, it } from "vitest";
 import { decode, type OwnerNotice, subjects } from "../../platform/bus/contract.ts";
 import { FlagClient } from "../../platform/flags/client.ts";
 import { connectFlagStore } from "../../platform/flags/etcd.ts";
-import { layout, parseReport } from "../../platform/flags/layout.ts";
 import { silentLogger } from "../../platform/log.ts";
-import { compile, FlagPublisher } from "../../testkit/flags.ts";
+import { compile, FlagPublisher, reportsOn } from "../../testkit/flags.ts";
 import { servicesFrom, startTestServer, unique, until } from "../../testkit/map-server/harness.ts";
 import { flagModes } from "./modes.ts";
 
@@ -46,8 +45,11 @@ describe("map server modes", () => {
     const pub = new FlagPublisher({ client: etcd, identity: "op", prefix });
     await pub.acquire();
     await pub.publish(world(ns, zone, false));
+    const nc = await connect({ servers: svc.natsUrl });
+    const reports = await reportsOn(nc, prefix, ns);
     const flags = new FlagClient({
       client: etcd,
+      nats: nc,
       prefix,
       namespace: ns,
       zone,
@@ -56,7 +58,6 @@ describe("map server modes", () => {
       log: silentLogger(),
     });
     await flags.start();
-    const nc = await connect({ servers: svc.natsUrl });
     const notices: OwnerNotice[] = [];
     nc.subscribe(subjects.ownersForRegion(region), {
       callback: (err, m) => {
@@ -73,10 +74,7 @@ describe("map server modes", () => {
       manualTick: true,
       modes: flagModes(flags),
     });
-    const report = async () => {
-      const kv = await etcd.get(layout(prefix).reportKey(ns, zone, "pod-m")).string();
-      return kv ? parseReport("r", kv) : undefined;
-    };
+    const report = async () => reports.zoneReports(ns, zone).find((r) => r.pod === "pod-m");
     const modeAfterTicks = async (want: string) =>
       until(`mode ${want}`, async () => {
         await ts.server.step();
@@ -107,6 +105,7 @@ describe("map server modes", () => {
     } finally {
       await ts.close();
       await flags.close();
+      reports.close();
       await nc.close();
       etcd.close();
     }

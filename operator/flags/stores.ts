@@ -1,0 +1,146 @@
+// Each Region's flag store and report channel, as the flag plane sees them.
+//
+// A Region's workloads read flags from the etcd its dataStores.etcd names (managed: the Region's
+// own etcd; external: its endpoints) and report on the NATS its dataStores.nats names, so the
+// operator publishes each Region's zones to that etcd and listens on that NATS. Regions naming
+// the same endpoints share one store: one connection, one fence, one publish of all their zones,
+// one epoch sequence. Each store is fenced on its own and its epochs grow on their own; a store
+// that is down fails only its own publishes (the Region is Degraded), never another's.
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { Etcd3 } from "etcd3";
+import { connectFlagStore } from "../../platform/flags/etcd.ts";
+import type { Layout } from "../../platform/flags/layout.ts";
+import { ReportTable, type ReportTableOptions } from "../../platform/flags/reports.ts";
+import type { Region } from "../api/index.ts";
+import { storeAddress } from "../render/stores.ts";
+import type { CompiledFlags } from "./compiler.ts";
+import { FlagPublisher, type PublishResult } from "./publisher.ts";
+
+/** Where one Region's flags go and its reports come from. */
+export interface RegionStores {
+  /** etcd endpoints, comma-separated. */
+  etcd: string;
+  /** NATS URL(s), comma-separated. */
+  nats: string;
+}
+
+/** The stores a Region's workloads use, as they see them (their HYBRIDP2P_ETCD_ENDPOINTS and NATS URL). */
+export function regionStores(region: Region): RegionStores {
+  return { etcd: storeAddress(region, "etcd"), nats: storeAddress(region, "nats") };
+}
+
+export interface StoreHealth {
+  ok: boolean;
+  /** Why not, when not. */
+  message: string;
+  /** Since when (ms since the epoch). */
+  since: number;
+}
+
+/** Deadline of a request to a flag store: a store that does not answer fails its own publish. */
+export const STORE_CALL_TIMEOUT_MS = 5_000;
+
+/** One flag store: its connection, its publisher (fenced on its own), its health and live epoch. */
+export class FlagStore {
+  readonly key: string;
+  readonly etcd: Etcd3;
+  readonly publisher: FlagPublisher;
+  private readonly owned: boolean;
+  private acquired = false;
+  /** The epoch live in this store (flags/current), 0 before the first publish. */
+  liveEpoch = 0;
+  last: PublishResult | undefined;
+  health: StoreHealth | undefined;
+
+  constructor(o: { key: string; etcd?: Etcd3; identity: string; prefix?: string }) {
+    this.key = o.key;
+    this.owned = o.etcd === undefined;
+    this.etcd = o.etcd ?? connectFlagStore(o.key, { callTimeoutMs: STORE_CALL_TIMEOUT_MS });
+    this.publisher = new FlagPublisher({ client: this.etcd, identity: o.identity, prefix: o.prefix });
+  }
+
+  /** Publishes (taking the fencing token first, once per term). Throws FencedError when deposed. */
+  async publish(compiled: CompiledFlags): Promise<PublishResult> {
+    if (!this.acquired) {
+      await this.publisher.acquire();
+      this.acquired = true;
+    }
+    const res = await this.publisher.publish(compiled);
+    this.last = res;
+    this.liveEpoch = res.epoch;
+    return res;
+  }
+
+  /** Gives the token up (leadership lost): the next term acquires it again. */
+  release(): void {
+    this.acquired = false;
+    this.publisher.release();
+  }
+
+  /** Returns whether the health changed. */
+  setHealth(ok: boolean, message: string): boolean {
+    if (this.health?.ok === ok && this.health.message === message) return false;
+    this.health = { ok, message, since: Date.now() };
+    return true;
+  }
+
+  close(): void {
+    this.release();
+    if (this.owned) this.etcd.close();
+  }
+}
+
+/** One report channel: a NATS connection (made in the background, retried) and its report table. */
+export class ReportSource {
+  readonly url: string;
+  readonly table: Promise<ReportTable>;
+  private nc: NatsConnection | undefined;
+  private tableNow: ReportTable | undefined;
+  private readonly owned: boolean;
+  private closed = false;
+
+  constructor(o: {
+    url: string;
+    nats?: NatsConnection;
+    layout: Layout;
+    name: string;
+    table: ReportTableOptions;
+    onReady: (t: ReportTable) => void;
+  }) {
+    this.url = o.url;
+    this.owned = o.nats === undefined;
+    this.table = (async () => {
+      const nc =
+        o.nats ??
+        (await connect({
+          servers: o.url.split(",").map((s) => s.trim()),
+          name: o.name,
+          maxReconnectAttempts: -1,
+          reconnectTimeWait: 500,
+          waitOnFirstConnect: true,
+        }));
+      this.nc = nc;
+      const t = new ReportTable(nc, o.layout, o.table);
+      this.tableNow = t;
+      if (this.closed) {
+        await this.close();
+        return t;
+      }
+      await t.start();
+      o.onReady(t);
+      return t;
+    })();
+    this.table.catch(() => undefined);
+  }
+
+  /** The table once connected. */
+  current(): ReportTable | undefined {
+    return this.tableNow;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.tableNow?.close();
+    if (this.owned) await this.nc?.close().catch(() => undefined);
+  }
+}

@@ -1,0 +1,320 @@
+// The report channel: what each pod applied travels on NATS core, not etcd.
+//
+// Sending (ReportSender, one per NATS connection, shared by the flag clients on it): a report is
+// published when it changes and repeated as a heartbeat every third of its ttl; a clean close
+// publishes a goodbye. A receiver forgets a report that was not repeated within its ttl, so a
+// dead pod's report disappears by itself, as a key under an etcd lease would. A receiver that
+// starts (or reconnects) asks the pods of a namespace to report again at once (the sync subject),
+// so it does not wait a heartbeat to know them all.
+//
+// Receiving (ReportTable): one subscription, the reports in memory by pod, expiry, and a
+// `change` event naming the zones whose reports changed (for folding status per zone).
+//
+// Why NATS and not keys under etcd leases (docs/flags.md): a report is a small message that
+// 10,000 pods send within milliseconds of a publish. NATS delivers such a burst to the operator
+// in about 50 ms on this machine; the same reports as etcd puts take 120 to 330 ms when many pods
+// share one transaction and over a second as one put per pod (what separate pods do), and each
+// burst adds 10,000 revisions to the flag store's history, which has to be compacted, which in
+// turn makes lagging flag readers re-sync. Liveness costs the same either way: a heartbeat per
+// pod every ttl/3 (here a NATS message to the receivers, there a lease keepalive to etcd).
+import { EventEmitter } from "node:events";
+import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import {
+  type Layout,
+  type PodReport,
+  parseReportMessage,
+  REGION_SCOPE,
+  type ReportGone,
+  type ReportMessage,
+} from "./layout.ts";
+
+interface Entry {
+  subject: string;
+  namespace: string;
+  body: string;
+  ttlMs: number;
+  nextAt: number;
+}
+
+const HEARTBEAT_TICK_MS = 250;
+
+/** Publishes the reports of the flag clients on one NATS connection and repeats them. */
+export class ReportSender {
+  private readonly nc: NatsConnection;
+  private readonly layout: Layout;
+  private readonly entries = new Map<string, Entry>();
+  private readonly syncSubs = new Map<string, { sub: Subscription; users: number }>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(nc: NatsConnection, l: Layout) {
+    this.nc = nc;
+    this.layout = l;
+  }
+
+  /** Publishes `report` now and repeats it until replaced or stopped. */
+  send(report: PodReport, ttlSeconds: number): void {
+    const id = this.layout.reportId(report.namespace, report.zone, report.pod);
+    const ttlMs = ttlSeconds * 1000;
+    const msg: ReportMessage = { ...report, ttlSeconds };
+    const entry: Entry = {
+      subject: this.layout.reportSubject(report.namespace),
+      namespace: report.namespace,
+      body: JSON.stringify(msg),
+      ttlMs,
+      nextAt: 0,
+    };
+    if (!this.entries.has(id)) this.watchSync(report.namespace, +1);
+    this.entries.set(id, entry);
+    this.publish(entry, Date.now());
+    this.timer ??= setInterval(() => this.heartbeat(), HEARTBEAT_TICK_MS);
+    this.timer.unref();
+  }
+
+  /** Stops repeating a pod's report; with `goodbye`, receivers drop it at once (a clean close). */
+  stop(namespace: string, zone: string | undefined, pod: string, goodbye: boolean): void {
+    const id = this.layout.reportId(namespace, zone, pod);
+    const e = this.entries.get(id);
+    if (e === undefined) return;
+    this.entries.delete(id);
+    this.watchSync(namespace, -1);
+    if (goodbye && !this.nc.isClosed()) {
+      const bye: ReportGone = { v: 1, gone: true, pod, namespace, ...(zone === undefined ? {} : { zone }) };
+      this.nc.publish(e.subject, JSON.stringify(bye));
+    }
+    if (this.entries.size === 0) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+    }
+  }
+
+  private publish(e: Entry, now: number): void {
+    if (this.nc.isClosed()) return;
+    this.nc.publish(e.subject, e.body);
+    // Jittered, so pods that reported together do not all repeat together.
+    e.nextAt = now + (e.ttlMs / 3) * (0.8 + 0.2 * Math.random());
+  }
+
+  private heartbeat(): void {
+    const now = Date.now();
+    for (const e of this.entries.values()) if (e.nextAt <= now) this.publish(e, now);
+  }
+
+  private watchSync(namespace: string, delta: number): void {
+    const s = this.syncSubs.get(namespace);
+    if (s !== undefined) {
+      s.users += delta;
+      if (s.users <= 0) {
+        s.sub.unsubscribe();
+        this.syncSubs.delete(namespace);
+      }
+      return;
+    }
+    if (delta <= 0 || this.nc.isClosed()) return;
+    const sub = this.nc.subscribe(this.layout.syncSubject(namespace), {
+      callback: () => {
+        const now = Date.now();
+        for (const e of this.entries.values()) if (e.namespace === namespace) this.publish(e, now);
+      },
+    });
+    this.syncSubs.set(namespace, { sub, users: delta });
+  }
+}
+
+const senders = new WeakMap<NatsConnection, Map<string, ReportSender>>();
+
+/** The sender of one NATS connection and key prefix, shared by every flag client on it. */
+export function reportSender(nc: NatsConnection, l: Layout): ReportSender {
+  let byPrefix = senders.get(nc);
+  if (byPrefix === undefined) {
+    byPrefix = new Map();
+    senders.set(nc, byPrefix);
+  }
+  let s = byPrefix.get(l.prefix);
+  if (s === undefined) {
+    s = new ReportSender(nc, l);
+    byPrefix.set(l.prefix, s);
+  }
+  return s;
+}
+
+// ---- receiving -------------------------------------------------------------------------------
+
+interface Held {
+  report: PodReport;
+  raw: string;
+  expiresAt: number;
+}
+
+export interface ReportTableOptions {
+  /** Only this namespace's reports; every namespace when unset. */
+  namespace?: string;
+  /** Namespaces asked to report again when the table starts or reconnects (default: `namespace`). */
+  syncNamespaces?: () => Iterable<string>;
+  onError?: (msg: string) => void;
+  /** Called with every accepted report as it arrives (benchmarks: when the ack reached us). */
+  onReport?: (report: PodReport) => void;
+  now?: () => number;
+}
+
+/** `<namespace>/<zone>` of a report: `_` for region-wide pods. */
+export const zoneKeyOf = (r: { namespace: string; zone?: string }): string =>
+  `${r.namespace}/${r.zone ?? REGION_SCOPE}`;
+
+export declare interface ReportTable {
+  /** `zones`: `<namespace>/<zone>` (or `<namespace>/_` for region-wide pods) whose reports changed. */
+  on(event: "change", handler: (zones: ReadonlySet<string>) => void): this;
+}
+
+/** The reports of the pods on one NATS connection, in memory, each gone when not repeated in time. */
+// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: typed events for an EventEmitter subclass
+export class ReportTable extends EventEmitter {
+  private readonly nc: NatsConnection;
+  private readonly layout: Layout;
+  private readonly opts: ReportTableOptions;
+  private readonly now: () => number;
+  private readonly byId = new Map<string, Held>();
+  /** Report ids by `<namespace>/<zone>`. */
+  private readonly byZone = new Map<string, Set<string>>();
+  private sub: Subscription | undefined;
+  private sweeper: NodeJS.Timeout | undefined;
+  private changed = new Set<string>();
+  private flushing = false;
+  private closed = false;
+
+  constructor(nc: NatsConnection, l: Layout, opts: ReportTableOptions = {}) {
+    super();
+    this.nc = nc;
+    this.layout = l;
+    this.opts = opts;
+    this.now = opts.now ?? Date.now;
+  }
+
+  /** Subscribes, then asks the pods to report again; resolves once the request is sent. */
+  async start(): Promise<void> {
+    const subject =
+      this.opts.namespace === undefined
+        ? this.layout.reportsWildcard
+        : this.layout.reportSubject(this.opts.namespace);
+    this.sub = this.nc.subscribe(subject, {
+      callback: (err, m) => {
+        if (err) {
+          this.opts.onError?.(`report subscription: ${String(err)}`);
+          return;
+        }
+        this.receive(m.subject, m.string());
+      },
+    });
+    this.sweeper = setInterval(() => this.sweep(), 500);
+    this.sweeper.unref();
+    void this.watchStatus();
+    await this.sync();
+  }
+
+  /** Asks the pods of the sync namespaces to report again now. */
+  async sync(): Promise<void> {
+    if (this.nc.isClosed()) return;
+    const namespaces = new Set(
+      this.opts.syncNamespaces?.() ?? (this.opts.namespace === undefined ? [] : [this.opts.namespace]),
+    );
+    for (const ns of namespaces) this.nc.publish(this.layout.syncSubject(ns), "");
+    await this.nc.flush().catch(() => undefined);
+  }
+
+  reports(): PodReport[] {
+    return [...this.byId.values()].map((h) => h.report);
+  }
+
+  /** Reports of one zone's pods (`zone` undefined: the namespace's region-wide pods). */
+  zoneReports(namespace: string, zone: string | undefined): PodReport[] {
+    const ids = this.byZone.get(`${namespace}/${zone ?? REGION_SCOPE}`);
+    if (ids === undefined) return [];
+    const out: PodReport[] = [];
+    for (const id of ids) {
+      const h = this.byId.get(id);
+      if (h !== undefined) out.push(h.report);
+    }
+    return out;
+  }
+
+  get size(): number {
+    return this.byId.size;
+  }
+
+  close(): void {
+    this.closed = true;
+    clearInterval(this.sweeper);
+    this.sub?.unsubscribe();
+    this.sub = undefined;
+  }
+
+  private async watchStatus(): Promise<void> {
+    // A reconnect may have lost reports sent meanwhile: ask again.
+    for await (const s of this.nc.status()) {
+      if (this.closed) return;
+      if (s.type === "reconnect") void this.sync();
+    }
+  }
+
+  private receive(subject: string, raw: string): void {
+    let msg: ReportMessage | ReportGone;
+    try {
+      msg = parseReportMessage(subject, raw);
+    } catch (err) {
+      this.opts.onError?.(String((err as Error).message));
+      return;
+    }
+    const id = this.layout.reportId(msg.namespace, msg.zone, msg.pod);
+    if ("gone" in msg) {
+      if (this.drop(id)) this.mark(zoneKeyOf(msg));
+      return;
+    }
+    const now = this.now();
+    const held = this.byId.get(id);
+    if (held !== undefined && held.raw === raw) {
+      held.expiresAt = now + msg.ttlSeconds * 1000; // a heartbeat
+      return;
+    }
+    const { ttlSeconds: _, ...report } = msg;
+    this.byId.set(id, { report, raw, expiresAt: now + msg.ttlSeconds * 1000 });
+    const zk = zoneKeyOf(report);
+    let ids = this.byZone.get(zk);
+    if (ids === undefined) {
+      ids = new Set();
+      this.byZone.set(zk, ids);
+    }
+    ids.add(id);
+    this.opts.onReport?.(report);
+    this.mark(zk);
+  }
+
+  private drop(id: string): boolean {
+    const held = this.byId.get(id);
+    if (held === undefined) return false;
+    this.byId.delete(id);
+    const zk = zoneKeyOf(held.report);
+    const ids = this.byZone.get(zk);
+    ids?.delete(id);
+    if (ids?.size === 0) this.byZone.delete(zk);
+    return true;
+  }
+
+  private sweep(): void {
+    const now = this.now();
+    for (const [id, h] of this.byId) {
+      if (h.expiresAt <= now && this.drop(id)) this.mark(zoneKeyOf(h.report));
+    }
+  }
+
+  /** Change events go out once per tick, naming every zone that changed in it. */
+  private mark(zoneKey: string): void {
+    this.changed.add(zoneKey);
+    if (this.flushing) return;
+    this.flushing = true;
+    setImmediate(() => {
+      this.flushing = false;
+      const zones = this.changed;
+      this.changed = new Set();
+      this.emit("change", zones);
+    });
+  }
+}
