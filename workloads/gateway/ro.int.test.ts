@@ -6,7 +6,13 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { call } from "../../testkit/auth.ts";
 import { startTestMesh } from "../../testkit/client.ts";
-import { createCharacters, readCharacter, servicesFrom, unique } from "../../testkit/map-server/harness.ts";
+import {
+  createCharacters,
+  readCharacter,
+  servicesFrom,
+  startTestServer,
+  unique,
+} from "../../testkit/map-server/harness.ts";
 import { enc, RoTestConnection, RoTestPlayer } from "../../testkit/ro/client.ts";
 import { type RoStack, startRoStack } from "../../testkit/ro/stack.ts";
 import { GameClient } from "../client/client.ts";
@@ -20,6 +26,9 @@ const host = "127.0.0.1";
 const password = "ro-plain-pass";
 
 let stack: RoStack;
+// A poring a few cells east of the start point.
+const mapDef = (name: string) =>
+  openMap(name, 48, 48, { mobs: [{ type: 0, count: 1, at: [[25, 20]] }], spawn: [20, 20] });
 let bot: GameClient;
 let botEntity = 0;
 const botName = unique("Sdk").slice(0, 14);
@@ -348,6 +357,42 @@ describe("RO beside P2P players", () => {
       stack.modes.set("server");
       await peer?.close().catch(() => undefined);
       await mesh.stop();
+    }
+  });
+});
+
+describe("RO across a map handover", () => {
+  it("keeps playing when the map moves to another map-server pod, after a short pause", async () => {
+    const second = await startTestServer(
+      { ...svc, databaseUrl: stack.db },
+      {
+        region: stack.gw.region,
+        zone: stack.zone,
+        pod: "ms-ro-2",
+        maps: [map],
+        modes: stack.modes,
+        threads: 1,
+        mapDef,
+      },
+    );
+    try {
+      const p = await enterAs(unique("ro_").slice(0, 20), unique("Rh").slice(0, 12));
+      const m = p.map!;
+      await m.next("actorStand", (x) => x.id === ENTITY_ID_BASE + botEntity);
+      const from = m.received.length;
+      // The first pod stops (gracefully: it saves the map's sessions and gives the map up).
+      await stack.mapServer.server.close();
+      await until("the second pod to own the map", () => second.server.maps().includes(map), 20_000);
+      // The client saw the actors go and come back under the new owner; it was never disconnected.
+      await m.next("vanish", (x) => x.how === 0, 20_000, from);
+      await m.next("actorStand", (x) => x.objectType === 0, 20_000, from);
+      expect(m.closed).toBe(false);
+      m.send(enc.walk(p.x + 2, p.y + 1));
+      await m.next("ownMove", () => true, 15_000, from);
+      m.send(enc.quit());
+      await m.next("quitAck");
+    } finally {
+      await second.close();
     }
   });
 });
