@@ -169,9 +169,22 @@ describe("an RO player", () => {
       const e = bot.world.get(roEntityForBot);
       return e && Math.floor(e.x) === 22 && Math.floor(e.y) === 18;
     });
-    // A walk into a wall is refused: the client is stopped where it stands (0x0088).
+    // Behind the wall: the server walks RO's cell path around it, as the client itself would.
+    m.send(enc.walk(13, 17));
+    expect(await m.next("ownMove")).toMatchObject({ move: { x0: 22, y0: 18, x1: 13, y1: 17 } });
+    await until(
+      "the bot to see the RO player arrive behind the wall",
+      () => {
+        const e = bot.world.get(roEntityForBot);
+        return e && Math.floor(e.x) === 13 && Math.floor(e.y) === 17;
+      },
+      20_000,
+    );
+    p.x = 13;
+    p.y = 17;
+    // A walk into the map's edge is refused: the client is stopped where it stands (0x0088).
     m.send(enc.walk(0, 0));
-    expect(await m.next("moveStop", (x) => x.id === p.accountId)).toMatchObject({ x: 22, y: 18 });
+    expect(await m.next("moveStop", (x) => x.id === p.accountId)).toMatchObject({ x: 13, y: 17 });
   });
 
   it("sees the SDK bot walk (0x0086, one cell at a time)", async () => {
