@@ -246,7 +246,9 @@ export type ZoneEvent =
   | { k: "loot"; session: string; characterId: string; exp: number; zeny: number; to: string[] }
   | { k: "respawn"; entity: number; x: number; y: number; to: string[] }
   /** The session stepped onto a portal: its gateway moves it to `map` at (x, y). */
-  | { k: "warp"; session: string; map: string; x: number; y: number; to: string[] };
+  | { k: "warp"; session: string; map: string; x: number; y: number; to: string[] }
+  /** A world event's announcement (platform/bus/world.ts): `event` is the occurrence id. */
+  | { k: "announce"; event: string; text: string; to: string[] };
 
 export interface EventBatch {
   v: 1;

@@ -25,7 +25,7 @@ import {
   Writer,
 } from "./schema.ts";
 
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 /** Caps on a whole frame, by who sends it. */
 export const MAX_CLIENT_FRAME = 16 * 1024;
@@ -191,6 +191,17 @@ export const MESSAGES = {
    * credentials). Added in protocol version 2.
    */
   p2pConfig: { id: 24, dir: "s2c", seq: true, body: struct({ config: str(16_384) }) },
+  /**
+   * A world event's announcement (WorldEvent resources, delivered by the global orchestrator):
+   * `event` names the occurrence, `text` is said to every player of the event's maps. Added in
+   * protocol version 3.
+   */
+  announce: {
+    id: 25,
+    dir: "s2c",
+    seq: true,
+    body: struct({ event: str(160), text: str(800), t: f64 }),
+  },
   /** Peer to peer over a data channel: movement, never authoritative. */
   peerMove: {
     id: 22,

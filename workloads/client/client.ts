@@ -75,6 +75,8 @@ export class GameClient {
   readonly world = new Map<number, Entity>();
   /** Messages received, by type. */
   readonly counts = new Map<string, number>();
+  /** World event announcements received (full decode mode), oldest first. */
+  readonly announcements: Array<{ event: string; text: string; t: number }> = [];
   /** Called with the AOI's server timestamp on every AOI (latency figures). */
   onAoiTime?: (t: number) => void;
   readonly closed: Promise<Closed>;
@@ -267,6 +269,9 @@ export class GameClient {
         return;
       case "viewReset":
         this.world.clear();
+        return;
+      case "announce":
+        this.announcements.push({ event: m.event, text: m.text, t: m.t });
         return;
       case "respawn": {
         const e = this.world.get(m.entity);

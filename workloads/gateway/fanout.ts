@@ -188,6 +188,8 @@ function eventMessage(ev: ZoneEvent, t: number): ((seq: number) => Uint8Array) |
       return (seq) => encode({ type: "loot", seq, exp: ev.exp, zeny: ev.zeny });
     case "respawn":
       return (seq) => encode({ type: "respawn", seq, entity: ev.entity, x: ev.x, y: ev.y });
+    case "announce":
+      return (seq) => encode({ type: "announce", seq, event: ev.event.slice(0, 160), text: ev.text, t });
   }
   return undefined;
 }

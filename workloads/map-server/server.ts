@@ -35,6 +35,10 @@ import { WorkerPool } from "./pool.ts";
 import { generateMap, hashString, type MapDef } from "./sim/maps.ts";
 import { MapSim, type PlayerInfo, type Session, type TickResult } from "./sim/world.ts";
 import { CharacterStore, type HotSession, HotStore } from "./store.ts";
+import { WorldEvents } from "./world-events.ts";
+
+/** Entity slots a map keeps free for world-event mobs (bosses, invasions). */
+export const WORLD_EVENT_SLOTS = 512;
 
 export interface MapServerOptions {
   region: string;
@@ -63,6 +67,10 @@ export interface MapServerOptions {
   persistMs?: number;
   ownershipTtlSeconds?: number;
   mapDef?: (map: string) => MapDef;
+  /** Apply world events (WorldEvent resources, platform/bus/world.ts). Default true. */
+  worldEvents?: boolean;
+  /** The live reports' period (tests). */
+  worldReportMs?: number;
   /**
    * The simulation cannot go on (a worker thread died). The process should exit: its lease then
    * expires and another pod takes the maps. Default: log only.
@@ -94,6 +102,7 @@ export class MapServer {
   private ticks = 0;
   private lastPersist = Date.now();
   private readonly m: ReturnType<typeof metrics>;
+  readonly world: WorldEvents | undefined;
 
   constructor(opts: MapServerOptions) {
     this.opts = opts;
@@ -112,10 +121,24 @@ export class MapServer {
     this.chars = new CharacterStore(opts.pg);
     this.js = jetstream(opts.nc);
     this.m = metrics(opts.registry);
+    if (opts.worldEvents !== false)
+      this.world = new WorldEvents({
+        nc: opts.nc,
+        redis: opts.redis,
+        region: opts.region,
+        zone: opts.zone,
+        pod: opts.pod,
+        redisPrefix: opts.redisPrefix ?? "hp2p:",
+        log: opts.log,
+        registry: opts.registry,
+        maps: () => [...this.held].map(([map, h]) => [map, h.sim] as [string, MapSim]),
+        reportIntervalMs: opts.worldReportMs,
+      });
   }
 
   async start(): Promise<void> {
     await ensureEventStream(this.opts.nc);
+    await this.world?.start();
     // Frames and resync requests may have been lost while the bus was away (the gateway asks
     // again when its own connection comes back; this covers a request made before ours did).
     void (async () => {
@@ -177,7 +200,7 @@ export class MapServer {
     const def = (this.opts.mapDef ?? ((n: string) => generateMap(n)))(map);
     const mobs = def.mobs.reduce((n, s) => n + s.count, 0);
     const sim = new MapSim(def, {
-      capacity: this.opts.maxPlayers + mobs,
+      capacity: this.opts.maxPlayers + mobs + (this.opts.worldEvents === false ? 0 : WORLD_EVENT_SLOTS),
       playerSlots: this.opts.maxPlayers,
       tickHz: this.opts.tickHz,
       seed: ((this.opts.seed ?? 1) ^ hashString(map)) >>> 0,
@@ -252,6 +275,7 @@ export class MapServer {
     if (!h) return;
     for (const s of h.subs) s.unsubscribe();
     this.held.delete(map);
+    this.world?.forget(map);
     this.pool.detach(map);
     this.m.owned.set(this.held.size);
     for (const g of [this.m.players, this.m.entities, this.m.fanout]) g.remove(map);
@@ -425,6 +449,8 @@ export class MapServer {
     for (const map of [...this.held.keys()]) {
       if (!this.ownership.holds(map)) this.detach(map, "lease not valid");
     }
+    // World events start, go on and end here, between ticks (spawns, rates, announcements).
+    this.world?.apply();
     const sims = new Map<string, MapSim>();
     for (const [map, h] of this.held) {
       const mode = this.opts.modes.mode(map);
@@ -548,6 +574,7 @@ export class MapServer {
     await Promise.all([this.persist(true), this.saveHot()]);
     for (const map of [...this.held.keys()]) this.detach(map, "shutting down");
     await this.ownership.close();
+    await this.world?.close();
     await Promise.allSettled([...this.background]);
     await this.pool.close();
   }

@@ -23,6 +23,11 @@ export const MOB_TYPES: readonly MobType[] = [
   { name: "poring", hp: 50, atk: 4, speed: 2.5, aggressive: false, exp: 2, zeny: 5 },
   { name: "lunatic", hp: 60, atk: 6, speed: 3.3, aggressive: false, exp: 3, zeny: 7 },
   { name: "wolf", hp: 120, atk: 10, speed: 5, aggressive: true, exp: 8, zeny: 15 },
+  // Invaders and bosses of world events (never on a map's own spawn table).
+  { name: "orc_warrior", hp: 300, atk: 14, speed: 3.3, aggressive: true, exp: 30, zeny: 40 },
+  { name: "orc_lord", hp: 1500, atk: 30, speed: 3.3, aggressive: true, exp: 300, zeny: 500 },
+  { name: "baphomet", hp: 3000, atk: 45, speed: 4, aggressive: true, exp: 800, zeny: 1500 },
+  { name: "osiris", hp: 2500, atk: 35, speed: 2.5, aggressive: true, exp: 600, zeny: 1200 },
 ];
 
 export interface MobSpawn {

@@ -153,6 +153,15 @@ export class MapSim {
   private readonly inlineStates: Array<{ sim: SliceState; frames: FrameScratch }> = [];
   /** Told about every join, leave and gateway change (the worker pool mirrors the sessions). */
   onSessions: ((entity: number, info: SessionInfo | undefined) => void) | undefined;
+  /** Experience and zeny multipliers of kills (world events; 1 = normal). */
+  expRate = 1;
+  dropRate = 1;
+  /** World-event mobs by entity: the occurrence that spawned them. They never respawn. */
+  readonly eventMobs = new Map<number, string>();
+  /** Told when a world-event mob dies (between ticks, in finish()). */
+  onEventMobDeath: ((tag: string, entity: number) => void) | undefined;
+  /** Dead world-event mobs and the tick their corpse goes. */
+  private readonly corpses = new Map<number, number>();
 
   constructor(def: MapDef, opts: SimOptions) {
     // The geometry goes to every worker: keep it in shared memory.
@@ -387,6 +396,79 @@ export class MapSim {
     this.inbox.push(i);
   }
 
+  // ---- world events (between ticks) -------------------------------------------------------------
+
+  /**
+   * Spawns `count` mobs of `type` for a world event (`tag`) through the normal entity path: near
+   * (x, y) when given (the nearest walkable cells), else on random walkable cells of the map.
+   * Returns the new entities (fewer when the map is full).
+   */
+  spawnEventMobs(tag: string, type: number, count: number, near?: [number, number]): number[] {
+    const mt = MOB_TYPES[type];
+    if (!mt) throw new Error(`unknown mob type ${type}`);
+    const rand = rng(hashString(`${this.seed}:${this.def.name}:${tag}:${this.tick}`));
+    const a = this.arena;
+    const out: number[] = [];
+    for (let k = 0; k < count; k++) {
+      let at: [number, number] | undefined;
+      for (let tries = 0; !at && tries < 200; tries++) {
+        // Near a point: widening rings around it; otherwise anywhere.
+        const r = near ? Math.min(1 + Math.floor(tries / 8), 16) : 0;
+        const x = near ? near[0] + Math.floor(rand() * (2 * r + 1)) - r : Math.floor(rand() * this.def.width);
+        const y = near
+          ? near[1] + Math.floor(rand() * (2 * r + 1)) - r
+          : Math.floor(rand() * this.def.height);
+        if (near && k === 0 && tries === 0 && isWalkable(this.def, near[0], near[1])) at = near;
+        else if (isWalkable(this.def, x, y)) at = [x, y];
+      }
+      if (!at) continue;
+      const i = this.alloc.alloc();
+      if (i === undefined) break;
+      this.place(i, KIND_MOB, at[0] + 0.5, at[1] + 0.5, mt.hp, mt.hp);
+      a.mobType[i] = type;
+      a.atk[i] = mt.atk;
+      a.speed[i] = mt.speed / this.params.tickHz;
+      a.spawnX[i] = at[0] + 0.5;
+      a.spawnY[i] = at[1] + 0.5;
+      this.eventMobs.set(i, tag);
+      out.push(i);
+    }
+    rebuildGrid(this.grid, a, this.bank, this.alloc.highWater, this.scratch);
+    return out;
+  }
+
+  /** Removes a world-event mob at once (its event ended); views drop it on the next tick. */
+  despawn(i: number): void {
+    if (!this.eventMobs.delete(i)) return;
+    this.corpses.delete(i);
+    const a = this.arena;
+    a.kind[i] = KIND_FREE;
+    a.flags[i] = 0;
+    a.flags[a.capacity + i] = 0;
+    a.target[i] = -1;
+    this.alloc.release(i);
+    // Nobody keeps attacking a mob that is gone.
+    for (const s of this.sessions.values()) if (a.target[s.entity] === i) a.target[s.entity] = -1;
+  }
+
+  /** Despawns every mob of one world event; returns how many were alive. */
+  despawnEvent(tag: string): number {
+    let alive = 0;
+    for (const [i, t] of [...this.eventMobs]) {
+      if (t !== tag) continue;
+      if ((this.arena.flags[this.bank * this.arena.capacity + i]! & FLAG_ALIVE) !== 0) alive++;
+      this.despawn(i);
+    }
+    rebuildGrid(this.grid, this.arena, this.bank, this.alloc.highWater, this.scratch);
+    return alive;
+  }
+
+  /** A world event's announcement to the given sessions (every session of the map by default). */
+  announce(event: string, text: string, sessions: readonly string[] = [...this.sessions.keys()]): void {
+    if (sessions.length > 0)
+      this.pendingEvents.push({ k: "announce", event, text, to: [...sessions].sort() });
+  }
+
   /** Inputs received and not yet applied. */
   get pendingInputs(): number {
     return this.inbox.length;
@@ -450,6 +532,15 @@ export class MapSim {
   prepare(): TickJob {
     const a = this.arena;
     const bank = this.bank;
+    if (this.corpses.size > 0) {
+      let gone = false;
+      for (const [i, at] of this.corpses) {
+        if (this.tick < at) continue;
+        this.despawn(i);
+        gone = true;
+      }
+      if (gone) rebuildGrid(this.grid, a, bank, this.alloc.highWater, this.scratch);
+    }
     if (this.paths.size > 0) this.advancePaths();
     const inbox = this.inbox;
     this.inbox = [];
@@ -538,16 +629,25 @@ export class MapSim {
           const killer = this.byEntity.get(p2);
           if (a.kind[p1] === KIND_MOB && killer) {
             const mt = MOB_TYPES[a.mobType[p1]!]!;
-            killer.exp += mt.exp;
-            killer.zeny += mt.zeny;
+            const exp = Math.round(mt.exp * this.expRate);
+            const zeny = Math.round(mt.zeny * this.dropRate);
+            killer.exp += exp;
+            killer.zeny += zeny;
             events.push({
               k: "loot",
               session: killer.session,
               characterId: killer.characterId,
-              exp: mt.exp,
-              zeny: mt.zeny,
+              exp,
+              zeny,
               to: [killer.session],
             });
+          }
+          const tag = this.eventMobs.get(p1);
+          if (tag !== undefined) {
+            // World-event mobs do not come back: the corpse stays a moment, then the entity goes.
+            a.respawnAt[p1] = 0x7fffffff;
+            this.corpses.set(p1, this.tick + this.params.tickHz * 2);
+            this.onEventMobDeath?.(tag, p1);
           }
           break;
         }
