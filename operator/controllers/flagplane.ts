@@ -239,8 +239,8 @@ export function setupFlagPlane(mgr: Manager, cfg: FlagPlaneConfig): FlagPlane {
   };
 
   // ---- folding into status ------------------------------------------------------------------
-  /** Zones to fold, with when they became dirty. */
-  const dirty = new Map<string, number>();
+  /** Zones to fold: since when, and whether anything changed since their last fold. */
+  const dirty = new Map<string, { since: number; stale: boolean }>();
   const folds = new Map<string, ZoneFold>();
   // What this instance wrote last, so a lagging cache does not cause repeated writes or Events.
   const writtenZones = new Map<string, ZoneFlagStatus>();
@@ -248,7 +248,9 @@ export function setupFlagPlane(mgr: Manager, cfg: FlagPlaneConfig): FlagPlane {
   let policiesDirty = true;
 
   const markZone = (key: string) => {
-    if (!dirty.has(key)) dirty.set(key, Date.now());
+    const d = dirty.get(key);
+    if (d === undefined) dirty.set(key, { since: Date.now(), stale: true });
+    else d.stale = true;
   };
   const reportsChanged = (changedZones: ReadonlySet<string>) => {
     for (const zk of changedZones) {
@@ -265,7 +267,14 @@ export function setupFlagPlane(mgr: Manager, cfg: FlagPlaneConfig): FlagPlane {
     const at = metaTime(now);
     const writes: (() => Promise<void>)[] = [];
     let wakeIn: number | undefined;
-    for (const [key, since] of [...dirty]) {
+    for (const [key, d] of [...dirty]) {
+      const waited = nowMs - d.since;
+      // Nothing new since the last fold, and not yet due: its pods are still settling.
+      if (!d.stale && waited < ZONE_COALESCE_MS) {
+        wakeIn = Math.min(wakeIn ?? ZONE_COALESCE_MS, ZONE_COALESCE_MS - waited);
+        continue;
+      }
+      d.stale = false;
       const [ns, name] = key.split("/") as [string, string];
       const z = zones.get(ns, name);
       if (z === undefined) {
@@ -299,7 +308,6 @@ export function setupFlagPlane(mgr: Manager, cfg: FlagPlaneConfig): FlagPlane {
       }
       // Coalesce: write once the pods have settled, or when they have taken too long.
       const settled = f.applied.complete && f.applied.epoch >= epoch;
-      const waited = nowMs - since;
       if (!settled && waited < ZONE_COALESCE_MS) {
         wakeIn = Math.min(wakeIn ?? ZONE_COALESCE_MS, ZONE_COALESCE_MS - waited);
         continue;

@@ -21,7 +21,6 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { Etcd3, IKeyValue } from "etcd3";
 import { DEFAULT_RECOVERY, FallbackLatch, type RecoveryPolicy } from "./fallback.ts";
 import {
-  canonicalJson,
   effectiveP2P,
   isKnownService,
   type Layout,
@@ -649,7 +648,7 @@ export class FlagClient extends EventEmitter {
     }
     clearTimeout(this.latchTimer);
     if (wake !== undefined) this.latchTimer = setTimeout(() => this.recompute(), Math.max(0, wake - now) + 1);
-    const changed = canonicalJson([...held]) !== canonicalJson([...this.zoneHeld]);
+    const changed = !sameHeld(held, this.zoneHeld);
     this.zoneHeld = held;
     return changed;
   }
@@ -721,7 +720,8 @@ export class FlagClient extends EventEmitter {
   private sendReport(): void {
     if (this.sender === undefined || this.closed) return;
     const report = this.buildReport();
-    const body = canonicalJson(report);
+    // buildReport() builds its fields in one order, so equal reports stringify equal.
+    const body = JSON.stringify(report);
     if (body === this.lastReported) return;
     report.updatedAt = new Date(this.now()).toISOString();
     try {
@@ -733,4 +733,15 @@ export class FlagClient extends EventEmitter {
     this.lastReported = body;
     this.emit("reported", report);
   }
+}
+
+type Held = ReadonlyMap<string, { reason: string; since: number }>;
+
+function sameHeld(a: Held, b: Held): boolean {
+  if (a.size !== b.size) return false;
+  for (const [zone, h] of a) {
+    const o = b.get(zone);
+    if (o === undefined || o.reason !== h.reason || o.since !== h.since) return false;
+  }
+  return true;
 }

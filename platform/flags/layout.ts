@@ -220,6 +220,17 @@ export interface ReportGone {
   zone?: string;
 }
 
+/**
+ * Heartbeats of the pods on one connection, as one message: the receiver keeps each named
+ * pod's report for another ttlSeconds (a receiver that does not know one asks for a sync).
+ */
+export interface ReportAlive {
+  v: 1;
+  /** Report identities (`Layout.reportId`). */
+  alive: string[];
+  ttlSeconds: number;
+}
+
 /** One region-wide pod's word about one zone. */
 export interface ZoneReport {
   /** The pod holds the zone in fallback on its own (coordinator lost, mesh quality). */
@@ -397,9 +408,14 @@ function checkReport(key: string, v: Obj): PodReport {
   return v as unknown as PodReport;
 }
 
-/** A message of the report channel: a report with its ttl, or a clean goodbye. */
-export function parseReportMessage(subject: string, raw: string): ReportMessage | ReportGone {
+/** A message of the report channel: a report with its ttl, a clean goodbye, or heartbeats. */
+export function parseReportMessage(subject: string, raw: string): ReportMessage | ReportGone | ReportAlive {
   const v = parseJson(subject, raw);
+  if (Array.isArray(v.alive)) {
+    if (!v.alive.every((x) => typeof x === "string")) throw new MalformedDocument(subject, "bad alive list");
+    if (!isNum(v.ttlSeconds) || v.ttlSeconds <= 0) throw new MalformedDocument(subject, "bad ttlSeconds");
+    return v as unknown as ReportAlive;
+  }
   if (v.gone === true) {
     if (typeof v.pod !== "string" || typeof v.namespace !== "string")
       throw new MalformedDocument(subject, "a goodbye needs pod and namespace");

@@ -1,11 +1,12 @@
 // The report channel: what each pod applied travels on NATS core, not etcd.
 //
 // Sending (ReportSender, one per NATS connection, shared by the flag clients on it): a report is
-// published when it changes and repeated as a heartbeat every third of its ttl; a clean close
-// publishes a goodbye. A receiver forgets a report that was not repeated within its ttl, so a
-// dead pod's report disappears by itself, as a key under an etcd lease would. A receiver that
-// starts (or reconnects) asks the pods of a namespace to report again at once (the sync subject),
-// so it does not wait a heartbeat to know them all.
+// published when it changes; every third of its ttl the pod is named in a heartbeat (one message
+// per connection and namespace naming every pod due, so a process of many pods sends one); a
+// clean close publishes a goodbye. A receiver forgets a report whose pod was not named within its
+// ttl, so a dead pod's report disappears by itself, as a key under an etcd lease would. A
+// receiver that starts (or reconnects, or hears a heartbeat of a pod it does not know) asks the
+// pods of a namespace to report again at once (the sync subject), so it does not wait to know them.
 //
 // Receiving (ReportTable): one subscription, the reports in memory by pod, expiry, and a
 // `change` event naming the zones whose reports changed (for folding status per zone).
@@ -24,19 +25,23 @@ import {
   type PodReport,
   parseReportMessage,
   REGION_SCOPE,
+  type ReportAlive,
   type ReportGone,
   type ReportMessage,
 } from "./layout.ts";
 
 interface Entry {
+  id: string;
   subject: string;
   namespace: string;
   body: string;
-  ttlMs: number;
+  ttlSeconds: number;
   nextAt: number;
 }
 
 const HEARTBEAT_TICK_MS = 250;
+/** Pods named in one heartbeat message at most. */
+const ALIVE_PER_MESSAGE = 1000;
 
 /** Publishes the reports of the flag clients on one NATS connection and repeats them. */
 export class ReportSender {
@@ -51,16 +56,16 @@ export class ReportSender {
     this.layout = l;
   }
 
-  /** Publishes `report` now and repeats it until replaced or stopped. */
+  /** Publishes `report` now and names its pod in heartbeats until replaced or stopped. */
   send(report: PodReport, ttlSeconds: number): void {
     const id = this.layout.reportId(report.namespace, report.zone, report.pod);
-    const ttlMs = ttlSeconds * 1000;
     const msg: ReportMessage = { ...report, ttlSeconds };
     const entry: Entry = {
+      id,
       subject: this.layout.reportSubject(report.namespace),
       namespace: report.namespace,
       body: JSON.stringify(msg),
-      ttlMs,
+      ttlSeconds,
       nextAt: 0,
     };
     if (!this.entries.has(id)) this.watchSync(report.namespace, +1);
@@ -90,13 +95,40 @@ export class ReportSender {
   private publish(e: Entry, now: number): void {
     if (this.nc.isClosed()) return;
     this.nc.publish(e.subject, e.body);
-    // Jittered, so pods that reported together do not all repeat together.
-    e.nextAt = now + (e.ttlMs / 3) * (0.8 + 0.2 * Math.random());
+    this.due(e, now);
   }
 
+  /** Jittered, so pods that reported together are not all named in one heartbeat ever after. */
+  private due(e: Entry, now: number): void {
+    e.nextAt = now + ((e.ttlSeconds * 1000) / 3) * (0.8 + 0.2 * Math.random());
+  }
+
+  /** One message per subject and ttl naming every pod whose heartbeat is due. */
   private heartbeat(): void {
+    if (this.nc.isClosed()) return;
     const now = Date.now();
-    for (const e of this.entries.values()) if (e.nextAt <= now) this.publish(e, now);
+    const batches = new Map<string, { subject: string; ttlSeconds: number; ids: string[] }>();
+    for (const e of this.entries.values()) {
+      if (e.nextAt > now) continue;
+      const k = `${e.subject} ${e.ttlSeconds}`;
+      let b = batches.get(k);
+      if (b === undefined) {
+        b = { subject: e.subject, ttlSeconds: e.ttlSeconds, ids: [] };
+        batches.set(k, b);
+      }
+      b.ids.push(e.id);
+      this.due(e, now);
+    }
+    for (const b of batches.values()) {
+      for (let i = 0; i < b.ids.length; i += ALIVE_PER_MESSAGE) {
+        const alive: ReportAlive = {
+          v: 1,
+          alive: b.ids.slice(i, i + ALIVE_PER_MESSAGE),
+          ttlSeconds: b.ttlSeconds,
+        };
+        this.nc.publish(b.subject, JSON.stringify(alive));
+      }
+    }
   }
 
   private watchSync(namespace: string, delta: number): void {
@@ -256,11 +288,24 @@ export class ReportTable extends EventEmitter {
   }
 
   private receive(subject: string, raw: string): void {
-    let msg: ReportMessage | ReportGone;
+    let msg: ReportMessage | ReportGone | ReportAlive;
     try {
       msg = parseReportMessage(subject, raw);
     } catch (err) {
       this.opts.onError?.(String((err as Error).message));
+      return;
+    }
+    const now = this.now();
+    if ("alive" in msg) {
+      const until = now + msg.ttlSeconds * 1000;
+      let unknown: string | undefined;
+      for (const id of msg.alive) {
+        const held = this.byId.get(id);
+        if (held !== undefined) held.expiresAt = until;
+        else unknown ??= id;
+      }
+      // A pod we do not know (its report was lost, or came before we listened): ask again.
+      if (unknown !== undefined) this.syncSoon(unknown.slice(0, unknown.indexOf("/")));
       return;
     }
     const id = this.layout.reportId(msg.namespace, msg.zone, msg.pod);
@@ -268,13 +313,13 @@ export class ReportTable extends EventEmitter {
       if (this.drop(id)) this.mark(zoneKeyOf(msg));
       return;
     }
-    const now = this.now();
     const held = this.byId.get(id);
     if (held !== undefined && held.raw === raw) {
-      held.expiresAt = now + msg.ttlSeconds * 1000; // a heartbeat
+      held.expiresAt = now + msg.ttlSeconds * 1000; // the same report again (a sync)
       return;
     }
     const { ttlSeconds: _, ...report } = msg;
+    if (held !== undefined) this.drop(id);
     this.byId.set(id, { report, raw, expiresAt: now + msg.ttlSeconds * 1000 });
     const zk = zoneKeyOf(report);
     let ids = this.byZone.get(zk);
@@ -285,6 +330,16 @@ export class ReportTable extends EventEmitter {
     ids.add(id);
     this.opts.onReport?.(report);
     this.mark(zk);
+  }
+
+  private readonly syncedAt = new Map<string, number>();
+
+  /** Asks one namespace's pods to report again, at most once a second. */
+  private syncSoon(namespace: string): void {
+    const now = this.now();
+    if (now - (this.syncedAt.get(namespace) ?? 0) < 1000 || this.nc.isClosed()) return;
+    this.syncedAt.set(namespace, now);
+    this.nc.publish(this.layout.syncSubject(namespace), "");
   }
 
   private drop(id: string): boolean {
