@@ -59,10 +59,28 @@ function playHint(kc: string, nodeName: string): string {
     --login ${login} --char ${char} --p2p-share 0.5 --coordinator ${coordinator}
   ${join(binDir(), "kubectl")} get zones -n demo -o wide     # PEERS, ELIGIBLE, PLAYING-P2P
   # play yourself in a browser (sign up, pick a character, walk with the arrow keys):
-  http://${nodeIP}:${nodePort}/play/?login=${encodeURIComponent(login)}&char=${encodeURIComponent(char)}&coordinator=${encodeURIComponent(coordinator)}`;
+  http://${nodeIP}:${nodePort}/play/?login=${encodeURIComponent(login)}&char=${encodeURIComponent(char)}&coordinator=${encodeURIComponent(coordinator)}${roHint(get, nodeIP, login)}`;
   } catch (err) {
     return `  (no play hint: ${(err as Error).message.split("\n")[0]})`;
   }
+}
+
+/**
+ * How to point a legacy RO client (PACKETVER 20101124) at the region, when the Region turns its RO
+ * endpoints on: the login Service's node port at the node's address (the servers name the char and
+ * map ports themselves).
+ */
+function roHint(get: (path: string, jsonpath: string) => string, nodeIP: string, login: string): string {
+  let port: string;
+  try {
+    port = get("svc demo-ro-login -n demo", "{.spec.ports[0].nodePort}");
+  } catch {
+    return "";
+  }
+  return `
+  # a Ragnarok Online client (PACKETVER 20101124): set its login server to ${nodeIP}:${port}
+  # (plain-text passwords: RO's own protocol); or RO bots that sign up and play the same way:
+  npm run hybridctl -- bots --protocol ro --count 10 --ro-login ${nodeIP}:${port} --login ${login}`;
 }
 
 function kubectl(kubeconfig: string, args: string[]): string {
