@@ -37,6 +37,12 @@ export const WORKLOADS: Workload[] = [
     description: "P2P coordinator: WebRTC signaling and meshes per zone, shared across replicas over NATS",
     run: async () => (await import("./coordinator/main.ts")).run(),
   },
+  {
+    name: "orchestrator",
+    description:
+      "global orchestrator: delivers WorldEvents to every targeted Region's map servers (leader-elected)",
+    run: async () => (await import("./orchestrator/main.ts")).run(),
+  },
 ];
 
 export function program(): Command {

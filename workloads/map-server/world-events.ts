@@ -55,6 +55,8 @@ interface Claim {
 /** One occurrence on one map, as this pod applies it. */
 interface Applied {
   id: string;
+  /** The record it was applied from (kept to end it when another occurrence replaces it). */
+  record: WorldEventRecord;
   phase: "claiming" | "claimed" | "active" | "ended";
   claim?: Claim;
   /** The sim it was applied to (a re-attached map gets a new sim and a new claim). */
@@ -158,11 +160,12 @@ export class WorldEvents {
         const running = isRunning(r, now);
         if (!a) {
           if (!running) continue;
-          a = { id: r.id, phase: "claiming", alive: new Set(), killed: 0, told: new Set(), sim };
+          a = { id: r.id, record: r, phase: "claiming", alive: new Set(), killed: 0, told: new Set(), sim };
           this.applied.set(key, a);
           this.track(this.claim(map, r, a));
           continue;
         }
+        a.record = r;
         if (a.phase === "claimed") this.begin(map, sim, r, a);
         if (a.phase !== "active") continue;
         const mt = r.action.type;
