@@ -104,6 +104,8 @@ fi
 exec postgres -D "\$PGDATA" -c listen_addresses='*' -k /tmp "\$@"
 SH
 chmod 0755 "$d/root/usr/local/bin/docker-entrypoint.sh"
-printf 'FROM %s\nCOPY root/ /\nRUN echo "postgres:x:%s:%s::/var/lib/postgresql:/bin/sh" >>/etc/passwd\nUSER %s:%s\nENTRYPOINT ["docker-entrypoint.sh"]\nCMD []\n' \
+# STOPSIGNAL SIGINT as the official image: PostgreSQL's fast shutdown. On SIGTERM (a "smart"
+# shutdown) it waits for every client to disconnect, so a pod deletion took the whole grace period.
+printf 'FROM %s\nCOPY root/ /\nRUN echo "postgres:x:%s:%s::/var/lib/postgresql:/bin/sh" >>/etc/passwd\nUSER %s:%s\nSTOPSIGNAL SIGINT\nENTRYPOINT ["docker-entrypoint.sh"]\nCMD []\n' \
   "$BASE" "$POSTGRES_UID" "$POSTGRES_UID" "$POSTGRES_UID" "$POSTGRES_UID" >"$d/Containerfile"
 build "$POSTGRES_IMAGE" "$d"
