@@ -1,51 +1,66 @@
-// npm run bench:p2p — the P2P coordinator: how long a mesh takes to form, and how long a zone
-// takes to fall back to server mode when the coordinator dies.
+// npm run bench:p2p — P2P meshes at the policy's size: how long a mesh takes to form, and how
+// long a zone takes to fall back to server mode when the coordinator dies.
 //
-//   RESULT p2p peers=N mesh_p99_ms=.. fallback_p99_ms=.. lost_msgs=.. relayed_pairs=.. runs=.. fallback_runs=.. max_peers=..
+//   RESULT p2p peers=N mesh_p99_ms=.. fallback_p99_ms=.. lost_msgs=.. relayed_pairs=.. runs=.. fallback_runs=.. max_peers=.. procs=..
 //
-// Starts its own NATS and flags etcd. The coordinator is the real workload in its own process
-// (`workloads/main.ts coordinator`, on the flag plane); the gateway (with CoordinatorWatch), a
-// stand-in map server and every werift peer run in this process.
-// - mesh_p99_ms: N MeshClients join at once; until every one has a data channel open to every
-//   mesh mate. Meshes are capped at max_peers (a full mesh of 50 is 1225 connections, beyond
-//   one 2-core machine running every peer).
-// - fallback_p99_ms: N P2PClients play (walk, chat) in p2p mode with their meshes formed; the
-//   coordinator gets SIGKILL; until every peer has the gateway's `mode` message out of p2p (in
-//   its sequence). The zone's coordinatorTimeoutMs is 500 ms. Then the coordinator restarts and
-//   Auto recovery (1 s backoff) brings the zone back before the next run.
+// Starts its own NATS and flags etcd and publishes one zone whose policy asks meshes of
+// BENCH_MAX_PEERS (default 40, the example policy's). The coordinator is the real workload in its
+// own process (`workloads/main.ts coordinator`, on the flag plane); the gateway (with
+// CoordinatorWatch) and a stand-in map server run in this process; the werift peers run in
+// BENCH_PROCS peer processes (bench/p2p-peers.ts, default: the number of cores, at least 2),
+// peers dealt round-robin, so a mesh's DTLS handshakes are spread over the cores instead of
+// queueing on one event loop.
+// - mesh_p99_ms: N mesh clients (one area: meshes are cut by maxPeers alone, so 100 peers make
+//   meshes of 40, 40 and 20) join at once; until every one has a data channel open to every mesh
+//   mate (or the pair went to the server relay: relayed_pairs).
+// - fallback_p99_ms: N P2PClients play in p2p mode with their meshes formed (walking; a legacy
+//   client chats); the coordinator gets SIGKILL; until every peer has the gateway's `mode`
+//   message out of p2p (in its sequence). The zone's coordinatorTimeoutMs is BENCH_COORD_TIMEOUT_MS
+//   (default 300; formation runs in a zone with the policy default, 1500). Then the coordinator restarts and Auto recovery (1 s backoff) brings the zone
+//   back before the next run.
 // - lost_msgs: chat lines not heard by every peer plus sequence breaks, over all fallback runs.
-// - relayed_pairs: pairs over all formation runs whose direct connection could not be made in
-//   the link timeout and went to the server relay (they count as settled for mesh_p99_ms).
-// Options (environment): BENCH_PEERS (default "10,30,50"), BENCH_RUNS (default 20),
+// Options (environment): BENCH_PEERS (default "10,40,100"), BENCH_RUNS (default 10),
 // BENCH_BUDGET_S (per size and phase; runs stop early past it and the output says how many ran,
-// default 240).
+// default 240), BENCH_MAX_PEERS, BENCH_PROCS, BENCH_COORD_TIMEOUT_MS, BENCH_STACK.
+// - BENCH_STACK: the peers' WebRTC stack. "libdatachannel" (default): node-datachannel's native
+//   RTCPeerConnection through the browser client's adapter (workloads/web/rtc.ts), as cheap per
+//   handshake as a browser's. "werift": the SDK's pure-TypeScript default, about 40 ms of CPU per
+//   connection end: a 40-peer mesh is 1560 of them, which on two cores is half a minute of CPU
+//   that real players spread over 40 devices.
+import { type ChildProcess, fork } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect } from "@nats-io/transport-node";
-import { FlagPublisher } from "../operator/flags/publisher.ts";
 import { FlagClient } from "../platform/flags/client.ts";
 import { connectFlagStore } from "../platform/flags/etcd.ts";
 import { sleep } from "../platform/time.ts";
-import { coordinatorProcess, meshClient, testKeys, testZoneFlags } from "../testkit/coordinator.ts";
+import { coordinatorProcess, testKeys, testZoneFlags } from "../testkit/coordinator.ts";
+import { FlagPublisher } from "../testkit/flags.ts";
 import { startTestGateway } from "../testkit/gateway.ts";
 import { startLocalEnv } from "../testkit/local/services.ts";
 import { StandInMapServer } from "../testkit/map-server-standin.ts";
-import type { MeshClient } from "../workloads/client/mesh.ts";
-import { P2PClient } from "../workloads/client/p2p.ts";
+import { GameClient } from "../workloads/client/client.ts";
 import { startLoopbackStun } from "../workloads/coordinator/stun.ts";
 import { CoordinatorWatch } from "../workloads/coordinator/watch.ts";
 import { ensureEventStream } from "../workloads/gateway/events.ts";
 import { flagDirectory, flagGate } from "../workloads/gateway/flags.ts";
+import type { PeerRequest, PeerStatus, Stack } from "./p2p-peers.ts";
 
-const sizes = (process.env.BENCH_PEERS ?? "10,30,50").split(",").map(Number);
-const runs = Number(process.env.BENCH_RUNS ?? 20);
+const sizes = (process.env.BENCH_PEERS ?? "10,40,100").split(",").map(Number);
+const runs = Number(process.env.BENCH_RUNS ?? 10);
 const budgetMs = Number(process.env.BENCH_BUDGET_S ?? 240) * 1000;
-const MAX_PEERS = 10;
+const MAX_PEERS = Number(process.env.BENCH_MAX_PEERS ?? 40);
+const PROCS = Number(process.env.BENCH_PROCS ?? Math.max(2, availableParallelism()));
+const COORD_TIMEOUT_MS = Number(process.env.BENCH_COORD_TIMEOUT_MS ?? 300);
+const STACK = (process.env.BENCH_STACK ?? "libdatachannel") as Stack;
+if (STACK !== "werift" && STACK !== "libdatachannel")
+  throw new Error("BENCH_STACK is werift or libdatachannel");
 const region = `bench${randomBytes(3).toString("hex")}`;
 const namespace = "bench";
 const prefix = `/benchp2p${randomBytes(3).toString("hex")}/v1/`;
+const now = () => performance.timeOrigin + performance.now();
 
 function log(msg: string): void {
   process.stderr.write(`[bench:p2p] ${msg}\n`);
@@ -56,56 +71,87 @@ function p99(xs: number[]): number {
   return s[Math.min(s.length - 1, Math.ceil(s.length * 0.99) - 1)] ?? Number.NaN;
 }
 
-async function until(what: string, cond: () => boolean, timeoutMs: number): Promise<void> {
+async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> {
   const end = Date.now() + timeoutMs;
-  while (!cond()) {
+  while (!(await cond())) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
+    await sleep(10);
   }
 }
 
-/**
- * Settled: every peer has an open channel to each mesh mate, or the pair was put on the server
- * relay (its direct connection could not be made; counted), and the meshes hold all n peers.
- */
-function meshed(
-  ps: { mates: string[]; connectedPeers: string[]; relayedPeers: string[] }[],
-  n: number,
-): boolean {
+/** Mates the meshes of n peers hold when whole: meshes of maxPeers in join order, the rest last. */
+function wantedMates(n: number): number {
   let want = 0;
   for (let left = n; left > 0; left -= MAX_PEERS) {
     const k = Math.min(MAX_PEERS, left);
     want += k * (k - 1);
   }
-  let mates = 0;
-  for (const p of ps) {
-    if (p.connectedPeers.length + p.relayedPeers.length !== p.mates.length) return false;
-    mates += p.mates.length;
-  }
-  return mates === want;
+  return want;
 }
 
-const relayedPairs = (ps: { relayedPeers: string[] }[]) =>
-  ps.reduce((a, p) => a + p.relayedPeers.length, 0) / 2;
+/** A peer process: requests answered in order. */
+class Peers {
+  private readonly child: ChildProcess;
+  private readonly waiting: ((m: { ok: boolean; r?: unknown; err?: string }) => void)[] = [];
+
+  constructor(dir: string, i: number) {
+    this.child = fork(new URL("./p2p-peers.ts", import.meta.url).pathname, [], {
+      stdio: ["ignore", "inherit", "inherit", "ipc"],
+      env: { ...process.env, BENCH_PEER_PROC: String(i), TMPDIR: dir },
+    });
+    this.child.on("message", (m: { ok: boolean; r?: unknown; err?: string }) => this.waiting.shift()?.(m));
+  }
+
+  ask<T>(req: PeerRequest): Promise<T> {
+    return new Promise((resolve, reject) => {
+      this.waiting.push((m) => (m.ok ? resolve(m.r as T) : reject(new Error(m.err))));
+      this.child.send(req);
+    });
+  }
+
+  kill(): void {
+    this.child.kill("SIGKILL");
+  }
+}
+
+/** The processes' statuses summed: settled when each is and the mates add up. */
+async function allStatus(procs: Peers[], op: "status" | "pstatus"): Promise<PeerStatus> {
+  const ss = await Promise.all(procs.map((p) => p.ask<PeerStatus>({ op })));
+  return {
+    mates: ss.reduce((a, s) => a + s.mates, 0),
+    relayed: ss.reduce((a, s) => a + s.relayed, 0),
+    joined: ss.reduce((a, s) => a + s.joined, 0),
+    settled: ss.every((s) => s.settled),
+  };
+}
+
+/** Deals ids round-robin over the processes. */
+function deal(ids: string[], n: number): string[][] {
+  const out: string[][] = Array.from({ length: n }, () => []);
+  for (const [i, id] of ids.entries()) out[i % n]!.push(id);
+  return out;
+}
 
 const env = await startLocalEnv({ services: ["nats", "flags-etcd"], log });
 const dir = mkdtempSync(join(tmpdir(), "bench-p2p-"));
 const etcd = connectFlagStore(env.env.etcdEndpoints!);
 const stun = await startLoopbackStun();
+const stunPort = Number(/:(\d+)$/.exec(String((stun.ice.iceServers as { urls: string }[])[0]!.urls))![1]);
 const keys = await testKeys();
+const procs: Peers[] = [];
 const cleanup: (() => Promise<unknown>)[] = [];
 try {
   // Two zones: "mesh" for formation (bare mesh clients), "play" for fallback (game clients).
-  // Latency and jitter thresholds are out of reach: every peer runs in this one process, whose
-  // event loop lag under tens of DTLS handshakes would read as mesh latency.
-  const zone = (name: string, map: string) =>
+  // Latency and jitter thresholds are out of reach: a machine running every peer and the
+  // coordinator at once has event loop lags that would read as mesh latency.
+  const zone = (name: string, map: string, coordinatorTimeoutMs: number) =>
     testZoneFlags({
       namespace,
       zone: name,
       region,
       maps: [map],
       maxPeers: MAX_PEERS,
-      coordinatorTimeoutMs: 500,
+      coordinatorTimeoutMs,
       recovery: { mode: "Auto", initialSeconds: 1, maxSeconds: 1 },
       thresholds: {
         latencyMs: { warn: 60_000, critical: 60_000, max: 60_000 },
@@ -115,7 +161,9 @@ try {
   const publisher = new FlagPublisher({ client: etcd, identity: "bench-p2p", prefix });
   await publisher.acquire();
   await publisher.publish({
-    zones: [zone("mesh", "mesh_fild01"), zone("play", "play_fild01")],
+    // Formation keeps the policy's default timeout: peer processes busy with dozens of DTLS
+    // handshakes at once answer heartbeats late, and a short timeout would drop them mid-mesh.
+    zones: [zone("mesh", "mesh_fild01", 1500), zone("play", "play_fild01", COORD_TIMEOUT_MS)],
     policies: [],
   });
 
@@ -157,7 +205,11 @@ try {
     region,
     keyset: keys.keyset,
     directory: flagDirectory(gwFlags),
-    options: { p2pGate: watch.gate(flagGate(gwFlags)), limits: { maxConnections: 1000 } },
+    options: {
+      p2pGate: watch.gate(flagGate(gwFlags)),
+      clientConfig: { zoneFlags: (z) => gwFlags.zoneFlags(z), epoch: () => gwFlags.snapshot().epoch },
+      limits: { maxConnections: 1000 },
+    },
   });
   cleanup.push(() => gw.stop());
   refresh = () => gw.gateway.refreshModes();
@@ -166,62 +218,65 @@ try {
   watch.start();
   cleanup.push(async () => watch.stop());
 
+  for (let i = 0; i < PROCS; i++) procs.push(new Peers(dir, i));
+  await Promise.all(procs.map((p) => p.ask({ op: "init", keyset: keys.keyset, stunPort, stack: STACK })));
+  log(`${PROCS} peer processes on ${STACK}, meshes of at most ${MAX_PEERS}`);
+
   let round = 0;
   for (const n of sizes) {
+    const want = wantedMates(n);
     // ---- mesh formation ----
     const meshMs: number[] = [];
     let relayedInMesh = 0;
     const meshStart = Date.now();
     for (let r = 0; r < runs && Date.now() - meshStart < budgetMs; r++) {
       round++;
-      const cs: MeshClient[] = [];
-      for (let i = 0; i < n; i++)
-        cs.push(
-          await meshClient(keys, [coord.url], `m${round}x${i}`, "mesh_fild01", 10 + (i % 20), 10, {
-            ice: stun.ice,
-            linkTimeoutMs: 60_000,
-          }),
-        );
-      const t0 = performance.now();
-      for (const c of cs) {
-        c.start();
-        await until("joined", () => c.status === "p2p", 10_000);
-      }
-      await until(`${n} peers meshed`, () => meshed(cs, n), 120_000);
-      meshMs.push(performance.now() - t0);
-      relayedInMesh += relayedPairs(cs);
-      for (const c of cs) c.stop();
-      await sleep(300); // let the closed connections go before the next run
+      const ids = Array.from({ length: n }, (_, i) => `m${round}x${i}`);
+      const shares = deal(ids, PROCS);
+      await Promise.all(
+        procs.map((p, i) => p.ask({ op: "mesh", ids: shares[i]!, map: "mesh_fild01", coordUrl: coord.url })),
+      );
+      const t0 = now();
+      await Promise.all(procs.map((p) => p.ask({ op: "go" })));
+      let last: PeerStatus | undefined;
+      await until(
+        `${n} peers meshed`,
+        async () => {
+          last = await allStatus(procs, "status");
+          return last.settled && last.mates === want;
+        },
+        300_000,
+      ).catch((err) => {
+        throw new Error(`${(err as Error).message}: ${JSON.stringify(last)} of ${want} mates`);
+      });
+      meshMs.push(now() - t0);
+      relayedInMesh += last!.relayed / 2;
+      await Promise.all(procs.map((p) => p.ask({ op: "stop" })));
+      await sleep(500); // let the closed connections go before the next run
     }
     log(`peers=${n}: mesh formation ${meshMs.map((x) => x.toFixed(0)).join(" ")} ms`);
 
     // ---- fallback ----
-    const peers: P2PClient[] = [];
-    for (let i = 0; i < n; i++) {
-      const token = await gw.token(`g${n}x${i}`, "play_fild01");
-      peers.push(await P2PClient.connect({ url: gw.url, token, coordinators: [coord.url], ice: stun.ice }));
-    }
+    const ids = Array.from({ length: n }, (_, i) => `g${n}x${i}`);
+    const shares = deal(ids, PROCS);
+    await Promise.all(
+      procs.map((p, i) =>
+        p.ask({ op: "play", ids: shares[i]!, map: "play_fild01", gwUrl: gw.url, coordUrl: coord.url }),
+      ),
+    );
+    // A legacy player chats all along: every P2P peer must hear every line, across the switches.
+    const talker = await GameClient.connect({
+      url: gw.url,
+      token: await gw.token(`talker${n}`, "play_fild01"),
+    });
     const sent: string[] = [];
-    const heard = new Map<P2PClient, Set<string>>(peers.map((p) => [p, new Set()]));
-    const fellAt = new Map<P2PClient, number>();
-    for (const p of peers)
-      p.onMessage((m) => {
-        if (m.type === "chatMsg") heard.get(p)!.add(m.text);
-        if (m.type === "mode" && m.mode !== "p2p" && !fellAt.has(p)) fellAt.set(p, performance.now());
-      });
     let playing = true;
-    let tick = 0;
-    const play = (async () => {
-      while (playing) {
-        tick++;
-        const p = peers[tick % n]!;
-        p.move(20 + (tick % 30), 20 + (tick % 7));
-        if (tick % 2 === 0) {
-          const text = `n${n} t${tick}`;
-          sent.push(text);
-          p.chat(text);
-        }
-        await sleep(Math.max(5, 100 / n));
+    const chat = (async () => {
+      for (let tick = 0; playing; tick++) {
+        const text = `n${n} t${tick}`;
+        sent.push(text);
+        talker.chat(text);
+        await sleep(100);
       }
     })();
     const fallbackMs: number[] = [];
@@ -229,39 +284,38 @@ try {
     for (let r = 0; r < runs && Date.now() - fbStart < budgetMs; r++) {
       await until(
         "every peer in p2p with its mesh",
-        () =>
-          peers.every((p) => !p.serverMode) &&
-          meshed(
-            peers.map((p) => ({
-              mates: p.mesh?.mates ?? [],
-              connectedPeers: p.connectedPeers,
-              relayedPeers: p.mesh?.relayedPeers ?? [],
-            })),
-            n,
-          ),
-        120_000,
+        async () => {
+          const s = await allStatus(procs, "pstatus");
+          return s.joined === n && s.settled && s.mates === want;
+        },
+        300_000,
       );
-      fellAt.clear();
-      const t0 = performance.now();
+      await Promise.all(procs.map((p) => p.ask({ op: "arm" })));
+      const t0 = now();
       coord.kill();
-      await until("every peer in server mode", () => fellAt.size === n, 30_000);
-      fallbackMs.push(Math.max(...fellAt.values()) - t0);
+      let fell: { count: number; last: number }[] = [];
+      await until(
+        "every peer in server mode",
+        async () => {
+          fell = await Promise.all(procs.map((p) => p.ask<{ count: number; last: number }>({ op: "fell" })));
+          return fell.reduce((a, f) => a + f.count, 0) === n;
+        },
+        30_000,
+      );
+      fallbackMs.push(Math.max(...fell.map((f) => f.last)) - t0);
       await coord.start();
     }
     playing = false;
-    await play;
-    const complete = () => peers.every((p) => sent.every((t) => heard.get(p)!.has(t)));
-    await until("chat delivered", complete, 10_000).catch(() => undefined);
-    let lost = 0;
-    for (const p of peers) {
-      lost += sent.filter((t) => !heard.get(p)!.has(t)).length + p.seqErrors.length;
-    }
+    await chat;
+    await talker.close();
+    const lost = (
+      await Promise.all(procs.map((p) => p.ask<{ lost: number }>({ op: "finish", sent })))
+    ).reduce((a, x) => a + x.lost, 0);
     log(
       `peers=${n}: fallback ${fallbackMs.map((x) => x.toFixed(0)).join(" ")} ms; ${sent.length} chat lines`,
     );
-    await Promise.all(peers.map((p) => p.close()));
     console.log(
-      `RESULT p2p peers=${n} mesh_p99_ms=${p99(meshMs).toFixed(0)} fallback_p99_ms=${p99(fallbackMs).toFixed(0)} lost_msgs=${lost} relayed_pairs=${relayedInMesh} runs=${meshMs.length} fallback_runs=${fallbackMs.length} max_peers=${MAX_PEERS}`,
+      `RESULT p2p peers=${n} mesh_p99_ms=${p99(meshMs).toFixed(0)} fallback_p99_ms=${p99(fallbackMs).toFixed(0)} lost_msgs=${lost} relayed_pairs=${relayedInMesh} runs=${meshMs.length} fallback_runs=${fallbackMs.length} max_peers=${MAX_PEERS} procs=${PROCS} stack=${STACK}`,
     );
     if (meshMs.length < runs || fallbackMs.length < runs)
       console.log(
@@ -269,6 +323,8 @@ try {
       );
   }
 } finally {
+  await Promise.all(procs.map((p) => p.ask({ op: "exit" }).catch(() => undefined)));
+  for (const p of procs) p.kill();
   for (const c of cleanup.reverse()) await c().catch(() => undefined);
   etcd.close();
   await stun.close();

@@ -63,6 +63,12 @@ export interface MeshClientOptions {
   ice?: Partial<RTCPeerConnectionConfig> | ((peer: string) => Partial<RTCPeerConnectionConfig>);
   /** Declared spare uplink, kbit/s (host choice). Default 2000. */
   kbps?: number;
+  /**
+   * Links this side offers at once; the rest wait their turn. Default 6. A big mesh formed all at
+   * once would run hundreds of ICE and DTLS handshakes together, each then too slow for its retry
+   * period, and retried attempts only add to the load.
+   */
+  maxPendingOffers?: number;
   /** A link not open after this long is reported failed and relayed. Default 20 s. */
   linkTimeoutMs?: number;
   /** The offerer retries an attempt whose ICE has not connected after this long (twice at most). Default 4 s. */
@@ -90,6 +96,8 @@ interface Link {
   patient?: boolean;
   /** The offerer's attempt this side last answered. */
   answered?: number;
+  /** Holds one of the offer slots (maxPendingOffers) until it opens, fails or goes. */
+  slot?: boolean;
   probes: Map<number, number>;
   rtts: number[];
   outcomes: boolean[];
@@ -131,6 +139,9 @@ export class MeshClient {
   private zoneP2P = true;
   /** The current connection attempt (a stale one's socket is dropped). */
   private attempt?: object;
+  /** Links waiting to be offered, and offers under way. */
+  private readonly offerQueue: Link[] = [];
+  private offering = 0;
 
   constructor(opts: MeshClientOptions) {
     this.opts = opts;
@@ -371,7 +382,7 @@ export class MeshClient {
         // mates are not linked; their moves come through the server.
         if (this.opts.maxPeers !== undefined && this.links.size >= this.opts.maxPeers - 1) return;
         const l = this.newLink(m.peer, m.session, m.entity, m.offerer);
-        if (m.offerer) void this.offer(l).catch(() => this.fail(l));
+        if (m.offerer) this.queueOffer(l);
         return;
       }
       case "peerLeft":
@@ -502,6 +513,13 @@ export class MeshClient {
     if (l.pc && l.answered !== undefined && n <= l.answered) return; // stale or repeated
     // A newer offer for a link not yet open is the offerer's retry: it replaces our attempt.
     l.answered = n;
+    // The link timeout counts from the first offer (the offerer may have queued it a while).
+    if (n === 0) {
+      clearTimeout(l.timer);
+      l.timer = setTimeout(() => {
+        if (!l.open && this.links.get(peer) === l) this.fail(l);
+      }, this.opts.linkTimeoutMs ?? 20_000);
+    }
     const old = l.pc;
     l.pc = undefined;
     old?.close();
@@ -526,6 +544,7 @@ export class MeshClient {
       clearTimeout(l.retry);
       this.send({ type: "link", peer: l.peer, state: "open" });
       this.onLinks?.();
+      this.releaseSlot(l);
     };
     dc.onOpen = opened;
     dc.onClose = () => {
@@ -581,6 +600,35 @@ export class MeshClient {
   }
 
   /** The direct connection could not be made: report it; the pair goes through the server relay. */
+  private queueOffer(l: Link): void {
+    this.offerQueue.push(l);
+    this.pumpOffers();
+  }
+
+  /** Starts queued offers while slots are free (a link that went meanwhile is skipped). */
+  private pumpOffers(): void {
+    const max = this.opts.maxPendingOffers ?? 6;
+    while (this.offering < max && this.offerQueue.length > 0) {
+      const l = this.offerQueue.shift()!;
+      if (this.links.get(l.peer) !== l || l.open || l.relayed) continue;
+      l.slot = true;
+      this.offering++;
+      // The link timeout counts from its first offer, not from its time in the queue.
+      clearTimeout(l.timer);
+      l.timer = setTimeout(() => {
+        if (!l.open && this.links.get(l.peer) === l) this.fail(l);
+      }, this.opts.linkTimeoutMs ?? 20_000);
+      void this.offer(l).catch(() => this.fail(l));
+    }
+  }
+
+  private releaseSlot(l: Link): void {
+    if (!l.slot) return;
+    l.slot = false;
+    this.offering--;
+    this.pumpOffers();
+  }
+
   private fail(l: Link): void {
     if (this.links.get(l.peer) !== l || l.relayed) return;
     this.send({ type: "link", peer: l.peer, state: "failed" });
@@ -588,6 +636,7 @@ export class MeshClient {
   }
 
   private toRelay(l: Link): void {
+    this.releaseSlot(l);
     const wasOpen = l.open;
     l.relayed = true;
     l.open = false;
@@ -603,6 +652,7 @@ export class MeshClient {
     const l = this.links.get(peer);
     if (!l) return;
     this.links.delete(peer);
+    this.releaseSlot(l);
     clearTimeout(l.timer);
     clearTimeout(l.retry);
     l.pc?.close();
@@ -616,6 +666,8 @@ export class MeshClient {
     const hadOpen = this.connectedPeers.length > 0;
     const links = [...this.links.values()];
     this.links.clear(); // first: the connections' "closed" events then find nothing to do
+    this.offerQueue.length = 0;
+    this.offering = 0;
     for (const l of links) {
       clearTimeout(l.timer);
       clearTimeout(l.retry);

@@ -29,6 +29,8 @@ export interface P2PClientOptions extends ClientOptions {
   /** Another WebRTC stack (the browser's). */
   rtc?: RtcFactory;
   linkTimeoutMs?: number;
+  /** Links offered at once (MeshClient's maxPendingOffers). */
+  maxPendingOffers?: number;
 }
 
 export class P2PClient extends GameClient {
@@ -175,6 +177,7 @@ export class P2PClient extends GameClient {
       maxPeers: c!.mesh.maxPeers,
       linkLimits: { rttMs: c!.fallback.latencyMs.max, lossPercent: c!.fallback.lossPercent.max },
       linkTimeoutMs: this.opts.linkTimeoutMs,
+      maxPendingOffers: this.opts.maxPendingOffers,
     });
     mesh.onLinks = () => {
       this.report();

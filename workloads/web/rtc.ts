@@ -26,7 +26,12 @@ class BrowserChannel implements RtcChannel {
   }
 
   send(data: Uint8Array): void {
-    if (this.open) this.dc.send(data);
+    if (!this.open) return;
+    try {
+      this.dc.send(data);
+    } catch {
+      // Closing under our feet: the close event follows and the mesh drops the link.
+    }
   }
 }
 
