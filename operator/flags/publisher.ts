@@ -5,14 +5,16 @@
 // 1. acquire(): on election, take the fencing token of this store: a guarded write of
 //    ownership/publisher; the token is that key's mod revision. A later acquire by anyone else
 //    changes it.
-// 2. publish(): read flags/current (guarded by the fence); if the digest of the new documents
-//    equals the live one, do nothing (the first publish after acquire() always writes: it
-//    replaces whatever a deposed holder left half-written). Otherwise write every zone's
-//    document to its own key flags/zones/<ns>/<zone>, stamped with the new epoch and publish id,
-//    and delete the keys of zones that are gone, in chunks sent all at once (each chunk a
-//    transaction guarded by the fence); then flip flags/current in one transaction guarded by the
-//    fence AND by the pointer's mod revision read in step 2. A deposed leader's first guarded
-//    write fails (FencedError). Epochs come from the pointer, so they only grow, across leaders.
+// 2. publish(): read flags/current and the zone keys (guarded by the fence; after our own publish
+//    we know them and skip the read); if the digest of the new documents equals the live one,
+//    do nothing (the first publish after acquire() always writes: it replaces whatever a deposed
+//    holder left half-written). Otherwise write every zone's document to its own key
+//    flags/zones/<ns>/<zone>, stamped with the new epoch and publish id, and delete the keys of
+//    zones that are gone, in chunks sent all at once (each chunk a transaction guarded by the
+//    fence); then flip flags/current in one transaction guarded by the fence AND by the pointer's
+//    mod revision as known. A publish that fits one transaction (up to ~120 zones) writes the
+//    documents and the flip together. A deposed leader's first guarded write fails
+//    (FencedError). Epochs come from the pointer, so they only grow, across leaders.
 // 3. Region-wide readers read their namespace's zone keys pinned at the pointer's revision: every
 //    zone key was rewritten by that publish before the flip, and later publishes write only at
 //    later revisions, so they see one publish whole. A map server needs one document: it watches
@@ -134,6 +136,8 @@ export class FlagPublisher {
   private token: string | undefined;
   /** After acquire(): write even an unchanged compile, over what a deposed holder may have left. */
   private mustWrite = true;
+  /** The store as our last publish left it (undefined: read it first). */
+  private known: (LivePointer & { keys: Set<string> }) | undefined;
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(opts: PublisherOptions) {
@@ -165,6 +169,7 @@ export class FlagPublisher {
       if (txn.succeeded) {
         this.token = String(txn.header.revision);
         this.mustWrite = true;
+        this.known = undefined;
         return this.token;
       }
     }
@@ -173,6 +178,7 @@ export class FlagPublisher {
   /** Gives the token up locally (on losing leadership): later publishes fail without touching etcd. */
   release(): void {
     this.token = undefined;
+    this.known = undefined;
   }
 
   /** Publishes one compile. Calls are serialized. Throws FencedError when deposed. */
@@ -195,12 +201,16 @@ export class FlagPublisher {
     const documentsMs = performance.now() - t0;
     const fenced = () => this.client.if(l.fence, "Mod", "==", token);
     for (;;) {
-      // Read the pointer only while still holding the fence, so a deposed leader learns it even
-      // when it has nothing to write; the zone keys now in the store come with it.
-      const read = await fenced().then(this.client.get(l.pointer), keysUnder(l.zonesPrefix())).commit();
-      if (!read.succeeded) throw this.deposed();
-      const live = pointerFrom(read.responses[0]?.response_range.kvs[0], Number(read.header.revision), l);
-      const present = (read.responses[1]?.response_range.kvs ?? []).map((kv) => kv.key.toString());
+      // What the store holds: known from our own last publish (the flip's compare on the
+      // pointer's mod revision catches anyone else's write), or read, guarded by the fence.
+      let live = this.known;
+      if (live === undefined) {
+        const read = await fenced().then(this.client.get(l.pointer), keysUnder(l.zonesPrefix())).commit();
+        if (!read.succeeded) throw this.deposed();
+        const p = pointerFrom(read.responses[0]?.response_range.kvs[0], Number(read.header.revision), l);
+        const keys = (read.responses[1]?.response_range.kvs ?? []).map((kv) => kv.key.toString());
+        live = { ...p, keys: new Set(keys) };
+      }
       if (!this.mustWrite && live.pointer !== undefined && live.pointer.digest === digest) {
         return {
           published: false,
@@ -224,24 +234,7 @@ export class FlagPublisher {
         keep.add(key);
         return [key, stamp + json.slice(1)];
       });
-      for (const key of present) if (!keep.has(key)) writes.push([key, undefined]);
-      const tWrite = performance.now();
-      const chunks = chunk(writes, this.maxOps, this.maxBytes);
-      // All chunks at once: etcd applies them in order of arrival; waiting for each would add a
-      // round trip per chunk. Every one must land before the flip.
-      const results = await Promise.all(
-        chunks.map((c) =>
-          fenced()
-            .then(
-              ...c.map(([k, v]) =>
-                v === undefined ? this.client.delete().key(k) : this.client.put(k).value(v),
-              ),
-            )
-            .commit(),
-        ),
-      );
-      if (results.some((r) => !r.succeeded)) throw this.deposed();
-
+      for (const key of live.keys) if (!keep.has(key)) writes.push([key, undefined]);
       const pointer: FlagPointer = {
         v: 1,
         epoch,
@@ -252,32 +245,53 @@ export class FlagPublisher {
         fence: token,
         publishedAt: new Date().toISOString(),
       };
-      const tFlip = performance.now();
-      const flip = await fenced()
-        .and(l.pointer, "Mod", "==", live.modRevision)
-        .then(this.client.put(l.pointer).value(JSON.stringify(pointer)))
-        .commit();
+      const op = ([k, v]: Write) =>
+        v === undefined ? this.client.delete().key(k) : this.client.put(k).value(v);
+      const flipWrite: Write = [l.pointer, JSON.stringify(pointer)];
+      const tWrite = performance.now();
+      const chunks = chunk([...writes, flipWrite], this.maxOps, this.maxBytes);
+      let flip: { succeeded: boolean; header: { revision: string } };
+      let tFlip: number;
+      if (chunks.length === 1) {
+        // Small enough for one transaction: the documents and the flip together.
+        tFlip = tWrite;
+        flip = await fenced()
+          .and(l.pointer, "Mod", "==", live.modRevision)
+          .then(...chunks[0]!.map(op))
+          .commit();
+      } else {
+        // All chunks at once: etcd applies them in order of arrival; waiting for each would add
+        // a round trip per chunk. Every one must land before the flip.
+        const results = await Promise.all(
+          chunk(writes, this.maxOps, this.maxBytes).map((c) =>
+            fenced()
+              .then(...c.map(op))
+              .commit(),
+          ),
+        );
+        if (results.some((r) => !r.succeeded)) throw this.deposed();
+        tFlip = performance.now();
+        flip = await fenced().and(l.pointer, "Mod", "==", live.modRevision).then(op(flipWrite)).commit();
+      }
       if (!flip.succeeded) {
+        this.known = undefined;
         const fence = await this.client.get(l.fence).exec();
         if (String(fence.kvs[0]?.mod_revision ?? "0") !== token) throw this.deposed();
         // The pointer moved under us without the fence changing (a manual edit): start over.
         continue;
       }
+      const revision = Number(flip.header.revision);
       this.mustWrite = false;
-      const timings = {
-        documentsMs,
-        writeMs: tFlip - tWrite,
-        flipMs: performance.now() - tFlip,
-      };
+      this.known = { pointer, modRevision: revision, revision, keys: keep };
       return {
         published: true,
         epoch,
         publish,
         digest,
-        revision: Number(flip.header.revision),
-        chunks: chunks.length,
+        revision,
+        chunks: Math.max(1, chunks.length - 1),
         zones: docs.length,
-        timings,
+        timings: { documentsMs, writeMs: tFlip - tWrite, flipMs: performance.now() - tFlip },
       };
     }
   }
@@ -295,6 +309,7 @@ export class FlagPublisher {
   private deposed(): FencedError {
     const token = this.token;
     this.token = undefined;
+    this.known = undefined;
     return new FencedError(
       `publisher ${this.identity} was deposed: fencing token ${token} is no longer current`,
     );
