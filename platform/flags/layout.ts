@@ -226,7 +226,7 @@ export interface ReportGone {
  */
 export interface ReportAlive {
   v: 1;
-  /** Report identities (`Layout.reportId`). */
+  /** `<report identity (Layout.reportId)>#<version of the report last sent (reports.ts)>`. */
   alive: string[];
   ttlSeconds: number;
 }

@@ -5,8 +5,9 @@
 // per connection and namespace naming every pod due, so a process of many pods sends one); a
 // clean close publishes a goodbye. A receiver forgets a report whose pod was not named within its
 // ttl, so a dead pod's report disappears by itself, as a key under an etcd lease would. A
-// receiver that starts (or reconnects, or hears a heartbeat of a pod it does not know) asks the
-// pods of a namespace to report again at once (the sync subject), so it does not wait to know them.
+// receiver that starts (or reconnects, or hears a heartbeat of a pod it does not know, or of a
+// report version it does not hold: the change was lost) asks the pods of a namespace to report
+// again at once (the sync subject), so no lost message leaves a stale report standing.
 //
 // Receiving (ReportTable): one subscription, the reports in memory by pod, expiry, and a
 // `change` event naming the zones whose reports changed (for folding status per zone).
@@ -32,6 +33,8 @@ import {
 
 interface Entry {
   id: string;
+  /** The report's version (a hash of its body), named in heartbeats. */
+  ver: string;
   subject: string;
   namespace: string;
   body: string;
@@ -60,11 +63,13 @@ export class ReportSender {
   send(report: PodReport, ttlSeconds: number): void {
     const id = this.layout.reportId(report.namespace, report.zone, report.pod);
     const msg: ReportMessage = { ...report, ttlSeconds };
+    const body = JSON.stringify(msg);
     const entry: Entry = {
       id,
+      ver: versionOf(body),
       subject: this.layout.reportSubject(report.namespace),
       namespace: report.namespace,
-      body: JSON.stringify(msg),
+      body,
       ttlSeconds,
       nextAt: 0,
     };
@@ -116,7 +121,7 @@ export class ReportSender {
         b = { subject: e.subject, ttlSeconds: e.ttlSeconds, ids: [] };
         batches.set(k, b);
       }
-      b.ids.push(e.id);
+      b.ids.push(`${e.id}#${e.ver}`);
       this.due(e, now);
     }
     for (const b of batches.values()) {
@@ -152,6 +157,13 @@ export class ReportSender {
   }
 }
 
+/** A report's version: FNV-1a of its body (what the sender sent is what the receiver got). */
+export function versionOf(body: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < body.length; i++) h = Math.imul(h ^ body.charCodeAt(i), 0x01000193) >>> 0;
+  return h.toString(36);
+}
+
 const senders = new WeakMap<NatsConnection, Map<string, ReportSender>>();
 
 /** The sender of one NATS connection and key prefix, shared by every flag client on it. */
@@ -174,6 +186,7 @@ export function reportSender(nc: NatsConnection, l: Layout): ReportSender {
 interface Held {
   report: PodReport;
   raw: string;
+  ver: string;
   expiresAt: number;
 }
 
@@ -299,12 +312,15 @@ export class ReportTable extends EventEmitter {
     if ("alive" in msg) {
       const until = now + msg.ttlSeconds * 1000;
       let unknown: string | undefined;
-      for (const id of msg.alive) {
+      for (const named of msg.alive) {
+        const hash = named.lastIndexOf("#");
+        const id = hash < 0 ? named : named.slice(0, hash);
         const held = this.byId.get(id);
         if (held !== undefined) held.expiresAt = until;
-        else unknown ??= id;
+        // A pod we do not know, or whose last report we missed (lost, or sent before we
+        // listened): ask its namespace again.
+        if (held === undefined || (hash >= 0 && held.ver !== named.slice(hash + 1))) unknown ??= id;
       }
-      // A pod we do not know (its report was lost, or came before we listened): ask again.
       if (unknown !== undefined) this.syncSoon(unknown.slice(0, unknown.indexOf("/")));
       return;
     }
@@ -320,7 +336,7 @@ export class ReportTable extends EventEmitter {
     }
     const { ttlSeconds: _, ...report } = msg;
     if (held !== undefined) this.drop(id);
-    this.byId.set(id, { report, raw, expiresAt: now + msg.ttlSeconds * 1000 });
+    this.byId.set(id, { report, raw, ver: versionOf(raw), expiresAt: now + msg.ttlSeconds * 1000 });
     const zk = zoneKeyOf(report);
     let ids = this.byZone.get(zk);
     if (ids === undefined) {

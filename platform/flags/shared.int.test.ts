@@ -82,6 +82,15 @@ describe("sharing a connection", () => {
     expect(table.reports().map((r) => r.pod)).toEqual(["a"]); // a's heartbeats kept it alive
     sender.stop("eu", "z", "a", true);
     await eventually("goodbye", () => table.size === 0, 500);
+
+    // A receiver left holding an old report (the change was lost on the way) learns it from the
+    // next heartbeat, which names the version last sent, and asks again.
+    sender.send({ ...report("c"), epoch: 5 }, 1);
+    await eventually("epoch 5 received", () => table.reports()[0]?.epoch === 5);
+    nc.publish(l.reportSubject("eu"), JSON.stringify({ ...report("c"), epoch: 4, ttlSeconds: 1 }));
+    await eventually("the stale copy held", () => table.reports()[0]?.epoch === 4, 500);
+    await eventually("healed by the heartbeat's version", () => table.reports()[0]?.epoch === 5, 2000);
+    sender.stop("eu", "z", "c", true);
     table.close();
   });
 });
