@@ -8,9 +8,11 @@
 //   hybridctl flags watch [-n NS]
 //   hybridctl bots --count N --zone Z --gateway URL (--login URL --char URL | --keyset FILE)
 //   hybridctl token --keyset FILE --character ID --map MAP
+//   hybridctl events list|describe|create|cancel [-n NS]
 import { fileURLToPath } from "node:url";
 import { Command } from "commander";
 import { addBotsCommand } from "./commands/bots.ts";
+import { addEventsCommands } from "./commands/events.ts";
 import { addFallbackCommands } from "./commands/fallback.ts";
 import { addFlagsCommands } from "./commands/flags.ts";
 import { addP2PCommands } from "./commands/p2p.ts";
@@ -34,6 +36,7 @@ function program(io: Io, signal?: AbortSignal): Command {
   addFlagsCommands(cmd, io, globals, signal);
   addTokenCommand(cmd, io);
   addBotsCommand(cmd, io, globals, signal);
+  addEventsCommands(cmd, io, globals);
   return cmd;
 }
 

@@ -17,6 +17,10 @@ export interface OrchestratorConfig {
   /** One NATS URL for every Region (development); each Region's own when absent. */
   natsUrl: string | undefined;
   intervalMs: number;
+  /** client-go's leader election timings (defaults 15 s, 10 s, 2 s). */
+  leaseDurationMs: number;
+  renewDeadlineMs: number;
+  retryPeriodMs: number;
 }
 
 export function orchestratorConfigFromEnv(env = process.env): OrchestratorConfig {
@@ -30,6 +34,9 @@ export function orchestratorConfigFromEnv(env = process.env): OrchestratorConfig
     leaseName: r.str("HYBRIDP2P_LEASE_NAME", "hybrid-orchestrator"),
     natsUrl: r.str("HYBRIDP2P_ORCHESTRATOR_NATS_URL"),
     intervalMs: r.duration("HYBRIDP2P_ORCHESTRATOR_INTERVAL", 1000, { minMs: 100, maxMs: 60_000 }),
+    leaseDurationMs: r.duration("HYBRIDP2P_LEASE_DURATION", 15_000, { minMs: 1000 }),
+    renewDeadlineMs: r.duration("HYBRIDP2P_RENEW_DEADLINE", 10_000, { minMs: 500 }),
+    retryPeriodMs: r.duration("HYBRIDP2P_RETRY_PERIOD", 2_000, { minMs: 100 }),
   };
   r.done();
   return cfg;
@@ -46,6 +53,9 @@ export async function run(): Promise<void> {
       identity,
       leaseNamespace: cfg.leaderElect ? cfg.leaseNamespace : undefined,
       leaseName: cfg.leaseName,
+      leaseDurationMs: cfg.leaseDurationMs,
+      renewDeadlineMs: cfg.renewDeadlineMs,
+      retryPeriodMs: cfg.retryPeriodMs,
       healthAddress: `:${cfg.runtime.healthPort}`,
       metricsAddress: `:${cfg.runtime.metricsPort}`,
       natsOverride: cfg.natsUrl ? () => cfg.natsUrl : undefined,
