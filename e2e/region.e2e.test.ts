@@ -3,11 +3,12 @@
 // a killed map server's maps move and the pod comes back, P2P toggles and fallback is forced and
 // cleared through the flag plane, and deleting the Region garbage-collects its children.
 //
-// The flag etcd is the Region's managed etcd (`demo-etcd.demo.svc:2379`): the workloads get it as
-// HYBRIDP2P_ETCD_ENDPOINTS from the operator's rendering, and the operator must publish flags to
-// the same etcd they watch; it is the one etcd both the operator pod and the workload pods reach
-// on any cluster (a host-loopback etcd is out of pods' reach). Until the Region's etcd is up the
-// operator's flag plane retries, which is why the Zones' epochs are checked only after Ready.
+// The flag store is the Region's managed etcd (`demo-etcd.demo.svc:2379`): the workloads get it as
+// HYBRIDP2P_ETCD_ENDPOINTS from the operator's rendering, and the operator publishes each Region's
+// flags to that Region's own store with nothing to configure (a plain `helm install`); the pods'
+// acks come back on the Region's NATS (read here through a port-forward, e2e/stores.ts). Until the
+// Region's etcd is up the operator's flag plane retries (the Region is Degraded meanwhile), which
+// is why the Zones' epochs are checked only after Ready.
 // The test itself reads etcd at the etcd pod's IP: routable from the host on the local cluster
 // (the host is the node); on kind it needs the pod network reachable (hack/kind-e2e.sh routes it).
 import { execFileSync } from "node:child_process";
@@ -22,6 +23,7 @@ import { binDir } from "../testkit/local/services.ts";
 import { type BotFleet, runBots } from "../workloads/client/bots.ts";
 import type { P2PClient } from "../workloads/client/p2p.ts";
 import { type LoopbackStun, startLoopbackStun } from "../workloads/coordinator/stun.ts";
+import { RegionStores } from "./stores.ts";
 
 const kubeconfig = inject("kubeconfig");
 const repoRoot = new URL("..", import.meta.url).pathname;
@@ -35,6 +37,7 @@ const PREFIX = "/hybridp2p/v1/";
 const G = "/apis/hybridp2p.io/v1alpha1";
 let client: KubeClient;
 let etcd: Etcd3 | undefined;
+const stores = new RegionStores(kubeconfig, NS, REGION);
 
 const run = (cmd: string, args: string[], input?: string) =>
   execFileSync(cmd, args, {
@@ -84,10 +87,8 @@ async function flagStore(): Promise<Etcd3> {
 }
 const currentEpoch = async () =>
   JSON.parse((await (await flagStore()).get(`${PREFIX}flags/current`).string()) ?? "{}").epoch as number;
-async function reports(z: string): Promise<{ pod: string; epoch: number; mode: string }[]> {
-  const all = await (await flagStore()).getAll().prefix(`${PREFIX}status/reports/${NS}/${z}/`).strings();
-  return Object.values(all).map((v) => JSON.parse(v));
-}
+/** The acks of a zone's pods, on the Region's NATS. */
+const reports = (z: string) => stores.reports(z);
 async function owners(z: string): Promise<Record<string, string>> {
   const all = await (await flagStore()).getAll().prefix(`${PREFIX}ownership/maps/${REGION}/${z}/`).strings();
   return Object.fromEntries(
@@ -131,6 +132,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   etcd?.close();
+  await stores.close();
   await client?.request("DELETE", `/api/v1/namespaces/${NS}`).catch(() => {});
   try {
     helm(["uninstall", RELEASE, "-n", OPERATOR_NS, "--wait", "--timeout", "120s"]);
@@ -148,8 +150,6 @@ describe("the demo region on a cluster", () => {
       "-n",
       OPERATOR_NS,
       "--create-namespace",
-      "--set",
-      `flags.etcdEndpoints=http://${REGION}-etcd.${NS}.svc:2379`,
       "--wait",
       "--timeout",
       "300s",

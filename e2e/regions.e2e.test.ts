@@ -1,0 +1,189 @@
+// Two managed Regions toggle independently on a real cluster (KUBECONFIG, or the local one the
+// global setup starts): a plain `helm install` (no flag endpoint set) and two Regions, each in its
+// own namespace with its own managed etcd and NATS. The operator publishes each Region's flags to
+// that Region's etcd, numbered per store; a policy edit in one Region moves that Region's zones
+// and epoch and leaves the other's alone; the pods' acks come back on each Region's NATS.
+import { execFileSync } from "node:child_process";
+import { join } from "node:path";
+import { KubeConfig } from "@kubernetes/client-node";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { KubeClient } from "../operator/runtime/kube.ts";
+import { pollUntil } from "../platform/time.ts";
+import { computeStatus, type KObject } from "../testkit/kstatus.ts";
+import { binDir } from "../testkit/local/services.ts";
+import { RegionStores } from "./stores.ts";
+
+const kubeconfig = inject("kubeconfig");
+const repoRoot = new URL("..", import.meta.url).pathname;
+const OPERATOR_NS = "hybrid-p2p-regions";
+const RELEASE = "hp-regions";
+const REGIONS = ["east", "west"] as const;
+const ZONE = "fild";
+const G = "/apis/hybridp2p.io/v1alpha1";
+let client: KubeClient;
+let installed = false;
+const stores = new Map(REGIONS.map((r) => [r, new RegionStores(kubeconfig, r, r)]));
+
+const run = (cmd: string, args: string[]) =>
+  execFileSync(cmd, args, {
+    encoding: "utf8",
+    env: { ...process.env, KUBECONFIG: kubeconfig },
+    stdio: ["pipe", "pipe", "pipe"],
+  });
+const helm = (args: string[]) => run(join(binDir(), "helm"), [...args, "--kubeconfig", kubeconfig]);
+const waitFor = <T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 300_000) =>
+  pollUntil(what, probe, timeoutMs, 500);
+const get = <T = KObject>(path: string) => client.request<T>("GET", path);
+const apply = (path: string, obj: unknown) =>
+  client.request("PATCH", path, {
+    query: { fieldManager: "e2e", force: true },
+    body: obj,
+    contentType: "application/apply-patch+yaml",
+  });
+
+interface Status {
+  mode?: string;
+  appliedEpoch?: number;
+  replicas?: { desired?: number; applied?: number };
+  conditions?: { type: string; status: string; reason?: string; message?: string }[];
+}
+const zone = (r: string) => get<KObject & { status?: Status }>(`${G}/namespaces/${r}/zones/${ZONE}`);
+const setPolicy = (r: string, enabled: boolean) =>
+  apply(`${G}/namespaces/${r}/p2ppolicies/fields`, {
+    apiVersion: "hybridp2p.io/v1alpha1",
+    kind: "P2PPolicy",
+    metadata: { name: "fields", namespace: r },
+    spec: { zoneSelector: { matchLabels: { tier: "field" } }, enabled },
+  });
+
+/** The Region's zone runs `mode` at its store's live epoch: status and every pod's ack. */
+async function zoneIn(r: (typeof REGIONS)[number], mode: "P2P" | "Server"): Promise<number | undefined> {
+  const s = stores.get(r)!;
+  const epoch = await s.epoch();
+  const z = (await zone(r)).status ?? {};
+  if (epoch === 0 || z.mode !== mode || z.appliedEpoch !== epoch) return undefined;
+  if (!z.replicas?.desired || z.replicas.applied !== z.replicas.desired) return undefined;
+  const acks = await s.reports(ZONE);
+  const want = mode === "P2P" ? "p2p" : "server";
+  return acks.length === z.replicas.desired && acks.every((a) => a.epoch === epoch && a.mode === want)
+    ? epoch
+    : undefined;
+}
+
+beforeAll(async () => {
+  const kc = new KubeConfig();
+  kc.loadFromFile(kubeconfig);
+  client = await new KubeClient(kc).init();
+});
+
+afterAll(async () => {
+  for (const s of stores.values()) await s.close();
+  for (const r of REGIONS) await client?.request("DELETE", `/api/v1/namespaces/${r}`).catch(() => {});
+  if (installed) {
+    try {
+      helm(["uninstall", RELEASE, "-n", OPERATOR_NS, "--wait", "--timeout", "120s"]);
+    } catch {}
+    await client?.request("DELETE", `/api/v1/namespaces/${OPERATOR_NS}`).catch(() => {});
+  }
+  client?.close();
+}, 300_000);
+
+describe("two Regions, each with its own flag store", () => {
+  it("comes up from a plain helm install: no flag endpoint set", async () => {
+    const operators = await get<{ items: unknown[] }>(
+      `/apis/apps/v1/deployments?labelSelector=${encodeURIComponent("app.kubernetes.io/name=hybrid-operator")}`,
+    );
+    if (operators.items.length === 0) {
+      helm([
+        "install",
+        RELEASE,
+        join(repoRoot, "charts/hybrid-p2p"),
+        "-n",
+        OPERATOR_NS,
+        "--create-namespace",
+      ]);
+      installed = true;
+      helm(["status", RELEASE, "-n", OPERATOR_NS]); // installed; the Deployment rolls out meanwhile
+    }
+    const keyset = run(join(repoRoot, "node_modules/.bin/node"), [
+      join(repoRoot, "workloads/main.ts"),
+      "keyset",
+      "new",
+    ]);
+    for (const r of REGIONS) {
+      await client.request("POST", "/api/v1/namespaces", { body: { metadata: { name: r } } });
+      await client.request("POST", `/api/v1/namespaces/${r}/secrets`, {
+        body: { metadata: { name: `${r}-auth-keyset` }, stringData: { "keyset.json": keyset } },
+      });
+      await apply(`${G}/namespaces/${r}/regions/${r}`, {
+        apiVersion: "hybridp2p.io/v1alpha1",
+        kind: "Region",
+        metadata: { name: r, namespace: r },
+        spec: {
+          gateway: { replicas: 1 },
+          coordinator: { replicas: 1 },
+          loginServer: { replicas: 1 },
+          charServer: { replicas: 1 },
+          dataStores: {
+            etcd: { mode: "Managed" },
+            nats: { mode: "Managed" },
+            postgres: { mode: "Managed" },
+            dragonfly: { mode: "Managed" },
+          },
+        },
+      });
+      await apply(`${G}/namespaces/${r}/zones/${ZONE}`, {
+        apiVersion: "hybridp2p.io/v1alpha1",
+        kind: "Zone",
+        metadata: { name: ZONE, namespace: r, labels: { tier: "field" } },
+        spec: {
+          regionRef: { name: r },
+          maps: [{ name: "prt_fild08", type: "Field" }],
+          mapServer: { replicas: 1 },
+        },
+      });
+      await setPolicy(r, false);
+    }
+    for (const r of REGIONS) {
+      await waitFor(`${r}'s zone Ready`, async () => {
+        const z = await zone(r);
+        const ready = z.status?.conditions?.find((c) => c.type === "Ready")?.status === "True";
+        return ready && computeStatus(z).status === "Current" ? z : undefined;
+      });
+      // Each Region's store has its own publish, and the zone's pod acks it.
+      await waitFor(`${r}'s zone in server mode at its store's epoch`, () => zoneIn(r, "Server"));
+    }
+    for (const r of REGIONS) {
+      await waitFor(`${r} not Degraded (its flag store takes publishes)`, async () => {
+        const region = await get<KObject & { status?: Status }>(`${G}/namespaces/${r}/regions/${r}`);
+        return region.status?.conditions?.find((c) => c.type === "Degraded")?.status === "False"
+          ? true
+          : undefined;
+      });
+    }
+  });
+
+  it("toggles one Region without touching the other, each store counting its own epochs", async () => {
+    const [east, west] = [stores.get("east")!, stores.get("west")!];
+    const west0 = await west.epoch();
+    const east0 = await east.epoch();
+
+    await setPolicy("east", true);
+    const east1 = await waitFor("east in P2P, every pod acked", () => zoneIn("east", "P2P"));
+    expect(east1).toBe(east0 + 1);
+    expect(await west.epoch()).toBe(west0); // nothing published to west's store
+    expect((await zone("west")).status?.mode).toBe("Server");
+    expect((await west.reports(ZONE)).every((a) => a.mode === "server" && a.epoch === west0)).toBe(true);
+
+    await setPolicy("west", true);
+    const west1 = await waitFor("west in P2P, every pod acked", () => zoneIn("west", "P2P"));
+    expect(west1).toBe(west0 + 1);
+    expect(await east.epoch()).toBe(east1);
+
+    // Both at once: each store moves by one, independently.
+    await Promise.all([setPolicy("east", false), setPolicy("west", false)]);
+    await waitFor("east back in server mode", () => zoneIn("east", "Server"));
+    await waitFor("west back in server mode", () => zoneIn("west", "Server"));
+    expect([await east.epoch(), await west.epoch()]).toEqual([east1 + 1, west1 + 1]);
+  });
+});
