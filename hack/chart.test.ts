@@ -6,7 +6,7 @@ import { readdirSync, readFileSync, realpathSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parseAllDocuments, parse as parseYaml } from "yaml";
-import { P2P_POLICY, REGION, ZONE } from "../operator/api/constants.ts";
+import { P2P_POLICY, REGION, WORLD_EVENT, ZONE } from "../operator/api/constants.ts";
 import { CHILD_RESOURCES } from "../operator/controllers/operator.ts";
 import { OPERATOR_NODE_FLAGS } from "../operator/main.ts";
 import { OPERATOR_NAME } from "../operator/render/constants.ts";
@@ -85,7 +85,12 @@ interface Deployment extends K8sObject {
     };
   };
 }
-const deploymentOf = (objs: K8sObject[]) => objs.find((o) => o.kind === "Deployment") as Deployment;
+const deploymentOf = (objs: K8sObject[], name = OPERATOR_NAME) =>
+  objs.find(
+    (o) =>
+      o.kind === "Deployment" &&
+      (o as Deployment).spec.template.metadata.labels["app.kubernetes.io/name"] === name,
+  ) as Deployment;
 
 describe("the hybrid-p2p chart", () => {
   it("passes helm lint --strict", () => {
@@ -158,6 +163,9 @@ describe("the hybrid-p2p chart", () => {
         `${k.plural}/status`,
         `${k.plural}/finalizers`,
       ]),
+      // The orchestrator's: it reads WorldEvents, Regions and Zones and writes WorldEvent status.
+      WORLD_EVENT.plural,
+      `${WORLD_EVENT.plural}/status`,
       "secrets",
       "pods",
       "events",
@@ -218,7 +226,36 @@ describe("the hybrid-p2p chart", () => {
     });
   });
 
+  it("runs the world-event orchestrator from the workload image, leader-elected, with least privilege", () => {
+    const objs = template();
+    const dep = deploymentOf(objs, "hybrid-orchestrator");
+    const c = dep.spec.template.spec.containers[0]!;
+    expect(dep.spec.replicas).toBe(2);
+    expect(c.image).toBe("ghcr.io/hybrid-p2p/workload:0.1.0");
+    expect(c.args).toEqual(["orchestrator"]);
+    expect(c.env).toContainEqual({ name: "HYBRIDP2P_LEASE_DURATION", value: "15s" });
+    expect(dep.spec.template.spec.securityContext.runAsNonRoot).toBe(true);
+    expect(dep.spec.template.spec.affinity?.podAntiAffinity).toBeDefined();
+    const mine = roles(objs).filter((r) => r.metadata.name.includes("orchestrator"));
+    expect(granted(mine, "hybridp2p.io", WORLD_EVENT.plural)).toEqual(new Set(["get", "list", "watch"]));
+    expect(granted(mine, "hybridp2p.io", `${WORLD_EVENT.plural}/status`)).toEqual(
+      new Set(["get", "update", "patch"]),
+    );
+    for (const k of [REGION, ZONE])
+      expect(granted(mine, "hybridp2p.io", k.plural)).toEqual(new Set(["get", "list", "watch"]));
+    expect(granted(mine, "apps", "deployments").size).toBe(0);
+    expect(granted(mine, "", "secrets").size).toBe(0);
+    const lease = mine.find((r) => granted([r], "coordination.k8s.io", "leases").size > 0)!;
+    expect(lease).toMatchObject({ kind: "Role", metadata: { namespace: "hybrid-system" } });
+    const sa = dep.spec.template.spec as unknown as { serviceAccountName: string };
+    expect(sa.serviceAccountName).toBe("hp-hybrid-p2p-orchestrator");
+    expect(template("orchestrator.enabled=false").some((o) => o.metadata.name.includes("orchestrator"))).toBe(
+      false,
+    );
+  });
+
   it("rejects values that would not work (values.schema.json)", () => {
+    expect(templateError("orchestrator.natsUrl=nats-0:4222")).toMatch(/natsUrl/);
     expect(templateError("replicas=2", "leaderElection.enabled=false")).toMatch(/leaderElection\/enabled/);
     expect(templateError("replica=2")).toMatch(/replica/);
     expect(templateError("flags.etcdEndpoints=etcd:2379")).toMatch(/etcdEndpoints/);

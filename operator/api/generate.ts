@@ -21,7 +21,15 @@ export interface RenderedCrd {
 export function renderCrds(): RenderedCrd[] {
   return kinds.map((def) => ({
     fileName: `${GROUP}_${def.names.plural}.yaml`,
-    yaml: HEADER + stringify(customResourceDefinition(def), { lineWidth: 0, aliasDuplicateObjects: false }),
+    // YAML 1.1 quoting: Helm reads the CRDs with a YAML 1.1 parser (fromYaml in the chart), where
+    // a bare key `y`, `n`, `on` or `off` is a boolean; quoted, it stays the field's name.
+    yaml:
+      HEADER +
+      stringify(customResourceDefinition(def), {
+        lineWidth: 0,
+        aliasDuplicateObjects: false,
+        version: "1.1",
+      }),
   }));
 }
 

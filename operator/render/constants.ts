@@ -42,6 +42,8 @@ export const PART_OF = "hybrid-p2p";
 export const MANAGED_BY = "hybrid-operator";
 /** Pods of the operator carry this app.kubernetes.io/name; the managed etcd admits them. */
 export const OPERATOR_NAME = "hybrid-operator";
+/** app.kubernetes.io/name of the chart's world-event orchestrator pods (workloads/orchestrator). */
+export const ORCHESTRATOR_NAME = "hybrid-orchestrator";
 /** Selects every object the operator manages (its informers watch only these). */
 export const MANAGED_SELECTOR = `${LABEL.managedBy}=${MANAGED_BY}`;
 /** Pod-template annotation carrying a hash of the config, so config changes roll the pods. */

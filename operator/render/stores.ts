@@ -20,6 +20,7 @@ import {
   ENV,
   LABEL,
   OPERATOR_NAME,
+  ORCHESTRATOR_NAME,
   POSTGRES_DB,
   POSTGRES_USER,
   STORE_CLIENTS,
@@ -241,6 +242,11 @@ export function renderManagedStore(region: Region, store: StoreName): KubeObject
   const from: unknown[] = STORE_CLIENTS[store].map((component) => regionPods(r, component));
   if (store === "etcd" || store === "nats") {
     from.push({ namespaceSelector: {}, podSelector: { matchLabels: { [LABEL.name]: OPERATOR_NAME } } });
+  }
+  // NATS also admits the world-event orchestrator (the chart's Deployment): it writes world events
+  // to the Region's JetStream and reads its map servers' live reports (workloads/orchestrator).
+  if (store === "nats") {
+    from.push({ namespaceSelector: {}, podSelector: { matchLabels: { [LABEL.name]: ORCHESTRATOR_NAME } } });
   }
   return [
     child("v1", "Service", name, owner, labels, {

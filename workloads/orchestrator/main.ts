@@ -16,6 +16,8 @@ export interface OrchestratorConfig {
   leaseName: string;
   /** One NATS URL for every Region (development); each Region's own when absent. */
   natsUrl: string | undefined;
+  /** Only WorldEvents, Regions and Zones of this namespace; every namespace when absent. */
+  watchNamespace: string | undefined;
   intervalMs: number;
   /** client-go's leader election timings (defaults 15 s, 10 s, 2 s). */
   leaseDurationMs: number;
@@ -33,6 +35,7 @@ export function orchestratorConfigFromEnv(env = process.env): OrchestratorConfig
     leaseNamespace: r.str("HYBRIDP2P_LEASE_NAMESPACE", runtime.namespace),
     leaseName: r.str("HYBRIDP2P_LEASE_NAME", "hybrid-orchestrator"),
     natsUrl: r.str("HYBRIDP2P_ORCHESTRATOR_NATS_URL"),
+    watchNamespace: r.str("HYBRIDP2P_WATCH_NAMESPACE"),
     intervalMs: r.duration("HYBRIDP2P_ORCHESTRATOR_INTERVAL", 1000, { minMs: 100, maxMs: 60_000 }),
     leaseDurationMs: r.duration("HYBRIDP2P_LEASE_DURATION", 15_000, { minMs: 1000 }),
     renewDeadlineMs: r.duration("HYBRIDP2P_RENEW_DEADLINE", 10_000, { minMs: 500 }),
@@ -59,6 +62,7 @@ export async function run(): Promise<void> {
       healthAddress: `:${cfg.runtime.healthPort}`,
       metricsAddress: `:${cfg.runtime.metricsPort}`,
       natsOverride: cfg.natsUrl ? () => cfg.natsUrl : undefined,
+      namespace: cfg.watchNamespace,
       intervalMs: cfg.intervalMs,
       // A deposed leader exits; the Deployment restarts it as a follower with fresh state.
       onLostLeadership: () => {

@@ -54,6 +54,8 @@ export interface OrchestratorOptions {
   retryPeriodMs?: number;
   healthAddress?: string;
   metricsAddress?: string;
+  /** Watch only this namespace (the chart's watchNamespace); every namespace when undefined. */
+  namespace?: string;
   /** One NATS for every Region (development, tests): returns its URL, or undefined for the Region's own. */
   natsOverride?: (namespace: string, name: string) => string | undefined;
   /** How often every event is looked at again (besides on every change). Default 1 s. */
@@ -79,6 +81,7 @@ export class Orchestrator {
       client: o.client,
       metrics: o.metrics,
       log: o.log,
+      namespace: o.namespace,
       healthAddress: o.healthAddress,
       metricsAddress: o.metricsAddress,
       onLostLeadership: o.onLostLeadership,
