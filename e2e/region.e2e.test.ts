@@ -6,12 +6,14 @@
 // The flag store is the Region's managed etcd (`demo-etcd.demo.svc:2379`): the workloads get it as
 // HYBRIDP2P_ETCD_ENDPOINTS from the operator's rendering, and the operator publishes each Region's
 // flags to that Region's own store with nothing to configure (a plain `helm install`); the pods'
-// acks come back on the Region's NATS (read here through a port-forward, e2e/stores.ts). Until the
-// Region's etcd is up the operator's flag plane retries (the Region is Degraded meanwhile), which
-// is why the Zones' epochs are checked only after Ready.
-// The test itself reads etcd at the etcd pod's IP: routable from the host on the local cluster
-// (the host is the node); on kind it needs the pod network reachable (hack/kind-e2e.sh routes it).
-import { execFileSync } from "node:child_process";
+// acks come back on the Region's NATS. Until the Region's etcd is up the operator's flag plane
+// retries (the Region is Degraded meanwhile), which is why the Zones' epochs are checked only
+// after Ready.
+// The test itself reads etcd and the acks through `kubectl port-forward` to the store pods: the stores
+// NetworkPolicy admits only the region's components and the operator, and a port-forward (which
+// connects inside the pod) works the same on any cluster, whether or not the test runs on a node.
+// The players connect to pod IPs (hack/kind-e2e.sh routes the pod network on kind).
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { join } from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
 import { Etcd3 } from "etcd3";
@@ -37,6 +39,7 @@ const PREFIX = "/hybridp2p/v1/";
 const G = "/apis/hybridp2p.io/v1alpha1";
 let client: KubeClient;
 let etcd: Etcd3 | undefined;
+let etcdForward: ChildProcess | undefined;
 const stores = new RegionStores(kubeconfig, NS, REGION);
 
 const run = (cmd: string, args: string[], input?: string) =>
@@ -81,8 +84,37 @@ const mapServerPods = async (z: string) =>
 
 async function flagStore(): Promise<Etcd3> {
   if (etcd) return etcd;
-  const pod = await get<Pod>(`/api/v1/namespaces/${NS}/pods/${REGION}-etcd-0`);
-  etcd = new Etcd3({ hosts: `http://${pod.status!.podIP}:2379` });
+  const pf = spawn(
+    join(binDir(), "kubectl"),
+    [
+      "--kubeconfig",
+      kubeconfig,
+      "port-forward",
+      "-n",
+      NS,
+      `pod/${REGION}-etcd-0`,
+      "--address",
+      "127.0.0.1",
+      ":2379",
+    ],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  etcdForward = pf;
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = "";
+    pf.stdout!.on("data", (d: Buffer) => {
+      out += d.toString();
+      const m = /Forwarding from 127\.0\.0\.1:(\d+)/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    pf.stderr!.on("data", (d: Buffer) => {
+      out += d.toString();
+    });
+    pf.once("exit", (code) =>
+      reject(new Error(`kubectl port-forward to the etcd pod exited (${code}): ${out}`)),
+    );
+  });
+  etcd = new Etcd3({ hosts: `http://127.0.0.1:${port}` });
   return etcd;
 }
 const currentEpoch = async () =>
@@ -132,6 +164,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   etcd?.close();
+  etcdForward?.kill();
   await stores.close();
   await client?.request("DELETE", `/api/v1/namespaces/${NS}`).catch(() => {});
   try {
