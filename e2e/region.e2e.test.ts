@@ -13,10 +13,10 @@
 // NetworkPolicy admits only the region's components and the operator, and a port-forward (which
 // connects inside the pod) works the same on any cluster, whether or not the test runs on a node.
 // The players connect to pod IPs (hack/kind-e2e.sh routes the pod network on kind).
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
-import { Etcd3 } from "etcd3";
+import type { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { KubeClient } from "../operator/runtime/kube.ts";
 import { pollUntil } from "../platform/time.ts";
@@ -38,8 +38,6 @@ const FIELD = "prt-fild08";
 const PREFIX = "/hybridp2p/v1/";
 const G = "/apis/hybridp2p.io/v1alpha1";
 let client: KubeClient;
-let etcd: Etcd3 | undefined;
-let etcdForward: ChildProcess | undefined;
 const stores = new RegionStores(kubeconfig, NS, REGION);
 
 const run = (cmd: string, args: string[], input?: string) =>
@@ -82,41 +80,8 @@ const mapServerPods = async (z: string) =>
     )
   ).items;
 
-async function flagStore(): Promise<Etcd3> {
-  if (etcd) return etcd;
-  const pf = spawn(
-    join(binDir(), "kubectl"),
-    [
-      "--kubeconfig",
-      kubeconfig,
-      "port-forward",
-      "-n",
-      NS,
-      `pod/${REGION}-etcd-0`,
-      "--address",
-      "127.0.0.1",
-      ":2379",
-    ],
-    { stdio: ["ignore", "pipe", "pipe"] },
-  );
-  etcdForward = pf;
-  const port = await new Promise<number>((resolve, reject) => {
-    let out = "";
-    pf.stdout!.on("data", (d: Buffer) => {
-      out += d.toString();
-      const m = /Forwarding from 127\.0\.0\.1:(\d+)/.exec(out);
-      if (m) resolve(Number(m[1]));
-    });
-    pf.stderr!.on("data", (d: Buffer) => {
-      out += d.toString();
-    });
-    pf.once("exit", (code) =>
-      reject(new Error(`kubectl port-forward to the etcd pod exited (${code}): ${out}`)),
-    );
-  });
-  etcd = new Etcd3({ hosts: `http://127.0.0.1:${port}` });
-  return etcd;
-}
+/** The Region's etcd, through a port-forward (e2e/stores.ts). */
+const flagStore = (): Promise<Etcd3> => stores.flagStore();
 const currentEpoch = async () =>
   JSON.parse((await (await flagStore()).get(`${PREFIX}flags/current`).string()) ?? "{}").epoch as number;
 /** The acks of a zone's pods, on the Region's NATS. */
@@ -163,8 +128,6 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  etcd?.close();
-  etcdForward?.kill();
   await stores.close();
   await client?.request("DELETE", `/api/v1/namespaces/${NS}`).catch(() => {});
   try {
