@@ -5,10 +5,12 @@
 // server in p2p mode, and the login and char servers (new characters start on the field map).
 import { randomBytes } from "node:crypto";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { Etcd3 } from "etcd3";
 import { API_VERSION } from "../operator/api/constants.ts";
 import type { KubeObject } from "../operator/api/meta.ts";
 import { FlagClient } from "../platform/flags/client.ts";
 import { connectFlagStore } from "../platform/flags/etcd.ts";
+import type { ZoneReport } from "../platform/flags/layout.ts";
 import type { RunningService } from "../workloads/auth/service.ts";
 import { startCharServer } from "../workloads/char-server/server.ts";
 import { ensureEventStream } from "../workloads/gateway/events.ts";
@@ -32,6 +34,10 @@ export interface P2PRegion {
   char: RunningService;
   /** The gateway's flag client. */
   flags: FlagClient;
+  /** The flag store, the key prefix the region's flags live under, and the report channel. */
+  etcd: Etcd3;
+  prefix: string;
+  reports: NatsConnection;
   /** Applies the zone's P2PPolicy (as a user would) with these spec fields. */
   setPolicy(spec: Record<string, unknown>): Promise<void>;
   stop(): Promise<void>;
@@ -42,7 +48,7 @@ export async function startP2PRegion(env: LocalEnv, label = "p2p"): Promise<P2PR
   const prefix = `/${namespace}/v1/`;
   const region = namespace;
   const zone = "fields";
-  const map = `${label.slice(0, 8)}_fild01`;
+  const map = `${label.slice(0, 4)}_fild01`; // RO map names: 11 bytes at most
   const stops: (() => Promise<unknown>)[] = [];
   const stop = async () => {
     for (const s of stops.reverse()) await s().catch(() => undefined);
@@ -61,9 +67,13 @@ export async function startP2PRegion(env: LocalEnv, label = "p2p"): Promise<P2PR
       });
     const etcd = connectFlagStore(env.etcdEndpoints!);
     stops.push(async () => etcd.close());
+    // The pods' reports travel over NATS (the report channel), as in a Region.
+    const reports = await connect({ servers: env.natsUrl! });
+    stops.push(() => reports.drain());
     const plane = await startFlagPlane({
       kubeconfig: env.kubeconfig!,
       etcd,
+      nats: reports,
       namespace,
       identity: label,
       prefix,
@@ -91,7 +101,14 @@ export async function startP2PRegion(env: LocalEnv, label = "p2p"): Promise<P2PR
     };
     await setPolicy({ enabled: true });
 
-    const flags = new FlagClient({ client: etcd, prefix, namespace, service: "gateway", pod: "gw-0" });
+    const flags = new FlagClient({
+      client: etcd,
+      nats: reports,
+      prefix,
+      namespace,
+      service: "gateway",
+      pod: "gw-0",
+    });
     await flags.start();
     stops.push(() => flags.close());
     await eventually("the zone's published flags", () => flags.p2p(zone));
@@ -137,13 +154,20 @@ export async function startP2PRegion(env: LocalEnv, label = "p2p"): Promise<P2PR
     stops.push(() => gw.stop());
     flags.on("snapshot", () => gw.gateway.refreshModes());
     flags.on("state", () => gw.gateway.refreshModes());
+    // The canary's counts in the gateway's report, as the workload reports them.
+    const players = setInterval(() => {
+      const zones = new Map<string, ZoneReport>();
+      for (const [z, p] of gw.gateway.p2pPlayers()) zones.set(z, { players: p });
+      flags.reportZones(zones);
+    }, 300);
+    stops.push(async () => clearInterval(players));
     const nc: NatsConnection = await connect({ servers: env.natsUrl! });
     stops.push(() => nc.drain());
     await ensureEventStream(nc);
     const field = new StandInMapServer({ nc, region, zone, maps: [map], mode: "p2p" });
     field.start();
     stops.push(() => field.stop());
-    return { namespace, zone, map, gw, coord, login, char, flags, setPolicy, stop };
+    return { namespace, zone, map, gw, coord, login, char, flags, etcd, prefix, reports, setPolicy, stop };
   } catch (err) {
     await stop();
     throw err;

@@ -41,6 +41,8 @@ async function status(
       replicas: { applied: z.status?.replicas?.applied ?? 0, desired: z.spec?.mapServer?.replicas ?? 1 },
       policy: z.status?.policy ?? null,
       p2pPeers: z.status?.p2pPeers ?? null,
+      // The canary: players eligible for P2P and playing P2P under the rollout.
+      p2pPlayers: z.status?.p2pPlayers ?? null,
       fallbackReason: z.status?.fallbackReason ?? null,
     })),
   };
