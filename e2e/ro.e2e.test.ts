@@ -142,7 +142,7 @@ describe("RO clients on the cluster", () => {
     fleet = await runBots({
       count: 2,
       gatewayUrl: `ws://${await ip("gateway")}:7000`,
-      maps: ["prontera"],
+      maps: ["prt_fild08"],
       accounts: { loginUrl, charUrl: `http://${await ip("char-server")}:6121` },
       decodeMode: "full",
       moveEveryMs: 500,
@@ -171,7 +171,8 @@ describe("RO clients on the cluster", () => {
     const created = await conn.next("charCreated");
     conn.send(enc.charSelect(0));
     const addr = await conn.next("mapServer");
-    expect(addr).toMatchObject({ mapName: "prontera.gat", port: 30512 });
+    // New characters start where the Region's startPoint says (prt_fild08), next to the bots.
+    expect(addr).toMatchObject({ mapName: "prt_fild08.gat", port: 30512 });
     conn.close();
     expect((await p.enterMap(addr.port, created.charId)).type).toBe("mapAccept");
     const m = p.map!;
