@@ -167,6 +167,7 @@ const LEN: Record<number, number> = {
   149: 30,
   141: -1,
   142: -1,
+  154: -1,
   737: 33,
   2038: 14,
   176: 8,
@@ -367,6 +368,8 @@ export function decodeServer(b: Buffer): Decoded {
       return { type: "chatFrom", id: r.u32(), text: r.text0() };
     case 0x8e:
       return { type: "chatSelf", text: r.text0() };
+    case 0x9a:
+      return { type: "broadcast", text: r.text0() };
     case 0x2e1:
       return {
         type: "damage",

@@ -465,6 +465,12 @@ export const GOLDEN: GoldenVector[] = [
     value: { type: "chatSelf", text: "Golden : hi all!" },
   },
   {
+    name: "0x009a broadcast",
+    dir: "s2c",
+    bytes: hex("9a00", u16(4 + 14), text0("Osiris rises!")),
+    value: { type: "broadcast", text: "Osiris rises!" },
+  },
+  {
     name: "0x0437 attack",
     dir: "c2s",
     bytes: hex("3704", u32(100000042), u8(7)),

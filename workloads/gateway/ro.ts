@@ -267,6 +267,10 @@ class RoPlayer {
         else this.out({ type: "chatFrom", id: this.idOf(m.from), text: line });
         return;
       }
+      case "announce":
+        // A world event's announcement: RO's broadcast, as rAthena's @broadcast sends it.
+        this.out({ type: "broadcast", text: m.text });
+        return;
       case "combat":
         if (!this.loaded) return;
         this.out({

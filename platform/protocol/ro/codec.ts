@@ -294,6 +294,8 @@ export const PACKETS = {
   chat: { id: 0x00f3, dir: "c2s", fields: {}, tail: { text: true } },
   chatFrom: { id: 0x008d, dir: "s2c", fields: { id: "u32" }, tail: { text: true } },
   chatSelf: { id: 0x008e, dir: "s2c", fields: {}, tail: { text: true } },
+  /** ZC_BROADCAST: a server-wide announcement (world events), shown in the chat window. */
+  broadcast: { id: 0x009a, dir: "s2c", fields: {}, tail: { text: true } },
   attack: { id: 0x0437, dir: "c2s", fields: { target: "u32", action: "u8" } },
   stopAttack: { id: 0x0118, dir: "c2s", fields: {} },
   damage: {
