@@ -326,12 +326,18 @@ export class MeshClient {
   private heartbeat(): void {
     // Misses are heartbeats sent and not answered: a stalled event loop here sends none, so it
     // is not mistaken for a silent coordinator.
-    if (this.unanswered >= this.missLimit() && Date.now() - this.lastAck > this.timeoutMs) {
-      // Heartbeat misses, not ICE consent: the coordinator (or the way to it) stopped answering.
+    const missed = () => this.unanswered >= this.missLimit() && Date.now() - this.lastAck > this.timeoutMs;
+    if (missed()) {
+      // After a stall, timers run before the sockets are read: the acks may be waiting there.
+      // Judge once they have been read (a zero timeout runs after the next poll phase).
       const ws = this.ws;
-      this.ws = undefined;
-      ws?.terminate();
-      this.lost("coordinator stopped answering heartbeats");
+      setTimeout(() => {
+        if (this.ws !== ws || ws === undefined || !missed()) return;
+        // Heartbeat misses, not ICE consent: the coordinator (or the way to it) stopped answering.
+        this.ws = undefined;
+        ws.terminate();
+        this.lost("coordinator stopped answering heartbeats");
+      }, 0);
       return;
     }
     const p = this.opts.position();
