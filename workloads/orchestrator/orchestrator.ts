@@ -40,6 +40,16 @@ for (const rt of [WORLD_EVENT_RESOURCE, REGION_RESOURCE, ZONE_RESOURCE]) registe
 export const ORCHESTRATOR_LEASE = "hybrid-orchestrator";
 /** A deleted WorldEvent's ended record stays this long (map servers end it), then is purged. */
 const PURGE_AFTER_MS = 60_000;
+/** Status changes of live counters only (players, mobs, maps applied) are written this often at most. */
+const COUNTER_WRITE_MS = 5_000;
+
+/** The status without the counters that move while an event runs. */
+function settled(st: WorldEventStatus): string {
+  return JSON.stringify({
+    ...st,
+    regions: st.regions?.map(({ players: _p, spawned: _s, alive: _a, message: _m, ...r }) => r),
+  });
+}
 
 export interface OrchestratorOptions {
   client: KubeClient;
@@ -69,6 +79,8 @@ export class Orchestrator {
   private readonly o: OrchestratorOptions;
   private readonly buses = new Map<string, RegionBus>();
   private readonly endedAt = new Map<string, number>();
+  /** When each WorldEvent's status was last written (by uid). */
+  private readonly written = new Map<string, number>();
   private leading = false;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
@@ -270,8 +282,17 @@ export class Orchestrator {
     const keys = [...new Set([...Object.keys(next), ...Object.keys(old)])] as (keyof WorldEventStatus)[];
     const changed = keys.filter((k) => JSON.stringify(next[k] ?? null) !== JSON.stringify(old[k] ?? null));
     if (changed.length === 0) return;
+    // Counters alone (players, mobs) are written every few seconds, not on every pass.
+    const uid = ev.metadata.uid ?? "";
+    const last = this.written.get(uid) ?? 0;
+    if (
+      settled(next) === settled({ ...old, observedGeneration: old.observedGeneration ?? 0 }) &&
+      this.now() - last < COUNTER_WRITE_MS
+    )
+      return;
     const patch = Object.fromEntries(changed.map((k) => [k, next[k] ?? null]));
     await this.o.client.patchStatus(WORLD_EVENT_RESOURCE, ev.metadata.namespace!, ev.metadata.name, patch);
+    this.written.set(uid, this.now());
   }
 
   private async closeBuses(): Promise<void> {
