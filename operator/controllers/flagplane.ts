@@ -9,9 +9,9 @@
 // changes). Status writes go through the runtime client under the operator's field manager.
 //
 // Status at scale: reports arrive on NATS (platform/flags/reports.ts) into one table per report
-// channel; a change marks only its zone dirty, a fold looks only at dirty zones, and a zone's
-// status is written once its pods have settled (every desired replica at the live epoch) or
-// after ZONE_COALESCE_MS, not once per report.
+// channel; a change marks only its zone dirty, a fold looks only at dirty zones (and waits for a
+// burst of acks to pause), and a zone's status is written once its pods have settled (every
+// desired replica at the live epoch) or after ZONE_COALESCE_MS, not once per report.
 //
 // Zone status, one writer per field (merge patches of disjoint fields, so neither writer
 // removes the other's):
@@ -93,6 +93,10 @@ const PUBLISH = "publish/";
 const STATUS = "status";
 /** Reports arrive in bursts (every replica after a publish): fold a burst, not each report. */
 const FOLD_DELAY_MS = 25;
+/** Status waits for a burst of acks to pause this long (its writes would slow the rest of the
+ * burst down: the acks are the latency that matters), but never longer than BURST_MAX_MS. */
+const ACK_QUIET_MS = 100;
+const BURST_MAX_MS = 1_000;
 /** A zone whose pods have not all settled is written at most this often. */
 export const ZONE_COALESCE_MS = 1_000;
 const STATUS_WRITE_CONCURRENCY = 16;
@@ -252,7 +256,11 @@ export function setupFlagPlane(mgr: Manager, cfg: FlagPlaneConfig): FlagPlane {
     if (d === undefined) dirty.set(key, { since: Date.now(), stale: true });
     else d.stale = true;
   };
+  let burst: { start: number; last: number } | undefined;
   const reportsChanged = (changedZones: ReadonlySet<string>) => {
+    const t = Date.now();
+    if (burst === undefined || t - burst.last > ACK_QUIET_MS) burst = { start: t, last: t };
+    else burst.last = t;
     for (const zk of changedZones) {
       const [ns, zone] = zk.split("/") as [string, string];
       if (zone === "_") for (const z of zones.list(ns)) markZone(keyOf(z));
@@ -264,6 +272,10 @@ export function setupFlagPlane(mgr: Manager, cfg: FlagPlaneConfig): FlagPlane {
   const foldIntoStatus = async () => {
     const now = new Date();
     const nowMs = now.getTime();
+    if (burst !== undefined && nowMs - burst.last < ACK_QUIET_MS && nowMs - burst.start < BURST_MAX_MS) {
+      ctl.queue.addAfter(STATUS, ACK_QUIET_MS - (nowMs - burst.last) + 1);
+      return;
+    }
     const at = metaTime(now);
     const writes: (() => Promise<void>)[] = [];
     let wakeIn: number | undefined;

@@ -53,6 +53,7 @@ export class ReportSender {
   private readonly entries = new Map<string, Entry>();
   private readonly syncSubs = new Map<string, { sub: Subscription; users: number }>();
   private timer: NodeJS.Timeout | undefined;
+  private outgoing: Entry[] = [];
 
   constructor(nc: NatsConnection, l: Layout) {
     this.nc = nc;
@@ -75,9 +76,20 @@ export class ReportSender {
     };
     if (!this.entries.has(id)) this.watchSync(report.namespace, +1);
     this.entries.set(id, entry);
-    this.publish(entry, Date.now());
+    // Published after this turn's I/O: the reports of every pod woken by the same watch events
+    // leave in one socket write (NATS flushes once per batch), not one per zone.
+    this.outgoing.push(entry);
+    if (this.outgoing.length === 1) setImmediate(() => this.flushOutgoing());
     this.timer ??= setInterval(() => this.heartbeat(), HEARTBEAT_TICK_MS);
     this.timer.unref();
+  }
+
+  private flushOutgoing(): void {
+    const now = Date.now();
+    const batch = this.outgoing;
+    this.outgoing = [];
+    // Only the latest report of a pod (an older one queued in the same turn is superseded).
+    for (const e of batch) if (this.entries.get(e.id) === e) this.publish(e, now);
   }
 
   /** Stops repeating a pod's report; with `goodbye`, receivers drop it at once (a clean close). */
