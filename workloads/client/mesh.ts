@@ -98,6 +98,8 @@ interface Link {
   answered?: number;
   /** Holds one of the offer slots (maxPendingOffers) until it opens, fails or goes. */
   slot?: boolean;
+  /** The offerer's own candidates, sent once the answer is in (see offer()). */
+  held?: { pc: RtcLink; candidates: string[] };
   probes: Map<number, number>;
   rtts: number[];
   outcomes: boolean[];
@@ -403,8 +405,18 @@ export class MeshClient {
       case "answerFrom": {
         const l = this.links.get(m.peer);
         // Only the answer to the current attempt: one to a replaced offer would never connect.
-        if (l?.pc?.signalingState === "have-local-offer" && m.n === l.attempts)
-          void l.pc.acceptAnswer(m.sdp).catch(() => this.fail(l));
+        if (l?.pc?.signalingState === "have-local-offer" && m.n === l.attempts) {
+          const pc = l.pc;
+          void pc.acceptAnswer(m.sdp).then(
+            () => {
+              if (l.pc !== pc || l.held?.pc !== pc) return;
+              for (const candidate of l.held.candidates)
+                this.send({ type: "candidate", peer: l.peer, candidate });
+              l.held = undefined;
+            },
+            () => this.fail(l),
+          );
+        }
         return;
       }
       case "candidateFrom": {
@@ -475,8 +487,12 @@ export class MeshClient {
 
   private async offer(l: Link): Promise<void> {
     const pc = this.connection(l);
-    const sdp = await pc.offer();
+    // The offer goes without its candidates, which follow once the answer is in. Otherwise the
+    // answerer can reach us at once, finishes ICE and sends its first DTLS flight before we have
+    // the answer to accept it with, and the handshake waits a whole retransmission timeout (1 s).
+    const { sdp, candidates } = holdCandidates(await pc.offer());
     if (this.links.get(l.peer) !== l || l.pc !== pc) return;
+    l.held = { pc, candidates };
     this.send({ type: "offer", peer: l.peer, n: l.attempts, sdp });
     clearTimeout(l.retry);
     l.retry = setTimeout(() => this.retryOffer(l, pc), this.opts.retryMs ?? 4000);
@@ -692,4 +708,18 @@ function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const mid = s.length >> 1;
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/**
+ * Splits an SDP into the SDP without its candidates and the candidates, as trickled ICE
+ * candidates (JSON of RTCIceCandidateInit) for the data channel's media section.
+ */
+export function holdCandidates(sdp: string): { sdp: string; candidates: string[] } {
+  const lines = sdp.split(/\r?\n/);
+  const mid = lines.find((x) => x.startsWith("a=mid:"))?.slice("a=mid:".length) ?? "0";
+  const candidates = lines
+    .filter((x) => x.startsWith("a=candidate:"))
+    .map((x) => JSON.stringify({ candidate: x.slice(2), sdpMid: mid, sdpMLineIndex: 0 }));
+  const kept = lines.filter((x) => !x.startsWith("a=candidate:") && x !== "a=end-of-candidates");
+  return { sdp: kept.join("\r\n"), candidates };
 }
