@@ -209,6 +209,11 @@ describe("world events across two Regions on the cluster", () => {
       "Boss",
       "--mob",
       "osiris",
+      // Next to where new characters start (the char server's start point, prontera 156,191).
+      "--x",
+      "156",
+      "--y",
+      "194",
       "--map",
       TOWN,
       "--message",
