@@ -194,21 +194,21 @@ describe("world events across two Regions on the cluster", () => {
     const seen = all.map((c) => {
       const ids = new Set<number>();
       c.onMessage((m) => {
-        if (m.type === "aoi") for (const e of m.enter) if (e.name === "osiris") ids.add(e.id);
+        if (m.type === "aoi") for (const e of m.enter) if (e.name === "angeling") ids.add(e.id);
       });
       return ids;
     });
-    const message = "Osiris rises over Prontera!";
+    const message = "Angeling descends on Prontera!";
     hybridctl([
       "events",
       "create",
-      "osiris",
+      "angeling",
       "-n",
       EVENTS_NS,
       "--type",
       "Boss",
       "--mob",
-      "osiris",
+      "angeling",
       // Next to where new characters start (the char server's start point, prontera 156,191).
       "--x",
       "156",
@@ -224,13 +224,13 @@ describe("world events across two Regions on the cluster", () => {
       "90s",
     ]);
     await waitFor("every bot hears it and sees the boss", async () =>
-      all.every((c) => heard(c, message) === 1 && sees(c, "osiris")) ? true : undefined,
+      all.every((c) => heard(c, message) === 1 && sees(c, "angeling")) ? true : undefined,
     );
     const active = await waitFor("both Regions Active", async () => {
-      const s = await event("osiris");
+      const s = await event("angeling");
       return s.regions?.length === 2 && s.regions.every((r) => r.state === "Active") ? s : undefined;
     });
-    expect(hybridctl(["events", "list", "-n", EVENTS_NS])).toMatch(/osiris\s+Boss\s+Active\s+2\/2/);
+    expect(hybridctl(["events", "list", "-n", EVENTS_NS])).toMatch(/angeling\s+Boss\s+Active\s+2\/2/);
     const endsAt = Date.parse(active.regions![0]!.endTime!);
 
     // Kill the leader: its pod goes at once; the standby takes the Lease.
@@ -253,15 +253,15 @@ describe("world events across two Regions on the cluster", () => {
       return l && l !== first ? l : undefined;
     });
     await sleep(Math.max(0, endsAt - Date.now() - 3000));
-    expect(all.every((c) => sees(c, "osiris"))).toBe(true);
+    expect(all.every((c) => sees(c, "angeling"))).toBe(true);
     await waitFor("the boss gone everywhere", async () =>
-      all.every((c) => !sees(c, "osiris")) ? true : undefined,
+      all.every((c) => !sees(c, "angeling")) ? true : undefined,
     );
     expect(Date.now() - endsAt).toBeLessThan(5000);
     for (const s of seen) expect(s.size).toBe(1);
     for (const c of all) expect(heard(c, message)).toBe(1);
     const done = await waitFor("status Ended", async () => {
-      const s = await event("osiris");
+      const s = await event("angeling");
       return s.phase === "Ended" ? s : undefined;
     });
     expect(done.regions!.map((r) => r.reason)).toEqual(["Completed", "Completed"]);

@@ -44,6 +44,7 @@ export const WORLD_EVENT_MOBS = [
   "orc_lord",
   "baphomet",
   "osiris",
+  "angeling",
 ] as const;
 export type WorldEventMob = (typeof WORLD_EVENT_MOBS)[number];
 

@@ -28,6 +28,8 @@ export const MOB_TYPES: readonly MobType[] = [
   { name: "orc_lord", hp: 1500, atk: 30, speed: 3.3, aggressive: true, exp: 300, zeny: 500 },
   { name: "baphomet", hp: 3000, atk: 45, speed: 4, aggressive: true, exp: 800, zeny: 1500 },
   { name: "osiris", hp: 2500, atk: 35, speed: 2.5, aggressive: true, exp: 600, zeny: 1200 },
+  // A boss that only fights back (RO's angeling): for events among new players.
+  { name: "angeling", hp: 1500, atk: 20, speed: 2.5, aggressive: false, exp: 200, zeny: 400 },
 ];
 
 export interface MobSpawn {
