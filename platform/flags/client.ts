@@ -133,7 +133,19 @@ export class FlagClient extends EventEmitter {
   private reportedZones: ReadonlyMap<string, ZoneReport> = new Map();
   private subscribed = false;
   private readonly sub: KeySubscriber = {
-    put: (kv) => this.enqueue({ kind: "event", kv, revision: Number(kv.mod_revision) }),
+    put: (kv) => {
+      // A map server applies its document in the watch callback itself when nothing else is
+      // in progress (applying one document needs no read): no promise per pod and event.
+      if (this.opts.zone !== undefined && !this.running && this.pending === undefined && !this.closed) {
+        try {
+          this.applyZone(kv, Number(kv.mod_revision));
+          return;
+        } catch {
+          // fall through: the loader retries with a re-sync
+        }
+      }
+      this.enqueue({ kind: "event", kv, revision: Number(kv.mod_revision) });
+    },
     delete: (kv) => this.enqueue({ kind: "event", kv: undefined, revision: Number(kv.mod_revision) }),
     disconnected: (err) => this.storeDown(err),
     connected: () => this.storeUp(),
