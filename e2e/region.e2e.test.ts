@@ -25,6 +25,7 @@ import { binDir } from "../testkit/local/services.ts";
 import { type BotFleet, runBots } from "../workloads/client/bots.ts";
 import type { P2PClient } from "../workloads/client/p2p.ts";
 import { type LoopbackStun, startLoopbackStun } from "../workloads/coordinator/stun.ts";
+import { probeFromPod } from "./probe-pod.ts";
 import { RegionStores } from "./stores.ts";
 
 const kubeconfig = inject("kubeconfig");
@@ -324,6 +325,68 @@ describe("players", () => {
       p2pOn((await zone(TOWN)).status?.mode) ? true : undefined,
     );
     expect(peers.every((p) => p.seqErrors.length === 0)).toBe(true);
+  });
+});
+
+// Where policies are enforced (kube-router on the local node, the CNI's enforcer on kind with one):
+// a pod without the Region's labels reaches every player-facing port but no store, and a pod
+// labelled as a map server reaches every store a map server uses. The second half shows the probe
+// can succeed, so the first half's "blocked" is the policy's doing.
+describe("network policies", () => {
+  // Each Service's own first port: what players and components dial.
+  const targets = (names: string[]) =>
+    Promise.all(
+      names.map(async (name) => {
+        const svc = await get<{ spec: { ports: { port: number }[] } }>(
+          `/api/v1/namespaces/${NS}/services/${REGION}-${name}`,
+        );
+        return { host: `${REGION}-${name}.${NS}.svc`, port: svc.spec.ports[0]!.port };
+      }),
+    );
+  const stores = () => targets(["etcd", "nats", "postgres", "dragonfly"]);
+  const players = () => targets(["gateway", "coordinator", "login-server", "char-server"]);
+  const image = async () =>
+    (
+      await get<{ spec: { template: { spec: { containers: { image: string }[] } } } }>(
+        `/apis/apps/v1/namespaces/${NS}/deployments/${REGION}-gateway`,
+      )
+    ).spec.template.spec.containers[0]!.image;
+  const logs = (ns: string, pod: string) => {
+    try {
+      return kubectl(["logs", "-n", ns, pod]);
+    } catch {
+      return "";
+    }
+  };
+
+  it("let a stranger pod reach the players' ports but no store", async () => {
+    const [s, p] = [await stores(), await players()];
+    const reach = await probeFromPod(
+      client,
+      { namespace: NS, name: "np-stranger", image: await image(), labels: {}, targets: [...s, ...p] },
+      logs,
+    );
+    for (const t of s) expect(reach[`${t.host}:${t.port}`], t.host).toBe("blocked");
+    for (const t of p) expect(reach[`${t.host}:${t.port}`], t.host).toBe("open");
+  });
+
+  it("let a pod with a map server's labels reach the stores a map server uses", async () => {
+    const reach = await probeFromPod(
+      client,
+      {
+        namespace: NS,
+        name: "np-map-server",
+        image: await image(),
+        labels: {
+          "app.kubernetes.io/part-of": "hybrid-p2p",
+          "hybridp2p.io/region": REGION,
+          "app.kubernetes.io/component": "map-server",
+        },
+        targets: await stores(),
+      },
+      logs,
+    );
+    for (const t of await stores()) expect(reach[`${t.host}:${t.port}`], t.host).toBe("open");
   });
 });
 
