@@ -18,7 +18,6 @@
 //   BENCH_SIZES=10,100,1000 BENCH_TOGGLES=30 BENCH_CLIENTS=10 BENCH_REGIONS_ZONES=1000 npm run bench:flags
 //   BENCH_VERBOSE=1 (per-toggle phases and CPU per component), BENCH_PROFILE_DIR=<dir> (CPU
 //   profiles of the pod processes; run this process with --cpu-prof for the operator's).
-import { type ChildProcess, fork } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -36,6 +35,7 @@ import { sleep } from "../platform/time.ts";
 import { startFlagPlane, startTestEtcd, type TestFlagPlane } from "../testkit/flags.ts";
 import { createNamespace, installCrds, testClient } from "../testkit/kube.ts";
 import { startLocalEnv } from "../testkit/local/services.ts";
+import { type Child, serve, spawnChild } from "./children.ts";
 
 const sizes = (process.env.BENCH_SIZES ?? "10,100,1000").split(",").map(Number);
 const toggles = Number(process.env.BENCH_TOGGLES ?? 30);
@@ -79,8 +79,6 @@ interface PodsToggle {
   lastSent: number;
   cpuMs: number;
 }
-
-type Msg = { id: number; cmd: string; arg?: unknown };
 
 async function podsMain(): Promise<void> {
   let clients: FlagClient[] = [];
@@ -168,60 +166,11 @@ async function podsMain(): Promise<void> {
       return true;
     },
   };
-  process.on("message", (m: Msg) => {
-    if (m.cmd === "exit") {
-      setTimeout(() => process.exit(0), 10);
-      return;
-    }
-    handlers[m.cmd]!(m.arg).then(
-      (value) => process.send!({ id: m.id, ok: true, value }),
-      (err: unknown) => process.send!({ id: m.id, ok: false, error: String(err) }),
-    );
-  });
-  process.on("disconnect", () => process.exit(0));
+  serve((cmd, arg) => handlers[cmd]?.(arg));
 }
 
-interface Child {
-  proc: ChildProcess;
-  call<T>(cmd: string, arg?: unknown): Promise<T>;
-  exit(): Promise<void>;
-}
-
-function spawnPods(): Child {
-  const prof = process.env.BENCH_PROFILE_DIR;
-  const proc = fork(new URL(import.meta.url).pathname, ["pods"], {
-    stdio: ["ignore", "inherit", "inherit", "ipc"],
-    execArgv: [...process.execArgv, ...(prof ? ["--cpu-prof", `--cpu-prof-dir=${prof}`] : [])],
-  });
-  let next = 0;
-  const waiting = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
-  proc.on("message", (m: { id: number; ok: boolean; value?: unknown; error?: string }) => {
-    const w = waiting.get(m.id);
-    waiting.delete(m.id);
-    if (m.ok) w?.resolve(m.value);
-    else w?.reject(new Error(m.error));
-  });
-  proc.on("exit", () => {
-    for (const w of waiting.values()) w.reject(new Error("pod process exited"));
-  });
-  const call = <T>(cmd: string, arg?: unknown) =>
-    new Promise<T>((resolve, reject) => {
-      const id = next++;
-      waiting.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      proc.send({ id, cmd, arg });
-    });
-  return {
-    proc,
-    call,
-    async exit() {
-      const gone = new Promise((r) => proc.once("exit", r));
-      proc.send({ id: -1, cmd: "exit" });
-      const t = setTimeout(() => proc.kill("SIGKILL"), 5000);
-      await gone;
-      clearTimeout(t);
-    },
-  };
-}
+const spawnPods = (): Child =>
+  spawnChild(new URL(import.meta.url).pathname, "pods", process.env.BENCH_PROFILE_DIR);
 
 // ---- CPU of the other processes ---------------------------------------------------------------
 

@@ -13,7 +13,6 @@
 // Options (environment): BENCH_CLIENTS (default "1000,5000,10000"), BENCH_SECONDS (measured
 // seconds per phase, default 5), BENCH_TICK_HZ (default 20), BENCH_MOBS (entities updated in
 // every client's view per tick, default 8).
-import { type ChildProcess, fork } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { decode as mpDecode, encode as mpEncode } from "@msgpack/msgpack";
@@ -29,6 +28,7 @@ import { Keyset, type KeysetDocument, newKeysetDocument, staticKeys } from "../w
 import { type BotFleet, LatencyHistogram, runBots } from "../workloads/client/bots.ts";
 import { consumeEvents, ensureEventStream } from "../workloads/gateway/events.ts";
 import { Gateway, staticDirectory } from "../workloads/gateway/gateway.ts";
+import { type Child, serve, spawnChild } from "./children.ts";
 
 const ZONE = "bench";
 const MAP = "bench_fild01";
@@ -44,72 +44,17 @@ function log(msg: string): void {
   process.stderr.write(`[bench:gateway] ${msg}\n`);
 }
 
-// ---- child processes -------------------------------------------------------------------------
+// ---- child processes (bench/children.ts) --------------------------------------------------------
 
-type Request = { id: number; cmd: string; arg?: unknown };
-type Handler = (cmd: string, arg: unknown) => Promise<unknown> | unknown;
-
-/** A child's side: answer the parent's requests until told to exit. */
-function serve(handler: Handler): void {
-  process.on("message", async (m: Request) => {
-    try {
-      process.send!({ id: m.id, ok: true, value: await handler(m.cmd, m.arg) });
-    } catch (err) {
-      process.send!({ id: m.id, ok: false, error: String(err) });
-    }
-    if (m.cmd === "exit") setTimeout(() => process.exit(0), 10);
-  });
-  process.on("disconnect", () => process.exit(0));
-}
-
-interface Child {
-  proc: ChildProcess;
-  call<T>(cmd: string, arg?: unknown): Promise<T>;
-  exit(): Promise<void>;
-}
-
-function spawnChild(role: string): Child {
-  const prof = process.env.BENCH_PROFILE_DIR;
-  const proc = fork(new URL(import.meta.url).pathname, [role], {
-    stdio: ["ignore", "inherit", "inherit", "ipc"],
-    // BENCH_PROFILE_DIR=<dir>: CPU profiles of the gateway and the bare server, for a look inside.
-    execArgv: [
-      ...process.execArgv,
-      ...(prof && role !== "bots" ? ["--cpu-prof", `--cpu-prof-dir=${prof}`] : []),
-    ],
-  });
-  let next = 0;
-  const waiting = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
-  proc.on("message", (m: { id: number; ok: boolean; value?: unknown; error?: string }) => {
-    const w = waiting.get(m.id);
-    waiting.delete(m.id);
-    if (m.ok) w?.resolve(m.value);
-    else w?.reject(new Error(m.error));
-  });
-  proc.on("exit", () => {
-    for (const w of waiting.values()) w.reject(new Error(`${role} exited`));
-  });
-  const call = <T>(cmd: string, arg?: unknown) =>
-    new Promise<T>((resolve, reject) => {
-      const id = next++;
-      waiting.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      proc.send({ id, cmd, arg });
-    });
-  return {
-    proc,
-    call,
-    async exit() {
-      const gone = new Promise((r) => proc.once("exit", r));
-      await call("exit").catch(() => undefined);
-      const t = setTimeout(() => proc.kill("SIGKILL"), 5000);
-      await gone;
-      clearTimeout(t);
-    },
-  };
-}
+/** BENCH_PROFILE_DIR=<dir>: CPU profiles of the gateway and the bare server, for a look inside. */
+const spawn = (role: string) =>
+  spawnChild(
+    new URL(import.meta.url).pathname,
+    role,
+    role !== "bots" ? process.env.BENCH_PROFILE_DIR : undefined,
+  );
 
 const rss = () => process.memoryUsage().rss;
-
 /** CPU seconds a process has used (Linux /proc; 0 elsewhere). */
 function cpuSeconds(pid: number): number {
   try {
@@ -363,7 +308,7 @@ async function measure(
 ): Promise<Measured> {
   const base = await server.call<{ rss: number }>("mem");
   const halves = [Math.ceil(n / 2), Math.floor(n / 2)];
-  const bots = halves.map(() => spawnChild("bots"));
+  const bots = halves.map(() => spawn("bots"));
   try {
     const t0 = Date.now();
     await Promise.all(
@@ -464,7 +409,7 @@ async function main(): Promise<void> {
     for (const n of sizes) {
       const region = `bench${randomBytes(3).toString("hex")}`;
       // The gateway, fed by a stand-in map server whose every client sees the same moving mobs.
-      const gw = spawnChild("gateway");
+      const gw = spawn("gateway");
       const { port } = await gw.call<{ port: number }>("start", { natsUrl, region, keyset });
       const standin = new StandInMapServer({
         nc: admin,
@@ -493,7 +438,7 @@ async function main(): Promise<void> {
       log(
         `  gateway: ${Math.round(g.msgsPerS)} msgs/s (ideal ${n * tickHz}), ${Math.round(g.perCoreS)} per CPU-second, p99 ${g.p99} ms, ${g.connected} connected, ${g.seqErrors} sequence errors`,
       );
-      const bare = spawnChild("bare");
+      const bare = spawn("bare");
       const b = await bare.call<{ port: number }>("start");
       let f: Measured;
       try {
