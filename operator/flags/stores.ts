@@ -110,15 +110,7 @@ export class ReportSource {
     this.url = o.url;
     this.owned = o.nats === undefined;
     this.table = (async () => {
-      const nc =
-        o.nats ??
-        (await connect({
-          servers: o.url.split(",").map((s) => s.trim()),
-          name: o.name,
-          maxReconnectAttempts: -1,
-          reconnectTimeWait: 500,
-          waitOnFirstConnect: true,
-        }));
+      const nc = o.nats ?? (await this.connectUntilClosed(o.url, o.name));
       this.nc = nc;
       const t = new ReportTable(nc, o.layout, o.table);
       this.tableNow = t;
@@ -131,6 +123,27 @@ export class ReportSource {
       return t;
     })();
     this.table.catch(() => undefined);
+  }
+
+  /** Connects, retrying with capped backoff until connected or closed (a Region's NATS may start
+   * after the Region, or be gone). */
+  private async connectUntilClosed(url: string, name: string): Promise<NatsConnection> {
+    let delay = 250;
+    for (;;) {
+      if (this.closed) throw new Error("report source closed");
+      try {
+        return await connect({
+          servers: url.split(",").map((s) => s.trim()),
+          name,
+          timeout: 3000,
+          maxReconnectAttempts: -1,
+          reconnectTimeWait: 500,
+        });
+      } catch {
+        await new Promise((r) => setTimeout(r, delay).unref());
+        delay = Math.min(delay * 2, 5000);
+      }
+    }
   }
 
   /** The table once connected. */
