@@ -94,6 +94,14 @@ describe("two Regions, each with its own flag store", () => {
       `/apis/apps/v1/deployments?labelSelector=${encodeURIComponent("app.kubernetes.io/name=hybrid-operator")}`,
     );
     if (operators.items.length === 0) {
+      // The CRDs outlive an uninstalled release (kept on purpose) and belong to it: install
+      // without them when they are there already.
+      const crds = await get(
+        `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/regions.hybridp2p.io`,
+      ).then(
+        () => true,
+        () => false,
+      );
       helm([
         "install",
         RELEASE,
@@ -101,6 +109,7 @@ describe("two Regions, each with its own flag store", () => {
         "-n",
         OPERATOR_NS,
         "--create-namespace",
+        ...(crds ? ["--set", "crds.install=false"] : []),
       ]);
       installed = true;
       helm(["status", RELEASE, "-n", OPERATOR_NS]); // installed; the Deployment rolls out meanwhile
