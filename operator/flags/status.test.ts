@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { PodMode, PodReport } from "../../platform/flags/layout.ts";
 import { compile, type ZoneInput } from "./compiler.ts";
-import { foldStatus, type ZoneForFold } from "./status.ts";
+import { foldPolicies, foldStatus, type ZoneForFold } from "./status.ts";
 
 const NS = "eu";
 const zones: (ZoneInput & ZoneForFold)[] = [
@@ -222,5 +222,34 @@ describe("status fold", () => {
     expect(players).toMatchObject({ eligible: 16, playing: 5 });
     expect(players.rolloutPercent).toBeGreaterThanOrEqual(0);
     expect(out.zones.get("eu/b")!.p2pPlayers).toBeNull();
+  });
+
+  it("names the epoch per Region (each its own flag store) and applies each zone against its own", () => {
+    const applied = new Map([
+      ["a", { epoch: 7, complete: true }], // Region r's store is at 7
+      ["b", { epoch: 3, complete: true }], // Region s's store is at 3
+    ]);
+    const regionOf = (_ns: string, zone: string) =>
+      zone === "a" ? { region: "r", epoch: 7 } : { region: "s", epoch: 3 };
+    const out = foldPolicies({
+      compiled,
+      policies,
+      applied: (_ns, zone) => applied.get(zone),
+      regionOf,
+    }).get("eu/p")!;
+    expect(out.epochs).toEqual([
+      { region: "r", epoch: 7 },
+      { region: "s", epoch: 3 },
+    ]);
+    expect(out.epoch).toBe(7);
+    expect(out.appliedZones).toBe(2); // b counts at its own store's 3, not at r's 7
+    // Kept while the generation is the same, per Region; a store that moved on does not move it.
+    const again = foldPolicies({
+      compiled,
+      policies: [{ ...policies[0]!, status: { observedGeneration: 3, epoch: 7, epochs: out.epochs } }],
+      applied: (_ns, zone) => applied.get(zone),
+      regionOf: (ns, zone) => ({ ...regionOf(ns, zone), epoch: regionOf(ns, zone).epoch + 1 }),
+    }).get("eu/p")!;
+    expect(again.epochs).toEqual(out.epochs);
   });
 });
