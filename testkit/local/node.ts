@@ -350,8 +350,16 @@ async function takeLock(log: (m: string) => void): Promise<void> {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
     }
-    const holder = Number(readFileSync(LOCK, "utf8").trim() || "0");
-    if (holder && holder !== process.pid && alive(holder)) {
+    let holder: number;
+    let starting: boolean;
+    try {
+      holder = Number(readFileSync(LOCK, "utf8").trim() || "0");
+      // An empty lock a moment old: another process is between creating it and writing its pid.
+      starting = holder === 0 && Date.now() - statSync(LOCK).mtimeMs < 10_000;
+    } catch {
+      continue; // released in between: try again
+    }
+    if (starting || (holder && holder !== process.pid && alive(holder))) {
       if (!said) log(`waiting for the local node of process ${holder} to stop (one node per machine)`);
       said = true;
       if (Date.now() > deadline)
@@ -1153,18 +1161,21 @@ function nodeCondition(
 
 // `node testkit/local/node.ts cleanup`: undo what a local node that was killed left on the host.
 if (import.meta.main && process.argv[2] === "cleanup") {
-  const rec = loadRecord();
-  const holder = existsSync(LOCK) ? Number(readFileSync(LOCK, "utf8").trim()) : 0;
-  if (holder && alive(holder)) {
-    console.error(`the local node of process ${holder} is running; stop it instead`);
+  const locked = existsSync(LOCK);
+  const holder = locked ? Number(readFileSync(LOCK, "utf8").trim() || "0") : 0;
+  if (locked && (holder === 0 || alive(holder))) {
+    console.error(
+      holder ? `the local node of process ${holder} is running; stop it instead` : "a local node is starting",
+    );
     process.exit(1);
   }
-  if (!rec) console.log("no record of a local node on this host; nothing to do");
+  const rec = loadRecord();
+  if (!rec && !locked) console.log("no local node left anything on this host; nothing to do");
   else {
-    cleanupHost(rec, console.log);
+    if (rec) cleanupHost(rec, console.log);
+    rmSync(RECORD, { force: true });
+    rmSync(LOCK, { force: true });
+    releaseLock();
     console.log("cleaned up");
   }
-  rmSync(RECORD, { force: true });
-  rmSync(LOCK, { force: true });
-  releaseLock();
 }
