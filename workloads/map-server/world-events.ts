@@ -197,10 +197,20 @@ export class WorldEvents {
       sim.dropRate = drop;
     }
     this.m.active.set(active);
-    // Forget occurrences whose record moved on (a new occurrence, or the WorldEvent is gone).
-    const ids = new Set([...this.records.values()].map((r) => r.id));
-    for (const [key, a] of this.applied)
-      if (!ids.has(a.id) && a.phase !== "claiming") this.applied.delete(key);
+    // Occurrences whose record moved on (the next occurrence replaced it) or no longer names the
+    // map (its targets changed): ended on their maps, then forgotten.
+    const current = new Map([...this.records.values()].map((r) => [r.id, r]));
+    const sims = new Map(this.o.maps());
+    for (const [key, a] of this.applied) {
+      if (a.phase === "claiming") continue;
+      const map = key.slice(0, key.indexOf("|"));
+      const r = current.get(a.id);
+      if (r?.targets.some((t) => t.zone === this.o.zone && t.maps.includes(map))) continue;
+      const sim = sims.get(map);
+      if (a.phase === "active" && sim && sim === a.sim)
+        this.end(map, sim, a.record, a, r ? "Untargeted" : "Superseded");
+      this.applied.delete(key);
+    }
   }
 
   private claimKey(map: string, id: string): string {
