@@ -132,5 +132,19 @@ describe("world events in the map server", () => {
     await until("ended in Redis", async () =>
       (await b.redis.hget(key, "ended")) === "Cancelled" ? true : undefined,
     );
+
+    // The next occurrence replaces an active one: the old one's mobs go, the new one's come.
+    const t = Date.now();
+    const next = { ...record, id: `uid-1.${t - 500}`, startsAt: t - 500, endsAt: t + 60_000 };
+    await put({ ...next, id: `uid-1.${t - 900}`, startsAt: t - 900, action: { ...record.action, count: 2 } });
+    await stepUntil(b, "the first occurrence's two", () => (simB().eventMobs.size === 2 ? true : undefined));
+    const first = new Set(simB().eventMobs.values());
+    await put(next);
+    await stepUntil(b, "the next occurrence's three, alone", () =>
+      simB().eventMobs.size === 3 && [...simB().eventMobs.values()].every((tag) => tag === next.id)
+        ? true
+        : undefined,
+    );
+    expect(first).toEqual(new Set([`uid-1.${t - 900}`]));
   });
 });
