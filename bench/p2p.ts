@@ -13,7 +13,7 @@
 // - mesh_p99_ms: N mesh clients (one area: meshes are cut by maxPeers alone, so 100 peers make
 //   meshes of 40, 40 and 20) join at once; until every one has a data channel open to every mesh
 //   mate (or the pair went to the server relay: relayed_pairs).
-// - fallback_p99_ms: N P2PClients play in p2p mode with their meshes formed (walking; a legacy
+// - fallback_p99_ms: N P2PClients play in p2p mode, told their mesh mates (walking; a legacy
 //   client chats); the coordinator gets SIGKILL; until every peer has the gateway's `mode`
 //   message out of p2p (in its sequence). The zone's coordinatorTimeoutMs is BENCH_COORD_TIMEOUT_MS
 //   (default 300; formation runs in a zone with the policy default, 1500). Then the coordinator restarts and Auto recovery (1 s backoff) brings the zone
@@ -282,14 +282,19 @@ try {
     const fallbackMs: number[] = [];
     const fbStart = Date.now();
     for (let r = 0; r < runs && Date.now() - fbStart < budgetMs; r++) {
+      // Every peer in p2p mode and told all its mates (links may still be opening: the switch
+      // to server mode does not depend on them, and a restarted coordinator re-forms every mesh).
+      let ps: PeerStatus | undefined;
       await until(
-        "every peer in p2p with its mesh",
+        "every peer in p2p with its mates",
         async () => {
-          const s = await allStatus(procs, "pstatus");
-          return s.joined === n && s.settled && s.mates === want;
+          ps = await allStatus(procs, "pstatus");
+          return ps.joined === n && ps.mates === want;
         },
         300_000,
-      );
+      ).catch((err) => {
+        throw new Error(`${(err as Error).message}: ${JSON.stringify(ps)} of ${n} peers, ${want} mates`);
+      });
       await Promise.all(procs.map((p) => p.ask({ op: "arm" })));
       const t0 = now();
       coord.kill();
