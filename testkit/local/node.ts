@@ -348,7 +348,13 @@ async function takeLock(log: (m: string) => void): Promise<void> {
       writeFileSync(LOCK, String(process.pid));
       return;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === "ENOENT") {
+        // The folder went with a node that stopped just now.
+        mkdirSync(RUN_DIR, { recursive: true });
+        continue;
+      }
+      if (code !== "EEXIST") throw err;
     }
     let holder: number;
     let starting: boolean;
