@@ -23,6 +23,7 @@ const G = "/apis/hybridp2p.io/v1alpha1";
 let client: KubeClient;
 let installed = false;
 const stores = new Map(REGIONS.map((r) => [r, new RegionStores(kubeconfig, r, r)]));
+const small = { requests: { cpu: "40m", memory: "96Mi" } };
 
 const run = (cmd: string, args: string[]) =>
   execFileSync(cmd, args, {
@@ -128,16 +129,18 @@ describe("two Regions, each with its own flag store", () => {
         apiVersion: "hybridp2p.io/v1alpha1",
         kind: "Region",
         metadata: { name: r, namespace: r },
+        // Small requests: two whole Regions (and the operator, the orchestrator, CoreDNS) must
+        // fit the local node's 2 CPUs by requests; the defaults ask for 1.05 CPU per Region.
         spec: {
-          gateway: { replicas: 1 },
-          coordinator: { replicas: 1 },
-          loginServer: { replicas: 1 },
-          charServer: { replicas: 1 },
+          gateway: { replicas: 1, resources: small },
+          coordinator: { replicas: 1, resources: small },
+          loginServer: { replicas: 1, resources: small },
+          charServer: { replicas: 1, resources: small },
           dataStores: {
-            etcd: { mode: "Managed" },
-            nats: { mode: "Managed" },
-            postgres: { mode: "Managed" },
-            dragonfly: { mode: "Managed" },
+            etcd: { mode: "Managed", managed: { resources: small } },
+            nats: { mode: "Managed", managed: { resources: small } },
+            postgres: { mode: "Managed", managed: { resources: small } },
+            dragonfly: { mode: "Managed", managed: { resources: small } },
           },
         },
       });
@@ -148,7 +151,7 @@ describe("two Regions, each with its own flag store", () => {
         spec: {
           regionRef: { name: r },
           maps: [{ name: "prt_fild08", type: "Field" }],
-          mapServer: { replicas: 1 },
+          mapServer: { replicas: 1, resources: { requests: { cpu: "100m", memory: "128Mi" } } },
         },
       });
       await setPolicy(r, false);
