@@ -27,6 +27,7 @@ const TOWN = "prontera";
 const LABEL = "hybridp2p.io/e2e-world";
 const EVENTS_NS = "wev-ops";
 const G = "/apis/hybridp2p.io/v1alpha1";
+const small = { requests: { cpu: "40m" } };
 let client: KubeClient;
 let installed = false;
 const fleets: BotFleet[] = [];
@@ -158,18 +159,30 @@ describe("world events across two Regions on the cluster", () => {
         apiVersion: "hybridp2p.io/v1alpha1",
         kind: "Region",
         metadata: { name: r, namespace: r, labels: { [LABEL]: "yes" } },
+        // Small CPU requests: two whole Regions, the operator and the orchestrators share one
+        // node of two cores here (the defaults ask for more than that).
         spec: {
-          gateway: { replicas: 1 },
-          coordinator: { replicas: 1 },
-          loginServer: { replicas: 1 },
-          charServer: { replicas: 1 },
+          gateway: { replicas: 1, resources: small },
+          coordinator: { replicas: 1, resources: small },
+          loginServer: { replicas: 1, resources: small },
+          charServer: { replicas: 1, resources: small },
+          dataStores: Object.fromEntries(
+            ["etcd", "nats", "postgres", "dragonfly"].map((s) => [
+              s,
+              { mode: "Managed", managed: { resources: small } },
+            ]),
+          ),
         },
       });
       await apply(`${G}/namespaces/${r}/zones/town`, {
         apiVersion: "hybridp2p.io/v1alpha1",
         kind: "Zone",
         metadata: { name: "town", namespace: r, labels: { "hybridp2p.io/zone-type": "town" } },
-        spec: { regionRef: { name: r }, maps: [{ name: TOWN, type: "Town" }], mapServer: { replicas: 1 } },
+        spec: {
+          regionRef: { name: r },
+          maps: [{ name: TOWN, type: "Town" }],
+          mapServer: { replicas: 1, resources: { requests: { cpu: "100m" } } },
+        },
       });
     }
     for (const r of REGIONS) {
