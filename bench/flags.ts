@@ -22,11 +22,12 @@ import { randomUUID } from "node:crypto";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
+import { CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { Etcd3 } from "etcd3";
 import { GROUP, VERSION } from "../operator/api/constants.ts";
 import type { PublishResult } from "../operator/flags/publisher.ts";
+import type { KubeClient } from "../operator/runtime/kube.ts";
 import { FlagClient } from "../platform/flags/client.ts";
 import { connectFlagStore } from "../platform/flags/etcd.ts";
 import type { PodReport } from "../platform/flags/layout.ts";
@@ -238,6 +239,8 @@ class AckCounter {
 
 interface Setup {
   api: CustomObjectsApi;
+  /** Kept-alive connections (the policy writes, the status polls). */
+  kube: KubeClient;
   kubeconfig: string;
   stateDir: string;
   natsUrl: string;
@@ -326,18 +329,13 @@ async function startPods(
   return { used, clients: counts.reduce((a, b) => a + b, 0) };
 }
 
+/** The policy write, as a controller or GitOps agent makes it: on a kept-alive connection. */
 async function togglePolicy(s: Setup, ns: string, enabled: boolean): Promise<number> {
-  const res = (await s.api.patchNamespacedCustomObject(
-    {
-      group: GROUP,
-      version: VERSION,
-      namespace: ns,
-      plural: "p2ppolicies",
-      name: "fields",
-      body: { spec: { enabled } },
-    },
-    setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
-  )) as { metadata: { generation: number } };
+  const res = await s.kube.request<{ metadata: { generation: number } }>(
+    "PATCH",
+    `/apis/${GROUP}/${VERSION}/namespaces/${ns}/p2ppolicies/fields`,
+    { body: { spec: { enabled } }, contentType: "application/merge-patch+json" },
+  );
   return res.metadata.generation;
 }
 
@@ -361,9 +359,10 @@ async function statusConverged(
   t0: number,
 ): Promise<number> {
   const get = (plural: string, name?: string) =>
-    name === undefined
-      ? s.api.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural })
-      : s.api.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural, name });
+    s.kube.request<unknown>(
+      "GET",
+      `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${plural}${name ? `/${name}` : ""}`,
+    );
   for (;;) {
     const p = (await get("p2ppolicies", "fields")) as Obj;
     const ready = p.status?.conditions?.find((c) => c.type === "Ready")?.status === "True";
@@ -544,6 +543,7 @@ async function main(): Promise<void> {
     );
     const s: Setup = {
       api: kc.makeApiClient(CustomObjectsApi),
+      kube: await testClient(env.env.kubeconfig!),
       kubeconfig: env.env.kubeconfig!,
       stateDir: env.env.stateDir,
       natsUrl: env.env.natsUrl!,
