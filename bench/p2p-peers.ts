@@ -49,6 +49,9 @@ let meshes: MeshClient[] = [];
 let players: P2PClient[] = [];
 const heard = new Map<P2PClient, Set<string>>();
 const fellAt = new Map<P2PClient, number>();
+/** When each player left the P2P path (its mesh gone: it plays through the gateway from then on). */
+const leftAt = new Map<P2PClient, number>();
+let armed = false;
 let walker: NodeJS.Timeout | undefined;
 
 function status(ps: { mates: string[]; connectedPeers: string[]; relayedPeers: string[] }[]): PeerStatus {
@@ -124,6 +127,9 @@ async function handle(m: PeerRequest): Promise<unknown> {
           if (msg.type === "chatMsg") heard.get(p)!.add(msg.text);
           if (msg.type === "mode" && msg.mode !== "p2p" && !fellAt.has(p)) fellAt.set(p, now());
         });
+        p.onMeshChange = () => {
+          if (armed && p.serverMode && !leftAt.has(p)) leftAt.set(p, now());
+        };
         players.push(p);
       }
       let tick = 0;
@@ -148,9 +154,17 @@ async function handle(m: PeerRequest): Promise<unknown> {
     }
     case "arm":
       fellAt.clear();
+      leftAt.clear();
+      armed = true;
       return {};
     case "fell":
-      return { count: fellAt.size, last: Math.max(0, ...fellAt.values()) };
+      if (fellAt.size === players.length) armed = false;
+      return {
+        count: fellAt.size,
+        last: Math.max(0, ...fellAt.values()),
+        // A player whose mesh was already down when the gateway said so left no later than that.
+        left: Math.max(0, ...players.map((p) => leftAt.get(p) ?? fellAt.get(p) ?? 0)),
+      };
     case "finish": {
       clearInterval(walker);
       let lost = 0;

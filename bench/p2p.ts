@@ -15,9 +15,14 @@
 //   mate (or the pair went to the server relay: relayed_pairs).
 // - fallback_p99_ms: N P2PClients play in p2p mode, told their mesh mates (walking; a legacy
 //   client chats); the coordinator gets SIGKILL; until every peer has the gateway's `mode`
-//   message out of p2p (in its sequence). The zone's coordinatorTimeoutMs is BENCH_COORD_TIMEOUT_MS
-//   (default 300; formation runs in a zone with the policy default, 1500). Then the coordinator restarts and Auto recovery (1 s backoff) brings the zone
-//   back before the next run.
+//   message out of p2p (in its sequence): the zone-wide, server-authoritative switch, which waits
+//   for the coordinator's silence to pass coordinatorTimeoutMs.
+// - client_fallback_p99_ms: until every peer is off the P2P path (its mesh gone: moves go through
+//   the gateway), which a crashed coordinator's closed connections cause at once.
+//   The zone's coordinatorTimeoutMs is BENCH_COORD_TIMEOUT_MS (default 1000: below that, 40 peers
+//   forming meshes on two cores answer heartbeats late enough to be dropped; formation runs in a
+//   zone with the policy default, 1500). Then the coordinator restarts and Auto recovery (1 s
+//   backoff) brings the zone back before the next run.
 // - lost_msgs: chat lines not heard by every peer plus sequence breaks, over all fallback runs.
 // Options (environment): BENCH_PEERS (default "10,40,100"), BENCH_RUNS (default 10),
 // BENCH_BUDGET_S (per size and phase; runs stop early past it and the output says how many ran,
@@ -53,7 +58,7 @@ const runs = Number(process.env.BENCH_RUNS ?? 10);
 const budgetMs = Number(process.env.BENCH_BUDGET_S ?? 240) * 1000;
 const MAX_PEERS = Number(process.env.BENCH_MAX_PEERS ?? 40);
 const PROCS = Number(process.env.BENCH_PROCS ?? Math.max(2, availableParallelism()));
-const COORD_TIMEOUT_MS = Number(process.env.BENCH_COORD_TIMEOUT_MS ?? 300);
+const COORD_TIMEOUT_MS = Number(process.env.BENCH_COORD_TIMEOUT_MS ?? 1000);
 const STACK = (process.env.BENCH_STACK ?? "libdatachannel") as Stack;
 if (STACK !== "werift" && STACK !== "libdatachannel")
   throw new Error("BENCH_STACK is werift or libdatachannel");
@@ -283,6 +288,7 @@ try {
       }
     })();
     const fallbackMs: number[] = [];
+    const clientMs: number[] = [];
     const fbStart = Date.now();
     for (let r = 0; r < runs && Date.now() - fbStart < budgetMs; r++) {
       // Every peer in p2p mode and told all its mates (links may still be opening: the switch
@@ -301,16 +307,19 @@ try {
       await Promise.all(procs.map((p) => p.ask({ op: "arm" })));
       const t0 = now();
       coord.kill();
-      let fell: { count: number; last: number }[] = [];
+      let fell: { count: number; last: number; left: number }[] = [];
       await until(
         "every peer in server mode",
         async () => {
-          fell = await Promise.all(procs.map((p) => p.ask<{ count: number; last: number }>({ op: "fell" })));
+          fell = await Promise.all(
+            procs.map((p) => p.ask<{ count: number; last: number; left: number }>({ op: "fell" })),
+          );
           return fell.reduce((a, f) => a + f.count, 0) === n;
         },
         30_000,
       );
       fallbackMs.push(Math.max(...fell.map((f) => f.last)) - t0);
+      clientMs.push(Math.max(...fell.map((f) => f.left)) - t0);
       await coord.start();
     }
     playing = false;
@@ -320,10 +329,10 @@ try {
       await Promise.all(procs.map((p) => p.ask<{ lost: number }>({ op: "finish", sent })))
     ).reduce((a, x) => a + x.lost, 0);
     log(
-      `peers=${n}: fallback ${fallbackMs.map((x) => x.toFixed(0)).join(" ")} ms; ${sent.length} chat lines`,
+      `peers=${n}: fallback ${fallbackMs.map((x) => x.toFixed(0)).join(" ")} ms (players off the P2P path: ${clientMs.map((x) => x.toFixed(0)).join(" ")} ms); ${sent.length} chat lines`,
     );
     console.log(
-      `RESULT p2p peers=${n} mesh_p99_ms=${p99(meshMs).toFixed(0)} fallback_p99_ms=${p99(fallbackMs).toFixed(0)} lost_msgs=${lost} relayed_pairs=${relayedInMesh} runs=${meshMs.length} fallback_runs=${fallbackMs.length} max_peers=${MAX_PEERS} procs=${PROCS} stack=${STACK}`,
+      `RESULT p2p peers=${n} mesh_p99_ms=${p99(meshMs).toFixed(0)} fallback_p99_ms=${p99(fallbackMs).toFixed(0)} client_fallback_p99_ms=${p99(clientMs).toFixed(0)} lost_msgs=${lost} relayed_pairs=${relayedInMesh} runs=${meshMs.length} fallback_runs=${fallbackMs.length} max_peers=${MAX_PEERS} procs=${PROCS} stack=${STACK}`,
     );
     if (meshMs.length < runs || fallbackMs.length < runs)
       console.log(
