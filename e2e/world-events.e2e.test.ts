@@ -129,7 +129,8 @@ describe("world events across two Regions on the cluster", () => {
   const east: GameClient[] = [];
   const west: GameClient[] = [];
 
-  it("comes up: the chart's orchestrator and two Regions with their own stores", async () => {
+  // Everything below needs both Regions playing: set up before the tests, so a failure stops them.
+  beforeAll(async () => {
     const orchestrators = await get<{ items: unknown[] }>(
       `/apis/apps/v1/deployments?labelSelector=${encodeURIComponent("app.kubernetes.io/name=hybrid-orchestrator")}`,
     );
@@ -200,10 +201,13 @@ describe("world events across two Regions on the cluster", () => {
     });
     east.push(...(await bots("wev-east", 2, `we${Date.now().toString(36)}`)));
     west.push(...(await bots("wev-west", 2, `ww${Date.now().toString(36)}`)));
-  });
+    // Both Regions' map servers have their players (not only Ready Zones).
+    for (const c of [...east, ...west]) expect(c.map).toBe(TOWN);
+  }, 900_000);
 
   it("brings a boss to both Regions once, through a killed orchestrator, and ends it on time", async () => {
     const all = [...east, ...west];
+    expect([east.length, west.length]).toEqual([2, 2]);
     const seen = all.map((c) => {
       const ids = new Set<number>();
       c.onMessage((m) => {
