@@ -331,7 +331,7 @@ describe("operator against a real apiserver", () => {
     // template: an extended resource needs a limit. The schema cannot know every such rule.
     const name = "widgets";
     await userApply(
-      zone(long, "alpha", { mapServer: { resources: { requests: { "example.com/widgets": "1" } } } }),
+      zone(name, "alpha", { mapServer: { resources: { requests: { "example.com/widgets": "1" } } } }),
     );
     const stalled = await waitFor(async () => {
       const z = await getCr(zoneResource, name);
