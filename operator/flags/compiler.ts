@@ -13,6 +13,7 @@ import {
   type ServiceFlags,
   type ZoneFlags,
 } from "../../platform/flags/layout.ts";
+import { matchesSelector as matchLabelSelector } from "../../platform/kube/selector.ts";
 
 // ---- inputs ---------------------------------------------------------------------------------
 
@@ -144,37 +145,12 @@ export interface CompiledFlags {
 
 // ---- helpers --------------------------------------------------------------------------------
 
+/** metav1.LabelSelector semantics (platform/kube/selector.ts, shared with the orchestrator). */
 export function matchesSelector(
   selector: LabelSelector | undefined,
   labels: Readonly<Record<string, string>>,
 ): boolean {
-  // A missing selector selects nothing; an empty one selects everything (Kubernetes semantics).
-  if (selector === undefined || selector === null) return false;
-  for (const [k, v] of Object.entries(selector.matchLabels ?? {})) {
-    if (labels[k] !== v) return false;
-  }
-  for (const r of selector.matchExpressions ?? []) {
-    const has = Object.hasOwn(labels, r.key);
-    const val = labels[r.key];
-    const values = r.values ?? [];
-    switch (r.operator) {
-      case "In":
-        if (!has || !values.includes(val!)) return false;
-        break;
-      case "NotIn":
-        if (has && values.includes(val!)) return false;
-        break;
-      case "Exists":
-        if (!has) return false;
-        break;
-      case "DoesNotExist":
-        if (has) return false;
-        break;
-      default:
-        return false;
-    }
-  }
-  return true;
+  return matchLabelSelector(selector, labels);
 }
 
 function csv(v: string | undefined): string[] {

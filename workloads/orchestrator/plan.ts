@@ -21,6 +21,7 @@ import {
   type WorldLiveReport,
 } from "../../platform/bus/world.ts";
 import type { KubeObject } from "../../platform/kube/meta.ts";
+import { type LabelSelector, matchesSelector } from "../../platform/kube/selector.ts";
 import { nextCron, parseCron, previousCron } from "./schedule.ts";
 
 /** Records of an upcoming occurrence are delivered this long before it starts. */
@@ -28,11 +29,6 @@ export const SCHEDULE_LEAD_MS = 60_000;
 
 // The fields of the API objects the orchestrator reads (operator/api has the full types; the
 // workloads never import the operator, so the shapes are restated here).
-
-export interface LabelSelector {
-  matchLabels?: Record<string, string>;
-  matchExpressions?: Array<{ key: string; operator: string; values?: string[] }>;
-}
 
 export interface WorldEventSpec {
   type: "Boss" | "Invasion" | "Rates" | "Announcement";
@@ -128,32 +124,6 @@ export interface Plan {
 
 export const regionKey = (namespace: string, name: string) => `${namespace}/${name}`;
 
-export function matchesSelector(labels: Record<string, string> | undefined, sel: LabelSelector): boolean {
-  const l = labels ?? {};
-  for (const [k, v] of Object.entries(sel.matchLabels ?? {})) if (l[k] !== v) return false;
-  for (const e of sel.matchExpressions ?? []) {
-    const has = Object.hasOwn(l, e.key);
-    const vals = e.values ?? [];
-    switch (e.operator) {
-      case "In":
-        if (!has || !vals.includes(l[e.key]!)) return false;
-        break;
-      case "NotIn":
-        if (has && vals.includes(l[e.key]!)) return false;
-        break;
-      case "Exists":
-        if (!has) return false;
-        break;
-      case "DoesNotExist":
-        if (has) return false;
-        break;
-      default:
-        return false;
-    }
-  }
-  return true;
-}
-
 export interface RegionTarget {
   namespace: string;
   name: string;
@@ -178,7 +148,7 @@ export function resolveTargets(
     add(ref.namespace, ref.name, byKey.get(regionKey(ref.namespace, ref.name)));
   if (spec.targets.regionSelector) {
     for (const r of regions)
-      if (matchesSelector(r.metadata.labels, spec.targets.regionSelector))
+      if (matchesSelector(spec.targets.regionSelector, r.metadata.labels))
         add(r.metadata.namespace ?? "", r.metadata.name, r);
   }
   const wantMaps = spec.targets.maps ? new Set(spec.targets.maps) : undefined;
@@ -186,7 +156,7 @@ export function resolveTargets(
     if (!t.region) continue;
     for (const z of zones) {
       if (z.metadata.namespace !== t.namespace || z.spec?.regionRef?.name !== t.name) continue;
-      if (spec.targets.zoneSelector && !matchesSelector(z.metadata.labels, spec.targets.zoneSelector))
+      if (spec.targets.zoneSelector && !matchesSelector(spec.targets.zoneSelector, z.metadata.labels))
         continue;
       const maps = (z.spec.maps ?? []).map((m) => m.name).filter((m) => !wantMaps || wantMaps.has(m));
       if (maps.length > 0) t.targets.push({ zone: z.metadata.name, maps: maps.sort() });
