@@ -69,13 +69,7 @@ describe("the chart on a real kube-apiserver", () => {
   });
 
   it("renders CRDs the apiserver accepts (server-side dry run)", () => {
-    const crds = run("helm", [
-      "template",
-      RELEASE,
-      chart,
-      "--show-only",
-      "templates/crds.yaml",
-    ]);
+    const crds = run("helm", ["template", RELEASE, chart, "--show-only", "templates/crds.yaml"]);
     const out = run(
       "kubectl",
       ["apply", "--server-side", "--force-conflicts", "--dry-run=server", "-f", "-"],
