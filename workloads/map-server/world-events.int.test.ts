@@ -1,12 +1,18 @@
 // World events in the map server against the real NATS, Redis, etcd and PostgreSQL, with the
 // records published as the orchestrator would (platform/bus/world.ts): an invasion is spawned
 // once, a replayed record spawns nothing more, a handover to another pod brings back only the
-// invaders still alive and announces nothing again, and an ended record despawns them.
+// invaders still alive and announces nothing again, an ended record despawns them, the next
+// occurrence replaces the last, and an invasion whose invaders are all killed ends (Cleared).
 import { jetstream } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, describe, expect, inject, it } from "vitest";
-import { encode } from "../../platform/bus/contract.ts";
-import { ensureWorldStreams, type WorldEventRecord, worldSubjects } from "../../platform/bus/world.ts";
+import { decode, encode } from "../../platform/bus/contract.ts";
+import {
+  ensureWorldStreams,
+  type WorldEventRecord,
+  type WorldLiveReport,
+  worldSubjects,
+} from "../../platform/bus/world.ts";
 import {
   createCharacters,
   FakeGateway,
@@ -146,5 +152,25 @@ describe("world events in the map server", () => {
         : undefined,
     );
     expect(first).toEqual(new Set([`uid-1.${t - 900}`]));
+
+    // An invasion whose invaders are all killed ends on the map (Cleared), and the live report
+    // says so for the orchestrator.
+    const live: WorldLiveReport[] = [];
+    const sub = nc.subscribe(worldSubjects.live(region, zone, map), {
+      callback: (_e, m) => {
+        live.push(decode<WorldLiveReport>(m.data));
+      },
+    });
+    const session = [...simB().sessions.values()][0]!;
+    for (const i of simB().eventMobs.keys())
+      pushEvent(simB().arena, simB().bank, i, EV_DAMAGE, session.entity, 100_000, 0);
+    await until("cleared and reported", async () => {
+      await b.server.step();
+      return live.some((r) => r.events[next.id]?.state === "ended" && r.events[next.id]?.reason === "Cleared")
+        ? true
+        : undefined;
+    });
+    expect(live.at(-1)!.events[next.id]).toMatchObject({ spawned: 3, killed: 3, alive: 0 });
+    sub.unsubscribe();
   });
 });
