@@ -10,10 +10,10 @@
 // Options (environment): BENCH_RUNS (per scenario, default 3).
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
-import type { KubeObject } from "../operator/api/meta.ts";
 import { LEASE_NAME } from "../operator/main.ts";
-import type { KubeClient } from "../operator/runtime/kube.ts";
-import { resources } from "../operator/runtime/kube.ts";
+import type { KubeClient } from "../platform/kube/kube.ts";
+import { resources } from "../platform/kube/kube.ts";
+import type { KubeObject } from "../platform/kube/meta.ts";
 import { pollUntil } from "../platform/time.ts";
 import { createNamespace, installCrds, testClient } from "../testkit/kube.ts";
 import { startLocalEnv } from "../testkit/local/services.ts";

@@ -14,7 +14,6 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { API_VERSION } from "../operator/api/index.ts";
-import type { KubeObject } from "../operator/api/meta.ts";
 import {
   type RegionObject,
   regionResource,
@@ -24,8 +23,9 @@ import {
 import { OPERATOR_NODE_FLAGS } from "../operator/main.ts";
 import { renderRegion } from "../operator/render/region.ts";
 import { renderZone } from "../operator/render/zone.ts";
-import type { KubeClient } from "../operator/runtime/kube.ts";
-import { resources } from "../operator/runtime/kube.ts";
+import type { KubeClient } from "../platform/kube/kube.ts";
+import { resources } from "../platform/kube/kube.ts";
+import type { KubeObject } from "../platform/kube/meta.ts";
 import { sleep } from "../platform/time.ts";
 import { createNamespace, installCrds, testClient, waitFor } from "../testkit/kube.ts";
 import { startLocalEnv } from "../testkit/local/services.ts";

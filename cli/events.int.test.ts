@@ -2,7 +2,7 @@
 // list and describe with the state per Region (the status as the orchestrator writes it), cancel.
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import type { KubeClient } from "../operator/runtime/kube.ts";
+import type { KubeClient } from "../platform/kube/kube.ts";
 import { createNamespace, deleteNamespace, installCrds, testClient } from "../testkit/kube.ts";
 import type { Io } from "./common.ts";
 import { run } from "./hybridctl.ts";

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { KubeClient } from "../operator/runtime/kube.ts";
+import { KubeClient } from "../platform/kube/kube.ts";
 import { pollUntil } from "../platform/time.ts";
 import { launchChromium, testResultsDir } from "../testkit/browser.ts";
 import type { KObject } from "../testkit/kstatus.ts";

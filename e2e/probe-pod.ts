@@ -2,7 +2,7 @@
 // how the e2e suite checks NetworkPolicies where they are enforced. It runs the workload image
 // (already on every node the suite uses) with `node -e`, and its report comes back through the
 // kubelet (`kubectl logs`), so it works on any cluster.
-import { isNotFound, type KubeClient } from "../operator/runtime/kube.ts";
+import { isNotFound, type KubeClient } from "../platform/kube/kube.ts";
 import { pollUntil } from "../platform/time.ts";
 
 export interface Target {

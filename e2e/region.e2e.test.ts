@@ -18,7 +18,7 @@ import { join } from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
 import type { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { KubeClient } from "../operator/runtime/kube.ts";
+import { KubeClient } from "../platform/kube/kube.ts";
 import { pollUntil } from "../platform/time.ts";
 import { computeStatus, type KObject } from "../testkit/kstatus.ts";
 import { binDir } from "../testkit/local/services.ts";

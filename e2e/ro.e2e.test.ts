@@ -9,7 +9,7 @@ import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { KubeClient } from "../operator/runtime/kube.ts";
+import { KubeClient } from "../platform/kube/kube.ts";
 import { pollUntil } from "../platform/time.ts";
 import { computeStatus, type KObject } from "../testkit/kstatus.ts";
 import { binDir } from "../testkit/local/services.ts";

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LEASE_NAME } from "../operator/main.ts";
-import { KubeClient } from "../operator/runtime/kube.ts";
+import { KubeClient } from "../platform/kube/kube.ts";
 import { computeStatus, type KObject } from "../testkit/kstatus.ts";
 import {
   binDir,

@@ -9,11 +9,11 @@ import { KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
 import type { Region } from "../operator/api/index.ts";
-import type { KubeObject } from "../operator/api/meta.ts";
 import { regionPods } from "../operator/render/common.ts";
 import { MAP_SERVER_COMPONENT } from "../operator/render/constants.ts";
 import { renderManagedStore, storeAddress } from "../operator/render/stores.ts";
-import { KubeClient } from "../operator/runtime/kube.ts";
+import { KubeClient } from "../platform/kube/kube.ts";
+import type { KubeObject } from "../platform/kube/meta.ts";
 import { computeStatus } from "../testkit/kstatus.ts";
 import { buildImages, type Running, startLocalEnv } from "../testkit/local/services.ts";
 

@@ -3,12 +3,12 @@
 import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { type KubeClient, resources } from "../platform/kube/kube.ts";
+import type { KubeObject } from "../platform/kube/meta.ts";
 import { sleep } from "../platform/time.ts";
 import { createNamespace, installCrds, testClient, waitFor } from "../testkit/kube.ts";
 import { freePort } from "../testkit/processes.ts";
-import type { KubeObject } from "./api/meta.ts";
 import { LEASE_NAME } from "./main.ts";
-import { type KubeClient, resources } from "./runtime/kube.ts";
 
 const env = inject("localEnv");
 const ns = "main-int";

@@ -5,15 +5,15 @@ import { KubeConfig } from "@kubernetes/client-node";
 import { connect } from "@nats-io/transport-node";
 import { Command, InvalidArgumentError } from "commander";
 import { connectFlagStore } from "../platform/flags/etcd.ts";
+import { KubeClient } from "../platform/kube/kube.ts";
+import { Manager } from "../platform/kube/manager.ts";
+import { Metrics } from "../platform/kube/metrics.ts";
 import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from "../platform/log.ts";
 import { parseDuration } from "../platform/time.ts";
 import type { Context } from "./controllers/context.ts";
 import { setupFlagPlane } from "./controllers/flagplane.ts";
 import { setupOperator } from "./controllers/operator.ts";
 import { STORE_CALL_TIMEOUT_MS } from "./flags/stores.ts";
-import { KubeClient } from "./runtime/kube.ts";
-import { Manager } from "./runtime/manager.ts";
-import { Metrics } from "./runtime/metrics.ts";
 
 export const LEASE_NAME = "hybrid-operator-leader";
 

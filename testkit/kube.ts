@@ -4,8 +4,8 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
 import { parseAllDocuments } from "yaml";
-import type { KubeObject } from "../operator/api/meta.ts";
-import { KubeClient, resources } from "../operator/runtime/kube.ts";
+import { KubeClient, resources } from "../platform/kube/kube.ts";
+import type { KubeObject } from "../platform/kube/meta.ts";
 import { pollUntil } from "../platform/time.ts";
 
 const repoRoot = new URL("..", import.meta.url).pathname;

@@ -3,9 +3,9 @@
 // check, so a renamed variable on either side fails here rather than in a crash-looping pod.
 import { describe, expect, it } from "vitest";
 import type { Region, Zone } from "../operator/api/index.ts";
-import type { KubeObject } from "../operator/api/meta.ts";
 import { renderRegion } from "../operator/render/region.ts";
 import { renderZone } from "../operator/render/zone.ts";
+import type { KubeObject } from "../platform/kube/meta.ts";
 import { charConfigFromEnv } from "../workloads/char-server/config.ts";
 import { readConfig as readCoordinatorConfig } from "../workloads/coordinator/main.ts";
 import { gatewayConfigFromEnv } from "../workloads/gateway/config.ts";

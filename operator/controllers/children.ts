@@ -1,8 +1,9 @@
 // Applying rendered children with server-side apply, but only when the live object differs
 // from the desired one: a converged operator sends no writes, even on resync.
-import type { KubeObject } from "../api/meta.ts";
-import { objectKey } from "../runtime/informer.ts";
-import type { KubeClient } from "../runtime/kube.ts";
+
+import { objectKey } from "../../platform/kube/informer.ts";
+import type { KubeClient } from "../../platform/kube/kube.ts";
+import type { KubeObject } from "../../platform/kube/meta.ts";
 
 const quantity = /^([+-]?[0-9.]+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|e[0-9]+)?$/;
 const factor: Record<string, number> = {

@@ -3,6 +3,9 @@
 // imports no controller, so the wiring (operator.ts, flagplane.ts) and the reconcilers
 // (region.ts, zone.ts, reconcile.ts) can all import it without an import circle.
 
+import type { Informer } from "../../platform/kube/informer.ts";
+import { type KubeClient, type ResourceType, registerResource } from "../../platform/kube/kube.ts";
+import type { KubeObject } from "../../platform/kube/meta.ts";
 import type { Logger } from "../../platform/log.ts";
 import {
   API_VERSION,
@@ -13,10 +16,7 @@ import {
   ZONE,
   type Zone,
 } from "../api/index.ts";
-import type { KubeObject } from "../api/meta.ts";
 import type { StoreHealth } from "../flags/stores.ts";
-import type { Informer } from "../runtime/informer.ts";
-import { type KubeClient, type ResourceType, registerResource } from "../runtime/kube.ts";
 import type { ChildApplier } from "./children.ts";
 import type { EventRecorder } from "./events.ts";
 

@@ -1,9 +1,9 @@
 // Kubernetes Events for notable transitions (Stalled, Ready, drift repaired). Best effort:
 // an Event that cannot be written is logged, never fails a reconcile.
 
+import type { KubeClient } from "../../platform/kube/kube.ts";
+import type { KubeObject } from "../../platform/kube/meta.ts";
 import type { Logger } from "../../platform/log.ts";
-import type { KubeObject } from "../api/meta.ts";
-import type { KubeClient } from "../runtime/kube.ts";
 
 export const REPORTING_COMPONENT = "hybrid-operator";
 

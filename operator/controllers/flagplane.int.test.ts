@@ -8,16 +8,16 @@ import { join } from "node:path";
 import { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { layout, parsePublishedZone } from "../../platform/flags/layout.ts";
+import { FIELD_MANAGER, type KubeClient } from "../../platform/kube/kube.ts";
+import type { Manager } from "../../platform/kube/manager.ts";
+import type { KubeObject } from "../../platform/kube/meta.ts";
 import { silentLogger } from "../../platform/log.ts";
 import { startTestEtcd } from "../../testkit/flags.ts";
 import { createNamespace, deleteNamespace, installCrds, testClient, waitFor } from "../../testkit/kube.ts";
 import { freePort } from "../../testkit/processes.ts";
 import { API_VERSION, type ZoneStatus } from "../api/index.ts";
-import type { KubeObject } from "../api/meta.ts";
 import { readPointer } from "../flags/publisher.ts";
 import { startOperator } from "../main.ts";
-import { FIELD_MANAGER, type KubeClient } from "../runtime/kube.ts";
-import type { Manager } from "../runtime/manager.ts";
 import { policyResource, regionResource, zoneResource } from "./context.ts";
 
 interface Cr extends KubeObject {

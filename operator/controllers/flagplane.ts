@@ -25,7 +25,11 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { Etcd3 } from "etcd3";
 import { layout, type PodReport, type ZoneFlags } from "../../platform/flags/layout.ts";
 import type { ReportTable } from "../../platform/flags/reports.ts";
-import type { KubeObject } from "../api/meta.ts";
+import { Controller, changed } from "../../platform/kube/controller.ts";
+import type { Informer } from "../../platform/kube/informer.ts";
+import { isNotFound } from "../../platform/kube/kube.ts";
+import type { Manager } from "../../platform/kube/manager.ts";
+import type { KubeObject } from "../../platform/kube/meta.ts";
 import { type CompiledFlags, compile } from "../flags/compiler.ts";
 import { FencedError, type PublishResult } from "../flags/publisher.ts";
 import {
@@ -42,10 +46,6 @@ import {
   regionStores,
   type StoreHealth,
 } from "../flags/stores.ts";
-import { Controller, changed } from "../runtime/controller.ts";
-import type { Informer } from "../runtime/informer.ts";
-import { isNotFound } from "../runtime/kube.ts";
-import type { Manager } from "../runtime/manager.ts";
 import { mergeConditions, metaTime } from "./conditions.ts";
 import {
   type PolicyObject,

@@ -3,14 +3,14 @@
 // There is no kube-controller-manager here, so Deployments never get pods: the tests check
 // what the operator writes, and play the workload controllers by writing child status.
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { type KubeClient, resources } from "../../platform/kube/kube.ts";
+import type { Manager } from "../../platform/kube/manager.ts";
+import type { KubeObject } from "../../platform/kube/meta.ts";
 import { silentLogger } from "../../platform/log.ts";
 import { sleep } from "../../platform/time.ts";
 import { createNamespace, deleteNamespace, installCrds, testClient, waitFor } from "../../testkit/kube.ts";
 import { API_VERSION } from "../api/index.ts";
-import type { KubeObject } from "../api/meta.ts";
 import { startOperator } from "../main.ts";
-import { type KubeClient, resources } from "../runtime/kube.ts";
-import type { Manager } from "../runtime/manager.ts";
 import { regionResource, zoneResource } from "./context.ts";
 
 const env = inject("localEnv");

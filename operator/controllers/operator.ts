@@ -2,12 +2,12 @@
 // shared pieces (the child applier, the event recorder). Reconcile logic lives in region.ts
 // and zone.ts.
 
+import { Controller, changed, generationChanged } from "../../platform/kube/controller.ts";
+import { resources } from "../../platform/kube/kube.ts";
+import type { Manager } from "../../platform/kube/manager.ts";
+import type { KubeObject } from "../../platform/kube/meta.ts";
 import { REGION, ZONE } from "../api/index.ts";
-import type { KubeObject } from "../api/meta.ts";
 import { MANAGED_SELECTOR } from "../render/constants.ts";
-import { Controller, changed, generationChanged } from "../runtime/controller.ts";
-import { resources } from "../runtime/kube.ts";
-import type { Manager } from "../runtime/manager.ts";
 import { ChildApplier } from "./children.ts";
 import { type Context, type RegionObject, regionResource, type ZoneObject, zoneResource } from "./context.ts";
 import { EventRecorder } from "./events.ts";

@@ -1,6 +1,7 @@
 // Steps both reconcilers share: applying the rendered children and judging their readiness.
-import type { KubeObject } from "../api/meta.ts";
-import { ApiError } from "../runtime/kube.ts";
+
+import { ApiError } from "../../platform/kube/kube.ts";
+import type { KubeObject } from "../../platform/kube/meta.ts";
 import type { ChildOutcome } from "./children.ts";
 import type { Phase } from "./conditions.ts";
 import type { Context } from "./context.ts";

@@ -1,12 +1,12 @@
 // Region reconcile: check the external stores' Secrets, apply the children, report status.
 
-import type { KubeObject } from "../api/meta.ts";
+import type { ReconcileResult } from "../../platform/kube/controller.ts";
+import { splitKey } from "../../platform/kube/informer.ts";
+import { resources } from "../../platform/kube/kube.ts";
+import type { KubeObject } from "../../platform/kube/meta.ts";
 import { COMPONENTS } from "../render/constants.ts";
 import { componentName, renderRegion } from "../render/region.ts";
 import { referencedSecrets } from "../render/stores.ts";
-import type { ReconcileResult } from "../runtime/controller.ts";
-import { splitKey } from "../runtime/informer.ts";
-import { resources } from "../runtime/kube.ts";
 import { type DesiredCondition, type Phase, phaseConditions } from "./conditions.ts";
 import { type Context, type RegionObject, regionResource } from "./context.ts";
 import { applyChildren, notReady } from "./reconcile.ts";

@@ -1,8 +1,9 @@
 // Writing a custom resource's status: only the fields this controller owns, only when they
 // changed, through the status subresource; Events when Ready or Stalled flip.
+
+import type { KubeClient, ResourceType } from "../../platform/kube/kube.ts";
+import type { KubeObject } from "../../platform/kube/meta.ts";
 import type { Condition } from "../api/index.ts";
-import type { KubeObject } from "../api/meta.ts";
-import type { KubeClient, ResourceType } from "../runtime/kube.ts";
 import { isSubset } from "./children.ts";
 import { type DesiredCondition, findCondition, mergeConditions } from "./conditions.ts";
 import type { EventRecorder } from "./events.ts";

@@ -1,10 +1,10 @@
 // Zone reconcile: find the Region (Stalled until it exists), apply the map-server pool,
 // report status.
 
-import type { KubeObject } from "../api/meta.ts";
+import type { ReconcileResult } from "../../platform/kube/controller.ts";
+import { splitKey } from "../../platform/kube/informer.ts";
+import type { KubeObject } from "../../platform/kube/meta.ts";
 import { mapServerSelector, renderZone } from "../render/zone.ts";
-import type { ReconcileResult } from "../runtime/controller.ts";
-import { splitKey } from "../runtime/informer.ts";
 import { type Phase, phaseConditions } from "./conditions.ts";
 import { type Context, type RegionObject, type ZoneObject, zoneResource } from "./context.ts";
 import { applyChildren, notReady } from "./reconcile.ts";

@@ -8,7 +8,7 @@ import type {
   V1ResourceRequirements,
   V1SecurityContext,
 } from "@kubernetes/client-node";
-import type { KubeObject, OwnerReference } from "../api/meta.ts";
+import type { KubeObject, OwnerReference } from "../../platform/kube/meta.ts";
 import { HEALTH_PORT, LABEL, MANAGED_BY, PART_OF } from "./constants.ts";
 
 /** The custom resource a child belongs to. */

@@ -3,8 +3,8 @@
 // plus a StatefulSet, Service and NetworkPolicy per managed data store. Pure.
 import type { V1DeploymentSpec, V1NetworkPolicyIngressRule } from "@kubernetes/client-node";
 import { Value } from "@sinclair/typebox/value";
+import type { KubeObject } from "../../platform/kube/meta.ts";
 import { type ComponentSpec, DEFAULT_WORKLOAD_IMAGE, type Region, RegionSpec } from "../api/index.ts";
-import type { KubeObject } from "../api/meta.ts";
 import {
   child,
   containerSecurityContext,

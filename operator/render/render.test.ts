@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
+import type { KubeObject } from "../../platform/kube/meta.ts";
 import type { Region, Zone } from "../api/index.ts";
-import type { KubeObject } from "../api/meta.ts";
 import { HEALTH_PORT, METRICS_PORT } from "./constants.ts";
 import { renderRegion } from "./region.ts";
 import { storeAddress } from "./stores.ts";

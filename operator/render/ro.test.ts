@@ -1,8 +1,8 @@
 // The Region's RO endpoints and map cache, rendered.
 import { Value } from "@sinclair/typebox/value";
 import { describe, expect, it } from "vitest";
+import type { KubeObject } from "../../platform/kube/meta.ts";
 import { type Region, RegionSpec, type Zone } from "../api/index.ts";
-import type { KubeObject } from "../api/meta.ts";
 import { renderRegion } from "./region.ts";
 import { RO_CONTAINER_PORTS } from "./ro.ts";
 import { renderZone } from "./zone.ts";

@@ -9,8 +9,8 @@ import type {
   V1Volume,
   V1VolumeMount,
 } from "@kubernetes/client-node";
+import type { KubeObject } from "../../platform/kube/meta.ts";
 import type { Region } from "../api/index.ts";
-import type { KubeObject } from "../api/meta.ts";
 import { RO_DEFAULT_PORTS } from "../api/ro.ts";
 import { child, type Owner, selectorLabels, standardLabels } from "./common.ts";
 import type { ComponentKey } from "./constants.ts";

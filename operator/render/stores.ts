@@ -2,8 +2,8 @@
 // small installs) or external (endpoints plus Secret references, for production). Either
 // way the workloads see the same environment variables.
 import type { V1EnvVar, V1StatefulSetSpec, V1Volume, V1VolumeMount } from "@kubernetes/client-node";
+import type { KubeObject } from "../../platform/kube/meta.ts";
 import type { DataStore, Region } from "../api/index.ts";
-import type { KubeObject } from "../api/meta.ts";
 import {
   child,
   containerSecurityContext,

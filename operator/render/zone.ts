@@ -2,8 +2,8 @@
 // behind a headless Service, a PodDisruptionBudget and a NetworkPolicy. Pure.
 import type { V1StatefulSetSpec } from "@kubernetes/client-node";
 import { Value } from "@sinclair/typebox/value";
+import type { KubeObject } from "../../platform/kube/meta.ts";
 import { type Region, type Zone, ZoneSpec } from "../api/index.ts";
-import type { KubeObject } from "../api/meta.ts";
 import {
   child,
   containerSecurityContext,

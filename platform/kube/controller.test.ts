@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { silentLogger } from "../../platform/log.ts";
-import { sleep } from "../../platform/time.ts";
+import { silentLogger } from "../log.ts";
+import { sleep } from "../time.ts";
 import { Controller } from "./controller.ts";
 import { Metrics } from "./metrics.ts";
 

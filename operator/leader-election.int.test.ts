@@ -2,17 +2,17 @@
 // reconciles, a follower takes over when the leader stops, an unexpired lease of another
 // holder is respected until it expires, and a restart mid-reconcile converges.
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
-import { createLogger, silentLogger } from "../../platform/log.ts";
-import { sleep } from "../../platform/time.ts";
-import { createNamespace, deleteNamespace, installCrds, testClient, waitFor } from "../../testkit/kube.ts";
-import { API_VERSION } from "../api/index.ts";
-import type { KubeObject } from "../api/meta.ts";
-import { isSubset } from "../controllers/children.ts";
-import type { RegionObject, ZoneObject } from "../controllers/context.ts";
-import { LEASE_NAME, startOperator } from "../main.ts";
-import { renderZone } from "../render/zone.ts";
-import { type KubeClient, resources } from "./kube.ts";
-import type { Manager } from "./manager.ts";
+import { type KubeClient, resources } from "../platform/kube/kube.ts";
+import type { Manager } from "../platform/kube/manager.ts";
+import type { KubeObject } from "../platform/kube/meta.ts";
+import { createLogger, silentLogger } from "../platform/log.ts";
+import { sleep } from "../platform/time.ts";
+import { createNamespace, deleteNamespace, installCrds, testClient, waitFor } from "../testkit/kube.ts";
+import { API_VERSION } from "./api/index.ts";
+import { isSubset } from "./controllers/children.ts";
+import type { RegionObject, ZoneObject } from "./controllers/context.ts";
+import { LEASE_NAME, startOperator } from "./main.ts";
+import { renderZone } from "./render/zone.ts";
 
 const env = inject("localEnv");
 const ns = "leader-int";

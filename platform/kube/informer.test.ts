@@ -4,11 +4,11 @@ import { createServer, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { KubeConfig } from "@kubernetes/client-node";
 import { afterEach, describe, expect, it } from "vitest";
-import { silentLogger } from "../../platform/log.ts";
 import { waitFor } from "../../testkit/kube.ts";
-import type { KubeObject } from "../api/meta.ts";
+import { silentLogger } from "../log.ts";
 import { Informer } from "./informer.ts";
 import { KubeClient, resources } from "./kube.ts";
+import type { KubeObject } from "./meta.ts";
 
 const cm = (name: string, rv: string): KubeObject => ({
   apiVersion: "v1",
