@@ -68,7 +68,7 @@ describe("the chart on the local cluster", () => {
     expect(computeStatus(dep)).toMatchObject({ status: "Current" });
     const pods = await client.request<{ items: { metadata: { name: string } }[] }>(
       "GET",
-      `/api/v1/namespaces/${NS}/pods?labelSelector=app.kubernetes.io%2Finstance%3D${RELEASE}`,
+      `/api/v1/namespaces/${NS}/pods?labelSelector=${encodeURIComponent(`app.kubernetes.io/name=hybrid-operator,app.kubernetes.io/instance=${RELEASE}`)}`, // the operator's, not the orchestrator's
     );
     expect(pods.items).toHaveLength(2);
     const lease = await waitFor(async () => {

@@ -13,7 +13,7 @@ const localDir = join(repoRoot, ".cache/local");
 const node = process.execPath; // Node 24: this script runs under it
 
 /** The operator as its own process, as in a cluster: leader election on, the flag plane on. */
-async function startOperator(kubeconfig: string, etcdEndpoints: string, stateDir: string) {
+async function startOperator(kubeconfig: string, etcdEndpoints: string, natsUrl: string, stateDir: string) {
   const [metrics, health] = [await freePort(), await freePort()];
   const proc = startProcess(
     "hybrid-operator",
@@ -26,8 +26,12 @@ async function startOperator(kubeconfig: string, etcdEndpoints: string, stateDir
       "--leader-elect",
       "--leader-election-namespace",
       "default",
+      // No pods here: every Region's flags go to the local flag etcd, acks come on the local NATS
+      // (the Regions' managed stores would be in-cluster addresses this host cannot reach).
       "--flags-etcd-endpoints",
       etcdEndpoints,
+      "--flags-nats-url",
+      natsUrl,
       "--metrics-bind-address",
       `127.0.0.1:${metrics}`,
       "--health-probe-bind-address",
@@ -138,18 +142,27 @@ async function up(opts: { exit: boolean }): Promise<void> {
     kubectl(kc, ["apply", "--server-side", "-f", join(repoRoot, "crds")]);
     kubectl(kc, ["wait", "--for=condition=Established", "--timeout=60s", "-f", join(repoRoot, "crds")]);
     log("starting the operator");
-    const operator = await startOperator(kc, running.env.etcdEndpoints!, running.env.stateDir);
+    const operator = await startOperator(
+      kc,
+      running.env.etcdEndpoints!,
+      running.env.natsUrl!,
+      running.env.stateDir,
+    );
     stopOperator = () => operator.proc.stop();
     log("applying the example region");
     process.stdout.write(kubectl(kc, ["apply", "--server-side", "-f", join(repoRoot, "examples")]));
-    // The region counts as up once the operator has acted on every example Zone.
+    // The region counts as up once the operator has acted on every example Zone: reconciled it
+    // (observedGeneration) and published its flags (mode, written by the flag plane).
     await waitUntil(operator.proc, "the operator's first status on every Zone", async () => {
       const zones = JSON.parse(kubectl(kc, ["get", "zones", "-A", "-o", "json"])) as {
-        items: { metadata: { generation: number }; status?: { observedGeneration?: number } }[];
+        items: {
+          metadata: { generation: number };
+          status?: { observedGeneration?: number; mode?: string };
+        }[];
       };
       return (
         zones.items.length > 0 &&
-        zones.items.every((z) => z.status?.observedGeneration === z.metadata.generation)
+        zones.items.every((z) => z.status?.observedGeneration === z.metadata.generation && z.status.mode)
       );
     });
     process.stdout.write(kubectl(kc, ["get", "hybridp2p", "-A"]));

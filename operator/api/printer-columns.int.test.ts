@@ -35,7 +35,10 @@ describe("kubectl get on the example region", () => {
       .map((d) => d.toJS())
       .filter((o) => o.kind !== "Namespace")
       .map((o) => ({ ...o, metadata: { ...o.metadata, namespace } }));
-    kubectl(["apply", "--server-side", "-f", "-"], docs.map((d) => stringify(d)).join("---\n"));
+    kubectl(
+      ["apply", "--server-side", "-f", "-"],
+      docs.map((d) => stringify(d, { version: "1.1" })).join("---\n"),
+    );
   });
 
   it("shows the Region columns", () => {
