@@ -117,8 +117,9 @@ interface HostRecord {
   ipsets: string[];
   nftTables: string[];
   cgroups: string[];
-  /** Processes the node started, for a later claim to stop if this one dies without stopping. */
-  procs: { name: string; pid: number; exe: string }[];
+  /** Processes the node started, for a later claim to stop if this one dies without stopping;
+   * `adopted` ones (the cluster's control plane) are stopped by their owner when all goes well. */
+  procs: { name: string; pid: number; exe: string; adopted?: boolean }[];
 }
 
 const repoRoot = new URL("../..", import.meta.url).pathname;
@@ -284,7 +285,8 @@ export function hostSnapshot(): Record<string, string> {
   return {
     iptables: strip(tryRun("iptables-save", [])),
     ip6tables: strip(tryRun("ip6tables-save", [])),
-    nft: tryRun("nft", ["list", "ruleset"]) ?? "",
+    // Stateless: rule counters of other users of netfilter (podman) change on their own.
+    nft: tryRun("nft", ["-s", "list", "ruleset"]) ?? "",
     links: (tryRun("ip", ["-o", "link", "show"]) ?? "")
       .split("\n")
       .map((l) => l.replace(/^\d+: /, "").replace(/ link\/.*$/, ""))
@@ -385,7 +387,7 @@ async function takeLock(log: (m: string) => void): Promise<void> {
 
 /** Undoes everything a node changed on the host, as far as `rec` (taken before it started) tells.
  * Idempotent and synchronous, so it also runs from an exit hook. */
-export function cleanupHost(rec: HostRecord, log: (m: string) => void = () => {}): void {
+export function cleanupHost(rec: HostRecord, log: (m: string) => void = () => {}, recovering = true): void {
   const step = (what: string, f: () => void) => {
     try {
       f();
@@ -396,7 +398,9 @@ export function cleanupHost(rec: HostRecord, log: (m: string) => void = () => {}
   // 1. Processes: the node's own (checked by executable, a pid may have been reused), then its
   // container shims (they name the node's containerd socket) and the containers runc still knows.
   step("processes", () => {
-    const mine = rec.procs.filter((p) => alive(p.pid) && exeOf(p.pid) === p.exe);
+    const mine = rec.procs.filter(
+      (p) => (recovering || !p.adopted) && alive(p.pid) && exeOf(p.pid) === p.exe,
+    );
     for (const p of mine) process.kill(p.pid, "SIGKILL");
     for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
       let cmd = "";
@@ -651,6 +655,9 @@ export interface JoinOptions {
 
 export class LocalNode {
   readonly nodeName: string;
+  /** With claim's checkHost: the host right after claiming it, and right after stop's cleanup. */
+  hostBefore?: Record<string, string>;
+  hostAfter?: Record<string, string>;
   private procs: Proc[] = [];
   private stopped = false;
   private readonly dir: string;
@@ -673,7 +680,12 @@ export class LocalNode {
    */
   static async claim(
     stateDir: string,
-    opts: { nodeName?: string; log?: (m: string) => void } = {},
+    opts: {
+      nodeName?: string;
+      log?: (m: string) => void;
+      /** Take hostSnapshot() once the host is ours and again before giving it back (tests). */
+      checkHost?: boolean;
+    } = {},
   ): Promise<LocalNode> {
     const log = opts.log ?? (() => {});
     if (process.getuid?.() !== 0)
@@ -687,10 +699,12 @@ export class LocalNode {
         "the CNI plugins are not installed (apt-get install containernetworking-plugins; hack/ensure-deps.sh)",
       );
     await takeLock(log);
+    const hostBefore = opts.checkHost ? hostSnapshot() : undefined;
     const containerdRoot = join(binDir(), "..", "containerd");
     const rec = record(stateDir, containerdRoot);
     saveRecord(rec);
     const node = new LocalNode(rec, log, opts.nodeName ?? "hybridp2p-local");
+    node.hostBefore = hostBefore;
     process.on("exit", node.exitHook);
     try {
       // The CNI bridge plugin finds it, with its gateway address, and adds pods to it.
@@ -706,12 +720,21 @@ export class LocalNode {
 
   private track(p: Proc): Proc {
     this.procs.push(p);
-    const pid = p.child.pid;
-    if (pid !== undefined) {
-      this.rec.procs.push({ name: p.name, pid, exe: exeOf(pid) ?? "" });
-      saveRecord(this.rec);
-    }
+    this.record(p, false);
     return p;
+  }
+
+  private record(p: Proc, adopted: boolean): void {
+    const pid = p.child.pid;
+    if (pid === undefined) return;
+    this.rec.procs.push({ name: p.name, pid, exe: exeOf(pid) ?? "", ...(adopted ? { adopted } : {}) });
+    saveRecord(this.rec);
+  }
+
+  /** Records the cluster's other processes (etcd, the API server bound to the node's address,
+   * the controllers), so that cleaning up after a crash stops them too. Their owner stops them. */
+  adopt(procs: Proc[]): void {
+    for (const p of procs) this.record(p, true);
   }
 
   private file(path: string, content: string): string {
@@ -1103,8 +1126,10 @@ conntrack:
     if (this.stopped) return;
     this.stopped = true;
     process.off("exit", this.exitHook);
-    cleanupHost(this.rec, this.log);
+    cleanupHost(this.rec, this.log, false);
     rmSync(RECORD, { force: true });
+    // Still ours: no other node can have changed the host in between.
+    if (this.hostBefore) this.hostAfter = hostSnapshot();
     releaseLock();
   }
 }

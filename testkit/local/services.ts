@@ -528,6 +528,8 @@ export function buildImages(...builds: string[][]): string[] {
 
 export interface Running {
   env: LocalEnv;
+  /** With "cluster": the node on this host. */
+  node?: LocalNode;
   stop(): Promise<void>;
 }
 
@@ -548,6 +550,8 @@ export async function startLocalEnv(
     log?: (msg: string) => void;
     /** With "cluster": images in podman's store to import into the node's containerd. */
     images?: string[];
+    /** With "cluster": snapshot the host when the node claims it and after it stops (LocalNode.hostBefore/After). */
+    checkHost?: boolean;
   } = {},
 ): Promise<Running> {
   const services = opts.services ?? ALL_SERVICES;
@@ -573,7 +577,7 @@ export async function startLocalEnv(
   if (cluster) {
     if (!services.includes("kube")) throw new Error('the "cluster" service needs "kube"');
     // The node's address must exist before the API server binds it.
-    node = await LocalNode.claim(stateDir, { log });
+    node = await LocalNode.claim(stateDir, { log, checkHost: opts.checkHost });
   }
   // allSettled, not all: on a failure every service that did start is known, so all are stopped.
   const results = await Promise.allSettled([
@@ -586,6 +590,7 @@ export async function startLocalEnv(
           case "kube": {
             const k = await startKube(stateDir, cluster);
             procs.push(...k.procs.reverse());
+            node?.adopt(k.procs);
             env.kubeconfig = k.kubeconfig;
             env.kubeApiServer = k.server;
             break;
@@ -626,7 +631,9 @@ export async function startLocalEnv(
   if (node) {
     const t0 = Date.now();
     try {
-      procs.push(...(await startControllers(env)));
+      const controllers = await startControllers(env);
+      procs.push(...controllers);
+      node.adopt(controllers);
       await node.join({
         server: env.kubeApiServer!,
         pki: join(stateDir, "pki"),
@@ -646,5 +653,5 @@ export async function startLocalEnv(
       .join("\n")}\n`,
   );
   log(`local environment ready in ${Date.now() - started} ms (state in ${stateDir})`);
-  return { env, stop };
+  return { env, node, stop };
 }
