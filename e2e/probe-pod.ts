@@ -12,17 +12,28 @@ export interface Target {
 export type Reachability = Record<string, "open" | "blocked">;
 
 // Connect with a deadline; a NetworkPolicy drop shows as a timeout, a refusal as an error:
-// either way the port is not reachable.
+// either way the port is not reachable. Each target is tried again until it opens or 15 s pass:
+// enforcers admit a new pod's traffic only once they have seen its IP (kube-router on the local
+// node syncs a second or so after the pod starts), so one early attempt would race them.
 const SCRIPT = `
 const net = require("node:net");
 const targets = JSON.parse(process.env.TARGETS);
-Promise.all(targets.map((t) => new Promise((resolve) => {
+const once = (t) => new Promise((resolve) => {
   const s = net.connect({ host: t.host, port: t.port });
-  const done = (r) => { s.destroy(); resolve([t.host + ":" + t.port, r]); };
-  s.setTimeout(4000, () => done("blocked"));
+  const done = (r) => { s.destroy(); resolve(r); };
+  s.setTimeout(2000, () => done("blocked"));
   s.once("connect", () => done("open"));
   s.once("error", () => done("blocked"));
-}))).then((r) => console.log("REACH " + JSON.stringify(Object.fromEntries(r))));
+});
+const probe = async (t) => {
+  const deadline = Date.now() + 15000;
+  for (;;) {
+    const r = await once(t);
+    if (r === "open" || Date.now() > deadline) return [t.host + ":" + t.port, r];
+    await new Promise((ok) => setTimeout(ok, 500));
+  }
+};
+Promise.all(targets.map(probe)).then((r) => console.log("REACH " + JSON.stringify(Object.fromEntries(r))));
 `;
 
 export async function probeFromPod(
