@@ -286,7 +286,11 @@ export function hostSnapshot(): Record<string, string> {
     iptables: strip(tryRun("iptables-save", [])),
     ip6tables: strip(tryRun("ip6tables-save", [])),
     // Stateless: rule counters of other users of netfilter (podman) change on their own.
-    nft: tryRun("nft", ["-s", "list", "ruleset"]) ?? "",
+    // `-s` leaves the counters of rules iptables-nft wrote (podman's netavark chains): drop them too.
+    nft: (tryRun("nft", ["-s", "list", "ruleset"]) ?? "").replace(
+      /counter packets \d+ bytes \d+/g,
+      "counter",
+    ),
     links: (tryRun("ip", ["-o", "link", "show"]) ?? "")
       .split("\n")
       .map((l) => l.replace(/^\d+: /, "").replace(/ link\/.*$/, ""))
