@@ -1,35 +1,18 @@
-// The example region end to end on a real cluster (KUBECONFIG, or the local one the global setup
-// starts): the chart installs the operator, examples/demo-region.yaml comes up Ready per kstatus,
-// a killed map server's maps move and the pod comes back, P2P toggles and fallback is forced and
-// cleared through the flag plane, and deleting the Region garbage-collects its children.
-//
-// The flag store is the Region's managed etcd (`demo-etcd.demo.svc:2379`): the workloads get it as
-// HYBRIDP2P_ETCD_ENDPOINTS from the operator's rendering, and the operator publishes each Region's
-// flags to that Region's own store with nothing to configure (a plain `helm install`); the pods'
-// acks come back on the Region's NATS. Until the Region's etcd is up the operator's flag plane
-// retries (the Region is Degraded meanwhile), which is why the Zones' epochs are checked only
-// after Ready.
-// The test itself reads etcd and the acks through `kubectl port-forward` to the store pods: the stores
-// NetworkPolicy admits only the region's components and the operator, and a port-forward (which
-// connects inside the pod) works the same on any cluster, whether or not the test runs on a node.
-// The players connect to pod IPs (hack/kind-e2e.sh routes the pod network on kind).
-import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
 import type { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { KubeClient } from "../platform/kube/kube.ts";
-import { pollUntil } from "../platform/time.ts";
 import { computeStatus, type KObject } from "../testkit/kstatus.ts";
-import { binDir } from "../testkit/local/services.ts";
 import { type BotFleet, runBots } from "../workloads/client/bots.ts";
 import type { P2PClient } from "../workloads/client/p2p.ts";
 import { type LoopbackStun, startLoopbackStun } from "../workloads/coordinator/stun.ts";
+import { clusterTools, createKeysetSecret, installChart, repoRoot, waitFor } from "./kit.ts";
 import { probeFromPod } from "./probe-pod.ts";
 import { RegionStores } from "./stores.ts";
 
 const kubeconfig = inject("kubeconfig");
-const repoRoot = new URL("..", import.meta.url).pathname;
+const { helm, kubectl, hybridctl, newKeyset } = clusterTools(kubeconfig);
 const OPERATOR_NS = "hybrid-p2p-system";
 const RELEASE = "hp";
 const NS = "demo";
@@ -40,21 +23,6 @@ const PREFIX = "/hybridp2p/v1/";
 const G = "/apis/hybridp2p.io/v1alpha1";
 let client: KubeClient;
 const stores = new RegionStores(kubeconfig, NS, REGION);
-
-const run = (cmd: string, args: string[], input?: string) =>
-  execFileSync(cmd, args, {
-    encoding: "utf8",
-    input,
-    env: { ...process.env, KUBECONFIG: kubeconfig },
-    stdio: ["pipe", "pipe", "pipe"],
-  });
-const helm = (args: string[]) => run(join(binDir(), "helm"), [...args, "--kubeconfig", kubeconfig]);
-const kubectl = (args: string[]) => run(join(binDir(), "kubectl"), ["--kubeconfig", kubeconfig, ...args]);
-const hybridctl = (args: string[]) =>
-  run(join(repoRoot, "node_modules/.bin/node"), [join(repoRoot, "cli/hybridctl.ts"), ...args]);
-
-const waitFor = <T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 300_000) =>
-  pollUntil(what, probe, timeoutMs, 500);
 
 interface ZoneStatus {
   mode?: string;
@@ -140,26 +108,10 @@ afterAll(async () => {
 
 describe("the demo region on a cluster", () => {
   it("installs the chart and the example; both Zones become Ready", async () => {
-    helm([
-      "install",
-      RELEASE,
-      join(repoRoot, "charts/hybrid-p2p"),
-      "-n",
-      OPERATOR_NS,
-      "--create-namespace",
-      "--wait",
-      "--timeout",
-      "300s",
-    ]);
+    await installChart(client, helm, RELEASE, OPERATOR_NS, ["--wait", "--timeout", "300s"]);
     kubectl(["create", "namespace", NS]);
-    const keyset = run(join(repoRoot, "node_modules/.bin/node"), [
-      join(repoRoot, "workloads/main.ts"),
-      "keyset",
-      "new",
-    ]);
-    await client.request("POST", `/api/v1/namespaces/${NS}/secrets`, {
-      body: { metadata: { name: `${REGION}-auth-keyset` }, stringData: { "keyset.json": keyset } },
-    });
+    const keyset = newKeyset();
+    await createKeysetSecret(client, NS, REGION, keyset);
     kubectl(["apply", "-f", join(repoRoot, "examples/demo-region.yaml")]);
     for (const z of ZONES) await waitReady(`${G}/namespaces/${NS}/zones/${z}`);
   });

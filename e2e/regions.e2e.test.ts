@@ -1,20 +1,12 @@
-// Two managed Regions toggle independently on a real cluster (KUBECONFIG, or the local one the
-// global setup starts): a plain `helm install` (no flag endpoint set) and two Regions, each in its
-// own namespace with its own managed etcd and NATS. The operator publishes each Region's flags to
-// that Region's etcd, numbered per store; a policy edit in one Region moves that Region's zones
-// and epoch and leaves the other's alone; the pods' acks come back on each Region's NATS.
-import { execFileSync } from "node:child_process";
-import { join } from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { KubeClient } from "../platform/kube/kube.ts";
-import { pollUntil } from "../platform/time.ts";
 import { computeStatus, type KObject } from "../testkit/kstatus.ts";
-import { binDir } from "../testkit/local/services.ts";
+import { clusterTools, createKeysetSecret, installChart, waitFor } from "./kit.ts";
 import { RegionStores } from "./stores.ts";
 
 const kubeconfig = inject("kubeconfig");
-const repoRoot = new URL("..", import.meta.url).pathname;
+const { helm, newKeyset } = clusterTools(kubeconfig);
 const OPERATOR_NS = "hybrid-p2p-regions";
 const RELEASE = "hp-regions";
 const REGIONS = ["east", "west"] as const;
@@ -25,15 +17,6 @@ let installed = false;
 const stores = new Map(REGIONS.map((r) => [r, new RegionStores(kubeconfig, r, r)]));
 const small = { requests: { cpu: "40m", memory: "96Mi" } };
 
-const run = (cmd: string, args: string[]) =>
-  execFileSync(cmd, args, {
-    encoding: "utf8",
-    env: { ...process.env, KUBECONFIG: kubeconfig },
-    stdio: ["pipe", "pipe", "pipe"],
-  });
-const helm = (args: string[]) => run(join(binDir(), "helm"), [...args, "--kubeconfig", kubeconfig]);
-const waitFor = <T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 300_000) =>
-  pollUntil(what, probe, timeoutMs, 500);
 const get = <T = KObject>(path: string) => client.request<T>("GET", path);
 const apply = (path: string, obj: unknown) =>
   client.request("PATCH", path, {
@@ -95,36 +78,14 @@ describe("two Regions, each with its own flag store", () => {
       `/apis/apps/v1/deployments?labelSelector=${encodeURIComponent("app.kubernetes.io/name=hybrid-operator")}`,
     );
     if (operators.items.length === 0) {
-      // The CRDs outlive an uninstalled release (kept on purpose) and belong to it: install
-      // without them when they are there already.
-      const crds = await get(
-        `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/regions.hybridp2p.io`,
-      ).then(
-        () => true,
-        () => false,
-      );
-      helm([
-        "install",
-        RELEASE,
-        join(repoRoot, "charts/hybrid-p2p"),
-        "-n",
-        OPERATOR_NS,
-        "--create-namespace",
-        ...(crds ? ["--set", "crds.install=false"] : []),
-      ]);
+      await installChart(client, helm, RELEASE, OPERATOR_NS);
       installed = true;
       helm(["status", RELEASE, "-n", OPERATOR_NS]); // installed; the Deployment rolls out meanwhile
     }
-    const keyset = run(join(repoRoot, "node_modules/.bin/node"), [
-      join(repoRoot, "workloads/main.ts"),
-      "keyset",
-      "new",
-    ]);
+    const keyset = newKeyset();
     for (const r of REGIONS) {
       await client.request("POST", "/api/v1/namespaces", { body: { metadata: { name: r } } });
-      await client.request("POST", `/api/v1/namespaces/${r}/secrets`, {
-        body: { metadata: { name: `${r}-auth-keyset` }, stringData: { "keyset.json": keyset } },
-      });
+      await createKeysetSecret(client, r, r, keyset);
       await apply(`${G}/namespaces/${r}/regions/${r}`, {
         apiVersion: "hybridp2p.io/v1alpha1",
         kind: "Region",

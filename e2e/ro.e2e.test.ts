@@ -1,23 +1,14 @@
-// RO clients on a real cluster (KUBECONFIG, or the local one the global setup starts): the chart
-// installs the operator, examples/demo-region.yaml turns the RO endpoints on (NodePort Services
-// demo-ro-login/-char/-map on node ports 30690/30612/30512), and the independent RO test client
-// plays beside SDK bots, reaching the RO ports only through those Services at a node's address,
-// with the ports the servers name in 0x0069 and 0x0071 (it connects to the host it was given, as
-// an RO client whose ip fields are ignored does). The SDK bots and sign-up reach the gateway and
-// login server at their pods, as region.e2e.test.ts does.
-import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { KubeClient } from "../platform/kube/kube.ts";
-import { pollUntil } from "../platform/time.ts";
 import { computeStatus, type KObject } from "../testkit/kstatus.ts";
-import { binDir } from "../testkit/local/services.ts";
 import { enc, RoTestPlayer } from "../testkit/ro/client.ts";
 import { type BotFleet, runBots } from "../workloads/client/bots.ts";
+import { clusterTools, createKeysetSecret, installChart, repoRoot, waitFor } from "./kit.ts";
 
 const kubeconfig = inject("kubeconfig");
-const repoRoot = new URL("..", import.meta.url).pathname;
+const { helm, kubectl, newKeyset } = clusterTools(kubeconfig);
 const OPERATOR_NS = "hybrid-p2p-system";
 const RELEASE = "hp-ro";
 const NS = "demo";
@@ -26,17 +17,7 @@ const G = "/apis/hybridp2p.io/v1alpha1";
 let client: KubeClient;
 let fleet: BotFleet | undefined;
 
-const run = (cmd: string, args: string[]) =>
-  execFileSync(cmd, args, {
-    encoding: "utf8",
-    env: { ...process.env, KUBECONFIG: kubeconfig },
-    stdio: "pipe",
-  });
-const helm = (args: string[]) => run(join(binDir(), "helm"), [...args, "--kubeconfig", kubeconfig]);
-const kubectl = (args: string[]) => run(join(binDir(), "kubectl"), ["--kubeconfig", kubeconfig, ...args]);
 const get = <T = KObject>(path: string) => client.request<T>("GET", path);
-const waitFor = <T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 300_000) =>
-  pollUntil(what, probe, timeoutMs, 500);
 
 interface Pod {
   status?: { podIP?: string; conditions?: { type: string; status: string }[] };
@@ -75,35 +56,16 @@ beforeAll(async () => {
         ? true
         : undefined,
     );
-  // The CRDs outlive an uninstalled release (kept on purpose): install without them when an
-  // earlier file of the suite left them.
-  const crds = await get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/regions.hybridp2p.io").then(
-    () => true,
-    () => false,
-  );
-  helm([
-    "install",
-    RELEASE,
-    join(repoRoot, "charts/hybrid-p2p"),
-    "-n",
-    OPERATOR_NS,
-    "--create-namespace",
+  await installChart(client, helm, RELEASE, OPERATOR_NS, [
     "--set",
     `flags.etcdEndpoints=http://${REGION}-etcd.${NS}.svc:2379`,
-    ...(crds ? ["--set", "crds.install=false"] : []),
     "--wait",
     "--timeout",
     "300s",
   ]);
   kubectl(["create", "namespace", NS]);
-  const keyset = run(join(repoRoot, "node_modules/.bin/node"), [
-    join(repoRoot, "workloads/main.ts"),
-    "keyset",
-    "new",
-  ]);
-  await client.request("POST", `/api/v1/namespaces/${NS}/secrets`, {
-    body: { metadata: { name: `${REGION}-auth-keyset` }, stringData: { "keyset.json": keyset } },
-  });
+  const keyset = newKeyset();
+  await createKeysetSecret(client, NS, REGION, keyset);
   kubectl(["apply", "-f", join(repoRoot, "examples/demo-region.yaml")]);
   await waitFor(
     "the Region Ready and Current",

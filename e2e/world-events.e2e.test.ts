@@ -1,25 +1,14 @@
-// World events on a real cluster (KUBECONFIG, or the local one the global setup starts): the
-// chart's orchestrator (two replicas, leader-elected) and two managed Regions, each in its own
-// namespace with its own NATS, Redis, PostgreSQL and etcd. Bots play in both Regions, signed up
-// through each Region's login and char servers (new characters start in Prontera).
-//
-// - one WorldEvent (a boss with an announcement) targeting both Regions: bots in both receive the
-//   announcement and see the boss; the leading orchestrator pod is killed mid-event (deleted with
-//   no grace period): no second boss, no second announcement, and the event still ends on time;
-// - a population-triggered event fires in a Region when enough bots join there.
-import { execFileSync } from "node:child_process";
-import { join } from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { KubeClient } from "../platform/kube/kube.ts";
-import { pollUntil, sleep } from "../platform/time.ts";
+import { sleep } from "../platform/time.ts";
 import { computeStatus, type KObject } from "../testkit/kstatus.ts";
-import { binDir } from "../testkit/local/services.ts";
 import { type BotFleet, runBots } from "../workloads/client/bots.ts";
 import type { GameClient } from "../workloads/client/client.ts";
+import { clusterTools, createKeysetSecret, installChart, waitFor } from "./kit.ts";
 
 const kubeconfig = inject("kubeconfig");
-const repoRoot = new URL("..", import.meta.url).pathname;
+const { helm, hybridctl, newKeyset } = clusterTools(kubeconfig);
 const OPERATOR_NS = "hybrid-p2p-world";
 const RELEASE = "hp-world";
 const REGIONS = ["wev-east", "wev-west"] as const;
@@ -32,17 +21,6 @@ let client: KubeClient;
 let installed = false;
 const fleets: BotFleet[] = [];
 
-const run = (cmd: string, args: string[]) =>
-  execFileSync(cmd, args, {
-    encoding: "utf8",
-    env: { ...process.env, KUBECONFIG: kubeconfig },
-    stdio: ["pipe", "pipe", "pipe"],
-  });
-const helm = (args: string[]) => run(join(binDir(), "helm"), [...args, "--kubeconfig", kubeconfig]);
-const hybridctl = (args: string[]) =>
-  run(join(repoRoot, "node_modules/.bin/node"), [join(repoRoot, "cli/hybridctl.ts"), ...args]);
-const waitFor = <T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 300_000) =>
-  pollUntil(what, probe, timeoutMs, 500);
 const get = <T = KObject>(path: string) => client.request<T>("GET", path);
 const apply = (path: string, obj: unknown) =>
   client.request("PATCH", path, {
@@ -135,36 +113,14 @@ describe("world events across two Regions on the cluster", () => {
       `/apis/apps/v1/deployments?labelSelector=${encodeURIComponent("app.kubernetes.io/name=hybrid-orchestrator")}`,
     );
     if (orchestrators.items.length === 0) {
-      // The CRDs outlive an uninstalled release (kept on purpose) and belong to it: install
-      // without them when an earlier file left them.
-      const crds = await get(
-        `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/worldevents.hybridp2p.io`,
-      ).then(
-        () => true,
-        () => false,
-      );
-      helm([
-        "install",
-        RELEASE,
-        join(repoRoot, "charts/hybrid-p2p"),
-        "-n",
-        OPERATOR_NS,
-        "--create-namespace",
-        ...(crds ? ["--set", "crds.install=false"] : []),
-      ]);
+      await installChart(client, helm, RELEASE, OPERATOR_NS);
       installed = true;
     }
-    const keyset = run(join(repoRoot, "node_modules/.bin/node"), [
-      join(repoRoot, "workloads/main.ts"),
-      "keyset",
-      "new",
-    ]);
+    const keyset = newKeyset();
     await client.request("POST", "/api/v1/namespaces", { body: { metadata: { name: EVENTS_NS } } });
     for (const r of REGIONS) {
       await client.request("POST", "/api/v1/namespaces", { body: { metadata: { name: r } } });
-      await client.request("POST", `/api/v1/namespaces/${r}/secrets`, {
-        body: { metadata: { name: `${r}-auth-keyset` }, stringData: { "keyset.json": keyset } },
-      });
+      await createKeysetSecret(client, r, r, keyset);
       await apply(`${G}/namespaces/${r}/regions/${r}`, {
         apiVersion: "hybridp2p.io/v1alpha1",
         kind: "Region",
