@@ -31,6 +31,7 @@ import { isNotFound } from "../../platform/kube/kube.ts";
 import type { Manager } from "../../platform/kube/manager.ts";
 import type { KubeObject } from "../../platform/kube/meta.ts";
 import { type CompiledFlags, compile } from "../flags/compiler.ts";
+import { fallbackCause, registerFlagPlaneMetrics, type ZoneView } from "../flags/metrics.ts";
 import { FencedError, type PublishResult } from "../flags/publisher.ts";
 import {
   foldPolicies,
@@ -233,6 +234,7 @@ export function setupFlagPlane(mgr: Manager, cfg: FlagPlaneConfig): FlagPlane {
         zones: res.zones,
         chunks: res.chunks,
       });
+    if (res.published) for (const r of mine) publishedAt.set(r, { epoch: res.epoch, at: Date.now() });
     for (const z of flags.zones) {
       const k = `${z.namespace}/${z.zone}`;
       published.set(k, z);
@@ -241,6 +243,34 @@ export function setupFlagPlane(mgr: Manager, cfg: FlagPlaneConfig): FlagPlane {
     policiesDirty = true;
     ctl.queue.add(STATUS);
   };
+
+  // ---- metrics: the folds as the leader last made them (a follower exports none) -------------
+  /** The last publish per Region (`namespace/name`) and the epoch each zone last acked in full. */
+  const publishedAt = new Map<string, { epoch: number; at: number }>();
+  const ackedEpoch = new Map<string, number>();
+  const metrics = registerFlagPlaneMetrics(mgr.metrics.registry, () => {
+    if (!leading) return { zones: [], regions: [] };
+    const zoneViews: ZoneView[] = [];
+    for (const z of zones.list()) {
+      const f = folds.get(keyOf(z));
+      if (f === undefined) continue;
+      zoneViews.push({
+        namespace: z.metadata.namespace!,
+        region: z.spec.regionRef.name,
+        zone: z.metadata.name,
+        mode: f.status.mode,
+        appliedEpoch: f.applied.epoch,
+        replicas: { desired: z.spec.mapServer?.replicas ?? 1, applied: f.status.replicas.applied },
+        peers: f.status.p2pPeers,
+        players: f.status.p2pPlayers,
+      });
+    }
+    const regionViews = [...regionTo].map(([k, t]) => {
+      const [namespace, region] = k.split("/") as [string, string];
+      return { namespace, region, publishedEpoch: stores.get(t.store)?.liveEpoch ?? 0 };
+    });
+    return { zones: zoneViews, regions: regionViews };
+  });
 
   // ---- folding into status ------------------------------------------------------------------
   /** Zones to fold: since when, and whether anything changed since their last fold. */
@@ -312,6 +342,11 @@ export function setupFlagPlane(mgr: Manager, cfg: FlagPlaneConfig): FlagPlane {
       });
       const before = folds.get(key);
       folds.set(key, f);
+      const pub = publishedAt.get(`${ns}/${region}`);
+      if (pub && f.applied.complete && f.applied.epoch >= pub.epoch && ackedEpoch.get(key) !== pub.epoch) {
+        ackedEpoch.set(key, pub.epoch);
+        metrics.acked((nowMs - pub.at) / 1000);
+      }
       if (before?.applied.epoch !== f.applied.epoch || before?.applied.complete !== f.applied.complete)
         policiesDirty = true;
       if (sameZoneStatus(f.status, current.status)) {
@@ -330,6 +365,11 @@ export function setupFlagPlane(mgr: Manager, cfg: FlagPlaneConfig): FlagPlane {
       writes.push(async () => {
         await ignoreNotFound(mgr.client.patchStatus(zoneResource, ns, name, s));
         writtenZones.set(key, s);
+        if (event?.reason === "FallbackEntered")
+          metrics.fallbackEntered(
+            { namespace: ns, region, zone: name },
+            fallbackCause(s.fallbackReason ?? "", published.get(key)?.fallback === true),
+          );
         if (event) await events.record(z, event.type, event.reason, event.message);
       });
     }

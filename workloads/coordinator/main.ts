@@ -16,11 +16,12 @@
 // Each zone's fallback (mesh quality) and peer counts go into this pod's flag report, from
 // which the operator folds the Zone's status.
 import { connect } from "@nats-io/transport-node";
-import { Gauge } from "prom-client";
+import { Counter, Gauge } from "prom-client";
 import { FlagClient } from "../../platform/flags/client.ts";
 import { connectFlagStore } from "../../platform/flags/etcd.ts";
 import { DEFAULT_RECOVERY } from "../../platform/flags/fallback.ts";
 import { DEFAULT_PREFIX, effectiveP2P } from "../../platform/flags/layout.ts";
+import { registerFlagMetrics } from "../../platform/flags/metrics.ts";
 import { DEFAULT_KEYSET_FILE } from "../auth/config.ts";
 import { GatewayAuth } from "../auth/gateway.ts";
 import { flagDirectory } from "../gateway/flags.ts";
@@ -141,6 +142,7 @@ export async function run(): Promise<void> {
     });
     flags = f;
     await f.start();
+    registerFlagMetrics(w.registry, f);
     const dir = flagDirectory(f);
     zoneOf = (m) => dir.zoneOf(m);
     // The zone's own flags, not the pod's latch: one zone's fallback must not stop the others.
@@ -184,15 +186,25 @@ export async function run(): Promise<void> {
         this.set(read());
       },
     });
+  const total = (name: string, help: string, read: () => number) =>
+    new Counter({
+      name,
+      help,
+      registers: [w.registry],
+      collect() {
+        this.reset();
+        this.inc(read());
+      },
+    });
   gauge("hybridp2p_coordinator_peers", "Peers connected to this replica", () => coordinator.stats.peers);
-  gauge(
-    "hybridp2p_coordinator_signals_forwarded",
-    "Signaling messages forwarded (total)",
+  total(
+    "hybridp2p_coordinator_signals_forwarded_total",
+    "Signaling messages forwarded",
     () => coordinator.stats.signalsForwarded,
   );
-  gauge(
-    "hybridp2p_coordinator_signals_refused",
-    "Signaling messages refused: not a mesh mate (total)",
+  total(
+    "hybridp2p_coordinator_signals_refused_total",
+    "Signaling messages refused: not a mesh mate",
     () => coordinator.stats.signalsRefused,
   );
   gauge("hybridp2p_coordinator_relayed_peers", "Peers with a pair on the server relay", () =>

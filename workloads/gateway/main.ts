@@ -1,9 +1,10 @@
 // `hybrid-workload gateway`: configuration from the environment, then serve clients until
 // SIGTERM (which closes every session with `server_shutdown` after they left their maps).
 import { connect } from "@nats-io/transport-node";
-import { Gauge } from "prom-client";
+import { Counter, Gauge } from "prom-client";
 import { FlagClient } from "../../platform/flags/client.ts";
 import { connectFlagStore } from "../../platform/flags/etcd.ts";
+import { registerFlagMetrics } from "../../platform/flags/metrics.ts";
 import type { ZoneReport } from "../../platform/flags/layout.ts";
 import { newRegistry, startOpsServer } from "../../platform/http.ts";
 import { createLogger, type Logger } from "../../platform/log.ts";
@@ -130,6 +131,7 @@ export async function startGateway(cfg: GatewayConfig, log: Logger): Promise<{ c
         })
       : undefined;
   const registry = newRegistry({ service: "gateway", pod });
+  if (flags) registerFlagMetrics(registry, flags);
   const stat = (name: string, help: string, read: () => number) =>
     new Gauge({
       name,
@@ -139,22 +141,34 @@ export async function startGateway(cfg: GatewayConfig, log: Logger): Promise<{ c
         this.set(read());
       },
     });
+  // Running totals as counters (`_total`), so rate() and resets work as Prometheus expects.
+  const total = (name: string, help: string, read: () => number) =>
+    new Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(read());
+      },
+    });
   stat("hybridp2p_gateway_connections", "Open client connections", () => gw.stats.connections);
   stat("hybridp2p_gateway_sessions", "Authenticated sessions", () => gw.stats.sessions);
-  stat("hybridp2p_gateway_frames_out", "Frames sent to clients (total)", () => gw.stats.framesOut);
-  stat(
-    "hybridp2p_gateway_dropped_slow",
-    "Clients dropped for not reading (total)",
+  // Fan-out: frames sent per second over sessions (the dashboards divide one by the other).
+  total("hybridp2p_gateway_frames_sent_total", "Frames sent to clients", () => gw.stats.framesOut);
+  total(
+    "hybridp2p_gateway_slow_clients_dropped_total",
+    "Clients dropped for not reading",
     () => gw.stats.droppedSlow,
   );
-  stat(
-    "hybridp2p_gateway_bad_frames",
-    "Connections closed for a bad frame (total)",
+  total(
+    "hybridp2p_gateway_bad_frame_closes_total",
+    "Connections closed for a bad frame",
     () => gw.stats.closedBadFrame,
   );
-  stat(
-    "hybridp2p_gateway_rate_limited",
-    "Connections closed for flooding (total)",
+  total(
+    "hybridp2p_gateway_rate_limited_closes_total",
+    "Connections closed for flooding",
     () => gw.stats.rateLimited,
   );
   const ops = await startOpsServer({

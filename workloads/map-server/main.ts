@@ -4,6 +4,7 @@ import { readFile } from "node:fs/promises";
 import { connect } from "@nats-io/transport-node";
 import { FlagClient } from "../../platform/flags/client.ts";
 import { connectFlagStore } from "../../platform/flags/etcd.ts";
+import { registerFlagMetrics } from "../../platform/flags/metrics.ts";
 import { newRegistry, startOpsServer } from "../../platform/http.ts";
 import { createLogger, type Logger } from "../../platform/log.ts";
 import { migrate } from "../db/migrations.ts";
@@ -42,6 +43,7 @@ export async function startMapServer(cfg: MapServerConfig, log: Logger): Promise
   });
   await flags.start();
   const registry = newRegistry({ service: "map-server", zone: cfg.zone });
+  registerFlagMetrics(registry, flags);
   const server = new MapServer({
     region: cfg.runtime.region,
     zone: cfg.zone,

@@ -121,6 +121,7 @@ export class MapServer {
     this.chars = new CharacterStore(opts.pg);
     this.js = jetstream(opts.nc);
     this.m = metrics(opts.registry);
+    this.m.budget.set(1 / opts.tickHz);
     if (opts.worldEvents !== false)
       this.world = new WorldEvents({
         nc: opts.nc,
@@ -468,7 +469,9 @@ export class MapServer {
     if (sims.size === 0) return new Map();
     const t0 = performance.now();
     const results = await this.pool.step(sims);
-    this.m.tick.observe((performance.now() - t0) / 1000);
+    const took = (performance.now() - t0) / 1000;
+    this.m.tick.observe(took);
+    this.m.budgetUsed.set(took * this.opts.tickHz);
     this.ticks++;
     for (const [map, r] of results) {
       const h = this.held.get(map);
@@ -633,6 +636,18 @@ function metrics(registry: Registry) {
       registers,
     }),
     owned: new Gauge({ name: "hybridp2p_map_owned_maps", help: "Maps this pod owns", registers }),
+    // One tick steps every map the pod owns together, so the budget is the pod's (its maps are
+    // the `map` labels of hybridp2p_map_players).
+    budget: new Gauge({
+      name: "hybridp2p_map_tick_budget_seconds",
+      help: "The time one tick may take (1 / tick rate)",
+      registers,
+    }),
+    budgetUsed: new Gauge({
+      name: "hybridp2p_map_tick_budget_used_ratio",
+      help: "The last tick's duration over its budget (above 1: the tick rate is not kept)",
+      registers,
+    }),
   };
 }
 
