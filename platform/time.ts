@@ -1,9 +1,9 @@
 // Waiting, in one place: a promise-based sleep and a poll loop for "until this holds".
 import { setTimeout as delay } from "node:timers/promises";
 
-/** Resolves after `ms` milliseconds. */
-export function sleep(ms: number): Promise<void> {
-  return delay(ms);
+/** Resolves after `ms` milliseconds; rejects early when `signal` aborts. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return delay(ms, undefined, signal ? { signal } : undefined);
 }
 
 /**

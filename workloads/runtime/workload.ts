@@ -4,6 +4,7 @@
 // its own readiness checks, metrics and shutdown hooks:
 //
 //   const w = await startWorkload("map-server");
+//   const nc = await w.startup.waitFor("nats", url, () => connect({ servers: url }));
 //   w.checks.nats = () => nc.flush();
 //   w.shutdown.add("persist", () => persistAll());
 //   w.ready(); // once it serves
@@ -13,6 +14,7 @@ import { createLogger, type Logger } from "../../platform/log.ts";
 import { sleep } from "../../platform/time.ts";
 import { type Env, EnvReader, type RuntimeConfig, readRuntimeConfig } from "./config.ts";
 import { Shutdown } from "./shutdown.ts";
+import { Startup } from "./startup.ts";
 
 export interface Workload {
   name: string;
@@ -23,6 +25,8 @@ export interface Workload {
   checks: Record<string, ReadinessCheck>;
   ops: OpsServer;
   shutdown: Shutdown;
+  /** Waits for the stores with backoff while /readyz says what it waits for (liveness stays OK). */
+  startup: Startup;
   /** Call once the workload serves: until then /readyz answers "starting". */
   ready(): void;
 }
@@ -43,12 +47,10 @@ export async function startWorkload(
   reader.done();
   const log = opts.log ?? createLogger(name, { level: config.logLevel, fields: { pod: config.podName } });
   const registry = newRegistry({ pod: config.podName, region: config.region });
-  // Not ready before the workload listens: the ops server comes up first.
-  const checks: Record<string, ReadinessCheck> = {
-    started: () => {
-      throw new Error("starting");
-    },
-  };
+  // Not ready before the workload listens: the ops server comes up first (alive while the
+  // workload waits for its stores).
+  const startup = new Startup(log);
+  const checks: Record<string, ReadinessCheck> = { started: startup.check };
   const ops = await startOpsServer({
     healthPort: config.healthPort,
     metricsPort: config.metricsPort,
@@ -63,6 +65,7 @@ export async function startWorkload(
     ops.setReady(false);
     await sleep(config.drainDelayMs);
   });
+  shutdown.addFirst("stop waiting for stores", () => startup.stop());
   if (opts.installSignals ?? true) shutdown.installSignalHandlers();
   log.info("workload started", { healthPort: ops.healthPort, metricsPort: ops.metricsPort });
   return {
@@ -73,7 +76,9 @@ export async function startWorkload(
     checks,
     ops,
     shutdown,
+    startup,
     ready: () => {
+      startup.done();
       delete checks.started;
     },
   };
