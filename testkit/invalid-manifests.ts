@@ -151,6 +151,11 @@ export const invalidManifests: InvalidManifest[] = [
     expectedMessage: "external must not be set when mode is Managed",
   },
   {
+    name: "Region TLS Disabled with a Secret",
+    manifest: region({ tls: { mode: "Disabled", secretName: "my-cert" } }),
+    expectedMessage: "secretName must not be set when mode is Disabled",
+  },
+  {
     name: "Region external data store without endpoints",
     manifest: region({
       dataStores: { etcd: { mode: "External", external: { secretRef: { name: "etcd" } } } },

@@ -6,7 +6,7 @@ import { type Static, Type } from "@sinclair/typebox";
 import { ComponentSpec, Image, ResourceRequirements, SecretRef, StatusCommon } from "./common.ts";
 import { API_VERSION, MAX_REGION_NAME, REGION } from "./constants.ts";
 import { MapCacheSpec, RoSpec } from "./ro.ts";
-import { cel, DefaultedObject, OpaqueObject, Quantity, StringEnum } from "./schema.ts";
+import { cel, DefaultedObject, DnsSubdomain, OpaqueObject, Quantity, StringEnum } from "./schema.ts";
 
 // Pinned defaults; a Region overrides them in spec.images.
 export const DEFAULT_WORKLOAD_IMAGE = "ghcr.io/hybrid-p2p/workload:0.1.0";
@@ -82,6 +82,38 @@ function DataStore(description: string) {
 }
 export type DataStore = Static<ReturnType<typeof DataStore>>;
 
+export const TlsModeValues = ["Enabled", "Disabled"] as const;
+export type TlsMode = (typeof TlsModeValues)[number];
+
+/** TLS of the endpoints players reach: gateway and coordinator (wss), login and char servers (https). */
+export const RegionTls = DefaultedObject(
+  {
+    mode: Type.Optional(
+      StringEnum(TlsModeValues, {
+        default: "Enabled",
+        description:
+          "Enabled (the default): the endpoints serve TLS. Disabled: plain ws/http, an explicit switch for development.",
+      }),
+    ),
+    secretName: Type.Optional(
+      DnsSubdomain({
+        description:
+          "A kubernetes.io/tls Secret in the Region's namespace (tls.crt, tls.key; ca.crt optional), e.g. one cert-manager writes. Without it the operator makes a per-Region CA and the Secret <region>-serving-tls.",
+      }),
+    ),
+  },
+  {
+    description: "Client-facing TLS.",
+    ...cel({
+      rule: "self.mode != 'Disabled' || !has(self.secretName)",
+      message: "secretName must not be set when mode is Disabled",
+      fieldPath: ".secretName",
+      reason: "FieldValueForbidden",
+    }),
+  },
+);
+export type RegionTls = Static<typeof RegionTls>;
+
 export const RegionSpec = Type.Object(
   {
     // Default ports: login and char as in rAthena (6900, 6121); gateway and coordinator are new.
@@ -102,6 +134,7 @@ export const RegionSpec = Type.Object(
         },
       ),
     ),
+    tls: Type.Optional(RegionTls),
     ro: Type.Optional(RoSpec),
     mapCache: Type.Optional(MapCacheSpec),
     dataStores: Type.Optional(
