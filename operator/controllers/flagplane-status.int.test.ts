@@ -18,6 +18,7 @@ import { connectFlagStore } from "../../platform/flags/etcd.ts";
 import { eventually, startFlagPlane, type TestFlagPlane } from "../../testkit/flags.ts";
 import { createNamespace, installCrds, testClient } from "../../testkit/kube.ts";
 import { GROUP, VERSION } from "../api/constants.ts";
+import type { Condition } from "../api/index.ts";
 
 const env = inject("localEnv");
 const quiet = { error: () => {}, warn: () => {}, info: () => {} };
@@ -253,5 +254,44 @@ describe("flag plane end to end", () => {
       const o = await get("zones", "fild-a");
       return o.status?.policy === "everything" && o.status.mode === "Server";
     });
+  });
+
+  it("surfaces the overlap as a Conflicted condition on each policy, cleared when it ends", async () => {
+    const conflicted = async (name: string) =>
+      ((await get("p2ppolicies", name)).status?.conditions as Condition[] | undefined)?.find(
+        (c) => c.type === "Conflicted",
+      );
+    // Left by the test above: "everything" (priority 10) overlaps "fields" on both field zones.
+    const lost = await eventually("Conflicted True on fields", async () => {
+      const c = await conflicted("fields");
+      return c?.status === "True" ? c : undefined;
+    });
+    expect(lost).toMatchObject({
+      reason: "Overridden",
+      message:
+        "overlaps other policies: zones fild-a, fild-b governed by everything instead (higher priority, then name)",
+    });
+    expect(await conflicted("everything")).toMatchObject({
+      status: "True",
+      reason: "Overlapping",
+      message:
+        "overlaps other policies: zones fild-a, fild-b also selected by fields, governed by this policy",
+    });
+    await api.deleteNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace: ns,
+      plural: "p2ppolicies",
+      name: "everything",
+    });
+    const cleared = await eventually("Conflicted False on fields", async () => {
+      const c = await conflicted("fields");
+      return c?.status === "False" ? c : undefined;
+    });
+    expect(cleared).toMatchObject({ reason: "NoConflict", message: "" });
+    expect(Date.parse(cleared.lastTransitionTime)).toBeGreaterThanOrEqual(
+      Date.parse(lost.lastTransitionTime),
+    );
+    expect((await get("p2ppolicies", "fields")).status?.conflicts).toEqual([]);
   });
 });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { PodMode, PodReport } from "../../platform/flags/layout.ts";
 import { compile, type ZoneInput } from "./compiler.ts";
-import { foldPolicies, foldStatus, type ZoneForFold } from "./status.ts";
+import { conflictCondition, foldPolicies, foldStatus, type ZoneForFold } from "./status.ts";
 
 const NS = "eu";
 const zones: (ZoneInput & ZoneForFold)[] = [
@@ -251,5 +251,82 @@ describe("status fold", () => {
       regionOf: (ns, zone) => ({ ...regionOf(ns, zone), epoch: regionOf(ns, zone).epoch + 1 }),
     }).get("eu/p")!;
     expect(again.epochs).toEqual(out.epochs);
+  });
+});
+
+describe("the Conflicted condition", () => {
+  const overlapping = [
+    ...policies,
+    {
+      metadata: { name: "all", namespace: NS, generation: 1 },
+      spec: { zoneSelector: {}, enabled: false, priority: 10 },
+    },
+    {
+      metadata: { name: "towns", namespace: NS, generation: 1 },
+      spec: { zoneSelector: { matchLabels: { t: "t" } }, enabled: true },
+    },
+  ];
+  const fold = (ps: typeof overlapping) =>
+    foldPolicies({
+      compiled: compile({ policies: ps, zones, regions: [{ metadata: { name: "r", namespace: NS } }] }),
+      policies: ps,
+      applied: () => ({ epoch: 1, complete: true }),
+      regionOf: () => ({ region: "r", epoch: 1 }),
+    });
+  const conflicted = (s: { conditions: { type: string }[] } | undefined) =>
+    s?.conditions.find((c) => c.type === "Conflicted");
+
+  it("is True on every policy of an overlap, naming the other policy and the zones", () => {
+    const out = fold(overlapping);
+    expect(conflicted(out.get("eu/p"))).toEqual({
+      type: "Conflicted",
+      status: "True",
+      reason: "Overridden",
+      message: "overlaps other policies: zones a, b governed by all instead (higher priority, then name)",
+    });
+    expect(conflicted(out.get("eu/towns"))).toMatchObject({
+      status: "True",
+      reason: "Overridden",
+      message: expect.stringContaining("zone t governed by all"),
+    });
+    // The winner is told too: it governs those zones, but someone else selects them.
+    expect(conflicted(out.get("eu/all"))).toEqual({
+      type: "Conflicted",
+      status: "True",
+      reason: "Overlapping",
+      message:
+        "overlaps other policies: zones a, b also selected by p, governed by this policy; zone t also selected by towns, governed by this policy",
+    });
+    // The conflict does not stop a policy from being applied: Ready says how the rollout stands.
+    expect(out.get("eu/p")!.conditions.find((c) => c.type === "Ready")?.status).toBe("True");
+  });
+
+  it("is False once the overlap is gone", () => {
+    const out = fold(overlapping.filter((p) => p.metadata.name !== "all"));
+    for (const k of ["eu/p", "eu/towns"])
+      expect(conflicted(out.get(k))).toEqual({
+        type: "Conflicted",
+        status: "False",
+        reason: "NoConflict",
+        message: "",
+      });
+  });
+
+  it("keeps a long message within the API's bound", () => {
+    const many = Array.from({ length: 400 }, (_, i) => ({
+      zone: `zone-with-a-long-name-${i}`,
+      winner: `w${i % 50}`,
+      policies: [`w${i % 50}`, "loser"],
+      reason: "",
+    }));
+    const c = conflictCondition("loser", many);
+    expect(c.message.length).toBeLessThanOrEqual(1024);
+    expect(c.message).toContain("governed by w0 instead");
+    expect(c.message).toMatch(/; and \d+ more overlaps \(status.conflicts\)$/);
+    const one = conflictCondition(
+      "loser",
+      many.slice(0, 12).map((c) => ({ ...c, winner: "w", policies: ["w", "loser"] })),
+    );
+    expect(one.message).toContain("and 2 more governed by w instead");
   });
 });

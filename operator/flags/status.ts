@@ -13,7 +13,7 @@
 import type { PodReport, ZoneFlags, ZonePeers, ZonePlayers } from "../../platform/flags/layout.ts";
 import { effectiveP2P } from "../../platform/flags/layout.ts";
 import type { DesiredCondition } from "../controllers/conditions.ts";
-import type { CompiledFlags } from "./compiler.ts";
+import type { CompiledFlags, Conflict } from "./compiler.ts";
 
 export type ZoneMode = "P2P" | "Server" | "Fallback" | "Mixed";
 
@@ -328,6 +328,7 @@ export function foldPolicies(input: PolicyFoldInput): Map<string, PolicyFlagStat
             },
             { type: "Stalled", status: "False", reason: "Applying", message: "" },
           ];
+    conditions.push(conflictCondition(p.metadata.name!, o?.conflicts ?? []));
     policies.set(key, {
       observedGeneration: generation,
       matchedZones: o?.matchedZones.length ?? 0,
@@ -347,6 +348,64 @@ export function foldPolicies(input: PolicyFoldInput): Map<string, PolicyFlagStat
     });
   }
   return policies;
+}
+
+const MAX_MESSAGE = 1024;
+
+/** A list of names for a message: the first few, then how many more. */
+function names(list: readonly string[], max = 10): string {
+  return list.length <= max
+    ? list.join(", ")
+    : `${list.slice(0, max).join(", ")} and ${list.length - max} more`;
+}
+
+/**
+ * The `Conflicted` condition of one policy from its overlaps: True while another policy selects
+ * one of its zones (reason Overridden when it loses at least one zone, Overlapping when it governs
+ * them all), naming the other policies and the zones; False once none does. The compiled list
+ * in `status.conflicts` keeps every detail; the condition is what tools and alerts read.
+ *
+ * Only the policies get it: the Zone is governed all the same (by the winner, which its
+ * status.policy names), and its conditions belong to the Zone reconciler.
+ */
+export function conflictCondition(policy: string, conflicts: readonly Conflict[]): DesiredCondition {
+  if (conflicts.length === 0)
+    return { type: "Conflicted", status: "False", reason: "NoConflict", message: "" };
+  // Zones lost, by the policy that governs them; zones won, by the policies they were won over.
+  const lost = new Map<string, string[]>();
+  const won = new Map<string, string[]>();
+  for (const c of conflicts) {
+    if (c.winner === policy) {
+      const others = c.policies.filter((q) => q !== policy).join(", ");
+      won.set(others, [...(won.get(others) ?? []), c.zone]);
+    } else lost.set(c.winner, [...(lost.get(c.winner) ?? []), c.zone]);
+  }
+  const zonesOf = (zs: string[]) => `${zs.length === 1 ? "zone" : "zones"} ${names(zs.sort())}`;
+  const parts = [
+    ...[...lost]
+      .sort(([a], [b]) => (a < b ? -1 : 1))
+      .map(([winner, zs]) => `${zonesOf(zs)} governed by ${winner} instead (higher priority, then name)`),
+    ...[...won]
+      .sort(([a], [b]) => (a < b ? -1 : 1))
+      .map(([others, zs]) => `${zonesOf(zs)} also selected by ${others}, governed by this policy`),
+  ];
+  // As many overlaps as fit the API's bound on a message; the rest only counted.
+  let message = "overlaps other policies: ";
+  for (const [n, part] of parts.entries()) {
+    const rest = parts.length - n;
+    const tail = rest > 1 ? `; and ${rest} more overlaps (status.conflicts)` : "";
+    if (message.length + part.length + tail.length + 2 > MAX_MESSAGE) {
+      message += `${n > 0 ? "; and " : ""}${rest} more overlaps (status.conflicts)`;
+      break;
+    }
+    message += `${n > 0 ? "; " : ""}${part}`;
+  }
+  return {
+    type: "Conflicted",
+    status: "True",
+    reason: lost.size > 0 ? "Overridden" : "Overlapping",
+    message,
+  };
 }
 
 /** Everything at once, every zone in one flag store at `epoch` (tests; the flag plane folds per zone). */
