@@ -149,7 +149,8 @@ describe("the hybrid-p2p chart", () => {
         new Set(["get", "update", "patch"]),
       );
     }
-    expect(granted(objs, "", "secrets")).toEqual(new Set(["get"]));
+    // By name only: never list or watch (no label scoping exists for them), never update or delete.
+    expect(granted(objs, "", "secrets")).toEqual(new Set(["get", "create"]));
     expect(granted(objs, "", "pods")).toEqual(new Set(["get", "list", "watch"]));
     expect(granted(objs, "", "events")).toEqual(new Set(["create", "patch"]));
     expect(granted(objs, "coordination.k8s.io", "leases")).toEqual(

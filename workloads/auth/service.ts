@@ -118,7 +118,8 @@ export async function startService(
     });
     ops.setReady(false);
     cleanup.push(() => ops.close());
-    const api = createApiServer({ routes: routes(deps), log, metrics: deps.http });
+    const tls = cfg.runtime.servingTlsDir ? { dir: cfg.runtime.servingTlsDir, log } : undefined;
+    const api = createApiServer({ routes: routes(deps), log, metrics: deps.http, tls });
     const port = await listen(api, cfg.port, cfg.host);
     cleanup.push(() => closeServer(api, cfg.runtime.shutdownTimeoutMs / 2));
     // Close order on shutdown: readiness off first (the Service stops sending), then the API
@@ -129,8 +130,8 @@ export async function startService(
     });
     ops.setReady(true);
     const host = cfg.host === "0.0.0.0" || cfg.host === "::" ? "127.0.0.1" : cfg.host;
-    log.info("listening", { port, healthPort: ops.healthPort, metricsPort: ops.metricsPort });
-    return { url: `http://${host}:${port}`, port, ops, deps, close: closeAll };
+    log.info("listening", { port, tls: tls !== undefined, healthPort: ops.healthPort, metricsPort: ops.metricsPort });
+    return { url: `${tls ? "https" : "http"}://${host}:${port}`, port, ops, deps, close: closeAll };
   } catch (err) {
     await closeAll();
     throw err;
