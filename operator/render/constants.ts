@@ -130,3 +130,22 @@ export const DEFAULT_RESOURCES = {
   mapServer: { requests: { cpu: "250m", memory: "256Mi" }, limits: { memory: "1Gi" } },
   store: { requests: { cpu: "100m", memory: "256Mi" }, limits: { cpu: "1", memory: "1Gi" } },
 };
+
+/** The Secrets the operator generates for a Region (operator/render/secrets.ts plans them, the
+ * Region reconciler creates the missing ones and never regenerates one that exists). */
+export const GENERATED_SECRET = {
+  ca: (region: string) => `${region}-ca`,
+  serving: (region: string) => `${region}-serving-tls`,
+  storeServer: (region: string, store: StoreName) => `${region}-${store}-server-tls`,
+  /** etcd client certificates: `role` is "root", "operator" or a component using etcd. */
+  etcdClient: (region: string, role: string) => `${region}-etcd-${role}-tls`,
+  credentials: (region: string, store: StoreName) => `${region}-${store}-credentials`,
+} as const;
+/** Label on every generated Secret, valued with what it holds; the operator lists only these. */
+export const GENERATED_LABEL = "hybridp2p.io/generated";
+/** Where workloads find the client-facing serving certificate (workloads read HYBRIDP2P_SERVING_TLS_DIR). */
+export const SERVING_TLS_DIR = "/etc/hybridp2p/tls/serving";
+export const SERVING_TLS_ENV = "HYBRIDP2P_SERVING_TLS_DIR";
+/** The etcd client-certificate role of the operator itself and of etcd's root user. */
+export const ETCD_OPERATOR_ROLE = "operator";
+export const ETCD_ROOT_ROLE = "root";

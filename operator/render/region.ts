@@ -1,6 +1,7 @@
 // Region → its children: for each of gateway, coordinator, login and char server a
 // ServiceAccount, ConfigMap, Deployment, Service, PodDisruptionBudget and NetworkPolicy;
-// plus a StatefulSet, Service and NetworkPolicy per managed data store. Pure.
+// plus a StatefulSet, Service, NetworkPolicy (and configuration) per managed data store. Pure:
+// the generated Secrets are planned in secrets.ts and referenced here by name.
 import type { V1DeploymentSpec, V1NetworkPolicyIngressRule } from "@kubernetes/client-node";
 import { Value } from "@sinclair/typebox/value";
 import type { KubeObject } from "../../platform/kube/meta.ts";
@@ -26,12 +27,22 @@ import {
   ENV,
   HEALTH_PORT,
   METRICS_PORT,
+  SERVING_TLS_DIR,
+  SERVING_TLS_ENV,
   STORE_NAMES,
   WORKLOAD_COMMAND,
   WORKLOAD_UID,
 } from "./constants.ts";
 import { renderRoServices, roForComponent } from "./ro.ts";
-import { isExternal, renderManagedStore, storeSpec, storeWiring } from "./stores.ts";
+import { servingSecretName, servingTlsEnabled } from "./secrets.ts";
+import {
+  isExternal,
+  renderManagedStore,
+  type StoreSecrets,
+  type StoreWiring,
+  storeSpec,
+  storeWiring,
+} from "./stores.ts";
 
 type Component = (typeof COMPONENTS)[number];
 
@@ -72,6 +83,18 @@ export function observabilityIngress(): V1NetworkPolicyIngressRule {
   };
 }
 
+/** The client-facing certificate (gateway, coordinator, login and char servers serve TLS from
+ * it): the Region's own kubernetes.io/tls Secret or the generated one; nothing when the Region
+ * turned TLS off (the workloads then serve plain ws/http). */
+function servingTls(region: Region): Pick<StoreWiring, "config" | "volumes" | "volumeMounts"> {
+  if (!servingTlsEnabled(region)) return { config: {}, volumes: [], volumeMounts: [] };
+  return {
+    config: { [SERVING_TLS_ENV]: SERVING_TLS_DIR },
+    volumes: [{ name: "serving-tls", secret: { secretName: servingSecretName(region) } }],
+    volumeMounts: [{ name: "serving-tls", mountPath: SERVING_TLS_DIR, readOnly: true }],
+  };
+}
+
 function renderComponent(region: Region, c: Component): KubeObject[] {
   const r = region.metadata!.name!;
   const spec = (region.spec[c.key] ?? {}) as ComponentSpec;
@@ -80,7 +103,8 @@ function renderComponent(region: Region, c: Component): KubeObject[] {
   const sel = selectorLabels(c.component, r, c.component);
   const labels = standardLabels(sel, { region: r });
   const port = spec.service?.port ?? 0;
-  const stores = storeWiring(region);
+  const stores = storeWiring(region, c.component);
+  const serving = servingTls(region);
   const ro = roForComponent(region, c.key);
   const config: Record<string, string> = {
     [ENV.region]: r,
@@ -100,6 +124,7 @@ function renderComponent(region: Region, c: Component): KubeObject[] {
         }
       : {}),
     ...stores.config,
+    ...serving.config,
     ...ro.config,
   };
   const authVolume = c.auth
@@ -136,10 +161,15 @@ function renderComponent(region: Region, c: Component): KubeObject[] {
             resources: resources(spec.resources, DEFAULT_RESOURCES.component),
             ...workloadProbes(),
             securityContext: containerSecurityContext(),
-            volumeMounts: [{ name: "tmp", mountPath: "/tmp" }, ...authMount, ...stores.volumeMounts],
+            volumeMounts: [
+              { name: "tmp", mountPath: "/tmp" },
+              ...authMount,
+              ...serving.volumeMounts,
+              ...stores.volumeMounts,
+            ],
           },
         ],
-        volumes: [{ name: "tmp", emptyDir: {} }, ...authVolume, ...stores.volumes],
+        volumes: [{ name: "tmp", emptyDir: {} }, ...authVolume, ...serving.volumes, ...stores.volumes],
       },
     },
   };
@@ -184,12 +214,13 @@ function renderComponent(region: Region, c: Component): KubeObject[] {
   ];
 }
 
-/** Every child of the Region, in apply order (stores and config before the workloads using them). */
-export function renderRegion(input: Region): KubeObject[] {
+/** Every child of the Region, in apply order (stores and config before the workloads using them).
+ * `secrets`: what the managed stores' configuration needs from the generated Secrets. */
+export function renderRegion(input: Region, secrets: StoreSecrets = {}): KubeObject[] {
   const region = withRegionDefaults(input);
   const out: KubeObject[] = [];
   for (const store of STORE_NAMES) {
-    if (!isExternal(storeSpec(region, store))) out.push(...renderManagedStore(region, store));
+    if (!isExternal(storeSpec(region, store))) out.push(...renderManagedStore(region, store, secrets));
   }
   for (const c of COMPONENTS) out.push(...renderComponent(region, c));
   out.push(...renderRoServices(region, regionOwner(region)));

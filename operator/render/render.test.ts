@@ -3,7 +3,8 @@ import type { KubeObject } from "../../platform/kube/meta.ts";
 import type { Region, Zone } from "../api/index.ts";
 import { HEALTH_PORT, METRICS_PORT } from "./constants.ts";
 import { renderRegion } from "./region.ts";
-import { storeAddress } from "./stores.ts";
+import { planRegionSecrets } from "./secrets.ts";
+import { natsConfig, natsRoles, storeAddress } from "./stores.ts";
 import { renderZone } from "./zone.ts";
 
 const meta = (name: string) => ({ name, namespace: "demo", uid: `uid-${name}`, generation: 1 });
@@ -39,10 +40,14 @@ const podSpecs = (objs: KubeObject[]): Any[] =>
     .filter((o) => o.kind === "Deployment" || o.kind === "StatefulSet")
     .map((o: Any) => o.spec.template.spec);
 
-describe("renderRegion", () => {
-  const objs = renderRegion(region());
+const SECRETS = {
+  natsPasswords: Object.fromEntries(natsRoles().map((r) => [r, `pw-${r}`])),
+};
 
-  it("renders the six objects of each component and three per managed store", () => {
+describe("renderRegion", () => {
+  const objs = renderRegion(region(), SECRETS);
+
+  it("renders the six objects of each component, three per managed store and their configuration", () => {
     const names = objs.map((o) => `${o.kind}/${o.metadata.name}`).sort();
     for (const c of ["gateway", "coordinator", "login-server", "char-server"]) {
       for (const k of [
@@ -59,7 +64,9 @@ describe("renderRegion", () => {
     for (const s of ["etcd", "nats", "postgres", "dragonfly"]) {
       for (const k of ["StatefulSet", "Service", "NetworkPolicy"]) expect(names).toContain(`${k}/demo-${s}`);
     }
-    expect(objs).toHaveLength(4 * 6 + 4 * 3);
+    expect(names).toContain("Secret/demo-nats-config");
+    expect(names).toContain("ConfigMap/demo-postgres-hba");
+    expect(objs).toHaveLength(4 * 6 + 4 * 3 + 2);
   });
 
   it("gives every child a controller owner reference, the namespace and the standard labels", () => {
@@ -123,9 +130,9 @@ describe("renderRegion", () => {
     const cm = find(objs, "ConfigMap", "demo-char-server");
     expect(cm.data).toMatchObject({
       HYBRIDP2P_REGION: "demo",
-      HYBRIDP2P_ETCD_ENDPOINTS: "http://demo-etcd.demo.svc:2379",
+      HYBRIDP2P_ETCD_ENDPOINTS: "https://demo-etcd.demo.svc:2379",
       HYBRIDP2P_NATS_URL: "nats://demo-nats.demo.svc:4222",
-      HYBRIDP2P_REDIS_URL: "redis://demo-dragonfly.demo.svc:6379",
+      HYBRIDP2P_REDIS_URL: "rediss://demo-dragonfly.demo.svc:6379",
       HYBRIDP2P_DATABASE_URL: "postgres://hybridp2p@demo-postgres.demo.svc:5432/hybridp2p",
     });
     expect(find(objs, "StatefulSet", "demo-dragonfly").spec.template.spec.containers[0].image).toMatch(
@@ -204,11 +211,14 @@ describe("renderRegion", () => {
     expect(out.some((o) => o.metadata.name === "demo-etcd")).toBe(false);
     expect(storeAddress(r, "postgres")).toBe("postgres://pg.prod:5432/hybridp2p");
     expect(storeAddress(r, "etcd")).toBe("https://e1:2379,https://e2:2379");
-    const c = find(out, "Deployment", "demo-gateway").spec.template.spec.containers[0];
-    expect(c.env).toContainEqual({
+    const login = find(out, "Deployment", "demo-login-server").spec.template.spec.containers[0];
+    expect(login.env).toContainEqual({
       name: "HYBRIDP2P_POSTGRES_PASSWORD",
       valueFrom: { secretKeyRef: { name: "pg-app", key: "password" } },
     });
+    const c = find(out, "Deployment", "demo-gateway").spec.template.spec.containers[0];
+    // The gateway uses no PostgreSQL: it gets no credentials for it.
+    expect(c.env.map((e: Any) => e.name)).not.toContain("HYBRIDP2P_POSTGRES_PASSWORD");
     expect(c.volumeMounts).toContainEqual({
       name: "tls-etcd",
       mountPath: "/etc/hybridp2p/tls/etcd",
@@ -224,6 +234,200 @@ describe("renderRegion", () => {
       region({ dataStores: { nats: { mode: "External", external: { endpoints: ["n:4222"] } } } }),
     );
     expect(hash(other)).not.toEqual(hash(renderRegion(region())));
+  });
+});
+
+describe("secure by default", () => {
+  const objs = renderRegion(region(), SECRETS);
+  const container = (kind: string, name: string, list = objs) =>
+    find(list, kind, name).spec.template.spec.containers[0];
+  const podVolumes = (kind: string, name: string, list = objs) =>
+    Object.fromEntries(find(list, kind, name).spec.template.spec.volumes.map((v: Any) => [v.name, v]));
+  const envOf = (c: Any) => Object.fromEntries(c.env.map((e: Any) => [e.name, e.value ?? e.valueFrom]));
+
+  it("runs etcd on https with client-certificate auth against the Region's CA", () => {
+    const c = container("StatefulSet", "demo-etcd");
+    expect(c.args).toEqual(
+      expect.arrayContaining([
+        "--client-cert-auth",
+        "--listen-client-urls=https://0.0.0.0:2379",
+        "--advertise-client-urls=https://demo-etcd.demo.svc:2379",
+        "--trusted-ca-file=/etc/hybridp2p/tls/server/ca.crt",
+        "--cert-file=/etc/hybridp2p/tls/server/tls.crt",
+        "--key-file=/etc/hybridp2p/tls/server/tls.key",
+      ]),
+    );
+    expect(c.args.join(" ")).not.toMatch(/http:\/\/0\.0\.0\.0/);
+    expect(podVolumes("StatefulSet", "demo-etcd")["server-tls"].secret.secretName).toBe(
+      "demo-etcd-server-tls",
+    );
+  });
+
+  it("runs NATS from a configuration with a user per role, its permissions and TLS", () => {
+    expect(container("StatefulSet", "demo-nats").args).toEqual(["-c", "/etc/nats/nats.conf"]);
+    const conf = Buffer.from(find(objs, "Secret", "demo-nats-config").data["nats.conf"], "base64").toString();
+    expect(conf).toBe(natsConfig(region(), SECRETS.natsPasswords));
+    expect(conf).toContain('user: "hybridp2p-gateway@demo", password: "pw-gateway"');
+    expect(conf).toContain('user: "hybridp2p-operator", password: "pw-operator"');
+    expect(conf).toContain('user: "hybridp2p-orchestrator@demo"');
+    expect(conf).not.toContain("login-server");
+    expect(conf).toMatch(/tls \{[^}]*cert_file: "\/etc\/hybridp2p\/tls\/server\/tls.crt"/);
+    // Every user has permissions: none is an administrator.
+    for (const line of conf.split("\n").filter((l) => l.includes("user:")))
+      expect(line).toContain("permissions");
+    // New passwords roll the pod (its configuration changed).
+    const again = renderRegion(region(), { natsPasswords: { ...SECRETS.natsPasswords, gateway: "other" } });
+    const hash = (o: KubeObject[]) => find(o, "StatefulSet", "demo-nats").spec.template.metadata.annotations;
+    expect(hash(again)).not.toEqual(hash(objs));
+    // Without the passwords the configuration is left out, never made up.
+    expect(renderRegion(region()).some((o) => o.metadata.name === "demo-nats-config")).toBe(false);
+  });
+
+  it("runs PostgreSQL with a scram password and TCP over TLS only", () => {
+    const c = container("StatefulSet", "demo-postgres");
+    const env = envOf(c);
+    expect(env.POSTGRES_PASSWORD).toEqual({
+      secretKeyRef: { name: "demo-postgres-credentials", key: "password" },
+    });
+    expect(env.POSTGRES_HOST_AUTH_METHOD).toBeUndefined();
+    expect(c.args).toEqual(expect.arrayContaining(["ssl=on", "password_encryption=scram-sha-256"]));
+    const hba = find(objs, "ConfigMap", "demo-postgres-hba").data["pg_hba.conf"];
+    const rules = hba.split("\n").filter((l: string) => l && !l.startsWith("#"));
+    expect(rules).toEqual(["local all all scram-sha-256", "hostssl all all all scram-sha-256"]);
+    // PostgreSQL refuses a key others can read: root-owned, group (fsGroup) read only.
+    expect(podVolumes("StatefulSet", "demo-postgres")["server-tls"].secret.defaultMode).toBe(0o640);
+  });
+
+  it("runs Dragonfly with a password from its Secret and TLS", () => {
+    const c = container("StatefulSet", "demo-dragonfly");
+    expect(envOf(c).DFLY_requirepass).toEqual({
+      secretKeyRef: { name: "demo-dragonfly-credentials", key: "password" },
+    });
+    expect(c.args).toEqual(
+      expect.arrayContaining(["--tls", "--tls_cert_file=/etc/hybridp2p/tls/server/tls.crt"]),
+    );
+    expect(c.args.join(" ")).not.toContain("requirepass");
+  });
+
+  it("gives each component its own store identity, and credentials only for the stores it uses", () => {
+    const gw = container("Deployment", "demo-gateway");
+    const gwEnv = envOf(gw);
+    const cm = find(objs, "ConfigMap", "demo-gateway").data;
+    expect(cm).toMatchObject({
+      HYBRIDP2P_ETCD_TLS_DIR: "/etc/hybridp2p/tls/etcd",
+      HYBRIDP2P_NATS_USERNAME: "hybridp2p-gateway@demo",
+      HYBRIDP2P_NATS_TLS_DIR: "/etc/hybridp2p/tls/nats",
+      HYBRIDP2P_DRAGONFLY_TLS_DIR: "/etc/hybridp2p/tls/dragonfly",
+    });
+    expect(gwEnv.HYBRIDP2P_NATS_PASSWORD).toEqual({
+      secretKeyRef: { name: "demo-nats-credentials", key: "gateway" },
+    });
+    expect(gwEnv.HYBRIDP2P_DRAGONFLY_PASSWORD).toEqual({
+      secretKeyRef: { name: "demo-dragonfly-credentials", key: "password" },
+    });
+    expect(gwEnv.HYBRIDP2P_POSTGRES_PASSWORD).toBeUndefined();
+    const vols = podVolumes("Deployment", "demo-gateway");
+    expect(vols["tls-etcd"].secret).toEqual({ secretName: "demo-etcd-gateway-tls" });
+    // Password clients get the CA certificate alone, never the CA's key.
+    expect(vols["tls-nats"].secret).toEqual({
+      secretName: "demo-ca",
+      items: [{ key: "ca.crt", path: "ca.crt" }],
+    });
+
+    const login = envOf(container("Deployment", "demo-login-server"));
+    expect(login.HYBRIDP2P_POSTGRES_USERNAME).toEqual({
+      secretKeyRef: { name: "demo-postgres-credentials", key: "username" },
+    });
+    expect(login.HYBRIDP2P_NATS_PASSWORD).toBeUndefined();
+    expect(podVolumes("Deployment", "demo-login-server")["tls-etcd"]).toBeUndefined();
+
+    const zoneObjs = renderZone(zone(), region());
+    const ms = container("StatefulSet", "fields-map-server", zoneObjs);
+    expect(envOf(ms).HYBRIDP2P_NATS_PASSWORD).toEqual({
+      secretKeyRef: { name: "demo-nats-credentials", key: "map-server" },
+    });
+    expect(podVolumes("StatefulSet", "fields-map-server", zoneObjs)["tls-etcd"].secret.secretName).toBe(
+      "demo-etcd-map-server-tls",
+    );
+  });
+
+  it("keeps every password out of pod specs and ConfigMaps (only the NATS configuration Secret lists them)", () => {
+    const text = JSON.stringify(objs.filter((o) => o.kind !== "Secret"));
+    expect(text).not.toContain("pw-");
+  });
+
+  it("mounts the serving certificate into every client-facing component, or none when TLS is off", () => {
+    for (const c of ["gateway", "coordinator", "login-server", "char-server"]) {
+      expect(find(objs, "ConfigMap", `demo-${c}`).data.HYBRIDP2P_SERVING_TLS_DIR).toBe(
+        "/etc/hybridp2p/tls/serving",
+      );
+      expect(podVolumes("Deployment", `demo-${c}`)["serving-tls"].secret).toEqual({
+        secretName: "demo-serving-tls",
+      });
+      expect(container("Deployment", `demo-${c}`).volumeMounts).toContainEqual({
+        name: "serving-tls",
+        mountPath: "/etc/hybridp2p/tls/serving",
+        readOnly: true,
+      });
+    }
+    const own = renderRegion(region({ tls: { secretName: "cert-manager-made" } }), SECRETS);
+    expect(podVolumes("Deployment", "demo-gateway", own)["serving-tls"].secret.secretName).toBe(
+      "cert-manager-made",
+    );
+    const off = renderRegion(region({ tls: { mode: "Disabled" } }), SECRETS);
+    expect(find(off, "ConfigMap", "demo-gateway").data.HYBRIDP2P_SERVING_TLS_DIR).toBeUndefined();
+    expect(podVolumes("Deployment", "demo-gateway", off)["serving-tls"]).toBeUndefined();
+  });
+});
+
+describe("planRegionSecrets", () => {
+  it("plans the CA first, the serving certificate, and per managed store its certificates and credentials", () => {
+    const plans = planRegionSecrets(region());
+    expect(plans[0]).toMatchObject({ kind: "ca", name: "demo-ca" });
+    expect(plans.map((p) => p.name).sort()).toEqual(
+      [
+        "demo-ca",
+        "demo-serving-tls",
+        ...["etcd", "nats", "postgres", "dragonfly"].flatMap((s) => [
+          `demo-${s}-server-tls`,
+          `demo-${s}-credentials`,
+        ]),
+        ...["root", "operator", "gateway", "coordinator", "map-server"].map((r) => `demo-etcd-${r}-tls`),
+      ].sort(),
+    );
+    const serving = plans.find((p) => p.name === "demo-serving-tls") as Any;
+    expect(serving.hosts).toEqual(
+      expect.arrayContaining([
+        "demo-gateway.demo.svc",
+        "demo-login-server.demo.svc.cluster.local",
+        "localhost",
+      ]),
+    );
+    const cn = (name: string) => (plans.find((p) => p.name === name) as Any).commonName;
+    expect(cn("demo-etcd-root-tls")).toBe("root");
+    expect(cn("demo-etcd-operator-tls")).toBe("hybridp2p-operator");
+    expect(cn("demo-etcd-map-server-tls")).toBe("hybridp2p-map-server@demo");
+    expect(plans.find((p) => p.name === "demo-nats-credentials")).toMatchObject({
+      random: ["operator", "orchestrator", "gateway", "coordinator", "map-server"],
+    });
+  });
+
+  it("plans nothing for a Region with its own certificate and only external stores", () => {
+    const ext = (e: string) => ({ mode: "External" as const, external: { endpoints: [e] } });
+    const r = region({
+      tls: { secretName: "mine" },
+      dataStores: {
+        etcd: ext("e:2379"),
+        nats: ext("n:4222"),
+        postgres: ext("p:5432"),
+        dragonfly: ext("d:6379"),
+      },
+    });
+    expect(planRegionSecrets(r)).toEqual([]);
+    // Its named Secret is a reference the Region waits for.
+    expect(
+      planRegionSecrets(region({ tls: { mode: "Disabled" } })).some((p) => p.name === "demo-serving-tls"),
+    ).toBe(false);
   });
 });
 

@@ -52,7 +52,7 @@ export function renderZone(input: Zone, regionInput: Region): KubeObject[] {
   const owner = { apiVersion: zone.apiVersion!, kind: zone.kind!, metadata: zone.metadata! };
   const sel = mapServerSelector(z);
   const labels = standardLabels(sel, { region: r, zone: z });
-  const stores = storeWiring(region);
+  const stores = storeWiring(region, MAP_SERVER_COMPONENT);
   const cache = mapCacheMount(region);
   const env: Record<string, string> = {
     [ENV.region]: r,

@@ -9,7 +9,10 @@ import { isIP } from "node:net";
 import * as x509 from "@peculiar/x509";
 
 const ALG = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as const;
-const provider = webcrypto as unknown as Crypto;
+// Node's WebCrypto, typed as the library's provider (this project compiles without the DOM lib).
+type Provider = NonNullable<Parameters<typeof x509.X509CertificateGenerator.create>[1]>;
+type Keys = webcrypto.CryptoKeyPair;
+const provider = webcrypto as unknown as Provider;
 const DAY_MS = 86_400_000;
 /** Generated material is kept, never rotated by the operator (delete a Secret to make it anew):
  * long lives, so a dev Region does not break a year in. Production brings its own (cert-manager). */
@@ -24,18 +27,18 @@ export interface KeyPair {
 
 export type Usage = "server" | "client" | "server+client";
 
-async function newKeys(): Promise<CryptoKeyPair> {
-  return (await provider.subtle.generateKey(ALG, true, ["sign", "verify"])) as CryptoKeyPair;
+async function newKeys(): Promise<Keys> {
+  return (await webcrypto.subtle.generateKey(ALG, true, ["sign", "verify"])) as Keys;
 }
 
-async function keyPem(key: CryptoKey): Promise<string> {
-  const der = await provider.subtle.exportKey("pkcs8", key);
+async function keyPem(key: webcrypto.CryptoKey): Promise<string> {
+  const der = await webcrypto.subtle.exportKey("pkcs8", key);
   return x509.PemConverter.encode(der, "PRIVATE KEY");
 }
 
 /** CN values become X.500 name text: keep them to a safe alphabet rather than escape. */
 function cn(name: string): string {
-  if (!/^[A-Za-z0-9][A-Za-z0-9 ._:-]{0,63}$/.test(name)) throw new Error(`invalid common name "${name}"`);
+  if (!/^[A-Za-z0-9][A-Za-z0-9 ._:@-]{0,63}$/.test(name)) throw new Error(`invalid common name "${name}"`);
   return `CN=${name}`;
 }
 
@@ -75,7 +78,7 @@ export interface LeafRequest {
 export async function issue(ca: KeyPair, req: LeafRequest): Promise<KeyPair> {
   const now = req.now ?? Date.now();
   const caCert = new x509.X509Certificate(ca.cert);
-  const caKey = await provider.subtle.importKey("pkcs8", x509.PemConverter.decodeFirst(ca.key), ALG, false, [
+  const caKey = await webcrypto.subtle.importKey("pkcs8", x509.PemConverter.decodeFirst(ca.key), ALG, false, [
     "sign",
   ]);
   const keys = await newKeys();
@@ -93,7 +96,7 @@ export async function issue(ca: KeyPair, req: LeafRequest): Promise<KeyPair> {
   if (hosts.length > 0) {
     extensions.push(
       new x509.SubjectAlternativeNameExtension(
-        hosts.map((h) => (isIP(h) ? { type: "ip", value: h } : { type: "dns", value: h })),
+        hosts.map((h) => ({ type: isIP(h) ? ("ip" as const) : ("dns" as const), value: h })),
         false,
       ),
     );
