@@ -63,6 +63,21 @@ if ! command -v chromium >/dev/null 2>&1; then
   fi
 fi
 
+# Debian's prometheus (prometheus and promtool) for the monitoring tests: promtool checks the
+# chart's rules and dashboard queries, and the e2e suite runs Prometheus beside the local cluster.
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing prometheus (monitoring tests)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
+      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } \
+      || log "warning: could not install prometheus: the monitoring tests will fail"
+    # The package starts its own server on :9090 where systemd runs; ours run on throwaway ports.
+    command -v systemctl >/dev/null 2>&1 && systemctl disable --now prometheus >/dev/null 2>&1 || true
+  else
+    log "note: the monitoring tests need prometheus and promtool (Debian: sudo apt-get install prometheus)"
+  fi
+fi
+
 # Install only when package-lock.json changed since the last install, with `npm ci`: it installs
 # exactly what the lock names and fails when package.json and the lock disagree, so what the
 # tests run is what a new user installs. The lock lists every platform's optional binaries.

@@ -11,10 +11,10 @@ import { addressUnit, Lockout, WindowLimit } from "./lockout.ts";
 import { dummyVerify, HashLimiter, hashPassword, verifyPassword } from "./password.ts";
 
 function loginMetrics(deps: ServiceDeps) {
-  return {
+  const m = {
     logins: new Counter({
       name: "hybridp2p_login_attempts_total",
-      help: "Login attempts by result (ok, bad_credentials, locked, banned, busy)",
+      help: "Login attempts by result (ok, bad_credentials, locked, banned)",
       labelNames: ["result"],
       registers: [deps.registry],
     }),
@@ -42,6 +42,10 @@ function loginMetrics(deps: ServiceDeps) {
       registers: [deps.registry],
     }),
   };
+  // Known labels start at 0, so rates and the lockout alert see a series before the first event.
+  for (const result of ["ok", "bad_credentials", "locked", "banned"]) m.logins.inc({ result }, 0);
+  for (const scope of ["account", "address"]) m.lockouts.inc({ scope }, 0);
+  return m;
 }
 
 /** What every login route shares: built once per server, then handed to each handler. */
