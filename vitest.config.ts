@@ -18,6 +18,8 @@ export default defineConfig({
           name: "integration",
           include: ["{platform,operator,workloads,cli,testkit,hack}/**/*.int.test.ts"],
           globalSetup: ["testkit/local/vitest-global-setup.ts"],
+          // Store credentials and TLS for in-process workloads (the stores run with auth and TLS).
+          setupFiles: ["testkit/local/vitest-store-env.ts"],
           testTimeout: 60_000,
           hookTimeout: 180_000,
           // Tests share one control plane; files run one at a time to keep the 2-core machine honest.

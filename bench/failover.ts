@@ -16,7 +16,7 @@ import { resources } from "../platform/kube/kube.ts";
 import type { KubeObject } from "../platform/kube/meta.ts";
 import { pollUntil } from "../platform/time.ts";
 import { createNamespace, installCrds, testClient } from "../testkit/kube.ts";
-import { startLocalEnv } from "../testkit/local/services.ts";
+import { startLocalEnv, storeCredentialEnv } from "../testkit/local/services.ts";
 import { freePort } from "../testkit/processes.ts";
 
 const runs = Number(process.env.BENCH_RUNS ?? 3);
@@ -102,6 +102,10 @@ const percentile = (xs: number[], p: number) =>
   [...xs].sort((x, y) => x - y)[Math.floor((xs.length - 1) * p)]!;
 
 const { env, stop } = await startLocalEnv({ services: ["kube"], log });
+
+// The stores run with auth and TLS: this process and its children take their credentials.
+
+Object.assign(process.env, storeCredentialEnv(env));
 try {
   const client = await testClient(env.kubeconfig!);
   await installCrds(client); // the operator syncs its caches of Regions and Zones before it campaigns

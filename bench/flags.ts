@@ -23,7 +23,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import type { Etcd3 } from "etcd3";
 import { GROUP, VERSION } from "../operator/api/constants.ts";
 import type { PublishResult } from "../operator/flags/publisher.ts";
@@ -32,10 +32,11 @@ import { connectFlagStore } from "../platform/flags/etcd.ts";
 import type { PodReport } from "../platform/flags/layout.ts";
 import type { KubeClient } from "../platform/kube/kube.ts";
 import { createLogger } from "../platform/log.ts";
+import { connectNats, requireStoreAccess } from "../platform/stores/access.ts";
 import { sleep } from "../platform/time.ts";
 import { startFlagPlane, startTestEtcd, type TestFlagPlane } from "../testkit/flags.ts";
 import { createNamespace, installCrds, testClient } from "../testkit/kube.ts";
-import { startLocalEnv } from "../testkit/local/services.ts";
+import { startLocalEnv, storeCredentialEnv, storePki } from "../testkit/local/services.ts";
 import { type Child, serve, spawnChild } from "./children.ts";
 
 const sizes = (process.env.BENCH_SIZES ?? "10,100,1000").split(",").map(Number);
@@ -101,8 +102,10 @@ async function podsMain(): Promise<void> {
   const handlers: Record<string, (arg: unknown) => Promise<unknown>> = {
     async init(arg) {
       const o = arg as PodsInit;
-      conns = Array.from({ length: o.connections }, () => connectFlagStore(o.endpoints));
-      nc = await connect({ servers: o.natsUrl, name: "bench-pods" });
+      conns = Array.from({ length: o.connections }, () =>
+        connectFlagStore(requireStoreAccess("etcd", o.endpoints)),
+      );
+      nc = await connectNats(requireStoreAccess("nats", o.natsUrl), { name: "bench-pods" });
       for (const [zi, zone] of o.zones.entries()) {
         for (let r = 0; r < o.perZone; r++) {
           const c = new FlagClient({
@@ -520,6 +523,8 @@ async function main(): Promise<void> {
     services: ["kube", "flags-etcd", "nats"],
     log: (m) => console.error(`[local] ${m}`),
   });
+  // The stores run with auth and TLS: this process and its children take their credentials.
+  Object.assign(process.env, storeCredentialEnv(env.env));
   // Interrupted: stop the services this run started before leaving.
   for (const sig of ["SIGINT", "SIGTERM"] as const) {
     process.once(sig, () => {
@@ -534,7 +539,7 @@ async function main(): Promise<void> {
     const client = await testClient(env.env.kubeconfig!);
     await installCrds(client);
     client.close();
-    const opEtcd = connectFlagStore(env.env.etcdEndpoints!);
+    const opEtcd = connectFlagStore(requireStoreAccess("etcd", env.env.etcdEndpoints!));
     const floorSamples = await floor(opEtcd, Math.max(toggles, 100));
     opEtcd.close();
     const floorP99 = pct(floorSamples, 99);
@@ -553,7 +558,7 @@ async function main(): Promise<void> {
     for (const zonesN of sizes) await benchSize(s, zonesN, env.env.etcdEndpoints!);
     if (regionsZones > 0) {
       // The second Region's store: an etcd of its own.
-      const west = await startTestEtcd(dir, "west-etcd");
+      const west = await startTestEtcd(dir, "west-etcd", storePki(join(env.env.stateDir, "store-pki")));
       try {
         await benchRegions(s, [env.env.etcdEndpoints!, west.endpoint]);
       } finally {

@@ -16,12 +16,13 @@
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { decode as mpDecode, encode as mpEncode } from "@msgpack/msgpack";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { WebSocket, WebSocketServer } from "ws";
 import { type AoiFrame, encode as encodeBus, encodeFrame, subjects } from "../platform/bus/contract.ts";
 import { AoiBatchEncoder, decode, type Entity, encode, type Message } from "../platform/protocol/messages.ts";
+import { connectNats, requireStoreAccess } from "../platform/stores/access.ts";
 import { sleep } from "../platform/time.ts";
-import { startLocalEnv } from "../testkit/local/services.ts";
+import { startLocalEnv, storeCredentialEnv } from "../testkit/local/services.ts";
 import { StandInMapServer } from "../testkit/map-server-standin.ts";
 import { GatewayAuth } from "../workloads/auth/gateway.ts";
 import { Keyset, type KeysetDocument, newKeysetDocument, staticKeys } from "../workloads/auth/keyset.ts";
@@ -74,8 +75,8 @@ async function gatewayRole(): Promise<void> {
       case "start": {
         const o = arg as { natsUrl: string; region: string; keyset: KeysetDocument };
         const auth = new GatewayAuth({ keys: staticKeys(await Keyset.parse(JSON.stringify(o.keyset))) });
-        const nc = await connect({ servers: o.natsUrl });
-        const control = await connect({ servers: o.natsUrl });
+        const nc = await connectNats(requireStoreAccess("nats", o.natsUrl));
+        const control = await connectNats(requireStoreAccess("nats", o.natsUrl));
         const gw = new Gateway({
           nc,
           control,
@@ -401,10 +402,12 @@ async function main(): Promise<void> {
     `starting NATS; clients ${sizes.join(", ")}, ${tickHz} Hz, ${mobs} entities per view, ${seconds} s each`,
   );
   const env = await startLocalEnv({ services: ["nats"] });
+  // The stores run with auth and TLS: this process and its children take their credentials.
+  Object.assign(process.env, storeCredentialEnv(env.env));
   const natsUrl = env.env.natsUrl!;
   try {
     const keyset = await newKeysetDocument("bench");
-    const admin = await connect({ servers: natsUrl });
+    const admin = await connectNats(requireStoreAccess("nats", natsUrl));
     await ensureEventStream(admin);
     for (const n of sizes) {
       const region = `bench${randomBytes(3).toString("hex")}`;

@@ -12,7 +12,7 @@ import { scrypt } from "node:crypto";
 import { availableParallelism } from "node:os";
 import { silentLogger } from "../platform/log.ts";
 import { keysetFile, testLoginConfig, uniquePrefix } from "../testkit/auth.ts";
-import { startLocalEnv } from "../testkit/local/services.ts";
+import { startLocalEnv, storeCredentialEnv } from "../testkit/local/services.ts";
 import { loginConfigFromEnv } from "../workloads/login-server/config.ts";
 import { DEFAULT_SCRYPT, hashPassword, type ScryptParams } from "../workloads/login-server/password.ts";
 import { startLoginServer } from "../workloads/login-server/server.ts";
@@ -116,6 +116,8 @@ async function main(): Promise<void> {
   );
   log("starting PostgreSQL and Redis");
   const env = await startLocalEnv({ services: ["postgres", "redis"] });
+  // The stores run with auth and TLS: this process and its children take their credentials.
+  Object.assign(process.env, storeCredentialEnv(env.env));
   try {
     const keys = await keysetFile("bench");
     const base = testLoginConfig({

@@ -28,7 +28,7 @@ import { resources } from "../platform/kube/kube.ts";
 import type { KubeObject } from "../platform/kube/meta.ts";
 import { sleep } from "../platform/time.ts";
 import { createNamespace, installCrds, testClient, waitFor } from "../testkit/kube.ts";
-import { startLocalEnv } from "../testkit/local/services.ts";
+import { startLocalEnv, storeCredentialEnv } from "../testkit/local/services.ts";
 import { freePort } from "../testkit/processes.ts";
 
 const sizes = (process.env.BENCH_SIZES ?? "100,1000").split(",").map(Number);
@@ -219,6 +219,8 @@ async function operatorRun(client: KubeClient, kubeconfig: string, ns: string, z
 async function main(): Promise<void> {
   log("starting etcd + kube-apiserver");
   const { env, stop } = await startLocalEnv({ services: ["kube"], log });
+  // The stores run with auth and TLS: this process and its children take their credentials.
+  Object.assign(process.env, storeCredentialEnv(env));
   try {
     const client = await testClient(env.kubeconfig!);
     await installCrds(client);

@@ -37,14 +37,14 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
-import { connect } from "@nats-io/transport-node";
 import { FlagClient } from "../platform/flags/client.ts";
 import { connectFlagStore } from "../platform/flags/etcd.ts";
+import { connectNats, requireStoreAccess } from "../platform/stores/access.ts";
 import { sleep } from "../platform/time.ts";
 import { coordinatorProcess, testKeys, testZoneFlags } from "../testkit/coordinator.ts";
 import { FlagPublisher } from "../testkit/flags.ts";
 import { startTestGateway } from "../testkit/gateway.ts";
-import { startLocalEnv } from "../testkit/local/services.ts";
+import { startLocalEnv, storeCredentialEnv } from "../testkit/local/services.ts";
 import { StandInMapServer } from "../testkit/map-server-standin.ts";
 import { GameClient } from "../workloads/client/client.ts";
 import { startLoopbackStun } from "../workloads/coordinator/stun.ts";
@@ -138,8 +138,12 @@ function deal(ids: string[], n: number): string[][] {
 }
 
 const env = await startLocalEnv({ services: ["nats", "flags-etcd"], log });
+
+// The stores run with auth and TLS: this process and its children take their credentials.
+
+Object.assign(process.env, storeCredentialEnv(env.env));
 const dir = mkdtempSync(join(tmpdir(), "bench-p2p-"));
-const etcd = connectFlagStore(env.env.etcdEndpoints!);
+const etcd = connectFlagStore(requireStoreAccess("etcd", env.env.etcdEndpoints!));
 const stun = await startLoopbackStun();
 const stunPort = Number(/:(\d+)$/.exec(String((stun.ice.iceServers as { urls: string }[])[0]!.urls))![1]);
 const keys = await testKeys();
@@ -189,7 +193,7 @@ try {
   cleanup.push(() => coord.stop());
   await coord.start();
 
-  const mapNc = await connect({ servers: env.env.natsUrl! });
+  const mapNc = await connectNats(requireStoreAccess("nats", env.env.natsUrl!));
   cleanup.push(() => mapNc.drain());
   await ensureEventStream(mapNc);
   const standin = new StandInMapServer({
@@ -204,7 +208,7 @@ try {
   const gwFlags = new FlagClient({ client: etcd, prefix, namespace, service: "gateway", pod: "gw-0" });
   await gwFlags.start();
   cleanup.push(() => gwFlags.close());
-  const watchNc = await connect({ servers: env.env.natsUrl! });
+  const watchNc = await connectNats(requireStoreAccess("nats", env.env.natsUrl!));
   cleanup.push(() => watchNc.drain());
   let refresh = () => {};
   const watch = new CoordinatorWatch({ nc: watchNc, region, flags: gwFlags, onChange: () => refresh() });

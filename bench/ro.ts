@@ -7,7 +7,7 @@
 // (ratio: RO p99 over SDK p99; above 1, the RO bridge costs that much). Starts NATS, PostgreSQL,
 // Redis and etcd on loopback (testkit/local/services.ts); everything else runs in this process.
 import { silentLogger } from "../platform/log.ts";
-import { startLocalEnv } from "../testkit/local/services.ts";
+import { startLocalEnv, storeCredentialEnv } from "../testkit/local/services.ts";
 import { createCharacters, servicesFrom } from "../testkit/map-server/harness.ts";
 import { startRoStack } from "../testkit/ro/stack.ts";
 import { LatencyHistogram } from "../workloads/client/bots.ts";
@@ -24,6 +24,8 @@ const RANGE = 5;
 
 async function main(): Promise<void> {
   const local = await startLocalEnv({ services: ["flags-etcd", "nats", "postgres", "redis"] });
+  // The stores run with auth and TLS: this process and its children take their credentials.
+  Object.assign(process.env, storeCredentialEnv(local.env));
   const svc = servicesFrom(local.env);
   const stack = await startRoStack({
     svc,

@@ -2,7 +2,7 @@
 // server and the flag store, from the global options or the environment). Commands import this
 // module, never cli/hybridctl.ts, so the wiring there can import every command without a cycle.
 import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { Option } from "commander";
 import type { Etcd3 } from "etcd3";
 import { stringify as toYaml } from "yaml";
@@ -15,6 +15,7 @@ import {
   type ZoneInput,
 } from "../operator/flags/compiler.ts";
 import { connectFlagStore } from "../platform/flags/etcd.ts";
+import { connectNats, requireStoreAccess } from "../platform/stores/access.ts";
 
 export interface Io {
   out(line: string): void;
@@ -145,7 +146,8 @@ export function etcdOf(g: Globals): Etcd3 {
     throw new CliError(
       "the flag store is not configured: pass --etcd-endpoints or set HYBRIDP2P_ETCD_ENDPOINTS",
     );
-  return connectFlagStore(endpoints);
+  // Credentials and TLS from HYBRIDP2P_ETCD_USERNAME/_PASSWORD/_TLS_DIR (platform/stores).
+  return connectFlagStore(requireStoreAccess("etcd", endpoints));
 }
 
 // ---- the report channel -----------------------------------------------------------------------
@@ -157,13 +159,9 @@ export function natsUrl(g: Globals): string | undefined {
 
 /** The Region's NATS, where the pods' reports (their acks) travel. */
 export function natsOf(url: string): Promise<NatsConnection> {
-  return connect({ servers: url.split(",").map((s) => s.trim()), name: "hybridctl" }).catch(
-    (err: unknown) => {
-      throw new CliError(
-        `cannot reach the report channel at ${url}: ${String((err as Error).message ?? err)}`,
-      );
-    },
-  );
+  return connectNats(requireStoreAccess("nats", url), { name: "hybridctl" }).catch((err: unknown) => {
+    throw new CliError(`cannot reach the report channel at ${url}: ${String((err as Error).message ?? err)}`);
+  });
 }
 
 // ---- output -----------------------------------------------------------------------------------

@@ -3,12 +3,13 @@
 import { execFile } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import type { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { GROUP, VERSION } from "../operator/api/constants.ts";
 import { FlagClient } from "../platform/flags/client.ts";
 import { connectFlagStore } from "../platform/flags/etcd.ts";
+import { connectNats } from "../platform/stores/access.ts";
 import { eventually, startFlagPlane, type TestFlagPlane } from "../testkit/flags.ts";
 import { createNamespace, installCrds, testClient } from "../testkit/kube.ts";
 import { envVars } from "../testkit/local/services.ts";
@@ -66,8 +67,8 @@ describe("hybridctl", () => {
     ).status;
 
   beforeAll(async () => {
-    etcd = connectFlagStore(env.etcdEndpoints!);
-    nc = await connect({ servers: env.natsUrl! });
+    etcd = connectFlagStore(env.etcd!);
+    nc = await connectNats(env.nats!);
     const client = await testClient(env.kubeconfig!);
     await installCrds(client);
     await createNamespace(client, ns);

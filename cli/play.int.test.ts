@@ -4,9 +4,10 @@ import { randomUUID } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { GROUP, VERSION } from "../operator/api/constants.ts";
+import { connectNats } from "../platform/stores/access.ts";
 import { startTestGateway } from "../testkit/gateway.ts";
 import { createNamespace, installCrds, testClient } from "../testkit/kube.ts";
 import { StandInMapServer } from "../testkit/map-server-standin.ts";
@@ -72,7 +73,7 @@ describe("hybridctl bots and token", () => {
       directory: staticDirectory({ fields: ["pay_fild01"] }),
     });
     writeFileSync(keysetFile, JSON.stringify(gw.keyset));
-    nc = await connect({ servers: env.natsUrl! });
+    nc = await connectNats(env.nats!);
     await ensureEventStream(nc);
     field = new StandInMapServer({
       nc,

@@ -4,10 +4,15 @@
 // (etcd) and its report channel (NATS: the pods' acks, as the operator hears them).
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { Etcd3 } from "etcd3";
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { Etcd3 } from "etcd3";
+import { connectFlagStore } from "../platform/flags/etcd.ts";
 import { layout, type PodReport, parsePointer } from "../platform/flags/layout.ts";
 import { ReportTable } from "../platform/flags/reports.ts";
+import { connectNats, type StoreAccess } from "../platform/stores/access.ts";
+
+type StoreCredentials = Pick<StoreAccess, "username" | "password" | "tlsDir">;
+
 import { binDir } from "../testkit/local/services.ts";
 
 export const PREFIX = "/hybridp2p/v1/";
@@ -59,7 +64,17 @@ export class RegionStores {
   private table: ReportTable | undefined;
   private readonly forwards: ChildProcess[] = [];
 
-  constructor(kubeconfig: string, namespace: string, region: string) {
+  /** Credentials and TLS of the Region's stores (from the Secrets the operator generates), used
+   * at the port-forwarded address; none: plaintext without auth. */
+  private readonly access: { etcd?: StoreCredentials; nats?: StoreCredentials };
+
+  constructor(
+    kubeconfig: string,
+    namespace: string,
+    region: string,
+    access: { etcd?: StoreCredentials; nats?: StoreCredentials } = {},
+  ) {
+    this.access = access;
     this.kubeconfig = kubeconfig;
     this.namespace = namespace;
     this.region = region;
@@ -69,7 +84,12 @@ export class RegionStores {
     if (this.etcd) return this.etcd;
     const f = await portForward(this.kubeconfig, this.namespace, `${this.region}-etcd-0`, 2379);
     this.forwards.push(f.proc);
-    this.etcd = new Etcd3({ hosts: `http://127.0.0.1:${f.port}` });
+    const scheme = this.access.etcd?.tlsDir ? "https" : "http";
+    this.etcd = connectFlagStore({
+      ...this.access.etcd,
+      store: "etcd",
+      url: `${scheme}://127.0.0.1:${f.port}`,
+    });
     return this.etcd;
   }
 
@@ -84,7 +104,10 @@ export class RegionStores {
     if (this.table === undefined) {
       const f = await portForward(this.kubeconfig, this.namespace, `${this.region}-nats-0`, 4222);
       this.forwards.push(f.proc);
-      this.nc = await connect({ servers: `nats://127.0.0.1:${f.port}`, name: "e2e" });
+      this.nc = await connectNats(
+        { ...this.access.nats, store: "nats", url: `nats://127.0.0.1:${f.port}` },
+        { name: "e2e" },
+      );
       this.table = new ReportTable(this.nc, layout(PREFIX), { namespace: this.namespace });
       await this.table.start();
       await new Promise((r) => setTimeout(r, 500)); // the pods' answers to the sync request

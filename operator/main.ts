@@ -2,7 +2,6 @@
 // hybrid-operator: `hybrid-operator run` reconciles Regions and Zones until SIGTERM.
 import { hostname } from "node:os";
 import { KubeConfig } from "@kubernetes/client-node";
-import { connect } from "@nats-io/transport-node";
 import { Command, InvalidArgumentError } from "commander";
 import { connectFlagStore } from "../platform/flags/etcd.ts";
 import { KubeClient } from "../platform/kube/kube.ts";
@@ -14,6 +13,7 @@ import type { Context } from "./controllers/context.ts";
 import { setupFlagPlane } from "./controllers/flagplane.ts";
 import { setupOperator } from "./controllers/operator.ts";
 import { STORE_CALL_TIMEOUT_MS } from "./flags/stores.ts";
+import { connectNats, requireStoreAccess } from "../platform/stores/access.ts";
 
 export const LEASE_NAME = "hybrid-operator-leader";
 
@@ -105,11 +105,12 @@ export async function startOperator(cfg: OperatorConfig): Promise<Manager> {
  * pods' reports on the Region's NATS, unless one store (or channel) for all is given. */
 async function setupFlags(mgr: Manager, ctx: Context, cfg: OperatorConfig, identity: string): Promise<void> {
   const etcd = cfg.flagsEtcdEndpoints
-    ? connectFlagStore(cfg.flagsEtcdEndpoints, { callTimeoutMs: STORE_CALL_TIMEOUT_MS })
+    ? connectFlagStore(requireStoreAccess("etcd", cfg.flagsEtcdEndpoints), {
+        callTimeoutMs: STORE_CALL_TIMEOUT_MS,
+      })
     : undefined;
   const nats = cfg.flagsNatsUrl
-    ? await connect({
-        servers: cfg.flagsNatsUrl.split(",").map((h) => h.trim()),
+    ? await connectNats(requireStoreAccess("nats", cfg.flagsNatsUrl), {
         name: `hybrid-operator-${identity}`,
         maxReconnectAttempts: -1,
         reconnectTimeWait: 500,

@@ -14,11 +14,13 @@ import { signCharacterToken } from "../workloads/auth/tokens.ts";
 import type { CharConfig } from "../workloads/char-server/config.ts";
 import type { LoginConfig } from "../workloads/login-server/config.ts";
 import type { RuntimeConfig } from "../workloads/runtime/config.ts";
+import { pgOptions, requireStoreAccess } from "../platform/stores/access.ts";
 
 /** Creates a database named after `label` plus a random suffix; returns its URL. */
 export async function freshDatabase(baseUrl: string, label: string): Promise<string> {
   const name = `${label.replace(/[^a-z0-9_]/gi, "_").toLowerCase()}_${randomBytes(4).toString("hex")}`;
-  const admin = new pg.Client({ connectionString: baseUrl });
+  // The test administrator's credentials and TLS from the environment (vitest-store-env.ts).
+  const admin = new pg.Client(pgOptions(requireStoreAccess("postgres", baseUrl)));
   await admin.connect();
   try {
     await admin.query(`CREATE DATABASE ${name}`);

@@ -2,7 +2,7 @@
 // from a throwaway keyset, and mesh clients at given positions.
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import type { ZoneFlags } from "../platform/flags/layout.ts";
 import { GatewayAuth } from "../workloads/auth/gateway.ts";
 import { Keyset, type KeysetDocument, newKeysetDocument, staticKeys } from "../workloads/auth/keyset.ts";
@@ -12,6 +12,7 @@ import { Coordinator, type CoordinatorOptions } from "../workloads/coordinator/c
 import { locateOverNats } from "../workloads/coordinator/locate.ts";
 import { type MeshPolicy, policyFromFlags } from "../workloads/coordinator/mesh.ts";
 import { freePort, type Proc, startProcess, waitUntil } from "./processes.ts";
+import { connectNats, requireStoreAccess } from "../platform/stores/access.ts";
 
 export const TEST_THRESHOLDS: ZoneFlags["thresholds"] = {
   latencyMs: { warn: 100, critical: 200, max: 300 },
@@ -93,7 +94,7 @@ export async function startTestCoordinator(o: {
   locateViaGateways?: boolean;
   options?: Partial<CoordinatorOptions>;
 }): Promise<TestCoordinator> {
-  const nc = await connect({ servers: o.natsUrl, name: o.replica });
+  const nc = await connectNats(requireStoreAccess("nats", o.natsUrl), { name: o.replica });
   const byMap = new Map<string, string>();
   for (const [zone, maps] of Object.entries(o.zones)) for (const m of maps) byMap.set(m, zone);
   const policies = new Map(

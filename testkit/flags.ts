@@ -7,29 +7,40 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { Etcd3 } from "etcd3";
 import { type FlagPlane, setupFlagPlane } from "../operator/controllers/flagplane.ts";
 import type { PublishResult } from "../operator/flags/publisher.ts";
+import { connectFlagStore } from "../platform/flags/etcd.ts";
 import { layout, type PodReport } from "../platform/flags/layout.ts";
 import { ReportTable } from "../platform/flags/reports.ts";
 import { Manager } from "../platform/kube/manager.ts";
 import { Metrics } from "../platform/kube/metrics.ts";
 import { type Logger, silentLogger } from "../platform/log.ts";
+import type { StoreAccess } from "../platform/stores/access.ts";
 import { pollUntil } from "../platform/time.ts";
 import { testClient } from "./kube.ts";
-import { binDir } from "./local/services.ts";
+import { binDir, type StorePki } from "./local/services.ts";
 import { freePort, type Proc, startProcess, waitUntil } from "./processes.ts";
 
 export interface TestEtcd {
   endpoint: string;
+  /** The endpoint with the client certificate (with a PKI) to reach it. */
+  access: StoreAccess;
   port: number;
   stop(): Promise<void>;
   start(): Promise<void>;
 }
 
-export async function startTestEtcd(dir: string, name = "flags-test-etcd"): Promise<TestEtcd> {
+/** A private etcd; with `pki` (the local stores' PKI, see storePki), over TLS with client
+ * certificates required, as the local flag store (without its roles: any certificate of the CA). */
+export async function startTestEtcd(
+  dir: string,
+  name = "flags-test-etcd",
+  pki?: StorePki,
+): Promise<TestEtcd> {
   const bin = join(binDir(), "etcd");
   if (!existsSync(bin)) throw new Error(`etcd is not built (expected at ${bin})`);
   mkdirSync(join(dir, "logs"), { recursive: true });
   const [port, peer] = [await freePort(), await freePort()];
-  const endpoint = `http://127.0.0.1:${port}`;
+  const endpoint = `${pki ? "https" : "http"}://127.0.0.1:${port}`;
+  const access: StoreAccess = { store: "etcd", url: endpoint, tlsDir: pki?.client("root") };
   const peerUrl = `http://127.0.0.1:${peer}`;
   let proc: Proc | undefined;
   const start = async () => {
@@ -46,18 +57,39 @@ export async function startTestEtcd(dir: string, name = "flags-test-etcd"): Prom
         `--initial-cluster=${name}=${peerUrl}`,
         "--unsafe-no-fsync=true",
         "--log-level=warn",
+        ...(pki
+          ? [
+              "--client-cert-auth",
+              `--trusted-ca-file=${join(pki.server, "ca.crt")}`,
+              `--cert-file=${join(pki.server, "tls.crt")}`,
+              `--key-file=${join(pki.server, "tls.key")}`,
+            ]
+          : []),
       ],
       join(dir, "logs", `${name}.log`),
     );
     const p = proc;
     await waitUntil(p, "its /health endpoint", async () => {
-      const res = await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(2000) });
-      return res.ok;
+      if (!pki) {
+        const res = await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(2000) });
+        return res.ok;
+      }
+      // Any answer over TLS with our client certificate will do.
+      const etcd = connectFlagStore(access, { dialTimeoutMs: 1000, callTimeoutMs: 1000 });
+      try {
+        await etcd.get("health-probe");
+        return true;
+      } catch {
+        return false;
+      } finally {
+        etcd.close();
+      }
     });
   };
   await start();
   return {
     endpoint,
+    access,
     port,
     start,
     stop: async () => {

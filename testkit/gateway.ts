@@ -1,13 +1,14 @@
 // Test and benchmark helpers: a gateway with a stand-in map server on a real NATS, a keyset,
 // and development tokens for as many characters as asked.
 import { randomBytes } from "node:crypto";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import type { ZoneFlags } from "../platform/flags/layout.ts";
 import { GatewayAuth } from "../workloads/auth/gateway.ts";
 import { Keyset, type KeysetDocument, newKeysetDocument, staticKeys } from "../workloads/auth/keyset.ts";
 import { devToken } from "../workloads/client/token.ts";
 import { consumeEvents, type EventConsumer } from "../workloads/gateway/events.ts";
 import { Gateway, type GatewayOptions, type MapDirectory } from "../workloads/gateway/gateway.ts";
+import { connectNats, requireStoreAccess } from "../platform/stores/access.ts";
 
 export interface TestGateway {
   gateway: Gateway;
@@ -30,8 +31,8 @@ export async function startTestGateway(o: {
   const region = o.region ?? `r${randomBytes(4).toString("hex")}`;
   const keyset = o.keyset ?? (await newKeysetDocument("k1"));
   const auth = new GatewayAuth({ keys: staticKeys(await Keyset.parse(JSON.stringify(keyset))) });
-  const nc = await connect({ servers: o.natsUrl });
-  const control = await connect({ servers: o.natsUrl });
+  const nc = await connectNats(requireStoreAccess("nats", o.natsUrl));
+  const control = await connectNats(requireStoreAccess("nats", o.natsUrl));
   const id = o.id ?? "gw-0";
   const gateway = new Gateway({
     nc,

@@ -4,13 +4,14 @@
 // browser client), a coordinator that locates sessions through the gateway, a stand-in map
 // server in p2p mode, and the login and char servers (new characters start on the field map).
 import { randomBytes } from "node:crypto";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import type { Etcd3 } from "etcd3";
 import { API_VERSION } from "../operator/api/constants.ts";
 import { FlagClient } from "../platform/flags/client.ts";
 import { connectFlagStore } from "../platform/flags/etcd.ts";
 import type { ZoneReport } from "../platform/flags/layout.ts";
 import type { KubeObject } from "../platform/kube/meta.ts";
+import { connectNats } from "../platform/stores/access.ts";
 import type { RunningService } from "../workloads/auth/service.ts";
 import { startCharServer } from "../workloads/char-server/server.ts";
 import { ensureEventStream } from "../workloads/gateway/events.ts";
@@ -65,10 +66,10 @@ export async function startP2PRegion(env: LocalEnv, label = "p2p"): Promise<P2PR
         body: obj,
         contentType: "application/apply-patch+yaml",
       });
-    const etcd = connectFlagStore(env.etcdEndpoints!);
+    const etcd = connectFlagStore(env.etcd!);
     stops.push(async () => etcd.close());
     // The pods' reports travel over NATS (the report channel), as in a Region.
-    const reports = await connect({ servers: env.natsUrl! });
+    const reports = await connectNats(env.nats!);
     stops.push(() => reports.drain());
     const plane = await startFlagPlane({
       kubeconfig: env.kubeconfig!,
@@ -161,7 +162,7 @@ export async function startP2PRegion(env: LocalEnv, label = "p2p"): Promise<P2PR
       flags.reportZones(zones);
     }, 300);
     stops.push(async () => clearInterval(players));
-    const nc: NatsConnection = await connect({ servers: env.natsUrl! });
+    const nc: NatsConnection = await connectNats(env.nats!);
     stops.push(() => nc.drain());
     await ensureEventStream(nc);
     const field = new StandInMapServer({ nc, region, zone, maps: [map], mode: "p2p" });

@@ -23,7 +23,7 @@ import { staticDirectory } from "../workloads/gateway/routing.ts";
 import { openMap } from "../workloads/map-server/sim/maps.ts";
 import { startTestGateway, type TestGateway } from "./gateway.ts";
 import { createNamespace, deleteNamespace, installCrds, testClient, waitFor } from "./kube.ts";
-import { startNats } from "./local/services.ts";
+import { startNats, storeCredentialEnv, storePki } from "./local/services.ts";
 import {
   createCharacters,
   servicesFrom,
@@ -79,7 +79,7 @@ describe("world events across two Regions", () => {
 
   async function startNatsB(port?: number) {
     mkdirSync(join(dir, "logs"), { recursive: true });
-    const n = await startNats(dir, port);
+    const n = await startNats(dir, port, storePki(join(env.stateDir, "store-pki")));
     return { ...n, port: Number(new URL(n.url).port) };
   }
 
@@ -93,6 +93,7 @@ describe("world events across two Regions", () => {
         env: {
           PATH: process.env.PATH,
           KUBECONFIG: env.kubeconfig,
+          ...storeCredentialEnv(env),
           POD_NAME: pod,
           POD_NAMESPACE: opsNs,
           HYBRIDP2P_HEALTH_PORT: "0",

@@ -10,11 +10,12 @@ import {
   PatchStrategy,
   setHeaderOptions,
 } from "@kubernetes/client-node";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import type { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { FlagClient } from "../../platform/flags/client.ts";
 import { connectFlagStore } from "../../platform/flags/etcd.ts";
+import { connectNats } from "../../platform/stores/access.ts";
 import { eventually, startFlagPlane, type TestFlagPlane } from "../../testkit/flags.ts";
 import { createNamespace, installCrds, testClient } from "../../testkit/kube.ts";
 import { GROUP, VERSION } from "../api/constants.ts";
@@ -74,8 +75,8 @@ describe("flag plane end to end", () => {
     kc.loadFromFile(env.kubeconfig!);
     api = kc.makeApiClient(CustomObjectsApi);
     core = kc.makeApiClient(CoreV1Api);
-    etcd = connectFlagStore(env.etcdEndpoints!);
-    nc = await connect({ servers: env.natsUrl! });
+    etcd = connectFlagStore(env.etcd!);
+    nc = await connectNats(env.nats!);
     await create("regions", {
       apiVersion: `${GROUP}/${VERSION}`,
       kind: "Region",

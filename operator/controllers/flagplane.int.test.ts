@@ -12,8 +12,10 @@ import { FIELD_MANAGER, type KubeClient } from "../../platform/kube/kube.ts";
 import type { Manager } from "../../platform/kube/manager.ts";
 import type { KubeObject } from "../../platform/kube/meta.ts";
 import { silentLogger } from "../../platform/log.ts";
+import { etcdOptions } from "../../platform/stores/access.ts";
 import { startTestEtcd } from "../../testkit/flags.ts";
 import { createNamespace, deleteNamespace, installCrds, testClient, waitFor } from "../../testkit/kube.ts";
+import { storePki } from "../../testkit/local/services.ts";
 import { freePort } from "../../testkit/processes.ts";
 import { API_VERSION, type ZoneStatus } from "../api/index.ts";
 import { readPointer } from "../flags/publisher.ts";
@@ -58,7 +60,7 @@ const operator = async (identity: string) => {
 
 beforeAll(async () => {
   client = await testClient(env.kubeconfig!);
-  etcd = new Etcd3({ hosts: env.etcdEndpoints!.split(",") });
+  etcd = new Etcd3(etcdOptions(env.etcd!));
   await installCrds(client);
   await createNamespace(client, ns);
 });
@@ -137,8 +139,8 @@ describe("flag plane in the operator", () => {
     const ns2 = "flagplane-stores";
     const prefix2 = `/hybridp2p-stores-${Date.now()}/v1/`;
     const dir = mkdtempSync(join(tmpdir(), "flagplane-stores-"));
-    const west = await startTestEtcd(dir, "west-etcd");
-    const westEtcd = new Etcd3({ hosts: [west.endpoint] });
+    const west = await startTestEtcd(dir, "west-etcd", storePki(join(env.stateDir, "store-pki")));
+    const westEtcd = new Etcd3(etcdOptions(west.access));
     try {
       await createNamespace(client, ns2);
       const m = await startOperator({
@@ -177,7 +179,7 @@ describe("flag plane in the operator", () => {
       });
       await apply("regions", region("east", env.etcdEndpoints!));
       await apply("regions", region("west", west.endpoint));
-      await apply("regions", region("gone", `http://127.0.0.1:${await freePort()}`)); // nothing listens
+      await apply("regions", region("gone", `https://127.0.0.1:${await freePort()}`)); // nothing listens
       for (const [z, r] of [
         ["east-a", "east"],
         ["east-b", "east"],

@@ -5,14 +5,16 @@ import { randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import type { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { FlagClient, type FlagLogger, type FlagState } from "../../platform/flags/client.ts";
 import { connectFlagStore } from "../../platform/flags/etcd.ts";
 import { layout, type PodReport } from "../../platform/flags/layout.ts";
 import { ReportTable } from "../../platform/flags/reports.ts";
+import { connectNats, withUrl } from "../../platform/stores/access.ts";
 import { cutProxy, eventually, startTestEtcd, type TestEtcd } from "../../testkit/flags.ts";
+import { storePki } from "../../testkit/local/services.ts";
 import { ANNOTATION_FALLBACK_CLEAR, type CompiledFlags, compile } from "./compiler.ts";
 import { FlagPublisher } from "./publisher.ts";
 
@@ -82,8 +84,8 @@ describe("flag client", () => {
   let etcd: Etcd3;
   let nc: NatsConnection;
   beforeAll(async () => {
-    etcd = connectFlagStore(env.etcdEndpoints!);
-    nc = await connect({ servers: env.natsUrl! });
+    etcd = connectFlagStore(env.etcd!);
+    nc = await connectNats(env.nats!);
   });
   afterAll(async () => {
     etcd.close();
@@ -100,8 +102,8 @@ describe("flag client", () => {
     await reports.start();
     const reportOf = (pod: string) => reports.reports().find((r) => r.pod === pod);
 
-    const podConn = connectFlagStore(env.etcdEndpoints!);
-    const podNats = await connect({ servers: env.natsUrl! });
+    const podConn = connectFlagStore(env.etcd!);
+    const podNats = await connectNats(env.nats!);
     const ms = new FlagClient({
       client: podConn,
       nats: podNats,
@@ -399,7 +401,7 @@ describe("flag client", () => {
     let own: TestEtcd;
     beforeAll(async () => {
       dir = mkdtempSync(join(tmpdir(), "flags-client-"));
-      own = await startTestEtcd(dir);
+      own = await startTestEtcd(dir, undefined, storePki(join(env.stateDir, "store-pki")));
     });
     afterAll(async () => {
       await own.stop();
@@ -408,8 +410,8 @@ describe("flag client", () => {
 
     it("survives etcd killed and restarted mid-watch: keeps its snapshot, falls back after the grace period, recovers", async () => {
       const prefix = `/test-${randomUUID()}/`;
-      const opConn = connectFlagStore(own.endpoint);
-      const podConn = connectFlagStore(own.endpoint);
+      const opConn = connectFlagStore(own.access);
+      const podConn = connectFlagStore(own.access);
       const pub = new FlagPublisher({ client: opConn, identity: "op", prefix });
       await pub.acquire();
       const e1 = await pub.publish(world("eu", { enabled: true }));
@@ -459,9 +461,9 @@ describe("flag client", () => {
 
     it("after a compaction while it was cut off, re-reads and re-watches without missing a change", async () => {
       const prefix = `/test-${randomUUID()}/`;
-      const opConn = connectFlagStore(own.endpoint);
+      const opConn = connectFlagStore(own.access);
       const proxy = await cutProxy(own.port);
-      const podConn = connectFlagStore(proxy.endpoint);
+      const podConn = connectFlagStore(withUrl(own.access, proxy.endpoint));
       const log = capture();
       const pub = new FlagPublisher({ client: opConn, identity: "op", prefix });
       await pub.acquire();

@@ -33,7 +33,7 @@ function world(ns: string, zones: number, enabled: boolean, tag = "webrtc"): Com
 describe("flag publisher", () => {
   let etcd: Etcd3;
   beforeAll(() => {
-    etcd = connectFlagStore(env.etcdEndpoints!);
+    etcd = connectFlagStore(env.etcd!);
   });
   afterAll(() => etcd.close());
 

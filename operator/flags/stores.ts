@@ -6,7 +6,7 @@
 // the same endpoints share one store: one connection, one fence, one publish of all their zones,
 // one epoch sequence. Each store is fenced on its own and its epochs grow on their own; a store
 // that is down fails only its own publishes (the Region is Degraded), never another's.
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import type { Etcd3 } from "etcd3";
 import { connectFlagStore } from "../../platform/flags/etcd.ts";
 import type { Layout } from "../../platform/flags/layout.ts";
@@ -15,6 +15,7 @@ import type { Region } from "../api/index.ts";
 import { storeAddress } from "../render/stores.ts";
 import type { CompiledFlags } from "./compiler.ts";
 import { FlagPublisher, type PublishResult } from "./publisher.ts";
+import { connectNats, requireStoreAccess } from "../../platform/stores/access.ts";
 
 /** Where one Region's flags go and its reports come from. */
 export interface RegionStores {
@@ -55,7 +56,8 @@ export class FlagStore {
   constructor(o: { key: string; etcd?: Etcd3; identity: string; prefix?: string }) {
     this.key = o.key;
     this.owned = o.etcd === undefined;
-    this.etcd = o.etcd ?? connectFlagStore(o.key, { callTimeoutMs: STORE_CALL_TIMEOUT_MS });
+    this.etcd =
+      o.etcd ?? connectFlagStore(requireStoreAccess("etcd", o.key), { callTimeoutMs: STORE_CALL_TIMEOUT_MS });
     this.publisher = new FlagPublisher({ client: this.etcd, identity: o.identity, prefix: o.prefix });
   }
 
@@ -132,8 +134,7 @@ export class ReportSource {
     for (;;) {
       if (this.closed) throw new Error("report source closed");
       try {
-        return await connect({
-          servers: url.split(",").map((s) => s.trim()),
+        return await connectNats(requireStoreAccess("nats", url), {
           name,
           timeout: 3000,
           maxReconnectAttempts: -1,

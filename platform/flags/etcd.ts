@@ -3,6 +3,7 @@
 // restart into half a minute of stale flags. Here a failed host is retried at once, watches
 // reconnect within a second, and gRPC keepalives notice a silent peer.
 import { Etcd3, type IOptions } from "etcd3";
+import { etcdOptions, type StoreAccess } from "../stores/access.ts";
 
 type Policy = NonNullable<NonNullable<IOptions["faultHandling"]>["global"]>;
 type Backoff = NonNullable<NonNullable<IOptions["faultHandling"]>["watchBackoff"]>;
@@ -41,11 +42,11 @@ export interface FlagEtcdOptions {
   callTimeoutMs?: number;
 }
 
-export function connectFlagStore(endpoints: string | string[], opts: FlagEtcdOptions = {}): Etcd3 {
-  const hosts = typeof endpoints === "string" ? endpoints.split(",").map((s) => s.trim()) : endpoints;
+/** A flag-store client with the access's endpoints, TLS and credentials (platform/stores). */
+export function connectFlagStore(access: StoreAccess, opts: FlagEtcdOptions = {}): Etcd3 {
   const callTimeoutMs = opts.callTimeoutMs ?? 10_000;
   return new Etcd3({
-    hosts,
+    ...etcdOptions(access),
     dialTimeout: opts.dialTimeoutMs ?? 3000,
     defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + callTimeoutMs }),
     faultHandling: {

@@ -2,10 +2,11 @@
 // key, reads of the same tick as one request, each value parsed once; one report sender per
 // NATS connection whose heartbeats keep the reports alive at the receiver.
 import { randomUUID } from "node:crypto";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import type { Etcd3, IKeyValue } from "etcd3";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { eventually } from "../../testkit/flags.ts";
+import { connectNats } from "../stores/access.ts";
 import { connectFlagStore } from "./etcd.ts";
 import { layout, type PodReport } from "./layout.ts";
 import { ReportTable, reportSender } from "./reports.ts";
@@ -17,8 +18,8 @@ describe("sharing a connection", () => {
   let etcd: Etcd3;
   let nc: NatsConnection;
   beforeAll(async () => {
-    etcd = connectFlagStore(env.etcdEndpoints!);
-    nc = await connect({ servers: env.natsUrl! });
+    etcd = connectFlagStore(env.etcd!);
+    nc = await connectNats(env.nats!);
   });
   afterAll(async () => {
     etcd.close();

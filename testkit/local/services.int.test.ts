@@ -1,11 +1,11 @@
 // The local environment is real: each service answers a real client.
 import { CoreV1Api, KubeConfig, VersionApi } from "@kubernetes/client-node";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { connect } from "@nats-io/transport-node";
 import { Etcd3 } from "etcd3";
 import { Redis } from "ioredis";
 import pg from "pg";
 import { describe, expect, inject, it } from "vitest";
+import { connectNats, etcdOptions, pgOptions, redisOptions } from "../../platform/stores/access.ts";
 
 const env = inject("localEnv");
 
@@ -19,8 +19,8 @@ describe("local environment", () => {
     expect(ns.metadata?.name).toBe("default");
   });
 
-  it("serves a flags etcd separate from the apiserver's", async () => {
-    const etcd = new Etcd3({ hosts: env.etcdEndpoints! });
+  it("serves a flags etcd (TLS, client-certificate auth) separate from the apiserver's", async () => {
+    const etcd = new Etcd3(etcdOptions(env.etcd!));
     try {
       await etcd.put("/probe").value("ok");
       expect(await etcd.get("/probe").string()).toBe("ok");
@@ -31,8 +31,8 @@ describe("local environment", () => {
     }
   });
 
-  it("serves NATS with JetStream", async () => {
-    const nc = await connect({ servers: env.natsUrl! });
+  it("serves NATS with JetStream (TLS, users)", async () => {
+    const nc = await connectNats(env.nats!);
     try {
       const jsm = await jetstreamManager(nc);
       await jsm.streams.add({ name: "PROBE", subjects: ["probe.>"] });
@@ -45,8 +45,8 @@ describe("local environment", () => {
     }
   });
 
-  it("serves Redis", async () => {
-    const redis = new Redis(env.redisUrl!);
+  it("serves Redis (TLS, password)", async () => {
+    const redis = new Redis(redisOptions(env.redis!));
     try {
       await redis.set("probe", "ok");
       expect(await redis.get("probe")).toBe("ok");
@@ -55,8 +55,8 @@ describe("local environment", () => {
     }
   });
 
-  it("serves PostgreSQL with the hybridp2p database", async () => {
-    const client = new pg.Client({ connectionString: env.databaseUrl! });
+  it("serves PostgreSQL with the hybridp2p database (TLS, scram)", async () => {
+    const client = new pg.Client(pgOptions(env.postgres!));
     await client.connect();
     try {
       const res = await client.query<{ db: string }>("select current_database() as db");

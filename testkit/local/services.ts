@@ -3,6 +3,7 @@
 // JetStream, Redis, PostgreSQL) on free loopback ports, envtest-style. The "cluster" service adds
 // kube-controller-manager, kube-scheduler and a real node (node.ts), so pods run.
 import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import {
   chownSync,
   existsSync,
@@ -16,6 +17,18 @@ import {
 import { request } from "node:https";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
+import { Etcd3 } from "etcd3";
+import { type StoreAccess, storeAccessEnv } from "../../platform/stores/access.ts";
+import {
+  applyEtcdAuth,
+  ETCD_ROOT_USER,
+  etcdRoles,
+  etcdUserName,
+  natsPermissions,
+  natsUserName,
+  renderNatsConfig,
+  type StoreRole,
+} from "../../platform/stores/roles.ts";
 import { freePort, type Proc, startProcess, tcpOpen, waitUntil } from "../processes.ts";
 import { binDir, LocalNode, NET } from "./node.ts";
 
@@ -24,29 +37,66 @@ export { binDir } from "./node.ts";
 export type Service = "kube" | "flags-etcd" | "nats" | "redis" | "postgres" | "cluster";
 export const ALL_SERVICES: Service[] = ["kube", "flags-etcd", "nats", "redis", "postgres"];
 
-/** What tests, the operator and workloads read to reach the local environment. */
+/** What tests, the operator and workloads read to reach the local environment. The stores run
+ * with auth and TLS on; each access carries the test administrator's credentials and TLS
+ * directory (platform/stores/access.ts). */
 export interface LocalEnv {
   stateDir: string;
   kubeconfig?: string;
   kubeApiServer?: string;
+  /** The stores' addresses (the same as in the accesses below). */
   etcdEndpoints?: string;
   natsUrl?: string;
   redisUrl?: string;
   databaseUrl?: string;
+  /** The flag store (etcd): client certificate of etcd's root user. */
+  etcd?: StoreAccess;
+  /** NATS: an administrator user (every subject). */
+  nats?: StoreAccess;
+  /** Redis (Dragonfly's protocol): the password. */
+  redis?: StoreAccess;
+  /** PostgreSQL: the postgres user's password (scram-sha-256), over TLS. */
+  postgres?: StoreAccess;
+  /** Least-privilege accesses of LOCAL_REGIONS' roles, by `<role>@<region>` (see roleAccess). */
+  roles?: Record<string, { etcd?: StoreAccess; nats?: StoreAccess }>;
   /** With the "cluster" service: the Node (this host; see node.ts). */
   nodeName?: string;
 }
 
-/** The environment-variable contract shared with the operator and the workloads. */
+/** The Regions whose roles the local etcd and NATS know (refusal tests use them). */
+export const LOCAL_REGIONS = ["east", "west"];
+/** Roles given a client certificate and a NATS user in LOCAL_REGIONS. */
+const LOCAL_ROLES: StoreRole[] = ["gateway", "map-server", "coordinator", "orchestrator"];
+
+/** A role's least-privilege access to the local etcd or NATS. */
+export function roleAccess(
+  env: LocalEnv,
+  store: "etcd" | "nats",
+  role: StoreRole,
+  region?: string,
+): StoreAccess {
+  const name = etcdUserName(role, region);
+  const a = env.roles?.[name]?.[store];
+  if (!a) throw new Error(`the local environment has no ${store} access for ${name}`);
+  return a;
+}
+
+/** The environment-variable contract shared with the operator and the workloads
+ * (HYBRIDP2P_<STORE>_USERNAME/_PASSWORD/_TLS_DIR next to each address). */
 export function envVars(env: LocalEnv): Record<string, string> {
-  const vars: Record<string, string | undefined> = {
-    KUBECONFIG: env.kubeconfig,
-    HYBRIDP2P_ETCD_ENDPOINTS: env.etcdEndpoints,
-    HYBRIDP2P_NATS_URL: env.natsUrl,
-    HYBRIDP2P_REDIS_URL: env.redisUrl,
-    HYBRIDP2P_DATABASE_URL: env.databaseUrl,
-  };
-  return Object.fromEntries(Object.entries(vars).filter((e): e is [string, string] => e[1] !== undefined));
+  const vars: Record<string, string> = {};
+  if (env.kubeconfig) vars.KUBECONFIG = env.kubeconfig;
+  for (const a of [env.etcd, env.nats, env.redis, env.postgres])
+    if (a) Object.assign(vars, storeAccessEnv(a));
+  return vars;
+}
+
+/** Only the stores' credentials and TLS directories of envVars (no addresses): for processes
+ * that are given the addresses they should use. */
+export function storeCredentialEnv(env: LocalEnv): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(envVars(env)).filter(([k]) => /^HYBRIDP2P_[A-Z]+_(USERNAME|PASSWORD|TLS_DIR)$/.test(k)),
+  );
 }
 
 const repoRoot = new URL("../..", import.meta.url).pathname;
@@ -90,9 +140,13 @@ async function httpOk(url: string): Promise<boolean> {
 
 // ---- etcd -----------------------------------------------------------------------------
 
-async function startEtcd(name: string, dir: string): Promise<{ proc: Proc; endpoint: string }> {
+async function startEtcd(
+  name: string,
+  dir: string,
+  pki?: StorePki,
+): Promise<{ proc: Proc; endpoint: string }> {
   const [client, peer] = [await freePort(), await freePort()];
-  const endpoint = `http://127.0.0.1:${client}`;
+  const endpoint = `${pki ? "https" : "http"}://127.0.0.1:${client}`;
   const peerUrl = `http://127.0.0.1:${peer}`;
   const proc = startProcess(
     name,
@@ -107,11 +161,144 @@ async function startEtcd(name: string, dir: string): Promise<{ proc: Proc; endpo
       `--initial-cluster=${name}=${peerUrl}`,
       "--unsafe-no-fsync=true",
       "--log-level=warn",
+      // Client-certificate auth: the certificate's CN is the etcd user (roles by key prefix).
+      ...(pki
+        ? [
+            "--client-cert-auth",
+            `--trusted-ca-file=${join(pki.server, "ca.crt")}`,
+            `--cert-file=${join(pki.server, "tls.crt")}`,
+            `--key-file=${join(pki.server, "tls.key")}`,
+          ]
+        : []),
     ],
     join(dir, "logs", `${name}.log`),
   );
-  await waitUntil(proc, "its /health endpoint", () => httpOk(`${endpoint}/health`));
+  await waitUntil(proc, "its /health endpoint", () =>
+    pki ? httpsOk(`${endpoint}/health`, pki.client(ETCD_ROOT_USER)) : httpOk(`${endpoint}/health`),
+  );
   return { proc, endpoint };
+}
+
+/** The flag store: etcd with TLS, client-certificate auth, the roles of LOCAL_REGIONS, auth on. */
+async function startFlagsEtcd(dir: string, pki: StorePki): Promise<{ proc: Proc; access: StoreAccess }> {
+  const e = await startEtcd("flags-etcd", dir, pki);
+  const access: StoreAccess = { store: "etcd", url: e.endpoint, tlsDir: pki.client(ETCD_ROOT_USER) };
+  const client = new Etcd3({
+    hosts: e.endpoint,
+    credentials: {
+      rootCertificate: readFileSync(join(access.tlsDir!, "ca.crt")),
+      certChain: readFileSync(join(access.tlsDir!, "tls.crt")),
+      privateKey: readFileSync(join(access.tlsDir!, "tls.key")),
+    },
+  });
+  try {
+    await applyEtcdAuth(client, { roles: etcdRoles(LOCAL_REGIONS), rootPassword: pki.secret("etcd-root") });
+  } catch (err) {
+    await e.proc.stop();
+    throw err;
+  } finally {
+    client.close();
+  }
+  return { proc: e.proc, access };
+}
+
+// ---- the stores' PKI: a throwaway CA, a serving certificate, client certificates by CN ----------
+
+export interface StorePki {
+  dir: string;
+  /** ca.crt, tls.crt, tls.key of the stores' serving certificate (127.0.0.1, localhost). */
+  server: string;
+  /** A TLS directory with the CA only (for clients that authenticate by password). */
+  trust: string;
+  /** A TLS directory (ca.crt, tls.crt, tls.key) with a client certificate for `cn`, made once. */
+  client(cn: string): string;
+  /** A random secret by name, made once and kept in the PKI directory. */
+  secret(name: string): string;
+}
+
+/** Certificates and passwords for the stores, kept under `dir` (made once, reused on restarts). */
+export function storePki(dir: string): StorePki {
+  which("openssl", "Install it: apt-get install openssl");
+  const ca = join(dir, "ca");
+  if (!existsSync(join(ca, "ca.crt"))) {
+    mkdirSync(ca, { recursive: true });
+    openssl(
+      ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt"].concat([
+        "-days",
+        "7",
+        "-subj",
+        "/CN=hybridp2p-local-stores-ca",
+      ]),
+      ca,
+    );
+  }
+  const issue = (name: string, cn: string, ext?: string): string => {
+    const out = join(dir, name);
+    if (existsSync(join(out, "tls.key"))) return out;
+    mkdirSync(out, { recursive: true });
+    writeFileSync(join(out, "ca.crt"), readFileSync(join(ca, "ca.crt")));
+    if (ext) writeFileSync(join(out, "cert.ext"), ext);
+    openssl(
+      ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "tls.key", "-out", "tls.csr", "-subj", `/CN=${cn}`],
+      out,
+    );
+    openssl(
+      ["x509", "-req", "-in", "tls.csr", "-CA", join(ca, "ca.crt"), "-CAkey", join(ca, "ca.key")]
+        .concat(["-CAcreateserial", "-out", "tls.crt", "-days", "7"])
+        .concat(ext ? ["-extfile", "cert.ext"] : []),
+      out,
+    );
+    return out;
+  };
+  const server = issue(
+    "server",
+    "hybridp2p-local-stores",
+    "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n",
+  );
+  const trust = join(dir, "trust");
+  if (!existsSync(join(trust, "ca.crt"))) {
+    mkdirSync(trust, { recursive: true });
+    writeFileSync(join(trust, "ca.crt"), readFileSync(join(ca, "ca.crt")));
+  }
+  return {
+    dir,
+    server,
+    trust,
+    client: (cn) =>
+      issue(`clients/${cn.replace(/[^A-Za-z0-9_.-]/g, "_")}`, cn, "extendedKeyUsage=clientAuth\n"),
+    secret: (name) => {
+      const path = join(dir, "secrets", name);
+      if (!existsSync(path)) {
+        mkdirSync(join(dir, "secrets"), { recursive: true });
+        writeFileSync(path, randomBytes(18).toString("base64url"), { mode: 0o600 });
+      }
+      return readFileSync(path, "utf8");
+    },
+  };
+}
+
+function httpsOk(url: string, tlsDir: string): Promise<boolean> {
+  const u = new URL(url);
+  return new Promise((resolve) => {
+    const req = request(
+      {
+        host: u.hostname,
+        port: Number(u.port),
+        path: u.pathname,
+        ca: readFileSync(join(tlsDir, "ca.crt")),
+        cert: readFileSync(join(tlsDir, "tls.crt")),
+        key: readFileSync(join(tlsDir, "tls.key")),
+        timeout: 2000,
+      },
+      (res) => {
+        res.resume();
+        resolve(res.statusCode === 200);
+      },
+    );
+    req.on("error", () => resolve(false));
+    req.on("timeout", () => req.destroy());
+    req.end();
+  });
 }
 
 // ---- kube-apiserver -----------------------------------------------------------------------
@@ -325,23 +512,63 @@ async function startKube(
 
 // ---- NATS, Redis, PostgreSQL ------------------------------------------------------------
 
-/** NATS with JetStream; `port` to start it again where its clients reconnect (tests of outages). */
-export async function startNats(dir: string, port?: number): Promise<{ proc: Proc; url: string }> {
+const NATS_ADMIN = "hybridp2p-admin";
+
+/**
+ * NATS with JetStream, TLS and users: an administrator (`access`) and a user per role of
+ * LOCAL_REGIONS with its subject permissions. `port` to start it again where its clients reconnect
+ * (tests of outages); the PKI and passwords live under `dir` (or `pki`), so a restart keeps them.
+ */
+export async function startNats(
+  dir: string,
+  port?: number,
+  pki: StorePki = storePki(join(dir, "store-pki")),
+): Promise<{ proc: Proc; url: string; access: StoreAccess; roles: Record<string, StoreAccess> }> {
   port ??= await freePort();
   const monitor = await freePort();
-  const proc = startProcess(
-    "nats-server",
-    bin("nats-server"),
-    ["-a", "127.0.0.1", "-p", String(port), "-m", String(monitor), "-js", "-sd", join(dir, "nats")],
-    join(dir, "logs", "nats.log"),
+  const url = `nats://127.0.0.1:${port}`;
+  const access: StoreAccess = {
+    store: "nats",
+    url,
+    username: NATS_ADMIN,
+    password: pki.secret("nats-admin"),
+    tlsDir: pki.client(NATS_ADMIN),
+  };
+  const roles: Record<string, StoreAccess> = {};
+  const users = [{ user: NATS_ADMIN, password: access.password! }];
+  for (const region of LOCAL_REGIONS) {
+    for (const role of LOCAL_ROLES) {
+      const user = natsUserName(role, region);
+      const password = pki.secret(`nats-${user}`);
+      users.push({ user, password, permissions: natsPermissions(role, region) } as (typeof users)[number]);
+      roles[user] = { store: "nats", url, username: user, password, tlsDir: access.tlsDir };
+    }
+  }
+  const conf = join(dir, "nats.conf");
+  writeFileSync(
+    conf,
+    renderNatsConfig({
+      host: "127.0.0.1",
+      port,
+      httpPort: monitor,
+      jetstreamDir: join(dir, "nats"),
+      tls: {
+        certFile: join(pki.server, "tls.crt"),
+        keyFile: join(pki.server, "tls.key"),
+        caFile: join(pki.server, "ca.crt"),
+      },
+      users,
+    }),
   );
+  const proc = startProcess("nats-server", bin("nats-server"), ["-c", conf], join(dir, "logs", "nats.log"));
   await waitUntil(proc, "JetStream health", () =>
     httpOk(`http://127.0.0.1:${monitor}/healthz?js-enabled-only=true`),
   );
-  return { proc, url: `nats://127.0.0.1:${port}` };
+  return { proc, url, access, roles };
 }
 
-async function startRedis(dir: string): Promise<{ proc: Proc; url: string }> {
+/** Redis over TLS only (no plaintext port) with a password. */
+async function startRedis(dir: string, pki: StorePki): Promise<{ proc: Proc; access: StoreAccess }> {
   const redis = which(
     "redis-server",
     "Install it: apt-get install redis-server (stands in for DragonflyDB: same protocol)",
@@ -352,28 +579,82 @@ async function startRedis(dir: string): Promise<{ proc: Proc; url: string }> {
   const proc = startProcess(
     "redis",
     redis,
-    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", data],
+    [
+      "--port",
+      "0",
+      "--tls-port",
+      String(port),
+      "--tls-cert-file",
+      join(pki.server, "tls.crt"),
+      "--tls-key-file",
+      join(pki.server, "tls.key"),
+      "--tls-ca-cert-file",
+      join(pki.server, "ca.crt"),
+      // Clients prove themselves by password; a client certificate is optional.
+      "--tls-auth-clients",
+      "optional",
+      "--requirepass",
+      pki.secret("redis"),
+      "--bind",
+      "127.0.0.1",
+      "--save",
+      "",
+      "--appendonly",
+      "no",
+      "--dir",
+      data,
+    ],
     join(dir, "logs", "redis.log"),
   );
   await waitUntil(proc, "its port", () => tcpOpen(port));
-  return { proc, url: `redis://127.0.0.1:${port}` };
+  return {
+    proc,
+    access: {
+      store: "dragonfly",
+      url: `rediss://127.0.0.1:${port}`,
+      password: pki.secret("redis"),
+      tlsDir: pki.trust,
+    },
+  };
 }
 
-async function startPostgres(dir: string): Promise<{ proc: Proc; url: string }> {
+/** PostgreSQL with TLS and scram-sha-256 over TCP (hostssl only: plaintext is refused); the
+ * local socket stays trust for set-up. */
+async function startPostgres(dir: string, pki: StorePki): Promise<{ proc: Proc; access: StoreAccess }> {
   const pgBin = postgresBinDir();
   // PostgreSQL refuses to run as root; when we are root, run it as the packaged postgres user.
   const asUser = process.getuid?.() === 0 ? pgUser() : undefined;
   const data = mkdtempSync(join(tmpdir(), "hybridp2p-pg-"));
   if (asUser) chownSync(data, asUser.uid, asUser.gid);
+  const password = pki.secret("postgres");
+  const pwfile = join(mkdtempSync(join(tmpdir(), "hybridp2p-pgpw-")), "pwfile");
+  writeFileSync(pwfile, password);
+  if (asUser) for (const f of [join(pwfile, ".."), pwfile]) chownSync(f, asUser.uid, asUser.gid);
   execFileSync(
     join(pgBin, "initdb"),
-    ["-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
+    ["-D", data, "-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256"].concat([
+      "--pwfile",
+      pwfile,
+      "-E",
+      "UTF8",
+      "--no-sync",
+    ]),
     {
       stdio: ["ignore", "ignore", "pipe"],
       uid: asUser?.uid,
       gid: asUser?.gid,
     },
   );
+  rmSync(join(pwfile, ".."), { recursive: true, force: true });
+  writeFileSync(
+    join(data, "pg_hba.conf"),
+    "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\nhostssl all all ::1/128 scram-sha-256\n",
+  );
+  // The server's key must belong to the server's user and be private.
+  for (const f of ["tls.crt", "tls.key", "ca.crt"]) {
+    writeFileSync(join(data, `server-${f}`), readFileSync(join(pki.server, f)), { mode: 0o600 });
+    if (asUser) chownSync(join(data, `server-${f}`), asUser.uid, asUser.gid);
+  }
   const port = await freePort();
   const proc = startProcess(
     "postgres",
@@ -393,6 +674,14 @@ async function startPostgres(dir: string): Promise<{ proc: Proc; url: string }> 
       "synchronous_commit=off",
       "-c",
       "full_page_writes=off",
+      "-c",
+      "ssl=on",
+      "-c",
+      `ssl_cert_file=${join(data, "server-tls.crt")}`,
+      "-c",
+      `ssl_key_file=${join(data, "server-tls.key")}`,
+      "-c",
+      "password_encryption=scram-sha-256",
     ],
     join(dir, "logs", "postgres.log"),
     { uid: asUser?.uid, gid: asUser?.gid },
@@ -406,7 +695,8 @@ async function startPostgres(dir: string): Promise<{ proc: Proc; url: string }> 
   const psql = (sql: string) =>
     execFileSync(
       join(pgBin, "psql"),
-      ["-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-qc", sql],
+      // Over the local socket (trust): set-up only; TCP clients need TLS and the password.
+      ["-h", data, "-p", String(port), "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-qc", sql],
       {
         stdio: ["ignore", "ignore", "pipe"],
       },
@@ -420,7 +710,15 @@ async function startPostgres(dir: string): Promise<{ proc: Proc; url: string }> 
     }
   });
   psql("create database hybridp2p");
-  return { proc, url: `postgres://postgres@127.0.0.1:${port}/hybridp2p` };
+  return {
+    proc,
+    access: {
+      store: "postgres",
+      url: `postgres://postgres@127.0.0.1:${port}/hybridp2p`,
+      password,
+      tlsDir: pki.trust,
+    },
+  };
 }
 
 function pgUser(): { uid: number; gid: number } {
@@ -574,6 +872,11 @@ export async function startLocalEnv(
   };
   const started = Date.now();
   const cluster = services.includes("cluster");
+  // The stores' throwaway CA, serving and client certificates and passwords.
+  const pki = storePki(join(stateDir, "store-pki"));
+  const setRole = (user: string, store: "etcd" | "nats", a: StoreAccess) => {
+    env.roles = { ...env.roles, [user]: { ...env.roles?.[user], [store]: a } };
+  };
   if (cluster) {
     if (!services.includes("kube")) throw new Error('the "cluster" service needs "kube"');
     // The node's address must exist before the API server binds it.
@@ -596,27 +899,37 @@ export async function startLocalEnv(
             break;
           }
           case "flags-etcd": {
-            const e = await startEtcd("flags-etcd", stateDir);
+            const e = await startFlagsEtcd(stateDir, pki);
             procs.push(e.proc);
-            env.etcdEndpoints = e.endpoint;
+            env.etcd = e.access;
+            env.etcdEndpoints = e.access.url;
+            const users = [etcdUserName("operator")];
+            for (const region of LOCAL_REGIONS)
+              for (const role of LOCAL_ROLES) users.push(etcdUserName(role, region));
+            for (const user of users)
+              setRole(user, "etcd", { store: "etcd", url: e.access.url, tlsDir: pki.client(user) });
             break;
           }
           case "nats": {
-            const n = await startNats(stateDir);
+            const n = await startNats(stateDir, undefined, pki);
             procs.push(n.proc);
+            env.nats = n.access;
             env.natsUrl = n.url;
+            for (const [user, a] of Object.entries(n.roles)) setRole(user, "nats", a);
             break;
           }
           case "redis": {
-            const r = await startRedis(stateDir);
+            const r = await startRedis(stateDir, pki);
             procs.push(r.proc);
-            env.redisUrl = r.url;
+            env.redis = r.access;
+            env.redisUrl = r.access.url;
             break;
           }
           case "postgres": {
-            const p = await startPostgres(stateDir);
+            const p = await startPostgres(stateDir, pki);
             procs.push(p.proc);
-            env.databaseUrl = p.url;
+            env.postgres = p.access;
+            env.databaseUrl = p.access.url;
             break;
           }
         }

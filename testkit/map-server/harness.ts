@@ -1,7 +1,7 @@
 // Integration-test helpers: in-process map servers with their own connections, characters in
 // PostgreSQL, and a fake gateway on NATS that joins sessions, batches input and collects frames.
 import { randomBytes } from "node:crypto";
-import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { Etcd3 } from "etcd3";
 import type { Redis } from "ioredis";
 import type pg from "pg";
@@ -20,6 +20,7 @@ import {
 import { connectFlagStore } from "../../platform/flags/etcd.ts";
 import { newRegistry } from "../../platform/http.ts";
 import { silentLogger } from "../../platform/log.ts";
+import { connectNats, requireStoreAccess, type StoreAccess } from "../../platform/stores/access.ts";
 import { sleep } from "../../platform/time.ts";
 import { migrate } from "../../workloads/db/migrations.ts";
 import { createPool } from "../../workloads/db/pool.ts";
@@ -27,24 +28,39 @@ import { FixedModes, type ModeSource } from "../../workloads/map-server/modes.ts
 import { MapServer, type MapServerOptions } from "../../workloads/map-server/server.ts";
 import { createRedis } from "../../workloads/runtime/redis.ts";
 
+/** The local stores: addresses (workloads take these, with credentials from the environment as
+ * pods do) and the test administrator's accesses (for clients a test makes itself). */
 export interface Services {
   natsUrl: string;
   etcdEndpoints: string;
   redisUrl: string;
   databaseUrl: string;
+  nats: StoreAccess;
+  etcd: StoreAccess;
+  redis: StoreAccess;
+  postgres: StoreAccess;
 }
 
 export const unique = (label: string) => `${label}${randomBytes(4).toString("hex")}`;
 
 export function servicesFrom(env: {
-  natsUrl?: string;
-  etcdEndpoints?: string;
-  redisUrl?: string;
-  databaseUrl?: string;
+  nats?: StoreAccess;
+  etcd?: StoreAccess;
+  redis?: StoreAccess;
+  postgres?: StoreAccess;
 }): Services {
-  const { natsUrl, etcdEndpoints, redisUrl, databaseUrl } = env;
-  if (!natsUrl || !etcdEndpoints || !redisUrl || !databaseUrl) throw new Error("local services missing");
-  return { natsUrl, etcdEndpoints, redisUrl, databaseUrl };
+  const { nats, etcd, redis, postgres } = env;
+  if (!nats || !etcd || !redis || !postgres) throw new Error("local services missing");
+  return {
+    nats,
+    etcd,
+    redis,
+    postgres,
+    natsUrl: nats.url,
+    etcdEndpoints: etcd.url,
+    redisUrl: redis.url,
+    databaseUrl: postgres.url,
+  };
 }
 
 export interface TestServer {
@@ -61,10 +77,10 @@ export async function startTestServer(
   svc: Services,
   opts: Pick<MapServerOptions, "region" | "zone" | "pod" | "maps"> & Partial<MapServerOptions>,
 ): Promise<TestServer> {
-  const nc = await connect({ servers: svc.natsUrl });
-  const etcd = connectFlagStore(svc.etcdEndpoints);
-  const redis = createRedis(svc.redisUrl);
-  const pool = createPool(svc.databaseUrl, { max: 3 });
+  const nc = await connectNats(requireStoreAccess("nats", svc.natsUrl));
+  const etcd = connectFlagStore(requireStoreAccess("etcd", svc.etcdEndpoints));
+  const redis = createRedis(requireStoreAccess("dragonfly", svc.redisUrl));
+  const pool = createPool(requireStoreAccess("postgres", svc.databaseUrl), { max: 3 });
   const modes = opts.modes ?? new FixedModes();
   const server = new MapServer({
     threads: 2,
@@ -108,7 +124,7 @@ export interface CharacterSpec {
 
 /** Creates an account with the given characters; returns their ids. */
 export async function createCharacters(databaseUrl: string, specs: CharacterSpec[]): Promise<string[]> {
-  const pool = createPool(databaseUrl, { max: 1 });
+  const pool = createPool(requireStoreAccess("postgres", databaseUrl), { max: 1 });
   try {
     await migrate(pool);
     const acct = await pool.query<{ id: string }>(
@@ -140,7 +156,7 @@ export async function createCharacters(databaseUrl: string, specs: CharacterSpec
 }
 
 export async function readCharacter(databaseUrl: string, id: string) {
-  const pool = createPool(databaseUrl, { max: 1 });
+  const pool = createPool(requireStoreAccess("postgres", databaseUrl), { max: 1 });
   try {
     const r = await pool.query(
       "SELECT last_map, last_x, last_y, hp, base_exp, zeny, online FROM characters WHERE id = $1",
@@ -178,7 +194,7 @@ export class FakeGateway {
   }
 
   static async open(natsUrl: string, region: string, id: string): Promise<FakeGateway> {
-    const nc = await connect({ servers: natsUrl });
+    const nc = await connectNats(requireStoreAccess("nats", natsUrl));
     const gw = new FakeGateway(nc, region, id);
     await nc.flush();
     return gw;

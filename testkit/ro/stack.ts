@@ -5,6 +5,7 @@ import { randomBytes } from "node:crypto";
 import type { Redis } from "ioredis";
 import { type Logger, silentLogger } from "../../platform/log.ts";
 import type { RoEndpoint } from "../../platform/protocol/ro/endpoint.ts";
+import { requireStoreAccess } from "../../platform/stores/access.ts";
 import { RoTickets } from "../../workloads/auth/ro-tickets.ts";
 import type { RunningService } from "../../workloads/auth/service.ts";
 import { startCharServer } from "../../workloads/char-server/server.ts";
@@ -74,7 +75,7 @@ export async function startRoStack(o: {
       },
     );
     closers.push(() => mapServer.close());
-    const redis: Redis = createRedis(o.svc.redisUrl);
+    const redis: Redis = createRedis(requireStoreAccess("dragonfly", o.svc.redisUrl));
     closers.push(async () => redis.disconnect());
     const roMap = await startRoMap({
       port: 0,

@@ -26,6 +26,7 @@ import { createRedis, pingRedis } from "../runtime/redis.ts";
 import type { AuthServiceConfig } from "./config.ts";
 import { FileKeySource, type KeySource } from "./keyset.ts";
 import { SessionStore } from "./sessions.ts";
+import { requireStoreAccess } from "../../platform/stores/access.ts";
 
 export interface ServiceDeps {
   pool: pg.Pool;
@@ -72,10 +73,16 @@ export async function startService(
     cleanup.length = 0;
   };
   try {
-    const pool = createPool(cfg.databaseUrl, { log, applicationName: opts.metricsPrefix });
+    const pool = createPool(requireStoreAccess("postgres", cfg.databaseUrl), {
+      log,
+      applicationName: opts.metricsPrefix,
+    });
     cleanup.push(() => pool.end());
     await untilAvailable(() => migrate(pool, log), log, "PostgreSQL");
-    const redis = createRedis(cfg.redisUrl, { log, name: opts.metricsPrefix });
+    const redis = createRedis(requireStoreAccess("dragonfly", cfg.redisUrl), {
+      log,
+      name: opts.metricsPrefix,
+    });
     cleanup.push(async () => {
       await redis.quit().catch(() => redis.disconnect());
     });
@@ -130,7 +137,12 @@ export async function startService(
     });
     ops.setReady(true);
     const host = cfg.host === "0.0.0.0" || cfg.host === "::" ? "127.0.0.1" : cfg.host;
-    log.info("listening", { port, tls: tls !== undefined, healthPort: ops.healthPort, metricsPort: ops.metricsPort });
+    log.info("listening", {
+      port,
+      tls: tls !== undefined,
+      healthPort: ops.healthPort,
+      metricsPort: ops.metricsPort,
+    });
     return { url: `${tls ? "https" : "http"}://${host}:${port}`, port, ops, deps, close: closeAll };
   } catch (err) {
     await closeAll();

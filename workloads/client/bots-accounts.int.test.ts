@@ -1,7 +1,7 @@
 // Bots log in the way players do: sign-up and login at the login server, character creation
 // and select at the char server, then the gateway with the character token it hands out.
-import { connect } from "@nats-io/transport-node";
 import { afterAll, beforeAll, expect, inject, it } from "vitest";
+import { connectNats } from "../../platform/stores/access.ts";
 import {
   capturingLogger,
   freshDatabase,
@@ -52,7 +52,7 @@ it("signs bots up, creates and selects their characters, and plays them through 
     keyset,
     directory: staticDirectory({ z: ["prontera"] }),
   });
-  const nc = await connect({ servers: env.natsUrl! });
+  const nc = await connectNats(env.nats!);
   await ensureEventStream(nc);
   const town = new StandInMapServer({ nc, region: gw.region, zone: "z", maps: ["prontera"], mode: "server" });
   town.start();

@@ -1,8 +1,8 @@
 // Bots as tests and load generators use them: a crowd of legacy and P2P bots plays on a map
 // through a real gateway (stand-in map server on real NATS), the P2P ones meshing through a real
 // coordinator, and sees no sequence break.
-import { connect } from "@nats-io/transport-node";
 import { expect, inject, it } from "vitest";
+import { connectNats } from "../../platform/stores/access.ts";
 import { sleep } from "../../platform/time.ts";
 import { startTestMesh } from "../../testkit/client.ts";
 import { startTestGateway } from "../../testkit/gateway.ts";
@@ -18,7 +18,7 @@ it("runs a crowd of legacy and P2P bots that walk and talk", async () => {
   const zones = { z: ["moc_fild01"] };
   const gw = await startTestGateway({ natsUrl: env.natsUrl!, directory: staticDirectory(zones) });
   const mesh = await startTestMesh({ natsUrl: env.natsUrl!, region: gw.region, keyset: gw.keyset, zones });
-  const nc = await connect({ servers: env.natsUrl! });
+  const nc = await connectNats(env.nats!);
   await ensureEventStream(nc);
   const field = new StandInMapServer({ nc, region: gw.region, zone: "z", maps: ["moc_fild01"], mode: "p2p" });
   field.start();

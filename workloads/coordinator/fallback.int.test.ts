@@ -7,12 +7,13 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import type { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { FlagClient } from "../../platform/flags/client.ts";
 import { connectFlagStore } from "../../platform/flags/etcd.ts";
 import type { ReportTable } from "../../platform/flags/reports.ts";
+import { connectNats } from "../../platform/stores/access.ts";
 import { sleep } from "../../platform/time.ts";
 import {
   type CoordinatorProcess,
@@ -55,7 +56,7 @@ describe("coordinator fallback and recovery", () => {
 
   beforeAll(async () => {
     stun = await startLoopbackStun();
-    etcd = connectFlagStore(env.etcdEndpoints!);
+    etcd = connectFlagStore(env.etcd!);
     const publisher = new FlagPublisher({ client: etcd, identity: "coordinator-test", prefix });
     await publisher.acquire();
     await publisher.publish({
@@ -75,12 +76,12 @@ describe("coordinator fallback and recovery", () => {
     });
     const keys = await testKeys();
 
-    mapNc = await connect({ servers: env.natsUrl! });
+    mapNc = await connectNats(env.nats!);
     await ensureEventStream(mapNc);
     standin = new StandInMapServer({ nc: mapNc, region, zone, maps: [map], mode: "p2p" });
     standin.start();
 
-    const nc = await connect({ servers: env.natsUrl! });
+    const nc = await connectNats(env.nats!);
     reports = await reportsOn(nc, prefix, namespace);
     gwFlags = new FlagClient({ client: etcd, nats: nc, prefix, namespace, service: "gateway", pod: "gw-0" });
     await gwFlags.start();

@@ -15,7 +15,6 @@
 //                                             for a coordinator without gateways (mesh benchmarks)
 // Each zone's fallback (mesh quality) and peer counts go into this pod's flag report, from
 // which the operator folds the Zone's status.
-import { connect } from "@nats-io/transport-node";
 import { Counter, Gauge } from "prom-client";
 import { FlagClient } from "../../platform/flags/client.ts";
 import { connectFlagStore } from "../../platform/flags/etcd.ts";
@@ -31,6 +30,7 @@ import { startWorkload } from "../runtime/workload.ts";
 import { Coordinator } from "./coordinator.ts";
 import { locateOverNats } from "./locate.ts";
 import { DEFAULT_AREA_CELLS, DEFAULT_THRESHOLDS, type MeshPolicy, policyFromFlags } from "./mesh.ts";
+import { connectNats, requireStoreAccess } from "../../platform/stores/access.ts";
 
 export const DEFAULT_COORDINATOR_PORT = 7100;
 
@@ -114,7 +114,9 @@ export async function run(): Promise<void> {
   const w = await startWorkload("coordinator", { readConfig: (r) => (cfg = readConfig(r)) });
   const { log, config } = w;
   const pod = config.podName;
-  const redis = cfg.redisUrl ? createRedis(cfg.redisUrl, { log, name: `coordinator-${pod}` }) : undefined;
+  const redis = cfg.redisUrl
+    ? createRedis(requireStoreAccess("dragonfly", cfg.redisUrl), { log, name: `coordinator-${pod}` })
+    : undefined;
   if (!redis) log.warn("login sessions are not checked: peers stay admitted after a logout");
   const auth = await GatewayAuth.open({
     keysetFile: cfg.keysetFile,
@@ -126,13 +128,16 @@ export async function run(): Promise<void> {
     auth.close();
     redis?.disconnect();
   });
-  const nc = await connect({ servers: cfg.natsUrl, name: `coordinator-${pod}`, maxReconnectAttempts: -1 });
+  const nc = await connectNats(requireStoreAccess("nats", cfg.natsUrl), {
+    name: `coordinator-${pod}`,
+    maxReconnectAttempts: -1,
+  });
   let flags: FlagClient | undefined;
   let zoneOf: (map: string) => string | undefined;
   let policy: (zone: string) => MeshPolicy | undefined;
   if (cfg.etcdEndpoints.length > 0) {
     const f = new FlagClient({
-      client: connectFlagStore(cfg.etcdEndpoints),
+      client: connectFlagStore(requireStoreAccess("etcd", cfg.etcdEndpoints.join(","))),
       nats: nc, // the report channel
       prefix: cfg.flagPrefix,
       namespace: config.namespace,

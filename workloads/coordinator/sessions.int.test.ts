@@ -5,6 +5,7 @@ import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { WebSocket } from "ws";
+import { redisOptions } from "../../platform/stores/access.ts";
 import { sleep } from "../../platform/time.ts";
 import { sessionBoundTokens } from "../../testkit/auth.ts";
 import { startTestCoordinator, type TestCoordinator, type TestKeys } from "../../testkit/coordinator.ts";
@@ -51,7 +52,7 @@ describe("who the coordinator admits", () => {
   let keys: TestKeys;
 
   beforeAll(async () => {
-    redis = new Redis(env.redisUrl!);
+    redis = new Redis(redisOptions(env.redis!));
     sessions = new SessionStore(redis, `coordsess${id}:`);
     const signer = await sessionBoundTokens(sessions, map);
     const { keyset, auth } = signer;

@@ -1,5 +1,6 @@
 // Migrations against real PostgreSQL: many replicas starting at once apply each migration once.
 import { describe, expect, inject, it } from "vitest";
+import { requireStoreAccess } from "../../platform/stores/access.ts";
 import { freshDatabase } from "../../testkit/auth.ts";
 import { loadCharacter, saveCharacters } from "./characters.ts";
 import { MIGRATIONS, migrate } from "./migrations.ts";
@@ -10,7 +11,9 @@ const env = inject("localEnv");
 describe("migrations", () => {
   it("are applied once when replicas start together, and are idempotent after", async () => {
     const url = await freshDatabase(env.databaseUrl!, "migrate");
-    const pools = Array.from({ length: 5 }, () => createPool(url, { max: 2 }));
+    const pools = Array.from({ length: 5 }, () =>
+      createPool(requireStoreAccess("postgres", url), { max: 2 }),
+    );
     try {
       const results = await Promise.all(pools.map((p) => migrate(p)));
       const applied = results.flatMap((r) => r.applied).sort((a, b) => a - b);
@@ -33,7 +36,7 @@ describe("migrations", () => {
 
   it("roll back a failing migration and report which one", async () => {
     const url = await freshDatabase(env.databaseUrl!, "migrate_bad");
-    const pool = createPool(url);
+    const pool = createPool(requireStoreAccess("postgres", url));
     try {
       const bad = [
         ...MIGRATIONS,
@@ -53,7 +56,7 @@ describe("migrations", () => {
 describe("character persistence", () => {
   it("loads a character and saves snapshots, never letting an older one win", async () => {
     const url = await freshDatabase(env.databaseUrl!, "persist");
-    const pool = createPool(url);
+    const pool = createPool(requireStoreAccess("postgres", url));
     try {
       await migrate(pool);
       const acct = await pool.query(

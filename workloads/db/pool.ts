@@ -2,6 +2,7 @@
 // workloads treat ids as strings end to end so nothing is lost above 2^53.
 import pg from "pg";
 import type { Logger } from "../../platform/log.ts";
+import { pgOptions, type StoreAccess } from "../../platform/stores/access.ts";
 
 export interface PoolOptions {
   max?: number;
@@ -9,9 +10,10 @@ export interface PoolOptions {
   log?: Logger;
 }
 
-export function createPool(url: string, opts: PoolOptions = {}): pg.Pool {
+/** A pool with the access's password and TLS (sslmode, CA). */
+export function createPool(access: StoreAccess, opts: PoolOptions = {}): pg.Pool {
   const pool = new pg.Pool({
-    connectionString: url,
+    ...pgOptions(access),
     max: opts.max ?? 10,
     application_name: opts.applicationName ?? "hybridp2p",
     connectionTimeoutMillis: 5000,

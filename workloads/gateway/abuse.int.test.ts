@@ -1,11 +1,12 @@
 // Slow and malicious clients: each is closed with its reason code (or cut off when it cannot
 // even read one), and the gateway goes on serving everyone else.
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { WebSocket } from "ws";
 import { encode, MAX_CLIENT_FRAME, PROTOCOL_VERSION } from "../../platform/protocol/messages.ts";
 import { closeCodeOf, type ReasonCode } from "../../platform/protocol/schema.ts";
+import { connectNats } from "../../platform/stores/access.ts";
 import { startTestGateway, type TestGateway } from "../../testkit/gateway.ts";
 import { StandInMapServer } from "../../testkit/map-server-standin.ts";
 import { arbitraryMessage } from "../../testkit/protocol-arbitrary.ts";
@@ -54,7 +55,7 @@ describe("slow and malicious clients", () => {
       directory: staticDirectory({ z1: ["prt_fild01"], z2: ["gef_fild00"] }),
       options: { limits: { authTimeoutMs: 300, maxBufferedBytes: 64 * 1024 } },
     });
-    pod = await connect({ servers: env.natsUrl! });
+    pod = await connectNats(env.nats!);
     await ensureEventStream(pod);
     field = new StandInMapServer({ nc: pod, region: gw.region, zone: "z1", maps: ["prt_fild01"] });
     // A crowded map: 3000 walking mobs make every client's update about 60 KB per tick.

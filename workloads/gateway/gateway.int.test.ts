@@ -3,11 +3,12 @@
 // through a real coordinator with werift data channels over loopback.
 
 import { AckPolicy, jetstreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { WebSocket, WebSocketServer } from "ws";
 import { EVENT_STREAM } from "../../platform/bus/contract.ts";
 import { inRollout } from "../../platform/flags/layout.ts";
+import { connectNats } from "../../platform/stores/access.ts";
 import { startTestMesh, type TestMesh } from "../../testkit/client.ts";
 import { startTestGateway, type TestGateway } from "../../testkit/gateway.ts";
 import { StandInMapServer } from "../../testkit/map-server-standin.ts";
@@ -100,8 +101,8 @@ describe("gateway with stand-in map servers", () => {
     gw = await startTestGateway({ natsUrl: env.natsUrl!, directory: staticDirectory(zones) });
     mesh = await startTestMesh({ natsUrl: env.natsUrl!, region: gw.region, keyset: gw.keyset, zones });
     // Two map-server "pods", each with its own NATS connection, owning different maps.
-    podA = await connect({ servers: env.natsUrl! });
-    podB = await connect({ servers: env.natsUrl! });
+    podA = await connectNats(env.nats!);
+    podB = await connectNats(env.nats!);
     await ensureEventStream(podA);
     fieldA = new StandInMapServer({
       nc: podA,
@@ -255,7 +256,7 @@ describe("gateway with stand-in map servers", () => {
   });
 
   it("carries sessions over a map handover to a new owner with new entity ids", async () => {
-    const nc = await connect({ servers: env.natsUrl! });
+    const nc = await connectNats(env.nats!);
     const old = new StandInMapServer({
       nc,
       region: gw.region,
@@ -333,7 +334,7 @@ describe("gateway with stand-in map servers", () => {
   });
 
   it("takes its event consumer over from one left with other settings", async () => {
-    const nc = await connect({ servers: env.natsUrl! });
+    const nc = await connectNats(env.nats!);
     try {
       const jsm = await jetstreamManager(nc);
       const durable = `gw_${gw.region}_old-gw`;

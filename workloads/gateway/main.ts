@@ -1,6 +1,5 @@
 // `hybrid-workload gateway`: configuration from the environment, then serve clients until
 // SIGTERM (which closes every session with `server_shutdown` after they left their maps).
-import { connect } from "@nats-io/transport-node";
 import { Counter, Gauge } from "prom-client";
 import { FlagClient } from "../../platform/flags/client.ts";
 import { connectFlagStore } from "../../platform/flags/etcd.ts";
@@ -18,12 +17,16 @@ import { consumeEvents } from "./events.ts";
 import { flagDirectory, flagGate } from "./flags.ts";
 import { Gateway, type MapDirectory, staticDirectory } from "./gateway.ts";
 import { startRoMap } from "./ro.ts";
+import { connectNats, requireStoreAccess } from "../../platform/stores/access.ts";
 
 export async function startGateway(cfg: GatewayConfig, log: Logger): Promise<{ close(): Promise<void> }> {
   const pod = cfg.runtime.podName;
-  const redis = cfg.redisUrl ? createRedis(cfg.redisUrl, { log, name: `gateway-${pod}` }) : undefined;
+  const redis = cfg.redisUrl
+    ? createRedis(requireStoreAccess("dragonfly", cfg.redisUrl), { log, name: `gateway-${pod}` })
+    : undefined;
   const roRedis = cfg.ro
-    ? (redis ?? createRedis(cfg.ro.redisUrl, { log, name: `gateway-${pod}-ro` }))
+    ? (redis ??
+      createRedis(requireStoreAccess("dragonfly", cfg.ro.redisUrl), { log, name: `gateway-${pod}-ro` }))
     : undefined;
   const auth = await GatewayAuth.open({
     keysetFile: cfg.keysetFile,
@@ -31,9 +34,9 @@ export async function startGateway(cfg: GatewayConfig, log: Logger): Promise<{ c
     redisPrefix: cfg.redisPrefix,
     log,
   });
-  const nc = await connect({ servers: cfg.natsUrl, name: `gateway-${pod}`, maxReconnectAttempts: -1 });
-  const control = await connect({
-    servers: cfg.natsUrl,
+  const nats = requireStoreAccess("nats", cfg.natsUrl);
+  const nc = await connectNats(nats, { name: `gateway-${pod}`, maxReconnectAttempts: -1 });
+  const control = await connectNats(nats, {
     name: `gateway-${pod}-control`,
     maxReconnectAttempts: -1,
   });
@@ -41,7 +44,7 @@ export async function startGateway(cfg: GatewayConfig, log: Logger): Promise<{ c
   let directory: MapDirectory;
   if (cfg.etcdEndpoints.length > 0) {
     flags = new FlagClient({
-      client: connectFlagStore(cfg.etcdEndpoints),
+      client: connectFlagStore(requireStoreAccess("etcd", cfg.etcdEndpoints.join(","))),
       nats: control, // the report channel
       prefix: cfg.flagPrefix,
       namespace: cfg.runtime.namespace,

@@ -3,7 +3,7 @@
 // a FlagClient): legacy and P2P clients (meshing through a real coordinator) play together, and
 // flag flips switch them between the peer and server paths while they play, with nothing lost
 // or reordered.
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import type { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { FlagClient } from "../../platform/flags/client.ts";
@@ -11,6 +11,7 @@ import { connectFlagStore } from "../../platform/flags/etcd.ts";
 import type { ZoneFlags } from "../../platform/flags/layout.ts";
 import { newRegistry } from "../../platform/http.ts";
 import { silentLogger } from "../../platform/log.ts";
+import { connectNats } from "../../platform/stores/access.ts";
 import { startTestMesh, type TestMesh } from "../../testkit/client.ts";
 import { FlagPublisher } from "../../testkit/flags.ts";
 import { startTestGateway, type TestGateway, testZoneFlags } from "../../testkit/gateway.ts";
@@ -67,7 +68,7 @@ describe("gateway with the real map server and flag plane", () => {
     publisher.publish({ zones: [zoneDoc(o)], policies: [] });
 
   beforeAll(async () => {
-    etcd = connectFlagStore(svc.etcdEndpoints);
+    etcd = connectFlagStore(svc.etcd);
     publisher = new FlagPublisher({ client: etcd, identity: "gateway-test", prefix });
     await publisher.acquire();
     await publish({ p2p: false });
@@ -83,9 +84,9 @@ describe("gateway with the real map server and flag plane", () => {
     );
     mapFlags = new FlagClient({ client: etcd, prefix, namespace, zone, service: "map-server", pod: "ms-0" });
     await mapFlags.start();
-    mapNc = await connect({ servers: svc.natsUrl });
-    const redis = createRedis(svc.redisUrl);
-    const pool = createPool(svc.databaseUrl, { max: 3 });
+    mapNc = await connectNats(svc.nats);
+    const redis = createRedis(svc.redis);
+    const pool = createPool(svc.postgres, { max: 3 });
     server = new MapServer({
       region,
       zone,

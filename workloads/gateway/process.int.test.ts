@@ -4,13 +4,14 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { connect } from "@nats-io/transport-node";
 import { expect, inject, it } from "vitest";
 import { connectFlagStore } from "../../platform/flags/etcd.ts";
 import { closeCodeOf } from "../../platform/protocol/schema.ts";
+import { connectNats } from "../../platform/stores/access.ts";
 import { keysetFile } from "../../testkit/auth.ts";
 import { FlagPublisher } from "../../testkit/flags.ts";
 import { testZoneFlags } from "../../testkit/gateway.ts";
+import { storeCredentialEnv } from "../../testkit/local/services.ts";
 import { StandInMapServer } from "../../testkit/map-server-standin.ts";
 import { freePort } from "../../testkit/processes.ts";
 import { GameClient } from "../client/client.ts";
@@ -25,6 +26,8 @@ async function runGateway(vars: Record<string, string>) {
   const child = spawn(process.execPath, [main, "gateway"], {
     env: {
       PATH: process.env.PATH,
+      // The stores' credentials and TLS, as the operator renders them into pods.
+      ...storeCredentialEnv(env),
       HYBRIDP2P_NATS_URL: env.natsUrl!,
       HYBRIDP2P_GATEWAY_PORT: String(port),
       HYBRIDP2P_HEALTH_PORT: String(health),
@@ -61,7 +64,7 @@ async function runGateway(vars: Record<string, string>) {
 it("runs from the environment, serves a client and closes sessions on SIGTERM", async () => {
   const region = `p${randomBytes(4).toString("hex")}`;
   const keys = await keysetFile("gwproc");
-  const nc = await connect({ servers: env.natsUrl! });
+  const nc = await connectNats(env.nats!);
   await ensureEventStream(nc);
   const field = new StandInMapServer({ nc, region, zone: "z", maps: ["izlude"] });
   field.start();
@@ -95,7 +98,7 @@ it("finds maps through the flag plane and holds P2P off until a coordinator is h
   const region = `p${randomBytes(4).toString("hex")}`;
   const namespace = `ns${randomBytes(4).toString("hex")}`;
   const prefix = `/gwproc${randomBytes(4).toString("hex")}/v1/`;
-  const etcd = connectFlagStore(env.etcdEndpoints!);
+  const etcd = connectFlagStore(env.etcd!);
   const publisher = new FlagPublisher({ client: etcd, identity: "gateway-process-test", prefix });
   await publisher.acquire();
   await publisher.publish({
@@ -103,7 +106,7 @@ it("finds maps through the flag plane and holds P2P off until a coordinator is h
     policies: [],
   });
   const keys = await keysetFile("gwproc2");
-  const nc = await connect({ servers: env.natsUrl! });
+  const nc = await connectNats(env.nats!);
   await ensureEventStream(nc);
   const field = new StandInMapServer({ nc, region, zone: "z", maps: ["alberta"], mode: "p2p" });
   field.start();

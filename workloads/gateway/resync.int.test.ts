@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { startTestGateway, type TestGateway } from "../../testkit/gateway.ts";
-import { startNats } from "../../testkit/local/services.ts";
+import { startNats, storePki } from "../../testkit/local/services.ts";
 import {
   createCharacters,
   type Services,
@@ -27,6 +27,8 @@ const zone = unique("rz");
 
 describe("views after a bus outage", () => {
   const dir = mkdtempSync(join(tmpdir(), "resync-test-"));
+  // The suite's store PKI: in-process clients take its credentials from the environment.
+  const pki = storePki(join(inject("localEnv").stateDir, "store-pki"));
   let nats: Proc;
   let svc: Services;
   let gw: TestGateway;
@@ -35,9 +37,9 @@ describe("views after a bus outage", () => {
 
   beforeAll(async () => {
     mkdirSync(join(dir, "logs"));
-    const started = await startNats(dir);
+    const started = await startNats(dir, undefined, pki);
     nats = started.proc;
-    svc = { ...servicesFrom(inject("localEnv")), natsUrl: started.url };
+    svc = { ...servicesFrom(inject("localEnv")), natsUrl: started.url, nats: started.access };
     gw = await startTestGateway({ natsUrl: svc.natsUrl, directory: staticDirectory({ [zone]: [map] }) });
     ms = await startTestServer(svc, {
       region: gw.region,
@@ -74,7 +76,7 @@ describe("views after a bus outage", () => {
 
     const port = Number(new URL(svc.natsUrl).port);
     await nats.stop();
-    nats = (await startNats(dir, port)).proc;
+    nats = (await startNats(dir, port, pki)).proc;
 
     await until("the gateway resynced", () => (gw.gateway.stats.resyncs > 0 ? true : undefined), 60_000);
     await until("both told to forget their views", () =>

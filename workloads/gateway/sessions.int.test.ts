@@ -2,10 +2,11 @@
 // revocation closes it with "session_ended" within the check period, with real Redis sessions,
 // real NATS and a stand-in map server.
 import { randomBytes } from "node:crypto";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { closeCodeOf } from "../../platform/protocol/schema.ts";
+import { connectNats, redisOptions } from "../../platform/stores/access.ts";
 import { sessionBoundTokens } from "../../testkit/auth.ts";
 import { startTestGateway, type TestGateway } from "../../testkit/gateway.ts";
 import { StandInMapServer } from "../../testkit/map-server-standin.ts";
@@ -27,7 +28,7 @@ describe("gateway and login sessions", () => {
   let token: (characterId: string, sessionId: string) => Promise<string>;
 
   beforeAll(async () => {
-    redis = new Redis(env.redisUrl!);
+    redis = new Redis(redisOptions(env.redis!));
     sessions = new SessionStore(redis, `gwsess${id}:`);
     const signer = await sessionBoundTokens(sessions, map);
     const { keyset, auth } = signer;
@@ -42,7 +43,7 @@ describe("gateway and login sessions", () => {
         sessionCheckMs: 200,
       },
     });
-    pod = await connect({ servers: env.natsUrl! });
+    pod = await connectNats(env.nats!);
     await ensureEventStream(pod);
     field = new StandInMapServer({ nc: pod, region: gw.region, zone: "z1", maps: [map] });
     field.start();

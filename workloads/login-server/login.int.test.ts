@@ -2,6 +2,7 @@
 // session tokens that expire and can be revoked from any replica, and validation errors.
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { redisOptions } from "../../platform/stores/access.ts";
 import {
   call,
   capturingLogger,
@@ -40,7 +41,7 @@ beforeAll(async () => {
     startLoginServer(cfg, { log: logA.log }),
     startLoginServer(cfg, { log: capturingLogger("b").log }),
   ]);
-  redis = new Redis(env.redisUrl!);
+  redis = new Redis(redisOptions(env.redis!));
 });
 
 afterAll(async () => {

@@ -4,6 +4,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { afterAll, describe, expect, inject, it } from "vitest";
 import { call, freshDatabase, keysetFile, uniquePrefix } from "../../testkit/auth.ts";
+import { storeCredentialEnv } from "../../testkit/local/services.ts";
 import { freePort } from "../../testkit/processes.ts";
 
 const env = inject("localEnv");
@@ -54,6 +55,7 @@ describe("workload processes", () => {
     const keys = await keysetFile("proc");
     const password = "process-password";
     const vars = {
+      ...storeCredentialEnv(env),
       HYBRIDP2P_DATABASE_URL: await freshDatabase(env.databaseUrl!, "procs"),
       HYBRIDP2P_REDIS_URL: env.redisUrl!,
       HYBRIDP2P_REDIS_PREFIX: uniquePrefix("procs"),

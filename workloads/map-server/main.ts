@@ -1,7 +1,6 @@
 // `hybrid-workload map-server`: configuration from the environment, migrations, then own maps
 // and simulate them until SIGTERM (which persists every character and hands the maps over).
 import { readFile } from "node:fs/promises";
-import { connect } from "@nats-io/transport-node";
 import { FlagClient } from "../../platform/flags/client.ts";
 import { connectFlagStore } from "../../platform/flags/etcd.ts";
 import { registerFlagMetrics } from "../../platform/flags/metrics.ts";
@@ -15,6 +14,7 @@ import { type MapServerConfig, mapServerConfigFromEnv } from "./config.ts";
 import { flagModes } from "./modes.ts";
 import { MapServer } from "./server.ts";
 import { mapSource, parseMapCache } from "./sim/mapcache.ts";
+import { connectNats, requireStoreAccess } from "../../platform/stores/access.ts";
 
 export async function startMapServer(cfg: MapServerConfig, log: Logger): Promise<{ close(): Promise<void> }> {
   const pod = cfg.runtime.podName;
@@ -26,11 +26,21 @@ export async function startMapServer(cfg: MapServerConfig, log: Logger): Promise
       maps: cache.size,
       cached: cfg.maps.filter((m) => cache.has(m)),
     });
-  const pool = createPool(cfg.databaseUrl, { applicationName: "map-server", log, max: 4 });
+  const pool = createPool(requireStoreAccess("postgres", cfg.databaseUrl), {
+    applicationName: "map-server",
+    log,
+    max: 4,
+  });
   await migrate(pool, log);
-  const redis = createRedis(cfg.redisUrl, { log, name: `map-server-${pod}` });
-  const nc = await connect({ servers: cfg.natsUrl, name: `map-server-${pod}`, maxReconnectAttempts: -1 });
-  const etcd = connectFlagStore(cfg.etcdEndpoints);
+  const redis = createRedis(requireStoreAccess("dragonfly", cfg.redisUrl), {
+    log,
+    name: `map-server-${pod}`,
+  });
+  const nc = await connectNats(requireStoreAccess("nats", cfg.natsUrl), {
+    name: `map-server-${pod}`,
+    maxReconnectAttempts: -1,
+  });
+  const etcd = connectFlagStore(requireStoreAccess("etcd", cfg.etcdEndpoints.join(",")));
   const flags = new FlagClient({
     client: etcd,
     nats: nc, // the report channel

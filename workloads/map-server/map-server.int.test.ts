@@ -1,6 +1,5 @@
 // The map server against real NATS (JetStream), Redis, PostgreSQL and etcd, in process.
 import { jetstream } from "@nats-io/jetstream";
-import { connect } from "@nats-io/transport-node";
 import { describe, expect, inject, it } from "vitest";
 import {
   decode,
@@ -10,6 +9,7 @@ import {
   type MapMode,
   subjects,
 } from "../../platform/bus/contract.ts";
+import { connectNats } from "../../platform/stores/access.ts";
 import {
   createCharacters,
   FakeGateway,
@@ -37,7 +37,7 @@ const prefix = `/${unique("mstest")}/v1/`;
 const redisPrefix = `${unique("mstest")}:`;
 
 async function eventsOf(addr: MapAddress): Promise<EventBatch[]> {
-  const nc = await connect({ servers: svc.natsUrl });
+  const nc = await connectNats(svc.nats);
   try {
     const c = await jetstream(nc).consumers.get(EVENT_STREAM, { filter_subjects: [subjects.events(addr)] });
     const out: EventBatch[] = [];
@@ -313,7 +313,7 @@ describe("map server", () => {
   }, 120_000);
 
   it("refuses hot-state writes from a deposed owner (fenced)", async () => {
-    const redis = createRedis(svc.redisUrl);
+    const redis = createRedis(svc.redis);
     const hot = new HotStore(redis, redisPrefix);
     const zone = unique("z");
     const base = {

@@ -1,11 +1,11 @@
 // The map server follows the flag plane: a P2PPolicy publish turns its maps to p2p mode, a
 // workload-detected failure puts them in fallback, and the pod reports its mode under its lease.
-import { connect } from "@nats-io/transport-node";
 import { describe, expect, inject, it } from "vitest";
 import { decode, type OwnerNotice, subjects } from "../../platform/bus/contract.ts";
 import { FlagClient } from "../../platform/flags/client.ts";
 import { connectFlagStore } from "../../platform/flags/etcd.ts";
 import { silentLogger } from "../../platform/log.ts";
+import { connectNats } from "../../platform/stores/access.ts";
 import { compile, FlagPublisher, reportsOn } from "../../testkit/flags.ts";
 import { servicesFrom, startTestServer, unique, until } from "../../testkit/map-server/harness.ts";
 import { flagModes } from "./modes.ts";
@@ -41,11 +41,11 @@ describe("map server modes", () => {
     const ns = unique("ns");
     const zone = unique("z");
     const region = "mtest";
-    const etcd = connectFlagStore(svc.etcdEndpoints);
+    const etcd = connectFlagStore(svc.etcd);
     const pub = new FlagPublisher({ client: etcd, identity: "op", prefix });
     await pub.acquire();
     await pub.publish(world(ns, zone, false));
-    const nc = await connect({ servers: svc.natsUrl });
+    const nc = await connectNats(svc.nats);
     const reports = await reportsOn(nc, prefix, ns);
     const flags = new FlagClient({
       client: etcd,

@@ -4,10 +4,10 @@
 // for a map again once it wakes up, because its own lease deadline has passed.
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { connect } from "@nats-io/transport-node";
 import { afterAll, describe, expect, inject, it } from "vitest";
 import { type AoiFrame, decode, type OwnerNotice, subjects } from "../../platform/bus/contract.ts";
 import { connectFlagStore } from "../../platform/flags/etcd.ts";
+import { connectNats, withUrl } from "../../platform/stores/access.ts";
 import { cutProxy } from "../../testkit/flags.ts";
 import {
   createCharacters,
@@ -74,13 +74,13 @@ async function startPod(pod: string): Promise<Proc> {
 
 describe("map ownership", () => {
   it("moves a killed pod's maps to a live pod, and a frozen pod never publishes again", async () => {
-    const etcd = connectFlagStore(svc.etcdEndpoints);
+    const etcd = connectFlagStore(svc.etcd);
     const base = ownershipPrefix(prefix, region, zone);
     const owners = async () => {
       const kvs = await etcd.getAll().prefix(base).strings();
       return maps.map((m) => kvs[`${base}${m}`]);
     };
-    const nc = await connect({ servers: svc.natsUrl });
+    const nc = await connectNats(svc.nats);
     const notices: OwnerNotice[] = [];
     nc.subscribe(subjects.ownersForRegion(region), {
       callback: (err, m) => {
@@ -113,7 +113,7 @@ describe("map ownership", () => {
       });
       // The hot state is saved every second; wait for a save after the walk.
       const fenceA = joined.fence;
-      const redis = createRedis(svc.redisUrl);
+      const redis = createRedis(svc.redis);
       await until("hot state saved after the walk", async () => {
         const raw = await redis.hget(`${redisPrefix}map:${region}:${zone}:fielda:sessions`, "sess-o");
         return raw && JSON.parse(raw).x === 133.5 ? true : undefined;
@@ -195,8 +195,8 @@ describe("map ownership", () => {
     const zone2 = unique("p");
     const port = Number(new URL(svc.etcdEndpoints.split(",")[0]!).port);
     const proxy = await cutProxy(port);
-    const viaProxy = connectFlagStore(proxy.endpoint);
-    const direct = connectFlagStore(svc.etcdEndpoints);
+    const viaProxy = connectFlagStore(withUrl(svc.etcd, proxy.endpoint));
+    const direct = connectFlagStore(svc.etcd);
     const log: Array<{ at: number; pod: string; what: "acquired" | "lost"; map: string }> = [];
     const own = (pod: string, client: typeof direct) => {
       const o = new MapOwnership({ client, prefix, region, zone: zone2, maps, pod, ttlSeconds: 2 });

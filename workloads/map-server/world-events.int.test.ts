@@ -4,7 +4,7 @@
 // invaders still alive and announces nothing again, an ended record despawns them, the next
 // occurrence replaces the last, and an invasion whose invaders are all killed ends (Cleared).
 import { jetstream } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, describe, expect, inject, it } from "vitest";
 import { decode, encode } from "../../platform/bus/contract.ts";
 import {
@@ -13,6 +13,7 @@ import {
   type WorldLiveReport,
   worldSubjects,
 } from "../../platform/bus/world.ts";
+import { connectNats } from "../../platform/stores/access.ts";
 import {
   createCharacters,
   FakeGateway,
@@ -65,7 +66,7 @@ describe("world events in the map server", () => {
       .filter((l) => !l.startsWith("#"));
 
   it("spawns once, survives replays and handovers, and ends", async () => {
-    nc = await connect({ servers: svc.natsUrl });
+    nc = await connectNats(svc.nats);
     await ensureWorldStreams(nc, region);
     const js = jetstream(nc);
     const [character] = await createCharacters(svc.databaseUrl, [

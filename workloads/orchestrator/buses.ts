@@ -4,7 +4,7 @@
 // reports, and writes records with a compare-and-set on the subject's last sequence, so a deposed
 // leader's stale write fails instead of overwriting its successor's.
 import { DeliverPolicy, type JetStreamClient, jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { decode, encode } from "../../platform/bus/contract.ts";
 import {
   ensureWorldStreams,
@@ -15,6 +15,7 @@ import {
   worldSubjects,
 } from "../../platform/bus/world.ts";
 import type { Logger } from "../../platform/log.ts";
+import { connectNats, requireStoreAccess } from "../../platform/stores/access.ts";
 import { sleep } from "../../platform/time.ts";
 
 export interface RegionBusOptions {
@@ -78,8 +79,8 @@ export class RegionBus {
   }
 
   private async open(): Promise<void> {
-    const nc = await connect({
-      servers: this.o.servers.split(","),
+    // This process's own NATS credentials and TLS (HYBRIDP2P_NATS_*), at the Region's address.
+    const nc = await connectNats(requireStoreAccess("nats", this.o.servers), {
       name: `orchestrator-${this.o.region}`,
       maxReconnectAttempts: -1,
       reconnectTimeWait: 500,

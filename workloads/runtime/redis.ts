@@ -2,9 +2,12 @@
 // fails fast when the store is away instead of hanging, and errors logged without credentials.
 import { Redis } from "ioredis";
 import type { Logger } from "../../platform/log.ts";
+import { redisOptions, type StoreAccess } from "../../platform/stores/access.ts";
 
-export function createRedis(url: string, opts: { log?: Logger; name?: string } = {}): Redis {
-  const redis = new Redis(url, {
+/** A client with the access's password (or ACL user) and TLS. */
+export function createRedis(access: StoreAccess, opts: { log?: Logger; name?: string } = {}): Redis {
+  const redis = new Redis({
+    ...redisOptions(access),
     connectionName: opts.name,
     maxRetriesPerRequest: 2,
     connectTimeout: 5000,
