@@ -43,6 +43,8 @@ export interface Context {
   zones: Informer<ZoneObject>;
   /** The live child (from the cache) matching a desired one. */
   live(desired: KubeObject): KubeObject | undefined;
+  /** The live children (from the caches) this owner controls. */
+  owned(owner: KubeObject): KubeObject[];
   /** Whether a Region's (`namespace/name`) flag store takes publishes: the flag plane's word,
    * when the flag plane runs (it sets this); undefined while not tried. */
   flagStoreHealth?: (region: string) => StoreHealth | undefined;

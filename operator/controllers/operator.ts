@@ -49,6 +49,14 @@ export function setupOperator(mgr: Manager, opts: OperatorOptions): Context {
     regions,
     zones,
     live: (d) => children.get(d.kind)?.get(d.metadata.namespace ?? "", d.metadata.name),
+    owned: (owner) =>
+      [...children.values()].flatMap((inf) =>
+        inf
+          .list(owner.metadata.namespace)
+          .filter((o) =>
+            o.metadata.ownerReferences?.some((r) => r.controller && r.uid === owner.metadata.uid),
+          ),
+      ),
     requeueRegions: (keys) => {
       for (const k of keys) regionCtl.queue.add(k);
     },

@@ -1,6 +1,6 @@
 // Steps both reconcilers share: applying the rendered children and judging their readiness.
 
-import { ApiError } from "../../platform/kube/kube.ts";
+import { ApiError, resourceFor } from "../../platform/kube/kube.ts";
 import type { KubeObject } from "../../platform/kube/meta.ts";
 import type { ChildOutcome } from "./children.ts";
 import type { Phase } from "./conditions.ts";
@@ -15,9 +15,11 @@ export interface ApplyResult {
 
 const childId = (o: KubeObject) => `${o.kind}/${o.metadata.name}`;
 
-/** Applies every child that differs from its live state. `drift` is true when the owner's
- * spec did not change since the last reconcile, so a difference means someone edited or
- * deleted a child. */
+/** Applies every child that differs from its live state, and deletes the children the owner
+ * controls that are no longer rendered (a Region that turns its RO endpoints off, a Zone that
+ * drops its PodDisruptionBudget): owner references only collect children when the owner goes.
+ * `drift` is true when the owner's spec did not change since the last reconcile, so a
+ * difference means someone edited or deleted a child. */
 export async function applyChildren(
   ctx: Context,
   owner: KubeObject,
@@ -45,6 +47,7 @@ export async function applyChildren(
       if (drift) restored.push(`${childId(d)} (${outcome === "created" ? "re-created" : "reverted"})`);
     }),
   );
+  if (rejected === undefined) await pruneChildren(ctx, owner, desired);
   if (restored.length > 0) {
     ctx.log.info("restored drifted children", {
       owner: `${owner.metadata.namespace}/${owner.metadata.name}`,
@@ -53,6 +56,25 @@ export async function applyChildren(
     await ctx.events.record(owner, "Normal", "DriftCorrected", `restored ${restored.sort().join(", ")}`);
   }
   return { written, rejected };
+}
+
+/** Deletes what `owner` controls (per the child caches) beyond `desired`. */
+async function pruneChildren(ctx: Context, owner: KubeObject, desired: KubeObject[]): Promise<void> {
+  const want = new Set(desired.map(childId));
+  const stale = ctx.owned(owner).filter((o) => !want.has(childId(o)));
+  if (stale.length === 0) return;
+  await Promise.all(
+    stale.map(async (o) => {
+      await ctx.client.delete(resourceFor(o.apiVersion, o.kind), o.metadata.namespace, o.metadata.name);
+      ctx.applier.forget(o);
+    }),
+  );
+  const names = stale.map(childId).sort();
+  ctx.log.info("deleted children no longer rendered", {
+    owner: `${owner.metadata.namespace}/${owner.metadata.name}`,
+    children: names,
+  });
+  await ctx.events.record(owner, "Normal", "Pruned", `deleted ${names.join(", ")} (no longer rendered)`);
 }
 
 interface WorkloadStatus {
