@@ -18,6 +18,7 @@ import { addFlagsCommands } from "./commands/flags.ts";
 import { addP2PCommands } from "./commands/p2p.ts";
 import { addStatusCommand } from "./commands/status.ts";
 import { addTokenCommand } from "./commands/token.ts";
+import { addTopCommand } from "./commands/top.ts";
 import { CliError, type Globals, type Io } from "./common.ts";
 
 function program(io: Io, signal?: AbortSignal): Command {
@@ -31,6 +32,7 @@ function program(io: Io, signal?: AbortSignal): Command {
     .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) });
   const globals = () => cmd.opts<Globals>();
   addStatusCommand(cmd, io, globals);
+  addTopCommand(cmd, io, globals);
   addP2PCommands(cmd, io, globals);
   addFallbackCommands(cmd, io, globals);
   addFlagsCommands(cmd, io, globals, signal);
