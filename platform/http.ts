@@ -9,6 +9,7 @@ import type { Static, TSchema } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { Counter, collectDefaultMetrics, Histogram, Registry } from "prom-client";
 import type { Logger } from "./log.ts";
+import { createServingServer, type ServingTls } from "./tls.ts";
 
 // ---- errors and bodies ------------------------------------------------------------------
 
@@ -211,12 +212,14 @@ export interface ApiServerOptions {
   routes: Route[];
   log: Logger;
   metrics: HttpMetrics;
+  /** Serve https from this certificate (platform/tls.ts); plain http without. */
+  tls?: ServingTls;
 }
 
-/** A node:http server dispatching to routes; errors become JSON, unknown ones a logged 500. */
+/** A node:http(s) server dispatching to routes; errors become JSON, unknown ones a logged 500. */
 export function createApiServer(opts: ApiServerOptions): Server {
   const routes = opts.routes.map(compile);
-  const server = createServer(async (req, res) => {
+  const server = createServingServer(async (req, res) => {
     const start = process.hrtime.bigint();
     const url = new URL(req.url ?? "/", "http://x");
     let label = "unmatched";
@@ -292,7 +295,7 @@ export function createApiServer(opts: ApiServerOptions): Server {
       opts.metrics.requests.inc({ route: label, method, status: String(res.statusCode) });
       opts.metrics.duration.observe({ route: label, method }, secs);
     }
-  });
+  }, opts.tls);
   // Slow-loris protection and sane keep-alive behind a load balancer.
   server.headersTimeout = 10_000;
   server.requestTimeout = 30_000;
@@ -463,7 +466,8 @@ export async function startOpsServer(opts: OpsServerOptions): Promise<OpsServer>
 
 /**
  * An HTTP server that only upgrades to WebSocket (426 for anything else), listening on
- * `host:port` (0: a free port). Resolves with the server and the port it got.
+ * `host:port` (0: a free port); with `tls`, an HTTPS one (wss). Resolves with the server and
+ * the port it got.
  */
 export async function listenForUpgrades(
   port: number,
@@ -471,11 +475,12 @@ export async function listenForUpgrades(
   onUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void,
   /** Plain HTTP requests; returns false for those it does not serve (answered 426). */
   onRequest?: (req: IncomingMessage, res: ServerResponse) => boolean,
+  tls?: ServingTls,
 ): Promise<{ server: Server; port: number }> {
-  const server = createServer((req, res) => {
+  const server = createServingServer((req, res) => {
     if (onRequest?.(req, res)) return;
     res.writeHead(426, { "content-type": "text/plain" }).end("WebSocket only\n");
-  });
+  }, tls);
   server.on("upgrade", onUpgrade);
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);

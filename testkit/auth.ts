@@ -7,6 +7,7 @@ import { join } from "node:path";
 import pg from "pg";
 import type { Fields, Logger } from "../platform/log.ts";
 import { createLogger } from "../platform/log.ts";
+import { pgOptions, requireStoreAccess } from "../platform/stores/access.ts";
 import { GatewayAuth } from "../workloads/auth/gateway.ts";
 import { Keyset, type KeysetDocument, newKeysetDocument, staticKeys } from "../workloads/auth/keyset.ts";
 import type { SessionStore } from "../workloads/auth/sessions.ts";
@@ -14,7 +15,7 @@ import { signCharacterToken } from "../workloads/auth/tokens.ts";
 import type { CharConfig } from "../workloads/char-server/config.ts";
 import type { LoginConfig } from "../workloads/login-server/config.ts";
 import type { RuntimeConfig } from "../workloads/runtime/config.ts";
-import { pgOptions, requireStoreAccess } from "../platform/stores/access.ts";
+import { testServingTls } from "./tls.ts";
 
 /** Creates a database named after `label` plus a random suffix; returns its URL. */
 export async function freshDatabase(baseUrl: string, label: string): Promise<string> {
@@ -47,8 +48,10 @@ export async function keysetFile(
   return { path, doc, write };
 }
 
+/** Serves https from the suite's test CA (testkit/tls.ts), as a Region does by default. */
 export function testRuntime(podName = "test"): RuntimeConfig {
   return {
+    servingTlsDir: testServingTls().dir,
     podName,
     namespace: "test",
     region: "test",

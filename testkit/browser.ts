@@ -4,6 +4,7 @@
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { type Browser, chromium } from "playwright-core";
+import { testCa } from "./tls.ts";
 
 const CANDIDATES = ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"];
 
@@ -11,7 +12,13 @@ export function chromiumPath(): string | undefined {
   return process.env.HYBRIDP2P_CHROMIUM ?? CANDIDATES.find((p) => existsSync(p));
 }
 
-export async function launchChromium(): Promise<Browser> {
+/**
+ * Chromium trusting the suite's serving certificate (testkit/tls.ts): its public key is on
+ * `--ignore-certificate-errors-spki-list`, which accepts exactly that key whoever signed it, and
+ * nothing else (a player's browser would trust the Region's CA instead; installing a CA needs an
+ * NSS database per profile, which this flag avoids).
+ */
+export async function launchChromium(opts: { trustSpki?: string[] } = {}): Promise<Browser> {
   const executablePath = chromiumPath();
   if (!executablePath)
     throw new Error(
@@ -25,6 +32,7 @@ export async function launchChromium(): Promise<Browser> {
       "--allow-loopback-in-peer-connection",
       "--disable-features=WebRtcHideLocalIpsWithMdns",
       "--disable-dev-shm-usage",
+      `--ignore-certificate-errors-spki-list=${(opts.trustSpki ?? [testCa().spki]).join(",")}`,
     ],
   });
 }

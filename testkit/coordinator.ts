@@ -4,6 +4,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { ZoneFlags } from "../platform/flags/layout.ts";
+import { connectNats, requireStoreAccess } from "../platform/stores/access.ts";
 import { GatewayAuth } from "../workloads/auth/gateway.ts";
 import { Keyset, type KeysetDocument, newKeysetDocument, staticKeys } from "../workloads/auth/keyset.ts";
 import { MeshClient, type MeshClientOptions } from "../workloads/client/mesh.ts";
@@ -12,7 +13,7 @@ import { Coordinator, type CoordinatorOptions } from "../workloads/coordinator/c
 import { locateOverNats } from "../workloads/coordinator/locate.ts";
 import { type MeshPolicy, policyFromFlags } from "../workloads/coordinator/mesh.ts";
 import { freePort, type Proc, startProcess, waitUntil } from "./processes.ts";
-import { connectNats, requireStoreAccess } from "../platform/stores/access.ts";
+import { testServingTls } from "./tls.ts";
 
 export const TEST_THRESHOLDS: ZoneFlags["thresholds"] = {
   latencyMs: { warn: 100, critical: 200, max: 300 },
@@ -111,12 +112,14 @@ export async function startTestCoordinator(o: {
     zoneOf: (m) => byMap.get(m),
     policy: (zone) => policies.get(zone),
     locate: o.locateViaGateways ? locateOverNats(nc, o.region) : undefined,
+    // wss from the suite's test CA, as a Region serves by default (options.tls: undefined for ws).
+    tls: testServingTls(),
     ...o.options,
   });
   const port = await coordinator.listen(0);
   return {
     coordinator,
-    url: `ws://127.0.0.1:${port}`,
+    url: `${coordinator.tls ? "wss" : "ws"}://127.0.0.1:${port}`,
     nc,
     async stop() {
       await coordinator.close();
@@ -194,6 +197,7 @@ export async function coordinatorProcess(o: {
           HYBRIDP2P_HEALTH_PORT: String(health),
           HYBRIDP2P_METRICS_PORT: String(metrics),
           HYBRIDP2P_LOG_LEVEL: "warn",
+          HYBRIDP2P_SERVING_TLS_DIR: testServingTls().dir,
           ...o.env,
         },
       },
@@ -202,7 +206,7 @@ export async function coordinatorProcess(o: {
     await waitUntil(p, "readiness", async () => (await fetch(`http://127.0.0.1:${health}/readyz`)).ok);
   };
   const cp: CoordinatorProcess = {
-    url: `ws://127.0.0.1:${port}`,
+    url: `wss://127.0.0.1:${port}`,
     async start() {
       for (let attempt = 1; ; attempt++) {
         try {
@@ -214,7 +218,7 @@ export async function coordinatorProcess(o: {
           // others; a restart keeps its port, where its clients reconnect.
           if (started || attempt >= 3 || !/EADDRINUSE/.test(String(err))) throw err;
           [port, health, metrics] = [await freePort(), await freePort(), await freePort()];
-          cp.url = `ws://127.0.0.1:${port}`;
+          cp.url = `wss://127.0.0.1:${port}`;
         }
       }
     },

@@ -3,12 +3,13 @@
 import { randomBytes } from "node:crypto";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { ZoneFlags } from "../platform/flags/layout.ts";
+import { connectNats, requireStoreAccess } from "../platform/stores/access.ts";
 import { GatewayAuth } from "../workloads/auth/gateway.ts";
 import { Keyset, type KeysetDocument, newKeysetDocument, staticKeys } from "../workloads/auth/keyset.ts";
 import { devToken } from "../workloads/client/token.ts";
 import { consumeEvents, type EventConsumer } from "../workloads/gateway/events.ts";
 import { Gateway, type GatewayOptions, type MapDirectory } from "../workloads/gateway/gateway.ts";
-import { connectNats, requireStoreAccess } from "../platform/stores/access.ts";
+import { testServingTls } from "./tls.ts";
 
 export interface TestGateway {
   gateway: Gateway;
@@ -41,13 +42,15 @@ export async function startTestGateway(o: {
     id,
     verify: (t) => auth.verify(t),
     directory: o.directory,
+    // wss from the suite's test CA, as a Region serves by default (options.tls: undefined for ws).
+    tls: testServingTls(),
     ...o.options,
   });
   const events: EventConsumer = await consumeEvents(nc, region, id, (b, zone) => gateway.onEvents(b, zone));
   const port = await gateway.listen(0);
   return {
     gateway,
-    url: `ws://127.0.0.1:${port}`,
+    url: `${gateway.tls ? "wss" : "ws"}://127.0.0.1:${port}`,
     nc,
     keyset,
     region,

@@ -4,6 +4,8 @@ import type { Command } from "commander";
 import { GROUP, VERSION, ZONE } from "../../operator/api/constants.ts";
 import { runBots } from "../../workloads/client/bots.ts";
 import { runRoBots } from "../../workloads/client/ro.ts";
+import type { ClientTls } from "../../workloads/client/socket.ts";
+import { nodeTlsOptions } from "../../workloads/client/ws.ts";
 import { CliError, type Globals, type Io, kube } from "../common.ts";
 
 async function zoneMaps(g: Globals, namespace: string, zone: string): Promise<string[]> {
@@ -23,7 +25,10 @@ export function addBotsCommand(cmd: Command, io: Io, globals: () => Globals, sig
     .description("connect N bots to a zone's maps through a gateway and print what they see")
     .requiredOption("--count <n>", "number of bots", (v) => Number.parseInt(v, 10))
     .option("--zone <zone>", "the Zone whose maps the bots play on (SDK bots)")
-    .option("--gateway <url>", "gateway WebSocket URL, e.g. ws://127.0.0.1:7000 (SDK bots)")
+    .option(
+      "--gateway <url>",
+      "gateway WebSocket URL, e.g. wss://10.0.0.5:7000 (SDK bots; ws:// where a Region runs without TLS)",
+    )
     .option("--protocol <protocol>", "sdk (WebSocket, the default) or ro (the RO protocol over TCP)", "sdk")
     .option(
       "--ro-login <host:port>",
@@ -41,7 +46,7 @@ export function addBotsCommand(cmd: Command, io: Io, globals: () => Globals, sig
     )
     .option(
       "--coordinator <url>",
-      "P2P coordinator WebSocket URL the P2P bots mesh through, e.g. ws://127.0.0.1:7100 (repeatable or a comma list: replicas)",
+      "P2P coordinator WebSocket URL the P2P bots mesh through, e.g. wss://10.0.0.5:7100 (repeatable or a comma list: replicas)",
       (v: string, prev: string[]) => [
         ...prev,
         ...v
@@ -50,6 +55,14 @@ export function addBotsCommand(cmd: Command, io: Io, globals: () => Globals, sig
           .filter((u) => u !== ""),
       ],
       [] as string[],
+    )
+    .option(
+      "--ca-file <file>",
+      "trust this CA for wss:// and https:// (the Region's: ca.crt of its <region>-serving-tls Secret); default $HYBRIDP2P_CA_FILE, else the system's trust",
+    )
+    .option(
+      "--tls-server-name <name>",
+      "check the servers' certificate for this name instead of the URLs' host (when dialling IP addresses)",
     )
     .option("--duration <seconds>", "stop after this long (default: until Ctrl-C)", (v) => Number(v))
     .action(
@@ -66,6 +79,8 @@ export function addBotsCommand(cmd: Command, io: Io, globals: () => Globals, sig
         duration?: number;
         protocol: string;
         roLogin?: string;
+        caFile?: string;
+        tlsServerName?: string;
       }) => {
         if (!(o.count > 0)) throw new CliError("--count must be a positive number");
         if (o.protocol === "ro") {
@@ -74,6 +89,7 @@ export function addBotsCommand(cmd: Command, io: Io, globals: () => Globals, sig
         }
         if (o.protocol !== "sdk") throw new CliError("--protocol must be sdk or ro");
         if (!o.zone || !o.gateway) throw new CliError("SDK bots need --zone and --gateway");
+        const tls = clientTls(o);
         const zone = o.zone;
         const gateway = o.gateway;
         if (!(o.p2pShare >= 0 && o.p2pShare <= 1)) throw new CliError("--p2p-share must be between 0 and 1");
@@ -97,6 +113,7 @@ export function addBotsCommand(cmd: Command, io: Io, globals: () => Globals, sig
           ...(viaAccounts ? { accounts: { loginUrl: o.login!, charUrl: o.char! } } : { keyset: o.keyset }),
           p2pShare: o.p2pShare,
           coordinators: o.coordinator,
+          tls,
         });
         const report = () => {
           const s = fleet.stats();
@@ -104,6 +121,9 @@ export function addBotsCommand(cmd: Command, io: Io, globals: () => Globals, sig
             `connected=${s.connected} failed=${s.failed} closed=${s.closed} aoi=${s.aoi} seq_errors=${s.seqErrors} p50_ms=${s.p50Ms} p99_ms=${s.p99Ms}`,
           );
         };
+        // Why bots failed, once (an untrusted certificate fails every bot the same way).
+        const first = fleet.firstError();
+        if (first) io.err(`first failure: ${first}`);
         const end = o.duration === undefined ? undefined : Date.now() + o.duration * 1000;
         while (!signal?.aborted && (end === undefined || Date.now() < end)) {
           await new Promise((r) =>
@@ -116,10 +136,31 @@ export function addBotsCommand(cmd: Command, io: Io, globals: () => Globals, sig
     );
 }
 
+/** The bots' TLS trust from the flags; a CA file that cannot be read is a clear error now. */
+function clientTls(o: { caFile?: string; tlsServerName?: string }): ClientTls {
+  const tls: ClientTls = {
+    ...(o.caFile ? { caFile: o.caFile } : {}),
+    ...(o.tlsServerName ? { serverName: o.tlsServerName } : {}),
+  };
+  try {
+    nodeTlsOptions(tls);
+  } catch (err) {
+    throw new CliError((err as Error).message);
+  }
+  return tls;
+}
+
 /** RO bots: RO login, char and map endpoints, like legacy RO clients; accounts signed up over HTTP. */
 async function roBots(
   io: Io,
-  o: { count: number; roLogin?: string; login?: string; duration?: number },
+  o: {
+    count: number;
+    roLogin?: string;
+    login?: string;
+    duration?: number;
+    caFile?: string;
+    tlsServerName?: string;
+  },
   signal?: AbortSignal,
 ): Promise<void> {
   const m = /^(.+):(\d{1,5})$/.exec(o.roLogin ?? "");
@@ -128,7 +169,13 @@ async function roBots(
     throw new CliError("--protocol ro needs --login <url>: RO bots sign up over the login server's HTTP API");
   const host = m[1]!.replace(/^\[|\]$/g, "");
   io.out(`connecting ${o.count} RO bots through ${host}:${m[2]}`);
-  const fleet = await runRoBots({ count: o.count, host, loginPort: Number(m[2]), signUpUrl: o.login });
+  const fleet = await runRoBots({
+    count: o.count,
+    host,
+    loginPort: Number(m[2]),
+    signUpUrl: o.login,
+    tls: clientTls(o),
+  });
   const report = () => {
     const s = fleet.stats();
     io.out(

@@ -1,6 +1,7 @@
 // A small client of the login and char servers for the client SDK and bots: sign up (or log
 // in), make sure a character exists, select it, and get what the gateway needs.
-// Uses the global fetch only, so it runs anywhere Node or a browser does.
+// Uses the global fetch unless given another (Node with the Region's CA: client/https.ts), so it
+// runs anywhere Node or a browser does.
 
 export class AuthApiError extends Error {
   readonly status: number;
@@ -30,6 +31,7 @@ export interface Selected {
 }
 
 async function request<T>(
+  http: typeof fetch,
   base: string,
   method: string,
   path: string,
@@ -39,7 +41,7 @@ async function request<T>(
   const headers: Record<string, string> = {};
   if (body !== undefined) headers["content-type"] = "application/json";
   if (token) headers.authorization = `Bearer ${token}`;
-  const res = await fetch(`${base.replace(/\/$/, "")}${path}`, {
+  const res = await http(`${base.replace(/\/$/, "")}${path}`, {
     method,
     headers,
     body: body === undefined ? undefined : JSON.stringify(body),
@@ -55,10 +57,13 @@ export class AuthClient {
   readonly loginUrl: string;
   readonly charUrl: string;
   token: string | undefined;
+  private readonly http: typeof fetch;
 
-  constructor(opts: { loginUrl: string; charUrl: string }) {
+  /** `fetch`: how to reach https:// URLs with a CA of one's own (default: the global fetch). */
+  constructor(opts: { loginUrl: string; charUrl: string; fetch?: typeof fetch }) {
     this.loginUrl = opts.loginUrl;
     this.charUrl = opts.charUrl;
+    this.http = opts.fetch ?? ((input, init) => fetch(input, init));
   }
 
   private session(): string {
@@ -67,7 +72,7 @@ export class AuthClient {
   }
 
   async signUp(username: string, password: string): Promise<{ accountId: string }> {
-    return request(this.loginUrl, "POST", "/v1/accounts", { username, password });
+    return request(this.http, this.loginUrl, "POST", "/v1/accounts", { username, password });
   }
 
   async login(
@@ -75,6 +80,7 @@ export class AuthClient {
     password: string,
   ): Promise<{ accountId: string; sessionId: string; expiresAt: string }> {
     const r = await request<{ token: string; accountId: string; sessionId: string; expiresAt: string }>(
+      this.http,
       this.loginUrl,
       "POST",
       "/v1/sessions",
@@ -107,13 +113,14 @@ export class AuthClient {
   }
 
   async logout(): Promise<void> {
-    await request(this.loginUrl, "DELETE", "/v1/session", undefined, this.session());
+    await request(this.http, this.loginUrl, "DELETE", "/v1/session", undefined, this.session());
     this.token = undefined;
   }
 
   async characters(): Promise<CharacterSummary[]> {
     return (
       await request<{ characters: CharacterSummary[] }>(
+        this.http,
         this.charUrl,
         "GET",
         "/v1/characters",
@@ -129,6 +136,7 @@ export class AuthClient {
   ): Promise<CharacterSummary> {
     return (
       await request<{ character: CharacterSummary }>(
+        this.http,
         this.charUrl,
         "POST",
         "/v1/characters",
@@ -140,6 +148,7 @@ export class AuthClient {
 
   async deleteCharacter(id: string): Promise<void> {
     await request(
+      this.http,
       this.charUrl,
       "DELETE",
       `/v1/characters/${encodeURIComponent(id)}`,
@@ -150,6 +159,7 @@ export class AuthClient {
 
   async select(id: string): Promise<Selected> {
     return request(
+      this.http,
       this.charUrl,
       "POST",
       `/v1/characters/${encodeURIComponent(id)}/select`,

@@ -7,8 +7,11 @@ import type { RTCPeerConnectionConfig } from "werift";
 import { AuthClient } from "../auth/client.ts";
 import type { KeysetDocument } from "../auth/keyset.ts";
 import { GameClient } from "./client.ts";
+import { nodeFetch } from "./https.ts";
 import { P2PClient } from "./p2p.ts";
+import type { ClientTls } from "./socket.ts";
 import { devToken } from "./token.ts";
+import { nodeSocketWith } from "./ws.ts";
 
 /** Latency histogram with 0.1 ms buckets up to 10 s (mergeable across processes). */
 export class LatencyHistogram {
@@ -68,7 +71,7 @@ export interface BotOptions {
   accounts?: { loginUrl: string; charUrl: string; password?: string };
   /** Share of P2P clients, 0 to 1 (default 0); more than 0 needs `coordinators`. */
   p2pShare?: number;
-  /** Coordinator replicas (ws:// URLs) the P2P bots mesh through. */
+  /** Coordinator replicas (wss:// URLs; ws:// without TLS) the P2P bots mesh through. */
   coordinators?: string[];
   /** ICE settings of the P2P bots (default LOOPBACK_ICE, mesh.ts). */
   ice?: Partial<RTCPeerConnectionConfig>;
@@ -86,6 +89,11 @@ export interface BotOptions {
   failFast?: boolean;
   /** Stop opening connections after this long (load generation on a saturated target). */
   connectWithinMs?: number;
+  /**
+   * Trust for wss:// and https:// (the gateway, coordinators, login and char servers): the
+   * Region's CA. Default: the file HYBRIDP2P_CA_FILE names, else the system's trust.
+   */
+  tls?: ClientTls;
 }
 
 export interface BotStats {
@@ -105,6 +113,8 @@ export interface BotFleet {
   stats(): BotStats;
   /** Zeroes the latency histogram (start of a measurement window). */
   resetLatency(): void;
+  /** Why the first bot that failed did (an untrusted certificate, a refused login, ...). */
+  firstError(): string | undefined;
   stop(): Promise<void>;
 }
 
@@ -113,6 +123,7 @@ export async function runBots(o: BotOptions): Promise<BotFleet> {
   const latency = new LatencyHistogram();
   const clients: GameClient[] = [];
   let failed = 0;
+  let firstError: string | undefined;
   let closed = 0;
   const timers: NodeJS.Timeout[] = [];
   const prefix = o.idPrefix ?? "bot";
@@ -125,11 +136,14 @@ export async function runBots(o: BotOptions): Promise<BotFleet> {
   const coordinators = o.coordinators ?? [];
   if (p2pEvery > 0 && coordinators.length === 0)
     throw new Error("runBots needs coordinators for P2P bots (p2pShare > 0): they mesh through them");
+  // Read once: a CA file that is missing fails here, before any bot.
+  const http = nodeFetch(o.tls);
+  const socket = nodeSocketWith(o.tls);
   const tokenFor = async (i: number): Promise<string> => {
     if (o.accounts) {
       // Account and character names have a 4-character minimum.
       const name = `${prefix}${i}`.padEnd(4, "_").slice(0, 23);
-      const auth = new AuthClient(o.accounts);
+      const auth = new AuthClient({ ...o.accounts, fetch: http });
       await auth.loginOrSignUp(name, o.accounts.password ?? `${name}-bot-password`);
       return (await auth.enterAs(name)).token;
     }
@@ -146,6 +160,7 @@ export async function runBots(o: BotOptions): Promise<BotFleet> {
     const opts = {
       url: o.gatewayUrl,
       token,
+      socket,
       decodeMode: p2p ? "full" : (o.decodeMode ?? "light"),
       timeoutMs: Math.max(1000, Math.min(20_000, deadline - Date.now())),
     } as const;
@@ -180,6 +195,7 @@ export async function runBots(o: BotOptions): Promise<BotFleet> {
         await open(i);
       } catch (err) {
         failed++;
+        firstError ??= err instanceof Error ? err.message : String(err);
         if (o.failFast) throw err;
       }
     }
@@ -209,6 +225,7 @@ export async function runBots(o: BotOptions): Promise<BotFleet> {
       };
     },
     resetLatency: () => latency.reset(),
+    firstError: () => firstError,
     async stop() {
       for (const t of timers) clearTimeout(t);
       await Promise.all(clients.map((c) => c.close()));

@@ -20,7 +20,7 @@ import {
   type ServerMessage,
 } from "../../platform/protocol/messages.ts";
 import { type ReasonCode, reasonOfCloseCode } from "../../platform/protocol/schema.ts";
-import type { Socket, SocketFactory } from "./socket.ts";
+import type { ClientTls, Socket, SocketFactory } from "./socket.ts";
 
 export interface ClientOptions {
   url: string;
@@ -32,8 +32,10 @@ export interface ClientOptions {
    * generation) only checks sequence numbers and reads AOI timestamps.
    */
   decodeMode?: "full" | "light";
-  /** The WebSocket. Default: the `ws` package (Node). */
+  /** The WebSocket. Default: the `ws` package (Node), with `tls`. */
   socket?: SocketFactory;
+  /** wss:// trust in Node: the Region's CA (default: HYBRIDP2P_CA_FILE, else the system's). */
+  tls?: ClientTls;
 }
 
 export interface Closed {
@@ -285,7 +287,9 @@ export class GameClient {
 }
 
 /** Opens the socket (default: the `ws` package, loaded only when no other is given). */
-export async function open(opts: Pick<ClientOptions, "url" | "timeoutMs" | "socket">): Promise<Socket> {
-  const factory = opts.socket ?? (await import("./ws.ts")).nodeSocket;
+export async function open(
+  opts: Pick<ClientOptions, "url" | "timeoutMs" | "socket" | "tls">,
+): Promise<Socket> {
+  const factory = opts.socket ?? (await import("./ws.ts")).nodeSocketWith(opts.tls);
   return factory(opts.url, opts.timeoutMs ?? 20_000);
 }

@@ -23,7 +23,7 @@ import {
   type ToCoordinator,
 } from "../coordinator/messages.ts";
 import type { IceConfig, RtcChannel, RtcFactory, RtcLink } from "./rtc.ts";
-import type { Socket, SocketFactory } from "./socket.ts";
+import type { ClientTls, Socket, SocketFactory } from "./socket.ts";
 
 /** Loopback-friendly ICE settings (shared/notes/webrtc.md); real deployments pass their own. */
 export const LOOPBACK_ICE: Partial<RTCPeerConnectionConfig> = {
@@ -43,8 +43,10 @@ export interface MeshClientOptions {
   urls: string[];
   /** The WebRTC stack. Default: werift with `ice`. */
   rtc?: RtcFactory;
-  /** The WebSocket. Default: the `ws` package. */
+  /** The WebSocket. Default: the `ws` package, with `tls`. */
   socket?: SocketFactory;
+  /** wss:// trust in Node (the Region's CA; default HYBRIDP2P_CA_FILE, else the system's). */
+  tls?: ClientTls;
   /** ICE servers from the P2P client config (they replace the stack's own when it names any). */
   iceConfig?: IceConfig;
   /** Mates beyond this many are not linked (the policy's mesh.maxPeers, counting this peer). */
@@ -203,7 +205,7 @@ export class MeshClient {
   /** The default stacks (werift, ws) load only when none is given: the browser never loads them. */
   private async stacks(): Promise<void> {
     this.rtc ??= this.opts.rtc ?? (await import("./werift.ts")).weriftRtc(this.opts.ice ?? LOOPBACK_ICE);
-    this.socket ??= this.opts.socket ?? (await import("./ws.ts")).nodeSocket;
+    this.socket ??= this.opts.socket ?? (await import("./ws.ts")).nodeSocketWith(this.opts.tls);
   }
 
   /** New ICE settings (a new P2P client config): links made from now on use them. */

@@ -22,7 +22,7 @@ import { MeshClient } from "./mesh.ts";
 import type { RtcFactory } from "./rtc.ts";
 
 export interface P2PClientOptions extends ClientOptions {
-  /** Coordinator replicas (ws:// URLs). Default: the config's. */
+  /** Coordinator replicas (wss:// URLs; ws:// where a Region runs without TLS). Default: the config's. */
   coordinators?: string[];
   /** werift's own settings (the default WebRTC stack). Default LOOPBACK_ICE (mesh.ts). */
   ice?: Partial<RTCPeerConnectionConfig> | ((peer: string) => Partial<RTCPeerConnectionConfig>);
@@ -170,6 +170,7 @@ export class P2PClient extends GameClient {
       ice: this.opts.ice,
       rtc: this.opts.rtc,
       socket: this.opts.socket,
+      tls: this.opts.tls,
       iceConfig:
         c!.ice.servers.length > 0
           ? { servers: c!.ice.servers, transportPolicy: c!.ice.transportPolicy }

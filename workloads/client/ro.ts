@@ -17,6 +17,8 @@ import {
 } from "../../platform/protocol/ro/codec.ts";
 import { AuthClient } from "../auth/client.ts";
 import { LatencyHistogram } from "./bots.ts";
+import { nodeFetch } from "./https.ts";
+import type { ClientTls } from "./socket.ts";
 
 type Waiter = { match: (p: ServerPacket) => boolean; resolve: (p: ServerPacket) => void };
 
@@ -231,8 +233,10 @@ export interface RoBotOptions {
   /** Where the RO endpoints are reached (the host a client is configured with). */
   host: string;
   loginPort: number;
-  /** The login server's HTTP API, where bots sign up. */
+  /** The login server's HTTP API (https://), where bots sign up. */
   signUpUrl: string;
+  /** Trust for signUpUrl: the Region's CA (default HYBRIDP2P_CA_FILE, else the system's). */
+  tls?: ClientTls;
   /** Account and character names are `<prefix><n>`. Default "robot". */
   prefix?: string;
   password?: string;
@@ -271,7 +275,7 @@ export async function runRoBots(o: RoBotOptions): Promise<RoBotFleet> {
   let closed = 0;
   let moves = 0;
   const prefix = o.prefix ?? "robot";
-  const auth = new AuthClient({ loginUrl: o.signUpUrl, charUrl: o.signUpUrl });
+  const auth = new AuthClient({ loginUrl: o.signUpUrl, charUrl: o.signUpUrl, fetch: nodeFetch(o.tls) });
   const range = o.walkRange ?? 5;
   const open = async (i: number) => {
     const name = `${prefix}${i}`.padEnd(4, "_").slice(0, 23);

@@ -15,6 +15,19 @@ export interface Socket {
   onClose?: (code: number, reason: string) => void;
 }
 
+/**
+ * TLS of the SDK's wss:// and https:// connections in Node (ws.ts, https.ts); a browser uses
+ * its own trust store. Without a CA, the system's trust (public CAs).
+ */
+export interface ClientTls {
+  /** PEM CA certificate(s) to trust: the Region's CA (its `<region>-serving-tls` ca.crt). */
+  ca?: string | Uint8Array;
+  /** A PEM file of them (what `--ca-file` names). Default: the file HYBRIDP2P_CA_FILE names. */
+  caFile?: string;
+  /** Check the server's certificate for this name instead of the URL's host (dialling an IP). */
+  serverName?: string;
+}
+
 /** Opens a socket; resolves once it is open, rejects when it cannot be. */
 export type SocketFactory = (url: string, timeoutMs: number) => Promise<Socket>;
 

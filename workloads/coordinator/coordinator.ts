@@ -23,6 +23,7 @@ import { decode as busDecode, encode as busEncode } from "../../platform/bus/con
 import { FallbackLatch } from "../../platform/flags/fallback.ts";
 import type { ZoneReport } from "../../platform/flags/layout.ts";
 import { listenForUpgrades } from "../../platform/http.ts";
+import type { ServingTls } from "../../platform/tls.ts";
 import { recheckSession, type SessionCheck } from "../auth/gateway.ts";
 import type { CharacterClaims } from "../auth/tokens.ts";
 import {
@@ -93,6 +94,8 @@ export interface CoordinatorOptions {
   replicaTimeoutMs?: number;
   log?: CoordinatorLogger;
   now?: () => number;
+  /** Serve wss from this certificate; plain ws without. */
+  tls?: ServingTls;
 }
 
 const SWEEP_MS = 100;
@@ -179,9 +182,20 @@ export class Coordinator {
     return this.opts.replica;
   }
 
+  /** Whether it serves wss. */
+  get tls(): boolean {
+    return this.opts.tls !== undefined;
+  }
+
   async listen(port = 0, host = "127.0.0.1"): Promise<number> {
     this.start();
-    const l = await listenForUpgrades(port, host, (req, socket, head) => this.upgrade(req, socket, head));
+    const l = await listenForUpgrades(
+      port,
+      host,
+      (req, socket, head) => this.upgrade(req, socket, head),
+      undefined,
+      this.opts.tls,
+    );
     this.http = l.server;
     return l.port;
   }

@@ -10,6 +10,7 @@
 //                                             only while its session lives and is dropped when it
 //                                             ends (checked every HYBRIDP2P_COORDINATOR_SESSION_CHECK_MS,
 //                                             10000); HYBRIDP2P_COORDINATOR_CHECK_SESSIONS=false skips it
+//   HYBRIDP2P_SERVING_TLS_DIR                 serve wss from tls.crt/tls.key there (reloaded on change)
 //   HYBRIDP2P_COORDINATOR_LOCATE (true): ask the gateways where each joining session plays; false
 //                                             trusts the token's map and the client's entity id, only
 //                                             for a coordinator without gateways (mesh benchmarks)
@@ -173,6 +174,7 @@ export async function run(): Promise<void> {
     policy,
     aliveMs: cfg.aliveMs,
     log,
+    tls: config.servingTlsDir ? { dir: config.servingTlsDir, log } : undefined,
     // The coordinator's own latches recover the zone; the report only says what they decided.
     onZoneMode: () => flags?.reportZones(coordinator.zoneReports()),
   });
@@ -230,5 +232,9 @@ export async function run(): Promise<void> {
   w.shutdown.add("flags", async () => flags?.close());
   w.shutdown.add("nats", () => nc.drain().catch(() => undefined));
   w.ready();
-  log.info("coordinator started", { port, region: config.region });
+  log.info("coordinator started", {
+    port,
+    region: config.region,
+    tls: config.servingTlsDir !== undefined,
+  });
 }

@@ -19,6 +19,7 @@ import {
 } from "../../platform/bus/contract.ts";
 import { listenForUpgrades } from "../../platform/http.ts";
 import type { Mode } from "../../platform/protocol/messages.ts";
+import type { ServingTls } from "../../platform/tls.ts";
 import { coordSubjects, type LocateReply, type LocateRequest } from "../coordinator/bus.ts";
 import { type ClientConfigOptions, ClientConfigs } from "./clientconfig.ts";
 import { Fanout } from "./fanout.ts";
@@ -72,8 +73,10 @@ export interface GatewayOptions {
   rolloutPercent?: (zone: string) => number;
   /** Where the P2P client config comes from (flags, ICE servers, coordinators). Default: no flags. */
   clientConfig?: ClientConfigOptions;
-  /** The browser client and its bootstrap, served over plain HTTP on the client port. */
+  /** The browser client and its bootstrap, served over HTTP(S) on the client port. */
   web?: WebOptions;
+  /** Serve wss (and the HTTP routes over https) from this certificate; plain ws without. */
+  tls?: ServingTls;
   limits?: Partial<Limits>;
   log?: GatewayLogger;
   /** Milliseconds between input flushes per map (the map's tick). */
@@ -146,6 +149,11 @@ export class Gateway {
     this.fanout = new Fanout({ sessions: this.sessions, router: this.router, log, now });
   }
 
+  /** Whether it serves wss (and https for its HTTP routes). */
+  get tls(): boolean {
+    return this.opts.tls !== undefined;
+  }
+
   /** Subscribes to the region's AOI frames and owner notices, then listens for clients. */
   async listen(port = 0, host = "127.0.0.1"): Promise<number> {
     this.subscribe();
@@ -162,6 +170,7 @@ export class Gateway {
       host,
       (req, socket, head) => this.upgrade(req, socket, head),
       (req, res) => this.request(req, res),
+      this.opts.tls,
     );
     this.http = l.server;
     return l.port;

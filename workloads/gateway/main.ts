@@ -1,5 +1,8 @@
 // `hybrid-workload gateway`: configuration from the environment, then serve clients until
 // SIGTERM (which closes every session with `server_shutdown` after they left their maps).
+import { X509Certificate } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { Counter, Gauge } from "prom-client";
 import { FlagClient } from "../../platform/flags/client.ts";
 import { connectFlagStore } from "../../platform/flags/etcd.ts";
@@ -61,6 +64,7 @@ export async function startGateway(cfg: GatewayConfig, log: Logger): Promise<{ c
   // P2P also needs a live coordinator (it forms the meshes): its replicas' liveness gates P2P
   // per zone, and its silence puts the gateway into fallback.
   let gateway: Gateway | undefined;
+  const tls = cfg.runtime.servingTlsDir ? { dir: cfg.runtime.servingTlsDir, log } : undefined;
   const watch =
     f && cfg.watchCoordinator
       ? new CoordinatorWatch({
@@ -100,6 +104,7 @@ export async function startGateway(cfg: GatewayConfig, log: Logger): Promise<{ c
       : undefined,
     limits: cfg.limits,
     log,
+    tls,
   });
   const gw = gateway;
   // The canary: each zone's P2P-capable players and those playing P2P, in this pod's report
@@ -129,7 +134,8 @@ export async function startGateway(cfg: GatewayConfig, log: Logger): Promise<{ c
           host: cfg.ro.host,
           log,
           tickets: new RoTickets(roRedis, cfg.redisPrefix),
-          gatewayUrl: `ws://${cfg.host === "0.0.0.0" || cfg.host === "::" ? "127.0.0.1" : cfg.host}:${port}`,
+          gatewayUrl: `${tls ? "wss" : "ws"}://${cfg.host === "0.0.0.0" || cfg.host === "::" ? "127.0.0.1" : cfg.host}:${port}`,
+          gatewayTls: tls ? loopbackTls(tls.dir) : undefined,
           maxConnections: cfg.limits.maxConnections,
         })
       : undefined;
@@ -204,6 +210,21 @@ export async function startGateway(cfg: GatewayConfig, log: Logger): Promise<{ c
       auth.close();
       await ops.close();
     },
+  };
+}
+
+/**
+ * How the RO bridge dials this gateway's own wss listener on loopback: against the Region's CA
+ * (ca.crt beside the pair; the system's trust when the issuer left none), checked for the
+ * certificate's first DNS name, as 127.0.0.1 is rarely among its names.
+ */
+function loopbackTls(dir: string): { ca?: string; servername?: string } {
+  const caFile = join(dir, "ca.crt");
+  const cert = new X509Certificate(readFileSync(join(dir, "tls.crt")));
+  const dns = /(?:^|, )DNS:([^,]+)/.exec(cert.subjectAltName ?? "")?.[1];
+  return {
+    ...(existsSync(caFile) ? { ca: readFileSync(caFile, "utf8") } : {}),
+    ...(dns ? { servername: dns } : {}),
   };
 }
 

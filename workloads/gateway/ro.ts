@@ -66,9 +66,18 @@ export interface RoMapOptions {
   host?: string;
   log: Logger;
   tickets: RoTickets;
-  /** The gateway's own client port (ws://127.0.0.1:<port>), where each RO client gets a session. */
+  /**
+   * The gateway's own client port (ws:// or wss://127.0.0.1:<port>), where each RO client gets a
+   * session, and the TLS options to reach it (wss: the gateway's own serving CA).
+   */
   gatewayUrl: string;
+  gatewayTls?: { ca?: string; servername?: string };
   maxConnections?: number;
+}
+
+interface GatewayDial {
+  url: string;
+  tls?: RoMapOptions["gatewayTls"];
 }
 
 interface Actor {
@@ -134,8 +143,8 @@ class RoPlayer {
 
   // ---- RO client packets --------------------------------------------------------------------
 
-  async packet(p: ClientPacket, tickets: RoTickets, gatewayUrl: string): Promise<void> {
-    if (p.type === "mapEnter") return this.enter(p, tickets, gatewayUrl);
+  async packet(p: ClientPacket, tickets: RoTickets, gateway: GatewayDial): Promise<void> {
+    if (p.type === "mapEnter") return this.enter(p, tickets, gateway);
     if (!this.ticket) return;
     switch (p.type) {
       case "loadEnd":
@@ -183,7 +192,7 @@ class RoPlayer {
     }
   }
 
-  private async enter(p: PacketOf<"mapEnter">, tickets: RoTickets, gatewayUrl: string) {
+  private async enter(p: PacketOf<"mapEnter">, tickets: RoTickets, gateway: GatewayDial) {
     if (this.ticket || this.accountId !== 0) return;
     this.accountId = p.accountId;
     this.out({ type: "accountId", accountId: p.accountId });
@@ -198,7 +207,7 @@ class RoPlayer {
     this.exp = Number(t.baseExp) || 0;
     this.zeny = Number(t.zeny) || 0;
     // A session of this gateway, authenticated as an SDK client would be, with the same token.
-    const ws = new WebSocket(gatewayUrl, { perMessageDeflate: false });
+    const ws = new WebSocket(gateway.url, { perMessageDeflate: false, ...gateway.tls });
     this.ws = ws;
     ws.binaryType = "nodebuffer";
     ws.on("open", () => {
@@ -499,7 +508,7 @@ export async function startRoMap(opts: RoMapOptions): Promise<RoEndpoint> {
     maxConnections: opts.maxConnections,
     handler: {
       open: (c) => new RoPlayer(c, opts.log),
-      packet: (c, p) => c.state?.packet(p, opts.tickets, opts.gatewayUrl),
+      packet: (c, p) => c.state?.packet(p, opts.tickets, { url: opts.gatewayUrl, tls: opts.gatewayTls }),
       closed: (c) => c.state?.gone(),
     },
   });

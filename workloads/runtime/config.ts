@@ -20,6 +20,8 @@ export const ENV = {
   logLevel: "HYBRIDP2P_LOG_LEVEL",
   shutdownTimeout: "HYBRIDP2P_SHUTDOWN_TIMEOUT",
   drainDelay: "HYBRIDP2P_DRAIN_DELAY",
+  /** The serving certificate of the player-facing listeners (platform/tls.ts). */
+  servingTlsDir: "HYBRIDP2P_SERVING_TLS_DIR",
 } as const;
 
 /** Default ports, in this one place: health and readiness on 8081, Prometheus metrics on 9090. */
@@ -183,6 +185,12 @@ export interface RuntimeConfig {
   shutdownTimeoutMs: number;
   /** After readiness goes off at shutdown, keep serving this long so endpoints catch up. */
   drainDelayMs: number;
+  /**
+   * The directory of the serving certificate (tls.crt, tls.key): the gateway and coordinator
+   * then serve wss, the login and char servers https. Unset: plain ws/http (a Region that
+   * asks for it). The ops ports stay plain http either way (kubelet probes, Prometheus).
+   */
+  servingTlsDir: string | undefined;
 }
 
 export function readRuntimeConfig(r: EnvReader): RuntimeConfig {
@@ -195,5 +203,6 @@ export function readRuntimeConfig(r: EnvReader): RuntimeConfig {
     logLevel: r.oneOf(ENV.logLevel, LOG_LEVELS, "info"),
     shutdownTimeoutMs: r.duration(ENV.shutdownTimeout, 20_000, { minMs: 100 }),
     drainDelayMs: r.duration(ENV.drainDelay, 3000, { minMs: 0, maxMs: 60_000 }),
+    servingTlsDir: r.str(ENV.servingTlsDir),
   };
 }
