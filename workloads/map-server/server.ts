@@ -465,6 +465,8 @@ export class MapServer {
       h.resync.clear();
       // A map nobody plays on stands still (as rAthena idles mobs away from players): no CPU for it.
       if (h.sim.sessions.size > 0) sims.set(map, h.sim);
+      // Not ticking: its player count is set here, not left at the last tick's.
+      else this.m.players.set({ map: h.addr.map }, 0);
     }
     if (sims.size === 0) return new Map();
     const t0 = performance.now();
