@@ -6,6 +6,7 @@ import { join } from "node:path";
 import type { KubeClient } from "../platform/kube/kube.ts";
 import { pollUntil } from "../platform/time.ts";
 import { binDir } from "../testkit/local/services.ts";
+import type { ClientTls } from "../workloads/client/socket.ts";
 
 export const repoRoot = new URL("..", import.meta.url).pathname;
 const node = join(repoRoot, "node_modules/.bin/node");
@@ -67,4 +68,24 @@ export async function createKeysetSecret(
   await client.request("POST", `/api/v1/namespaces/${namespace}/secrets`, {
     body: { metadata: { name: `${region}-auth-keyset` }, stringData: { "keyset.json": keyset } },
   });
+}
+
+/**
+ * How a player's client trusts the Region's endpoints (wss, https): the CA from its
+ * `<region>-serving-tls` Secret (what `--ca-file` names in the main job), checked for the gateway
+ * Service's name, as the tests dial pod and ClusterIP addresses the certificate does not name.
+ */
+export async function regionTls(client: KubeClient, namespace: string, region: string): Promise<ClientTls> {
+  const secret = await waitFor(`the Region's serving certificate (${region}-serving-tls)`, () =>
+    client
+      .request<{ data?: Record<string, string> }>(
+        "GET",
+        `/api/v1/namespaces/${namespace}/secrets/${region}-serving-tls`,
+      )
+      .then(
+        (s) => s.data?.["ca.crt"],
+        () => undefined,
+      ),
+  );
+  return { ca: Buffer.from(secret, "base64").toString(), serverName: `${region}-gateway.${namespace}.svc` };
 }

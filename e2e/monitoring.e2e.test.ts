@@ -28,7 +28,7 @@ import {
 import { type BotFleet, runBots } from "../workloads/client/bots.ts";
 import type { P2PClient } from "../workloads/client/p2p.ts";
 import { type LoopbackStun, startLoopbackStun } from "../workloads/coordinator/stun.ts";
-import { clusterTools, createKeysetSecret, installChart, repoRoot, waitFor } from "./kit.ts";
+import { clusterTools, createKeysetSecret, installChart, regionTls, repoRoot, waitFor } from "./kit.ts";
 
 const kubeconfig = inject("kubeconfig");
 const { helm, kubectl, hybridctl, newKeyset } = clusterTools(kubeconfig);
@@ -203,14 +203,15 @@ describe("monitoring the demo region", () => {
     const count = 4;
     fleet = await runBots({
       count,
-      gatewayUrl: `ws://${await ip("gateway")}:7000`,
+      gatewayUrl: `wss://${await ip("gateway")}:7000`,
       maps: [FIELD],
       accounts: {
-        loginUrl: `http://${await ip("login-server")}:6900`,
-        charUrl: `http://${await ip("char-server")}:6121`,
+        loginUrl: `https://${await ip("login-server")}:6900`,
+        charUrl: `https://${await ip("char-server")}:6121`,
       },
+      tls: await regionTls(client, NS, REGION),
       p2pShare: 1,
-      coordinators: [`ws://${await ip("coordinator")}:7100`],
+      coordinators: [`wss://${await ip("coordinator")}:7100`],
       ice: stun.ice,
       decodeMode: "full",
       moveEveryMs: 0,

@@ -7,7 +7,7 @@ import { computeStatus, type KObject } from "../testkit/kstatus.ts";
 import { type BotFleet, runBots } from "../workloads/client/bots.ts";
 import type { P2PClient } from "../workloads/client/p2p.ts";
 import { type LoopbackStun, startLoopbackStun } from "../workloads/coordinator/stun.ts";
-import { clusterTools, createKeysetSecret, installChart, repoRoot, waitFor } from "./kit.ts";
+import { clusterTools, createKeysetSecret, installChart, regionTls, repoRoot, waitFor } from "./kit.ts";
 import { probeFromPod } from "./probe-pod.ts";
 import { RegionStores } from "./stores.ts";
 
@@ -230,14 +230,16 @@ describe("players", () => {
     const count = 4;
     fleet = await runBots({
       count,
-      gatewayUrl: `ws://${await ip("gateway")}:7000`,
+      gatewayUrl: `wss://${await ip("gateway")}:7000`,
       maps: [TOWN],
       accounts: {
-        loginUrl: `http://${await ip("login-server")}:6900`,
-        charUrl: `http://${await ip("char-server")}:6121`,
+        loginUrl: `https://${await ip("login-server")}:6900`,
+        charUrl: `https://${await ip("char-server")}:6121`,
       },
+      // Every player-facing hop over TLS, trusting the Region's CA as the main job's --ca-file does.
+      tls: await regionTls(client, NS, REGION),
       p2pShare: 1,
-      coordinators: [`ws://${coordinator.status!.podIP}:7100`],
+      coordinators: [`wss://${coordinator.status!.podIP}:7100`],
       ice: stun.ice,
       decodeMode: "full",
       // They stay where new characters start, so they share one mesh area; they talk instead.

@@ -5,7 +5,8 @@ import { KubeClient } from "../platform/kube/kube.ts";
 import { computeStatus, type KObject } from "../testkit/kstatus.ts";
 import { enc, RoTestPlayer } from "../testkit/ro/client.ts";
 import { type BotFleet, runBots } from "../workloads/client/bots.ts";
-import { clusterTools, createKeysetSecret, installChart, repoRoot, waitFor } from "./kit.ts";
+import { nodeFetch } from "../workloads/client/https.ts";
+import { clusterTools, createKeysetSecret, installChart, regionTls, repoRoot, waitFor } from "./kit.ts";
 
 const kubeconfig = inject("kubeconfig");
 const { helm, kubectl, newKeyset } = clusterTools(kubeconfig);
@@ -107,12 +108,14 @@ describe("RO clients on the cluster", () => {
 
   it("plays an RO client beside SDK bots through the Services", async () => {
     const ip = async (component: string) => (await componentPod(component)).status!.podIP!;
-    const loginUrl = `http://${await ip("login-server")}:6900`;
+    const loginUrl = `https://${await ip("login-server")}:6900`;
+    const tls = await regionTls(client, NS, REGION);
     fleet = await runBots({
       count: 2,
-      gatewayUrl: `ws://${await ip("gateway")}:7000`,
+      gatewayUrl: `wss://${await ip("gateway")}:7000`,
       maps: ["prt_fild08"],
-      accounts: { loginUrl, charUrl: `http://${await ip("char-server")}:6121` },
+      accounts: { loginUrl, charUrl: `https://${await ip("char-server")}:6121` },
+      tls,
       decodeMode: "full",
       moveEveryMs: 500,
       chatEveryMs: 1000,
@@ -122,7 +125,8 @@ describe("RO clients on the cluster", () => {
     const node = await nodeAddress();
     const user = `ro_e2e_${Date.now().toString(36)}`;
     const password = "ro-e2e-password";
-    const signUp = await fetch(`${loginUrl}/v1/accounts`, {
+    // The account over https (the Region's CA); the RO login itself is plain TCP, as RO has no TLS.
+    const signUp = await nodeFetch(tls)(`${loginUrl}/v1/accounts`, {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ username: user, password }),

@@ -5,7 +5,7 @@ import { sleep } from "../platform/time.ts";
 import { computeStatus, type KObject } from "../testkit/kstatus.ts";
 import { type BotFleet, runBots } from "../workloads/client/bots.ts";
 import type { GameClient } from "../workloads/client/client.ts";
-import { clusterTools, createKeysetSecret, installChart, waitFor } from "./kit.ts";
+import { clusterTools, createKeysetSecret, installChart, regionTls, waitFor } from "./kit.ts";
 
 const kubeconfig = inject("kubeconfig");
 const { helm, hybridctl, newKeyset } = clusterTools(kubeconfig);
@@ -65,12 +65,14 @@ async function leader(): Promise<string | undefined> {
 async function bots(region: string, count: number, prefix: string): Promise<GameClient[]> {
   const fleet = await runBots({
     count,
-    gatewayUrl: `ws://${await ip(region, "gateway")}:7000`,
+    gatewayUrl: `wss://${await ip(region, "gateway")}:7000`,
     maps: [TOWN],
     accounts: {
-      loginUrl: `http://${await ip(region, "login-server")}:6900`,
-      charUrl: `http://${await ip(region, "char-server")}:6121`,
+      loginUrl: `https://${await ip(region, "login-server")}:6900`,
+      charUrl: `https://${await ip(region, "char-server")}:6121`,
     },
+    // Each Region (named as its namespace here) has its own CA.
+    tls: await regionTls(client, region, region),
     decodeMode: "full",
     moveEveryMs: 0,
     idPrefix: prefix,

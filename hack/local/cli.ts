@@ -2,6 +2,7 @@
 // and data services, installs the CRDs, applies the examples, prints how to reach them and
 // keeps running until Ctrl-C, when it stops everything it started.
 import { execFileSync } from "node:child_process";
+import { createHash, X509Certificate } from "node:crypto";
 import { mkdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Command } from "commander";
@@ -46,27 +47,66 @@ async function startOperator(kubeconfig: string, etcdEndpoints: string, natsUrl:
 /**
  * How to play on the local cluster: bots that sign up and log in like players, through the
  * gateway's NodePort and the other components' ClusterIPs (kube-proxy on the local node routes both).
+ * The Region serves wss and https from its <region>-serving-tls Secret: its ca.crt is written to
+ * `caFile` for the bots' --ca-file; the certificate names the Services, not these addresses, so
+ * the bots check it for the gateway Service's name (--tls-server-name) and Chromium is told to
+ * accept that one certificate's key.
  */
-function playHint(kc: string, nodeName: string): string {
+function playHint(kc: string, nodeName: string, caFile: string): string {
   try {
     const get = (path: string, jsonpath: string) =>
       kubectl(kc, ["get", ...path.split(" "), "-o", `jsonpath=${jsonpath}`]);
     const nodeIP = get(`node ${nodeName}`, '{.status.addresses[?(@.type=="InternalIP")].address}');
     const nodePort = get("svc demo-gateway -n demo", "{.spec.ports[0].nodePort}");
     const ip = (component: string) => get(`svc demo-${component} -n demo`, "{.spec.clusterIP}");
-    const login = `http://${ip("login-server")}:6900`;
-    const char = `http://${ip("char-server")}:6121`;
-    const coordinator = `ws://${ip("coordinator")}:7100`;
+    const secret = (key: string) =>
+      Buffer.from(
+        get("secret demo-serving-tls -n demo", `{.data.${key.replace(".", "\\.")}}`),
+        "base64",
+      ).toString();
+    const tls = servingTls(secret, caFile);
+    const [ws, http] = tls ? ["wss", "https"] : ["ws", "http"];
+    const login = `${http}://${ip("login-server")}:6900`;
+    const char = `${http}://${ip("char-server")}:6121`;
+    const coordinator = `${ws}://${ip("coordinator")}:7100`;
+    const trust = tls
+      ? ` \\
+    --ca-file ${caFile} --tls-server-name demo-gateway.demo.svc`
+      : "";
+    const page = `${http}://${nodeIP}:${nodePort}/play/?login=${encodeURIComponent(login)}&char=${encodeURIComponent(char)}&coordinator=${encodeURIComponent(coordinator)}`;
+    const browse = tls
+      ? `# (the certificate names the Services, not these addresses: Chromium accepts its key with
+  #  chromium --user-data-dir=$(mktemp -d) --ignore-certificate-errors-spki-list=${tls.spki} '${page}'
+  #  ; another browser warns once per address)
+  ${page}`
+      : page;
     return `  # play: bots sign up and log in like players; new characters start on prt_fild08, a P2P zone
   # (the Region's startPoint): half of them mesh (P2P), and the Zone's PEERS column counts them
-  npm run hybridctl -- bots --count 20 --zone prt-fild08 -n demo --gateway ws://${nodeIP}:${nodePort} \\
-    --login ${login} --char ${char} --p2p-share 0.5 --coordinator ${coordinator}
+  npm run hybridctl -- bots --count 20 --zone prt-fild08 -n demo --gateway ${ws}://${nodeIP}:${nodePort} \\
+    --login ${login} --char ${char} --p2p-share 0.5 --coordinator ${coordinator}${trust}
   ${join(binDir(), "kubectl")} get zones -n demo -o wide     # PEERS, ELIGIBLE, PLAYING-P2P
   # play yourself in a browser (sign up, pick a character, walk with the arrow keys):
-  http://${nodeIP}:${nodePort}/play/?login=${encodeURIComponent(login)}&char=${encodeURIComponent(char)}&coordinator=${encodeURIComponent(coordinator)}${roHint(get, nodeIP, login)}`;
+  ${browse}${roHint(get, nodeIP, login, trust)}`;
   } catch (err) {
     return `  (no play hint: ${(err as Error).message.split("\n")[0]})`;
   }
+}
+
+/**
+ * The Region's serving certificate, from its Secret: ca.crt written to `caFile`, and the SPKI
+ * hash of tls.crt (Chromium's allow list). Undefined when the Region serves plain ws/http.
+ */
+function servingTls(secret: (key: string) => string, caFile: string): { spki: string } | undefined {
+  let ca: string;
+  let cert: string;
+  try {
+    [ca, cert] = [secret("ca.crt"), secret("tls.crt")];
+  } catch {
+    return undefined; // no Secret: spec.tls.mode Disabled
+  }
+  writeFileSync(caFile, ca);
+  const spki = new X509Certificate(cert).publicKey.export({ type: "spki", format: "der" });
+  return { spki: createHash("sha256").update(spki).digest("base64") };
 }
 
 /**
@@ -74,7 +114,12 @@ function playHint(kc: string, nodeName: string): string {
  * endpoints on: the login Service's node port at the node's address (the servers name the char and
  * map ports themselves).
  */
-function roHint(get: (path: string, jsonpath: string) => string, nodeIP: string, login: string): string {
+function roHint(
+  get: (path: string, jsonpath: string) => string,
+  nodeIP: string,
+  login: string,
+  trust: string,
+): string {
   let port: string;
   try {
     port = get("svc demo-ro-login -n demo", "{.spec.ports[0].nodePort}");
@@ -83,8 +128,8 @@ function roHint(get: (path: string, jsonpath: string) => string, nodeIP: string,
   }
   return `
   # a Ragnarok Online client (PACKETVER 20101124): set its login server to ${nodeIP}:${port}
-  # (plain-text passwords: RO's own protocol); or RO bots that sign up and play the same way:
-  npm run hybridctl -- bots --protocol ro --count 10 --ro-login ${nodeIP}:${port} --login ${login}`;
+  # (plain TCP, passwords in clear: RO's own protocol has no TLS); or RO bots that sign up and play the same way:
+  npm run hybridctl -- bots --protocol ro --count 10 --ro-login ${nodeIP}:${port} --login ${login}${trust}`;
 }
 
 function kubectl(kubeconfig: string, args: string[]): string {
@@ -265,7 +310,7 @@ The local region runs as pods. In another terminal:
   ${join(binDir(), "kubectl")} get pods,hybridp2p -n demo
   npm run hybridctl -- status -A
   ${join(binDir(), "kubectl")} -n demo patch p2ppolicy fields-p2p --type merge -p '{"spec":{"enabled":false}}'
-${playHint(kc, running.env.nodeName!)}
+${playHint(kc, running.env.nodeName!, join(localDir, "demo-ca.crt"))}
 Press Ctrl-C to stop everything.`;
     console.log(hints);
   } catch (err) {
