@@ -8,12 +8,13 @@ import { KubeClient } from "../platform/kube/kube.ts";
 import { Manager } from "../platform/kube/manager.ts";
 import { Metrics } from "../platform/kube/metrics.ts";
 import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from "../platform/log.ts";
+import { connectNats, requireStoreAccess } from "../platform/stores/access.ts";
 import { parseDuration } from "../platform/time.ts";
+import { waitFor } from "../platform/wait.ts";
 import type { Context } from "./controllers/context.ts";
 import { setupFlagPlane } from "./controllers/flagplane.ts";
 import { setupOperator } from "./controllers/operator.ts";
 import { STORE_CALL_TIMEOUT_MS } from "./flags/stores.ts";
-import { connectNats, requireStoreAccess } from "../platform/stores/access.ts";
 
 export const LEASE_NAME = "hybrid-operator-leader";
 
@@ -109,13 +110,24 @@ async function setupFlags(mgr: Manager, ctx: Context, cfg: OperatorConfig, ident
         callTimeoutMs: STORE_CALL_TIMEOUT_MS,
       })
     : undefined;
-  const nats = cfg.flagsNatsUrl
-    ? await connectNats(requireStoreAccess("nats", cfg.flagsNatsUrl), {
-        name: `hybrid-operator-${identity}`,
-        maxReconnectAttempts: -1,
-        reconnectTimeWait: 500,
-      })
+  // The shared NATS may come up after the operator: connect in the background (retried, logged),
+  // so the operator starts, serves its probes and reconciles meanwhile instead of exiting.
+  const stopWaiting = new AbortController();
+  const flagsNatsUrl = cfg.flagsNatsUrl;
+  const nats = flagsNatsUrl
+    ? waitFor(
+        "nats",
+        flagsNatsUrl,
+        () =>
+          connectNats(requireStoreAccess("nats", flagsNatsUrl), {
+            name: `hybrid-operator-${identity}`,
+            maxReconnectAttempts: -1,
+            reconnectTimeWait: 500,
+          }),
+        { log: mgr.log, signal: stopWaiting.signal },
+      )
     : undefined;
+  nats?.catch(() => undefined); // stopped while waiting: nothing to close
   const plane = setupFlagPlane(mgr, {
     etcd,
     nats,
@@ -127,7 +139,8 @@ async function setupFlags(mgr: Manager, ctx: Context, cfg: OperatorConfig, ident
   ctx.flagStoreHealth = plane.storeHealth;
   mgr.onStop(async () => {
     etcd?.close();
-    await nats?.close();
+    stopWaiting.abort(new Error("operator stopping"));
+    await (await nats?.catch(() => undefined))?.close();
   });
 }
 

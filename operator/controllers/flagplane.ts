@@ -63,8 +63,8 @@ export interface FlagPlaneConfig {
    * its owner closes it. */
   etcd?: Etcd3;
   /** One report channel for every Region instead of each Region's NATS (`--flags-nats-url`);
-   * its owner closes it. */
-  nats?: NatsConnection;
+   * its owner closes it. A promise while it still connects: reports are folded once it has. */
+  nats?: NatsConnection | Promise<NatsConnection>;
   /** Where a Region's stores are (default: its dataStores, as its workloads see them). */
   storesOf?: (region: RegionObject) => RegionStores;
   /** This operator instance (pod name): recorded as the publisher and in Events. */

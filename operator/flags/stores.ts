@@ -11,11 +11,11 @@ import type { Etcd3 } from "etcd3";
 import { connectFlagStore } from "../../platform/flags/etcd.ts";
 import type { Layout } from "../../platform/flags/layout.ts";
 import { ReportTable, type ReportTableOptions } from "../../platform/flags/reports.ts";
+import { connectNats, requireStoreAccess } from "../../platform/stores/access.ts";
 import type { Region } from "../api/index.ts";
 import { storeAddress } from "../render/stores.ts";
 import type { CompiledFlags } from "./compiler.ts";
 import { FlagPublisher, type PublishResult } from "./publisher.ts";
-import { connectNats, requireStoreAccess } from "../../platform/stores/access.ts";
 
 /** Where one Region's flags go and its reports come from. */
 export interface RegionStores {
@@ -103,7 +103,8 @@ export class ReportSource {
 
   constructor(o: {
     url: string;
-    nats?: NatsConnection;
+    /** A connection its owner made (and closes), or is still making. */
+    nats?: NatsConnection | Promise<NatsConnection>;
     layout: Layout;
     name: string;
     table: ReportTableOptions;
@@ -112,7 +113,7 @@ export class ReportSource {
     this.url = o.url;
     this.owned = o.nats === undefined;
     this.table = (async () => {
-      const nc = o.nats ?? (await this.connectUntilClosed(o.url, o.name));
+      const nc = o.nats !== undefined ? await o.nats : await this.connectUntilClosed(o.url, o.name);
       this.nc = nc;
       const t = new ReportTable(nc, o.layout, o.table);
       this.tableNow = t;

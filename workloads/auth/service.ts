@@ -11,22 +11,23 @@ import {
   createApiServer,
   type HttpMetrics,
   httpMetrics,
-  isUnavailable,
   listen,
   newRegistry,
   type OpsServer,
+  type ReadinessCheck,
   type Route,
   startOpsServer,
 } from "../../platform/http.ts";
 import type { Logger } from "../../platform/log.ts";
+import { requireStoreAccess } from "../../platform/stores/access.ts";
 import { sleep } from "../../platform/time.ts";
 import { migrate } from "../db/migrations.ts";
 import { createPool } from "../db/pool.ts";
 import { createRedis, pingRedis } from "../runtime/redis.ts";
+import { Startup } from "../runtime/startup.ts";
 import type { AuthServiceConfig } from "./config.ts";
 import { FileKeySource, type KeySource } from "./keyset.ts";
 import { SessionStore } from "./sessions.ts";
-import { requireStoreAccess } from "../../platform/stores/access.ts";
 
 export interface ServiceDeps {
   pool: pg.Pool;
@@ -73,12 +74,29 @@ export async function startService(
     cleanup.length = 0;
   };
   try {
+    // The ops server first: alive while PostgreSQL is waited for (it may start after this pod:
+    // the schema is migrated before serving), not ready until the API listens. Redis needs no
+    // wait: its client reconnects by itself and the readiness check says whether it answers.
+    const startup = new Startup(log);
+    const registry = newRegistry({ pod: cfg.runtime.podName, region: cfg.runtime.region });
+    const checks: Record<string, ReadinessCheck> = { started: startup.check };
+    const ops = await startOpsServer({
+      healthPort: cfg.runtime.healthPort,
+      metricsPort: cfg.runtime.metricsPort,
+      host: cfg.host,
+      registry,
+      log,
+      checks,
+    });
+    cleanup.push(() => ops.close());
+    cleanup.push(() => startup.stop());
     const pool = createPool(requireStoreAccess("postgres", cfg.databaseUrl), {
       log,
       applicationName: opts.metricsPrefix,
     });
     cleanup.push(() => pool.end());
-    await untilAvailable(() => migrate(pool, log), log, "PostgreSQL");
+    await startup.postgres(pool, cfg.databaseUrl);
+    await migrate(pool, log);
     const redis = createRedis(requireStoreAccess("dragonfly", cfg.redisUrl), {
       log,
       name: opts.metricsPrefix,
@@ -96,7 +114,6 @@ export async function startService(
       cleanup.push(() => file.close());
       keys = file;
     }
-    const registry = newRegistry({ pod: cfg.runtime.podName, region: cfg.runtime.region });
     const deps: ServiceDeps = {
       pool,
       redis,
@@ -106,25 +123,17 @@ export async function startService(
       http: httpMetrics(registry, opts.metricsPrefix),
       log,
     };
-    const ops = await startOpsServer({
-      healthPort: cfg.runtime.healthPort,
-      metricsPort: cfg.runtime.metricsPort,
-      host: cfg.host,
-      registry,
-      log,
-      checks: {
-        postgres: async () => {
-          await pool.query("SELECT 1");
-        },
-        redis: () => pingRedis(redis),
-        keyset: () => {
-          const ks = keys.current();
-          if (opts.requirePrivateKey) void ks.active;
-        },
+    Object.assign(checks, {
+      postgres: async () => {
+        await pool.query("SELECT 1");
+      },
+      redis: () => pingRedis(redis),
+      keyset: () => {
+        const ks = keys.current();
+        if (opts.requirePrivateKey) void ks.active;
       },
     });
     ops.setReady(false);
-    cleanup.push(() => ops.close());
     const tls = cfg.runtime.servingTlsDir ? { dir: cfg.runtime.servingTlsDir, log } : undefined;
     const api = createApiServer({ routes: routes(deps), log, metrics: deps.http, tls });
     const port = await listen(api, cfg.port, cfg.host);
@@ -135,6 +144,8 @@ export async function startService(
       ops.setReady(false);
       await sleep(cfg.runtime.drainDelayMs);
     });
+    startup.done();
+    delete checks.started;
     ops.setReady(true);
     const host = cfg.host === "0.0.0.0" || cfg.host === "::" ? "127.0.0.1" : cfg.host;
     log.info("listening", {
@@ -147,25 +158,6 @@ export async function startService(
   } catch (err) {
     await closeAll();
     throw err;
-  }
-}
-
-/** Retries `fn` while its store is unreachable (the pod starting before its database), up to 60 s. */
-async function untilAvailable<T>(
-  fn: () => Promise<T>,
-  log: Logger,
-  what: string,
-  timeoutMs = 60_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (let delay = 250; ; delay = Math.min(delay * 2, 5000)) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (!isUnavailable(err) || Date.now() + delay > deadline) throw err;
-      log.warn(`${what} unavailable; retrying`, { err, retryInMs: delay });
-      await sleep(delay);
-    }
   }
 }
 

@@ -22,6 +22,7 @@ import { connectFlagStore } from "../../platform/flags/etcd.ts";
 import { DEFAULT_RECOVERY } from "../../platform/flags/fallback.ts";
 import { DEFAULT_PREFIX, effectiveP2P } from "../../platform/flags/layout.ts";
 import { registerFlagMetrics } from "../../platform/flags/metrics.ts";
+import { connectNats, requireStoreAccess } from "../../platform/stores/access.ts";
 import { DEFAULT_KEYSET_FILE } from "../auth/config.ts";
 import { GatewayAuth } from "../auth/gateway.ts";
 import { flagDirectory } from "../gateway/flags.ts";
@@ -31,7 +32,6 @@ import { startWorkload } from "../runtime/workload.ts";
 import { Coordinator } from "./coordinator.ts";
 import { locateOverNats } from "./locate.ts";
 import { DEFAULT_AREA_CELLS, DEFAULT_THRESHOLDS, type MeshPolicy, policyFromFlags } from "./mesh.ts";
-import { connectNats, requireStoreAccess } from "../../platform/stores/access.ts";
 
 export const DEFAULT_COORDINATOR_PORT = 7100;
 
@@ -119,6 +119,8 @@ export async function run(): Promise<void> {
     ? createRedis(requireStoreAccess("dragonfly", cfg.redisUrl), { log, name: `coordinator-${pod}` })
     : undefined;
   if (!redis) log.warn("login sessions are not checked: peers stay admitted after a logout");
+  // The stores may come up after this pod: wait (alive, not ready) rather than crash.
+  if (redis && cfg.redisUrl) await w.startup.redis(redis, cfg.redisUrl);
   const auth = await GatewayAuth.open({
     keysetFile: cfg.keysetFile,
     redis,
@@ -129,10 +131,12 @@ export async function run(): Promise<void> {
     auth.close();
     redis?.disconnect();
   });
-  const nc = await connectNats(requireStoreAccess("nats", cfg.natsUrl), {
-    name: `coordinator-${pod}`,
-    maxReconnectAttempts: -1,
-  });
+  const nc = await w.startup.waitFor("nats", cfg.natsUrl, () =>
+    connectNats(requireStoreAccess("nats", cfg.natsUrl), {
+      name: `coordinator-${pod}`,
+      maxReconnectAttempts: -1,
+    }),
+  );
   let flags: FlagClient | undefined;
   let zoneOf: (map: string) => string | undefined;
   let policy: (zone: string) => MeshPolicy | undefined;

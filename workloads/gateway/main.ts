@@ -6,24 +6,37 @@ import { join } from "node:path";
 import { Counter, Gauge } from "prom-client";
 import { FlagClient } from "../../platform/flags/client.ts";
 import { connectFlagStore } from "../../platform/flags/etcd.ts";
-import { registerFlagMetrics } from "../../platform/flags/metrics.ts";
 import type { ZoneReport } from "../../platform/flags/layout.ts";
-import { newRegistry, startOpsServer } from "../../platform/http.ts";
+import { registerFlagMetrics } from "../../platform/flags/metrics.ts";
+import { newRegistry, type ReadinessCheck, startOpsServer } from "../../platform/http.ts";
 import { createLogger, type Logger } from "../../platform/log.ts";
+import { connectNats, requireStoreAccess } from "../../platform/stores/access.ts";
 import { GatewayAuth } from "../auth/gateway.ts";
 import { RoTickets } from "../auth/ro-tickets.ts";
 import { CoordinatorWatch } from "../coordinator/watch.ts";
 import { createRedis } from "../runtime/redis.ts";
 import { configOrExit, runUntilSignalled } from "../runtime/shutdown.ts";
+import { Startup } from "../runtime/startup.ts";
 import { type GatewayConfig, gatewayConfigFromEnv } from "./config.ts";
 import { consumeEvents } from "./events.ts";
 import { flagDirectory, flagGate } from "./flags.ts";
 import { Gateway, type MapDirectory, staticDirectory } from "./gateway.ts";
 import { startRoMap } from "./ro.ts";
-import { connectNats, requireStoreAccess } from "../../platform/stores/access.ts";
 
 export async function startGateway(cfg: GatewayConfig, log: Logger): Promise<{ close(): Promise<void> }> {
   const pod = cfg.runtime.podName;
+  // The ops server first: alive while the stores are waited for (they may start after this
+  // pod), not ready until the gateway serves.
+  const startup = new Startup(log);
+  const registry = newRegistry({ service: "gateway", pod });
+  const checks: Record<string, ReadinessCheck> = { started: startup.check };
+  const ops = await startOpsServer({
+    healthPort: cfg.runtime.healthPort,
+    metricsPort: cfg.runtime.metricsPort,
+    registry,
+    log,
+    checks,
+  });
   const redis = cfg.redisUrl
     ? createRedis(requireStoreAccess("dragonfly", cfg.redisUrl), { log, name: `gateway-${pod}` })
     : undefined;
@@ -31,6 +44,8 @@ export async function startGateway(cfg: GatewayConfig, log: Logger): Promise<{ c
     ? (redis ??
       createRedis(requireStoreAccess("dragonfly", cfg.ro.redisUrl), { log, name: `gateway-${pod}-ro` }))
     : undefined;
+  if (redis && cfg.redisUrl) await startup.redis(redis, cfg.redisUrl);
+  if (roRedis && roRedis !== redis && cfg.ro) await startup.redis(roRedis, cfg.ro.redisUrl);
   const auth = await GatewayAuth.open({
     keysetFile: cfg.keysetFile,
     redis,
@@ -38,11 +53,15 @@ export async function startGateway(cfg: GatewayConfig, log: Logger): Promise<{ c
     log,
   });
   const nats = requireStoreAccess("nats", cfg.natsUrl);
-  const nc = await connectNats(nats, { name: `gateway-${pod}`, maxReconnectAttempts: -1 });
-  const control = await connectNats(nats, {
-    name: `gateway-${pod}-control`,
-    maxReconnectAttempts: -1,
-  });
+  const nc = await startup.waitFor("nats", cfg.natsUrl, () =>
+    connectNats(nats, { name: `gateway-${pod}`, maxReconnectAttempts: -1 }),
+  );
+  const control = await startup.waitFor("nats", cfg.natsUrl, () =>
+    connectNats(nats, {
+      name: `gateway-${pod}-control`,
+      maxReconnectAttempts: -1,
+    }),
+  );
   let flags: FlagClient | undefined;
   let directory: MapDirectory;
   if (cfg.etcdEndpoints.length > 0) {
@@ -139,7 +158,6 @@ export async function startGateway(cfg: GatewayConfig, log: Logger): Promise<{ c
           maxConnections: cfg.limits.maxConnections,
         })
       : undefined;
-  const registry = newRegistry({ service: "gateway", pod });
   if (flags) registerFlagMetrics(registry, flags);
   const stat = (name: string, help: string, read: () => number) =>
     new Gauge({
@@ -180,18 +198,17 @@ export async function startGateway(cfg: GatewayConfig, log: Logger): Promise<{ c
     "Connections closed for flooding",
     () => gw.stats.rateLimited,
   );
-  const ops = await startOpsServer({
-    healthPort: cfg.runtime.healthPort,
-    metricsPort: cfg.runtime.metricsPort,
-    registry,
-    log,
-    checks: {
-      nats: () => {
-        if (nc.isClosed() || control.isClosed()) throw new Error("NATS connection closed");
-      },
-    },
+  checks.nats = () => {
+    if (nc.isClosed() || control.isClosed()) throw new Error("NATS connection closed");
+  };
+  startup.done();
+  delete checks.started;
+  log.info("gateway started", {
+    port,
+    roMapPort: ro?.port,
+    region: cfg.runtime.region,
+    tls: tls !== undefined,
   });
-  log.info("gateway started", { port, roMapPort: ro?.port, region: cfg.runtime.region });
   return {
     async close() {
       // Readiness off, then a pause so the Service stops sending new clients, then sessions go.

@@ -4,20 +4,33 @@ import { readFile } from "node:fs/promises";
 import { FlagClient } from "../../platform/flags/client.ts";
 import { connectFlagStore } from "../../platform/flags/etcd.ts";
 import { registerFlagMetrics } from "../../platform/flags/metrics.ts";
-import { newRegistry, startOpsServer } from "../../platform/http.ts";
+import { newRegistry, type ReadinessCheck, startOpsServer } from "../../platform/http.ts";
 import { createLogger, type Logger } from "../../platform/log.ts";
+import { connectNats, requireStoreAccess } from "../../platform/stores/access.ts";
 import { migrate } from "../db/migrations.ts";
 import { createPool } from "../db/pool.ts";
 import { createRedis, pingRedis } from "../runtime/redis.ts";
 import { configOrExit, runUntilSignalled } from "../runtime/shutdown.ts";
+import { Startup } from "../runtime/startup.ts";
 import { type MapServerConfig, mapServerConfigFromEnv } from "./config.ts";
 import { flagModes } from "./modes.ts";
 import { MapServer } from "./server.ts";
 import { mapSource, parseMapCache } from "./sim/mapcache.ts";
-import { connectNats, requireStoreAccess } from "../../platform/stores/access.ts";
 
 export async function startMapServer(cfg: MapServerConfig, log: Logger): Promise<{ close(): Promise<void> }> {
   const pod = cfg.runtime.podName;
+  // The ops server first: alive while the stores are waited for (they may start after this
+  // pod), not ready until the maps run.
+  const startup = new Startup(log);
+  const registry = newRegistry({ service: "map-server", zone: cfg.zone });
+  const checks: Record<string, ReadinessCheck> = { started: startup.check };
+  const ops = await startOpsServer({
+    healthPort: cfg.runtime.healthPort,
+    metricsPort: cfg.runtime.metricsPort,
+    registry,
+    log,
+    checks,
+  });
   // Real cells from rAthena's map cache when the Region names one; generated maps otherwise.
   const cache = cfg.mapCacheFile ? parseMapCache(await readFile(cfg.mapCacheFile)) : undefined;
   if (cache)
@@ -31,16 +44,22 @@ export async function startMapServer(cfg: MapServerConfig, log: Logger): Promise
     log,
     max: 4,
   });
+  await startup.postgres(pool, cfg.databaseUrl);
   await migrate(pool, log);
   const redis = createRedis(requireStoreAccess("dragonfly", cfg.redisUrl), {
     log,
     name: `map-server-${pod}`,
   });
-  const nc = await connectNats(requireStoreAccess("nats", cfg.natsUrl), {
-    name: `map-server-${pod}`,
-    maxReconnectAttempts: -1,
-  });
+  await startup.redis(redis, cfg.redisUrl);
+  const nc = await startup.waitFor("nats", cfg.natsUrl, () =>
+    connectNats(requireStoreAccess("nats", cfg.natsUrl), {
+      name: `map-server-${pod}`,
+      maxReconnectAttempts: -1,
+    }),
+  );
   const etcd = connectFlagStore(requireStoreAccess("etcd", cfg.etcdEndpoints.join(",")));
+  // Map ownership takes etcd leases: without etcd there is nothing to run.
+  await startup.etcd(etcd, cfg.etcdEndpoints, cfg.flagPrefix);
   const flags = new FlagClient({
     client: etcd,
     nats: nc, // the report channel
@@ -52,7 +71,6 @@ export async function startMapServer(cfg: MapServerConfig, log: Logger): Promise
     log,
   });
   await flags.start();
-  const registry = newRegistry({ service: "map-server", zone: cfg.zone });
   registerFlagMetrics(registry, flags);
   const server = new MapServer({
     region: cfg.runtime.region,
@@ -82,21 +100,17 @@ export async function startMapServer(cfg: MapServerConfig, log: Logger): Promise
     },
   });
   await server.start();
-  const ops = await startOpsServer({
-    healthPort: cfg.runtime.healthPort,
-    metricsPort: cfg.runtime.metricsPort,
-    registry,
-    log,
-    checks: {
-      nats: () => {
-        if (nc.isClosed()) throw new Error("NATS connection closed");
-      },
-      redis: () => pingRedis(redis),
-      postgres: async () => {
-        await pool.query("SELECT 1");
-      },
+  Object.assign(checks, {
+    nats: () => {
+      if (nc.isClosed()) throw new Error("NATS connection closed");
+    },
+    redis: () => pingRedis(redis),
+    postgres: async () => {
+      await pool.query("SELECT 1");
     },
   });
+  startup.done();
+  delete checks.started;
   log.info("map server started", {
     zone: cfg.zone,
     maps: cfg.maps,
