@@ -84,21 +84,41 @@ export function containerSecurityContext(): V1SecurityContext {
   };
 }
 
-/** Liveness on /healthz, readiness on /readyz, both on the health port. */
-export function workloadProbes(): Pick<V1Container, "livenessProbe" | "readinessProbe"> {
-  const probe = (path: string, failureThreshold: number): V1Probe => ({
+type Probes = Pick<V1Container, "startupProbe" | "livenessProbe" | "readinessProbe">;
+
+/**
+ * Liveness on /healthz, readiness on /readyz, both on the health port, and a startup probe on
+ * /healthz that holds liveness off until the process first answers (up to 90 s). Why: Node loads
+ * the workload's modules before the ops server listens, which on a node starting a whole Region
+ * at once (the main job on two cores) takes far longer than on an idle one, and liveness alone
+ * (three misses 10 s apart, from the container's start) would kill a pod that is only slow to
+ * boot: one more restart. Once up, a workload answers /healthz while it waits for its stores
+ * (workloads/runtime/startup.ts; /readyz says "starting" meanwhile), so the budget covers the
+ * process start only, never the stores; after it, liveness is as strict as before.
+ */
+export function workloadProbes(): Probes {
+  const probe = (path: string, failureThreshold: number, periodSeconds = 10): V1Probe => ({
     httpGet: { path, port: HEALTH_PORT },
-    periodSeconds: 10,
+    periodSeconds,
     timeoutSeconds: 2,
     failureThreshold,
   });
-  return { livenessProbe: probe("/healthz", 3), readinessProbe: probe("/readyz", 2) };
+  return {
+    startupProbe: probe("/healthz", 45, 2),
+    livenessProbe: probe("/healthz", 3),
+    readinessProbe: probe("/readyz", 2),
+  };
 }
 
-/** A TCP probe for third-party images that serve no HTTP health endpoint. */
-export function tcpProbes(port: number): Pick<V1Container, "livenessProbe" | "readinessProbe"> {
+/**
+ * A TCP probe for third-party images that serve no HTTP health endpoint, with a startup probe
+ * of up to 5 minutes: a store's first start (PostgreSQL's initdb, etcd's first snapshot, on a
+ * slow volume) can outlast liveness's minute and a kill there leaves a half-made data directory.
+ */
+export function tcpProbes(port: number): Probes {
   return {
-    livenessProbe: { tcpSocket: { port }, initialDelaySeconds: 10, periodSeconds: 10, failureThreshold: 6 },
+    startupProbe: { tcpSocket: { port }, periodSeconds: 5, failureThreshold: 60 },
+    livenessProbe: { tcpSocket: { port }, periodSeconds: 10, failureThreshold: 6 },
     readinessProbe: { tcpSocket: { port }, periodSeconds: 5, failureThreshold: 3 },
   };
 }
