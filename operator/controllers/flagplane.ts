@@ -162,6 +162,7 @@ export function setupFlagPlane(mgr: Manager, cfg: FlagPlaneConfig): FlagPlane {
           nats: cfg.nats,
           layout: l,
           name: `hybrid-operator-${cfg.identity}`,
+          log,
           table: {
             syncNamespaces: () => new Set(regionsOn(k, "nats").map((r) => r.split("/")[0]!)),
             onError: (m) => log.warn(m),

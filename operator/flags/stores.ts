@@ -11,7 +11,9 @@ import type { Etcd3 } from "etcd3";
 import { connectFlagStore } from "../../platform/flags/etcd.ts";
 import type { Layout } from "../../platform/flags/layout.ts";
 import { ReportTable, type ReportTableOptions } from "../../platform/flags/reports.ts";
+import type { Logger } from "../../platform/log.ts";
 import { connectNats, requireStoreAccess } from "../../platform/stores/access.ts";
+import { waitFor } from "../../platform/wait.ts";
 import type { Region } from "../api/index.ts";
 import { storeAddress } from "../render/stores.ts";
 import type { CompiledFlags } from "./compiler.ts";
@@ -100,6 +102,7 @@ export class ReportSource {
   private tableNow: ReportTable | undefined;
   private readonly owned: boolean;
   private closed = false;
+  private readonly stopWaiting = new AbortController();
 
   constructor(o: {
     url: string;
@@ -109,11 +112,12 @@ export class ReportSource {
     name: string;
     table: ReportTableOptions;
     onReady: (t: ReportTable) => void;
+    log: Logger;
   }) {
     this.url = o.url;
     this.owned = o.nats === undefined;
     this.table = (async () => {
-      const nc = o.nats !== undefined ? await o.nats : await this.connectUntilClosed(o.url, o.name);
+      const nc = o.nats !== undefined ? await o.nats : await this.connectUntilClosed(o.url, o.name, o.log);
       this.nc = nc;
       const t = new ReportTable(nc, o.layout, o.table);
       this.tableNow = t;
@@ -128,24 +132,21 @@ export class ReportSource {
     this.table.catch(() => undefined);
   }
 
-  /** Connects, retrying with capped backoff until connected or closed (a Region's NATS may start
-   * after the Region, or be gone). */
-  private async connectUntilClosed(url: string, name: string): Promise<NatsConnection> {
-    let delay = 250;
-    for (;;) {
-      if (this.closed) throw new Error("report source closed");
-      try {
-        return await connectNats(requireStoreAccess("nats", url), {
+  /** Connects, retrying with capped backoff and jitter until connected or closed (a Region's NATS
+   * may start after the Region, or be gone), saying what it waits for in the log. */
+  private connectUntilClosed(url: string, name: string, log: Logger): Promise<NatsConnection> {
+    return waitFor(
+      "nats",
+      url,
+      () =>
+        connectNats(requireStoreAccess("nats", url), {
           name,
           timeout: 3000,
           maxReconnectAttempts: -1,
           reconnectTimeWait: 500,
-        });
-      } catch {
-        await new Promise((r) => setTimeout(r, delay).unref());
-        delay = Math.min(delay * 2, 5000);
-      }
-    }
+        }),
+      { log, signal: this.stopWaiting.signal },
+    );
   }
 
   /** The table once connected. */
@@ -155,6 +156,7 @@ export class ReportSource {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.stopWaiting.abort(new Error("report source closed"));
     this.tableNow?.close();
     if (this.owned) await this.nc?.close().catch(() => undefined);
   }
