@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { AuthorizationV1Api, KubeConfig } from "@kubernetes/client-node";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { redisOptions } from "../platform/stores/access.ts";
 import { binDir } from "../testkit/local/services.ts";
 import { STATUS_CASES } from "../testkit/status-fixtures.ts";
 
@@ -147,7 +148,7 @@ describe("the Argo CD health check in the chart's docs", () => {
   const lua = /```lua\n([\s\S]*?)```/.exec(doc)?.[1];
   let redis: Redis;
   beforeAll(() => {
-    redis = new Redis(env.redisUrl!);
+    redis = new Redis(redisOptions(env.redis!));
   });
   afterAll(() => redis.disconnect());
 
