@@ -181,16 +181,17 @@ export function natsPermissions(
       return { publish: [`${reportsRoot}sync.*`], subscribe: [`${reportsRoot}reports.*`, inbox] };
     case "gateway":
       return {
-        publish: [
-          ...flags.publish,
-          ...js,
-          `${map}.join`,
-          `${map}.leave`,
-          `${map}.in`,
-          `${map}.resync`,
+        publish: [...flags.publish, ...js, `${map}.join`, `${map}.leave`, `${map}.in`, `${map}.resync`],
+        // The coordinators ask the gateways where a session plays (locate) and announce themselves (alive).
+        subscribe: [
+          ...flags.subscribe,
+          inbox,
+          `${map}.aoi.*`,
+          `${map}.ev`,
+          `${map}.owner`,
+          `${coord}.alive`,
           `${coord}.locate`,
         ],
-        subscribe: [...flags.subscribe, inbox, `${map}.aoi.*`, `${map}.ev`, `${map}.owner`, `${coord}.alive`],
       };
     case "map-server":
       return {
