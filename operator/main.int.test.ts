@@ -42,6 +42,23 @@ describe("hybrid-operator run", () => {
     expect(op.logs.join("")).toContain('"msg":"shutting down"');
   });
 
+  it("starts and serves before its shared flag NATS answers, and still stops cleanly", async () => {
+    const natsUrl = `nats://127.0.0.1:${await freePort()}`; // nothing listens there
+    const op = await operatorProcess("no-nats-op", [`--flags-nats-url=${natsUrl}`]);
+    try {
+      await op.ready();
+      await waitFor(
+        async () => op.logs.join("").includes(`waiting for nats at ${natsUrl}:`),
+        "a logged wait for NATS",
+      );
+      expect(op.child.exitCode).toBeNull();
+      expect((await fetch(`http://127.0.0.1:${op.health}/healthz`)).status).toBe(200);
+    } finally {
+      op.child.kill("SIGTERM");
+    }
+    expect(await op.exited).toBe(0);
+  });
+
   // Fail-over between processes. The follower's retry period is a minute, so only the watch on
   // the Lease can explain a hand-over within seconds of a graceful stop.
   it("hands over at once when the leader stops gracefully, before the follower's next retry", async () => {
