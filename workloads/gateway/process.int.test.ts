@@ -14,6 +14,7 @@ import { testZoneFlags } from "../../testkit/gateway.ts";
 import { storeCredentialEnv } from "../../testkit/local/services.ts";
 import { StandInMapServer } from "../../testkit/map-server-standin.ts";
 import { freePort } from "../../testkit/processes.ts";
+import { testServingTls } from "../../testkit/tls.ts";
 import { GameClient } from "../client/client.ts";
 import { devToken } from "../client/token.ts";
 import { ensureEventStream } from "./events.ts";
@@ -35,6 +36,8 @@ async function runGateway(vars: Record<string, string>) {
       HYBRIDP2P_LISTEN_HOST: "127.0.0.1",
       HYBRIDP2P_DRAIN_DELAY: "0s",
       POD_NAME: "gateway-0",
+      // wss, as a Region serves by default (the test process trusts the test CA: testkit/tls.ts).
+      HYBRIDP2P_SERVING_TLS_DIR: testServingTls().dir,
       ...vars,
     },
     stdio: ["ignore", "pipe", "pipe"],
@@ -58,7 +61,7 @@ async function runGateway(vars: Record<string, string>) {
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  return { child, url: `ws://127.0.0.1:${port}`, metrics: `http://127.0.0.1:${metrics}`, output: () => out };
+  return { child, url: `wss://127.0.0.1:${port}`, metrics: `http://127.0.0.1:${metrics}`, output: () => out };
 }
 
 it("runs from the environment, serves a client and closes sessions on SIGTERM", async () => {

@@ -6,6 +6,7 @@ import { afterAll, describe, expect, inject, it } from "vitest";
 import { call, freshDatabase, keysetFile, uniquePrefix } from "../../testkit/auth.ts";
 import { storeCredentialEnv } from "../../testkit/local/services.ts";
 import { freePort } from "../../testkit/processes.ts";
+import { testServingTls } from "../../testkit/tls.ts";
 
 const env = inject("localEnv");
 const main = new URL("../main.ts", import.meta.url).pathname;
@@ -27,6 +28,8 @@ async function startWorkload(name: string, vars: Record<string, string>) {
       HYBRIDP2P_METRICS_PORT: String(metrics),
       HYBRIDP2P_LISTEN_HOST: "127.0.0.1",
       POD_NAME: `${name}-0`,
+      // https, as a Region serves by default (the test process trusts the test CA: testkit/tls.ts).
+      HYBRIDP2P_SERVING_TLS_DIR: testServingTls().dir,
     },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -47,7 +50,12 @@ async function startWorkload(name: string, vars: Record<string, string>) {
     if (i > 300) throw new Error(`${name} never became ready: ${out}`);
     await new Promise((r) => setTimeout(r, 100));
   }
-  return { child, url: `http://127.0.0.1:${api}`, metrics: `http://127.0.0.1:${metrics}`, output: () => out };
+  return {
+    child,
+    url: `https://127.0.0.1:${api}`,
+    metrics: `http://127.0.0.1:${metrics}`,
+    output: () => out,
+  };
 }
 
 describe("workload processes", () => {
