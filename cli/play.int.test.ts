@@ -11,6 +11,7 @@ import { connectNats } from "../platform/stores/access.ts";
 import { startTestGateway } from "../testkit/gateway.ts";
 import { createNamespace, installCrds, testClient } from "../testkit/kube.ts";
 import { StandInMapServer } from "../testkit/map-server-standin.ts";
+import { makeTestCa, testCa } from "../testkit/tls.ts";
 import { GameClient } from "../workloads/client/client.ts";
 import { ensureEventStream } from "../workloads/gateway/events.ts";
 import { staticDirectory } from "../workloads/gateway/gateway.ts";
@@ -98,6 +99,19 @@ describe("hybridctl bots and token", () => {
     expect(r.out).toContain("pay_fild01");
     const last = r.out.trim().split("\n").at(-1)!;
     expect(last).toMatch(/connected=5 failed=0 closed=\d+ aoi=[1-9]\d* seq_errors=0 /);
+  });
+
+  it("trusts the CA --ca-file names; with another CA every bot fails and the first failure says why", async () => {
+    // The gateway serves wss from the suite's test CA (testkit/gateway.ts).
+    const ok = await bots(2, "fields", "--duration", "1", "--ca-file", testCa().caFile);
+    expect(ok.code).toBe(0);
+    expect(ok.out.trim().split("\n").at(-1)).toMatch(/connected=2 failed=0 /);
+    const other = await bots(2, "fields", "--duration", "1", "--ca-file", makeTestCa("other").caFile);
+    expect(other.out.trim().split("\n").at(-1)).toMatch(/connected=0 failed=2 /);
+    expect(other.err).toMatch(/first failure: .*certificate is not trusted \(SELF_SIGNED_CERT_IN_CHAIN/);
+    const missing = await bots(1, "fields", "--ca-file", join(env.stateDir, "no-such-ca.crt"));
+    expect(missing.code).toBe(1);
+    expect(missing.err).toMatch(/the CA file .*no-such-ca\.crt cannot be read: ENOENT/);
   });
 
   it("asks for exactly one way of getting tokens", async () => {
