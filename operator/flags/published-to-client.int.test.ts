@@ -257,6 +257,8 @@ describe("flag client", () => {
       () => gwLog.lines.filter((x) => x.startsWith("error")).length > errors,
     );
     expect(gw.snapshot().epoch).toBe(good.epoch);
+    // ... and said in the report: an epoch past the kept one was seen and not applied.
+    await eventually("garbage pointer reported", () => gw.current().rejectedEpoch === good.epoch + 1);
 
     // The next real publish gets a larger epoch than any seen (from the documents, the pointer
     // being unreadable) and is applied by both.

@@ -93,6 +93,19 @@ describe("flag publisher", () => {
     expect(changed).toMatchObject({ published: true, epoch: first.epoch + 1 });
   });
 
+  it("keeps epochs growing when the pointer and every zone key were overwritten with garbage", async () => {
+    const prefix = prefixFor();
+    const pub = new FlagPublisher({ client: etcd, identity: "op-a", prefix });
+    await pub.acquire();
+    const first = await pub.publish(world("g", 3, true));
+    // By hand, straight into the store: nothing readable says which epoch was last.
+    await etcd.put(pub.layout.pointer).value("{not json");
+    const keys = await etcd.getAll().prefix(pub.layout.zonesPrefix()).keys();
+    for (const k of keys) await etcd.put(k).value('{"epoch": "many"');
+    const next = await pub.publish(world("g", 3, false));
+    expect(next.epoch).toBeGreaterThan(first.epoch);
+  });
+
   it("fences a deposed leader: its publish fails, epochs keep growing under the new leader", async () => {
     const prefix = prefixFor();
     const a = new FlagPublisher({ client: etcd, identity: "op-a", prefix });

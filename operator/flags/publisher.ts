@@ -138,6 +138,9 @@ export class FlagPublisher {
   private mustWrite = true;
   /** The store as our last publish left it (undefined: read it first). */
   private known: (LivePointer & { keys: Set<string> }) | undefined;
+  /** The highest epoch this publisher wrote or read: the floor when the store's own record of
+   * it (the pointer, the zone keys) has been overwritten with something unreadable. */
+  private highestEpoch = 0;
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(opts: PublisherOptions) {
@@ -211,6 +214,7 @@ export class FlagPublisher {
         const keys = (read.responses[1]?.response_range.kvs ?? []).map((kv) => kv.key.toString());
         live = { ...p, keys: new Set(keys) };
       }
+      if (live.pointer) this.highestEpoch = Math.max(this.highestEpoch, live.pointer.epoch);
       if (!this.mustWrite && live.pointer !== undefined && live.pointer.digest === digest) {
         return {
           published: false,
@@ -224,7 +228,8 @@ export class FlagPublisher {
       }
       // Epochs only grow: from the pointer, or when it is missing or malformed, from the newest
       // epoch any zone key carries.
-      const epoch = (live.pointer?.epoch ?? (await this.newestZoneEpoch())) + 1;
+      const epoch = Math.max(live.pointer?.epoch ?? (await this.newestZoneEpoch()), this.highestEpoch) + 1;
+      this.highestEpoch = epoch;
       const publish = l.publishId(epoch, token);
       // Each document is stamped with its publish: `{"epoch":..,"publish":..,` + the canonical rest.
       const stamp = `{"epoch":${epoch},"publish":"${publish}",`;

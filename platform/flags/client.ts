@@ -446,7 +446,9 @@ export class FlagClient extends EventEmitter {
     try {
       pointer = parseOnce(kv, parsePointer);
     } catch (err) {
-      this.log.error(String((err as Error).message), { key: l.pointer });
+      if (!(err instanceof MalformedDocument)) throw err;
+      // Kept on the last good snapshot, and said in the report (the operator makes it an Event).
+      this.reject(err, /"epoch":(\d+)/.exec(kv.value.toString()));
       return;
     }
     if (pointer.publish === this.snap.publish) return;

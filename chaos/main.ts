@@ -1,0 +1,61 @@
+// npm run chaos [-- <scenario> ...]: faults and bad input at bounded volume, each scenario
+// starting what it needs and stopping it afterwards. Each prints
+//
+//   RESULT chaos scenario=NAME runs=.. violations=.. <figures>
+//
+// and lists its violations (what broke an invariant) on stderr; the command exits 1 if any
+// scenario had one. docs/chaos.md says what each scenario does and checks.
+import { Command } from "commander";
+import type { Scenario, ScenarioResult } from "./scenario.ts";
+
+const SCENARIOS: Record<string, { about: string; load: () => Promise<Scenario> }> = {
+  "bad-input": {
+    about:
+      "fuzzed frames at the gateway and the coordinator from many connections, malformed flag documents in the flag store, oversized and deeply nested manifests",
+    load: async () => (await import("./bad-input.ts")).badInput,
+  },
+};
+
+export function resultLine(name: string, r: ScenarioResult): string {
+  const figures = Object.entries(r.figures).map(([k, v]) => `${k}=${v}`);
+  return [
+    "RESULT chaos",
+    `scenario=${name}`,
+    `runs=${r.runs}`,
+    `violations=${r.violations.length}`,
+    ...figures,
+  ].join(" ");
+}
+
+async function main(names: string[]): Promise<number> {
+  const unknown = names.filter((n) => !(n in SCENARIOS));
+  if (unknown.length > 0) {
+    process.stderr.write(
+      `unknown scenario ${unknown.join(", ")}; known: ${Object.keys(SCENARIOS).join(", ")}\n`,
+    );
+    return 2;
+  }
+  let failed = 0;
+  for (const name of names.length > 0 ? names : Object.keys(SCENARIOS)) {
+    const log = (m: string) => process.stderr.write(`[chaos:${name}] ${m}\n`);
+    log(SCENARIOS[name]!.about);
+    const run = await SCENARIOS[name]!.load();
+    const r = await run(log);
+    for (const v of r.violations) log(`VIOLATION ${v}`);
+    console.log(resultLine(name, r));
+    if (r.violations.length > 0) failed++;
+  }
+  return failed > 0 ? 1 : 0;
+}
+
+if (import.meta.main) {
+  const cmd = new Command("chaos")
+    .description("faults and bad input at bounded volume; prints a RESULT line per scenario")
+    .argument("[scenarios...]", `which to run (default: all): ${Object.keys(SCENARIOS).join(", ")}`)
+    .action(async (names: string[]) => {
+      process.exitCode = await main(names);
+    });
+  await cmd.parseAsync(process.argv);
+  // Clients and timers of a finished scenario must not keep the process alive.
+  process.exit(process.exitCode ?? 0);
+}
