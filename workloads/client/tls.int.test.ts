@@ -253,6 +253,12 @@ describe("player-facing TLS", () => {
     }
   });
 
+  it("says which files it needs when the directory has no key pair", () => {
+    expect(() => createServingServer(() => {}, { dir: join(tmpdir(), "no-such-tls-dir") })).toThrow(
+      /cannot read .*no-such-tls-dir\/tls\.crt \(ENOENT\); HYBRIDP2P_SERVING_TLS_DIR must name a directory with tls\.crt and tls\.key/,
+    );
+  });
+
   it("serves a rotated certificate to new connections without a restart", async () => {
     const dir = mkdtempSync(join(tmpdir(), "hybridp2p-rotate-"));
     cpSync(ca.servingDir, dir, { recursive: true });
@@ -270,7 +276,11 @@ describe("player-facing TLS", () => {
       });
     const before = await serial();
     const next = ca.issue("rotated");
-    cpSync(next, dir, { recursive: true });
+    // Half a rotation (the new certificate beside the old key) is refused: the old pair stays.
+    cpSync(join(next, "tls.crt"), join(dir, "tls.crt"));
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await serial()).toBe(before);
+    cpSync(join(next, "tls.key"), join(dir, "tls.key"));
     let after = before;
     for (let i = 0; i < 50 && after === before; i++) {
       await new Promise((r) => setTimeout(r, 100));
