@@ -7,12 +7,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { FlagClient } from "../../platform/flags/client.ts";
 import { layout, parsePublishedZone } from "../../platform/flags/layout.ts";
-import { FIELD_MANAGER, type KubeClient } from "../../platform/kube/kube.ts";
+import { FIELD_MANAGER, type KubeClient, resources } from "../../platform/kube/kube.ts";
 import type { Manager } from "../../platform/kube/manager.ts";
 import type { KubeObject } from "../../platform/kube/meta.ts";
 import { silentLogger } from "../../platform/log.ts";
-import { etcdOptions } from "../../platform/stores/access.ts";
+import { connectNats, etcdOptions } from "../../platform/stores/access.ts";
 import { startTestEtcd } from "../../testkit/flags.ts";
 import { createNamespace, deleteNamespace, installCrds, testClient, waitFor } from "../../testkit/kube.ts";
 import { storePki } from "../../testkit/local/services.ts";
@@ -132,6 +133,41 @@ describe("flag plane in the operator", () => {
         ?.filter((f) => f.subresource === "status")
         .map((f) => f.manager);
       expect(new Set(statusManagers)).toEqual(new Set([FIELD_MANAGER]));
+    }
+  });
+
+  it("makes a map server's rejected flag document a Warning Event on its Zone", async () => {
+    // The objects and the leader of the first test; a map-server pod of Zone "fields".
+    const nc = await connectNats(env.nats!);
+    const pod = new FlagClient({
+      client: etcd,
+      nats: nc,
+      prefix,
+      namespace: ns,
+      zone: "fields",
+      service: "map-server",
+      pod: "fields-0",
+      log: { error: () => {}, warn: () => {}, info: () => {} },
+    });
+    try {
+      await pod.start();
+      const kept = pod.current().epoch;
+      expect(kept).toBeGreaterThan(0);
+      // Written by hand, straight into the store.
+      await etcd.put(layout(prefix).zoneKey(ns, "fields")).value(`{"epoch":${kept + 1}, not json`);
+      const ev = await waitFor(async () => {
+        const list = await client.list<KubeObject & { reason: string; message: string; type: string }>(
+          resources.event,
+          ns,
+        );
+        return list.items.find((e) => e.reason === "FlagDocumentRejected");
+      }, "a FlagDocumentRejected Event");
+      expect(ev.type).toBe("Warning");
+      expect(ev.message).toContain(`pod fields-0 could not read the flag documents of epoch ${kept + 1}`);
+      expect(ev.message).toContain(`keeps epoch ${kept}`);
+    } finally {
+      await pod.close();
+      await nc.close();
     }
   });
 

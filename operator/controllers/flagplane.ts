@@ -166,7 +166,10 @@ export function setupFlagPlane(mgr: Manager, cfg: FlagPlaneConfig): FlagPlane {
           table: {
             syncNamespaces: () => new Set(regionsOn(k, "nats").map((r) => r.split("/")[0]!)),
             onError: (m) => log.warn(m),
-            onReport: cfg.onReport,
+            onReport: (r) => {
+              cfg.onReport?.(r);
+              if (r.rejectedEpoch !== undefined) rejected(k, r);
+            },
           },
           onReady: (t) => {
             t.on("change", (changedZones) => reportsChanged(changedZones));
@@ -175,6 +178,27 @@ export function setupFlagPlane(mgr: Manager, cfg: FlagPlaneConfig): FlagPlane {
         }),
       );
     }
+  };
+
+  // A pod that could not read a flag document says so in its report (it keeps its last good
+  // snapshot): one Warning Event per pod and rejected epoch, on its Zone, or on its namespace's
+  // Regions of that report channel for a region-wide pod.
+  const rejectedSeen = new Map<string, number>();
+  const rejected = (source: string, r: PodReport) => {
+    const id = `${r.namespace}/${r.pod}`;
+    if (rejectedSeen.get(id) === r.rejectedEpoch) return;
+    rejectedSeen.set(id, r.rejectedEpoch!);
+    if (rejectedSeen.size > 100_000) rejectedSeen.clear(); // bounded; at worst an Event repeats
+    const message = `${r.service} pod ${r.pod} could not read the flag documents of epoch ${r.rejectedEpoch} (malformed) and keeps epoch ${r.epoch}`;
+    const targets: Array<ZoneObject | RegionObject> =
+      r.zone !== undefined
+        ? [zones.get(r.namespace, r.zone)].filter((z): z is ZoneObject => z !== undefined)
+        : regionsOn(source, "nats")
+            .map((key) => key.split("/"))
+            .filter(([ns]) => ns === r.namespace)
+            .map(([ns, name]) => regions.get(ns!, name!))
+            .filter((x): x is RegionObject => x !== undefined);
+    for (const t of targets) void events.record(t, "Warning", "FlagDocumentRejected", message);
   };
 
   const storeOfZone = (z: { namespace: string; region: string }) =>
