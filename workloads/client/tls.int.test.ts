@@ -12,15 +12,18 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect as tlsConnect } from "node:tls";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { connectNats } from "../../platform/stores/access.ts";
+import { connectNats, requireStoreAccess } from "../../platform/stores/access.ts";
 import { createServingServer } from "../../platform/tls.ts";
 import { freshDatabase, keysetFile, uniquePrefix } from "../../testkit/auth.ts";
 import { envVars } from "../../testkit/local/services.ts";
 import { StandInMapServer } from "../../testkit/map-server-standin.ts";
 import { freePort } from "../../testkit/processes.ts";
+import { RoTestPlayer } from "../../testkit/ro/client.ts";
 import { makeTestCa, type TestCa } from "../../testkit/tls.ts";
 import { AuthClient } from "../auth/client.ts";
+import { RoTickets } from "../auth/ro-tickets.ts";
 import { ensureEventStream } from "../gateway/events.ts";
+import { createRedis } from "../runtime/redis.ts";
 import { runBots } from "./bots.ts";
 import { GameClient } from "./client.ts";
 import { nodeFetch } from "./https.ts";
@@ -76,12 +79,14 @@ let ca: TestCa;
 let keys: Awaited<ReturnType<typeof keysetFile>>;
 const region = `tls${randomBytes(3).toString("hex")}`;
 const urls = { login: "", char: "", gateway: "", coordinator: "" };
-const ports = { login: 0, char: 0, gateway: 0, coordinator: 0 };
+const ports = { login: 0, char: 0, gateway: 0, coordinator: 0, roMap: 0 };
+let redisPrefix = "";
 
 beforeAll(async () => {
   ca = makeTestCa("tls-int");
   keys = await keysetFile("tls");
-  const redisPrefix = uniquePrefix("tls");
+  redisPrefix = uniquePrefix("tls");
+  ports.roMap = await freePort();
   // Static map lists, no flag plane: the stores' variables without etcd's.
   const stores = Object.fromEntries(
     Object.entries(envVars(env)).filter(([k]) => !k.startsWith("HYBRIDP2P_ETCD_")),
@@ -115,6 +120,8 @@ beforeAll(async () => {
     startWorkload("gateway", "HYBRIDP2P_GATEWAY_PORT", {
       ...common,
       HYBRIDP2P_GATEWAY_MAPS: "z=prontera",
+      // The RO map endpoint: its bridge dials this gateway's own wss listener (loopbackTls).
+      HYBRIDP2P_RO_MAP_PORT: String(ports.roMap),
       // Development tokens have no login session behind them.
       HYBRIDP2P_GATEWAY_CHECK_SESSIONS: "false",
     }),
@@ -176,6 +183,27 @@ describe("player-facing TLS", () => {
     stops.push(async () => mesh.stop("test over"));
     for (let i = 0; i < 100 && mesh.status !== "p2p"; i++) await new Promise((r) => setTimeout(r, 100));
     expect(mesh.status).toBe("p2p");
+  });
+
+  it("the gateway's RO bridge reaches its own wss listener (the one plaintext hop stays RO's own)", async () => {
+    const redis = createRedis(requireStoreAccess("dragonfly", env.redisUrl!));
+    stops.push(async () => redis.disconnect());
+    const ticket = {
+      accountId: "2000501",
+      characterId: "501",
+      loginId1: 4242,
+      token: await devToken({ keyset: keys.path, characterId: "501", map: "prontera" }),
+      baseExp: "0",
+      zeny: "0",
+    };
+    await new RoTickets(redis, redisPrefix).putMap(ticket, 30_000);
+    const player = new RoTestPlayer("127.0.0.1");
+    player.accountId = 2000501;
+    player.loginId1 = 4242;
+    const accepted = await player.enterMap(ports.roMap, 501);
+    player.map?.close();
+    // Refused (0x0081 mapRefused) when the bridge cannot open its wss session.
+    expect(accepted.type).toBe("mapAccept");
   });
 
   it("a client without the CA, or with another CA, is refused for the certificate", async () => {
