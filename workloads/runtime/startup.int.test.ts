@@ -3,15 +3,18 @@
 // and become ready once NATS comes up, in the same process: no restart. Before this, the first
 // refused connection ended the process (exit 1), and the kubelet restarted it two or three times.
 import { type ChildProcess, spawn } from "node:child_process";
+import { randomUUID } from "node:crypto";
 import { mkdirSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, expect, it } from "vitest";
+import { afterAll, expect, inject, it } from "vitest";
 import { sleep } from "../../platform/time.ts";
 import { keysetFile } from "../../testkit/auth.ts";
 import { binDir } from "../../testkit/local/node.ts";
+import { storeCredentialEnv } from "../../testkit/local/services.ts";
 import { freePort, type Proc, startProcess, tcpOpen } from "../../testkit/processes.ts";
 
+const env = inject("localEnv");
 const main = new URL("../main.ts", import.meta.url).pathname;
 const children: ChildProcess[] = [];
 const procs: Proc[] = [];
@@ -136,4 +139,59 @@ it("waits for NATS alive and not ready, then becomes ready without a restart", a
     expect(w.child.pid).toBe(w.pid);
     expect(w.output()).toContain(`nats at ${natsUrl} answered`);
   }
+}, 90_000);
+
+it("a map server waits for NATS after PostgreSQL and Redis answered, then becomes ready in the same process", async () => {
+  const natsPort = await freePort();
+  const natsUrl = `nats://127.0.0.1:${natsPort}`;
+  // The suite's stores (with their credentials and TLS), except NATS: a plain one, started later.
+  const credentials = Object.fromEntries(
+    Object.entries(storeCredentialEnv(env)).filter(([k]) => !k.startsWith("HYBRIDP2P_NATS_")),
+  );
+  const w = await spawnWorkload("map-server", {
+    ...credentials,
+    HYBRIDP2P_DATABASE_URL: env.databaseUrl!,
+    HYBRIDP2P_REDIS_URL: env.redisUrl!,
+    HYBRIDP2P_ETCD_ENDPOINTS: env.etcdEndpoints!,
+    HYBRIDP2P_NATS_URL: natsUrl,
+    HYBRIDP2P_FLAG_PREFIX: `/startup-${randomUUID()}/`,
+    HYBRIDP2P_REGION: `s${process.pid}`,
+    HYBRIDP2P_ZONE: "z",
+    HYBRIDP2P_MAPS: "izlude",
+    HYBRIDP2P_WORKER_THREADS: "0",
+  });
+  await until(
+    "/healthz",
+    w,
+    async () => ((await w.get("/healthz"))?.status === 200 ? true : undefined),
+    20_000,
+  );
+  await until(
+    "a logged wait for NATS",
+    w,
+    async () => (w.output().includes(`waiting for nats at ${natsUrl}:`) ? true : undefined),
+    30_000,
+  );
+  const ready = await w.get("/readyz");
+  expect(ready?.status).toBe(503);
+  expect(ready?.body.checks?.started).toBe(`starting: waiting for nats at ${natsUrl}`);
+
+  const dir = mkdtempSync(join(tmpdir(), "hybridp2p-startup-"));
+  mkdirSync(join(dir, "logs"));
+  procs.push(
+    startProcess(
+      "nats-server",
+      join(binDir(), "nats-server"),
+      ["-a", "127.0.0.1", "-p", String(natsPort), "-js", "-sd", join(dir, "nats")],
+      join(dir, "logs", "nats.log"),
+    ),
+  );
+  await until(
+    "/readyz 200",
+    w,
+    async () => ((await w.get("/readyz"))?.status === 200 ? true : undefined),
+    30_000,
+  );
+  expect(w.child.pid).toBe(w.pid);
+  expect(w.output()).toContain(`nats at ${natsUrl} answered`);
 }, 90_000);
