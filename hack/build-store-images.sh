@@ -55,8 +55,12 @@ libs() {
   done
 }
 
-# redis-server with the shared libraries it links, and an entrypoint that turns Dragonfly's
-# --flag=value into redis' --flag value.
+# redis-server with the shared libraries it links, and an entrypoint that speaks Dragonfly's
+# flags: --flag=value becomes redis' --flag value; --tls with --tls_cert_file/--tls_key_file serves
+# TLS on the --port (redis: --tls-port there, no plain port; redis insists on a CA file, the
+# ca.crt beside the certificate, but asks clients for none, as Dragonfly without
+# --tls_ca_cert_file); DFLY_requirepass (Dragonfly reads flags from DFLY_<flag>) is the password,
+# passed in a file rather than on the command line.
 d="$work/dragonfly"
 mkdir -p "$d/root/usr/local/bin"
 cp -L "$(command -v redis-server)" "$d/root/usr/local/bin/redis-server"
@@ -64,22 +68,41 @@ libs "$d/root" "$(command -v redis-server)"
 cat >"$d/root/usr/local/bin/dragonfly" <<'SH'
 #!/bin/sh
 # DragonflyDB stand-in for the local cluster: redis-server speaks the same protocol.
+set -e
+port=6379 tls= cert= key=
 for a in "$@"; do
   shift
   case "$a" in
+    --port=*) port="${a#*=}" ;;
+    --tls) tls=1 ;;
+    --tls_cert_file=*) cert="${a#*=}" ;;
+    --tls_key_file=*) key="${a#*=}" ;;
     --*=*) set -- "$@" "${a%%=*}" "${a#*=}" ;;
     *) set -- "$@" "$a" ;;
   esac
 done
-exec redis-server --bind 0.0.0.0 --protected-mode no --save "" --appendonly no "$@"
+umask 077
+conf=/tmp/dragonfly-standin.conf
+: >"$conf"
+[ -z "$DFLY_requirepass" ] || printf 'requirepass "%s"\n' "$DFLY_requirepass" >>"$conf"
+if [ -n "$tls" ]; then
+  set -- "$@" --port 0 --tls-port "$port" --tls-cert-file "$cert" --tls-key-file "$key" \
+    --tls-ca-cert-file "$(dirname "$cert")/ca.crt" --tls-auth-clients no
+else
+  set -- "$@" --port "$port"
+fi
+exec redis-server "$conf" --bind 0.0.0.0 --protected-mode no --save "" --appendonly no "$@"
 SH
 chmod 0755 "$d/root/usr/local/bin/dragonfly"
 printf 'FROM %s\nCOPY root/ /\nUSER 65532:65532\nENTRYPOINT ["/usr/local/bin/dragonfly"]\n' "$BASE" >"$d/Containerfile"
 build "$DRAGONFLY_IMAGE" "$d"
 
 # PostgreSQL: the server, its share files and time zones, and an entrypoint that does what the
-# official image's does with the environment the operator sets (POSTGRES_DB, POSTGRES_USER,
-# POSTGRES_HOST_AUTH_METHOD, PGDATA): initialise an empty data directory, then serve.
+# official image's does with the environment and arguments the operator sets: initialise an empty
+# data directory (POSTGRES_PASSWORD becomes the superuser's scram-sha-256 password, as initdb
+# --pwfile; without one only POSTGRES_HOST_AUTH_METHOD=trust starts, as there), create
+# POSTGRES_DB on a socket-only server started with the same arguments (so an hba_file or ssl given
+# there holds from the start), then serve. A first argument "postgres" is the official CMD's.
 d="$work/postgres"
 mkdir -p "$d/root/usr/lib/postgresql" "$d/root/usr/share/postgresql" "$d/root/usr/share" "$d/root/usr/local/bin"
 cp -a "$PG" "$d/root/usr/lib/postgresql/"
@@ -90,14 +113,26 @@ cat >"$d/root/usr/local/bin/docker-entrypoint.sh" <<SH
 #!/bin/sh
 set -e
 export PATH=$PG/bin:\$PATH
+[ "\$1" = postgres ] && shift
 user="\${POSTGRES_USER:-postgres}"
 if [ ! -s "\$PGDATA/PG_VERSION" ]; then
   mkdir -p "\$PGDATA"
-  initdb -D "\$PGDATA" -U "\$user" --auth=trust -E UTF8 --locale=C >/dev/null
-  echo "host all all all \${POSTGRES_HOST_AUTH_METHOD:-scram-sha-256}" >>"\$PGDATA/pg_hba.conf"
+  if [ -n "\$POSTGRES_PASSWORD" ]; then
+    method="\${POSTGRES_HOST_AUTH_METHOD:-scram-sha-256}"
+    (umask 077; printf '%s\n' "\$POSTGRES_PASSWORD" >/tmp/pwfile)
+    initdb -D "\$PGDATA" -U "\$user" --pwfile=/tmp/pwfile --auth=scram-sha-256 -E UTF8 --locale=C >/dev/null
+    rm -f /tmp/pwfile
+  elif [ "\$POSTGRES_HOST_AUTH_METHOD" = trust ]; then
+    method=trust
+    initdb -D "\$PGDATA" -U "\$user" --auth=trust -E UTF8 --locale=C >/dev/null
+  else
+    echo "Database is uninitialized and superuser password is not specified: set POSTGRES_PASSWORD" >&2
+    exit 1
+  fi
+  echo "host all all all \$method" >>"\$PGDATA/pg_hba.conf"
   if [ -n "\$POSTGRES_DB" ] && [ "\$POSTGRES_DB" != postgres ]; then
-    pg_ctl -D "\$PGDATA" -o "-c listen_addresses= -k /tmp" -w start >/dev/null
-    psql -h /tmp -U "\$user" -d postgres -qc "create database \\"\$POSTGRES_DB\\""
+    pg_ctl -D "\$PGDATA" -o "\$* -c listen_addresses= -k /tmp" -w start >/dev/null
+    PGPASSWORD="\$POSTGRES_PASSWORD" psql -h /tmp -U "\$user" -d postgres -qc "create database \\"\$POSTGRES_DB\\""
     pg_ctl -D "\$PGDATA" -m fast -w stop >/dev/null
   fi
 fi
