@@ -172,7 +172,11 @@ export async function reportsOn(nc: NatsConnection, prefix: string, namespace: s
 export { compile } from "../operator/flags/compiler.ts";
 export { FlagPublisher } from "../operator/flags/publisher.ts";
 
-export type TestFlagPlane = FlagPlane & { stop(): Promise<void> };
+export type TestFlagPlane = FlagPlane & {
+  /** The Manager's /metrics text (the flag plane's series among them). */
+  metrics(): Promise<string>;
+  stop(): Promise<void>;
+};
 
 /** The operator's flag plane alone (no Region or Zone controllers), on a Manager of its own that
  * leads at once: for tests and benchmarks that play the workloads themselves. Without `etcd` and
@@ -199,6 +203,7 @@ export async function startFlagPlane(o: {
   await mgr.start();
   return {
     ...plane,
+    metrics: () => mgr.metrics.registry.metrics(),
     async stop() {
       await mgr.stop();
       client.close();

@@ -201,6 +201,18 @@ describe("flag plane end to end", () => {
     const entered = events.find((e) => e.reason === "FallbackEntered" && e.involvedObject.name === "fild-a")!;
     expect(entered.type).toBe("Warning");
     expect(entered.involvedObject.kind).toBe("Zone");
+    // The same as metrics: the entry counted once with its cause, the zone's mode back to P2P, and
+    // the acks of the publishes timed.
+    const text = await plane.metrics();
+    expect(text).toMatch(
+      new RegExp(
+        `hybridp2p_zone_fallback_entries_total\\{namespace="${ns}",region="[^"]+",zone="fild-a",cause="forced"\\} 1\n`,
+      ),
+    );
+    expect(text).toMatch(
+      new RegExp(`hybridp2p_zone_mode\\{namespace="${ns}",region="[^"]+",zone="fild-a",mode="P2P"\\} 1\n`),
+    );
+    expect(Number(/hybridp2p_flags_publish_to_ack_seconds_count (\d+)/.exec(text)?.[1])).toBeGreaterThan(0);
   });
 
   it("folds region-wide pods' zone holds and the coordinator's peer counts into Zone status", async () => {
