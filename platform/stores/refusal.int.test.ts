@@ -9,9 +9,16 @@ import { Redis } from "ioredis";
 import pg from "pg";
 import { afterAll, describe, expect, inject, it } from "vitest";
 import { roleAccess } from "../../testkit/local/services.ts";
+import {
+  createCharacters,
+  FakeGateway,
+  servicesFrom,
+  startTestServer,
+  unique,
+} from "../../testkit/map-server/harness.ts";
 import { subjects } from "../bus/contract.ts";
 import { connectFlagStore } from "../flags/etcd.ts";
-import { layout } from "../flags/layout.ts";
+import { DEFAULT_PREFIX, layout } from "../flags/layout.ts";
 import { connectNats, etcdOptions, pgOptions, redisOptions, type StoreAccess } from "./access.ts";
 
 const env = inject("localEnv");
@@ -279,5 +286,42 @@ describe("Redis: TLS only, a password", () => {
     // A plaintext port would answer +OK / +PONG (or -NOAUTH); the TLS port drops the connection.
     expect(data).not.toMatch(/^[+-]/m);
     expect(closed).toBe(true);
+  });
+});
+
+describe("end to end with least privilege", () => {
+  it("a map server and a gateway of one Region, each with its own etcd and NATS role, play a session", async () => {
+    const svc = servicesFrom(env);
+    const zone = unique("z");
+    const map = "prontera";
+    const [character] = await createCharacters(svc.databaseUrl, [{ name: unique("rp").slice(0, 12), map }]);
+    const ms = await startTestServer(
+      {
+        ...svc,
+        etcd: roleAccess(env, "etcd", "map-server", "east"),
+        nats: roleAccess(env, "nats", "map-server", "east"),
+      },
+      { region: "east", zone, pod: "ms-0", maps: [map], prefix: DEFAULT_PREFIX, threads: 1 },
+    );
+    const gw = await FakeGateway.open(
+      svc.natsUrl,
+      "east",
+      "gw-0",
+      roleAccess(env, "nats", "gateway", "east"),
+    );
+    try {
+      const deadline = Date.now() + 20_000;
+      while (!ms.server.maps().includes(map) && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 100));
+      expect(ms.server.maps()).toContain(map); // took its etcd ownership key as map-server@east
+      const r = await gw.join({ region: "east", zone, map }, randomUUID(), character!);
+      expect(r).toMatchObject({ ok: true, owner: "ms-0" });
+      // AOI frames reach the gateway: the map server may publish them, the gateway receive them.
+      while (gw.frames.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      expect(gw.frames.length).toBeGreaterThan(0);
+    } finally {
+      await gw.close();
+      await ms.close();
+    }
   });
 });

@@ -77,8 +77,9 @@ export async function startTestServer(
   svc: Services,
   opts: Pick<MapServerOptions, "region" | "zone" | "pod" | "maps"> & Partial<MapServerOptions>,
 ): Promise<TestServer> {
-  const nc = await connectNats(requireStoreAccess("nats", svc.natsUrl));
-  const etcd = connectFlagStore(requireStoreAccess("etcd", svc.etcdEndpoints));
+  // The services' credentials at the services' addresses (a test may move either).
+  const nc = await connectNats({ ...svc.nats, url: svc.natsUrl });
+  const etcd = connectFlagStore({ ...svc.etcd, url: svc.etcdEndpoints });
   const redis = createRedis(requireStoreAccess("dragonfly", svc.redisUrl));
   const pool = createPool(requireStoreAccess("postgres", svc.databaseUrl), { max: 3 });
   const modes = opts.modes ?? new FixedModes();
@@ -193,8 +194,9 @@ export class FakeGateway {
     });
   }
 
-  static async open(natsUrl: string, region: string, id: string): Promise<FakeGateway> {
-    const nc = await connectNats(requireStoreAccess("nats", natsUrl));
+  /** `access`: the credentials to connect with (default: the environment's, as a pod's). */
+  static async open(natsUrl: string, region: string, id: string, access?: StoreAccess): Promise<FakeGateway> {
+    const nc = await connectNats(access ? { ...access, url: natsUrl } : requireStoreAccess("nats", natsUrl));
     const gw = new FakeGateway(nc, region, id);
     await nc.flush();
     return gw;
