@@ -9,7 +9,7 @@ export default defineConfig({
       {
         test: {
           name: "unit",
-          include: ["{platform,operator,workloads,cli,testkit,hack}/**/*.test.ts"],
+          include: ["{platform,operator,workloads,cli,testkit,hack,chaos}/**/*.test.ts"],
           exclude: ["**/*.int.test.ts", "node_modules/**"],
         },
       },

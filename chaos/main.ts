@@ -9,6 +9,11 @@ import { Command } from "commander";
 import type { Scenario, ScenarioResult } from "./scenario.ts";
 
 const SCENARIOS: Record<string, { about: string; load: () => Promise<Scenario> }> = {
+  "operator-kill": {
+    about:
+      "two operator replicas killed at random while a policy is toggled over many zones: fencing, growing epochs, every pod on the last epoch, no orphaned children",
+    load: async () => (await import("./operator-kill.ts")).operatorKill,
+  },
   "bad-input": {
     about:
       "fuzzed frames at the gateway and the coordinator from many connections, malformed flag documents in the flag store, oversized and deeply nested manifests",
