@@ -85,6 +85,9 @@ it("runs from the environment, serves a client and closes sessions on SIGTERM", 
     expect(await c.ping()).toBeGreaterThanOrEqual(0);
     const text = await (await fetch(`${gw.metrics}/metrics`)).text();
     expect(text).toMatch(/hybridp2p_gateway_sessions\{[^}]*\} 1/);
+    // Running totals are counters, so rate() works on them.
+    expect(text).toContain("# TYPE hybridp2p_gateway_frames_sent_total counter");
+    expect(text).toMatch(/hybridp2p_gateway_slow_clients_dropped_total\{[^}]*\} 0/);
     gw.child.kill("SIGTERM");
     expect((await c.closed).code).toBe(closeCodeOf("server_shutdown"));
     const [code] = await once(gw.child, "exit");
@@ -135,6 +138,12 @@ it("finds maps through the flag plane and holds P2P off until a coordinator is h
       }),
     ).rejects.toMatchObject({ reason: "map_unavailable" });
     await c.close();
+    // The epoch it applied is the one published.
+    const text = await (await fetch(`${gw.metrics}/metrics`)).text();
+    expect(text).toMatch(/hybridp2p_flags_applied_epoch\{[^}]*\} 1\n/);
+    // The pod itself is in p2p (its flags say so); the missing coordinator holds single zones.
+    expect(text).toMatch(/hybridp2p_flags_pod_mode\{mode="p2p"[^}]*\} 1\n/);
+    expect(text).toMatch(/hybridp2p_flags_pod_mode\{mode="fallback"[^}]*\} 0\n/);
   } finally {
     gw.child.kill("SIGTERM");
     await once(gw.child, "exit");
