@@ -229,6 +229,12 @@ describe("map server", () => {
       await gw.send(addr, [{ s: "sess-r", seq: 2, k: "move", x: 30, y: 25 }]);
       await until("walked", () => sim.playerState(sim.sessions.get("sess-r")!).x === 30.5 || undefined);
       const exp = sim.sessions.get("sess-r")!.exp;
+      // Its ticks show against their budget, and its player in the map's count.
+      const sample = async (srv: typeof a, name: string) =>
+        Number(/^[^#].* (\S+)$/m.exec(await srv.server.opts.registry.getSingleMetricAsString(name))?.[1]);
+      expect(await sample(a, "hybridp2p_map_players")).toBe(1);
+      expect(await sample(a, "hybridp2p_map_tick_budget_used_ratio")).toBeGreaterThan(0);
+      expect(await sample(a, "hybridp2p_map_tick_budget_seconds")).toBeCloseTo(1 / a.server.opts.tickHz);
       await a.close();
       expect(await readCharacter(svc.databaseUrl, id!)).toMatchObject({
         last_map: map,
@@ -257,6 +263,10 @@ describe("map server", () => {
         last_y: 25,
         online: false,
       });
+      // The map stands still now; its count still goes to 0.
+      await until("no players counted", async () =>
+        (await sample(b, "hybridp2p_map_players")) === 0 ? true : undefined,
+      );
       await b.close();
 
       // Third life: a fresh join reads PostgreSQL.
