@@ -11,9 +11,11 @@ import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from "../platfor
 import { connectNats, requireStoreAccess } from "../platform/stores/access.ts";
 import { parseDuration } from "../platform/time.ts";
 import { waitFor } from "../platform/wait.ts";
+import type { Region } from "./api/index.ts";
 import type { Context } from "./controllers/context.ts";
 import { setupFlagPlane } from "./controllers/flagplane.ts";
 import { setupOperator } from "./controllers/operator.ts";
+import { operatorStoreAccess } from "./controllers/storeaccess.ts";
 import { STORE_CALL_TIMEOUT_MS } from "./flags/stores.ts";
 
 export const LEASE_NAME = "hybrid-operator-leader";
@@ -45,6 +47,9 @@ export interface OperatorConfig {
   /** One report channel for every Region instead of each Region's NATS (its dataStores.nats). */
   flagsNatsUrl?: string;
   flagsPrefix?: string;
+  /** Where the operator reaches a Region's managed etcd or NATS (default: its Service, as the
+   * Region's pods do); tests on a control plane without pods point it at stores they run. */
+  storeEndpoint?: (region: Region, store: "etcd" | "nats") => string;
   log?: Logger;
   onLostLeadership?: () => void;
 }
@@ -96,7 +101,11 @@ export async function startOperator(cfg: OperatorConfig): Promise<Manager> {
         }
       : undefined,
   });
-  const ctx = setupOperator(mgr, { identity, concurrency: cfg.concurrency });
+  const ctx = setupOperator(mgr, {
+    identity,
+    concurrency: cfg.concurrency,
+    storeEndpoint: cfg.storeEndpoint,
+  });
   if (cfg.flagPlane !== false) await setupFlags(mgr, ctx, cfg, identity);
   await mgr.start();
   return mgr;
@@ -132,6 +141,9 @@ async function setupFlags(mgr: Manager, ctx: Context, cfg: OperatorConfig, ident
     etcd,
     nats,
     prefix: cfg.flagsPrefix,
+    // Each Region's own stores, with the operator's identity there (its Secrets, read by name).
+    storesOf: (r) => ({ etcd: ctx.storeEndpoint(r, "etcd"), nats: ctx.storeEndpoint(r, "nats") }),
+    accessOf: (r, store, url) => operatorStoreAccess(ctx.secrets, r, store, url),
     identity,
     events: ctx.events,
     onStoreHealth: (regions) => ctx.requeueRegions(regions),

@@ -18,7 +18,9 @@ import {
 } from "../api/index.ts";
 import type { StoreHealth } from "../flags/stores.ts";
 import type { ChildApplier } from "./children.ts";
+import type { EtcdAuth } from "./etcdauth.ts";
 import type { EventRecorder } from "./events.ts";
+import type { SecretReader } from "./secrets.ts";
 
 const ours = (k: { kind: string; plural: string }): ResourceType => {
   const rt = { apiVersion: API_VERSION, kind: k.kind, plural: k.plural, namespaced: true };
@@ -41,6 +43,12 @@ export interface Context {
   applier: ChildApplier;
   regions: Informer<RegionObject>;
   zones: Informer<ZoneObject>;
+  /** Secrets by name (generated ones and those Regions name): the operator may not list or watch them. */
+  secrets: SecretReader;
+  /** The roles the operator applied on managed etcds. */
+  etcdAuth: EtcdAuth;
+  /** Where the operator reaches a Region's store (its Service, as the Region's pods do). */
+  storeEndpoint(region: Region, store: "etcd" | "nats"): string;
   /** The live child (from the cache) matching a desired one. */
   live(desired: KubeObject): KubeObject | undefined;
   /** The live children (from the caches) this owner controls. */

@@ -30,6 +30,7 @@ import type { Informer } from "../../platform/kube/informer.ts";
 import { isNotFound } from "../../platform/kube/kube.ts";
 import type { Manager } from "../../platform/kube/manager.ts";
 import type { KubeObject } from "../../platform/kube/meta.ts";
+import type { StoreAccess } from "../../platform/stores/access.ts";
 import { type CompiledFlags, compile } from "../flags/compiler.ts";
 import { fallbackCause, registerFlagPlaneMetrics, type ZoneView } from "../flags/metrics.ts";
 import { FencedError, type PublishResult } from "../flags/publisher.ts";
@@ -67,6 +68,10 @@ export interface FlagPlaneConfig {
   nats?: NatsConnection | Promise<NatsConnection>;
   /** Where a Region's stores are (default: its dataStores, as its workloads see them). */
   storesOf?: (region: RegionObject) => RegionStores;
+  /** The operator's credentials and TLS material for a Region's store at `url` (its own client
+   * certificate and NATS user on a managed store, the Region's Secrets on an external one);
+   * without it, the operator's own environment. */
+  accessOf?: (region: RegionObject, store: "etcd" | "nats", url: string) => Promise<StoreAccess>;
   /** This operator instance (pod name): recorded as the publisher and in Events. */
   identity: string;
   /** Key prefix (the publisher's default when unset). */
@@ -125,6 +130,19 @@ export function setupFlagPlane(mgr: Manager, cfg: FlagPlaneConfig): FlagPlane {
   const regionsOn = (key: string, which: "store" | "nats") =>
     [...regionTo].filter(([, t]) => t[which] === key).map(([r]) => r);
 
+  /** The credentials of a store key: those of a Region on it now (Regions sharing endpoints
+   * share the store, and name the same credentials). */
+  const accessFor = (key: string, which: "store" | "nats") => {
+    const accessOf = cfg.accessOf;
+    if (!accessOf) return undefined;
+    return async (): Promise<StoreAccess> => {
+      const [ns, name] = (regionsOn(key, which)[0] ?? "").split("/");
+      const region = ns !== undefined && name !== undefined ? regions.get(ns, name) : undefined;
+      if (!region) throw new Error(`no Region uses ${key} any more`);
+      return accessOf(region, which === "store" ? "etcd" : "nats", key);
+    };
+  };
+
   const syncStores = () => {
     const next = new Map<string, { store: string; nats: string }>();
     for (const r of regions.list()) {
@@ -145,7 +163,16 @@ export function setupFlagPlane(mgr: Manager, cfg: FlagPlaneConfig): FlagPlane {
     }
     for (const k of wantStores) {
       if (stores.has(k)) continue;
-      stores.set(k, new FlagStore({ key: k, etcd: cfg.etcd, identity: cfg.identity, prefix: cfg.prefix }));
+      stores.set(
+        k,
+        new FlagStore({
+          key: k,
+          etcd: cfg.etcd,
+          access: accessFor(k, "store"),
+          identity: cfg.identity,
+          prefix: cfg.prefix,
+        }),
+      );
       if (leading) ctl.queue.add(PUBLISH + k);
     }
     for (const [k, s] of sources) {
@@ -160,6 +187,7 @@ export function setupFlagPlane(mgr: Manager, cfg: FlagPlaneConfig): FlagPlane {
         new ReportSource({
           url: k,
           nats: cfg.nats,
+          access: accessFor(k, "nats"),
           layout: l,
           name: `hybrid-operator-${cfg.identity}`,
           log,

@@ -2,6 +2,9 @@
 // drift repair, missing references, status conditions, updates, quiet when converged.
 // There is no kube-controller-manager here, so Deployments never get pods: the tests check
 // what the operator writes, and play the workload controllers by writing child status.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { type KubeClient, resources } from "../../platform/kube/kube.ts";
 import type { Manager } from "../../platform/kube/manager.ts";
@@ -9,6 +12,8 @@ import type { KubeObject } from "../../platform/kube/meta.ts";
 import { silentLogger } from "../../platform/log.ts";
 import { sleep } from "../../platform/time.ts";
 import { createNamespace, deleteNamespace, installCrds, testClient, waitFor } from "../../testkit/kube.ts";
+import { freePort, type Proc } from "../../testkit/processes.ts";
+import { startRegionEtcd } from "../../testkit/region-stores.ts";
 import { API_VERSION } from "../api/index.ts";
 import { startOperator } from "../main.ts";
 import { regionResource, zoneResource } from "./context.ts";
@@ -17,6 +22,9 @@ const env = inject("localEnv");
 const ns = "op-int";
 let client: KubeClient;
 let mgr: Manager;
+let etcdPort = 0;
+let regionEtcd: Proc | undefined;
+const stateDir = mkdtempSync(join(tmpdir(), "op-int-"));
 
 interface Cond {
   type: string;
@@ -111,6 +119,7 @@ async function markAvailable(rt: typeof resources.deployment, name: string): Pro
 }
 
 beforeAll(async () => {
+  etcdPort = await freePort();
   client = await testClient(env.kubeconfig!);
   await installCrds(client);
   await createNamespace(client, ns);
@@ -122,11 +131,15 @@ beforeAll(async () => {
     healthProbeBindAddress: "127.0.0.1:0",
     log: silentLogger(),
     flagPlane: false, // these tests play the flag plane's part of Zone status
+    // No pods here: the Region's etcd runs on this host (started in the Ready test).
+    storeEndpoint: (_r, store) => (store === "etcd" ? `https://127.0.0.1:${etcdPort}` : "nats://127.0.0.1:1"),
   });
 });
 
 afterAll(async () => {
   await mgr?.stop();
+  await regionEtcd?.stop();
+  rmSync(stateDir, { recursive: true, force: true });
   if (client) await deleteNamespace(client, ns);
   client?.close();
 });
@@ -209,6 +222,21 @@ describe("operator against a real apiserver", () => {
       await markAvailable(resources.deployment, `alpha-${c}`);
     for (const s of ["etcd", "nats", "postgres", "dragonfly"])
       await markAvailable(resources.statefulSet, `alpha-${s}`);
+    // Ready needs the managed etcd's roles too: the operator applies them once etcd answers
+    // (here an etcd on this host, started from the Secrets the operator generated).
+    const waiting = await waitFor(async () => {
+      const r = await getCr(regionResource, "alpha");
+      return cond(r, "Reconciling")?.message.includes("etcd roles") ? r : undefined;
+    }, "Reconciling on the etcd roles");
+    expect(cond(waiting, "Ready")?.status).toBe("False");
+    regionEtcd = await startRegionEtcd({
+      client,
+      namespace: ns,
+      region: "alpha",
+      port: etcdPort,
+      peerPort: await freePort(),
+      dir: stateDir,
+    });
     const ready = await waitFor(async () => {
       const r = await getCr(regionResource, "alpha");
       return cond(r, "Ready")?.status === "True" ? r : undefined;
@@ -237,7 +265,7 @@ describe("operator against a real apiserver", () => {
       HYBRIDP2P_WORKER_THREADS: "4",
       HYBRIDP2P_TICK_RATE_HZ: "25",
       HYBRIDP2P_MAX_PLAYERS: "800",
-      HYBRIDP2P_REDIS_URL: `redis://alpha-dragonfly.${ns}.svc:6379`,
+      HYBRIDP2P_REDIS_URL: `rediss://alpha-dragonfly.${ns}.svc:6379`,
     });
     const svc = await waitFor(() => client.get<Svc>(resources.service, ns, "fild-map-server"), "svc");
     expect(svc.spec.clusterIP).toBe("None");

@@ -6,12 +6,15 @@ import { Controller, changed, generationChanged } from "../../platform/kube/cont
 import { resources } from "../../platform/kube/kube.ts";
 import type { Manager } from "../../platform/kube/manager.ts";
 import type { KubeObject } from "../../platform/kube/meta.ts";
-import { REGION, ZONE } from "../api/index.ts";
+import { REGION, type Region, ZONE } from "../api/index.ts";
 import { MANAGED_SELECTOR } from "../render/constants.ts";
+import { storeAddress } from "../render/stores.ts";
 import { ChildApplier } from "./children.ts";
 import { type Context, type RegionObject, regionResource, type ZoneObject, zoneResource } from "./context.ts";
+import { EtcdAuth } from "./etcdauth.ts";
 import { EventRecorder } from "./events.ts";
 import { reconcileRegion } from "./region.ts";
+import { SecretReader } from "./secrets.ts";
 import { reconcileZone } from "./zone.ts";
 
 /** Kinds the operator creates; their informers watch only objects carrying the managed-by label. */
@@ -32,6 +35,9 @@ export interface OperatorOptions {
   /** Workers per controller. */
   concurrency?: number;
   identity: string;
+  /** Where the operator reaches a Region's managed etcd or NATS (default: its Service, as the
+   * Region's pods do; tests on a control plane without pods point it at stores they run). */
+  storeEndpoint?: (region: Region, store: "etcd" | "nats") => string;
 }
 
 export function setupOperator(mgr: Manager, opts: OperatorOptions): Context {
@@ -48,6 +54,9 @@ export function setupOperator(mgr: Manager, opts: OperatorOptions): Context {
     applier,
     regions,
     zones,
+    secrets: new SecretReader(mgr.client),
+    etcdAuth: new EtcdAuth(),
+    storeEndpoint: opts.storeEndpoint ?? ((r, store) => storeAddress(r, store)),
     live: (d) => children.get(d.kind)?.get(d.metadata.namespace ?? "", d.metadata.name),
     owned: (owner) =>
       [...children.values()].flatMap((inf) =>

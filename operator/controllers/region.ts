@@ -1,16 +1,28 @@
-// Region reconcile: check the external stores' Secrets, apply the children, report status.
+// Region reconcile: check the Secrets the Region names, make the ones it needs generated (once),
+// apply the children, apply the managed etcd's roles once it answers, report status.
 
 import type { ReconcileResult } from "../../platform/kube/controller.ts";
 import { splitKey } from "../../platform/kube/informer.ts";
-import { resources } from "../../platform/kube/kube.ts";
+import { ApiError, resources } from "../../platform/kube/kube.ts";
 import type { KubeObject } from "../../platform/kube/meta.ts";
 import { COMPONENTS } from "../render/constants.ts";
 import { componentName, renderRegion } from "../render/region.ts";
-import { referencedSecrets } from "../render/stores.ts";
+import type { StoreSecrets } from "../render/stores.ts";
+import { isExternal, referencedSecrets, storeServiceName, storeSpec } from "../render/stores.ts";
 import { type DesiredCondition, type Phase, phaseConditions } from "./conditions.ts";
 import { type Context, type RegionObject, regionResource } from "./context.ts";
 import { applyChildren, notReady } from "./reconcile.ts";
+import {
+  createConfigSecrets,
+  ensureRegionSecrets,
+  type RegionSecrets,
+  storeSecrets,
+  UnusableSecretError,
+} from "./secrets.ts";
 import { writeStatus } from "./status.ts";
+
+/** How soon a Region whose managed etcd has no roles yet looks again. */
+export const ETCD_AUTH_RETRY_MS = 5_000;
 
 /** How often a Region stalled on a missing Secret looks again (Secrets are not watched:
  * watching every Secret of the cluster would cost more than this poll). */
@@ -35,10 +47,60 @@ export async function reconcileRegion(ctx: Context, key: string): Promise<Reconc
     return { requeueAfterMs: SECRET_POLL_MS };
   }
 
-  const desired = rendered(region);
+  let secrets: RegionSecrets;
+  try {
+    secrets = await ensureRegionSecrets(ctx.secrets, region);
+  } catch (e) {
+    // A Secret the operator would have to change, or may not create (RBAC): only a person can help.
+    if (!(e instanceof UnusableSecretError || (e instanceof ApiError && [403, 422].includes(e.status))))
+      throw e;
+    await writeStatus(ctx.client, ctx.events, regionResource, region, {
+      fields: {},
+      conditions: phaseConditions({
+        phase: "Stalled",
+        reason: "SecretUnusable",
+        message: e.message.slice(0, 1024),
+      }),
+    });
+    return { requeueAfterMs: SECRET_POLL_MS };
+  }
+  if (secrets.created.length > 0) {
+    // Names only: the values are never logged.
+    ctx.log.info("generated secrets", { region: key, secrets: secrets.created });
+    await ctx.events.record(
+      region,
+      "Normal",
+      "SecretsGenerated",
+      `generated ${secrets.created.join(", ")}`.slice(0, 1024),
+    );
+  }
+
+  const all = rendered(region, storeSecrets(region, secrets));
+  // Configuration Secrets are created once under a content-named name, never applied (the
+  // operator may not update Secrets); everything else is applied and kept in step.
+  await createConfigSecrets(
+    ctx.secrets,
+    all.filter((o) => o.kind === "Secret"),
+  );
+  const desired = all.filter((o) => o.kind !== "Secret");
   const drift = region.status?.observedGeneration === region.metadata.generation;
   const { written, rejected } = await applyChildren(ctx, region, desired, drift);
   const waiting = notReady(ctx, desired, written);
+  let retryAfterMs: number | undefined;
+  if (!isExternal(storeSpec(region, "etcd"))) {
+    const etcd = ctx.live({
+      apiVersion: "apps/v1",
+      kind: "StatefulSet",
+      metadata: { name: storeServiceName(region.metadata.name, "etcd"), namespace },
+    });
+    try {
+      if (!(await ctx.etcdAuth.ensure(region, etcd, secrets, ctx.storeEndpoint(region, "etcd"))))
+        waiting.push("etcd roles (etcd not ready)");
+    } catch (e) {
+      waiting.push(`etcd roles (${String((e as Error).message ?? e).slice(0, 200)})`);
+      retryAfterMs = ETCD_AUTH_RETRY_MS;
+    }
+  }
   const phase: Phase =
     rejected ??
     (waiting.length > 0
@@ -70,7 +132,7 @@ export async function reconcileRegion(ctx: Context, key: string): Promise<Reconc
     fields: { zones, gatewayEndpoint: gatewayEndpoint(ctx, region) },
     conditions,
   });
-  return undefined;
+  return retryAfterMs === undefined ? undefined : { requeueAfterMs: retryAfterMs };
 }
 
 function zoneCounts(ctx: Context, region: RegionObject) {
@@ -104,13 +166,14 @@ function gatewayEndpoint(ctx: Context, region: RegionObject): string | undefined
   return port === undefined ? undefined : `${host}:${port}`;
 }
 
-// Render once per Region version (see the Zone controller's cache).
-const renders = new WeakMap<RegionObject, KubeObject[]>();
-function rendered(region: RegionObject): KubeObject[] {
-  let children = renders.get(region);
-  if (!children) {
-    children = renderRegion(region);
-    renders.set(region, children);
+// Render once per Region version and generated credentials (see the Zone controller's cache).
+const renders = new WeakMap<RegionObject, { secrets: string; children: KubeObject[] }>();
+function rendered(region: RegionObject, secrets: StoreSecrets): KubeObject[] {
+  const key = JSON.stringify(secrets);
+  let r = renders.get(region);
+  if (r?.secrets !== key) {
+    r = { secrets: key, children: renderRegion(region, secrets) };
+    renders.set(region, r);
   }
-  return children;
+  return r.children;
 }

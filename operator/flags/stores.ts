@@ -12,7 +12,7 @@ import { connectFlagStore } from "../../platform/flags/etcd.ts";
 import type { Layout } from "../../platform/flags/layout.ts";
 import { ReportTable, type ReportTableOptions } from "../../platform/flags/reports.ts";
 import type { Logger } from "../../platform/log.ts";
-import { connectNats, requireStoreAccess } from "../../platform/stores/access.ts";
+import { connectNats, requireStoreAccess, type StoreAccess } from "../../platform/stores/access.ts";
 import { waitFor } from "../../platform/wait.ts";
 import type { Region } from "../api/index.ts";
 import { storeAddress } from "../render/stores.ts";
@@ -46,30 +46,61 @@ export const STORE_CALL_TIMEOUT_MS = 5_000;
 /** One flag store: its connection, its publisher (fenced on its own), its health and live epoch. */
 export class FlagStore {
   readonly key: string;
-  readonly etcd: Etcd3;
-  readonly publisher: FlagPublisher;
-  private readonly owned: boolean;
+  private readonly given: Etcd3 | undefined;
+  private readonly access: (() => Promise<StoreAccess>) | undefined;
+  private readonly identity: string;
+  private readonly prefix: string | undefined;
+  private conn: { etcd: Etcd3; publisher: FlagPublisher } | undefined;
   private acquired = false;
   /** The epoch live in this store (flags/current), 0 before the first publish. */
   liveEpoch = 0;
   last: PublishResult | undefined;
   health: StoreHealth | undefined;
 
-  constructor(o: { key: string; etcd?: Etcd3; identity: string; prefix?: string }) {
+  /** `etcd`: a client its owner made (and closes). Else one is made on the first publish, with
+   * `access` (the Region's credentials, read from its Secrets: a failure fails that publish and
+   * is tried again) or, without it, the operator's own environment for `key`. */
+  constructor(o: {
+    key: string;
+    etcd?: Etcd3;
+    access?: () => Promise<StoreAccess>;
+    identity: string;
+    prefix?: string;
+  }) {
     this.key = o.key;
-    this.owned = o.etcd === undefined;
-    this.etcd =
-      o.etcd ?? connectFlagStore(requireStoreAccess("etcd", o.key), { callTimeoutMs: STORE_CALL_TIMEOUT_MS });
-    this.publisher = new FlagPublisher({ client: this.etcd, identity: o.identity, prefix: o.prefix });
+    this.given = o.etcd;
+    this.access = o.access;
+    this.identity = o.identity;
+    this.prefix = o.prefix;
+  }
+
+  private async connection(): Promise<{ etcd: Etcd3; publisher: FlagPublisher }> {
+    if (!this.conn) {
+      const etcd =
+        this.given ??
+        connectFlagStore(this.access ? await this.access() : requireStoreAccess("etcd", this.key), {
+          callTimeoutMs: STORE_CALL_TIMEOUT_MS,
+        });
+      // Another publish may have connected while this one read the credentials.
+      if (this.conn) {
+        if (etcd !== this.given) etcd.close();
+      } else
+        this.conn = {
+          etcd,
+          publisher: new FlagPublisher({ client: etcd, identity: this.identity, prefix: this.prefix }),
+        };
+    }
+    return this.conn;
   }
 
   /** Publishes (taking the fencing token first, once per term). Throws FencedError when deposed. */
   async publish(compiled: CompiledFlags): Promise<PublishResult> {
+    const { publisher } = await this.connection();
     if (!this.acquired) {
-      await this.publisher.acquire();
+      await publisher.acquire();
       this.acquired = true;
     }
-    const res = await this.publisher.publish(compiled);
+    const res = await publisher.publish(compiled);
     this.last = res;
     this.liveEpoch = res.epoch;
     return res;
@@ -78,7 +109,7 @@ export class FlagStore {
   /** Gives the token up (leadership lost): the next term acquires it again. */
   release(): void {
     this.acquired = false;
-    this.publisher.release();
+    this.conn?.publisher.release();
   }
 
   /** Returns whether the health changed. */
@@ -90,7 +121,8 @@ export class FlagStore {
 
   close(): void {
     this.release();
-    if (this.owned) this.etcd.close();
+    if (this.conn && this.conn.etcd !== this.given) this.conn.etcd.close();
+    this.conn = undefined;
   }
 }
 
@@ -108,6 +140,8 @@ export class ReportSource {
     url: string;
     /** A connection its owner made (and closes), or is still making. */
     nats?: NatsConnection | Promise<NatsConnection>;
+    /** The Region's credentials for `url`, read anew on every attempt (its Secrets may come later). */
+    access?: () => Promise<StoreAccess>;
     layout: Layout;
     name: string;
     table: ReportTableOptions;
@@ -117,7 +151,8 @@ export class ReportSource {
     this.url = o.url;
     this.owned = o.nats === undefined;
     this.table = (async () => {
-      const nc = o.nats !== undefined ? await o.nats : await this.connectUntilClosed(o.url, o.name, o.log);
+      const nc =
+        o.nats !== undefined ? await o.nats : await this.connectUntilClosed(o.url, o.name, o.log, o.access);
       this.nc = nc;
       const t = new ReportTable(nc, o.layout, o.table);
       this.tableNow = t;
@@ -134,12 +169,17 @@ export class ReportSource {
 
   /** Connects, retrying with capped backoff and jitter until connected or closed (a Region's NATS
    * may start after the Region, or be gone), saying what it waits for in the log. */
-  private connectUntilClosed(url: string, name: string, log: Logger): Promise<NatsConnection> {
+  private connectUntilClosed(
+    url: string,
+    name: string,
+    log: Logger,
+    access?: () => Promise<StoreAccess>,
+  ): Promise<NatsConnection> {
     return waitFor(
       "nats",
       url,
-      () =>
-        connectNats(requireStoreAccess("nats", url), {
+      async () =>
+        connectNats(access ? await access() : requireStoreAccess("nats", url), {
           name,
           timeout: 3000,
           maxReconnectAttempts: -1,

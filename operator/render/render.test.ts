@@ -64,7 +64,7 @@ describe("renderRegion", () => {
     for (const s of ["etcd", "nats", "postgres", "dragonfly"]) {
       for (const k of ["StatefulSet", "Service", "NetworkPolicy"]) expect(names).toContain(`${k}/demo-${s}`);
     }
-    expect(names).toContain("Secret/demo-nats-config");
+    expect(names.filter((n) => n.startsWith("Secret/demo-nats-config-"))).toHaveLength(1);
     expect(names).toContain("ConfigMap/demo-postgres-hba");
     expect(objs).toHaveLength(4 * 6 + 4 * 3 + 2);
   });
@@ -265,7 +265,12 @@ describe("secure by default", () => {
 
   it("runs NATS from a configuration with a user per role, its permissions and TLS", () => {
     expect(container("StatefulSet", "demo-nats").args).toEqual(["-c", "/etc/nats/nats.conf"]);
-    const conf = Buffer.from(find(objs, "Secret", "demo-nats-config").data["nats.conf"], "base64").toString();
+    const secret: Any = objs.find(
+      (o) => o.kind === "Secret" && o.metadata.name.startsWith("demo-nats-config-"),
+    );
+    expect(secret.immutable).toBe(true);
+    expect(podVolumes("StatefulSet", "demo-nats").config.secret.secretName).toBe(secret.metadata.name);
+    const conf = Buffer.from(secret.data["nats.conf"], "base64").toString();
     expect(conf).toBe(natsConfig(region(), SECRETS.natsPasswords));
     expect(conf).toContain('user: "hybridp2p-gateway@demo", password: "pw-gateway"');
     expect(conf).toContain('user: "hybridp2p-operator", password: "pw-operator"');
@@ -280,7 +285,7 @@ describe("secure by default", () => {
     const hash = (o: KubeObject[]) => find(o, "StatefulSet", "demo-nats").spec.template.metadata.annotations;
     expect(hash(again)).not.toEqual(hash(objs));
     // Without the passwords the configuration is left out, never made up.
-    expect(renderRegion(region()).some((o) => o.metadata.name === "demo-nats-config")).toBe(false);
+    expect(renderRegion(region()).some((o) => o.kind === "Secret")).toBe(false);
   });
 
   it("runs PostgreSQL with a scram password and TCP over TLS only", () => {

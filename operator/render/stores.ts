@@ -281,27 +281,24 @@ function storeContainer(
         configMounts: [serverTls()],
         children: [],
       };
-    case "nats":
+    case "nats": {
+      // Its configuration lists the users' passwords, so it is a Secret, rendered only with them
+      // (the reconciler always has them; a render without them leaves it out rather than invent
+      // any). Named by its content: the operator only creates Secrets, never updates one, so a
+      // new configuration is a new Secret and the pod rolls to it.
+      const config = secrets.natsPasswords ? natsConfig(region, secrets.natsPasswords) : undefined;
+      const name = `${r}-nats-config-${config ? hashOf(config).slice(0, 10) : "pending"}`;
       return {
         args: ["-c", "/etc/nats/nats.conf"],
         dataDir: "/data",
         extraMounts: [],
         configMounts: [
           serverTls(),
-          { volume: { name: "config", secret: { secretName: `${r}-nats-config` } }, mountPath: "/etc/nats" },
+          { volume: { name: "config", secret: { secretName: name } }, mountPath: "/etc/nats" },
         ],
-        // Its configuration lists the users' passwords: rendered only with them (the reconciler
-        // always has them; a render without them leaves the Secret out rather than invent any).
-        children: secrets.natsPasswords
-          ? [
-              {
-                kind: "Secret",
-                name: `${r}-nats-config`,
-                data: { "nats.conf": natsConfig(region, secrets.natsPasswords) },
-              },
-            ]
-          : [],
+        children: config ? [{ kind: "Secret", name, data: { "nats.conf": config } }] : [],
       };
+    }
     case "postgres":
       // The official image's contract: POSTGRES_PASSWORD initialises the superuser (scram-sha-256);
       // pg_hba admits TCP only over TLS (hostssl). The key is group-readable only by the
@@ -450,6 +447,7 @@ export function renderManagedStore(
       cfg.kind === "Secret"
         ? child("v1", "Secret", cfg.name, owner, labels, {
             type: "Opaque",
+            immutable: true,
             data: Object.fromEntries(
               Object.entries(cfg.data).map(([k, v]) => [k, Buffer.from(v).toString("base64")]),
             ),
