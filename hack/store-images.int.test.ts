@@ -1,7 +1,8 @@
 // The operator's managed data stores run on the local cluster: the StatefulSets and Services
 // that renderManagedStore makes for etcd, NATS, DragonflyDB and PostgreSQL, with the local
-// stand-in images (hack/build-store-images.sh), become Current, and a pod reaches each by its Service
-// name. The cluster (a real node on this host) is this file's own.
+// stand-in images (hack/build-store-images.sh) and the Secrets the operator generates, become
+// Current, and a pod reaches each by its Service name over TLS with its credentials, and is
+// refused without them. The cluster (a real node on this host) is this file's own.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { V1Pod } from "@kubernetes/client-node";
@@ -10,8 +11,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
 import type { Region } from "../operator/api/index.ts";
 import { regionPods } from "../operator/render/common.ts";
-import { MAP_SERVER_COMPONENT } from "../operator/render/constants.ts";
-import { renderManagedStore, storeAddress } from "../operator/render/stores.ts";
+import { GENERATED_SECRET, MAP_SERVER_COMPONENT } from "../operator/render/constants.ts";
+import { generatedSecret, planRegionSecrets } from "../operator/render/secrets.ts";
+import { renderManagedStore, storeWiring } from "../operator/render/stores.ts";
+import { caFromData, generateData } from "../operator/secrets/generate.ts";
+import type { KeyPair } from "../operator/secrets/pki.ts";
 import { KubeClient } from "../platform/kube/kube.ts";
 import type { KubeObject } from "../platform/kube/meta.ts";
 import { computeStatus } from "../testkit/kstatus.ts";
@@ -32,17 +36,30 @@ const region = (() => {
 })();
 
 // Checks each store the way its clients first touch it, retrying as clients do while DNS
-// catches up with the endpoints, and serves the results.
-const CLIENT = `import net from "node:net"; import http from "node:http";
+// catches up with the endpoints, and serves the results: with the map server's credentials
+// over TLS, and without them (or in plaintext) to see the refusal.
+const CLIENT = `import net from "node:net"; import tls from "node:tls"; import http from "node:http"; import https from "node:https"; import fs from "node:fs";
 const out = {};
-const retry = async (f) => { let r; for (let i = 0; i < 60; i++) { r = await f().catch((e) => "error " + (e.cause?.code ?? e.code ?? e)); if (!r.startsWith("error")) break; await new Promise((ok) => setTimeout(ok, 500)); } return r; };
-const get = (u) => retry(async () => { const r = await fetch(u); return r.status + " " + (await r.text()).slice(0, 30); });
-const ping = (u) => retry(() => new Promise((res, rej) => { const s = net.connect(Number(u.port), u.hostname, () => s.write("PING\\r\\n")); s.on("data", (d) => { res(String(d).trim()); s.destroy(); }); s.on("error", rej); }));
-out.etcd = await get(process.env.ETCD + "/health");
-out.nats = await ping(new URL(process.env.NATS));
-out.redis = await ping(new URL(process.env.REDIS));
+const env = process.env;
+const dir = (s) => env["HYBRIDP2P_" + s + "_TLS_DIR"];
+const ca = (s) => fs.readFileSync(dir(s) + "/ca.crt");
+const retry = async (f) => { let r; for (let i = 0; i < 60; i++) { r = await f().catch((e) => "error " + (e.cause?.code ?? e.code ?? e.message ?? e)); if (!r.startsWith("error")) break; await new Promise((ok) => setTimeout(ok, 500)); } return r; };
+const get = (u, opts) => new Promise((res, rej) => https.get(u, opts, (r) => { let b = ""; r.on("data", (d) => (b += d)); r.on("end", () => res(r.statusCode + " " + b.slice(0, 30))); }).on("error", rej));
+const talk = (u, secure, line) => new Promise((res, rej) => { const o = { host: u.hostname, port: Number(u.port), servername: u.hostname, ca: ca("DRAGONFLY") }; const s = secure ? tls.connect(o, () => s.write(line)) : net.connect(o.port, o.host, () => s.write(line)); let b = ""; const done = () => { res(b.trim() || "closed"); s.destroy(); }; setTimeout(done, 1000); s.on("data", (d) => { b += d; }); s.on("error", rej); s.on("close", done); });
+const etcdTls = { ca: ca("ETCD"), cert: fs.readFileSync(dir("ETCD") + "/tls.crt"), key: fs.readFileSync(dir("ETCD") + "/tls.key") };
+out.etcd = await retry(() => get(env.HYBRIDP2P_ETCD_ENDPOINTS + "/health", etcdTls));
+out.etcdNoCert = await get(env.HYBRIDP2P_ETCD_ENDPOINTS + "/health", { ca: ca("ETCD") }).catch((e) => "refused " + (e.code ?? e.message));
+const { connect } = await import("@nats-io/transport-node");
+out.nats = await retry(async () => { const nc = await connect({ servers: env.HYBRIDP2P_NATS_URL, user: env.HYBRIDP2P_NATS_USERNAME, pass: env.HYBRIDP2P_NATS_PASSWORD, tls: { caFile: dir("NATS") + "/ca.crt" } }); await nc.close(); return "connected"; });
+out.natsNoPass = await connect({ servers: env.HYBRIDP2P_NATS_URL, tls: { caFile: dir("NATS") + "/ca.crt" }, reconnect: false }).then(() => "connected", (e) => "refused " + e.message);
+const redis = new URL(env.HYBRIDP2P_REDIS_URL);
+out.redis = await retry(() => talk(redis, true, "AUTH " + env.HYBRIDP2P_DRAGONFLY_PASSWORD + "\\r\\nPING\\r\\n"));
+out.redisNoPass = await talk(redis, true, "PING\\r\\n").catch((e) => "refused " + e.message);
+out.redisPlain = await talk(redis, false, "PING\\r\\n").catch((e) => "refused " + (e.code ?? e.message));
 const pg = (await import("pg")).default;
-out.postgres = await retry(async () => { const c = new pg.Client({ connectionString: process.env.PG }); await c.connect(); const r = await c.query("select current_database() as db"); await c.end(); return r.rows[0].db; });
+const pgc = (o) => async () => { const c = new pg.Client({ connectionString: env.HYBRIDP2P_DATABASE_URL, user: env.HYBRIDP2P_POSTGRES_USERNAME, ...o }); await c.connect(); const r = await c.query("select current_database() as db"); await c.end(); return r.rows[0].db; };
+out.postgres = await retry(pgc({ password: env.HYBRIDP2P_POSTGRES_PASSWORD, ssl: { ca: ca("POSTGRES") } }));
+out.postgresPlain = await pgc({ password: env.HYBRIDP2P_POSTGRES_PASSWORD, ssl: false })().catch((e) => "refused " + e.message);
 http.createServer((q, r) => r.end(JSON.stringify(out))).listen(8080);`;
 
 async function waitFor<T>(
@@ -80,12 +97,24 @@ afterAll(async () => {
 
 describe("managed data stores on the local cluster", () => {
   it("run as the operator renders them and answer by their Service names", async () => {
+    // No Region object here: without their owner the garbage collector would delete them.
+    const unowned = (obj: KubeObject) => {
+      const { ownerReferences: _, ...metadata } = obj.metadata;
+      return { ...obj, metadata } as KubeObject;
+    };
+    // The Secrets the operator generates on the Region's first reconcile.
+    let ca: KeyPair | undefined;
+    const generated = new Map<string, Record<string, string>>();
+    for (const plan of planRegionSecrets(region)) {
+      const data = await generateData(plan, ca);
+      if (plan.kind === "ca") ca = caFromData(data);
+      generated.set(plan.name, data);
+      await client.apply(unowned(generatedSecret(region, plan, data)));
+    }
+    const natsPasswords = generated.get(GENERATED_SECRET.credentials(region.metadata!.name!, "nats"))!;
     for (const store of STORES) {
-      for (const obj of renderManagedStore(region, store)) {
-        // No Region object here: without its owner the garbage collector would delete them.
-        const { ownerReferences: _, ...metadata } = obj.metadata;
-        await client.apply({ ...obj, metadata } as KubeObject);
-      }
+      for (const obj of renderManagedStore(region, store, { natsPasswords }))
+        await client.apply(unowned(obj));
     }
     for (const store of STORES) {
       await waitFor(`the ${store} StatefulSet to be Current`, async () => {
@@ -97,7 +126,8 @@ describe("managed data stores on the local cluster", () => {
         return sts && computeStatus(sts).status === "Current" ? sts : undefined;
       });
     }
-    const etcd = storeAddress(region, "etcd");
+    // The map server's wiring: it uses all four stores.
+    const wiring = storeWiring(region, MAP_SERVER_COMPONENT);
     await client.request("POST", `/api/v1/namespaces/${NS}/pods`, {
       body: {
         // Labelled as the region's map server, a client each store's NetworkPolicy admits (the
@@ -114,14 +144,14 @@ describe("managed data stores on the local cluster", () => {
               image: WORKLOAD_IMAGE,
               command: ["node", "--input-type=module", "-e", CLIENT],
               env: [
-                { name: "ETCD", value: etcd },
-                { name: "NATS", value: storeAddress(region, "nats") },
-                { name: "REDIS", value: storeAddress(region, "dragonfly") },
-                { name: "PG", value: storeAddress(region, "postgres") },
+                ...Object.entries(wiring.config).map(([name, value]) => ({ name, value })),
+                ...wiring.secretEnv,
               ],
+              volumeMounts: wiring.volumeMounts,
               readinessProbe: { tcpSocket: { port: 8080 }, periodSeconds: 1 },
             },
           ],
+          volumes: wiring.volumes,
         },
       },
     });
@@ -131,9 +161,13 @@ describe("managed data stores on the local cluster", () => {
     });
     const seen = (await (await fetch(`http://${pod.status!.podIP}:8080/`)).json()) as Record<string, string>;
     expect(seen.etcd).toMatch(/^200 .*"health":"true"/);
-    // Its client port (the NetworkPolicy admits no other): the server greets with INFO.
-    expect(seen.nats).toMatch(/^INFO \{/);
-    expect(seen.redis).toBe("+PONG");
+    expect(seen.etcdNoCert).toMatch(/^refused|^4\d\d/);
+    expect(seen.nats).toBe("connected");
+    expect(seen.natsNoPass).toMatch(/^refused .*authorization/i);
+    expect(seen.redis).toBe("+OK\r\n+PONG");
+    expect(seen.redisNoPass).toMatch(/NOAUTH/);
+    expect(seen.redisPlain).not.toMatch(/PONG|NOAUTH/);
     expect(seen.postgres).toBe("hybridp2p");
+    expect(seen.postgresPlain).toMatch(/^refused .*(no pg_hba.conf entry|no encryption)/);
   }, 300_000);
 });
