@@ -87,7 +87,7 @@ conf=/tmp/dragonfly-standin.conf
 [ -z "$DFLY_requirepass" ] || printf 'requirepass "%s"\n' "$DFLY_requirepass" >>"$conf"
 if [ -n "$tls" ]; then
   set -- "$@" --port 0 --tls-port "$port" --tls-cert-file "$cert" --tls-key-file "$key" \
-    --tls-ca-cert-file "$(dirname "$cert")/ca.crt" --tls-auth-clients no
+    --tls-ca-cert-file "${cert%/*}/ca.crt" --tls-auth-clients no
 else
   set -- "$@" --port "$port"
 fi
