@@ -245,7 +245,8 @@ describe("the hybrid-p2p chart", () => {
     for (const k of [REGION, ZONE])
       expect(granted(mine, "hybridp2p.io", k.plural)).toEqual(new Set(["get", "list", "watch"]));
     expect(granted(mine, "apps", "deployments").size).toBe(0);
-    expect(granted(mine, "", "secrets").size).toBe(0);
+    // Secrets by name only (each Region's NATS user and CA): get, never list or watch.
+    expect(granted(mine, "", "secrets")).toEqual(new Set(["get"]));
     const lease = mine.find((r) => granted([r], "coordination.k8s.io", "leases").size > 0)!;
     expect(lease).toMatchObject({ kind: "Role", metadata: { namespace: "hybrid-system" } });
     const sa = dep.spec.template.spec as unknown as { serviceAccountName: string };

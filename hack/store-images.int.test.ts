@@ -3,6 +3,7 @@
 // stand-in images (hack/build-store-images.sh) and the Secrets the operator generates, become
 // Current, and a pod reaches each by its Service name over TLS with its credentials, and is
 // refused without them. The cluster (a real node on this host) is this file's own.
+
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { V1Pod } from "@kubernetes/client-node";
@@ -11,13 +12,14 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
 import type { Region } from "../operator/api/index.ts";
 import { regionPods } from "../operator/render/common.ts";
-import { GENERATED_SECRET, MAP_SERVER_COMPONENT } from "../operator/render/constants.ts";
+import { MAP_SERVER_COMPONENT } from "../operator/render/constants.ts";
 import { generatedSecret, planRegionSecrets } from "../operator/render/secrets.ts";
 import { renderManagedStore, storeWiring } from "../operator/render/stores.ts";
 import { caFromData, generateData } from "../operator/secrets/generate.ts";
 import type { KeyPair } from "../operator/secrets/pki.ts";
 import { KubeClient } from "../platform/kube/kube.ts";
 import type { KubeObject } from "../platform/kube/meta.ts";
+import { GENERATED_SECRET } from "../platform/stores/generated.ts";
 import { computeStatus } from "../testkit/kstatus.ts";
 import { buildImages, type Running, startLocalEnv } from "../testkit/local/services.ts";
 

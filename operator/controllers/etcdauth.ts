@@ -7,11 +7,13 @@
 //   where an init step would only run at the next pod restart.
 // Before that first pass etcd's auth is off, but only clients holding a certificate of the
 // Region's CA connect at all (--client-cert-auth): the operator's and the Region's own pods.
+
 import { Etcd3 } from "etcd3";
 import type { KubeObject } from "../../platform/kube/meta.ts";
+import { GENERATED_SECRET } from "../../platform/stores/generated.ts";
 import { applyEtcdAuth, etcdRoles } from "../../platform/stores/roles.ts";
 import type { Region } from "../api/index.ts";
-import { ETCD_ROOT_ROLE, GENERATED_SECRET } from "../render/constants.ts";
+import { ETCD_ROOT_ROLE } from "../render/constants.ts";
 import type { RegionSecrets } from "./secrets.ts";
 
 /** Deadline of each call while applying roles: a store that does not answer is tried again later. */

@@ -2,10 +2,11 @@
 // first reconcile, kept as made, never regenerated while they exist, never logged. The operator
 // may only get and create Secrets, by name (the chart's RBAC: no list, watch, update or delete),
 // so it reads each by name and keeps what it read for a minute instead of watching them.
+
 import { ApiError, type KubeClient, resources } from "../../platform/kube/kube.ts";
 import type { KubeObject } from "../../platform/kube/meta.ts";
+import { GENERATED_SECRET } from "../../platform/stores/generated.ts";
 import type { Region } from "../api/index.ts";
-import { GENERATED_SECRET } from "../render/constants.ts";
 import { generatedSecret, planRegionSecrets, type SecretPlan } from "../render/secrets.ts";
 import type { StoreSecrets } from "../render/stores.ts";
 import { caFromData, generateData } from "../secrets/generate.ts";

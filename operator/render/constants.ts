@@ -131,16 +131,6 @@ export const DEFAULT_RESOURCES = {
   store: { requests: { cpu: "100m", memory: "256Mi" }, limits: { cpu: "1", memory: "1Gi" } },
 };
 
-/** The Secrets the operator generates for a Region (operator/render/secrets.ts plans them, the
- * Region reconciler creates the missing ones and never regenerates one that exists). */
-export const GENERATED_SECRET = {
-  ca: (region: string) => `${region}-ca`,
-  serving: (region: string) => `${region}-serving-tls`,
-  storeServer: (region: string, store: StoreName) => `${region}-${store}-server-tls`,
-  /** etcd client certificates: `role` is "root", "operator" or a component using etcd. */
-  etcdClient: (region: string, role: string) => `${region}-etcd-${role}-tls`,
-  credentials: (region: string, store: StoreName) => `${region}-${store}-credentials`,
-} as const;
 /** Label on every generated Secret, valued with what it holds; the operator lists only these. */
 export const GENERATED_LABEL = "hybridp2p.io/generated";
 /** Where workloads find the client-facing serving certificate (workloads read HYBRIDP2P_SERVING_TLS_DIR). */

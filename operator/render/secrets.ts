@@ -12,7 +12,9 @@
 //   <region>-nats-credentials        Opaque             a password per NATS user, keyed by role
 //   <region>-postgres-credentials    Opaque             username, password (scram-sha-256)
 //   <region>-dragonfly-credentials   Opaque             password
+
 import type { KubeObject } from "../../platform/kube/meta.ts";
+import { GENERATED_SECRET } from "../../platform/stores/generated.ts";
 import { ETCD_ROOT_USER, etcdUserName, type StoreRole } from "../../platform/stores/roles.ts";
 import type { Region } from "../api/index.ts";
 import { child, type Owner, standardLabels } from "./common.ts";
@@ -21,7 +23,6 @@ import {
   ETCD_OPERATOR_ROLE,
   ETCD_ROOT_ROLE,
   GENERATED_LABEL,
-  GENERATED_SECRET,
   LABEL,
   MANAGED_BY,
   PART_OF,

@@ -1,8 +1,10 @@
 // Data stores, each managed (a single-instance StatefulSet + Service, for development and
 // small installs) or external (endpoints plus Secret references, for production). Either
 // way the workloads see the same environment variables.
+
 import type { V1EnvVar, V1StatefulSetSpec, V1Volume, V1VolumeMount } from "@kubernetes/client-node";
 import type { KubeObject } from "../../platform/kube/meta.ts";
+import { GENERATED_SECRET } from "../../platform/stores/generated.ts";
 import {
   natsPermissions,
   natsUserName,
@@ -26,7 +28,6 @@ import {
   DEFAULT_RESOURCES,
   DEFAULT_STORAGE,
   ENV,
-  GENERATED_SECRET,
   LABEL,
   OPERATOR_NAME,
   ORCHESTRATOR_NAME,

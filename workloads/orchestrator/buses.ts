@@ -15,7 +15,10 @@ import {
   worldSubjects,
 } from "../../platform/bus/world.ts";
 import type { Logger } from "../../platform/log.ts";
-import { connectNats, requireStoreAccess } from "../../platform/stores/access.ts";
+import { connectNats, requireStoreAccess, type StoreAccess } from "../../platform/stores/access.ts";
+import { materialise } from "../../platform/stores/files.ts";
+import { GENERATED_SECRET } from "../../platform/stores/generated.ts";
+import { natsUserName } from "../../platform/stores/roles.ts";
 import { sleep } from "../../platform/time.ts";
 
 export interface RegionBusOptions {
@@ -24,6 +27,10 @@ export interface RegionBusOptions {
   /** The Region's name: its subjects' and streams' token. */
   region: string;
   servers: string;
+  /** This process's credentials for the Region's NATS, read anew on every attempt (a managed
+   * NATS: its orchestrator user, from the Region's Secrets); without it, this process's own
+   * HYBRIDP2P_NATS_* at the Region's address. */
+  access?: () => Promise<StoreAccess>;
   log: Logger;
   /** Told when something changed (a record, a report, reachability). */
   onChange: () => void;
@@ -79,8 +86,8 @@ export class RegionBus {
   }
 
   private async open(): Promise<void> {
-    // This process's own NATS credentials and TLS (HYBRIDP2P_NATS_*), at the Region's address.
-    const nc = await connectNats(requireStoreAccess("nats", this.o.servers), {
+    const access = this.o.access ? await this.o.access() : requireStoreAccess("nats", this.o.servers);
+    const nc = await connectNats(access, {
       name: `orchestrator-${this.o.region}`,
       maxReconnectAttempts: -1,
       reconnectTimeWait: 500,
@@ -235,4 +242,39 @@ export function regionNatsUrl(
   if (nats?.mode === "External" && nats.external?.endpoints?.length)
     return nats.external.endpoints.map((e) => (/^[a-z]+:\/\//.test(e) ? e : `nats://${e}`)).join(",");
   return `nats://${region.metadata.name}-nats.${ns}.svc:4222`;
+}
+
+/**
+ * The orchestrator's access to a Region's managed NATS: its user there
+ * (`hybridp2p-orchestrator@<region>`, password under the key `orchestrator` of
+ * `<region>-nats-credentials`) and the Region's CA (`ca.crt` of `<region>-ca`), both made by the
+ * operator, read by name. Undefined for an external NATS (this process's own HYBRIDP2P_NATS_*).
+ */
+export function managedNatsAccess(
+  region: {
+    metadata: { name: string; namespace?: string };
+    spec?: { dataStores?: { nats?: { mode?: string } } };
+  },
+  servers: string,
+  getSecret: (namespace: string, name: string) => Promise<Record<string, string> | undefined>,
+): (() => Promise<StoreAccess>) | undefined {
+  if (region.spec?.dataStores?.nats?.mode === "External") return undefined;
+  const r = region.metadata.name;
+  const ns = region.metadata.namespace ?? "default";
+  return async () => {
+    const need = async (name: string, key: string) => {
+      const v = (await getSecret(ns, name))?.[key];
+      if (!v) throw new Error(`Secret "${name}" (key ${key}) not found in namespace "${ns}"`);
+      return v;
+    };
+    const password = await need(GENERATED_SECRET.credentials(r, "nats"), "orchestrator");
+    const ca = await need(GENERATED_SECRET.ca(r), "ca.crt");
+    return {
+      store: "nats",
+      url: servers,
+      username: natsUserName("orchestrator", r),
+      password,
+      tlsDir: materialise(`${ns}.${GENERATED_SECRET.ca(r)}`, { "ca.crt": ca }),
+    };
+  };
 }

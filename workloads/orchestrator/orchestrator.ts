@@ -4,11 +4,12 @@
 // bus (buses.ts), then writes the WorldEvent's status. It runs on the same controller runtime as
 // the operator (platform/kube). Why per-Region delivery: README.md beside this file.
 import { Counter, Gauge } from "prom-client";
-import { KubeClient, type ResourceType, registerResource } from "../../platform/kube/kube.ts";
+import { KubeClient, type ResourceType, registerResource, resources } from "../../platform/kube/kube.ts";
 import { Manager } from "../../platform/kube/manager.ts";
+import type { KubeObject } from "../../platform/kube/meta.ts";
 import { Metrics } from "../../platform/kube/metrics.ts";
 import type { Logger } from "../../platform/log.ts";
-import { RegionBus, regionNatsUrl } from "./buses.ts";
+import { managedNatsAccess, RegionBus, regionNatsUrl } from "./buses.ts";
 import {
   type DesiredCondition,
   planEvent,
@@ -157,6 +158,19 @@ export class Orchestrator {
       });
   }
 
+  /** A Secret's data, by name (get only: the orchestrator lists no Secrets). */
+  private async secret(namespace: string, name: string): Promise<Record<string, string> | undefined> {
+    const s = await this.mgr.client.get<{ data?: Record<string, string> } & KubeObject>(
+      resources.secret,
+      namespace,
+      name,
+    );
+    if (!s) return undefined;
+    return Object.fromEntries(
+      Object.entries(s.data ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString("utf8")]),
+    );
+  }
+
   private informer<T>(rt: ResourceType) {
     return this.mgr.informer(rt) as unknown as { list(): readonly T[] };
   }
@@ -174,6 +188,10 @@ export class Orchestrator {
         key,
         region: r.metadata.name,
         servers,
+        // One NATS for every Region (the override) is reached with this process's own credentials.
+        access: this.o.natsOverride?.(r.metadata.namespace ?? "default", r.metadata.name)
+          ? undefined
+          : managedNatsAccess(r, servers, (ns, name) => this.secret(ns, name)),
         log: this.o.log,
         onChange: () => this.kick(),
         now: this.o.now,

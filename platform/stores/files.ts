@@ -1,12 +1,12 @@
-// TLS material the operator read from a Secret, written where the store clients (which take a
-// TLS directory, platform/stores/access.ts) read it: a private directory per Secret under the
-// operator's /tmp (a memory-backed emptyDir in the chart). Regions come and go, so the operator
-// reads their Secrets from the API rather than from mounts.
+// TLS material read from a Secret through the API, written where the store clients (which take a
+// TLS directory, access.ts) read it: a private directory per Secret under the process's
+// /tmp (a memory-backed emptyDir in the chart). Regions come and go, so the operator and the
+// orchestrator read their Secrets from the API rather than from mounts.
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-const root = join(tmpdir(), `hybrid-operator-${process.pid}`);
+const root = join(tmpdir(), `hybridp2p-tls-${process.pid}`);
 let cleanup = false;
 
 /** Writes `files` (name → content) into the directory `name` (mode 0700, files 0600), rewriting
