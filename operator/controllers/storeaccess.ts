@@ -5,12 +5,12 @@
 // Read from the API by name.
 
 import { requireStoreAccess, type StoreAccess } from "../../platform/stores/access.ts";
+import { materialise } from "../../platform/stores/files.ts";
 import { GENERATED_SECRET } from "../../platform/stores/generated.ts";
 import { natsUserName } from "../../platform/stores/roles.ts";
 import type { Region } from "../api/index.ts";
 import { ETCD_OPERATOR_ROLE } from "../render/constants.ts";
 import { isExternal, storeSpec } from "../render/stores.ts";
-import { materialise } from "../../platform/stores/files.ts";
 import type { SecretReader } from "./secrets.ts";
 
 async function need(reader: SecretReader, ns: string, name: string): Promise<Record<string, string>> {
