@@ -39,7 +39,8 @@ const region = (() => {
 
 // Checks each store the way its clients first touch it, retrying as clients do while DNS
 // catches up with the endpoints, and serves the results: with the map server's credentials
-// over TLS, and without them (or in plaintext) to see the refusal.
+// over TLS, and without them (or in plaintext) to see the refusal. (pg lets the connection
+// string override a password given beside it: the password goes into the URL.)
 const CLIENT = `import net from "node:net"; import tls from "node:tls"; import http from "node:http"; import https from "node:https"; import fs from "node:fs";
 const out = {};
 const env = process.env;
@@ -59,9 +60,9 @@ out.redis = await retry(() => talk(redis, true, "AUTH " + env.HYBRIDP2P_DRAGONFL
 out.redisNoPass = await talk(redis, true, "PING\\r\\n").catch((e) => "refused " + e.message);
 out.redisPlain = await talk(redis, false, "PING\\r\\n").catch((e) => "refused " + (e.code ?? e.message));
 const pg = (await import("pg")).default;
-const pgc = (o) => async () => { const c = new pg.Client({ connectionString: env.HYBRIDP2P_DATABASE_URL, user: env.HYBRIDP2P_POSTGRES_USERNAME, ...o }); await c.connect(); const r = await c.query("select current_database() as db"); await c.end(); return r.rows[0].db; };
-out.postgres = await retry(pgc({ password: env.HYBRIDP2P_POSTGRES_PASSWORD, ssl: { ca: ca("POSTGRES") } }));
-out.postgresPlain = await pgc({ password: env.HYBRIDP2P_POSTGRES_PASSWORD, ssl: false })().catch((e) => "refused " + e.message);
+const pgc = (pw, ssl) => async () => { const u = new URL(env.HYBRIDP2P_DATABASE_URL); u.password = encodeURIComponent(pw); const c = new pg.Client({ connectionString: u.toString(), ssl }); await c.connect(); const r = await c.query("select current_database() as db"); await c.end(); return r.rows[0].db; };
+out.postgres = await retry(pgc(env.HYBRIDP2P_POSTGRES_PASSWORD, { ca: ca("POSTGRES") }));
+out.postgresPlain = await pgc(env.HYBRIDP2P_POSTGRES_PASSWORD, false)().catch((e) => "refused " + e.message);
 http.createServer((q, r) => r.end(JSON.stringify(out))).listen(8080);`;
 
 async function waitFor<T>(
