@@ -58,8 +58,4 @@ export class EtcdAuth {
     this.applied.set(key, store);
     return true;
   }
-
-  forget(region: Region & KubeObject): void {
-    this.applied.delete(region.metadata.uid ?? `${region.metadata.namespace}/${region.metadata.name}`);
-  }
 }

@@ -24,8 +24,6 @@ import {
   ETCD_ROOT_ROLE,
   GENERATED_LABEL,
   LABEL,
-  MANAGED_BY,
-  PART_OF,
   POSTGRES_USER,
   STORE_CLIENTS,
   STORE_NAMES,
@@ -173,6 +171,3 @@ export function generatedSecret(region: Region, plan: SecretPlan, data: Record<s
   });
   return secret;
 }
-
-/** Selects exactly the Secrets the operator generated (its Secret informer watches only these). */
-export const GENERATED_SELECTOR = `${LABEL.managedBy}=${MANAGED_BY},${LABEL.partOf}=${PART_OF},${GENERATED_LABEL}`;

@@ -24,17 +24,6 @@ export async function generateData(plan: SecretPlan, ca?: KeyPair): Promise<Reco
       return { "tls.crt": leaf.cert, "tls.key": leaf.key, "ca.crt": ca.cert };
     }
     case "passwords":
-      return { ...plan.fixed, ...missingPasswords(plan, {}) };
+      return { ...plan.fixed, ...Object.fromEntries(plan.random.map((k) => [k, randomPassword()])) };
   }
-}
-
-/** Passwords for the keys a kept Secret lacks (a role added by a newer operator); never the others. */
-export function missingPasswords(
-  plan: Extract<SecretPlan, { kind: "passwords" }>,
-  have: Record<string, string>,
-): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const k of plan.random) if (have[k] === undefined) out[k] = randomPassword();
-  for (const [k, v] of Object.entries(plan.fixed)) if (have[k] === undefined) out[k] = v;
-  return out;
 }

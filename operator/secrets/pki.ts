@@ -4,7 +4,7 @@
 // Redis/Dragonfly, Node's TLS) takes it, and keys are made in milliseconds on two cores.
 // No I/O: the caller stores the PEM text in Secrets.
 import "reflect-metadata"; // @peculiar/x509's dependency injection needs the polyfill first
-import { X509Certificate as NodeCert, randomBytes, webcrypto } from "node:crypto";
+import { randomBytes, webcrypto } from "node:crypto";
 import { isIP } from "node:net";
 import * as x509 from "@peculiar/x509";
 
@@ -120,13 +120,4 @@ export async function issue(ca: KeyPair, req: LeafRequest): Promise<KeyPair> {
 /** A random password: 32 bytes, base64url (no characters that need quoting in a URL or a config file). */
 export function randomPassword(bytes = 32): string {
   return randomBytes(bytes).toString("base64url");
-}
-
-/** Whether `cert` (PEM) was signed by `ca` (PEM): a kept Secret still belongs to the kept CA. */
-export function signedBy(cert: string, ca: string): boolean {
-  try {
-    return new NodeCert(cert).verify(new NodeCert(ca).publicKey);
-  } catch {
-    return false;
-  }
 }
