@@ -3,6 +3,7 @@
 import { readFile } from "node:fs/promises";
 import { FlagClient } from "../../platform/flags/client.ts";
 import { connectFlagStore } from "../../platform/flags/etcd.ts";
+import { layout } from "../../platform/flags/layout.ts";
 import { registerFlagMetrics } from "../../platform/flags/metrics.ts";
 import { newRegistry, type ReadinessCheck, startOpsServer } from "../../platform/http.ts";
 import { createLogger, type Logger } from "../../platform/log.ts";
@@ -59,7 +60,8 @@ export async function startMapServer(cfg: MapServerConfig, log: Logger): Promise
   );
   const etcd = connectFlagStore(requireStoreAccess("etcd", cfg.etcdEndpoints.join(",")));
   // Map ownership takes etcd leases: without etcd there is nothing to run.
-  await startup.etcd(etcd, cfg.etcdEndpoints, cfg.flagPrefix);
+  // A key its etcd role may read (flags/, not the bare prefix: a read there is refused).
+  await startup.etcd(etcd, cfg.etcdEndpoints, layout(cfg.flagPrefix).pointer);
   const flags = new FlagClient({
     client: etcd,
     nats: nc, // the report channel

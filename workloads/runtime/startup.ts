@@ -63,7 +63,8 @@ export class Startup {
     return this.waitFor("redis", url, () => pingRedis(redis));
   }
 
-  /** Waits until etcd answers a read of `key` (under the flag prefix, which every workload may read). */
+  /** Waits until etcd answers a read of `key` (one the workload's etcd role may read: under
+   * `<prefix>flags/`; a read of the bare prefix is refused once etcd's auth is on). */
   etcd(client: Etcd3, endpoints: string[], key: string): Promise<void> {
     return this.waitFor("etcd", endpoints.join(","), async () => {
       await client.get(key).exists();
