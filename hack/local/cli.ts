@@ -6,7 +6,13 @@ import { createHash, X509Certificate } from "node:crypto";
 import { mkdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Command } from "commander";
-import { binDir, buildImages, envVars, startLocalEnv } from "../../testkit/local/services.ts";
+import {
+  binDir,
+  buildImages,
+  envVars,
+  startLocalEnv,
+  storeCredentialEnv,
+} from "../../testkit/local/services.ts";
 import { freePort, startProcess, waitUntil } from "../../testkit/processes.ts";
 
 const repoRoot = new URL("../..", import.meta.url).pathname;
@@ -14,7 +20,13 @@ const localDir = join(repoRoot, ".cache/local");
 const node = process.execPath; // Node 24: this script runs under it
 
 /** The operator as its own process, as in a cluster: leader election on, the flag plane on. */
-async function startOperator(kubeconfig: string, etcdEndpoints: string, natsUrl: string, stateDir: string) {
+async function startOperator(
+  kubeconfig: string,
+  etcdEndpoints: string,
+  natsUrl: string,
+  stateDir: string,
+  storeEnv: Record<string, string>,
+) {
   const [metrics, health] = [await freePort(), await freePort()];
   const proc = startProcess(
     "hybrid-operator",
@@ -39,6 +51,8 @@ async function startOperator(kubeconfig: string, etcdEndpoints: string, natsUrl:
       `127.0.0.1:${health}`,
     ],
     join(stateDir, "logs", "operator.log"),
+    // The local stores run with auth and TLS: the operator's credentials, as a pod's.
+    { env: { ...process.env, ...storeEnv } },
   );
   await waitUntil(proc, "/readyz", async () => (await fetch(`http://127.0.0.1:${health}/readyz`)).ok);
   return { proc, metrics: `http://127.0.0.1:${metrics}/metrics` };
@@ -192,6 +206,7 @@ async function up(opts: { exit: boolean }): Promise<void> {
       running.env.etcdEndpoints!,
       running.env.natsUrl!,
       running.env.stateDir,
+      storeCredentialEnv(running.env),
     );
     stopOperator = () => operator.proc.stop();
     log("applying the example region");
@@ -228,7 +243,7 @@ The local region is up. In another terminal:
   npm run hybridctl -- flags watch            # what the workloads see in etcd
 Operator log: ${join(running.env.stateDir, "logs", "operator.log")}
 ${Object.entries(vars)
-  .map(([k, v]) => `  ${k}=${v}`)
+  .map(([k, v]) => `  ${k}=${k.endsWith("_PASSWORD") ? "(in env.sh)" : v}`)
   .join("\n")}
 Press Ctrl-C to stop everything.`;
     console.log(hints);
