@@ -4,12 +4,18 @@
 // (etcd) and its report channel (NATS: the pods' acks, as the operator hears them).
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
+import { KubeConfig } from "@kubernetes/client-node";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Etcd3 } from "etcd3";
 import { connectFlagStore } from "../platform/flags/etcd.ts";
 import { layout, type PodReport, parsePointer } from "../platform/flags/layout.ts";
 import { ReportTable } from "../platform/flags/reports.ts";
+import { KubeClient, resources } from "../platform/kube/kube.ts";
+import type { KubeObject } from "../platform/kube/meta.ts";
 import { connectNats, type StoreAccess } from "../platform/stores/access.ts";
+import { materialise } from "../platform/stores/files.ts";
+import { GENERATED_SECRET } from "../platform/stores/generated.ts";
+import { natsUserName } from "../platform/stores/roles.ts";
 
 type StoreCredentials = Pick<StoreAccess, "username" | "password" | "tlsDir">;
 
@@ -64,15 +70,16 @@ export class RegionStores {
   private table: ReportTable | undefined;
   private readonly forwards: ChildProcess[] = [];
 
-  /** Credentials and TLS of the Region's stores (from the Secrets the operator generates), used
-   * at the port-forwarded address; none: plaintext without auth. */
-  private readonly access: { etcd?: StoreCredentials; nats?: StoreCredentials };
+  /** Credentials and TLS of the Region's stores, used at the port-forwarded address; unset: read
+   * from the Secrets the operator generated for the Region (its etcd root certificate, which reads
+   * every key; its own NATS user, which hears the reports), or none when it made none. */
+  private access: { etcd?: StoreCredentials; nats?: StoreCredentials } | undefined;
 
   constructor(
     kubeconfig: string,
     namespace: string,
     region: string,
-    access: { etcd?: StoreCredentials; nats?: StoreCredentials } = {},
+    access?: { etcd?: StoreCredentials; nats?: StoreCredentials },
   ) {
     this.access = access;
     this.kubeconfig = kubeconfig;
@@ -80,13 +87,53 @@ export class RegionStores {
     this.region = region;
   }
 
+  private async credentials(): Promise<{ etcd?: StoreCredentials; nats?: StoreCredentials }> {
+    if (this.access) return this.access;
+    const kc = new KubeConfig();
+    kc.loadFromFile(this.kubeconfig);
+    const client = await new KubeClient(kc).init();
+    try {
+      const read = async (name: string) => {
+        const s = await client.get<KubeObject & { data?: Record<string, string> }>(
+          resources.secret,
+          this.namespace,
+          name,
+        );
+        return s
+          ? Object.fromEntries(
+              Object.entries(s.data ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString()]),
+            )
+          : undefined;
+      };
+      const r = this.region;
+      const root = await read(GENERATED_SECRET.etcdClient(r, "root"));
+      const nats = await read(GENERATED_SECRET.credentials(r, "nats"));
+      const ca = await read(GENERATED_SECRET.ca(r));
+      this.access = {
+        etcd: root ? { tlsDir: materialise(`e2e.${this.namespace}.${r}-etcd-root`, root) } : undefined,
+        nats:
+          nats && ca
+            ? {
+                username: natsUserName("operator", r),
+                password: nats.operator,
+                tlsDir: materialise(`e2e.${this.namespace}.${r}-ca`, { "ca.crt": ca["ca.crt"]! }),
+              }
+            : undefined,
+      };
+      return this.access;
+    } finally {
+      client.close();
+    }
+  }
+
   async flagStore(): Promise<Etcd3> {
     if (this.etcd) return this.etcd;
+    const access = await this.credentials();
     const f = await portForward(this.kubeconfig, this.namespace, `${this.region}-etcd-0`, 2379);
     this.forwards.push(f.proc);
-    const scheme = this.access.etcd?.tlsDir ? "https" : "http";
+    const scheme = access.etcd?.tlsDir ? "https" : "http";
     this.etcd = connectFlagStore({
-      ...this.access.etcd,
+      ...access.etcd,
       store: "etcd",
       url: `${scheme}://127.0.0.1:${f.port}`,
     });
@@ -104,8 +151,9 @@ export class RegionStores {
     if (this.table === undefined) {
       const f = await portForward(this.kubeconfig, this.namespace, `${this.region}-nats-0`, 4222);
       this.forwards.push(f.proc);
+      const access = await this.credentials();
       this.nc = await connectNats(
-        { ...this.access.nats, store: "nats", url: `nats://127.0.0.1:${f.port}` },
+        { ...access.nats, store: "nats", url: `nats://127.0.0.1:${f.port}` },
         { name: "e2e" },
       );
       this.table = new ReportTable(this.nc, layout(PREFIX), { namespace: this.namespace });
