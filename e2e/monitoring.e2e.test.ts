@@ -179,10 +179,15 @@ describe("monitoring the demo region", () => {
       },
       120_000,
     );
-    // Every map server of both zones, each labelled with its zone and Region.
-    expect(
-      await scalar(`count(count by (zone) (hybridp2p_map_players{namespace="${NS}",region="${REGION}"}))`),
-    ).toBe(ZONES.length);
+    // Every map server of both zones, each labelled with its zone and Region (a map server
+    // reports its maps' players once it owns them).
+    await waitFor("players series of both zones", async () =>
+      (await scalar(
+        `count(count by (zone) (hybridp2p_map_players{namespace="${NS}",region="${REGION}"}))`,
+      )) === ZONES.length
+        ? true
+        : undefined,
+    );
   });
 
   it("with bots playing P2P, a P2P toggle and a forced fallback: the fallback alert fires, and every panel and alert returns series", async () => {

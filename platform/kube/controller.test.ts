@@ -5,6 +5,14 @@ import { Controller } from "./controller.ts";
 import { Metrics } from "./metrics.ts";
 
 describe("Controller", () => {
+  it("exports its queue depth from the start, before any key was queued", async () => {
+    const metrics = new Metrics();
+    new Controller({ name: "idle", metrics, log: silentLogger(), reconcile: async () => undefined });
+    expect(await metrics.registry.getSingleMetricAsString("hybridp2p_workqueue_depth")).toContain(
+      'hybridp2p_workqueue_depth{controller="idle"} 0',
+    );
+  });
+
   it("retries a failing key with backoff until it succeeds, and never runs more than `concurrency` at once", async () => {
     const attempts = new Map<string, number>();
     let running = 0;

@@ -71,6 +71,9 @@ export class Controller {
         onDepth: (n) => o.metrics.queueDepth.set({ controller: o.name }, n),
       });
     this.queue = this.newQueue();
+    // A series from the start: an idle queue hands keys straight to waiting workers and never
+    // reports a depth, which left dashboards and alerts without the series.
+    o.metrics.queueDepth.set({ controller: o.name }, 0);
   }
 
   private readonly newQueue: () => WorkQueue;
