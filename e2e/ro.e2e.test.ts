@@ -57,13 +57,9 @@ beforeAll(async () => {
         ? true
         : undefined,
     );
-  await installChart(client, helm, RELEASE, OPERATOR_NS, [
-    "--set",
-    `flags.etcdEndpoints=http://${REGION}-etcd.${NS}.svc:2379`,
-    "--wait",
-    "--timeout",
-    "300s",
-  ]);
+  // No flag-store override: the operator publishes to the Region's own etcd (https, its client
+  // certificate), as a plain install does; a plain-http override is refused by the managed etcd.
+  await installChart(client, helm, RELEASE, OPERATOR_NS, ["--wait", "--timeout", "300s"]);
   kubectl(["create", "namespace", NS]);
   const keyset = newKeyset();
   await createKeysetSecret(client, NS, REGION, keyset);
