@@ -14,7 +14,7 @@
 // and it prints the time from the last kill until all of that holds.
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
-import type { Etcd3, IKeyValue } from "etcd3";
+import type { Etcd3 } from "etcd3";
 import { API_VERSION } from "../operator/api/index.ts";
 import {
   type RegionObject,
