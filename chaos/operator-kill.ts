@@ -13,6 +13,7 @@
 //   missing;
 // and it prints the time from the last kill until all of that holds.
 import { type ChildProcess, spawn } from "node:child_process";
+import { closeSync, openSync } from "node:fs";
 import { join } from "node:path";
 import type { Etcd3 } from "etcd3";
 import { API_VERSION } from "../operator/api/index.ts";
@@ -39,10 +40,6 @@ import { freePort } from "../testkit/processes.ts";
 import { HistoryCheck } from "./history.ts";
 import type { Scenario } from "./scenario.ts";
 
-const ZONES = Number(process.env.CHAOS_ZONES ?? 200);
-const TOGGLES = Number(process.env.CHAOS_TOGGLES ?? 20);
-const KILLS = Number(process.env.CHAOS_KILLS ?? 50);
-const CONVERGE_S = Number(process.env.CHAOS_CONVERGE_SECONDS ?? 180);
 const NS = "chaos-operator";
 const PREFIX = "/chaos-operator/v1/";
 const repoRoot = new URL("..", import.meta.url).pathname;
@@ -54,8 +51,10 @@ interface Replica {
 }
 
 /** Starts (or restarts) one operator replica with short leader-election timings. */
-async function start(r: Replica, kubeconfig: string): Promise<void> {
+async function start(r: Replica, kubeconfig: string, logDir: string): Promise<void> {
   const metrics = await freePort();
+  // Appended across restarts: one log per replica, kept with the state directory.
+  const out = openSync(join(logDir, `${r.name}.log`), "a");
   r.child = spawn(
     process.execPath,
     [
@@ -71,8 +70,9 @@ async function start(r: Replica, kubeconfig: string): Promise<void> {
       `--metrics-bind-address=127.0.0.1:${metrics}`,
       `--flags-prefix=${PREFIX}`,
     ],
-    { stdio: "ignore", env: { ...process.env, POD_NAME: r.name } },
+    { stdio: ["ignore", out, out], env: { ...process.env, POD_NAME: r.name } },
   );
+  closeSync(out);
 }
 
 function kill(r: Replica): Promise<void> {
@@ -117,8 +117,15 @@ async function childrenCheck(kube: KubeClient): Promise<{ orphaned: string[]; mi
 }
 
 export const operatorKill: Scenario = async (log) => {
+  // Read here, not at import: the e2e suite's short run sets them.
+  const ZONES = Number(process.env.CHAOS_ZONES ?? 200);
+  const TOGGLES = Number(process.env.CHAOS_TOGGLES ?? 20);
+  const KILLS = Number(process.env.CHAOS_KILLS ?? 50);
+  const CONVERGE_S = Number(process.env.CHAOS_CONVERGE_SECONDS ?? 180);
   const running = await startLocalEnv({ services: ["kube", "flags-etcd", "nats"], log });
   const env = running.env;
+  const logDir = join(env.stateDir, "logs");
+  log(`operator logs: ${logDir}/operator-{a,b}.log (HYBRIDP2P_KEEP_STATE=1 keeps them)`);
   // The operator processes reach the flag store and NATS with the local administrator's credentials.
   Object.assign(process.env, envVars(env));
   const replicas: Replica[] = [{ name: "operator-a" }, { name: "operator-b" }];
@@ -172,7 +179,7 @@ export const operatorKill: Scenario = async (log) => {
     log(
       `${ZONES} zones and a policy created; starting ${replicas.length} operator replicas and ${ZONES} pods`,
     );
-    for (const r of replicas) await start(r, env.kubeconfig!);
+    for (const r of replicas) await start(r, env.kubeconfig!, logDir);
 
     // One simulated map-server pod per zone, on one etcd and one NATS connection.
     const nc = await connectNats(env.nats!, { name: "chaos-pods" });
@@ -214,7 +221,7 @@ export const operatorKill: Scenario = async (log) => {
       const lead = await holder();
       const victims = both ? replicas : replicas.filter((r) => r.name === lead);
       await Promise.all(victims.map(kill));
-      for (const r of victims) await start(r, env.kubeconfig!);
+      for (const r of victims) await start(r, env.kubeconfig!, logDir);
       if (k % 10 === 9) log(`${k + 1} kills, ${toggles} toggles; epoch ${history.pointers} pointers written`);
     }
     while (toggles < TOGGLES) {
