@@ -29,6 +29,7 @@ import {
   renderNatsConfig,
   type StoreRole,
 } from "../../platform/stores/roles.ts";
+import { sleep } from "../../platform/time.ts";
 import { freePort, type Proc, startProcess, tcpOpen, waitUntil } from "../processes.ts";
 import { binDir, LocalNode, NET } from "./node.ts";
 
@@ -144,8 +145,9 @@ async function startEtcd(
   name: string,
   dir: string,
   pki?: StorePki,
-): Promise<{ proc: Proc; endpoint: string }> {
-  const [client, peer] = [await freePort(), await freePort()];
+  ports?: { client: number; peer: number },
+): Promise<{ proc: Proc; endpoint: string; ports: { client: number; peer: number } }> {
+  const [client, peer] = ports ? [ports.client, ports.peer] : [await freePort(), await freePort()];
   const endpoint = `${pki ? "https" : "http"}://127.0.0.1:${client}`;
   const peerUrl = `http://127.0.0.1:${peer}`;
   const proc = startProcess(
@@ -176,11 +178,14 @@ async function startEtcd(
   await waitUntil(proc, "its /health endpoint", () =>
     pki ? httpsOk(`${endpoint}/health`, pki.client(ETCD_ROOT_USER)) : httpOk(`${endpoint}/health`),
   );
-  return { proc, endpoint };
+  return { proc, endpoint, ports: { client, peer } };
 }
 
 /** The flag store: etcd with TLS, client-certificate auth, the roles of LOCAL_REGIONS, auth on. */
-async function startFlagsEtcd(dir: string, pki: StorePki): Promise<{ proc: Proc; access: StoreAccess }> {
+async function startFlagsEtcd(
+  dir: string,
+  pki: StorePki,
+): Promise<{ proc: Proc; access: StoreAccess; restart: FlagsEtcdControl }> {
   const e = await startEtcd("flags-etcd", dir, pki);
   const access: StoreAccess = { store: "etcd", url: e.endpoint, tlsDir: pki.client(ETCD_ROOT_USER) };
   const client = new Etcd3({
@@ -199,7 +204,39 @@ async function startFlagsEtcd(dir: string, pki: StorePki): Promise<{ proc: Proc;
   } finally {
     client.close();
   }
-  return { proc: e.proc, access };
+  // Killed and started again in place (same ports, same data directory, auth already applied):
+  // `proc` stays the one handle that stops whichever process runs.
+  let current = e.proc;
+  const proc: Proc = {
+    name: current.name,
+    logFile: current.logFile,
+    get child() {
+      return current.child;
+    },
+    stop: () => current.stop(),
+  };
+  const restart: FlagsEtcdControl = {
+    kill: async () => {
+      const c = current.child;
+      if (c.exitCode !== null || c.signalCode !== null) return;
+      const exited = new Promise<void>((resolve) => c.once("exit", () => resolve()));
+      c.kill("SIGKILL");
+      await exited;
+      await current.stop(); // forgets it (already gone)
+    },
+    start: async () => {
+      current = (await startEtcd("flags-etcd", dir, pki, e.ports)).proc;
+    },
+  };
+  return { proc, access, restart };
+}
+
+/** The local flag etcd killed (SIGKILL) and started again on the same ports and data directory,
+ * so its clients reconnect to the same endpoint (chaos/flag-store.ts). */
+export interface FlagsEtcdControl {
+  kill(): Promise<void>;
+  /** Resolves once /health answers. */
+  start(): Promise<void>;
 }
 
 // ---- the stores' PKI: a throwaway CA, a serving certificate, client certificates by CN ----------
@@ -620,7 +657,10 @@ async function startRedis(dir: string, pki: StorePki): Promise<{ proc: Proc; acc
 
 /** PostgreSQL with TLS and scram-sha-256 over TCP (hostssl only: plaintext is refused); the
  * local socket stays trust for set-up. */
-async function startPostgres(dir: string, pki: StorePki): Promise<{ proc: Proc; access: StoreAccess }> {
+async function startPostgres(
+  dir: string,
+  pki: StorePki,
+): Promise<{ proc: Proc; access: StoreAccess; restart: PostgresControl }> {
   const pgBin = postgresBinDir();
   // PostgreSQL refuses to run as root; when we are root, run it as the packaged postgres user.
   const asUser = process.getuid?.() === 0 ? pgUser() : undefined;
@@ -656,40 +696,50 @@ async function startPostgres(dir: string, pki: StorePki): Promise<{ proc: Proc; 
     if (asUser) chownSync(join(data, `server-${f}`), asUser.uid, asUser.gid);
   }
   const port = await freePort();
-  const proc = startProcess(
-    "postgres",
-    join(pgBin, "postgres"),
-    [
-      "-D",
-      data,
-      "-p",
-      String(port),
-      "-h",
-      "127.0.0.1",
-      "-k",
-      data,
-      "-c",
-      "fsync=off",
-      "-c",
-      "synchronous_commit=off",
-      "-c",
-      "full_page_writes=off",
-      "-c",
-      "ssl=on",
-      "-c",
-      `ssl_cert_file=${join(data, "server-tls.crt")}`,
-      "-c",
-      `ssl_key_file=${join(data, "server-tls.key")}`,
-      "-c",
-      "password_encryption=scram-sha-256",
-    ],
-    join(dir, "logs", "postgres.log"),
-    { uid: asUser?.uid, gid: asUser?.gid },
-  );
-  const stop = proc.stop;
-  proc.stop = async () => {
-    await stop();
-    rmSync(data, { recursive: true, force: true });
+  const launch = () =>
+    startProcess(
+      "postgres",
+      join(pgBin, "postgres"),
+      [
+        "-D",
+        data,
+        "-p",
+        String(port),
+        "-h",
+        "127.0.0.1",
+        "-k",
+        data,
+        "-c",
+        "fsync=off",
+        "-c",
+        "synchronous_commit=off",
+        "-c",
+        "full_page_writes=off",
+        "-c",
+        "ssl=on",
+        "-c",
+        `ssl_cert_file=${join(data, "server-tls.crt")}`,
+        "-c",
+        `ssl_key_file=${join(data, "server-tls.key")}`,
+        "-c",
+        "password_encryption=scram-sha-256",
+      ],
+      join(dir, "logs", "postgres.log"),
+      { uid: asUser?.uid, gid: asUser?.gid },
+    );
+  // Killed and started again in place (same port, same data directory): `proc` stays the one
+  // handle that stops whichever postmaster runs, and removes the data directory at the end.
+  let current = launch();
+  const proc: Proc = {
+    name: current.name,
+    logFile: current.logFile,
+    get child() {
+      return current.child;
+    },
+    stop: async () => {
+      await current.stop();
+      rmSync(data, { recursive: true, force: true });
+    },
   };
   await waitUntil(proc, "connections", () => tcpOpen(port));
   const psql = (sql: string) =>
@@ -710,8 +760,37 @@ async function startPostgres(dir: string, pki: StorePki): Promise<{ proc: Proc; 
     }
   });
   psql("create database hybridp2p");
+  const restart: PostgresControl = {
+    kill: async () => {
+      const c = current.child;
+      if (c.exitCode !== null || c.signalCode !== null) return;
+      const exited = new Promise<void>((resolve) => c.once("exit", () => resolve()));
+      c.kill("SIGKILL");
+      await exited;
+      await current.stop(); // forgets it (already gone)
+    },
+    start: async () => {
+      // The killed postmaster's backends exit on noticing its death; until they have, a new
+      // postmaster refuses the data directory ("shared memory block is still in use"): retry.
+      for (let attempt = 1; ; attempt++) {
+        current = launch();
+        try {
+          await waitUntil(current, "queries", async () => {
+            psql("select 1");
+            return true;
+          });
+          return;
+        } catch (err) {
+          await current.stop();
+          if (attempt >= 20) throw err;
+          await sleep(250);
+        }
+      }
+    },
+  };
   return {
     proc,
+    restart,
     access: {
       store: "postgres",
       url: `postgres://postgres@127.0.0.1:${port}/hybridp2p`,
@@ -719,6 +798,15 @@ async function startPostgres(dir: string, pki: StorePki): Promise<{ proc: Proc; 
       tlsDir: pki.trust,
     },
   };
+}
+
+/** The local PostgreSQL killed (SIGKILL, a crash: recovery on the next start) and started
+ * again on the same port and data directory, so clients reconnect to the same address
+ * (chaos/database.ts). */
+export interface PostgresControl {
+  kill(): Promise<void>;
+  /** Resolves once it answers queries. */
+  start(): Promise<void>;
 }
 
 function pgUser(): { uid: number; gid: number } {
@@ -828,6 +916,10 @@ export interface Running {
   env: LocalEnv;
   /** With "cluster": the node on this host. */
   node?: LocalNode;
+  /** With "flags-etcd": kill it and start it again in place. */
+  flagsEtcd?: FlagsEtcdControl;
+  /** With "postgres": kill it and start it again in place. */
+  postgres?: PostgresControl;
   stop(): Promise<void>;
 }
 
@@ -859,6 +951,8 @@ export async function startLocalEnv(
   const procs: Proc[] = [];
   const env: LocalEnv = { stateDir };
   let node: LocalNode | undefined;
+  let flagsEtcd: FlagsEtcdControl | undefined;
+  let postgres: PostgresControl | undefined;
   const stop = async () => {
     // The node first (it stops its pods and puts the host back as it was), then the rest in
     // reverse start order: the apiserver goes before its etcd.
@@ -901,6 +995,7 @@ export async function startLocalEnv(
           case "flags-etcd": {
             const e = await startFlagsEtcd(stateDir, pki);
             procs.push(e.proc);
+            flagsEtcd = e.restart;
             env.etcd = e.access;
             env.etcdEndpoints = e.access.url;
             const users = [etcdUserName("operator")];
@@ -928,6 +1023,7 @@ export async function startLocalEnv(
           case "postgres": {
             const p = await startPostgres(stateDir, pki);
             procs.push(p.proc);
+            postgres = p.restart;
             env.postgres = p.access;
             env.databaseUrl = p.access.url;
             break;
@@ -966,5 +1062,5 @@ export async function startLocalEnv(
       .join("\n")}\n`,
   );
   log(`local environment ready in ${Date.now() - started} ms (state in ${stateDir})`);
-  return { env, node, stop };
+  return { env, node, flagsEtcd, postgres, stop };
 }
