@@ -210,10 +210,15 @@ export const operatorKill: Scenario = async (log) => {
     };
 
     // ---- the loop ------------------------------------------------------------------------------
+    // Toggles spread evenly over the kills, the last one just before the last kill, so the time to
+    // converge measures a publish the kills interrupted, not one long done.
+    const toggleAt = new Set(
+      Array.from({ length: Math.min(TOGGLES, KILLS) }, (_, i) => Math.round(((i + 1) * KILLS) / TOGGLES) - 1),
+    );
     let toggles = 0;
     for (let k = 0; k < KILLS; k++) {
       await sleep(300 + Math.random() * 1700);
-      if (toggles < TOGGLES && Math.random() < TOGGLES / KILLS + 0.1) {
+      if (toggleAt.has(k)) {
         await toggle();
         toggles++;
       }
@@ -222,12 +227,7 @@ export const operatorKill: Scenario = async (log) => {
       const victims = both ? replicas : replicas.filter((r) => r.name === lead);
       await Promise.all(victims.map(kill));
       for (const r of victims) await start(r, env.kubeconfig!, logDir);
-      if (k % 10 === 9) log(`${k + 1} kills, ${toggles} toggles; epoch ${history.pointers} pointers written`);
-    }
-    while (toggles < TOGGLES) {
-      await toggle();
-      toggles++;
-      await sleep(200);
+      if (k % 10 === 9) log(`${k + 1} kills, ${toggles} toggles; ${history.pointers} pointers written`);
     }
     const lastKill = Date.now();
 
