@@ -98,7 +98,13 @@ export const flagStore: Scenario = async (log) => {
     const l = layout(PREFIX);
     const history = new HistoryCheck(PREFIX);
     const watcher = await admin.watch().prefix(PREFIX).startRevision("1").create();
-    watcher.on("put", (kv) => history.onPut(kv));
+    // How far the history watch has read: a compaction waits for it, so that it never has to
+    // resume from a compacted revision itself (it would be cancelled and the history cut short).
+    let historyRev = 0;
+    watcher.on("put", (kv) => {
+      historyRev = Math.max(historyRev, Number(kv.mod_revision));
+      history.onPut(kv);
+    });
     let historyBroken = "";
     watcher.on("error", (err) => {
       historyBroken = String(err);
@@ -351,6 +357,20 @@ export const flagStore: Scenario = async (log) => {
     let compactions = 0;
     let restarts = 0;
     let compactedRevision = 0;
+    let racedCompactions = 0;
+    const compactNow = async () => {
+      // Two writes past the publish, so the compacted revision lies beyond where any pod's
+      // watch resumes (etcd keeps the compaction revision itself: a watch resuming exactly
+      // there would not be cancelled).
+      let rev = 0;
+      for (let k = 0; k < 2; k++)
+        rev = Number(
+          (await admin!.put(`${PREFIX}chaos/bump`).value(String(Date.now())).exec()).header.revision,
+        );
+      await waitFor("the history watch to catch up", () => historyRev >= rev, 10_000);
+      await admin!.kv.compact({ revision: String(rev), physical: true });
+      compactedRevision = rev;
+    };
     for (let i = 0; i < faults.length; i++) {
       const n =
         Math.floor(((i + 1) * loopToggles) / faults.length) - Math.floor((i * loopToggles) / faults.length);
@@ -366,6 +386,13 @@ export const flagStore: Scenario = async (log) => {
           for (let k = before; k < n; k++) await toggle();
         });
         restarts++;
+        // Every other restart is compacted as soon as the operator has published again, racing
+        // the pods' reconnect: a watch resumes either before the compaction or from behind it.
+        if (restarts % 2 === 0) {
+          await waitFor(`the publish of enabled=${enabled}`, () => published(enabled), 3000);
+          await compactNow();
+          racedCompactions++;
+        }
       } else {
         // The pods cut off; the operator publishes; the store compacted at its current revision;
         // the pods back: their watches resume from a compacted revision.
@@ -374,13 +401,7 @@ export const flagStore: Scenario = async (log) => {
         await proxy.cut();
         for (let k = before; k < n; k++) await toggle();
         await waitFor(`the publish of enabled=${enabled}`, () => published(enabled), GRACE_MS / 2);
-        // Two writes past the publish, so the compacted revision lies beyond where any pod's
-        // watch resumes (etcd keeps the compaction revision itself: a watch resuming exactly
-        // there would not be cancelled).
-        for (let k = 0; k < 2; k++) await admin.put("/chaos-flags-bump").value(String(Date.now()));
-        const rev = Number((await admin.get(l.pointer).exec()).header.revision);
-        await admin.kv.compact({ revision: String(rev), physical: true });
-        compactedRevision = rev;
+        await compactNow();
         compactions++;
         o.back = Date.now();
         await proxy.restore();
@@ -457,7 +478,8 @@ export const flagStore: Scenario = async (log) => {
       if (p.backwards.length > 0) violations.push(`${p.name} went back in epoch: ${p.backwards.join(", ")}`);
     await watcher.cancel().catch(() => undefined);
     violations.push(...history.violations);
-    if (historyBroken) log(`history watch ended early (${historyBroken}); its check covers what it saw`);
+    if (historyBroken)
+      violations.push(`the history watch was cancelled (${historyBroken}): its check is incomplete`);
     await nc.close();
     kube.close();
     return {
@@ -468,6 +490,7 @@ export const flagStore: Scenario = async (log) => {
         pods: pods.length,
         restarts: restarts + 2,
         compactions,
+        compactions_after_restart: racedCompactions,
         compacted_revision: compactedRevision,
         watch_resyncs: resyncs,
         toggles,
