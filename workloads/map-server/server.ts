@@ -34,7 +34,7 @@ import { MapOwnership } from "./ownership.ts";
 import { WorkerPool } from "./pool.ts";
 import { generateMap, hashString, type MapDef } from "./sim/maps.ts";
 import { MapSim, type PlayerInfo, type Session, type TickResult } from "./sim/world.ts";
-import { CharacterStore, type HotSession, HotStore } from "./store.ts";
+import { type CharacterSave, CharacterStore, type HotSession, HotStore } from "./store.ts";
 import { WorldEvents } from "./world-events.ts";
 
 /** Entity slots a map keeps free for world-event mobs (bosses, invasions). */
@@ -96,6 +96,12 @@ export class MapServer {
   private readonly held = new Map<string, Held>();
   private readonly attaching = new Map<string, Promise<void>>();
   private readonly background = new Set<Promise<unknown>>();
+  /**
+   * Characters that left while PostgreSQL could not take their save, by character id: kept
+   * here and saved again with every periodic persist, before the character joins again, and on
+   * shutdown, so an outage of the database loses no progress.
+   */
+  private readonly unsaved = new Map<string, CharacterSave>();
   private ticking: Promise<unknown> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -337,6 +343,8 @@ export class MapServer {
         return;
       }
       if (!s) {
+        // A save of its last leave still owed goes first: the load must see it.
+        await this.saveUnsaved([req.characterId]);
         const row = await this.chars.load(req.characterId);
         if (!row) {
           reply({ v: 1, ok: false, error: `unknown character ${req.characterId}` });
@@ -393,8 +401,11 @@ export class MapServer {
       const left = h.sim.leave(String(req.session));
       if (left) {
         const where = req.to ?? { map: h.addr.map, x: left.x, y: left.y };
-        await this.chars.save([{ ...left, ...where, online: false }]);
+        // The session is out of the sim now: a save that fails is kept and retried (saveUnsaved),
+        // or its progress would be lost with the session.
+        this.unsaved.set(left.characterId, { ...left, ...where, online: false });
         await this.hot.remove(this.opts.region, this.opts.zone, h.addr.map, h.sim.fence, [left.session]);
+        await this.saveUnsaved([left.characterId]);
       }
       reply({ v: 1, ok: true });
     } catch (err) {
@@ -547,8 +558,35 @@ export class MapServer {
     ).catch((err) => this.opts.log.warn("hot state not saved", { err }));
   }
 
-  /** Every held character to PostgreSQL. */
+  /**
+   * Saves the characters of `ids` (default: all) that left with their save still owed; throws
+   * when PostgreSQL does not take it (they stay owed).
+   */
+  private async saveUnsaved(ids?: string[]): Promise<void> {
+    const rows = (ids ?? [...this.unsaved.keys()]).flatMap((id) => {
+      const r = this.unsaved.get(id);
+      return r ? [r] : [];
+    });
+    if (rows.length === 0) return;
+    try {
+      await this.chars.save(rows);
+    } catch (err) {
+      throw new Error(
+        `${rows.length} characters not saved yet, kept for the next try: ${(err as Error).message}`,
+        {
+          cause: err,
+        },
+      );
+    }
+    // Only what was saved: a newer leave of the same character may have replaced its row meanwhile.
+    for (const r of rows) if (this.unsaved.get(r.characterId) === r) this.unsaved.delete(r.characterId);
+  }
+
+  /** Every held character to PostgreSQL, and those that left with their save still owed. */
   async persist(online: boolean): Promise<void> {
+    await this.saveUnsaved().catch((err) =>
+      this.opts.log.warn("characters that left not saved yet", { err, count: this.unsaved.size }),
+    );
     const rows = [];
     for (const [map, h] of this.held) {
       if (!this.ownership.holds(map)) continue;
