@@ -198,4 +198,50 @@ describe("flag publisher", () => {
     expect((await docs()).every((d) => d.publish === again.publish)).toBe(true);
     expect((await b.publish(world("gc", 3, false))).published).toBe(false); // and then only on change
   });
+
+  it("a publish that failed half-way is written again, even when the next compile equals the live one", async () => {
+    // A store that goes away between the chunks of a publish (an etcd restart): the chunk that
+    // landed holds documents of a publish that never flipped, and map servers apply them (they
+    // watch their own key). The next compile may equal the live pointer again (the change was
+    // undone meanwhile): it must still rewrite every document, or those zones keep the undone
+    // change while the pointer says otherwise.
+    const prefix = prefixFor();
+    let commits = 0;
+    let failAt = -1;
+    const flaky = new Proxy(etcd, {
+      get(target, prop) {
+        if (prop === "if")
+          return (...args: Parameters<Etcd3["if"]>) => {
+            const txn = target.if(...args);
+            const commit = txn.commit.bind(txn);
+            txn.commit = () =>
+              ++commits === failAt ? Promise.reject(new Error("14 UNAVAILABLE: gone")) : commit();
+            return txn;
+          };
+        const v = Reflect.get(target, prop, target);
+        return typeof v === "function" ? v.bind(target) : v;
+      },
+    });
+    // Two documents per transaction: 4 zones are two chunks and a flip.
+    const pub = new FlagPublisher({ client: flaky, identity: "op-a", prefix, maxOpsPerTxn: 2 });
+    await pub.acquire();
+    const off = await pub.publish(world("hw", 4, false));
+    failAt = commits + 2; // the second chunk of the next publish fails; the first lands
+    await expect(pub.publish(world("hw", 4, true))).rejects.toThrow(/UNAVAILABLE/);
+    const docs = async () =>
+      Object.entries(await etcd.getAll().prefix(pub.layout.zonesPrefix("hw")).strings()).map(([k, v]) =>
+        parsePublishedZone(k, v),
+      );
+    // The half that landed (the first chunk may still be on its way when the second fails).
+    await eventually("the first chunk landed", async () => (await docs()).some((d) => d.enabled));
+    const again = await pub.publish(world("hw", 4, false)); // the change undone
+    expect(again.epoch).toBeGreaterThan(off.epoch);
+    const live = parsePointer(pub.layout.pointer, (await etcd.get(pub.layout.pointer).string())!);
+    expect(live.publish).toBe(again.publish);
+    const after = await docs();
+    expect(after.map((d) => [d.zone, d.enabled, d.publish])).toEqual(
+      after.map((d) => [d.zone, false, live.publish]),
+    );
+    expect((await pub.publish(world("hw", 4, false))).published).toBe(false); // and then only on change
+  });
 });

@@ -257,32 +257,44 @@ export class FlagPublisher {
       const chunks = chunk([...writes, flipWrite], this.maxOps, this.maxBytes);
       let flip: { succeeded: boolean; header: { revision: string } };
       let tFlip: number;
-      if (chunks.length === 1) {
-        // Small enough for one transaction: the documents and the flip together.
-        tFlip = tWrite;
-        flip = await fenced()
-          .and(l.pointer, "Mod", "==", live.modRevision)
-          .then(...chunks[0]!.map(op))
-          .commit();
-      } else {
-        // All chunks at once: etcd applies them in order of arrival; waiting for each would add
-        // a round trip per chunk. Every one must land before the flip.
-        const results = await Promise.all(
-          chunk(writes, this.maxOps, this.maxBytes).map((c) =>
-            fenced()
-              .then(...c.map(op))
-              .commit(),
-          ),
-        );
-        if (results.some((r) => !r.succeeded)) throw this.deposed();
-        tFlip = performance.now();
-        flip = await fenced().and(l.pointer, "Mod", "==", live.modRevision).then(op(flipWrite)).commit();
+      try {
+        if (chunks.length === 1) {
+          // Small enough for one transaction: the documents and the flip together.
+          tFlip = tWrite;
+          flip = await fenced()
+            .and(l.pointer, "Mod", "==", live.modRevision)
+            .then(...chunks[0]!.map(op))
+            .commit();
+        } else {
+          // All chunks at once: etcd applies them in order of arrival; waiting for each would add
+          // a round trip per chunk. Every one must land before the flip.
+          const results = await Promise.all(
+            chunk(writes, this.maxOps, this.maxBytes).map((c) =>
+              fenced()
+                .then(...c.map(op))
+                .commit(),
+            ),
+          );
+          if (results.some((r) => !r.succeeded)) throw this.deposed();
+          tFlip = performance.now();
+          flip = await fenced().and(l.pointer, "Mod", "==", live.modRevision).then(op(flipWrite)).commit();
+        }
+      } catch (err) {
+        // Documents may have landed without their flip (the store went away between chunks, or
+        // a transaction's answer was lost), and map servers apply them as they land: what the
+        // store holds is unknown. The next publish reads it again and writes every document,
+        // even for a compile equal to the live pointer's (the change may have been undone since).
+        this.known = undefined;
+        this.mustWrite = true;
+        throw err;
       }
       if (!flip.succeeded) {
         this.known = undefined;
         const fence = await this.client.get(l.fence).exec();
         if (String(fence.kvs[0]?.mod_revision ?? "0") !== token) throw this.deposed();
-        // The pointer moved under us without the fence changing (a manual edit): start over.
+        // The pointer moved under us without the fence changing (a manual edit): start over,
+        // writing every document again (the chunks before the flip have landed).
+        if (chunks.length > 1) this.mustWrite = true;
         continue;
       }
       const revision = Number(flip.header.revision);
