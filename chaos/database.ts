@@ -5,7 +5,10 @@
 // directory CHAOS_PG_RESTARTS times (default 3), each time down for CHAOS_PG_DOWN_MS (3000).
 // The map server saves characters every CHAOS_SAVE_WINDOW_MS (default 3000; the product's
 // HYBRIDP2P_PERSIST_INTERVAL, 30 s by default: its documented save window), on leave and on
-// shutdown.
+// shutdown. The scenario's database sessions commit durably (synchronous_commit=on, as in
+// production; the local PostgreSQL's default is off for speed): with CHAOS_PG_DURABLE=0 a leave
+// acknowledged tens of milliseconds before a SIGKILL is lost in recovery, and the login check
+// below reports it.
 //
 // Ground truth is kept on the test side: every `loot` event the server emits (experience and
 // zeny, per character, with the time it arrived). The map server has no inventory: loot is
@@ -82,6 +85,8 @@ interface Bot {
   logins: number;
   /** Progress found missing at earlier logins. */
   lost: { exp: number; zeny: number };
+  /** The last logout: when its reply came, and whether it said the character was saved. */
+  left?: { at: number; ok: boolean };
 }
 
 export const database: Scenario = async (log) => {
@@ -92,6 +97,7 @@ export const database: Scenario = async (log) => {
   const SAVE_WINDOW_MS = Number(process.env.CHAOS_SAVE_WINDOW_MS ?? 3000);
   /** A player logs out and back in about this often (a leave saves the character). */
   const RELOG_MS = Number(process.env.CHAOS_RELOG_MS ?? 5000);
+  const DURABLE = process.env.CHAOS_PG_DURABLE !== "0";
 
   const running = await startLocalEnv({ services: ["flags-etcd", "nats", "redis", "postgres"], log });
   const env = running.env;
@@ -107,6 +113,16 @@ export const database: Scenario = async (log) => {
   const gateways: FakeGateway[] = [];
   let playing = true;
   try {
+    // The local PostgreSQL runs with synchronous_commit=off (fast tests): a commit acknowledged
+    // just before a SIGKILL could be lost in recovery, which no application can make up for.
+    // Production databases commit durably, so this one does too for the scenario's sessions.
+    // CHAOS_PG_DURABLE=0 keeps the local default (and shows what a non-durable database loses).
+    const admin = createPool(env.postgres!, { max: 1 });
+    try {
+      if (DURABLE) await admin.query("ALTER DATABASE hybridp2p SET synchronous_commit = on");
+    } finally {
+      await admin.end();
+    }
     // ---- the world: one map with four mobs per player, the characters in PostgreSQL -----------
     const mapDef = () => openMap(MAP, 48, 48, { mobs: [{ type: 1, count: 4 * PLAYERS }] });
     const specs = Array.from({ length: PLAYERS }, (_, i) => ({
@@ -172,6 +188,7 @@ export const database: Scenario = async (log) => {
     let leavesRefused = 0;
     let joinsRefused = 0;
     let relogsLost = 0;
+    const kills: number[] = [];
     const bots: Bot[] = ids.map((characterId, index) => ({
       index,
       characterId,
@@ -204,8 +221,9 @@ export const database: Scenario = async (log) => {
             relogsLost++;
             b.lost.exp += Math.max(0, had.exp - Number(row.base_exp));
             b.lost.zeny += Math.max(0, had.zeny - Number(row.zeny));
+            const kill = kills.map((t) => (b.left?.at ?? 0) - t).sort((x, y) => Math.abs(x) - Math.abs(y))[0];
             violations.push(
-              `player ${b.index} (character ${b.characterId}) logged in again with exp ${row.base_exp} zeny ${row.zeny} in the database; it logged out with ${had.exp} exp and ${had.zeny} zeny`,
+              `player ${b.index} (character ${b.characterId}) logged in again with exp ${row.base_exp} zeny ${row.zeny} in the database; it logged out with ${had.exp} exp and ${had.zeny} zeny (leave ${b.left?.ok ? "ok" : "refused"}, ${kill === undefined ? "no PostgreSQL kill yet" : kill < 0 ? `${-kill} ms before the nearest PostgreSQL kill` : `${kill} ms after the nearest PostgreSQL kill`})`,
             );
           }
         } catch (err) {
@@ -217,8 +235,10 @@ export const database: Scenario = async (log) => {
         const session = b.session;
         b.session = undefined;
         relogs++;
+        b.left = { at: Date.now(), ok: false };
         try {
           const r = await b.gw.leave(addr, session);
+          b.left = { at: Date.now(), ok: r.ok };
           if (!r.ok) leavesRefused++;
         } catch {
           leavesRefused++;
@@ -265,6 +285,7 @@ export const database: Scenario = async (log) => {
     for (let r = 0; r < RESTARTS; r++) {
       await sleep(2000 + Math.random() * 2000);
       const down = Date.now();
+      kills.push(down);
       await pg.kill();
       await sleep(DOWN_MS);
       await pg.start();
@@ -327,6 +348,8 @@ export const database: Scenario = async (log) => {
         "SELECT count(*) - count(DISTINCT lower(name)) AS n FROM characters WHERE id = ANY($1::bigint[])",
         [ids],
       );
+      const sync = (await pool.query<{ synchronous_commit: string }>("SHOW synchronous_commit")).rows[0];
+      log(`the scenario's sessions ran with synchronous_commit=${sync?.synchronous_commit}`);
       const rows = Number(r.rows[0]!.n);
       if (rows > 0) {
         duplicated += rows;
