@@ -98,6 +98,7 @@ export class Fanout {
     }
     const m = this.router.mapAt(where);
     if (!m) return;
+    this.router.ownerHeard(m);
     this.router.setServerMode(m, frame.mode);
     const t = this.now();
     const ents = frame.ents.map(fitEntity);

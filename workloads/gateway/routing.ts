@@ -7,6 +7,15 @@
 // produced under the new mode; P2P clients join or leave their coordinator mesh on reading it
 // (meshes and signaling are the coordinator's, workloads/coordinator). The gateway's own flags
 // (p2pGate) and the zone's rollout may hold a map or a client in server mode.
+//
+// Input through a bus outage. Input batches are core NATS publishes: one sent while the owner's
+// subscriptions are not back on the (restarted) server is gone, and a chat or an attack with it.
+// So from the moment the control connection drops, each map's inputs wait in the gateway; they
+// go once the connection is back and the owner has been heard from again (an AOI frame or owner
+// notice that arrived after the bus came back: the owner re-subscribes before it publishes), or
+// HOLD_RELEASE_MS after the reconnect at the latest. (Publishing into the reconnecting
+// connection is no help: the NATS client discards its buffer on every dial.) For the same
+// reason a resync request (below) waits until the control connection is back.
 import type { NatsConnection } from "@nats-io/transport-node";
 import {
   type AoiFrame,
@@ -52,7 +61,16 @@ export interface MapState {
   inputs: ClientInput[];
   lastFlush: number;
   flushTimer?: NodeJS.Timeout;
+  /** Set while inputs wait for the bus and the owner (see the header); `heard`: the owner was. */
+  holding?: { heard: boolean };
+  /** Views were reset while the control connection was down: the resync request is still owed. */
+  resyncOwed?: boolean;
 }
+
+/** Held inputs go this long after the control connection is back, heard from the owner or not. */
+export const HOLD_RELEASE_MS = 5000;
+/** Inputs held per map at most (the oldest go first). */
+const HOLD_CAP = 4 * MAX_INPUTS_PER_BATCH;
 
 type JoinedReply = JoinReply & { ok: true };
 
@@ -100,11 +118,69 @@ export class MapRouter {
   private readonly control: NatsConnection;
   private readonly sessions: Sessions;
   private readonly maps = new Map<string, MapState>();
+  /** The control connection is down (inputs are held). */
+  private controlDown = false;
+  private releaseTimer?: NodeJS.Timeout;
+  private stopped = false;
 
   constructor(opts: MapRouterOptions) {
     this.opts = opts;
     this.control = opts.control;
     this.sessions = opts.sessions;
+    this.watchControl();
+  }
+
+  private watchControl(): void {
+    // Test doubles of the connection may have no status stream.
+    if (typeof this.control.status !== "function") return;
+    void (async () => {
+      for await (const st of this.control.status()) {
+        if (this.stopped) break;
+        if (st.type === "disconnect") this.busLost();
+        else if (st.type === "reconnect") this.busBack();
+      }
+    })().catch(() => undefined);
+  }
+
+  /** The control connection dropped: every map's inputs wait until its owner is heard again. */
+  private busLost(): void {
+    this.controlDown = true;
+    clearTimeout(this.releaseTimer);
+    for (const m of this.maps.values()) {
+      clearTimeout(m.flushTimer);
+      m.flushTimer = undefined;
+      m.holding = { heard: false };
+    }
+  }
+
+  private busBack(): void {
+    this.controlDown = false;
+    for (const m of this.maps.values()) if (m.resyncOwed) this.askResync(m);
+    for (const m of this.maps.values()) if (m.holding?.heard) this.release(m);
+    clearTimeout(this.releaseTimer);
+    this.releaseTimer = setTimeout(() => {
+      for (const m of this.maps.values())
+        if (m.holding) {
+          this.opts.log.warn("map owner not heard from after a bus reconnect; sending held input", {
+            map: m.addr.map,
+            inputs: m.inputs.length,
+          });
+          this.release(m);
+        }
+    }, HOLD_RELEASE_MS);
+    this.releaseTimer.unref?.();
+  }
+
+  /** Something of the map's owner arrived (an AOI frame or owner notice). */
+  ownerHeard(m: MapState): void {
+    if (!m.holding) return;
+    m.holding.heard = true;
+    if (!this.controlDown) this.release(m);
+  }
+
+  private release(m: MapState): void {
+    m.holding = undefined;
+    this.flush(m);
   }
 
   addressOf(map: string): MapAddress | undefined {
@@ -119,6 +195,8 @@ export class MapRouter {
 
   /** Stops the input timers (the gateway is closing). */
   stop(): void {
+    this.stopped = true;
+    clearTimeout(this.releaseTimer);
     for (const m of this.maps.values()) clearTimeout(m.flushTimer);
   }
 
@@ -242,14 +320,25 @@ export class MapRouter {
    */
   resync(): void {
     for (const m of this.maps.values()) {
+      // What arrives from now on came through the bus that is back (the data connection's
+      // frames may have been in flight from before the outage until now).
+      if (m.holding) m.holding.heard = false;
       if (m.sessions.size === 0) continue;
       for (const s of m.sessions) this.sessions.deliver(s, (seq) => encode({ type: "viewReset", seq }));
-      this.control.publish(
-        subjects.resync(m.addr),
-        busEncode({ v: 1, gateway: this.opts.gateway } satisfies ViewResync),
-      );
+      // A publish on a connection that is still reconnecting is discarded by the client (its
+      // buffer is reset on every dial): ask once the control connection is back.
+      if (this.controlDown) m.resyncOwed = true;
+      else this.askResync(m);
     }
     this.opts.log.info("views resynced after a bus reconnect", { maps: this.maps.size });
+  }
+
+  private askResync(m: MapState): void {
+    m.resyncOwed = false;
+    this.control.publish(
+      subjects.resync(m.addr),
+      busEncode({ v: 1, gateway: this.opts.gateway } satisfies ViewResync),
+    );
   }
 
   /** Join with retries while the map has no owner; undefined when the session was dropped. */
@@ -371,6 +460,15 @@ export class MapRouter {
 
   private queue(m: MapState, input: ClientInput): void {
     m.inputs.push(input);
+    if (m.holding) {
+      if (m.inputs.length > HOLD_CAP) {
+        m.inputs.splice(0, m.inputs.length - HOLD_CAP);
+        this.opts.log.warn("held input over its cap while the bus is away; oldest dropped", {
+          map: m.addr.map,
+        });
+      }
+      return;
+    }
     if (m.inputs.length >= MAX_INPUTS_PER_BATCH) {
       this.flush(m);
       return;
@@ -384,7 +482,7 @@ export class MapRouter {
   private flush(m: MapState): void {
     clearTimeout(m.flushTimer);
     m.flushTimer = undefined;
-    if (m.inputs.length === 0) return;
+    if (m.holding || m.inputs.length === 0) return;
     const batch: InputBatch = { v: 1, gateway: this.opts.gateway, inputs: m.inputs };
     m.inputs = [];
     m.lastFlush = this.opts.now();
@@ -404,6 +502,7 @@ export class MapRouter {
     if (!where) return;
     const m = this.mapAt(where);
     if (!m) return;
+    this.ownerHeard(m);
     try {
       this.setServerMode(m, busDecode<OwnerNotice>(data).mode);
     } catch {

@@ -30,6 +30,7 @@ import {
 import { ensureEventStream } from "../../platform/bus/stream.ts";
 import type { Logger } from "../../platform/log.ts";
 import type { ModeSource } from "./modes.ts";
+import { EventOutbox } from "./outbox.ts";
 import { MapOwnership } from "./ownership.ts";
 import { WorkerPool } from "./pool.ts";
 import { generateMap, hashString, type MapDef } from "./sim/maps.ts";
@@ -84,6 +85,8 @@ interface Held {
   subs: Subscription[];
   /** Gateways that asked for their sessions' whole views again (applied between ticks). */
   resync: Set<string>;
+  /** Its event batches on their way into JetStream (retried in order through bus outages). */
+  outbox: EventOutbox;
 }
 
 export class MapServer {
@@ -225,7 +228,22 @@ export class MapServer {
     }
     this.pool.attach(map, sim);
     const addr = this.addr(map);
-    const held: Held = { sim, addr, subs: [], resync: new Set() };
+    const held: Held = {
+      sim,
+      addr,
+      subs: [],
+      resync: new Set(),
+      outbox: new EventOutbox({
+        publish: (subject, data, msgID) => this.js.publish(subject, data, { msgID }),
+        holds: () => this.held.get(map) === held && this.ownership.holds(map),
+        failed: (item, err) =>
+          this.opts.log.debug("event batch not stored yet, retrying", { map, tick: item.tick, err }),
+        dropped: (item, reason) => {
+          this.m.eventFailures.inc();
+          this.opts.log.warn("event batch not stored", { map, tick: item.tick, reason });
+        },
+      }),
+    };
     this.held.set(map, held);
     const nc = this.opts.nc;
     held.subs.push(
@@ -520,13 +538,14 @@ export class MapServer {
         events: r.events,
       };
       for (const e of r.events) this.m.events.inc({ kind: e.k });
-      const msgID = eventMessageId(h.addr.map, h.sim.fence, r.tick);
-      this.track(
-        this.js.publish(subjects.events(h.addr), encode(batch), { msgID }).catch((err) => {
-          this.m.eventFailures.inc();
-          this.opts.log.warn("event batch not stored", { map: h.addr.map, tick: r.tick, err });
-        }),
-      );
+      // Not dropped when the bus is away: the outbox retries it, in tick order.
+      h.outbox.push({
+        subject: subjects.events(h.addr),
+        data: encode(batch),
+        msgID: eventMessageId(h.addr.map, h.sim.fence, r.tick),
+        tick: r.tick,
+        made: Date.now(),
+      });
     }
     const [smooth, snap, reject] = r.stats.corrections;
     if (smooth > 0) this.m.corrections.inc({ kind: "smooth" }, smooth);
@@ -615,6 +634,17 @@ export class MapServer {
     clearTimeout(this.timer);
     await this.idle();
     await Promise.all([this.persist(true), this.saveHot()]);
+    // Events still being retried get a few seconds to reach the stream while the maps are ours.
+    const outboxes = [...this.held.values()].map((h) => h.outbox);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(outboxes.map((o) => o.idle())),
+      new Promise((r) => {
+        timer = setTimeout(r, 5000);
+      }),
+    ]);
+    clearTimeout(timer);
+    for (const o of outboxes) o.close();
     for (const map of [...this.held.keys()]) this.detach(map, "shutting down");
     await this.ownership.close();
     await this.world?.close();
@@ -660,7 +690,7 @@ function metrics(registry: Registry) {
     }),
     eventFailures: new Counter({
       name: "hybridp2p_map_event_publish_failures_total",
-      help: "Event batches JetStream did not acknowledge",
+      help: "Event batches given up on (never stored in JetStream: the map changed hands, or the bus was away past the duplicate window)",
       registers,
     }),
     corrections: new Counter({
