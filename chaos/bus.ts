@@ -23,10 +23,11 @@
 //   than 1 s after that resend, is a view that was not resent;
 // - no bot sees a sequence gap or reordering (platform/protocol/messages.ts: server-authoritative
 //   messages are numbered 1, 2, 3, ... per session) and none is disconnected.
-// Counted, not violations: chats that never reached the stream (chat_not_stored: the input is a
+// - nothing is delivered twice (JetStream redelivers a batch whose ack was lost in the outage; the
+//   gateway must hand it over once, workloads/gateway/events.ts).
+// Counted, not a violation: chats that never reached the stream (chat_not_stored: the input is a
 // core NATS publish, so one in flight to the server being killed is gone; the gateway holds what
-// it gets while the bus is away, workloads/gateway/routing.ts), and chats delivered twice
-// (chat_duplicates: JetStream redelivers a batch whose ack was lost in the outage).
+// it gets while the bus is away, workloads/gateway/routing.ts).
 //
 // Figures: max_reconnect_seconds from a stop until the gateway's connection is back,
 // max_resume_seconds from a stop until every bot has its view back.
@@ -420,10 +421,12 @@ export const bus: Scenario = async (log) => {
     }
     let hitLost = 0;
     let hitDelivered = 0;
+    let hitDuplicates = 0;
     for (const [b, want] of hitWanted)
       for (const [k, n] of want) {
         const got = b.hits.get(k) ?? 0;
         hitDelivered += Math.min(n, got);
+        hitDuplicates += Math.max(0, got - n);
         if (got < n) {
           hitLost += n - got;
           if (lostExamples.length < 10) lostExamples.push(`hit ${k} to bot ${b.i} (${got} of ${n})`);
@@ -433,6 +436,10 @@ export const bus: Scenario = async (log) => {
     const chatSent = bots.reduce((n, b) => n + b.chatsSent, 0);
     if (chatLost > 0) violations.push(`${chatLost} chat deliveries lost, e.g. ${lostExamples.join("; ")}`);
     if (hitLost > 0) violations.push(`${hitLost} combat deliveries lost, e.g. ${lostExamples.join("; ")}`);
+    if (chatDuplicates + hitDuplicates > 0)
+      violations.push(
+        `${chatDuplicates} chat and ${hitDuplicates} combat deliveries made twice (a redelivered batch handed over again)`,
+      );
     if (hitsStored === 0) violations.push("no combat happened (the check of combat events checked nothing)");
     const failures = (
       await registry.getSingleMetric("hybridp2p_map_event_publish_failures_total")?.get()
@@ -485,6 +492,7 @@ export const bus: Scenario = async (log) => {
         combat_events: hitsStored,
         combat_delivered: hitDelivered,
         combat_lost: hitLost,
+        combat_duplicates: hitDuplicates,
         seq_gaps: seqGaps,
         max_reconnect_seconds: maxReconnect.toFixed(1),
         max_resume_seconds: maxResume.toFixed(1),

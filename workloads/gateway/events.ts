@@ -1,6 +1,12 @@
 // Zone events (chat, combat, deaths, loot, respawns) reach the gateway on JetStream, because
 // they must not be lost (platform/bus/contract.ts): one durable consumer per gateway over the
 // region's event subjects. Each batch is acknowledged after it was handed to the sessions.
+//
+// At least once, delivered once: an acknowledgement sent while the bus is away is lost (the NATS
+// client discards what it could not send), so JetStream delivers that batch again after the
+// outage. The consumer remembers the stream sequences it handed over (a window of the last
+// SEEN_WINDOW) and acknowledges a redelivered one without handing it to the sessions again, so no
+// client sees a chat line or a hit twice.
 import {
   AckPolicy,
   type ConsumerMessages,
@@ -23,6 +29,51 @@ export { ensureEventStream };
 
 export interface EventConsumer {
   stop(): Promise<void>;
+}
+
+/** Stream sequences remembered for telling a redelivery from a first delivery. */
+export const SEEN_WINDOW = 100_000;
+
+/** What the consumer needs of a JetStream message. */
+export interface EventMessage {
+  subject: string;
+  data: Uint8Array;
+  /** The stream sequence. */
+  seq: number;
+  ack(): void;
+}
+
+/**
+ * The consumer's message handler: hands each batch over once (see the header), then acknowledges
+ * it. `handed` counts the batches handed over, `redelivered` those skipped.
+ */
+export function eventHandler(
+  onBatch: (batch: EventBatch, zone: string) => void,
+  onError: (err: unknown) => void = () => {},
+): ((m: EventMessage) => void) & { handed: number; redelivered: number } {
+  const seen = new Set<number>();
+  let highest = 0;
+  const handle = (m: EventMessage) => {
+    if (seen.has(m.seq) || (m.seq <= highest - SEEN_WINDOW && highest > 0)) {
+      handle.redelivered++;
+      m.ack();
+      return;
+    }
+    seen.add(m.seq);
+    if (m.seq > highest) highest = m.seq;
+    if (seen.size > SEEN_WINDOW * 1.5) for (const q of seen) if (q <= highest - SEEN_WINDOW) seen.delete(q);
+    try {
+      const where = parseMapSubject(m.subject);
+      if (where) onBatch(decode<EventBatch>(m.data), where.zone);
+      handle.handed++;
+    } catch (err) {
+      onError(err);
+    }
+    m.ack();
+  };
+  handle.handed = 0;
+  handle.redelivered = 0;
+  return handle;
 }
 
 export async function consumeEvents(
@@ -56,15 +107,7 @@ export async function consumeEvents(
   const consumer = await jetstream(nc).consumers.get(EVENT_STREAM, durable);
   const messages: ConsumerMessages = await consumer.consume({
     max_messages: 256,
-    callback: (m) => {
-      try {
-        const where = parseMapSubject(m.subject);
-        if (where) onBatch(decode<EventBatch>(m.data), where.zone);
-      } catch (err) {
-        onError(err);
-      }
-      m.ack();
-    },
+    callback: eventHandler(onBatch, onError),
   });
   return {
     async stop() {
