@@ -9,6 +9,9 @@ export type Phase =
   | { phase: "Reconciling"; reason: string; message: string }
   | { phase: "Stalled"; reason: string; message: string };
 
+/** Ready's reason when workloads that were available lost replicas (reconcile.ts waitingPhase). */
+export const REPLICAS_UNAVAILABLE = "ReplicasUnavailable";
+
 export type DesiredCondition = Omit<Condition, "lastTransitionTime" | "observedGeneration">;
 
 export function phaseConditions(p: Phase): DesiredCondition[] {

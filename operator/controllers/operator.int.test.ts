@@ -279,6 +279,34 @@ describe("operator against a real apiserver", () => {
     expect(z.status?.replicas).toMatchObject({ desired: 2 });
   });
 
+  it("says a Zone lost a map server (status and a Warning Event) and recovers when it is back", async () => {
+    // What the StatefulSet controller reports after a pod is evicted or killed.
+    const live = await client.get<KubeObject>(resources.statefulSet, ns, "fild-map-server");
+    await client.patchStatus(resources.statefulSet, ns, "fild-map-server", {
+      observedGeneration: live!.metadata.generation,
+      replicas: 2,
+      readyReplicas: 1,
+      availableReplicas: 1,
+      updatedReplicas: 2,
+    });
+    const lost = await waitFor(async () => {
+      const z = await getCr(zoneResource, "fild");
+      return cond(z, "Ready")?.status === "False" ? z : undefined;
+    }, "zone not Ready");
+    expect(cond(lost, "Ready")).toMatchObject({
+      reason: "ReplicasUnavailable",
+      message: "replicas lost, waiting for fild-map-server (1/2)",
+    });
+    expect(cond(lost, "Reconciling")?.status).toBe("True");
+    const ev = await eventFor("Zone", "fild", "ReplicasUnavailable");
+    expect(ev.message).toContain("fild-map-server (1/2)");
+    await markAvailable(resources.statefulSet, "fild-map-server");
+    await waitFor(async () => {
+      const z = await getCr(zoneResource, "fild");
+      return cond(z, "Ready")?.status === "True" ? z : undefined;
+    }, "zone Ready again");
+  });
+
   it("restores a deleted child", async () => {
     const before = await client.get(resources.service, ns, "alpha-coordinator");
     await client.delete(resources.service, ns, "alpha-coordinator");

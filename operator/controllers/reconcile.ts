@@ -2,8 +2,9 @@
 
 import { ApiError, resourceFor } from "../../platform/kube/kube.ts";
 import type { KubeObject } from "../../platform/kube/meta.ts";
+import type { Condition } from "../api/index.ts";
 import type { ChildOutcome } from "./children.ts";
-import type { Phase } from "./conditions.ts";
+import { findCondition, type Phase, REPLICAS_UNAVAILABLE } from "./conditions.ts";
 import type { Context } from "./context.ts";
 
 export interface ApplyResult {
@@ -97,4 +98,30 @@ export function notReady(ctx: Context, desired: KubeObject[], written: Set<strin
     if (written.has(childId(d)) || !current || have < want) out.push(`${d.metadata.name} (${have}/${want})`);
   }
   return out;
+}
+
+/**
+ * The phase while some workloads are not available: a loss (pods gone from workloads that were
+ * all available at this generation, e.g. a pod evicted or killed) reads differently from a rollout
+ * in progress, so the Zone's or Region's status says what happened. It stays a loss until the
+ * workloads are back or the spec changes.
+ */
+export function waitingPhase(
+  obj: { metadata: { generation?: number }; status?: { conditions?: Condition[] } },
+  waiting: string[],
+  written: Set<string>,
+): Phase {
+  const ready = findCondition(obj.status?.conditions, "Ready");
+  const sameGeneration = ready?.observedGeneration === obj.metadata.generation;
+  const lost =
+    written.size === 0 &&
+    sameGeneration &&
+    (ready?.status === "True" || ready?.reason === REPLICAS_UNAVAILABLE);
+  return lost
+    ? {
+        phase: "Reconciling",
+        reason: REPLICAS_UNAVAILABLE,
+        message: `replicas lost, waiting for ${waiting.join(", ")}`,
+      }
+    : { phase: "Reconciling", reason: "Progressing", message: `waiting for ${waiting.join(", ")}` };
 }

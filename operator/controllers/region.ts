@@ -11,7 +11,7 @@ import type { StoreSecrets } from "../render/stores.ts";
 import { isExternal, referencedSecrets, storeServiceName, storeSpec } from "../render/stores.ts";
 import { type DesiredCondition, type Phase, phaseConditions } from "./conditions.ts";
 import { type Context, type RegionObject, regionResource } from "./context.ts";
-import { applyChildren, notReady } from "./reconcile.ts";
+import { applyChildren, notReady, waitingPhase } from "./reconcile.ts";
 import {
   createConfigSecrets,
   ensureRegionSecrets,
@@ -104,7 +104,7 @@ export async function reconcileRegion(ctx: Context, key: string): Promise<Reconc
   const phase: Phase =
     rejected ??
     (waiting.length > 0
-      ? { phase: "Reconciling", reason: "Progressing", message: `waiting for ${waiting.join(", ")}` }
+      ? waitingPhase(region, waiting, written)
       : { phase: "Ready", reason: "Available", message: "all workloads and data stores are available" });
 
   const zones = zoneCounts(ctx, region);

@@ -1,11 +1,12 @@
 // Writing a custom resource's status: only the fields this controller owns, only when they
-// changed, through the status subresource; Events when Ready or Stalled flip.
+// changed, through the status subresource; Events when Ready or Stalled flip (Ready to False
+// only for a loss of replicas: a rollout's Reconciling is expected).
 
 import type { KubeClient, ResourceType } from "../../platform/kube/kube.ts";
 import type { KubeObject } from "../../platform/kube/meta.ts";
 import type { Condition } from "../api/index.ts";
 import { isSubset } from "./children.ts";
-import { type DesiredCondition, findCondition, mergeConditions } from "./conditions.ts";
+import { type DesiredCondition, findCondition, mergeConditions, REPLICAS_UNAVAILABLE } from "./conditions.ts";
 import type { EventRecorder } from "./events.ts";
 
 export interface StatusUpdate {
@@ -58,4 +59,7 @@ async function transitionEvents(
   }
   const ready = findCondition(after, "Ready");
   if (ready && flipped("Ready", "True")) await events.record(obj, "Normal", "Ready", ready.message);
+  // Ready lost without a spec change (pods evicted or killed): say so once, as it happens.
+  else if (ready?.reason === REPLICAS_UNAVAILABLE && flipped("Ready", "False"))
+    await events.record(obj, "Warning", ready.reason, ready.message);
 }

@@ -7,7 +7,7 @@ import type { KubeObject } from "../../platform/kube/meta.ts";
 import { mapServerSelector, renderZone } from "../render/zone.ts";
 import { type Phase, phaseConditions } from "./conditions.ts";
 import { type Context, type RegionObject, type ZoneObject, zoneResource } from "./context.ts";
-import { applyChildren, notReady } from "./reconcile.ts";
+import { applyChildren, notReady, waitingPhase } from "./reconcile.ts";
 import { writeStatus } from "./status.ts";
 
 export async function reconcileZone(ctx: Context, key: string): Promise<ReconcileResult | undefined> {
@@ -38,7 +38,7 @@ export async function reconcileZone(ctx: Context, key: string): Promise<Reconcil
   const phase: Phase =
     rejected ??
     (waiting.length > 0
-      ? { phase: "Reconciling", reason: "Progressing", message: `waiting for ${waiting.join(", ")}` }
+      ? waitingPhase(zone, waiting, written)
       : { phase: "Ready", reason: "Available", message: "all map servers are ready" });
   await writeStatus(ctx.client, ctx.events, zoneResource, zone, {
     fields: { replicas, selector },
