@@ -19,6 +19,26 @@ const SCENARIOS: Record<string, { about: string; load: () => Promise<Scenario> }
       "fuzzed frames at the gateway and the coordinator from many connections, malformed flag documents in the flag store, oversized and deeply nested manifests",
     load: async () => (await import("./bad-input.ts")).badInput,
   },
+  "flag-store": {
+    about:
+      "the flag etcd restarted and compacted during policy toggles: every pod reaches the final epoch, fallback only after the grace period and left as the policy says",
+    load: async () => (await import("./flag-store.ts")).flagStore,
+  },
+  bus: {
+    about:
+      "NATS restarted during play with 50 bots: no chat or combat event lost (JetStream), views resent, no sequence gap seen by a client",
+    load: async () => (await import("./bus.ts")).bus,
+  },
+  database: {
+    about:
+      "PostgreSQL restarted during play: character progress lost at most the save window, no item or experience duplicated",
+    load: async () => (await import("./database.ts")).database,
+  },
+  "pod-faults": {
+    about:
+      "map-server and gateway pods evicted and killed on the real-node cluster under 50 bots: ownership moves, bots reconnect, the Zone's status says what happened",
+    load: async () => (await import("./pod-faults.ts")).podFaults,
+  },
 };
 
 export function resultLine(name: string, r: ScenarioResult): string {
