@@ -185,7 +185,7 @@ async function startEtcd(
 async function startFlagsEtcd(
   dir: string,
   pki: StorePki,
-): Promise<{ proc: Proc; access: StoreAccess; restart: FlagsEtcdControl }> {
+): Promise<{ proc: Proc; access: StoreAccess; restart: StoreControl }> {
   const e = await startEtcd("flags-etcd", dir, pki);
   const access: StoreAccess = { store: "etcd", url: e.endpoint, tlsDir: pki.client(ETCD_ROOT_USER) };
   const client = new Etcd3({
@@ -204,18 +204,44 @@ async function startFlagsEtcd(
   } finally {
     client.close();
   }
-  // Killed and started again in place (same ports, same data directory, auth already applied):
-  // `proc` stays the one handle that stops whichever process runs.
-  let current = e.proc;
+  // Killed and started again in place (same ports, same data directory, auth already applied).
+  const { proc, restart } = restartable(
+    e.proc,
+    async () => (await startEtcd("flags-etcd", dir, pki, e.ports)).proc,
+  );
+  return { proc, access, restart };
+}
+
+/** A local store killed (SIGKILL: a crash) and started again on the same ports and data
+ * directory, so its clients reconnect to the same address (chaos/flag-store.ts, chaos/database.ts). */
+export interface StoreControl {
+  kill(): Promise<void>;
+  /** Resolves once the store answers again. */
+  start(): Promise<void>;
+}
+
+/**
+ * Wraps a store's process so it can be killed and started again in place: `proc` stays the one
+ * handle that stops whichever process runs (`onStop` runs after it, e.g. to remove data).
+ */
+function restartable(
+  first: Proc,
+  relaunch: () => Promise<Proc>,
+  onStop: () => void = () => {},
+): { proc: Proc; restart: StoreControl } {
+  let current = first;
   const proc: Proc = {
-    name: current.name,
-    logFile: current.logFile,
+    name: first.name,
+    logFile: first.logFile,
     get child() {
       return current.child;
     },
-    stop: () => current.stop(),
+    stop: async () => {
+      await current.stop();
+      onStop();
+    },
   };
-  const restart: FlagsEtcdControl = {
+  const restart: StoreControl = {
     kill: async () => {
       const c = current.child;
       if (c.exitCode !== null || c.signalCode !== null) return;
@@ -225,18 +251,10 @@ async function startFlagsEtcd(
       await current.stop(); // forgets it (already gone)
     },
     start: async () => {
-      current = (await startEtcd("flags-etcd", dir, pki, e.ports)).proc;
+      current = await relaunch();
     },
   };
-  return { proc, access, restart };
-}
-
-/** The local flag etcd killed (SIGKILL) and started again on the same ports and data directory,
- * so its clients reconnect to the same endpoint (chaos/flag-store.ts). */
-export interface FlagsEtcdControl {
-  kill(): Promise<void>;
-  /** Resolves once /health answers. */
-  start(): Promise<void>;
+  return { proc, restart };
 }
 
 // ---- the stores' PKI: a throwaway CA, a serving certificate, client certificates by CN ----------
@@ -660,7 +678,7 @@ async function startRedis(dir: string, pki: StorePki): Promise<{ proc: Proc; acc
 async function startPostgres(
   dir: string,
   pki: StorePki,
-): Promise<{ proc: Proc; access: StoreAccess; restart: PostgresControl }> {
+): Promise<{ proc: Proc; access: StoreAccess; restart: StoreControl }> {
   const pgBin = postgresBinDir();
   // PostgreSQL refuses to run as root; when we are root, run it as the packaged postgres user.
   const asUser = process.getuid?.() === 0 ? pgUser() : undefined;
@@ -727,20 +745,11 @@ async function startPostgres(
       join(dir, "logs", "postgres.log"),
       { uid: asUser?.uid, gid: asUser?.gid },
     );
-  // Killed and started again in place (same port, same data directory): `proc` stays the one
-  // handle that stops whichever postmaster runs, and removes the data directory at the end.
-  let current = launch();
-  const proc: Proc = {
-    name: current.name,
-    logFile: current.logFile,
-    get child() {
-      return current.child;
-    },
-    stop: async () => {
-      await current.stop();
-      rmSync(data, { recursive: true, force: true });
-    },
-  };
+  // Killed and started again in place (same port, same data directory); the data directory goes
+  // when it stops for good.
+  const { proc, restart } = restartable(launch(), relaunch, () =>
+    rmSync(data, { recursive: true, force: true }),
+  );
   await waitUntil(proc, "connections", () => tcpOpen(port));
   const psql = (sql: string) =>
     execFileSync(
@@ -760,34 +769,24 @@ async function startPostgres(
     }
   });
   psql("create database hybridp2p");
-  const restart: PostgresControl = {
-    kill: async () => {
-      const c = current.child;
-      if (c.exitCode !== null || c.signalCode !== null) return;
-      const exited = new Promise<void>((resolve) => c.once("exit", () => resolve()));
-      c.kill("SIGKILL");
-      await exited;
-      await current.stop(); // forgets it (already gone)
-    },
-    start: async () => {
-      // The killed postmaster's backends exit on noticing its death; until they have, a new
-      // postmaster refuses the data directory ("shared memory block is still in use"): retry.
-      for (let attempt = 1; ; attempt++) {
-        current = launch();
-        try {
-          await waitUntil(current, "queries", async () => {
-            psql("select 1");
-            return true;
-          });
-          return;
-        } catch (err) {
-          await current.stop();
-          if (attempt >= 20) throw err;
-          await sleep(250);
-        }
+  async function relaunch(): Promise<Proc> {
+    // The killed postmaster's backends exit on noticing its death; until they have, a new
+    // postmaster refuses the data directory ("shared memory block is still in use"): retry.
+    for (let attempt = 1; ; attempt++) {
+      const next = launch();
+      try {
+        await waitUntil(next, "queries", async () => {
+          psql("select 1");
+          return true;
+        });
+        return next;
+      } catch (err) {
+        await next.stop();
+        if (attempt >= 20) throw err;
+        await sleep(250);
       }
-    },
-  };
+    }
+  }
   return {
     proc,
     restart,
@@ -798,15 +797,6 @@ async function startPostgres(
       tlsDir: pki.trust,
     },
   };
-}
-
-/** The local PostgreSQL killed (SIGKILL, a crash: recovery on the next start) and started
- * again on the same port and data directory, so clients reconnect to the same address
- * (chaos/database.ts). */
-export interface PostgresControl {
-  kill(): Promise<void>;
-  /** Resolves once it answers queries. */
-  start(): Promise<void>;
 }
 
 function pgUser(): { uid: number; gid: number } {
@@ -917,9 +907,9 @@ export interface Running {
   /** With "cluster": the node on this host. */
   node?: LocalNode;
   /** With "flags-etcd": kill it and start it again in place. */
-  flagsEtcd?: FlagsEtcdControl;
+  flagsEtcd?: StoreControl;
   /** With "postgres": kill it and start it again in place. */
-  postgres?: PostgresControl;
+  postgres?: StoreControl;
   stop(): Promise<void>;
 }
 
@@ -951,8 +941,8 @@ export async function startLocalEnv(
   const procs: Proc[] = [];
   const env: LocalEnv = { stateDir };
   let node: LocalNode | undefined;
-  let flagsEtcd: FlagsEtcdControl | undefined;
-  let postgres: PostgresControl | undefined;
+  let flagsEtcd: StoreControl | undefined;
+  let postgres: StoreControl | undefined;
   const stop = async () => {
     // The node first (it stops its pods and puts the host back as it was), then the rest in
     // reverse start order: the apiserver goes before its etcd.
