@@ -21,12 +21,10 @@
 // epoch, and the pointer's epochs only grow under the one fencing token (chaos/history.ts).
 import { join } from "node:path";
 import type { Etcd3 } from "etcd3";
-import { API_VERSION } from "../operator/api/index.ts";
 import { type ZoneObject, zoneResource } from "../operator/controllers/context.ts";
 import { FlagClient } from "../platform/flags/client.ts";
 import { connectFlagStore } from "../platform/flags/etcd.ts";
 import { layout, parsePointer } from "../platform/flags/layout.ts";
-import type { KubeObject } from "../platform/kube/meta.ts";
 import { connectNats, withUrl } from "../platform/stores/access.ts";
 import { sleep } from "../platform/time.ts";
 import { type CutProxy, cutProxy } from "../testkit/flags.ts";
@@ -35,6 +33,7 @@ import { envVars, startLocalEnv } from "../testkit/local/services.ts";
 import { freePort, type Proc, startProcess } from "../testkit/processes.ts";
 import { HistoryCheck } from "./history.ts";
 import type { Scenario } from "./scenario.ts";
+import { createChaosPolicy, createChaosRegion, patchChaosPolicy } from "./world.ts";
 
 const NS = "chaos-flags";
 const PREFIX = "/chaos-flags/v1/";
@@ -110,47 +109,12 @@ export const flagStore: Scenario = async (log) => {
       historyBroken = String(err);
     });
 
-    await kube.create({
-      apiVersion: API_VERSION,
-      kind: "Region",
-      metadata: { name: "chaos", namespace: NS },
-      spec: {
-        dataStores: {
-          etcd: { mode: "External", external: { endpoints: [env.etcdEndpoints!] } },
-          nats: { mode: "External", external: { endpoints: [env.natsUrl!] } },
-        },
-      },
-    });
-    const zoneNames = Array.from({ length: ZONES }, (_, i) => `z${String(i).padStart(4, "0")}`);
-    for (let i = 0; i < zoneNames.length; i += 25)
-      await Promise.all(
-        zoneNames.slice(i, i + 25).map((name) =>
-          kube.create({
-            apiVersion: API_VERSION,
-            kind: "Zone",
-            metadata: { name, namespace: NS, labels: { tier: "field" } },
-            spec: {
-              regionRef: { name: "chaos" },
-              maps: [{ name, type: "Field" }],
-              mapServer: { replicas: 1 },
-            },
-          } as KubeObject),
-        ),
-      );
+    const zoneNames = await createChaosRegion(kube, env, NS, ZONES);
     let enabled = true;
     const auto = { mode: "Auto", backoff: { initialSeconds: BACKOFF_S, maxSeconds: 300 } };
-    await kube.create({
-      apiVersion: API_VERSION,
-      kind: "P2PPolicy",
-      metadata: { name: "fields", namespace: NS },
-      spec: { zoneSelector: { matchLabels: { tier: "field" } }, enabled, recovery: auto },
-    } as KubeObject);
+    await createChaosPolicy(kube, NS, { enabled, recovery: auto });
     let toggles = 0;
-    const patchPolicy = (spec: Record<string, unknown>) =>
-      kube.request("PATCH", `/apis/${API_VERSION}/namespaces/${NS}/p2ppolicies/fields`, {
-        body: { spec },
-        contentType: "application/merge-patch+json",
-      });
+    const patchPolicy = (spec: Record<string, unknown>) => patchChaosPolicy(kube, NS, spec);
     const toggle = async () => {
       enabled = !enabled;
       toggles++;

@@ -16,7 +16,6 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
 import { join } from "node:path";
 import type { Etcd3 } from "etcd3";
-import { API_VERSION } from "../operator/api/index.ts";
 import {
   type RegionObject,
   regionResource,
@@ -39,6 +38,7 @@ import { envVars, startLocalEnv } from "../testkit/local/services.ts";
 import { freePort } from "../testkit/processes.ts";
 import { HistoryCheck } from "./history.ts";
 import type { Scenario } from "./scenario.ts";
+import { createChaosPolicy, createChaosRegion, patchChaosPolicy } from "./world.ts";
 
 const NS = "chaos-operator";
 const PREFIX = "/chaos-operator/v1/";
@@ -141,41 +141,9 @@ export const operatorKill: Scenario = async (log) => {
     const watcher = await etcd.watch().prefix(PREFIX).startRevision("1").create();
     watcher.on("put", (kv) => history.onPut(kv));
 
-    const create = (obj: KubeObject) => kube.create(obj);
-    await create({
-      apiVersion: API_VERSION,
-      kind: "Region",
-      metadata: { name: "chaos", namespace: NS },
-      spec: {
-        dataStores: {
-          etcd: { mode: "External", external: { endpoints: [env.etcdEndpoints!] } },
-          nats: { mode: "External", external: { endpoints: [env.natsUrl!] } },
-        },
-      },
-    });
-    const zoneNames = Array.from({ length: ZONES }, (_, i) => `z${String(i).padStart(4, "0")}`);
-    for (let i = 0; i < zoneNames.length; i += 25)
-      await Promise.all(
-        zoneNames.slice(i, i + 25).map((name) =>
-          create({
-            apiVersion: API_VERSION,
-            kind: "Zone",
-            metadata: { name, namespace: NS, labels: { tier: "field" } },
-            spec: {
-              regionRef: { name: "chaos" },
-              maps: [{ name, type: "Field" }],
-              mapServer: { replicas: 1 },
-            },
-          }),
-        ),
-      );
+    const zoneNames = await createChaosRegion(kube, env, NS, ZONES);
     let enabled = false;
-    await create({
-      apiVersion: API_VERSION,
-      kind: "P2PPolicy",
-      metadata: { name: "fields", namespace: NS },
-      spec: { zoneSelector: { matchLabels: { tier: "field" } }, enabled },
-    });
+    await createChaosPolicy(kube, NS, { enabled });
     log(
       `${ZONES} zones and a policy created; starting ${replicas.length} operator replicas and ${ZONES} pods`,
     );
@@ -203,10 +171,7 @@ export const operatorKill: Scenario = async (log) => {
         ?.spec?.holderIdentity ?? "";
     const toggle = async () => {
       enabled = !enabled;
-      await kube.request("PATCH", `/apis/${API_VERSION}/namespaces/${NS}/p2ppolicies/fields`, {
-        body: { spec: { enabled } },
-        contentType: "application/merge-patch+json",
-      });
+      await patchChaosPolicy(kube, NS, { enabled });
     };
 
     // ---- the loop ------------------------------------------------------------------------------
