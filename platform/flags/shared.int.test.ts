@@ -2,11 +2,14 @@
 // key, reads of the same tick as one request, each value parsed once; one report sender per
 // NATS connection whose heartbeats keep the reports alive at the receiver.
 import { randomUUID } from "node:crypto";
+import { join } from "node:path";
 import type { NatsConnection } from "@nats-io/transport-node";
-import type { Etcd3, IKeyValue } from "etcd3";
+import { type Etcd3, type IKeyValue, Range } from "etcd3";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { eventually } from "../../testkit/flags.ts";
+import { cutProxy, eventually } from "../../testkit/flags.ts";
+import { storePki } from "../../testkit/local/services.ts";
 import { connectNats } from "../stores/access.ts";
+import { FlagClient } from "./client.ts";
 import { connectFlagStore } from "./etcd.ts";
 import { layout, type PodReport } from "./layout.ts";
 import { ReportTable, reportSender } from "./reports.ts";
@@ -55,6 +58,93 @@ describe("sharing a connection", () => {
     expect(new Set(values).size).toBe(1);
     for (const s of subs) await hub.unsubscribe(s);
     expect(keyHub(etcd, key)).not.toBe(hub); // the last one out closed the watch
+  });
+
+  it("keeps its subscribers watching when a cancelled watch cannot be re-opened at once", async () => {
+    // A user of our own (client-certificate CN), reading only this test's prefix, so taking its
+    // permission away touches no other test.
+    const l = layout(`/test-${randomUUID()}/`);
+    const user = `shared-test-${randomUUID().slice(0, 8)}`;
+    const read = { permission: "Read" as const, range: Range.prefix(`${l.prefix}flags/`) };
+    await etcd.role(user).create();
+    await etcd.role(user).grant(read);
+    await etcd.auth.userAdd({ name: user, options: { no_password: true } });
+    await etcd.user(user).addRole(user);
+    const tlsDir = storePki(join(env.stateDir, "store-pki")).client(user);
+    const proxy = await cutProxy(Number(new URL(env.etcd!.url).port));
+    const podConn = connectFlagStore({
+      store: "etcd",
+      url: proxy.endpoint.replace(/^http:/, "https:"),
+      tlsDir,
+    });
+    const key = l.zoneKey("eu", "z1");
+    const publish = (epoch: number) => {
+      const id = `${String(epoch).padStart(12, "0")}-${"1".padStart(16, "0")}`;
+      const doc = {
+        v: 1,
+        namespace: "eu",
+        zone: "z1",
+        enabled: true,
+        fallback: false,
+        services: { "map-server": { enabled: true, fallback: false } },
+        maps: [],
+        recovery: { mode: "Auto", initialSeconds: 1, maxSeconds: 1, clearToken: "" },
+        mesh: { maxPeers: 8, peerTTLSeconds: 30, refreshSeconds: 10 },
+        thresholds: {},
+        epoch,
+        publish: id,
+      };
+      return etcd.put(key).value(JSON.stringify(doc)).exec();
+    };
+    // What the hub tells subscribers of the connection (a second subscriber next to the client).
+    const heard: string[] = [];
+    const probe: KeySubscriber = {
+      put: () => {},
+      delete: () => {},
+      disconnected: (err) => heard.push(`disconnected ${String(err)}`),
+      connected: () => {},
+      resync: (err) => heard.push(`resync ${String(err)}`),
+    };
+    const c = new FlagClient({
+      client: podConn,
+      prefix: l.prefix,
+      namespace: "eu",
+      zone: "z1",
+      service: "map-server",
+      pod: "ms-0",
+      graceMs: 60_000,
+      log: { error: () => {}, warn: () => {}, info: () => {} },
+    });
+    try {
+      await publish(1);
+      await c.start();
+      expect(c.current().epoch).toBe(1);
+      await keyHub(podConn, key).subscribe(probe);
+
+      // Cut off; the user may no longer read; back: etcd cancels the resumed watch (refused, the
+      // same `error` a compacted revision gives, without compacting a store other tests share), and
+      // the hub's re-open is refused too. Readable again a moment later: the watch must come back
+      // by itself, with nobody re-subscribing.
+      await proxy.cut();
+      await etcd.role(user).revoke(read);
+      await publish(2);
+      await proxy.restore();
+      await eventually("the re-open refused", () => heard.some((h) => /permission denied/i.test(h)), 15_000);
+      await etcd.role(user).grant(read);
+
+      await eventually("the change made meanwhile read", () => c.current().epoch === 2, 15_000);
+      // The proof that a watch exists again: a later change arrives by itself.
+      await publish(3);
+      await eventually("a later change arrives by watch", () => c.current().epoch === 3, 10_000);
+      expect(c.current().mode).toBe("p2p");
+    } finally {
+      await keyHub(podConn, key).unsubscribe(probe);
+      await c.close();
+      podConn.close();
+      await proxy.close();
+      await etcd.user(user).delete();
+      await etcd.role(user).delete();
+    }
   });
 
   it("repeats the reports of one connection's pods as heartbeats, and drops one that stops", async () => {
