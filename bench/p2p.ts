@@ -114,7 +114,12 @@ class Peers {
     });
   }
 
-  kill(): void {
+  /** Waits up to 5 s for the process to leave by itself (its CPU profile, if any, is written), then kills it. */
+  async stop(): Promise<void> {
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      const exited = new Promise((r) => this.child.once("exit", r));
+      await Promise.race([exited, sleep(5000)]);
+    }
     this.child.kill("SIGKILL");
   }
 }
@@ -345,7 +350,7 @@ try {
   }
 } finally {
   await Promise.all(procs.map((p) => p.ask({ op: "exit" }).catch(() => undefined)));
-  for (const p of procs) p.kill();
+  await Promise.all(procs.map((p) => p.stop()));
   for (const c of cleanup.reverse()) await c().catch(() => undefined);
   etcd.close();
   await stun.close();
