@@ -19,7 +19,7 @@ export type Stack = "werift" | "libdatachannel";
 
 export type PeerRequest =
   | { op: "init"; keyset: KeysetDocument; stunPort: number; stack: Stack }
-  | { op: "mesh"; ids: string[]; map: string; coordUrl: string }
+  | { op: "mesh"; peers: MeshSpot[]; map: string; coordUrl: string }
   | { op: "go" }
   | { op: "status" }
   | { op: "stop" }
@@ -30,12 +30,21 @@ export type PeerRequest =
   | { op: "finish"; sent: string[] }
   | { op: "exit" };
 
+/** A mesh-formation peer and where it stands (bench/p2p.ts places them). */
+export interface MeshSpot {
+  id: string;
+  x: number;
+  y: number;
+}
+
 /** One link count per peer: its mates, and those open or relayed. */
 export interface PeerStatus {
   mates: number;
   settled: boolean;
   relayed: number;
   joined: number;
+  /** Peers told no mate at all (not yet in a mesh). */
+  lonely: number;
 }
 
 const now = () => performance.timeOrigin + performance.now();
@@ -58,12 +67,14 @@ function status(ps: { mates: string[]; connectedPeers: string[]; relayedPeers: s
   let mates = 0;
   let relayed = 0;
   let settled = true;
+  let lonely = 0;
   for (const p of ps) {
     mates += p.mates.length;
+    if (p.mates.length === 0) lonely++;
     relayed += p.relayedPeers.length;
     if (p.connectedPeers.length + p.relayedPeers.length !== p.mates.length) settled = false;
   }
-  return { mates, settled, relayed, joined: 0 };
+  return { mates, settled, relayed, joined: 0, lonely };
 }
 
 async function handle(m: PeerRequest): Promise<unknown> {
@@ -80,15 +91,14 @@ async function handle(m: PeerRequest): Promise<unknown> {
       return {};
     case "mesh":
       meshes = [];
-      for (const [i, id] of m.ids.entries()) {
+      for (const { id, x, y } of m.peers) {
         meshes.push(
           new MeshClient({
             urls: [m.coordUrl],
             token: await devToken({ keyset, characterId: id, map: m.map }),
             session: `s-${id}`,
             entity: Number.parseInt(id.replace(/\D/g, ""), 10) || 1,
-            // One area: every peer of a run shares it, so meshes are cut only by maxPeers.
-            position: () => ({ x: 10 + (i % 20), y: 10 }),
+            position: () => ({ x, y }),
             ice,
             rtc,
             maxPendingOffers,
@@ -97,9 +107,13 @@ async function handle(m: PeerRequest): Promise<unknown> {
         );
       }
       return {};
-    case "go":
-      for (const c of meshes) c.start();
-      return { at: now() };
+    case "go": {
+      const t0 = now();
+      for (const c of meshes) {
+        c.start();
+      }
+      return { at: t0 };
+    }
     case "status": {
       const s = status(meshes);
       s.joined = meshes.filter((c) => c.status === "p2p").length;

@@ -1,7 +1,7 @@
 // npm run bench:p2p — P2P meshes at the policy's size: how long a mesh takes to form, and how
 // long a zone takes to fall back to server mode when the coordinator dies.
 //
-//   RESULT p2p peers=N mesh_p99_ms=.. fallback_p99_ms=.. lost_msgs=.. relayed_pairs=.. runs=.. fallback_runs=.. max_peers=.. procs=..
+//   RESULT p2p peers=N mesh_p99_ms=.. fallback_p99_ms=.. lost_msgs=.. relayed_pairs=.. runs=.. fallback_runs=.. max_peers=.. max_links=.. procs=..
 //
 // Starts its own NATS and flags etcd and publishes one zone whose policy asks meshes of
 // BENCH_MAX_PEERS (default 40, the example policy's). The coordinator is the real workload in its
@@ -10,9 +10,11 @@
 // BENCH_PROCS peer processes (bench/p2p-peers.ts, default: the number of cores, at least 2),
 // peers dealt round-robin, so a mesh's DTLS handshakes are spread over the cores instead of
 // queueing on one event loop.
-// - mesh_p99_ms: N mesh clients (one area: meshes are cut by maxPeers alone, so 100 peers make
-//   meshes of 40, 40 and 20) join at once; until every one has a data channel open to every mesh
-//   mate (or the pair went to the server relay: relayed_pairs).
+// - mesh_p99_ms: N mesh clients join at once; until every one has a data channel open to every
+//   mate it links to (or the pair went to the server relay: relayed_pairs). Mesh j's peers stand
+//   in area j (meshes of maxPeers: 100 peers make meshes of 40, 40 and 20), in groups of
+//   BENCH_MAX_LINKS + 1 on separate link-grid squares, so each peer links to its group
+//   (meshLinks; BENCH_MAX_LINKS=39 makes 40-peer full meshes, 780 links each).
 // - fallback_p99_ms: N P2PClients play in p2p mode, told their mesh mates (walking; a legacy
 //   client chats); the coordinator gets SIGKILL; until every peer has the gateway's `mode`
 //   message out of p2p (in its sequence): the zone-wide, server-authoritative switch, which waits
@@ -26,7 +28,8 @@
 // - lost_msgs: chat lines not heard by every peer plus sequence breaks, over all fallback runs.
 // Options (environment): BENCH_PEERS (default "10,40,100"), BENCH_RUNS (default 10),
 // BENCH_BUDGET_S (per size and phase; runs stop early past it and the output says how many ran,
-// default 240), BENCH_MAX_PEERS, BENCH_PROCS, BENCH_COORD_TIMEOUT_MS, BENCH_STACK.
+// default 240), BENCH_MAX_PEERS, BENCH_MAX_LINKS (default 8, the policy default), BENCH_PROCS,
+// BENCH_COORD_TIMEOUT_MS, BENCH_STACK.
 // - BENCH_STACK: the peers' WebRTC stack. "libdatachannel" (default): node-datachannel's native
 //   RTCPeerConnection through the browser client's adapter (workloads/web/rtc.ts), as cheap per
 //   handshake as a browser's. "werift": the SDK's pure-TypeScript default, about 40 ms of CPU per
@@ -47,16 +50,19 @@ import { startTestGateway } from "../testkit/gateway.ts";
 import { startLocalEnv, storeCredentialEnv } from "../testkit/local/services.ts";
 import { StandInMapServer } from "../testkit/map-server-standin.ts";
 import { GameClient } from "../workloads/client/client.ts";
+import { DEFAULT_AREA_CELLS, LINK_GRID_CELLS, meshLinks } from "../workloads/coordinator/mesh.ts";
 import { startLoopbackStun } from "../workloads/coordinator/stun.ts";
 import { CoordinatorWatch } from "../workloads/coordinator/watch.ts";
 import { ensureEventStream } from "../workloads/gateway/events.ts";
 import { flagDirectory, flagGate } from "../workloads/gateway/flags.ts";
-import type { PeerRequest, PeerStatus, Stack } from "./p2p-peers.ts";
+import type { MeshSpot, PeerRequest, PeerStatus, Stack } from "./p2p-peers.ts";
 
 const sizes = (process.env.BENCH_PEERS ?? "10,40,100").split(",").map(Number);
 const runs = Number(process.env.BENCH_RUNS ?? 10);
 const budgetMs = Number(process.env.BENCH_BUDGET_S ?? 240) * 1000;
 const MAX_PEERS = Number(process.env.BENCH_MAX_PEERS ?? 40);
+/** Direct links per peer: the policy's mesh.maxLinks (default 8; MAX_PEERS - 1 for a full mesh). */
+const MAX_LINKS = Number(process.env.BENCH_MAX_LINKS ?? 8);
 const PROCS = Number(process.env.BENCH_PROCS ?? Math.max(2, availableParallelism()));
 const COORD_TIMEOUT_MS = Number(process.env.BENCH_COORD_TIMEOUT_MS ?? 1000);
 const STACK = (process.env.BENCH_STACK ?? "libdatachannel") as Stack;
@@ -84,12 +90,31 @@ async function until(what: string, cond: () => boolean | Promise<boolean>, timeo
   }
 }
 
-/** Mates the meshes of n peers hold when whole: meshes of maxPeers in join order, the rest last. */
-function wantedMates(n: number): number {
+/**
+ * Where the formation peers stand: mesh j's peers (maxPeers of them, the last mesh the rest) in
+ * area j, so meshes are the same whatever order the peers join in; inside it, in groups of
+ * maxLinks + 1 per link-grid square, squares two apart, so every peer's links are its group
+ * (the link graph is then known here, and link counts do not depend on join order).
+ */
+function meshSpots(ids: string[]): MeshSpot[] {
+  const group = Math.min(MAX_LINKS + 1, MAX_PEERS);
+  return ids.map((id, g) => {
+    const j = Math.floor(g / MAX_PEERS);
+    const s = Math.floor((g % MAX_PEERS) / group);
+    return {
+      id,
+      x: j * DEFAULT_AREA_CELLS + LINK_GRID_CELLS * (1 + 2 * (s % 6)),
+      y: LINK_GRID_CELLS * (1 + 2 * Math.floor(s / 6)),
+    };
+  });
+}
+
+/** Mates (links counted from both ends) the meshes of these peers hold when whole. */
+function wantedMates(spots: MeshSpot[]): number {
   let want = 0;
-  for (let left = n; left > 0; left -= MAX_PEERS) {
-    const k = Math.min(MAX_PEERS, left);
-    want += k * (k - 1);
+  for (let j = 0; j * MAX_PEERS < spots.length; j++) {
+    const members = spots.slice(j * MAX_PEERS, (j + 1) * MAX_PEERS).map((s) => ({ ...s, joinedAt: 0 }));
+    for (const to of meshLinks(members, MAX_LINKS).values()) want += to.length;
   }
   return want;
 }
@@ -131,13 +156,14 @@ async function allStatus(procs: Peers[], op: "status" | "pstatus"): Promise<Peer
     mates: ss.reduce((a, s) => a + s.mates, 0),
     relayed: ss.reduce((a, s) => a + s.relayed, 0),
     joined: ss.reduce((a, s) => a + s.joined, 0),
+    lonely: ss.reduce((a, s) => a + s.lonely, 0),
     settled: ss.every((s) => s.settled),
   };
 }
 
 /** Deals ids round-robin over the processes. */
-function deal(ids: string[], n: number): string[][] {
-  const out: string[][] = Array.from({ length: n }, () => []);
+function deal<T>(ids: T[], n: number): T[][] {
+  const out: T[][] = Array.from({ length: n }, () => []);
   for (const [i, id] of ids.entries()) out[i % n]!.push(id);
   return out;
 }
@@ -165,6 +191,7 @@ try {
       region,
       maps: [map],
       maxPeers: MAX_PEERS,
+      maxLinks: MAX_LINKS,
       coordinatorTimeoutMs,
       recovery: { mode: "Auto", initialSeconds: 1, maxSeconds: 1 },
       thresholds: {
@@ -241,17 +268,19 @@ try {
 
   let round = 0;
   for (const n of sizes) {
-    const want = wantedMates(n);
     // ---- mesh formation ----
     const meshMs: number[] = [];
     let relayedInMesh = 0;
     const meshStart = Date.now();
     for (let r = 0; r < runs && Date.now() - meshStart < budgetMs; r++) {
       round++;
-      const ids = Array.from({ length: n }, (_, i) => `m${round}x${i}`);
-      const shares = deal(ids, PROCS);
+      const spots = meshSpots(Array.from({ length: n }, (_, i) => `m${round}x${i}`));
+      const want = wantedMates(spots);
+      const shares = deal(spots, PROCS);
       await Promise.all(
-        procs.map((p, i) => p.ask({ op: "mesh", ids: shares[i]!, map: "mesh_fild01", coordUrl: coord.url })),
+        procs.map((p, i) =>
+          p.ask({ op: "mesh", peers: shares[i]!, map: "mesh_fild01", coordUrl: coord.url }),
+        ),
       );
       const t0 = now();
       await Promise.all(procs.map((p) => p.ask({ op: "go" })));
@@ -300,18 +329,19 @@ try {
     const clientMs: number[] = [];
     const fbStart = Date.now();
     for (let r = 0; r < runs && Date.now() - fbStart < budgetMs; r++) {
-      // Every peer in p2p mode and told all its mates (links may still be opening: the switch
-      // to server mode does not depend on them, and a restarted coordinator re-forms every mesh).
+      // Every peer in p2p mode and in a mesh (links may still be opening: the switch to server
+      // mode does not depend on them, and a restarted coordinator re-forms every mesh). The
+      // players walk, so their links follow them; one mate each says the mesh has them.
       let ps: PeerStatus | undefined;
       await until(
-        "every peer in p2p with its mates",
+        "every peer in p2p with a mate",
         async () => {
           ps = await allStatus(procs, "pstatus");
-          return ps.joined === n && ps.mates === want;
+          return ps.joined === n && ps.lonely === 0;
         },
         300_000,
       ).catch((err) => {
-        throw new Error(`${(err as Error).message}: ${JSON.stringify(ps)} of ${n} peers, ${want} mates`);
+        throw new Error(`${(err as Error).message}: ${JSON.stringify(ps)} of ${n} peers`);
       });
       await Promise.all(procs.map((p) => p.ask({ op: "arm" })));
       const t0 = now();
@@ -341,7 +371,7 @@ try {
       `peers=${n}: fallback ${fallbackMs.map((x) => x.toFixed(0)).join(" ")} ms (players off the P2P path: ${clientMs.map((x) => x.toFixed(0)).join(" ")} ms); ${sent.length} chat lines`,
     );
     console.log(
-      `RESULT p2p peers=${n} mesh_p99_ms=${p99(meshMs).toFixed(0)} fallback_p99_ms=${p99(fallbackMs).toFixed(0)} client_fallback_p99_ms=${p99(clientMs).toFixed(0)} lost_msgs=${lost} relayed_pairs=${relayedInMesh} runs=${meshMs.length} fallback_runs=${fallbackMs.length} max_peers=${MAX_PEERS} procs=${PROCS} stack=${STACK}`,
+      `RESULT p2p peers=${n} mesh_p99_ms=${p99(meshMs).toFixed(0)} fallback_p99_ms=${p99(fallbackMs).toFixed(0)} client_fallback_p99_ms=${p99(clientMs).toFixed(0)} lost_msgs=${lost} relayed_pairs=${relayedInMesh} runs=${meshMs.length} fallback_runs=${fallbackMs.length} max_peers=${MAX_PEERS} max_links=${MAX_LINKS} procs=${PROCS} stack=${STACK}`,
     );
     if (meshMs.length < runs || fallbackMs.length < runs)
       console.log(

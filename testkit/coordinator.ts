@@ -30,6 +30,7 @@ export function testZoneFlags(o: {
   region: string;
   maps: string[];
   maxPeers?: number;
+  maxLinks?: number;
   coordinatorTimeoutMs?: number;
   recovery?: Partial<ZoneFlags["recovery"]>;
   thresholds?: Partial<ZoneFlags["thresholds"]>;
@@ -54,7 +55,7 @@ export function testZoneFlags(o: {
     maps: o.maps.map((name) => ({ name, type: "Field", p2p: true })),
     transports: ["webrtc-datachannel", "websocket-relay"],
     rolloutPercent: 100,
-    mesh: { maxPeers: o.maxPeers ?? 30, peerTTLSeconds: 30, refreshSeconds: 10 },
+    mesh: { maxPeers: o.maxPeers ?? 30, maxLinks: o.maxLinks ?? 8, peerTTLSeconds: 30, refreshSeconds: 10 },
     thresholds: { ...TEST_THRESHOLDS, coordinatorTimeoutMs: o.coordinatorTimeoutMs ?? 1500, ...o.thresholds },
     recovery: { mode: "Auto", initialSeconds: 1, maxSeconds: 30, clearToken: "", ...o.recovery },
   };

@@ -93,7 +93,7 @@ export function testZoneFlags(o: {
     maps: o.maps.map((name) => ({ name, type: "field", p2p: true })),
     transports: ["webrtc"],
     rolloutPercent: 100,
-    mesh: { maxPeers: 30, peerTTLSeconds: 30, refreshSeconds: 10 },
+    mesh: { maxPeers: 30, maxLinks: 8, peerTTLSeconds: 30, refreshSeconds: 10 },
     thresholds: {
       latencyMs: { warn: 100, critical: 200, max: 300 },
       lossPercent: { warn: 1, critical: 2, max: 5 },

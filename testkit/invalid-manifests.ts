@@ -400,6 +400,11 @@ export const invalidManifests: InvalidManifest[] = [
     expectedMessage: "spec.mesh.maxPeers in body should be greater than or equal to 2",
   },
   {
+    name: "P2PPolicy mesh whose peers link to nobody",
+    manifest: policy({ mesh: { maxLinks: 0 } }),
+    expectedMessage: "spec.mesh.maxLinks in body should be greater than or equal to 1",
+  },
+  {
     name: "P2PPolicy mesh refresh not shorter than peer TTL",
     manifest: policy({ mesh: { peerTTLSeconds: 10, refreshSeconds: 10 } }),
     expectedMessage:

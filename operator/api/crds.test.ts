@@ -165,7 +165,7 @@ describe("CRD definitions", () => {
       priority: 0,
       services: ["map-server", "gateway", "coordinator", "char-server", "login-server"],
       transports: ["webrtc-datachannel", "websocket-relay"],
-      mesh: { maxPeers: 40, peerTTLSeconds: 30, refreshSeconds: 10 },
+      mesh: { maxPeers: 40, maxLinks: 8, peerTTLSeconds: 30, refreshSeconds: 10 },
       fallback: {
         latencyMs: { warn: 100, critical: 200, max: 300 },
         lossPercent: { warn: 1, critical: 2, max: 5 },
@@ -179,7 +179,7 @@ describe("CRD definitions", () => {
       string,
       Node
     >;
-    expect(mesh.mesh!.default).toEqual({ maxPeers: 40, peerTTLSeconds: 30, refreshSeconds: 10 });
+    expect(mesh.mesh!.default).toEqual({ maxPeers: 40, maxLinks: 8, peerTTLSeconds: 30, refreshSeconds: 10 });
   });
 });
 

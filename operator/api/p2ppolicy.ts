@@ -37,6 +37,15 @@ const MeshSpec = DefaultedObject(
         description: "Peers per mesh (design: 30 to 50).",
       }),
     ),
+    maxLinks: Type.Optional(
+      Type.Integer({
+        default: 8,
+        minimum: 1,
+        maximum: 49,
+        description:
+          "Direct links per peer, nearest mates first; the gateway relays the moves of the rest in view. maxPeers - 1 or more: a full mesh.",
+      }),
+    ),
     peerTTLSeconds: Type.Optional(
       Type.Integer({
         default: 30,

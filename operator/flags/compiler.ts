@@ -52,7 +52,7 @@ export interface PolicyInput {
     transports?: readonly string[];
     rolloutPercent?: number;
     includeTowns?: boolean;
-    mesh?: { maxPeers?: number; peerTTLSeconds?: number; refreshSeconds?: number };
+    mesh?: { maxPeers?: number; maxLinks?: number; peerTTLSeconds?: number; refreshSeconds?: number };
     fallback?: {
       latencyMs?: Range3;
       lossPercent?: Range3;
@@ -100,7 +100,7 @@ export const TOWN_MAP_TYPE = "Town";
 /** Figures from the original design; the same as the CRD's defaults (checked by a test). */
 export const DEFAULTS = {
   transports: ["webrtc-datachannel", "websocket-relay"],
-  mesh: { maxPeers: 40, peerTTLSeconds: 30, refreshSeconds: 10 },
+  mesh: { maxPeers: 40, maxLinks: 8, peerTTLSeconds: 30, refreshSeconds: 10 },
   latencyMs: { warn: 100, critical: 200, max: 300 },
   lossPercent: { warn: 1, critical: 2, max: 5 },
   jitterMs: { warn: 20, critical: 50 },
@@ -319,6 +319,7 @@ function zoneDoc(
     rolloutPercent: rollout,
     mesh: {
       maxPeers: spec.mesh?.maxPeers ?? DEFAULTS.mesh.maxPeers,
+      maxLinks: spec.mesh?.maxLinks ?? DEFAULTS.mesh.maxLinks,
       peerTTLSeconds: spec.mesh?.peerTTLSeconds ?? DEFAULTS.mesh.peerTTLSeconds,
       refreshSeconds: spec.mesh?.refreshSeconds ?? DEFAULTS.mesh.refreshSeconds,
     },

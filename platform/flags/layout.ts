@@ -146,7 +146,8 @@ export interface ZoneFlags {
   maps: MapFlags[];
   transports: string[];
   rolloutPercent: number;
-  mesh: { maxPeers: number; peerTTLSeconds: number; refreshSeconds: number };
+  /** maxLinks: direct links per peer, nearest first (absent in documents of older operators: a full mesh). */
+  mesh: { maxPeers: number; maxLinks?: number; peerTTLSeconds: number; refreshSeconds: number };
   thresholds: {
     latencyMs: { warn: number; critical: number; max: number };
     lossPercent: { warn: number; critical: number; max: number };

@@ -51,7 +51,8 @@ export interface P2PClientConfig {
   };
   /** Coordinator replicas (WebSocket URLs) for signaling; empty: the client's own setting. */
   coordinators: string[];
-  mesh: { maxPeers: number; peerTTLSeconds: number; refreshSeconds: number };
+  /** maxLinks: direct links per peer, nearest mates first; the gateway relays the rest in view. */
+  mesh: { maxPeers: number; maxLinks?: number; peerTTLSeconds: number; refreshSeconds: number };
   fallback: {
     latencyMs: { warn: number; critical: number; max: number };
     lossPercent: { warn: number; critical: number; max: number };

@@ -91,6 +91,8 @@ interface Link {
   relayed: boolean;
   /** This side makes the offers (and the retries). */
   offerer: boolean;
+  /** The coordinator named the peer our mate (peerJoined); false: only its offer came. */
+  named: boolean;
   timer?: NodeJS.Timeout;
   retry?: NodeJS.Timeout;
   attempts: number;
@@ -383,6 +385,7 @@ export class MeshClient {
         const known = this.links.get(m.peer);
         if (known) {
           // Its offer came first: now we know who it is.
+          known.named = true;
           known.session = m.session;
           known.entity = m.entity;
           if (known.open) this.onLinks?.();
@@ -392,6 +395,7 @@ export class MeshClient {
         // mates are not linked; their moves come through the server.
         if (this.opts.maxPeers !== undefined && this.links.size >= this.opts.maxPeers - 1) return;
         const l = this.newLink(m.peer, m.session, m.entity, m.offerer);
+        l.named = true;
         if (m.offerer) this.queueOffer(l);
         return;
       }
@@ -460,6 +464,7 @@ export class MeshClient {
       open: false,
       relayed: false,
       offerer,
+      named: false,
       attempts: 0,
       probes: new Map(),
       rtts: [],
@@ -655,6 +660,12 @@ export class MeshClient {
 
   private fail(l: Link): void {
     if (this.links.get(l.peer) !== l || l.relayed) return;
+    // Only an offer came, and the coordinator never named the peer our mate (the offerer's
+    // view moved on: its links were recomputed): nothing to relay, the link just goes.
+    if (!l.named) {
+      this.drop(l.peer);
+      return;
+    }
     this.send({ type: "link", peer: l.peer, state: "failed" });
     this.toRelay(l);
   }

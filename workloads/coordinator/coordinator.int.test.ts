@@ -57,14 +57,14 @@ describe("coordinator", () => {
     coordinatorTimeoutMs: 5000,
   };
 
-  async function replica(name: string, maxPeers = 10): Promise<TestCoordinator> {
+  async function replica(name: string, maxPeers = 10, maxLinks = maxPeers - 1): Promise<TestCoordinator> {
     const c = await startTestCoordinator({
       natsUrl: env.natsUrl!,
       region,
       replica: name,
       keys,
       zones: ZONES,
-      policy: { maxPeers, thresholds: relaxed, warmupMs: 600_000 },
+      policy: { maxPeers, maxLinks, thresholds: relaxed, warmupMs: 600_000 },
     });
     coords.push(c);
     return c;
@@ -128,6 +128,37 @@ describe("coordinator", () => {
     for (const p of ps) for (const host of p.hosts.values()) expect([p.peerId, ...p.mates]).toContain(host);
     const z1 = a.coordinator.zoneStates().find((z) => z.zone === "z1")!;
     expect(z1).toMatchObject({ mode: "p2p", peers: 30, relayed: 0 });
+  }, 180_000);
+
+  it("links each peer of a big mesh to at most maxLinks mates, nearest first, and every link opens", async () => {
+    fresh();
+    const a = await replica("coord-a", 16, 3);
+    // Four groups of four, each in its own corner of one area: each peer's three links are its
+    // own group.
+    const corners = [
+      [2, 2],
+      [40, 2],
+      [2, 40],
+      [40, 40],
+    ] as const;
+    const ps: MeshClient[] = [];
+    for (let i = 0; i < 16; i++) {
+      const [x, y] = corners[i % 4]!;
+      ps.push(await join([a.url], `p${String(i).padStart(2, "0")}`, "prt_fild01", x, y));
+    }
+    await eventually(
+      "every peer with 3 open links",
+      () => ps.every((p) => p.mates.length === 3 && p.connectedPeers.length === 3),
+      120_000,
+    );
+    const byId = new Map(ps.map((p) => [p.peerId, p]));
+    for (const [i, p] of ps.entries()) {
+      const group = ps.filter((_, j) => j !== i && j % 4 === i % 4).map((q) => q.peerId);
+      expect([...p.mates].sort()).toEqual(group.sort());
+      for (const m of p.mates) expect(byId.get(m)!.mates).toContain(p.peerId);
+    }
+    // One mesh of 16 in the Zone's status, not four.
+    expect(a.coordinator.zoneReports().get("z1")?.peers).toEqual({ connected: 16, meshes: 1, relayed: 0 });
   }, 180_000);
 
   it("pairs peers connected to two replicas, and keeps zones apart", async () => {

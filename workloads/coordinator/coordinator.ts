@@ -37,7 +37,9 @@ import {
 import {
   assignMeshes,
   chooseHost,
+  linkSquare,
   type MeshPolicy,
+  meshLinks,
   NO_QUALITY,
   nextArea,
   peerTooPoor,
@@ -483,15 +485,22 @@ export class Coordinator {
     const meshes = assignMeshes(eligible, policy?.maxPeers ?? 0);
     const meshOf = new Map<string, string>();
     for (const [mesh, ids] of meshes) for (const id of ids) meshOf.set(id, mesh);
+    // Who links to whom, per mesh: a peer's mates are the members it links to directly.
+    const linksOf = new Map<string, string[]>();
+    for (const [, ids] of meshes)
+      for (const [id, to] of meshLinks(
+        ids.map((id) => byId.get(id)!),
+        policy?.maxLinks ?? 0,
+      ))
+        linksOf.set(id, to);
 
     const relayedPeers = new Set<string>();
-    for (const [, ids] of meshes)
-      for (const a of ids)
-        for (const b of ids)
-          if (a < b && relayed(byId.get(a)!, byId.get(b)!)) {
-            relayedPeers.add(a);
-            relayedPeers.add(b);
-          }
+    for (const [a, to] of linksOf)
+      for (const b of to)
+        if (a < b && relayed(byId.get(a)!, byId.get(b)!)) {
+          relayedPeers.add(a);
+          relayedPeers.add(b);
+        }
     z.relayedPeers = relayedPeers.size;
     z.meshes = meshes.size;
     z.meshedPeers = meshOf.size;
@@ -504,7 +513,7 @@ export class Coordinator {
       }
       const mesh = meshOf.get(l.entry.id);
       const want = new Map<string, string>();
-      if (mesh) for (const id of meshes.get(mesh)!) if (id !== l.entry.id) want.set(id, mesh);
+      if (mesh) for (const id of linksOf.get(l.entry.id) ?? []) want.set(id, mesh);
       for (const id of [...l.mates.keys()]) {
         if (want.has(id)) continue;
         l.mates.delete(id);
@@ -712,7 +721,12 @@ export class Coordinator {
         if (!policy) return;
         const area = nextArea(e, m.x, m.y, policy.areaCells, policy.areaMargin);
         const wasPoor = peerTooPoor(e.q, policy.thresholds);
-        const moved = area.ax !== e.ax || area.ay !== e.ay;
+        // A new area regroups meshes; a new link square may rewire who links to whom.
+        const moved =
+          area.ax !== e.ax ||
+          area.ay !== e.ay ||
+          linkSquare(m.x) !== linkSquare(e.x) ||
+          linkSquare(m.y) !== linkSquare(e.y);
         // The entry is replaced, not mutated: other replicas' copies and ours compare by value.
         l.entry = { ...e, x: m.x, y: m.y, ax: area.ax, ay: area.ay, q: m.q };
         this.zonePeers(e.zone).set(e.id, { entry: l.entry, seenAt: this.now() });
@@ -779,6 +793,8 @@ function structuralChange(a: RosterEntry, b: RosterEntry): boolean {
   return (
     a.ax !== b.ax ||
     a.ay !== b.ay ||
+    linkSquare(a.x) !== linkSquare(b.x) ||
+    linkSquare(a.y) !== linkSquare(b.y) ||
     a.map !== b.map ||
     a.joinedAt !== b.joinedAt ||
     a.failed.length !== b.failed.length ||

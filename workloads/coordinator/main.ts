@@ -99,6 +99,7 @@ export function readConfig(r: EnvReader): CoordinatorConfig {
 
 const STATIC_POLICY: MeshPolicy = {
   maxPeers: 30,
+  maxLinks: 8,
   peerTTLMs: 30_000,
   refreshMs: 10_000,
   areaCells: DEFAULT_AREA_CELLS,

@@ -5,6 +5,8 @@ import { TEST_THRESHOLDS } from "../../testkit/coordinator.ts";
 import {
   assignMeshes,
   chooseHost,
+  LINK_GRID_CELLS,
+  meshLinks,
   NO_QUALITY,
   nextArea,
   peerTooPoor,
@@ -40,6 +42,63 @@ const q = (rttMs: number, o: Partial<Quality> = {}): Quality => ({
   kbps: 2000,
   open: 3,
   ...o,
+});
+
+describe("meshLinks", () => {
+  const members = fc.array(fc.record({ x: fc.nat(60), y: fc.nat(60), t: fc.nat(1000) }), { maxLength: 50 });
+
+  it("links symmetrically, at most maxLinks per peer, and a pair is left out only when one end is full", () => {
+    fc.assert(
+      fc.property(members, fc.integer({ min: 1, max: 49 }), (ps, k) => {
+        const es = ps.map((p, i) => entry(`p${i}`, { x: p.x, y: p.y, joinedAt: p.t }));
+        const links = meshLinks(es, k);
+        expect([...links.keys()].sort()).toEqual(es.map((e) => e.id).sort());
+        for (const [a, to] of links) {
+          expect(to.length).toBeLessThanOrEqual(k);
+          expect(to).not.toContain(a);
+          for (const b of to) expect(links.get(b)).toContain(a);
+        }
+        for (const a of es)
+          for (const b of es)
+            if (a.id !== b.id && !links.get(a.id)!.includes(b.id))
+              expect(links.get(a.id)!.length === k || links.get(b.id)!.length === k).toBe(true);
+      }),
+    );
+  });
+
+  it("gives the same links whatever order the roster lists the members in", () => {
+    fc.assert(
+      fc.property(members, fc.integer({ min: 1, max: 10 }), (ps, k) => {
+        const es = ps.map((p, i) => entry(`p${i}`, { x: p.x, y: p.y, joinedAt: p.t }));
+        const sorted = (m: Map<string, string[]>) => [...m].map(([a, to]) => [a, [...to].sort()]).sort();
+        expect(sorted(meshLinks([...es].reverse(), k))).toEqual(sorted(meshLinks(es, k)));
+      }),
+    );
+  });
+
+  it("is a full mesh up to maxLinks + 1 members", () => {
+    const es = Array.from({ length: 9 }, (_, i) => entry(`p${i}`, { x: i * 20 }));
+    for (const [a, to] of meshLinks(es, 8)) expect(to.length, a).toBe(8);
+  });
+
+  it("links nearest mates first, older pairs first among equals", () => {
+    // A row, one grid square apart: with two links each, every peer links its neighbours, and
+    // the two ends, left with room, each other.
+    const row = Array.from({ length: 6 }, (_, i) => entry(`p${i}`, { x: i * LINK_GRID_CELLS, joinedAt: i }));
+    const links = meshLinks(row, 2);
+    expect(links.get("p0")).toEqual(["p1", "p5"]);
+    expect(links.get("p2")).toEqual(["p1", "p3"]);
+    expect(links.get("p5")).toEqual(["p0", "p4"]);
+    // Four in one square and a newcomer there: the older pairs keep their links (a, b and c are
+    // full), the newcomer gets the one peer with room.
+    const square = ["a", "b", "c", "d"].map((id, i) => entry(id, { joinedAt: i }));
+    const late = meshLinks([...square, entry("e", { joinedAt: 10 })], 2);
+    expect(late.get("a")).toEqual(["b", "c"]);
+    expect(late.get("e")).toEqual(["d"]);
+    // Walking inside its grid square changes nothing.
+    const moved = meshLinks([...square.slice(0, 3), entry("d", { joinedAt: 3, x: 11 })], 2);
+    expect(moved).toEqual(meshLinks(square.slice(0, 3).concat(entry("d", { joinedAt: 3, x: 10 })), 2));
+  });
 });
 
 describe("assignMeshes", () => {

@@ -9,6 +9,8 @@ import type { Quality } from "./messages.ts";
 
 export interface MeshPolicy {
   maxPeers: number;
+  /** Direct links per peer, nearest mates first (see meshLinks); maxPeers - 1 or more: a full mesh. */
+  maxLinks: number;
   /** A peer not heard of for this long is dropped from the roster. */
   peerTTLMs: number;
   /** How often areas are re-evaluated and meshes rebuilt as players move. */
@@ -34,6 +36,8 @@ export function policyFromFlags(doc: ZoneFlags, over: Partial<MeshPolicy> = {}):
   const timeout = doc.thresholds.coordinatorTimeoutMs;
   return {
     maxPeers: doc.mesh.maxPeers,
+    // A document from an operator that predates maxLinks: the full mesh it asked for.
+    maxLinks: doc.mesh.maxLinks ?? doc.mesh.maxPeers - 1,
     peerTTLMs: doc.mesh.peerTTLSeconds * 1000,
     refreshMs: doc.mesh.refreshSeconds * 1000,
     areaCells: DEFAULT_AREA_CELLS,
@@ -119,6 +123,70 @@ export function assignMeshes(entries: Iterable<RosterEntry>, maxPeers: number): 
       );
     }
   }
+  return out;
+}
+
+/**
+ * Positions are compared on a grid this coarse (cells), so a few steps of walking do not rewire
+ * links at every refresh; within one square, the older pair keeps its link.
+ */
+export const LINK_GRID_CELLS = 4;
+
+/** The LINK_GRID_CELLS square a coordinate falls in. */
+export function linkSquare(v: number): number {
+  return Math.floor(v / LINK_GRID_CELLS);
+}
+
+/**
+ * Which members of one mesh link directly: each peer to at most `maxLinks` others, nearest first.
+ * Every handshake costs each end CPU (a 40-peer full mesh is 780 links), and a player needs
+ * direct links to the players around it: the gateway relays, inside the player's view, the moves
+ * of the mates it does not hear directly (`meshReport`). Pairs are taken in order of distance on
+ * the LINK_GRID_CELLS grid (Chebyshev), then of the later join of the two (older pairs first),
+ * then of ids, and a pair links while both ends have room: symmetric, at most `maxLinks` per peer,
+ * and the same on every replica for the same roster. A mesh of at most maxLinks + 1 members is a
+ * full mesh. Returns member id -> the ids it links to, in the members' order.
+ */
+export function meshLinks(
+  members: readonly Pick<RosterEntry, "id" | "x" | "y" | "joinedAt">[],
+  maxLinks: number,
+): Map<string, string[]> {
+  const out = new Map(members.map((m) => [m.id, [] as string[]]));
+  if (members.length - 1 <= maxLinks) {
+    for (const m of members)
+      out.set(
+        m.id,
+        members.filter((o) => o.id !== m.id).map((o) => o.id),
+      );
+    return out;
+  }
+  const pairs: { a: number; b: number; d: number; joined: number; key: string }[] = [];
+  for (let a = 0; a < members.length; a++)
+    for (let b = a + 1; b < members.length; b++) {
+      const ma = members[a]!;
+      const mb = members[b]!;
+      const d = Math.max(
+        Math.abs(linkSquare(ma.x) - linkSquare(mb.x)),
+        Math.abs(linkSquare(ma.y) - linkSquare(mb.y)),
+      );
+      const key = ma.id < mb.id ? `${ma.id}\0${mb.id}` : `${mb.id}\0${ma.id}`;
+      pairs.push({ a, b, d, joined: Math.max(ma.joinedAt, mb.joinedAt), key });
+    }
+  pairs.sort((p, q) => p.d - q.d || p.joined - q.joined || (p.key < q.key ? -1 : p.key > q.key ? 1 : 0));
+  const degree = new Array<number>(members.length).fill(0);
+  const linked = members.map(() => new Set<number>());
+  for (const p of pairs) {
+    if (degree[p.a]! >= maxLinks || degree[p.b]! >= maxLinks) continue;
+    degree[p.a]!++;
+    degree[p.b]!++;
+    linked[p.a]!.add(p.b);
+    linked[p.b]!.add(p.a);
+  }
+  for (const [i, m] of members.entries())
+    out.set(
+      m.id,
+      members.filter((_, j) => linked[i]!.has(j)).map((o) => o.id),
+    );
   return out;
 }
 

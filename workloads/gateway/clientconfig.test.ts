@@ -19,7 +19,7 @@ const doc = (over: Partial<ZoneFlags> = {}): ZoneFlags => ({
   ],
   transports: ["webrtc-datachannel", "websocket-relay"],
   rolloutPercent: 100,
-  mesh: { maxPeers: 40, peerTTLSeconds: 30, refreshSeconds: 10 },
+  mesh: { maxPeers: 40, maxLinks: 8, peerTTLSeconds: 30, refreshSeconds: 10 },
   thresholds: {
     latencyMs: { warn: 100, critical: 200, max: 300 },
     lossPercent: { warn: 1, critical: 2, max: 5 },
@@ -43,7 +43,7 @@ describe("the P2P client config", () => {
       mode: "p2p",
       rollout: { percent: 100, included: true },
     });
-    expect(c.mesh.maxPeers).toBe(40);
+    expect(c.mesh).toMatchObject({ maxPeers: 40, maxLinks: 8 });
     expect(c.coordinators).toEqual(["wss://c.example/"]);
     expect(parseP2PConfig(JSON.stringify(c))).toEqual(c);
     expect(meshWanted(c)).toBe(true);

@@ -47,7 +47,7 @@ export interface ClientConfigOptions {
 /** The design's starting figures, for a zone without flags (development, tests). */
 const DEFAULTS: Pick<P2PClientConfig, "transports" | "mesh" | "fallback" | "recovery"> = {
   transports: ["webrtc-datachannel", "websocket-relay"],
-  mesh: { maxPeers: 40, peerTTLSeconds: 30, refreshSeconds: 10 },
+  mesh: { maxPeers: 40, maxLinks: 8, peerTTLSeconds: 30, refreshSeconds: 10 },
   fallback: {
     latencyMs: { warn: 100, critical: 200, max: 300 },
     lossPercent: { warn: 1, critical: 2, max: 5 },
