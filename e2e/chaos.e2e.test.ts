@@ -12,7 +12,7 @@ import type { KubeObject } from "../platform/kube/meta.ts";
 import { sleep } from "../platform/time.ts";
 import type { KObject } from "../testkit/kstatus.ts";
 import { type BotFleet, runBots } from "../workloads/client/bots.ts";
-import { clusterTools, createKeysetSecret, installChart, regionTls, waitFor } from "./kit.ts";
+import { clusterTools, createKeysetSecret, installChart, regionTls, uninstallChart, waitFor } from "./kit.ts";
 import { RegionStores } from "./stores.ts";
 
 const kubeconfig = inject("kubeconfig");
@@ -171,10 +171,7 @@ afterAll(async () => {
         : undefined,
     120_000,
   ).catch(() => {});
-  try {
-    helm(["uninstall", RELEASE, "-n", OPERATOR_NS, "--wait", "--timeout", "120s"]);
-  } catch {}
-  await client?.request("DELETE", `/api/v1/namespaces/${OPERATOR_NS}`).catch(() => {});
+  await uninstallChart(client, helm, RELEASE, OPERATOR_NS);
   client?.close();
 }, 300_000);
 

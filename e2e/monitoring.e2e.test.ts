@@ -28,7 +28,15 @@ import {
 import { type BotFleet, runBots } from "../workloads/client/bots.ts";
 import type { P2PClient } from "../workloads/client/p2p.ts";
 import { type LoopbackStun, startLoopbackStun } from "../workloads/coordinator/stun.ts";
-import { clusterTools, createKeysetSecret, installChart, regionTls, repoRoot, waitFor } from "./kit.ts";
+import {
+  clusterTools,
+  createKeysetSecret,
+  installChart,
+  regionTls,
+  repoRoot,
+  uninstallChart,
+  waitFor,
+} from "./kit.ts";
 
 const kubeconfig = inject("kubeconfig");
 const { helm, kubectl, hybridctl, newKeyset } = clusterTools(kubeconfig);
@@ -110,10 +118,7 @@ afterAll(async () => {
   await prom?.stop();
   rmSync(dir, { recursive: true, force: true });
   await client?.request("DELETE", `/api/v1/namespaces/${NS}`).catch(() => {});
-  try {
-    helm(["uninstall", RELEASE, "-n", OPERATOR_NS, "--wait", "--timeout", "120s"]);
-  } catch {}
-  await client?.request("DELETE", `/api/v1/namespaces/${OPERATOR_NS}`).catch(() => {});
+  await uninstallChart(client, helm, RELEASE, OPERATOR_NS);
   client?.close();
 }, 300_000);
 

@@ -7,7 +7,15 @@ import { computeStatus, type KObject } from "../testkit/kstatus.ts";
 import { type BotFleet, runBots } from "../workloads/client/bots.ts";
 import type { P2PClient } from "../workloads/client/p2p.ts";
 import { type LoopbackStun, startLoopbackStun } from "../workloads/coordinator/stun.ts";
-import { clusterTools, createKeysetSecret, installChart, regionTls, repoRoot, waitFor } from "./kit.ts";
+import {
+  clusterTools,
+  createKeysetSecret,
+  installChart,
+  regionTls,
+  repoRoot,
+  uninstallChart,
+  waitFor,
+} from "./kit.ts";
 import { probeFromPod } from "./probe-pod.ts";
 import { RegionStores } from "./stores.ts";
 
@@ -99,10 +107,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await stores.close();
   await client?.request("DELETE", `/api/v1/namespaces/${NS}`).catch(() => {});
-  try {
-    helm(["uninstall", RELEASE, "-n", OPERATOR_NS, "--wait", "--timeout", "120s"]);
-  } catch {}
-  await client?.request("DELETE", `/api/v1/namespaces/${OPERATOR_NS}`).catch(() => {});
+  await uninstallChart(client, helm, RELEASE, OPERATOR_NS);
   client?.close();
 }, 300_000);
 

@@ -2,7 +2,7 @@ import { KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { KubeClient } from "../platform/kube/kube.ts";
 import { computeStatus, type KObject } from "../testkit/kstatus.ts";
-import { clusterTools, createKeysetSecret, installChart, waitFor } from "./kit.ts";
+import { clusterTools, createKeysetSecret, installChart, uninstallChart, waitFor } from "./kit.ts";
 import { RegionStores } from "./stores.ts";
 
 const kubeconfig = inject("kubeconfig");
@@ -64,10 +64,7 @@ afterAll(async () => {
   for (const s of stores.values()) await s.close();
   for (const r of REGIONS) await client?.request("DELETE", `/api/v1/namespaces/${r}`).catch(() => {});
   if (installed) {
-    try {
-      helm(["uninstall", RELEASE, "-n", OPERATOR_NS, "--wait", "--timeout", "120s"]);
-    } catch {}
-    await client?.request("DELETE", `/api/v1/namespaces/${OPERATOR_NS}`).catch(() => {});
+    await uninstallChart(client, helm, RELEASE, OPERATOR_NS);
   }
   client?.close();
 }, 300_000);

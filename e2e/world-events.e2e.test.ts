@@ -5,7 +5,7 @@ import { sleep } from "../platform/time.ts";
 import { computeStatus, type KObject } from "../testkit/kstatus.ts";
 import { type BotFleet, runBots } from "../workloads/client/bots.ts";
 import type { GameClient } from "../workloads/client/client.ts";
-import { clusterTools, createKeysetSecret, installChart, regionTls, waitFor } from "./kit.ts";
+import { clusterTools, createKeysetSecret, installChart, regionTls, uninstallChart, waitFor } from "./kit.ts";
 
 const kubeconfig = inject("kubeconfig");
 const { helm, hybridctl, newKeyset } = clusterTools(kubeconfig);
@@ -97,10 +97,7 @@ afterAll(async () => {
   for (const ns of [...REGIONS, EVENTS_NS])
     await client?.request("DELETE", `/api/v1/namespaces/${ns}`).catch(() => {});
   if (installed) {
-    try {
-      helm(["uninstall", RELEASE, "-n", OPERATOR_NS, "--wait", "--timeout", "120s"]);
-    } catch {}
-    await client?.request("DELETE", `/api/v1/namespaces/${OPERATOR_NS}`).catch(() => {});
+    await uninstallChart(client, helm, RELEASE, OPERATOR_NS);
   }
   client?.close();
 }, 300_000);

@@ -1,9 +1,10 @@
 // A real browser for tests: Debian's chromium (hack/ensure-deps.sh installs it), driven headless
 // by playwright-core (no browser download). WebRTC on loopback needs chromium to offer loopback
 // candidates and plain IP addresses instead of mDNS names (shared notes on WebRTC).
+import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { type Browser, chromium } from "playwright-core";
+import { type Browser, chromium, type Page } from "playwright-core";
 import { testCa } from "./tls.ts";
 
 const CANDIDATES = ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"];
@@ -42,4 +43,16 @@ export function testResultsDir(): string {
   const dir = join(new URL("..", import.meta.url).pathname, ".cache/test-results");
   mkdirSync(dir, { recursive: true });
   return dir;
+}
+
+/** On the browser client's page: signs a new account up, creates a character and plays it. */
+export async function signUpAndPlay(page: Page): Promise<void> {
+  await page.fill("#username", `web${randomBytes(3).toString("hex")}`);
+  await page.fill("#password", "correct horse battery");
+  await page.click("#signup");
+  await page.waitForSelector("#chars:not([hidden])");
+  await page.fill("#char-name", `Hero${randomBytes(2).toString("hex")}`);
+  await page.click("#create");
+  await page.click("#char-list .pick");
+  await page.waitForSelector("#game:not([hidden])");
 }

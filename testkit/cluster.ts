@@ -59,6 +59,19 @@ export async function installChart(
   ]);
 }
 
+/** Uninstalls what installChart installed and deletes its namespace; quiet when already gone. */
+export async function uninstallChart(
+  client: KubeClient | undefined,
+  helm: (args: string[]) => string,
+  release: string,
+  namespace: string,
+): Promise<void> {
+  try {
+    helm(["uninstall", release, "-n", namespace, "--wait", "--timeout", "120s"]);
+  } catch {}
+  await client?.request("DELETE", `/api/v1/namespaces/${namespace}`).catch(() => {});
+}
+
 /** The Region's token keyset Secret (`<region>-auth-keyset`), as an operator of the world makes it. */
 export async function createKeysetSecret(
   client: KubeClient,

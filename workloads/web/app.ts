@@ -306,7 +306,8 @@ function wire(): void {
     const step = steps[ev.key];
     if (!step || !state.client) return;
     ev.preventDefault();
-    walk(state.me.x + step[0], state.me.y + step[1]);
+    // From the cell the player stands in: the map server places players at cell centres (x.5).
+    walk(Math.floor(state.me.x) + step[0], Math.floor(state.me.y) + step[1]);
   });
 }
 

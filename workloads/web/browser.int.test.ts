@@ -7,12 +7,11 @@
 // Everything but the browser runs in this process on the local services: the operator's flag
 // plane on the kube-apiserver, a gateway on the flags, a coordinator, a stand-in map server, the
 // login and char servers on PostgreSQL and Redis.
-import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import type { P2PClientConfig } from "../../platform/protocol/p2pconfig.ts";
-import { launchChromium, testResultsDir } from "../../testkit/browser.ts";
+import { launchChromium, signUpAndPlay, testResultsDir } from "../../testkit/browser.ts";
 import { eventually } from "../../testkit/flags.ts";
 import { type P2PRegion, startP2PRegion } from "../../testkit/p2p-region.ts";
 import { P2PClient } from "../client/p2p.ts";
@@ -67,15 +66,7 @@ describe("the browser client in chromium", () => {
     await page.goto(`${origin}/`);
 
     // Sign up, create a character, pick it: the page's own forms.
-    const user = `web${randomBytes(3).toString("hex")}`;
-    await page.fill("#username", user);
-    await page.fill("#password", "correct horse battery");
-    await page.click("#signup");
-    await page.waitForSelector("#chars:not([hidden])");
-    await page.fill("#char-name", `Hero${randomBytes(2).toString("hex")}`);
-    await page.click("#create");
-    await page.click("#char-list .pick");
-    await page.waitForSelector("#game:not([hidden])");
+    await signUpAndPlay(page);
     const first = await eventually("the browser plays P2P", async () => {
       const s = await state(page);
       return s.badge === "P2P" && s.config?.mode === "p2p" ? s : undefined;
