@@ -1,7 +1,7 @@
 // npm run bench:p2p — P2P meshes at the policy's size: how long a mesh takes to form, and how
 // long a zone takes to fall back to server mode when the coordinator dies.
 //
-//   RESULT p2p peers=N mesh_p99_ms=.. fallback_p99_ms=.. lost_msgs=.. relayed_pairs=.. runs=.. fallback_runs=.. max_peers=.. max_links=.. procs=..
+//   RESULT p2p peers=N mesh_p99_ms=.. fallback_p99_ms=.. lost_msgs=.. relayed_pairs=.. runs=.. fallback_runs=.. max_peers=.. max_links=.. coord_timeout_ms=.. procs=..
 //
 // Starts its own NATS and flags etcd and publishes one zone whose policy asks meshes of
 // BENCH_MAX_PEERS (default 40, the example policy's). The coordinator is the real workload in its
@@ -21,10 +21,10 @@
 //   for the coordinator's silence to pass coordinatorTimeoutMs.
 // - client_fallback_p99_ms: until every peer is off the P2P path (its mesh gone: moves go through
 //   the gateway), which a crashed coordinator's closed connections cause at once.
-//   The zone's coordinatorTimeoutMs is BENCH_COORD_TIMEOUT_MS (default 1000: below that, 40 peers
-//   forming meshes on two cores answer heartbeats late enough to be dropped; formation runs in a
-//   zone with the policy default, 1500). Then the coordinator restarts and Auto recovery (1 s
-//   backoff) brings the zone back before the next run.
+//   The zone's coordinatorTimeoutMs is BENCH_COORD_TIMEOUT_MS (default 400: with bounded links,
+//   100 peers on two cores answer heartbeats in time; with full meshes of 40 (BENCH_MAX_LINKS=39)
+//   it takes 1000; formation runs in a zone with the policy default, 1500). Then the coordinator
+//   restarts and Auto recovery (1 s backoff) brings the zone back before the next run.
 // - lost_msgs: chat lines not heard by every peer plus sequence breaks, over all fallback runs.
 // Options (environment): BENCH_PEERS (default "10,40,100"), BENCH_RUNS (default 10),
 // BENCH_BUDGET_S (per size and phase; runs stop early past it and the output says how many ran,
@@ -64,7 +64,7 @@ const MAX_PEERS = Number(process.env.BENCH_MAX_PEERS ?? 40);
 /** Direct links per peer: the policy's mesh.maxLinks (default 8; MAX_PEERS - 1 for a full mesh). */
 const MAX_LINKS = Number(process.env.BENCH_MAX_LINKS ?? 8);
 const PROCS = Number(process.env.BENCH_PROCS ?? Math.max(2, availableParallelism()));
-const COORD_TIMEOUT_MS = Number(process.env.BENCH_COORD_TIMEOUT_MS ?? 1000);
+const COORD_TIMEOUT_MS = Number(process.env.BENCH_COORD_TIMEOUT_MS ?? 400);
 const STACK = (process.env.BENCH_STACK ?? "libdatachannel") as Stack;
 if (STACK !== "werift" && STACK !== "libdatachannel")
   throw new Error("BENCH_STACK is werift or libdatachannel");
@@ -371,7 +371,7 @@ try {
       `peers=${n}: fallback ${fallbackMs.map((x) => x.toFixed(0)).join(" ")} ms (players off the P2P path: ${clientMs.map((x) => x.toFixed(0)).join(" ")} ms); ${sent.length} chat lines`,
     );
     console.log(
-      `RESULT p2p peers=${n} mesh_p99_ms=${p99(meshMs).toFixed(0)} fallback_p99_ms=${p99(fallbackMs).toFixed(0)} client_fallback_p99_ms=${p99(clientMs).toFixed(0)} lost_msgs=${lost} relayed_pairs=${relayedInMesh} runs=${meshMs.length} fallback_runs=${fallbackMs.length} max_peers=${MAX_PEERS} max_links=${MAX_LINKS} procs=${PROCS} stack=${STACK}`,
+      `RESULT p2p peers=${n} mesh_p99_ms=${p99(meshMs).toFixed(0)} fallback_p99_ms=${p99(fallbackMs).toFixed(0)} client_fallback_p99_ms=${p99(clientMs).toFixed(0)} lost_msgs=${lost} relayed_pairs=${relayedInMesh} runs=${meshMs.length} fallback_runs=${fallbackMs.length} max_peers=${MAX_PEERS} max_links=${MAX_LINKS} coord_timeout_ms=${COORD_TIMEOUT_MS} procs=${PROCS} stack=${STACK}`,
     );
     if (meshMs.length < runs || fallbackMs.length < runs)
       console.log(

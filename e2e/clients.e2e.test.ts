@@ -307,7 +307,9 @@ describe("the browser client on the cluster", () => {
     const tracer = setInterval(() => {
       const b = bots[0]!;
       const now = `browser ${JSON.stringify(b.world.get(me) && { x: b.world.get(me)!.x, y: b.world.get(me)!.y })} self ${JSON.stringify(b.position)} server ${b.serverMode}`;
-      if (now !== last) trace.push(`${new Date().toISOString().slice(17, 23)} ${(last = now)}`);
+      if (now === last) return;
+      last = now;
+      trace.push(`${new Date().toISOString().slice(17, 23)} ${now}`);
     }, 50);
     try {
       await setFieldsP2P(false);

@@ -11,8 +11,10 @@ bash hack/ensure-deps.sh || exit 1
 export PATH="$REPO_ROOT/node_modules/.bin:$PATH"   # Node 24 from the node package
 
 status=0
-log "type-check"; tsc -p tsconfig.json || status=1
-log "lint";       biome check --reporter=summary . >/dev/null 2>&1 || { biome check . ; status=1; }
+checks_failed=0   # type-check and lint count as one failed test each in the summary line
+log "type-check"; tsc -p tsconfig.json || checks_failed=$((checks_failed + 1))
+log "lint";       biome check --reporter=summary . >/dev/null 2>&1 || { biome check . ; checks_failed=$((checks_failed + 1)); }
+[ "$checks_failed" -eq 0 ] || status=1
 
 results="$REPO_ROOT/.cache/test-results"
 mkdir -p "$results"; rm -f "$results"/*.json
@@ -25,11 +27,13 @@ log "vitest e2e (local cluster)"
 env -u KUBECONFIG vitest run --config e2e/vitest.config.ts --reporter=default --reporter=json \
   --outputFile.json="$results/e2e.json" || status=1
 
-# The summary CI reads, from vitest's JSON reports; a missing report counts as a failure.
+# The summary CI reads, from vitest's JSON reports; a missing report counts as a failure, and
+# so does a failed type-check or lint (else a lint error ended in "N passed, 0 failed").
 node -e '
   const fs = require("fs");
-  let passed = 0, failed = 0;
-  for (const f of process.argv.slice(1)) {
+  let passed = 0, failed = Number(process.argv[1]);
+  if (failed > 0) console.error(`type-check or lint failed: ${failed} (see above)`);
+  for (const f of process.argv.slice(2)) {
     if (!fs.existsSync(f)) { failed++; console.error(`no report: ${f}`); continue; }
     const r = JSON.parse(fs.readFileSync(f, "utf8"));
     passed += r.numPassedTests;
@@ -37,5 +41,5 @@ node -e '
   }
   console.log(`${passed} passed, ${failed} failed`);
   process.exit(failed > 0 ? 1 : 0);
-' "$results/vitest.json" "$results/e2e.json" || status=1
+ ' "$checks_failed" "$results/vitest.json" "$results/e2e.json" || status=1
 exit $status
