@@ -17,9 +17,10 @@
 //
 //   BENCH_SIZES=10,100,1000 BENCH_TOGGLES=30 BENCH_CLIENTS=10 BENCH_REGIONS_ZONES=1000 npm run bench:flags
 //   BENCH_VERBOSE=1 (per-toggle phases and CPU per component), BENCH_PROFILE_DIR=<dir> (CPU
-//   profiles of the pod processes; run this process with --cpu-prof for the operator's).
+//   profiles of the pod processes, and the operator's from each policy write to its last ack).
 import { randomUUID } from "node:crypto";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { Session } from "node:inspector/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
@@ -210,6 +211,24 @@ async function floor(etcd: Etcd3, n: number): Promise<number[]> {
   await w.cancel();
   return out;
 }
+
+/** With BENCH_PROFILE_DIR: the operator's CPU profile over a window (this process: the flag plane). */
+const operatorProfile = (() => {
+  const dir = process.env.BENCH_PROFILE_DIR;
+  if (!dir) return undefined;
+  const session = new Session();
+  session.connect();
+  return {
+    async start() {
+      await session.post("Profiler.enable");
+      await session.post("Profiler.start");
+    },
+    async stop(name: string) {
+      const { profile } = await session.post("Profiler.stop");
+      writeFileSync(join(dir, `${name}.cpuprofile`), JSON.stringify(profile));
+    },
+  };
+})();
 
 /** Acks (reports of at least the target epoch) as they reach the operator, per pod. */
 class AckCounter {
@@ -430,11 +449,13 @@ async function benchSize(s: Setup, zonesN: number, etcdEndpoint: string): Promis
       kube: cpuOf("kube-apiserver", s.stateDir),
       nats: cpuOf("nats-server", s.stateDir),
     };
+    await operatorProfile?.start();
     const t0 = now();
     const generation = await togglePolicy(s, ns, t % 2 === 0);
     const tPatched = now();
     await acked;
     const end = acks.last;
+    await operatorProfile?.stop(`operator-${zonesN}-${t}`);
     samples.push(end - t0);
     const r = await podsDone;
     const cpu = {
