@@ -40,16 +40,21 @@ export async function waitApplied(
   const acks = nc && new ReportTable(nc, layout(g.prefix), { namespace: ns });
   try {
     await acks?.start();
-    // 1. The operator has compiled this generation: its status names the epoch (per Region) that carries it.
+    // 1. The operator has published this generation: its status names the epoch (per Region)
+    // that carries it, 0 for a Region whose store it has not reached yet.
     let epochs: { epoch: number; byRegion: Map<string, number> } | undefined;
     while (epochs === undefined) {
       const p = await getObj(api, P2P_POLICY.plural, ns, policy);
       const s = p.status;
-      if ((s?.observedGeneration ?? -1) >= generation && s?.epoch !== undefined)
-        epochs = { epoch: s.epoch, byRegion: new Map((s.epochs ?? []).map((e) => [e.region, e.epoch])) };
+      const observed = (s?.observedGeneration ?? -1) >= generation && s?.epoch !== undefined;
+      const unpublished = observed ? (s.epochs ?? []).filter((e) => e.epoch === 0).map((e) => e.region) : [];
+      if (observed && unpublished.length === 0)
+        epochs = { epoch: s.epoch!, byRegion: new Map((s.epochs ?? []).map((e) => [e.region, e.epoch])) };
       else if (Date.now() > deadline) {
         throw new CliError(
-          `timed out: the operator has not published generation ${generation} of ${policy} (is it running?)`,
+          unpublished.length > 0
+            ? `timed out: generation ${generation} of ${policy} is not published in Region ${unpublished.join(", ")} yet (is its flag store up? see the Region's Degraded condition)`
+            : `timed out: the operator has not published generation ${generation} of ${policy} (is it running?)`,
         );
       } else await sleep(100);
     }

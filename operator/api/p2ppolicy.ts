@@ -292,7 +292,8 @@ export const P2PPolicyStatus = Type.Object(
           region: Type.String({ maxLength: 253, description: "A Region with zones this policy governs." }),
           epoch: Int64({
             minimum: 0,
-            description: "The epoch of that Region's flag store that carried this generation.",
+            description:
+              "The epoch of that Region's flag store that first carried this generation; 0 while it is not published there yet.",
           }),
         }),
         {

@@ -434,10 +434,9 @@ export function setupFlagPlane(mgr: Manager, cfg: FlagPlaneConfig): FlagPlane {
       compiled: compileNow(),
       policies: policies.list(),
       applied: (ns, zone) => folds.get(`${ns}/${zone}`)?.applied,
-      regionOf: (ns, zone) => {
-        const region = zones.get(ns, zone)?.spec.regionRef.name ?? "";
-        return { region, epoch: storeOfZone({ namespace: ns, region })?.liveEpoch ?? 0 };
-      },
+      regionOf: (ns, zone) => zones.get(ns, zone)?.spec.regionRef.name ?? "",
+      carriedBy: (ns, policy, generation, region) =>
+        storeOfZone({ namespace: ns, region })?.carriedBy(`${ns}/${policy}`, generation),
     });
     for (const p of policies.list()) {
       const key = keyOf(p);

@@ -229,13 +229,14 @@ describe("status fold", () => {
       ["a", { epoch: 7, complete: true }], // Region r's store is at 7
       ["b", { epoch: 3, complete: true }], // Region s's store is at 3
     ]);
-    const regionOf = (_ns: string, zone: string) =>
-      zone === "a" ? { region: "r", epoch: 7 } : { region: "s", epoch: 3 };
+    const regionOf = (_ns: string, zone: string) => (zone === "a" ? "r" : "s");
+    const carriedBy = (_ns: string, _p: string, _g: number, region: string) => (region === "r" ? 7 : 3);
     const out = foldPolicies({
       compiled,
       policies,
       applied: (_ns, zone) => applied.get(zone),
       regionOf,
+      carriedBy,
     }).get("eu/p")!;
     expect(out.epochs).toEqual([
       { region: "r", epoch: 7 },
@@ -243,14 +244,50 @@ describe("status fold", () => {
     ]);
     expect(out.epoch).toBe(7);
     expect(out.appliedZones).toBe(2); // b counts at its own store's 3, not at r's 7
-    // Kept while the generation is the same, per Region; a store that moved on does not move it.
+    // Kept while the generation is the same, per Region: an operator that restarted and
+    // published the same generation again at a later epoch does not move it.
     const again = foldPolicies({
       compiled,
       policies: [{ ...policies[0]!, status: { observedGeneration: 3, epoch: 7, epochs: out.epochs } }],
       applied: (_ns, zone) => applied.get(zone),
-      regionOf: (ns, zone) => ({ ...regionOf(ns, zone), epoch: regionOf(ns, zone).epoch + 1 }),
+      regionOf,
+      carriedBy: (...a) => carriedBy(...a) + 1,
     }).get("eu/p")!;
     expect(again.epochs).toEqual(out.epochs);
+  });
+
+  it("names no epoch for a Region, and counts its zones pending, until the generation is published there", () => {
+    // Region r's store still serves epoch 7 from before the policy's generation 3: status folded
+    // between the policy's write and the publish must not name 7 for it (and keep it after).
+    const applied = new Map([
+      ["a", { epoch: 7, complete: true }],
+      ["b", { epoch: 3, complete: true }],
+    ]);
+    const fold = (
+      rPublished: boolean,
+      status?: { observedGeneration: number; epochs: { region: string; epoch: number }[] },
+    ) =>
+      foldPolicies({
+        compiled,
+        policies: [{ ...policies[0]!, ...(status ? { status } : {}) }],
+        applied: (_ns, zone) => applied.get(zone),
+        regionOf: (_ns, zone) => (zone === "a" ? "r" : "s"),
+        carriedBy: (_ns, _p, _g, region) => (region === "r" ? (rPublished ? 8 : undefined) : 3),
+      }).get("eu/p")!;
+    const before = fold(false);
+    expect(before.epochs).toEqual([
+      { region: "r", epoch: 0 },
+      { region: "s", epoch: 3 },
+    ]);
+    expect(before.appliedZones).toBe(1);
+    expect(before.conditions.find((c) => c.type === "Ready")?.status).toBe("False");
+    // Published at 8: the status written before names 8, not a kept 0 or the old 7.
+    const after = fold(true, { observedGeneration: 3, epochs: before.epochs });
+    expect(after.epochs).toEqual([
+      { region: "r", epoch: 8 },
+      { region: "s", epoch: 3 },
+    ]);
+    expect(after.appliedZones).toBe(1); // a is still at 7
   });
 });
 
@@ -271,7 +308,8 @@ describe("the Conflicted condition", () => {
       compiled: compile({ policies: ps, zones, regions: [{ metadata: { name: "r", namespace: NS } }] }),
       policies: ps,
       applied: () => ({ epoch: 1, complete: true }),
-      regionOf: () => ({ region: "r", epoch: 1 }),
+      regionOf: () => "r",
+      carriedBy: () => 1,
     });
   const conflicted = (s: { conditions: { type: string }[] } | undefined) =>
     s?.conditions.find((c) => c.type === "Conflicted");

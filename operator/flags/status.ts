@@ -263,8 +263,13 @@ export interface PolicyFoldInput {
   policies: readonly PolicyForFold[];
   /** How a governed zone stands (undefined: not folded yet). */
   applied(namespace: string, zone: string): ZoneApplied | undefined;
-  /** The Region a zone belongs to, and the live epoch of that Region's flag store. */
-  regionOf(namespace: string, zone: string): { region: string; epoch: number };
+  /** The Region a zone belongs to. */
+  regionOf(namespace: string, zone: string): string;
+  /**
+   * The epoch of the first publish to `region`'s flag store that carried `generation` of policy
+   * `namespace/name`; undefined while that generation has not been published there.
+   */
+  carriedBy(namespace: string, policy: string, generation: number, region: string): number | undefined;
 }
 
 /** Every P2PPolicy's status: matched and applied zones, the epochs that carried its generation. */
@@ -283,17 +288,23 @@ export function foldPolicies(input: PolicyFoldInput): Map<string, PolicyFlagStat
     const kept = new Map(same ? (p.status?.epochs ?? []).map((e) => [e.region, e.epoch]) : []);
     // A status written before epochs were per Region names one epoch for all.
     const keptForAll = same && p.status?.epochs === undefined ? p.status?.epoch : undefined;
+    // The store's live epoch is no answer: status may fold between the policy's write and the
+    // publish that carries it, and would then name (and keep) an epoch from before the change.
+    // 0: not yet published in that Region (its zones are pending). A kept epoch was written only
+    // when it carried this generation; it stands until the store shows a reset (a lower epoch).
     const epochs = new Map<string, number>();
     for (const zone of governed) {
-      const { region, epoch: live } = input.regionOf(ns, zone);
+      const region = input.regionOf(ns, zone);
       if (epochs.has(region)) continue;
+      const carried = input.carriedBy(ns, p.metadata.name!, generation, region);
       const k = kept.get(region) ?? keptForAll;
-      epochs.set(region, k !== undefined && k <= live ? k : live);
+      const known = k !== undefined && k > 0;
+      epochs.set(region, carried === undefined ? (known ? k : 0) : known && k <= carried ? k : carried);
     }
     const pending = governed.filter((zone) => {
       const a = input.applied(ns, zone);
-      const need = epochs.get(input.regionOf(ns, zone).region) ?? 0;
-      return a === undefined || !a.complete || a.epoch < need;
+      const need = epochs.get(input.regionOf(ns, zone)) ?? 0;
+      return a === undefined || !a.complete || need === 0 || a.epoch < need;
     });
     const applied = governed.length - pending.length;
     const epoch = Math.max(0, ...epochs.values(), same && epochs.size === 0 ? (p.status?.epoch ?? 0) : 0);
@@ -444,7 +455,8 @@ export function foldStatus(input: FoldInput): FoldOutput {
     compiled: input.compiled,
     policies: input.policies,
     applied: (ns, zone) => appliedAt.get(`${ns}/${zone}`),
-    regionOf: (ns, zone) => ({ region: regionOfZone.get(`${ns}/${zone}`) ?? "", epoch: input.epoch }),
+    regionOf: (ns, zone) => regionOfZone.get(`${ns}/${zone}`) ?? "",
+    carriedBy: () => input.epoch, // everything compiled is live at `epoch`
   });
   return { zones, policies, events };
 }

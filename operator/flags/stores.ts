@@ -56,6 +56,9 @@ export class FlagStore {
   liveEpoch = 0;
   last: PublishResult | undefined;
   health: StoreHealth | undefined;
+  /** Per policy (`namespace/name`): its generation in the last publish here, and the first epoch
+   * that carried that generation (what the policy's status names per Region). */
+  private carrying = new Map<string, { generation: number; epoch: number }>();
 
   /** `etcd`: a client its owner made (and closes). Else one is made on the first publish, with
    * `access` (the Region's credentials, read from its Secrets: a failure fails that publish and
@@ -103,7 +106,21 @@ export class FlagStore {
     const res = await publisher.publish(compiled);
     this.last = res;
     this.liveEpoch = res.epoch;
+    const carrying = new Map<string, { generation: number; epoch: number }>();
+    for (const p of compiled.policies) {
+      const key = `${p.namespace}/${p.name}`;
+      const generation = p.generation ?? 0;
+      const before = this.carrying.get(key);
+      carrying.set(key, before?.generation === generation ? before : { generation, epoch: res.epoch });
+    }
+    this.carrying = carrying;
     return res;
+  }
+
+  /** The first epoch here that carried `generation` of policy `key`, if it has been published. */
+  carriedBy(key: string, generation: number): number | undefined {
+    const c = this.carrying.get(key);
+    return c?.generation === generation ? c.epoch : undefined;
   }
 
   /** Gives the token up (leadership lost): the next term acquires it again. */

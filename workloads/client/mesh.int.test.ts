@@ -58,7 +58,10 @@ describe("MeshClient links", () => {
     for (const c of cleanups.splice(0).reverse()) await c();
   });
 
-  /** Peer b (a MeshClient with a 500 ms link timeout) joined at a scripted coordinator. */
+  /**
+   * Peer b joined at a scripted coordinator. Its link timeout (2 s) is short for the test's sake
+   * and long enough that, on a machine busy with other test files, b answers an offer before it.
+   */
   async function peerB() {
     const coord = await scriptedCoordinator();
     cleanups.push(() => coord.close());
@@ -71,7 +74,7 @@ describe("MeshClient links", () => {
       entity: 2,
       position: () => ({ x: 10, y: 10 }),
       ice: stun.ice,
-      linkTimeoutMs: 500,
+      linkTimeoutMs: 2000,
     });
     cleanups.push(() => b.stop());
     b.start();
@@ -101,7 +104,12 @@ describe("MeshClient links", () => {
     ws.send(
       encodeCoord({ type: "peerJoined", peer: "a", session: "s-a", entity: 1, mesh: "m", offerer: false }),
     );
-    await eventually("a relayed", () => b.relayedPeers.includes("a"), 10_000);
+    // The report is on its way when b relays a: wait for the coordinator to have it.
+    await eventually(
+      "a relayed and reported",
+      () => b.relayedPeers.includes("a") && coord.received.some((m) => m.type === "link"),
+      10_000,
+    );
     expect(b.mates).toEqual(["a"]);
     expect(coord.received.filter((m) => m.type === "link")).toEqual([
       { type: "link", peer: "a", state: "failed" },
