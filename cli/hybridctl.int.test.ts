@@ -28,20 +28,22 @@ describe("hybridctl", () => {
   let api: CustomObjectsApi;
   const pods = new Map<string, FlagClient>();
 
-  const ctl = async (...args: string[]) => {
+  /** hybridctl in this process; `out` fills as it prints, `done` is its end. */
+  const ctlLive = (...args: string[]) => {
     const out: string[] = [];
     const err: string[] = [];
     const io: Io = { out: (s) => out.push(s), err: (s) => err.push(s) };
-    const code = await run(
+    const done = run(
       [
         ...args,
         ...["--kubeconfig", env.kubeconfig!, "--etcd-endpoints", env.etcdEndpoints!],
         ...["--nats-url", env.natsUrl!, "--prefix", prefix],
       ],
       io,
-    );
-    return { code, out: out.join("\n"), err: err.join("\n") };
+    ).then((code) => ({ code, out: out.join("\n"), err: err.join("\n") }));
+    return { out, done };
   };
+  const ctl = (...args: string[]) => ctlLive(...args).done;
   /** hybridctl as its own process whose environment holds `vars` and nothing else of ours, as
    * after `source env.sh` in a fresh terminal. */
   const ctlProcess = (vars: Record<string, string>, ...args: string[]) =>
@@ -205,11 +207,13 @@ describe("hybridctl", () => {
     const refused = await ctl("p2p", "disable", "--zone", "fa", "-n", ns);
     expect(refused.code).toBe(1);
     expect(refused.err).toMatch(/also governs fb/);
-    const watch = ctl("flags", "watch", "-n", ns, "--count", "1");
+    const watch = ctlLive("flags", "watch", "-n", ns, "--count", "1");
+    // Its starting state printed first: else that could already be the publish it waits for.
+    await eventually("the watch's starting state", () => watch.out.length >= 1);
     const forced = await ctl("p2p", "disable", "--zone", "fa", "-n", ns, "--force", "--timeout", "30");
     expect(forced.code).toBe(0);
     expect(pods.get("fa-0")!.current().mode).toBe("server");
-    const w = await watch;
+    const w = await watch.done;
     expect(w.out.split("\n")).toHaveLength(2); // the state at start, then the publish
     expect(w.out).toMatch(/0 P2P/);
   });
@@ -238,10 +242,11 @@ describe("hybridctl", () => {
 
   it("stops at the timeout and names the replicas that are missing", async () => {
     await pods.get("fb-1")!.close(); // one replica of fb is gone: its goodbye drops its report
-    const r = await ctl("p2p", "enable", "--selector", "tier=field", "-n", ns, "--timeout", "3");
+    // Long enough for the publish and the acks of every replica still there on a busy machine.
+    const r = await ctl("p2p", "enable", "--selector", "tier=field", "-n", ns, "--timeout", "10");
     expect(r.code).toBe(1);
     expect(r.err).toMatch(
-      /timed out after 3s at epoch \d+; missing:\n {2}fb: 1 of 2 replicas at epoch \d+; 1 replicas not reporting/,
+      /timed out after 10s at epoch \d+; missing:\n {2}fb: 1 of 2 replicas at epoch \d+; 1 replicas not reporting/,
     );
     expect(r.err).not.toMatch(/ fa:/);
   });

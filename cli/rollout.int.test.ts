@@ -87,10 +87,12 @@ describe("hybridctl p2p rollout", () => {
     expect(r.err).toContain("rolloutPercent=40");
     expect(r.code, r.err).toBe(0);
     expect(r.out).toContain(`zone ${region.zone} at rolloutPercent 60`);
-    // Every player is eligible; those in the 60 % bucket play P2P, as the gateway put them.
-    const inP2P = players.filter((p) => p.mode === "p2p").length;
+    // Every player is eligible; those in the 60 % bucket play P2P, as the gateway put them (the
+    // gateway's mode messages may still be on their way when the command returns).
+    let inP2P = 0;
     const s = await eventually("the canary at 60 %", async () => {
       const z = await zoneStatus();
+      inP2P = players.filter((p) => p.mode === "p2p").length;
       return z.p2pPlayers?.rolloutPercent === 60 && z.p2pPlayers.playing === inP2P ? z : undefined;
     });
     expect(s.p2pPlayers).toEqual({ eligible: 10, playing: inP2P, rolloutPercent: 60 });

@@ -272,7 +272,7 @@ describe("world events across two Regions", () => {
     expect(bots.every((b) => sees(b, "osiris"))).toBe(true);
     // ...and is gone right after it, everywhere.
     await waitFor(() => bots.every((b) => !sees(b, "osiris")), "the boss gone", endsAt - Date.now() + 10_000);
-    expect(Date.now() - endsAt).toBeLessThan(3000);
+    expect(Date.now() - endsAt).toBeLessThan(5000); // on time: the standby's loop, JetStream, a map tick, a poll
     await waitFor(
       () => bots.every((b) => b.announcements.some((a) => a.text === "Osiris sleeps.")),
       "end announcement",

@@ -165,22 +165,31 @@ describe("sharing a connection", () => {
       since: "2026-01-01T00:00:00Z",
       updatedAt: "2026-01-01T00:00:00Z",
     });
-    sender.send(report("a"), 1);
-    sender.send(report("b"), 1);
+    // A ttl of 2 s: heartbeats every ~0.6 s, so a busy test machine's stalls do not expire a live pod.
+    sender.send(report("a"), 2);
+    sender.send(report("b"), 2);
     await eventually("both reports received", () => table.size === 2);
     sender.stop("eu", "z", "b", false); // crashed: no goodbye
-    await new Promise((r) => setTimeout(r, 1600));
-    expect(table.reports().map((r) => r.pod)).toEqual(["a"]); // a's heartbeats kept it alive
+    // b expires a ttl after its last heartbeat, later than a's report was sent: by then a is
+    // alive only through its heartbeats.
+    await eventually("b's report expired", () => table.size === 1, 10_000);
+    expect(table.reports().map((r) => r.pod)).toEqual(["a"]);
     sender.stop("eu", "z", "a", true);
-    await eventually("goodbye", () => table.size === 0, 500);
+    await eventually("goodbye", () => table.size === 0, 5000);
 
     // A receiver left holding an old report (the change was lost on the way) learns it from the
     // next heartbeat, which names the version last sent, and asks again.
-    sender.send({ ...report("c"), epoch: 5 }, 1);
+    sender.send({ ...report("c"), epoch: 5 }, 2);
     await eventually("epoch 5 received", () => table.reports()[0]?.epoch === 5);
-    nc.publish(l.reportSubject("eu"), JSON.stringify({ ...report("c"), epoch: 4, ttlSeconds: 1 }));
-    await eventually("the stale copy held", () => table.reports()[0]?.epoch === 4, 500);
-    await eventually("healed by the heartbeat's version", () => table.reports()[0]?.epoch === 5, 2000);
+    const seen: (number | undefined)[] = [];
+    table.on("change", () => seen.push(table.reports()[0]?.epoch));
+    nc.publish(l.reportSubject("eu"), JSON.stringify({ ...report("c"), epoch: 4, ttlSeconds: 2 }));
+    await eventually(
+      "the stale copy held, then healed by the heartbeat's version",
+      () => seen.at(-1) === 5,
+      5000,
+    );
+    expect(seen).toEqual([4, 5]);
     sender.stop("eu", "z", "c", true);
     table.close();
   });

@@ -305,7 +305,11 @@ describe("coordinator", () => {
     // Both report round trips past the 300 ms maximum.
     a.setQuality({ rttMs: 450 });
     b.setQuality({ rttMs: 500 });
-    await eventually("zone z1 in fallback", () => a.last("zoneMode")?.mode === "fallback");
+    // Told on two connections: wait for both.
+    await eventually(
+      "zone z1 in fallback",
+      () => a.last("zoneMode")?.mode === "fallback" && b.last("peerLeft") !== undefined,
+    );
     expect(a.last("zoneMode")!.reason).toMatch(/latency/);
     expect(b.last("peerLeft")?.peer).toBe("qa");
     expect(c.coordinator.zoneStates().find((z) => z.zone === "z1")?.mode).toBe("fallback");

@@ -48,7 +48,8 @@ export class CoordinatorWatch {
   downSince = 0;
   private readonly opts: CoordinatorWatchOptions;
   private readonly now: () => number;
-  private readonly replicas = new Map<string, { seen: number; zones: ZoneState[] }>();
+  /** Per replica: when it was last heard, checks since, and its zones. */
+  private readonly replicas = new Map<string, { seen: number; checks: number; zones: ZoneState[] }>();
   private sub?: Subscription;
   private timer?: NodeJS.Timeout;
   private fallbackZones = "";
@@ -66,14 +67,17 @@ export class CoordinatorWatch {
         if (err) return;
         try {
           const m = decode<AliveMsg>(msg.data);
-          this.replicas.set(m.replica, { seen: this.now(), zones: m.zones });
+          this.replicas.set(m.replica, { seen: this.now(), checks: 0, zones: m.zones });
         } catch {
           return;
         }
         this.check();
       },
     });
-    this.timer = setInterval(() => this.check(), this.opts.checkMs ?? 50);
+    this.timer = setInterval(() => {
+      for (const r of this.replicas.values()) r.checks++;
+      this.check();
+    }, this.opts.checkMs ?? 50);
   }
 
   stop(): void {
@@ -86,7 +90,7 @@ export class CoordinatorWatch {
     const timeout = this.timeout();
     const now = this.now();
     for (const r of this.replicas.values()) {
-      if (now - r.seen > timeout) continue;
+      if (this.silent(r, now, timeout)) continue;
       const z = r.zones.find((s) => s.zone === zone && s.mode === "fallback");
       if (z) return z.reason;
     }
@@ -113,14 +117,22 @@ export class CoordinatorWatch {
     return Number.isFinite(t) ? t : 1500;
   }
 
+  /**
+   * Silent for the timeout by the clock and by the checks run since: a stall of this process
+   * (GC, a busy event loop) leaves the replicas' messages unread in the socket, and is no outage.
+   */
+  private silent(r: { seen: number; checks: number }, now: number, timeout: number): boolean {
+    return now - r.seen > timeout && r.checks * (this.opts.checkMs ?? 50) >= timeout;
+  }
+
   private check(): void {
     const now = this.now();
     const timeout = this.timeout();
     let alive = false;
-    for (const r of this.replicas.values()) if (now - r.seen <= timeout) alive = true;
+    for (const r of this.replicas.values()) if (!this.silent(r, now, timeout)) alive = true;
     const next: CoordinatorState = alive ? "up" : this.state === "unknown" ? "unknown" : "down";
     const zones = [...this.replicas.values()]
-      .filter((r) => now - r.seen <= timeout)
+      .filter((r) => !this.silent(r, now, timeout))
       .flatMap((r) => r.zones.filter((z) => z.mode === "fallback").map((z) => z.zone))
       .sort()
       .join(",");

@@ -178,7 +178,7 @@ describe("login server", () => {
   });
 
   it("ends the session when its Redis record expires", async () => {
-    const short = { ...cfg, sessionTtlMs: 1000, runtime: { ...cfg.runtime } };
+    const short = { ...cfg, sessionTtlMs: 3000, runtime: { ...cfg.runtime } };
     const c = await startLoginServer(short, { log: capturingLogger("c").log });
     try {
       await signUp("frank_555");
@@ -198,7 +198,7 @@ describe("login server", () => {
   });
 
   it("locks an account after 5 failures, on every replica, and unlocks it when the lockout ends", async () => {
-    const lockoutMs = 1500;
+    const lockoutMs = 5000; // the two locked attempts below fit in it on a busy machine
     const policy = { maxFailures: 5, windowMs: 60_000, lockoutMs };
     const fast = { ...cfg, lockout: { account: policy, address: { ...policy, maxFailures: 1000 } } };
     const [x, y] = await Promise.all([
