@@ -317,7 +317,12 @@ describe("chaos, short", () => {
       await sleep(3000);
       talking = false;
       await talk;
-      await sleep(3000); // the last lines in flight
+      // The last lines in flight: those said since play resumed, heard (what is not by then is lost).
+      await waitFor(
+        "the last lines heard",
+        async () => (sent.slice(resumed).every(heardByOthers) ? true : undefined),
+        30_000,
+      ).catch(() => undefined);
       // Lost: a line said while the bus was up (before the delete, or once play resumed) that
       // some other bot never heard, or a line of the outage that reached some bots but not all
       // (it was on the bus). A line said while the gateway had no bus (its input travels on core

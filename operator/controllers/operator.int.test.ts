@@ -477,15 +477,17 @@ describe("operator against a real apiserver", () => {
         .filter((l) => l.startsWith("hybridp2p_kube_api_writes_total{"))
         .reduce((sum, l) => sum + Number(l.split(" ").pop()), 0);
     };
-    // Settled: the write count stops moving for a while.
+    // Settled: the write count stays put over two 1.5 s windows in a row (a busy machine's late
+    // status write must not land in the resync's window below).
     let last = -1;
+    let still = 0;
     await waitFor(
       async () => {
         const now = await writes();
-        const settled = now === last;
+        still = now === last ? still + 1 : 0;
         last = now;
-        if (!settled) await sleep(1500);
-        return settled;
+        if (still < 2) await sleep(1500);
+        return still >= 2;
       },
       "writes to settle",
       60_000,
