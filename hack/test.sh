@@ -10,6 +10,14 @@ cd "$REPO_ROOT"
 bash hack/ensure-deps.sh || exit 1
 export PATH="$REPO_ROOT/node_modules/.bin:$PATH"   # Node 24 from the node package
 
+# Every temp file and directory the tests, their services and the processes they start make
+# (CAs, keysets, state dirs, browser profiles) goes under one directory, removed at the end,
+# even for a test process that was killed before its own cleanup ran. --one-file-system: a
+# mount a failed teardown left behind is not followed into.
+run_tmp="$(mktemp -d "${TMPDIR:-/tmp}/hybridp2p-test-XXXXXX")"
+trap 'rm -rf --one-file-system "$run_tmp"' EXIT
+export TMPDIR="$run_tmp"
+
 status=0
 checks_failed=0   # type-check and lint count as one failed test each in the summary line
 log "type-check"; tsc -p tsconfig.json || checks_failed=$((checks_failed + 1))
