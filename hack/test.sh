@@ -15,6 +15,7 @@ export PATH="$REPO_ROOT/node_modules/.bin:$PATH"   # Node 24 from the node packa
 # even for a test process that was killed before its own cleanup ran. --one-file-system: a
 # mount a failed teardown left behind is not followed into.
 run_tmp="$(mktemp -d "${TMPDIR:-/tmp}/hybridp2p-test-XXXXXX")"
+chmod 1777 "$run_tmp"   # as /tmp: services that run as their own user (PostgreSQL) make theirs here too
 if [ "${HYBRIDP2P_KEEP_STATE:-}" = 1 ]; then
   trap 'log "state and logs kept in $run_tmp"' EXIT
 else
