@@ -48,6 +48,7 @@ export class CoordinatorWatch {
   downSince = 0;
   private readonly opts: CoordinatorWatchOptions;
   private readonly now: () => number;
+  private readonly checkMs: number;
   /** Per replica: when it was last heard, checks since, and its zones. */
   private readonly replicas = new Map<string, { seen: number; checks: number; zones: ZoneState[] }>();
   private sub?: Subscription;
@@ -59,6 +60,7 @@ export class CoordinatorWatch {
   constructor(opts: CoordinatorWatchOptions) {
     this.opts = opts;
     this.now = opts.now ?? Date.now;
+    this.checkMs = opts.checkMs ?? 50;
   }
 
   start(): void {
@@ -77,7 +79,7 @@ export class CoordinatorWatch {
     this.timer = setInterval(() => {
       for (const r of this.replicas.values()) r.checks++;
       this.check();
-    }, this.opts.checkMs ?? 50);
+    }, this.checkMs);
   }
 
   stop(): void {
@@ -122,7 +124,7 @@ export class CoordinatorWatch {
    * (GC, a busy event loop) leaves the replicas' messages unread in the socket, and is no outage.
    */
   private silent(r: { seen: number; checks: number }, now: number, timeout: number): boolean {
-    return now - r.seen > timeout && r.checks * (this.opts.checkMs ?? 50) >= timeout;
+    return now - r.seen > timeout && r.checks * this.checkMs >= timeout;
   }
 
   private check(): void {
