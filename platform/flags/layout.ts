@@ -409,8 +409,12 @@ function checkReport(key: string, v: Obj): PodReport {
   return v as unknown as PodReport;
 }
 
-/** A message of the report channel: a report with its ttl, a clean goodbye, or heartbeats. */
-export function parseReportMessage(subject: string, raw: string): ReportMessage | ReportGone | ReportAlive {
+/**
+ * A message of the report channel: a report with its ttl, a clean goodbye, or heartbeats.
+ * Errors name it `report`; the receiver adds the subject it came on.
+ */
+export function parseReportMessage(raw: string): ReportMessage | ReportGone | ReportAlive {
+  const subject = "report";
   const v = parseJson(subject, raw);
   if (Array.isArray(v.alive)) {
     if (!v.alive.every((x) => typeof x === "string")) throw new MalformedDocument(subject, "bad alive list");

@@ -33,8 +33,8 @@ import {
 
 interface Entry {
   id: string;
-  /** The report's version (a hash of its body), named in heartbeats. */
-  ver: string;
+  /** The report's version (a hash of its body), named in heartbeats; computed at the first. */
+  ver?: string;
   subject: string;
   namespace: string;
   body: string;
@@ -67,7 +67,6 @@ export class ReportSender {
     const body = JSON.stringify(msg);
     const entry: Entry = {
       id,
-      ver: versionOf(body),
       subject: this.layout.reportSubject(report.namespace),
       namespace: report.namespace,
       body,
@@ -133,6 +132,7 @@ export class ReportSender {
         b = { subject: e.subject, ttlSeconds: e.ttlSeconds, ids: [] };
         batches.set(k, b);
       }
+      e.ver ??= versionOf(e.body);
       b.ids.push(`${e.id}#${e.ver}`);
       this.due(e, now);
     }
@@ -195,10 +195,16 @@ export function reportSender(nc: NatsConnection, l: Layout): ReportSender {
 
 // ---- receiving -------------------------------------------------------------------------------
 
+function versionOfHeld(held: Held): string {
+  held.ver ??= versionOf(held.raw);
+  return held.ver;
+}
+
 interface Held {
   report: PodReport;
   raw: string;
-  ver: string;
+  /** versionOf(raw), computed when a heartbeat first names it: off the path of a publish's burst. */
+  ver?: string;
   expiresAt: number;
 }
 
@@ -258,7 +264,8 @@ export class ReportTable extends EventEmitter {
           this.opts.onError?.(`report subscription: ${String(err)}`);
           return;
         }
-        this.receive(m.subject, m.string());
+        // The subject is decoded only to name it in an error: most messages never need it.
+        this.receive(m.string(), () => m.subject);
       },
     });
     this.sweeper = setInterval(() => this.sweep(), 500);
@@ -312,12 +319,12 @@ export class ReportTable extends EventEmitter {
     }
   }
 
-  private receive(subject: string, raw: string): void {
+  private receive(raw: string, subject: () => string): void {
     let msg: ReportMessage | ReportGone | ReportAlive;
     try {
-      msg = parseReportMessage(subject, raw);
+      msg = parseReportMessage(raw);
     } catch (err) {
-      this.opts.onError?.(String((err as Error).message));
+      this.opts.onError?.(`${(err as Error).message} (on ${subject()})`);
       return;
     }
     const now = this.now();
@@ -331,14 +338,16 @@ export class ReportTable extends EventEmitter {
         if (held !== undefined) held.expiresAt = until;
         // A pod we do not know, or whose last report we missed (lost, or sent before we
         // listened): ask its namespace again.
-        if (held === undefined || (hash >= 0 && held.ver !== named.slice(hash + 1))) unknown ??= id;
+        if (held === undefined || (hash >= 0 && versionOfHeld(held) !== named.slice(hash + 1)))
+          unknown ??= id;
       }
       if (unknown !== undefined) this.syncSoon(unknown.slice(0, unknown.indexOf("/")));
       return;
     }
+    const zk = zoneKeyOf(msg);
     const id = this.layout.reportId(msg.namespace, msg.zone, msg.pod);
     if ("gone" in msg) {
-      if (this.drop(id)) this.mark(zoneKeyOf(msg));
+      if (this.drop(id)) this.mark(zk);
       return;
     }
     const held = this.byId.get(id);
@@ -346,10 +355,11 @@ export class ReportTable extends EventEmitter {
       held.expiresAt = now + msg.ttlSeconds * 1000; // the same report again (a sync)
       return;
     }
-    const { ttlSeconds: _, ...report } = msg;
+    // The message is kept as the report: its ttlSeconds rides along (copying the object without
+    // it cost more than the rest of receiving it).
+    const report: PodReport = msg;
     if (held !== undefined) this.drop(id);
-    this.byId.set(id, { report, raw, ver: versionOf(raw), expiresAt: now + msg.ttlSeconds * 1000 });
-    const zk = zoneKeyOf(report);
+    this.byId.set(id, { report, raw, expiresAt: now + msg.ttlSeconds * 1000 });
     let ids = this.byZone.get(zk);
     if (ids === undefined) {
       ids = new Set();
