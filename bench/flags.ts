@@ -233,24 +233,33 @@ const operatorProfile = (() => {
 /** Acks (reports of at least the target epoch) as they reach the operator, per pod. */
 class AckCounter {
   private target = Number.POSITIVE_INFINITY;
-  private acked = new Set<string>();
+  /** Pods that acked, by namespace: a pod's name is unique in its namespace, and keying by the
+   * parsed strings spares building an id per report (it showed in the operator's profile). */
+  private acked = new Map<string, Set<string>>();
+  private count = 0;
   private want = 0;
   private done: (() => void) | undefined;
   last = 0;
 
   onReport = (r: PodReport): void => {
     if (r.epoch < this.target || r.zone === undefined) return;
-    const id = `${r.namespace}/${r.pod}`;
-    if (this.acked.has(id)) return;
-    this.acked.add(id);
+    let pods = this.acked.get(r.namespace);
+    if (pods === undefined) {
+      pods = new Set();
+      this.acked.set(r.namespace, pods);
+    }
+    if (pods.has(r.pod)) return;
+    pods.add(r.pod);
+    this.count++;
     this.last = now();
-    if (this.acked.size === this.want) this.done?.();
+    if (this.count === this.want) this.done?.();
   };
 
   /** Resolves once `want` pods have acked `target` (or a later epoch). */
   arm(target: number, want: number): Promise<void> {
     this.target = target;
-    this.acked = new Set();
+    this.acked = new Map();
+    this.count = 0;
     this.want = want;
     this.last = 0;
     return new Promise((r) => {

@@ -358,14 +358,23 @@ export class ReportTable extends EventEmitter {
     // The message is kept as the report: its ttlSeconds rides along (copying the object without
     // it cost more than the rest of receiving it).
     const report: PodReport = msg;
-    if (held !== undefined) this.drop(id);
-    this.byId.set(id, { report, raw, expiresAt: now + msg.ttlSeconds * 1000 });
-    let ids = this.byZone.get(zk);
-    if (ids === undefined) {
-      ids = new Set();
-      this.byZone.set(zk, ids);
+    const expiresAt = now + msg.ttlSeconds * 1000;
+    if (held !== undefined) {
+      // A newer report of a pod we hold: updated in place (its id, so its zone, is the same).
+      // Deleting and re-adding 10k map entries per publish made the maps rehash and the GC run.
+      held.report = report;
+      held.raw = raw;
+      held.ver = undefined;
+      held.expiresAt = expiresAt;
+    } else {
+      this.byId.set(id, { report, raw, expiresAt });
+      let ids = this.byZone.get(zk);
+      if (ids === undefined) {
+        ids = new Set();
+        this.byZone.set(zk, ids);
+      }
+      ids.add(id);
     }
-    ids.add(id);
     this.opts.onReport?.(report);
     this.mark(zk);
   }

@@ -190,6 +190,8 @@ describe("sharing a connection", () => {
       5000,
     );
     expect(seen).toEqual([4, 5]);
+    // Replaced in place: still one report for the pod, in its zone.
+    expect(table.zoneReports("eu", "z").map((r) => [r.pod, r.epoch])).toEqual([["c", 5]]);
     sender.stop("eu", "z", "c", true);
     table.close();
   });
