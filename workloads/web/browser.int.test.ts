@@ -130,6 +130,14 @@ describe("the browser client in chromium", () => {
       ),
     );
 
+    // The page reports its P2P moves to the gateway too: the map server has them (its view of the
+    // browser comes back in the page's own AOI) before the policy turns P2P off. Otherwise the
+    // page, once in server mode, could take the server's older position and walk from there.
+    await eventually("the map server has the browser's P2P moves", async () => {
+      const self = (await state(page)).world.find((e) => e.id === me);
+      return self?.x === moved.me.x && self.y === moved.me.y;
+    });
+
     // A bot chats all along while the policy turns P2P off and on again.
     const sent: string[] = [];
     let chatting = true;
@@ -150,9 +158,12 @@ describe("the browser client in chromium", () => {
     await page.keyboard.press("ArrowLeft");
     const walked = await eventually("the server walked the browser", async () => {
       const s = await state(page);
-      return s.me.x === moved.me.x - 1 ? s : undefined;
+      return s.me.x === moved.me.x - 1 && s.me.y === moved.me.y ? s : undefined;
     });
-    await eventually("a bot sees the server-side walk", () => bots[0]!.world.get(me)?.x === walked.me.x);
+    await eventually("a bot sees the server-side walk", () => {
+      const seen = bots[0]!.world.get(me);
+      return seen?.x === walked.me.x && seen.y === walked.me.y;
+    });
 
     await region.setPolicy({ enabled: true });
     await eventually(
