@@ -46,6 +46,12 @@ const toggles = Number(process.env.BENCH_TOGGLES ?? 30);
 // code paths (JIT) and warming connections, once in an operator's life, not per toggle. Their
 // times are printed, so what is left out is seen.
 const warmups = Number(process.env.BENCH_WARMUP ?? 1);
+/** Whether toggle `t` (warm-ups count from -warmups) turns P2P on: the policy starts disabled. */
+const enablesP2P = (t: number) => (t + warmups) % 2 === 0;
+const printWarmups = (warm: number[]) => {
+  if (warm.length > 0)
+    console.log(`warm-up toggles (not counted): ${warm.map((x) => x.toFixed(0)).join(", ")} ms`);
+};
 const perZone = Number(process.env.BENCH_CLIENTS ?? 10);
 const procs = Number(process.env.BENCH_PROCS ?? 4);
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 2);
@@ -466,7 +472,7 @@ async function benchSize(s: Setup, zonesN: number, etcdEndpoint: string): Promis
     };
     await operatorProfile?.start();
     const t0 = now();
-    const enable = (t + warmups) % 2 === 0; // the policy starts disabled
+    const enable = enablesP2P(t);
     const generation = await togglePolicy(s, ns, enable);
     const tPatched = now();
     await acked;
@@ -501,8 +507,7 @@ async function benchSize(s: Setup, zonesN: number, etcdEndpoint: string): Promis
     }
   }
   const p99 = pct(samples, 99);
-  if (warm.length > 0)
-    console.log(`warm-up toggles (not counted): ${warm.map((x) => x.toFixed(0)).join(", ")} ms`);
+  printWarmups(warm);
   console.log(
     `RESULT flags zones=${zonesN} clients=${clients} p50_ms=${pct(samples, 50).toFixed(1)} p99_ms=${p99.toFixed(1)} floor_p99_ms=${s.floorP99.toFixed(2)} ratio=${(p99 / s.floorP99).toFixed(1)}`,
   );
@@ -546,15 +551,14 @@ async function benchRegions(s: Setup, stores: [string, string]): Promise<void> {
     const podsDone = Promise.all(used.map((c) => c.call<PodsToggle>("wait")));
     const acked = acks.arm(target, clients);
     const t0 = now();
-    const enable = (t + warmups) % 2 === 0; // the policy starts disabled
+    const enable = enablesP2P(t);
     const generation = await togglePolicy(s, ns, enable);
     await acked;
     (t >= 0 ? samples : warm).push(acks.last - t0);
     await podsDone;
     await statusConverged(s, ns, generation, enable ? "P2P" : "Server", t0);
   }
-  if (warm.length > 0)
-    console.log(`warm-up toggles (not counted): ${warm.map((x) => x.toFixed(0)).join(", ")} ms`);
+  printWarmups(warm);
   console.log(
     `RESULT flags-regions regions=2 zones=${half * 2} clients=${clients} p50_ms=${pct(samples, 50).toFixed(1)} p99_ms=${pct(samples, 99).toFixed(1)} epochs=east:${epochOf("east")},west:${epochOf("west")}`,
   );
