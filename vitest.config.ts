@@ -1,4 +1,9 @@
 import { defineConfig } from "vitest/config";
+import { usePrivateTmp } from "./testkit/private-tmp.ts";
+
+// The tests' temp files (CAs, keysets, state dirs) go in one directory removed when vitest exits,
+// also when it is run directly rather than through hack/test.sh.
+usePrivateTmp("vitest");
 
 // Projects: `unit` (pure logic, no services) and `integration` (real kube-apiserver, etcd, NATS,
 // PostgreSQL and Redis on loopback, started once by the global setup).

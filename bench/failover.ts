@@ -17,7 +17,10 @@ import type { KubeObject } from "../platform/kube/meta.ts";
 import { pollUntil } from "../platform/time.ts";
 import { createNamespace, installCrds, testClient } from "../testkit/kube.ts";
 import { startLocalEnv, storeCredentialEnv } from "../testkit/local/services.ts";
+import { usePrivateTmp } from "../testkit/private-tmp.ts";
 import { freePort } from "../testkit/processes.ts";
+
+usePrivateTmp("bench"); // its temp files (and its children's) are removed at exit
 
 const runs = Number(process.env.BENCH_RUNS ?? 3);
 const repoRoot = new URL("..", import.meta.url).pathname;

@@ -38,7 +38,10 @@ import { sleep } from "../platform/time.ts";
 import { startFlagPlane, startTestEtcd, type TestFlagPlane } from "../testkit/flags.ts";
 import { createNamespace, installCrds, testClient } from "../testkit/kube.ts";
 import { startLocalEnv, storeCredentialEnv, storePki } from "../testkit/local/services.ts";
+import { usePrivateTmp } from "../testkit/private-tmp.ts";
 import { type Child, serve, spawnChild } from "./children.ts";
+
+usePrivateTmp("bench"); // its temp files (and its children's) are removed at exit
 
 const sizes = (process.env.BENCH_SIZES ?? "10,100,1000").split(",").map(Number);
 const toggles = Number(process.env.BENCH_TOGGLES ?? 30);

@@ -24,12 +24,15 @@ import { connectNats, requireStoreAccess } from "../platform/stores/access.ts";
 import { sleep } from "../platform/time.ts";
 import { startLocalEnv, storeCredentialEnv } from "../testkit/local/services.ts";
 import { StandInMapServer } from "../testkit/map-server-standin.ts";
+import { usePrivateTmp } from "../testkit/private-tmp.ts";
 import { GatewayAuth } from "../workloads/auth/gateway.ts";
 import { Keyset, type KeysetDocument, newKeysetDocument, staticKeys } from "../workloads/auth/keyset.ts";
 import { type BotFleet, LatencyHistogram, runBots } from "../workloads/client/bots.ts";
 import { consumeEvents, ensureEventStream } from "../workloads/gateway/events.ts";
 import { Gateway, staticDirectory } from "../workloads/gateway/gateway.ts";
 import { type Child, serve, spawnChild } from "./children.ts";
+
+usePrivateTmp("bench"); // its temp files (and its children's) are removed at exit
 
 const ZONE = "bench";
 const MAP = "bench_fild01";

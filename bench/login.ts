@@ -13,9 +13,12 @@ import { availableParallelism } from "node:os";
 import { silentLogger } from "../platform/log.ts";
 import { keysetFile, testLoginConfig, uniquePrefix } from "../testkit/auth.ts";
 import { startLocalEnv, storeCredentialEnv } from "../testkit/local/services.ts";
+import { usePrivateTmp } from "../testkit/private-tmp.ts";
 import { loginConfigFromEnv } from "../workloads/login-server/config.ts";
 import { DEFAULT_SCRYPT, hashPassword, type ScryptParams } from "../workloads/login-server/password.ts";
 import { startLoginServer } from "../workloads/login-server/server.ts";
+
+usePrivateTmp("bench"); // its temp files (and its children's) are removed at exit
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 9);
 const clients = Number(process.env.BENCH_CLIENTS ?? 8);

@@ -5,9 +5,12 @@
 // plus cpu_ms (process CPU per tick, all threads) and load (1-minute load average), because on a
 // shared machine wall times say as much about the neighbours as about this code.
 import { loadavg } from "node:os";
+import { usePrivateTmp } from "../testkit/private-tmp.ts";
 import { WorkerPool } from "../workloads/map-server/pool.ts";
 import { generateMap, rng } from "../workloads/map-server/sim/maps.ts";
 import { MapSim } from "../workloads/map-server/sim/world.ts";
+
+usePrivateTmp("bench"); // its temp files (and its children's) are removed at exit
 
 const TICK_HZ = 20;
 const BUDGET_MS = 1000 / TICK_HZ;

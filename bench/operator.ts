@@ -29,7 +29,10 @@ import type { KubeObject } from "../platform/kube/meta.ts";
 import { sleep } from "../platform/time.ts";
 import { createNamespace, installCrds, testClient, waitFor } from "../testkit/kube.ts";
 import { startLocalEnv, storeCredentialEnv } from "../testkit/local/services.ts";
+import { usePrivateTmp } from "../testkit/private-tmp.ts";
 import { freePort } from "../testkit/processes.ts";
+
+usePrivateTmp("bench"); // its temp files (and its children's) are removed at exit
 
 const sizes = (process.env.BENCH_SIZES ?? "100,1000").split(",").map(Number);
 const regionCount = Number(process.env.BENCH_REGIONS ?? 10);

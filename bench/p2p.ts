@@ -49,6 +49,7 @@ import { FlagPublisher } from "../testkit/flags.ts";
 import { startTestGateway } from "../testkit/gateway.ts";
 import { startLocalEnv, storeCredentialEnv } from "../testkit/local/services.ts";
 import { StandInMapServer } from "../testkit/map-server-standin.ts";
+import { usePrivateTmp } from "../testkit/private-tmp.ts";
 import { GameClient } from "../workloads/client/client.ts";
 import { DEFAULT_AREA_CELLS, LINK_GRID_CELLS, meshLinks } from "../workloads/coordinator/mesh.ts";
 import { startLoopbackStun } from "../workloads/coordinator/stun.ts";
@@ -56,6 +57,8 @@ import { CoordinatorWatch } from "../workloads/coordinator/watch.ts";
 import { ensureEventStream } from "../workloads/gateway/events.ts";
 import { flagDirectory, flagGate } from "../workloads/gateway/flags.ts";
 import type { MeshSpot, PeerRequest, PeerStatus, Stack } from "./p2p-peers.ts";
+
+usePrivateTmp("bench"); // its temp files (and its children's) are removed at exit
 
 const sizes = (process.env.BENCH_PEERS ?? "10,40,100").split(",").map(Number);
 const runs = Number(process.env.BENCH_RUNS ?? 10);

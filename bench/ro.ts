@@ -9,11 +9,14 @@
 import { silentLogger } from "../platform/log.ts";
 import { startLocalEnv, storeCredentialEnv } from "../testkit/local/services.ts";
 import { createCharacters, servicesFrom } from "../testkit/map-server/harness.ts";
+import { usePrivateTmp } from "../testkit/private-tmp.ts";
 import { startRoStack } from "../testkit/ro/stack.ts";
 import { LatencyHistogram } from "../workloads/client/bots.ts";
 import { GameClient } from "../workloads/client/client.ts";
 import { runRoBots } from "../workloads/client/ro.ts";
 import { openMap } from "../workloads/map-server/sim/maps.ts";
+
+usePrivateTmp("bench"); // its temp files (and its children's) are removed at exit
 
 const clients = Number(process.argv[2] ?? 50);
 const seconds = Number(process.argv[3] ?? 20);

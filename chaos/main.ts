@@ -6,7 +6,10 @@
 // and lists its violations (what broke an invariant) on stderr; the command exits 1 if any
 // scenario had one. docs/chaos.md says what each scenario does and checks.
 import { Command } from "commander";
+import { usePrivateTmp } from "../testkit/private-tmp.ts";
 import type { Scenario, ScenarioResult } from "./scenario.ts";
+
+usePrivateTmp("chaos"); // its temp files (and its children's) are removed at exit
 
 const SCENARIOS: Record<string, { about: string; load: () => Promise<Scenario> }> = {
   "operator-kill": {
