@@ -22,6 +22,9 @@ else
   trap 'rm -rf --one-file-system "$run_tmp"' EXIT
 fi
 export TMPDIR="$run_tmp"
+# testkit/private-tmp.ts: the vitest runs below use this directory rather than nest one each (the
+# node's unix socket paths under it must stay within 108 bytes).
+export HYBRIDP2P_PRIVATE_TMP="$run_tmp"
 
 status=0
 checks_failed=0   # type-check and lint count as one failed test each in the summary line

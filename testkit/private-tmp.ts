@@ -26,7 +26,9 @@ export function mountsUnder(mountinfo: string, dir: string): string[] {
 /**
  * Points TMPDIR at a new directory under the current one and removes it at exit, unless
  * HYBRIDP2P_KEEP_STATE=1 (then it says where it is) or something is still mounted in it. A child
- * process that calls it again keeps its parent's directory: the parent removes it.
+ * process that calls it again keeps its parent's directory: the parent removes it (hack/test.sh
+ * marks its own directory so too). Nesting stays shallow on purpose: the local node's unix socket
+ * paths live under TMPDIR and must fit in 108 bytes.
  */
 export function usePrivateTmp(label: string): string {
   const inherited = process.env[OWNED_BY_PARENT];
