@@ -26,6 +26,7 @@ import { listenForUpgrades } from "../../platform/http.ts";
 import type { ServingTls } from "../../platform/tls.ts";
 import { recheckSession, type SessionCheck } from "../auth/gateway.ts";
 import type { CharacterClaims } from "../auth/tokens.ts";
+import { cutOffAfterError } from "../runtime/websocket.ts";
 import {
   type AliveMsg,
   coordSubjects,
@@ -588,7 +589,7 @@ export class Coordinator {
       clearTimeout(authTimer);
       if (local) this.dropLocal(local, "disconnected");
     });
-    ws.on("error", () => ws.terminate());
+    cutOffAfterError(ws);
   }
 
   private refuse(ws: WebSocket, reason: string, message: string): undefined {

@@ -25,6 +25,7 @@ import {
 } from "../../platform/protocol/messages.ts";
 import { closeCodeOf, ProtocolError, type ReasonCode } from "../../platform/protocol/schema.ts";
 import { recheckSession, type SessionCheck } from "../auth/gateway.ts";
+import { CLOSE_GRACE_MS, cutOffAfterError } from "../runtime/websocket.ts";
 import { TokenBucket } from "./ratelimit.ts";
 
 /** What a verified character token says (workloads/auth/tokens.ts CharacterClaims). */
@@ -248,7 +249,7 @@ export class Sessions {
       s.ws.send(encode({ type: "error", reason, message: message.slice(0, 200) }));
       s.ws.close(closeCodeOf(reason), reason);
       // A client that does not answer the close handshake is cut off.
-      setTimeout(() => s.ws.terminate(), 2000).unref();
+      setTimeout(() => s.ws.terminate(), CLOSE_GRACE_MS).unref();
     } else {
       s.ws.terminate();
     }
@@ -284,7 +285,7 @@ export class Sessions {
     );
     ws.on("message", (data, isBinary) => this.onFrame(s, data, isBinary));
     ws.on("close", () => void this.closed(s));
-    ws.on("error", () => ws.terminate());
+    cutOffAfterError(ws);
   }
 
   private onFrame(s: Session, data: RawData, isBinary: boolean): void {
