@@ -101,8 +101,26 @@ export async function waitUntil(
   }
 }
 
-/** A free TCP port on loopback (the kernel picks it; the small race with other binders is accepted). */
-export function freePort(): Promise<number> {
+// Ports this process has handed out. A port is free again once freePort closes its probe, so
+// the kernel may hand it to the next freePort before its service has bound it: services started
+// side by side (the local environment starts nine ports' worth at once) could get the same one.
+const handedOut = new Set<number>();
+
+/**
+ * A free TCP port on loopback, never one this process has handed out before. The kernel picks it;
+ * the small race with other processes' binders is accepted.
+ */
+export async function freePort(): Promise<number> {
+  for (let tries = 0; tries < 1000; tries++) {
+    const port = await kernelPickedPort();
+    if (handedOut.has(port)) continue;
+    handedOut.add(port);
+    return port;
+  }
+  throw new Error(`no free port on loopback that this process has not handed out (${handedOut.size} so far)`);
+}
+
+function kernelPickedPort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.unref();
