@@ -25,7 +25,7 @@ import {
 } from "../../platform/protocol/messages.ts";
 import { closeCodeOf, ProtocolError, type ReasonCode } from "../../platform/protocol/schema.ts";
 import { recheckSession, type SessionCheck } from "../auth/gateway.ts";
-import { CLOSE_GRACE_MS, cutOffAfterError } from "../runtime/websocket.ts";
+import { cutOffAfterError, cutOffAfterGrace } from "../runtime/websocket.ts";
 import { TokenBucket } from "./ratelimit.ts";
 
 /** What a verified character token says (workloads/auth/tokens.ts CharacterClaims). */
@@ -249,7 +249,7 @@ export class Sessions {
       s.ws.send(encode({ type: "error", reason, message: message.slice(0, 200) }));
       s.ws.close(closeCodeOf(reason), reason);
       // A client that does not answer the close handshake is cut off.
-      setTimeout(() => s.ws.terminate(), CLOSE_GRACE_MS).unref();
+      cutOffAfterGrace(s.ws);
     } else {
       s.ws.terminate();
     }

@@ -1,7 +1,12 @@
 import type { WebSocket } from "ws";
 
 /** How long a connection being closed may take to answer the close handshake before it is cut off. */
-export const CLOSE_GRACE_MS = 2000;
+const CLOSE_GRACE_MS = 2000;
+
+/** For a connection whose close frame has been sent: cut it off if the handshake has not ended in time. */
+export function cutOffAfterGrace(ws: WebSocket): void {
+  setTimeout(() => ws.terminate(), CLOSE_GRACE_MS).unref();
+}
 
 /**
  * On a protocol error (an oversized or malformed frame) ws has already sent the close frame with
@@ -10,5 +15,5 @@ export const CLOSE_GRACE_MS = 2000;
  * the connection off only if the close handshake has not ended in time.
  */
 export function cutOffAfterError(ws: WebSocket): void {
-  ws.on("error", () => setTimeout(() => ws.terminate(), CLOSE_GRACE_MS).unref());
+  ws.on("error", () => cutOffAfterGrace(ws));
 }
