@@ -2,11 +2,13 @@
 // (platform/protocol/ro): its own byte writer and reader, its own packet lengths and layouts,
 // typed in from the documented layouts (shared/notes/ro-protocol.md and rAthena's sources),
 // so that a mistake in the server's table cannot hide behind the same mistake here. Golden
-// byte vectors (golden.ts) hold both sides to the same bytes.
+// byte vectors (golden.ts) hold both sides to the same bytes. Only the TCP connect is shared
+// (platform/protocol/ro/connect.ts, which knows nothing of packets).
 //
 // It speaks to the three endpoints over TCP: login (0x0064), char (0x0065 with the 4-byte
 // account id answer, 0x0067, 0x0066) and map (0x0436 and play).
-import { connect, type Socket } from "node:net";
+import type { Socket } from "node:net";
+import { connectRo } from "../../platform/protocol/ro/connect.ts";
 
 // ---- bytes --------------------------------------------------------------------------------
 
@@ -433,23 +435,8 @@ export class RoTestConnection {
     socket.on("error", () => {});
   }
 
-  static open(host: string, port: number, timeoutMs = 10_000): Promise<RoTestConnection> {
-    return new Promise((resolve, reject) => {
-      const s = connect({ host, port });
-      const t = setTimeout(() => {
-        s.destroy();
-        reject(new Error(`no connection to ${host}:${port}`));
-      }, timeoutMs);
-      s.once("connect", () => {
-        clearTimeout(t);
-        s.setNoDelay(true);
-        resolve(new RoTestConnection(s));
-      });
-      s.once("error", (e) => {
-        clearTimeout(t);
-        reject(e);
-      });
-    });
+  static async open(host: string, port: number, timeoutMs = 10_000): Promise<RoTestConnection> {
+    return new RoTestConnection(await connectRo(host, port, timeoutMs));
   }
 
   send(bytes: Buffer): void {

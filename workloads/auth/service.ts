@@ -12,11 +12,8 @@ import {
   type HttpMetrics,
   httpMetrics,
   listen,
-  newRegistry,
   type OpsServer,
-  type ReadinessCheck,
   type Route,
-  startOpsServer,
 } from "../../platform/http.ts";
 import type { Logger } from "../../platform/log.ts";
 import { requireStoreAccess } from "../../platform/stores/access.ts";
@@ -24,7 +21,7 @@ import { sleep } from "../../platform/time.ts";
 import { migrate } from "../db/migrations.ts";
 import { createPool } from "../db/pool.ts";
 import { createRedis, pingRedis } from "../runtime/redis.ts";
-import { Startup } from "../runtime/startup.ts";
+import { startOps } from "../runtime/workload.ts";
 import type { AuthServiceConfig } from "./config.ts";
 import { FileKeySource, type KeySource } from "./keyset.ts";
 import { SessionStore } from "./sessions.ts";
@@ -77,16 +74,9 @@ export async function startService(
     // The ops server first: alive while PostgreSQL is waited for (it may start after this pod:
     // the schema is migrated before serving), not ready until the API listens. Redis needs no
     // wait: its client reconnects by itself and the readiness check says whether it answers.
-    const startup = new Startup(log);
-    const registry = newRegistry({ pod: cfg.runtime.podName, region: cfg.runtime.region });
-    const checks: Record<string, ReadinessCheck> = { started: startup.check };
-    const ops = await startOpsServer({
-      healthPort: cfg.runtime.healthPort,
-      metricsPort: cfg.runtime.metricsPort,
+    const { startup, registry, checks, ops, ready } = await startOps(cfg.runtime, log, {
+      labels: { pod: cfg.runtime.podName, region: cfg.runtime.region },
       host: cfg.host,
-      registry,
-      log,
-      checks,
     });
     cleanup.push(() => ops.close());
     cleanup.push(() => startup.stop());
@@ -144,8 +134,7 @@ export async function startService(
       ops.setReady(false);
       await sleep(cfg.runtime.drainDelayMs);
     });
-    startup.done();
-    delete checks.started;
+    ready();
     ops.setReady(true);
     const host = cfg.host === "0.0.0.0" || cfg.host === "::" ? "127.0.0.1" : cfg.host;
     log.info("listening", {

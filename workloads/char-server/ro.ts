@@ -14,6 +14,7 @@ import { type RoConnection, type RoEndpoint, startRoEndpoint } from "../../platf
 import { type RoLoginTicket, RoTickets, resolveAdvertised, roId } from "../auth/ro-tickets.ts";
 import type { ServiceDeps } from "../auth/service.ts";
 import { signCharacterToken } from "../auth/tokens.ts";
+import type { CharacterRowOf, CharacterStats } from "../db/characters.ts";
 import { isUniqueViolation } from "../db/pool.ts";
 import type { CharConfig } from "./config.ts";
 import { checkCharacterName } from "./names.ts";
@@ -21,33 +22,9 @@ import { checkCharacterName } from "./names.ts";
 /** 0x006e reasons (rAthena): name taken, symbols not allowed, slot not usable, denied. */
 export const RO_CREATE_ERROR = { nameTaken: 0x00, badName: 0x02, slot: 0x03, denied: 0xff } as const;
 
-interface Row {
-  id: string;
-  slot: number;
-  name: string;
-  class: number;
-  base_level: number;
-  job_level: number;
-  base_exp: string;
-  job_exp: string;
-  zeny: string;
-  hp: number;
-  max_hp: number;
-  sp: number;
-  max_sp: number;
-  str: number;
-  agi: number;
-  vit: number;
-  int: number;
-  dex: number;
-  luk: number;
-  hair: number;
-  hair_color: number;
-  last_map: string;
-}
-
 const COLUMNS =
   "id, slot, name, class, base_level, job_level, base_exp, job_exp, zeny, hp, max_hp, sp, max_sp, str, agi, vit, int, dex, luk, hair, hair_color, last_map";
+type Row = CharacterRowOf<typeof COLUMNS>;
 
 const clampU32 = (v: string | number) => Math.max(0, Math.min(0xffffffff, Math.floor(Number(v) || 0)));
 const clampU16 = (v: number) => Math.max(0, Math.min(0xffff, Math.floor(v)));
@@ -100,14 +77,7 @@ export function characterBlock(r: Row): CharacterBlock {
  * rAthena's rule for clients before 2015-10-01: six stats from 1 to 9 summing to 30, with
  * str+int, agi+luk and vit+dex each 10.
  */
-export function statsValid(p: {
-  str: number;
-  agi: number;
-  vit: number;
-  int: number;
-  dex: number;
-  luk: number;
-}): boolean {
+export function statsValid(p: CharacterStats): boolean {
   const all = [p.str, p.agi, p.vit, p.int, p.dex, p.luk];
   return (
     all.every((v) => v >= 1 && v <= 9) && p.str + p.int === 10 && p.agi + p.luk === 10 && p.vit + p.dex === 10

@@ -12,11 +12,12 @@ import { Type } from "@sinclair/typebox";
 import { Counter } from "prom-client";
 import { HttpError, type RequestContext, type Route, readBody, sendJson } from "../../platform/http.ts";
 import { createLogger, type Logger } from "../../platform/log.ts";
-import type { RoEndpoint } from "../../platform/protocol/ro/endpoint.ts";
+import { type RoEndpoint, withRoEndpoint } from "../../platform/protocol/ro/endpoint.ts";
 import type { KeySource } from "../auth/keyset.ts";
 import { type RunningService, type ServiceDeps, startService } from "../auth/service.ts";
 import { authenticate } from "../auth/sessions.ts";
 import { signCharacterToken } from "../auth/tokens.ts";
+import type { CharacterRowOf, CharacterStats } from "../db/characters.ts";
 import { isUniqueViolation } from "../db/pool.ts";
 import type { CharConfig } from "./config.ts";
 import { checkCharacterName } from "./names.ts";
@@ -38,33 +39,9 @@ const CreateBody = Type.Object(
   { additionalProperties: false },
 );
 
-interface CharacterRow {
-  id: string;
-  slot: number;
-  name: string;
-  class: number;
-  base_level: number;
-  job_level: number;
-  zeny: string;
-  hp: number;
-  max_hp: number;
-  sp: number;
-  max_sp: number;
-  str: number;
-  agi: number;
-  vit: number;
-  int: number;
-  dex: number;
-  luk: number;
-  hair: number;
-  hair_color: number;
-  last_map: string;
-  last_x: number;
-  last_y: number;
-}
-
 const COLUMNS =
   "id, slot, name, class, base_level, job_level, zeny, hp, max_hp, sp, max_sp, str, agi, vit, int, dex, luk, hair, hair_color, last_map, last_x, last_y";
+type CharacterRow = CharacterRowOf<typeof COLUMNS>;
 
 export interface CharacterView {
   id: string;
@@ -78,7 +55,7 @@ export interface CharacterView {
   maxHp: number;
   sp: number;
   maxSp: number;
-  stats: { str: number; agi: number; vit: number; int: number; dex: number; luk: number };
+  stats: CharacterStats;
   hair: number;
   hairColor: number;
   map: string;
@@ -282,18 +259,5 @@ export async function startCharServer(
     (deps) => charRoutes(cfg, deps),
   );
   if (!cfg.ro) return svc;
-  try {
-    const ro = await startRoChar(cfg, svc.deps, log);
-    return {
-      ...svc,
-      ro,
-      async close() {
-        await ro.close();
-        await svc.close();
-      },
-    };
-  } catch (err) {
-    await svc.close();
-    throw err;
-  }
+  return withRoEndpoint(svc, () => startRoChar(cfg, svc.deps, log));
 }

@@ -6,7 +6,7 @@
 // (platform/protocol/ro); the independent test client is testkit/ro/client.ts.
 //
 // RO has no sign-up of its own here: bots sign up over the login server's HTTP API first.
-import { connect, type Socket } from "node:net";
+import type { Socket } from "node:net";
 import {
   type ClientPacket,
   decode,
@@ -15,6 +15,7 @@ import {
   packetName,
   type ServerPacket,
 } from "../../platform/protocol/ro/codec.ts";
+import { connectRo } from "../../platform/protocol/ro/connect.ts";
 import { AuthClient } from "../auth/client.ts";
 import { LatencyHistogram } from "./bots.ts";
 import { nodeFetch } from "./https.ts";
@@ -40,22 +41,8 @@ export class RoConnection {
     socket.on("data", (d) => this.data(d));
   }
 
-  static open(host: string, port: number, timeoutMs = 15_000): Promise<RoConnection> {
-    return new Promise((resolve, reject) => {
-      const s = connect({ host, port, noDelay: true });
-      const t = setTimeout(() => {
-        s.destroy();
-        reject(new Error(`no connection to ${host}:${port}`));
-      }, timeoutMs);
-      s.once("connect", () => {
-        clearTimeout(t);
-        resolve(new RoConnection(s));
-      });
-      s.once("error", (e) => {
-        clearTimeout(t);
-        reject(e);
-      });
-    });
+  static async open(host: string, port: number, timeoutMs = 15_000): Promise<RoConnection> {
+    return new RoConnection(await connectRo(host, port, timeoutMs));
   }
 
   private data(d: Buffer): void {

@@ -42,7 +42,7 @@ export interface IceConfig {
 /** Makes a link to `peer` with the given ICE settings (undefined: the stack's own defaults). */
 export type RtcFactory = (peer: string, ice: IceConfig | undefined) => RtcLink;
 
-/** The signaling steps every stack shares, by their W3C names (werift keeps them). */
+/** The signaling steps and states every stack shares, by their W3C names (werift keeps them). */
 export interface SdpPeer<D> {
   createOffer(): Promise<D>;
   createAnswer(): Promise<D>;
@@ -50,9 +50,13 @@ export interface SdpPeer<D> {
   setRemoteDescription(d: { type: "offer" | "answer"; sdp: string }): Promise<unknown>;
   addIceCandidate(c: never): Promise<unknown>;
   readonly localDescription?: { sdp: string } | null;
+  readonly remoteDescription?: unknown;
+  readonly iceConnectionState: string;
+  readonly connectionState: string;
+  readonly signalingState: string;
 }
 
-/** One stack's link: offer, answer and candidates written once over its SdpPeer. */
+/** One stack's link: offer, answer, candidates and states written once over its SdpPeer. */
 export abstract class SdpLink<D> implements RtcLink {
   onChannel?: (ch: RtcChannel) => void;
   onConnectionState?: (state: string) => void;
@@ -61,11 +65,20 @@ export abstract class SdpLink<D> implements RtcLink {
   protected abstract createChannel(): RtcChannel;
   /** Resolves when ICE gathering has completed (non-trickle signaling). */
   protected abstract gathered(): Promise<void>;
-  abstract readonly iceState: string;
-  abstract readonly connectionState: string;
-  abstract readonly signalingState: string;
-  abstract readonly hasRemoteDescription: boolean;
   abstract close(): void;
+
+  get iceState(): string {
+    return this.peer.iceConnectionState;
+  }
+  get connectionState(): string {
+    return this.peer.connectionState;
+  }
+  get signalingState(): string {
+    return this.peer.signalingState;
+  }
+  get hasRemoteDescription(): boolean {
+    return this.peer.remoteDescription !== null && this.peer.remoteDescription !== undefined;
+  }
 
   async offer(): Promise<string> {
     this.onChannel?.(this.createChannel());

@@ -64,19 +64,6 @@ class WeriftLink extends SdpLink<unknown> {
     this.pc.connectionStateChange.subscribe((s) => this.onConnectionState?.(s));
   }
 
-  get iceState(): string {
-    return this.pc.iceConnectionState;
-  }
-  get connectionState(): string {
-    return this.pc.connectionState;
-  }
-  get signalingState(): string {
-    return this.pc.signalingState;
-  }
-  get hasRemoteDescription(): boolean {
-    return this.pc.remoteDescription !== null && this.pc.remoteDescription !== undefined;
-  }
-
   protected createChannel(): RtcChannel {
     return new WeriftChannel(this.pc.createDataChannel("mesh", { ordered: false, maxRetransmits: 0 }));
   }

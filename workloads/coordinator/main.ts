@@ -16,7 +16,6 @@
 //                                             for a coordinator without gateways (mesh benchmarks)
 // Each zone's fallback (mesh quality) and peer counts go into this pod's flag report, from
 // which the operator folds the Zone's status.
-import { Counter, Gauge } from "prom-client";
 import { FlagClient } from "../../platform/flags/client.ts";
 import { connectFlagStore } from "../../platform/flags/etcd.ts";
 import { DEFAULT_RECOVERY } from "../../platform/flags/fallback.ts";
@@ -27,6 +26,7 @@ import { DEFAULT_KEYSET_FILE } from "../auth/config.ts";
 import { GatewayAuth } from "../auth/gateway.ts";
 import { flagDirectory } from "../gateway/flags.ts";
 import { ENV, type EnvReader } from "../runtime/config.ts";
+import { scrapedMetrics } from "../runtime/metrics.ts";
 import { createRedis } from "../runtime/redis.ts";
 import { startWorkload } from "../runtime/workload.ts";
 import { Coordinator } from "./coordinator.ts";
@@ -189,25 +189,7 @@ export async function run(): Promise<void> {
     ? setInterval(() => flags?.reportZones(coordinator.zoneReports()), cfg.reportMs)
     : undefined;
   const port = await coordinator.listen(cfg.port, cfg.host);
-  const gauge = (name: string, help: string, read: () => number) =>
-    new Gauge({
-      name,
-      help,
-      registers: [w.registry],
-      collect() {
-        this.set(read());
-      },
-    });
-  const total = (name: string, help: string, read: () => number) =>
-    new Counter({
-      name,
-      help,
-      registers: [w.registry],
-      collect() {
-        this.reset();
-        this.inc(read());
-      },
-    });
+  const { gauge, total } = scrapedMetrics(w.registry);
   gauge("hybridp2p_coordinator_peers", "Peers connected to this replica", () => coordinator.stats.peers);
   total(
     "hybridp2p_coordinator_signals_forwarded_total",

@@ -45,9 +45,14 @@ export interface CharacterSnapshot {
   at: number;
 }
 
-interface Row {
+/**
+ * One row of `characters` (migrations.ts) as node-postgres returns it: bigint columns arrive as
+ * strings. A query selects only the columns it needs: its rows are CharacterRowOf<its column list>.
+ */
+export interface CharacterRow {
   id: string;
   account_id: string;
+  slot: number;
   name: string;
   class: number;
   base_level: number;
@@ -55,10 +60,18 @@ interface Row {
   base_exp: string;
   job_exp: string;
   zeny: string;
+  str: number;
+  agi: number;
+  vit: number;
+  int: number;
+  dex: number;
+  luk: number;
   hp: number;
   max_hp: number;
   sp: number;
   max_sp: number;
+  hair: number;
+  hair_color: number;
   last_map: string;
   last_x: number;
   last_y: number;
@@ -66,13 +79,31 @@ interface Row {
   save_x: number;
   save_y: number;
   online: boolean;
+  created_at: Date;
+  updated_at: Date;
 }
 
+/** The six base stats, named as the table and the RO packets name them. */
+export type CharacterStats = Pick<CharacterRow, "str" | "agi" | "vit" | "int" | "dex" | "luk">;
+
+/** The column names in a list like "id, name, zeny", as a SELECT or RETURNING clause has them. */
+type ColumnNames<S extends string> = S extends `${infer Head}, ${infer Rest}` ? Head | ColumnNames<Rest> : S;
+
+/**
+ * The row a query returns for the column list `S` (a string constant): one list names the columns
+ * for both the SQL and the type. A misspelt column gets no field, so reading it is a type error.
+ */
+export type CharacterRowOf<S extends string> = Pick<
+  CharacterRow,
+  Extract<ColumnNames<S>, keyof CharacterRow>
+>;
+
+const LOAD_COLUMNS =
+  "id, account_id, name, class, base_level, job_level, base_exp, job_exp, zeny, hp, max_hp, sp, max_sp, last_map, last_x, last_y, save_map, save_x, save_y, online";
+
 export async function loadCharacter(pool: pg.Pool, id: string): Promise<CharacterState | undefined> {
-  const { rows } = await pool.query<Row>(
-    `SELECT id, account_id, name, class, base_level, job_level, base_exp, job_exp, zeny, hp, max_hp, sp, max_sp,
-            last_map, last_x, last_y, save_map, save_x, save_y, online
-       FROM characters WHERE id = $1`,
+  const { rows } = await pool.query<CharacterRowOf<typeof LOAD_COLUMNS>>(
+    `SELECT ${LOAD_COLUMNS} FROM characters WHERE id = $1`,
     [id],
   );
   const r = rows[0];

@@ -3,20 +3,19 @@
 import { X509Certificate } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { Counter, Gauge } from "prom-client";
 import { FlagClient } from "../../platform/flags/client.ts";
 import { connectFlagStore } from "../../platform/flags/etcd.ts";
 import type { ZoneReport } from "../../platform/flags/layout.ts";
 import { registerFlagMetrics } from "../../platform/flags/metrics.ts";
-import { newRegistry, type ReadinessCheck, startOpsServer } from "../../platform/http.ts";
 import { createLogger, type Logger } from "../../platform/log.ts";
 import { connectNats, requireStoreAccess } from "../../platform/stores/access.ts";
 import { GatewayAuth } from "../auth/gateway.ts";
 import { RoTickets } from "../auth/ro-tickets.ts";
 import { CoordinatorWatch } from "../coordinator/watch.ts";
+import { scrapedMetrics } from "../runtime/metrics.ts";
 import { createRedis } from "../runtime/redis.ts";
 import { configOrExit, runUntilSignalled } from "../runtime/shutdown.ts";
-import { Startup } from "../runtime/startup.ts";
+import { startOps } from "../runtime/workload.ts";
 import { type GatewayConfig, gatewayConfigFromEnv } from "./config.ts";
 import { consumeEvents } from "./events.ts";
 import { flagDirectory, flagGate } from "./flags.ts";
@@ -25,17 +24,9 @@ import { startRoMap } from "./ro.ts";
 
 export async function startGateway(cfg: GatewayConfig, log: Logger): Promise<{ close(): Promise<void> }> {
   const pod = cfg.runtime.podName;
-  // The ops server first: alive while the stores are waited for (they may start after this
-  // pod), not ready until the gateway serves.
-  const startup = new Startup(log);
-  const registry = newRegistry({ service: "gateway", pod });
-  const checks: Record<string, ReadinessCheck> = { started: startup.check };
-  const ops = await startOpsServer({
-    healthPort: cfg.runtime.healthPort,
-    metricsPort: cfg.runtime.metricsPort,
-    registry,
-    log,
-    checks,
+  // The ops server first: alive while the stores are waited for, not ready until the gateway serves.
+  const { startup, registry, checks, ops, ready } = await startOps(cfg.runtime, log, {
+    labels: { service: "gateway", pod },
   });
   const redis = cfg.redisUrl
     ? createRedis(requireStoreAccess("dragonfly", cfg.redisUrl), { log, name: `gateway-${pod}` })
@@ -159,28 +150,9 @@ export async function startGateway(cfg: GatewayConfig, log: Logger): Promise<{ c
         })
       : undefined;
   if (flags) registerFlagMetrics(registry, flags);
-  const stat = (name: string, help: string, read: () => number) =>
-    new Gauge({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        this.set(read());
-      },
-    });
-  // Running totals as counters (`_total`), so rate() and resets work as Prometheus expects.
-  const total = (name: string, help: string, read: () => number) =>
-    new Counter({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        this.reset();
-        this.inc(read());
-      },
-    });
-  stat("hybridp2p_gateway_connections", "Open client connections", () => gw.stats.connections);
-  stat("hybridp2p_gateway_sessions", "Authenticated sessions", () => gw.stats.sessions);
+  const { gauge, total } = scrapedMetrics(registry);
+  gauge("hybridp2p_gateway_connections", "Open client connections", () => gw.stats.connections);
+  gauge("hybridp2p_gateway_sessions", "Authenticated sessions", () => gw.stats.sessions);
   // Fan-out: frames sent per second over sessions (the dashboards divide one by the other).
   total("hybridp2p_gateway_frames_sent_total", "Frames sent to clients", () => gw.stats.framesOut);
   total(
@@ -201,8 +173,7 @@ export async function startGateway(cfg: GatewayConfig, log: Logger): Promise<{ c
   checks.nats = () => {
     if (nc.isClosed() || control.isClosed()) throw new Error("NATS connection closed");
   };
-  startup.done();
-  delete checks.started;
+  ready();
   log.info("gateway started", {
     port,
     roMapPort: ro?.port,

@@ -33,7 +33,12 @@ import {
   decode as sdkDecode,
   encode as sdkEncode,
 } from "../../platform/protocol/messages.ts";
-import type { ClientPacket, PacketOf, ServerPacket } from "../../platform/protocol/ro/codec.ts";
+import {
+  type ClientPacket,
+  NO_LOOKS,
+  type PacketOf,
+  type ServerPacket,
+} from "../../platform/protocol/ro/codec.ts";
 import {
   type RoConnection,
   type RoEndpoint,
@@ -468,17 +473,7 @@ class RoPlayer {
       head: mob ? 0 : 1,
       weapon: 0,
       accessory: 0,
-      accessory2: 0,
-      accessory3: 0,
-      headPalette: 0,
-      bodyPalette: 0,
-      headDir: 0,
-      robe: 0,
-      guildId: 0,
-      emblemVersion: 0,
-      honor: 0,
-      virtue: 0,
-      pkMode: 0,
+      ...NO_LOOKS,
       sex: 1,
       pos: { x: a.cx, y: a.cy, dir: 0 },
       xSize: 5,

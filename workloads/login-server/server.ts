@@ -10,7 +10,7 @@
 import { Type } from "@sinclair/typebox";
 import { HttpError, type RequestContext, type Route, readBody, sendJson } from "../../platform/http.ts";
 import { createLogger, type Logger } from "../../platform/log.ts";
-import type { RoEndpoint } from "../../platform/protocol/ro/endpoint.ts";
+import { type RoEndpoint, withRoEndpoint } from "../../platform/protocol/ro/endpoint.ts";
 import type { KeySource } from "../auth/keyset.ts";
 import { clientAddress, type RunningService, startService } from "../auth/service.ts";
 import { authenticate } from "../auth/sessions.ts";
@@ -192,19 +192,7 @@ export async function startLoginServer(
       return loginRoutes(app);
     },
   );
-  if (!cfg.ro) return svc;
-  try {
-    const ro = await startRoLogin(app!, cfg.ro, log);
-    return {
-      ...svc,
-      ro,
-      async close() {
-        await ro.close();
-        await svc.close();
-      },
-    };
-  } catch (err) {
-    await svc.close();
-    throw err;
-  }
+  const ro = cfg.ro;
+  if (!ro) return svc;
+  return withRoEndpoint(svc, () => startRoLogin(app!, ro, log));
 }

@@ -5,14 +5,13 @@ import { FlagClient } from "../../platform/flags/client.ts";
 import { connectFlagStore } from "../../platform/flags/etcd.ts";
 import { layout } from "../../platform/flags/layout.ts";
 import { registerFlagMetrics } from "../../platform/flags/metrics.ts";
-import { newRegistry, type ReadinessCheck, startOpsServer } from "../../platform/http.ts";
 import { createLogger, type Logger } from "../../platform/log.ts";
 import { connectNats, requireStoreAccess } from "../../platform/stores/access.ts";
 import { migrate } from "../db/migrations.ts";
 import { createPool } from "../db/pool.ts";
 import { createRedis, pingRedis } from "../runtime/redis.ts";
 import { configOrExit, runUntilSignalled } from "../runtime/shutdown.ts";
-import { Startup } from "../runtime/startup.ts";
+import { startOps } from "../runtime/workload.ts";
 import { type MapServerConfig, mapServerConfigFromEnv } from "./config.ts";
 import { flagModes } from "./modes.ts";
 import { MapServer } from "./server.ts";
@@ -20,17 +19,9 @@ import { mapSource, parseMapCache } from "./sim/mapcache.ts";
 
 export async function startMapServer(cfg: MapServerConfig, log: Logger): Promise<{ close(): Promise<void> }> {
   const pod = cfg.runtime.podName;
-  // The ops server first: alive while the stores are waited for (they may start after this
-  // pod), not ready until the maps run.
-  const startup = new Startup(log);
-  const registry = newRegistry({ service: "map-server", zone: cfg.zone });
-  const checks: Record<string, ReadinessCheck> = { started: startup.check };
-  const ops = await startOpsServer({
-    healthPort: cfg.runtime.healthPort,
-    metricsPort: cfg.runtime.metricsPort,
-    registry,
-    log,
-    checks,
+  // The ops server first: alive while the stores are waited for, not ready until the maps run.
+  const { startup, registry, checks, ops, ready } = await startOps(cfg.runtime, log, {
+    labels: { service: "map-server", zone: cfg.zone },
   });
   // Real cells from rAthena's map cache when the Region names one; generated maps otherwise.
   const cache = cfg.mapCacheFile ? parseMapCache(await readFile(cfg.mapCacheFile)) : undefined;
@@ -111,8 +102,7 @@ export async function startMapServer(cfg: MapServerConfig, log: Logger): Promise
       await pool.query("SELECT 1");
     },
   });
-  startup.done();
-  delete checks.started;
+  ready();
   log.info("map server started", {
     zone: cfg.zone,
     maps: cfg.maps,

@@ -52,16 +52,7 @@ export class HotStore {
 
   /** Claims the map's hot state for `fence`; false when a newer owner already wrote. */
   async claim(region: string, zone: string, map: string, fence: string): Promise<boolean> {
-    return (
-      (await this.redis.eval(
-        FENCED_WRITE,
-        2,
-        ...this.keys(region, zone, map),
-        fence,
-        this.ttlMs,
-        "claim",
-      )) === 1
-    );
+    return this.fencedWrite(region, zone, map, fence, "claim", []);
   }
 
   async save(
@@ -73,17 +64,7 @@ export class HotStore {
   ): Promise<boolean> {
     if (sessions.length === 0) return this.claim(region, zone, map, fence);
     const args = sessions.flatMap((s) => [s.session, JSON.stringify(s)]);
-    return (
-      (await this.redis.eval(
-        FENCED_WRITE,
-        2,
-        ...this.keys(region, zone, map),
-        fence,
-        this.ttlMs,
-        "set",
-        ...args,
-      )) === 1
-    );
+    return this.fencedWrite(region, zone, map, fence, "set", args);
   }
 
   async remove(
@@ -93,17 +74,20 @@ export class HotStore {
     fence: string,
     sessions: string[],
   ): Promise<boolean> {
-    return (
-      (await this.redis.eval(
-        FENCED_WRITE,
-        2,
-        ...this.keys(region, zone, map),
-        fence,
-        this.ttlMs,
-        "del",
-        ...sessions,
-      )) === 1
-    );
+    return this.fencedWrite(region, zone, map, fence, "del", sessions);
+  }
+
+  /** Runs FENCED_WRITE (mode "claim" only claims); false when a newer fence is stored. */
+  private async fencedWrite(
+    region: string,
+    zone: string,
+    map: string,
+    fence: string,
+    mode: "claim" | "set" | "del",
+    args: string[],
+  ): Promise<boolean> {
+    const keys = this.keys(region, zone, map);
+    return (await this.redis.eval(FENCED_WRITE, 2, ...keys, fence, this.ttlMs, mode, ...args)) === 1;
   }
 
   async load(region: string, zone: string, map: string): Promise<HotSession[]> {

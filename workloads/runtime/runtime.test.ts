@@ -1,5 +1,6 @@
 // The shared workload runtime: configuration errors name the variable and hide secrets; logs
 // are JSON and never carry passwords, tokens or credentials; shutdown hooks run in reverse.
+import { Registry } from "prom-client";
 import { describe, expect, it } from "vitest";
 import { createLogger, REDACTED } from "../../platform/log.ts";
 import { parseDuration } from "../../platform/time.ts";
@@ -10,6 +11,7 @@ import {
   EnvReader,
   readRuntimeConfig,
 } from "./config.ts";
+import { scrapedMetrics } from "./metrics.ts";
 import { Shutdown } from "./shutdown.ts";
 import { startWorkload } from "./workload.ts";
 
@@ -172,5 +174,20 @@ describe("startWorkload", () => {
     await expect(
       startWorkload("demo", { env: { HYBRIDP2P_METRICS_PORT: "99999" }, installSignals: false }),
     ).rejects.toThrow(/HYBRIDP2P_METRICS_PORT/);
+  });
+});
+
+describe("scrapedMetrics", () => {
+  it("reads levels and running totals when scraped, totals as counters", async () => {
+    const registry = new Registry();
+    const stats = { open: 2, sent: 5 };
+    const { gauge, total } = scrapedMetrics(registry);
+    gauge("demo_open", "Open things", () => stats.open);
+    total("demo_sent_total", "Things sent", () => stats.sent);
+    stats.open = 3;
+    stats.sent = 7;
+    const text = await registry.metrics();
+    expect(text).toContain("# HELP demo_open Open things\n# TYPE demo_open gauge\ndemo_open 3\n");
+    expect(text).toContain("# TYPE demo_sent_total counter\ndemo_sent_total 7\n");
   });
 });

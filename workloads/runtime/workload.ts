@@ -46,17 +46,8 @@ export async function startWorkload(
   opts.readConfig?.(reader);
   reader.done();
   const log = opts.log ?? createLogger(name, { level: config.logLevel, fields: { pod: config.podName } });
-  const registry = newRegistry({ pod: config.podName, region: config.region });
-  // Not ready before the workload listens: the ops server comes up first (alive while the
-  // workload waits for its stores).
-  const startup = new Startup(log);
-  const checks: Record<string, ReadinessCheck> = { started: startup.check };
-  const ops = await startOpsServer({
-    healthPort: config.healthPort,
-    metricsPort: config.metricsPort,
-    registry,
-    checks,
-    log,
+  const { registry, checks, ops, startup, ready } = await startOps(config, log, {
+    labels: { pod: config.podName, region: config.region },
   });
   const shutdown = new Shutdown(log, config.shutdownTimeoutMs);
   shutdown.add("ops server", () => ops.close());
@@ -76,6 +67,46 @@ export async function startWorkload(
     checks,
     ops,
     shutdown,
+    startup,
+    ready,
+  };
+}
+
+/** The ops server of a workload that is still starting, and what goes with it. */
+export interface StartingOps {
+  registry: Registry;
+  /** Readiness checks by name: "started" until ready(), then the workload's own. */
+  checks: Record<string, ReadinessCheck>;
+  ops: OpsServer;
+  startup: Startup;
+  /** The workload serves: /readyz is up to its own checks from now on. */
+  ready(): void;
+}
+
+/**
+ * Starts the ops server before anything else: alive while the workload waits for its stores
+ * (they may start after this pod), and /readyz answers "starting" until ready().
+ */
+export async function startOps(
+  runtime: Pick<RuntimeConfig, "healthPort" | "metricsPort">,
+  log: Logger,
+  opts: { labels: Record<string, string>; host?: string },
+): Promise<StartingOps> {
+  const startup = new Startup(log);
+  const registry = newRegistry(opts.labels);
+  const checks: Record<string, ReadinessCheck> = { started: startup.check };
+  const ops = await startOpsServer({
+    healthPort: runtime.healthPort,
+    metricsPort: runtime.metricsPort,
+    host: opts.host,
+    registry,
+    log,
+    checks,
+  });
+  return {
+    registry,
+    checks,
+    ops,
     startup,
     ready: () => {
       startup.done();

@@ -50,19 +50,6 @@ class BrowserLink extends SdpLink<unknown> {
     this.pc.onconnectionstatechange = () => this.onConnectionState?.(this.pc.connectionState);
   }
 
-  get iceState(): string {
-    return this.pc.iceConnectionState;
-  }
-  get connectionState(): string {
-    return this.pc.connectionState;
-  }
-  get signalingState(): string {
-    return this.pc.signalingState;
-  }
-  get hasRemoteDescription(): boolean {
-    return this.pc.remoteDescription !== null;
-  }
-
   protected createChannel(): RtcChannel {
     return new BrowserChannel(this.pc.createDataChannel("mesh", { ordered: false, maxRetransmits: 0 }));
   }

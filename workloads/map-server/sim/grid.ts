@@ -67,37 +67,9 @@ export function rebuildGrid(g: Grid, a: Arena, bank: number, highWater: number, 
 }
 
 /**
- * Calls `fn` for each live entity within `range` cells (Chebyshev distance, as rAthena's
- * square areas) of (x, y) in `bank`, in ascending block order.
- */
-export function forEachInRange(
-  g: Grid,
-  a: Arena,
-  bank: number,
-  x: number,
-  y: number,
-  range: number,
-  fn: (i: number) => void,
-): void {
-  const off = bank * a.capacity;
-  const bx0 = Math.max(0, Math.floor((x - range) / BLOCK_SIZE));
-  const by0 = Math.max(0, Math.floor((y - range) / BLOCK_SIZE));
-  const bx1 = Math.min(g.bw - 1, Math.floor((x + range) / BLOCK_SIZE));
-  const by1 = Math.min(g.bh - 1, Math.floor((y + range) / BLOCK_SIZE));
-  for (let by = by0; by <= by1; by++) {
-    for (let bx = bx0; bx <= bx1; bx++) {
-      const b = by * g.bw + bx;
-      for (let k = g.start[b]!; k < g.start[b + 1]!; k++) {
-        const j = g.items[k]!;
-        if (Math.abs(a.x[off + j]! - x) <= range && Math.abs(a.y[off + j]! - y) <= range) fn(j);
-      }
-    }
-  }
-}
-
-/**
- * Like forEachInRange, writing the entity indexes into out[at..at+max) without a closure (hot
- * loops); returns how many were found.
+ * Writes the indexes of the live entities within `range` cells (Chebyshev distance, as rAthena's
+ * square areas) of (x, y) in `bank` into out[at..at+max), in ascending block order, without a
+ * closure (hot loops); returns how many were found.
  */
 export function collectInRange(
   g: Grid,

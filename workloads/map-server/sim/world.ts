@@ -31,7 +31,7 @@ import {
   type SessionInfo,
   type SliceResult,
 } from "./frames.ts";
-import { attachGrid, createGridBuffers, forEachInRange, type Grid, rebuildGrid } from "./grid.ts";
+import { attachGrid, collectInRange, createGridBuffers, type Grid, rebuildGrid } from "./grid.ts";
 import {
   BLOCK_SIZE,
   hashString,
@@ -139,6 +139,8 @@ export class MapSim {
   /** Gateway name -> small integer, and how many sessions each has here. */
   private readonly gateways = new Map<string, { id: number; sessions: number }>();
   private readonly scratch: Int32Array;
+  /** recipients()'s grid query results (at most one entry per entity). */
+  private readonly near: Int32Array;
   private inbox: ClientInput[] = [];
   private pendingEvents: ZoneEvent[] = [];
   /** Sessions walking a cell path: the waypoint being walked to and those after it. */
@@ -183,6 +185,7 @@ export class MapSim {
     this.grid = attachGrid(createGridBuffers(def.width, def.height, opts.capacity));
     this.alloc = new Allocator(opts.capacity);
     this.scratch = new Int32Array(opts.capacity);
+    this.near = new Int32Array(opts.capacity);
     this.arena.target.fill(-1);
     this.spawnMobs();
     rebuildGrid(this.grid, this.arena, this.bank, this.alloc.highWater, this.scratch);
@@ -732,11 +735,13 @@ export class MapSim {
 
   /** Sessions whose character is within view of (x, y). */
   recipients(x: number, y: number, bank = this.bank): string[] {
+    const near = this.near;
+    const n = collectInRange(this.grid, this.arena, bank, x, y, VIEW_RANGE, near, 0, near.length);
     const to: string[] = [];
-    forEachInRange(this.grid, this.arena, bank, x, y, VIEW_RANGE, (j) => {
-      const s = this.byEntity.get(j);
+    for (let k = 0; k < n; k++) {
+      const s = this.byEntity.get(near[k]!);
       if (s) to.push(s.session);
-    });
+    }
     return to.sort();
   }
 
