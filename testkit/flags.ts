@@ -1,23 +1,23 @@
 // Test and benchmark helpers for the flag plane: a private etcd that can be killed and restarted
 // on the same port and data directory, and a TCP proxy that can cut one client off from etcd.
-import { existsSync, mkdirSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
 import { join } from "node:path";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Etcd3 } from "etcd3";
 import { type FlagPlane, setupFlagPlane } from "../operator/controllers/flagplane.ts";
 import type { PublishResult } from "../operator/flags/publisher.ts";
-import { connectFlagStore } from "../platform/flags/etcd.ts";
 import { layout, type PodReport } from "../platform/flags/layout.ts";
 import { ReportTable } from "../platform/flags/reports.ts";
 import { Manager } from "../platform/kube/manager.ts";
 import { Metrics } from "../platform/kube/metrics.ts";
 import { type Logger, silentLogger } from "../platform/log.ts";
 import type { StoreAccess } from "../platform/stores/access.ts";
+import { ETCD_ROOT_USER } from "../platform/stores/roles.ts";
 import { pollUntil } from "../platform/time.ts";
 import { testClient } from "./kube.ts";
-import { binDir, type StorePki } from "./local/services.ts";
-import { freePort, type Proc, startProcess, waitUntil } from "./processes.ts";
+import { type StorePki, startEtcd } from "./local/services.ts";
+import { freePort, type Proc } from "./processes.ts";
 
 export interface TestEtcd {
   endpoint: string;
@@ -35,58 +35,16 @@ export async function startTestEtcd(
   name = "flags-test-etcd",
   pki?: StorePki,
 ): Promise<TestEtcd> {
-  const bin = join(binDir(), "etcd");
-  if (!existsSync(bin)) throw new Error(`etcd is not built (expected at ${bin})`);
   mkdirSync(join(dir, "logs"), { recursive: true });
-  const [port, peer] = [await freePort(), await freePort()];
-  const endpoint = `${pki ? "https" : "http"}://127.0.0.1:${port}`;
-  const access: StoreAccess = { store: "etcd", url: endpoint, tlsDir: pki?.client("root") };
-  const peerUrl = `http://127.0.0.1:${peer}`;
-  let proc: Proc | undefined;
+  const first = await startEtcd(name, dir, pki);
+  const { endpoint, ports } = first;
+  const access: StoreAccess = { store: "etcd", url: endpoint, tlsDir: pki?.client(ETCD_ROOT_USER) };
+  const port = ports.client;
+  let proc: Proc | undefined = first.proc;
+  // Started again on the same ports and data directory.
   const start = async () => {
-    proc = startProcess(
-      name,
-      bin,
-      [
-        `--name=${name}`,
-        `--data-dir=${join(dir, name)}`,
-        `--listen-client-urls=${endpoint}`,
-        `--advertise-client-urls=${endpoint}`,
-        `--listen-peer-urls=${peerUrl}`,
-        `--initial-advertise-peer-urls=${peerUrl}`,
-        `--initial-cluster=${name}=${peerUrl}`,
-        "--unsafe-no-fsync=true",
-        "--log-level=warn",
-        ...(pki
-          ? [
-              "--client-cert-auth",
-              `--trusted-ca-file=${join(pki.server, "ca.crt")}`,
-              `--cert-file=${join(pki.server, "tls.crt")}`,
-              `--key-file=${join(pki.server, "tls.key")}`,
-            ]
-          : []),
-      ],
-      join(dir, "logs", `${name}.log`),
-    );
-    const p = proc;
-    await waitUntil(p, "its /health endpoint", async () => {
-      if (!pki) {
-        const res = await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(2000) });
-        return res.ok;
-      }
-      // Any answer over TLS with our client certificate will do.
-      const etcd = connectFlagStore(access, { dialTimeoutMs: 1000, callTimeoutMs: 1000 });
-      try {
-        await etcd.get("health-probe");
-        return true;
-      } catch {
-        return false;
-      } finally {
-        etcd.close();
-      }
-    });
+    proc = (await startEtcd(name, dir, pki, ports)).proc;
   };
-  await start();
   return {
     endpoint,
     access,

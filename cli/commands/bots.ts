@@ -124,13 +124,7 @@ export function addBotsCommand(cmd: Command, io: Io, globals: () => Globals, sig
         // Why bots failed, once (an untrusted certificate fails every bot the same way).
         const first = fleet.firstError();
         if (first) io.err(`first failure: ${first}`);
-        const end = o.duration === undefined ? undefined : Date.now() + o.duration * 1000;
-        while (!signal?.aborted && (end === undefined || Date.now() < end)) {
-          await new Promise((r) =>
-            setTimeout(r, Math.min(2000, end === undefined ? 2000 : Math.max(0, end - Date.now()))),
-          );
-          report();
-        }
+        await reportUntilDone(report, o.duration, signal);
         await fleet.stop();
       },
     );
@@ -182,12 +176,21 @@ async function roBots(
       `connected=${s.connected} failed=${s.failed} closed=${s.closed} moves=${s.moves} move_p50_ms=${s.p50Ms} move_p99_ms=${s.p99Ms}`,
     );
   };
-  const end = o.duration === undefined ? undefined : Date.now() + o.duration * 1000;
+  await reportUntilDone(report, o.duration, signal);
+  await fleet.stop();
+}
+
+/** Calls `report` every 2 s (and once at the end) until `durationS` is up or `signal` aborts; forever without either. */
+async function reportUntilDone(
+  report: () => void,
+  durationS: number | undefined,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  const end = durationS === undefined ? undefined : Date.now() + durationS * 1000;
   while (!signal?.aborted && (end === undefined || Date.now() < end)) {
     await new Promise((r) =>
       setTimeout(r, Math.min(2000, end === undefined ? 2000 : Math.max(0, end - Date.now()))),
     );
     report();
   }
-  await fleet.stop();
 }

@@ -10,6 +10,7 @@ import {
   binDir,
   buildImages,
   envVars,
+  type Running,
   startLocalEnv,
   storeCredentialEnv,
 } from "../../testkit/local/services.ts";
@@ -178,22 +179,47 @@ async function statusLoop(env: NodeJS.ProcessEnv, hints: string): Promise<void> 
   }
 }
 
+/** What stops everything `up` started: `first` (the operator, when there is one), then the
+ * services; then removes the state. */
+function stopEverything(running: Running, log: (m: string) => void, first = async () => {}) {
+  return async () => {
+    log("stopping...");
+    await first();
+    await running.stop();
+    rmSync(running.env.stateDir, { recursive: true, force: true });
+    rmSync(localDir, { force: true });
+    log("stopped; nothing left running");
+  };
+}
+
+/** Runs `setUp` and prints the hints it returns; then stops at once with --exit, or shows the
+ * status loop (in `statusEnv`) until Ctrl-C and stops. A failing set-up stops what had started. */
+async function serve(
+  exit: boolean,
+  shutdown: () => Promise<void>,
+  statusEnv: NodeJS.ProcessEnv,
+  setUp: () => Promise<string>,
+): Promise<void> {
+  let hints: string;
+  try {
+    hints = await setUp();
+    console.log(hints);
+  } catch (err) {
+    await shutdown();
+    throw err;
+  }
+  if (!exit) await statusLoop(statusEnv, hints);
+  await shutdown();
+}
+
 async function up(opts: { exit: boolean }): Promise<void> {
   const log = (m: string) => console.log(`[local] ${m}`);
   rmSync(localDir, { recursive: true, force: true });
   mkdirSync(join(repoRoot, ".cache"), { recursive: true });
   const running = await startLocalEnv({ log });
   let stopOperator = async () => {};
-  let hints = "";
-  const shutdown = async () => {
-    log("stopping...");
-    await stopOperator();
-    await running.stop();
-    rmSync(running.env.stateDir, { recursive: true, force: true });
-    rmSync(localDir, { force: true });
-    log("stopped; nothing left running");
-  };
-  try {
+  const shutdown = stopEverything(running, log, () => stopOperator());
+  await serve(opts.exit, shutdown, { ...process.env, ...envVars(running.env) }, async () => {
     // A stable path to the throwaway state, so other terminals can find it.
     symlinkSync(running.env.stateDir, localDir);
     const kc = running.env.kubeconfig!;
@@ -233,7 +259,7 @@ async function up(opts: { exit: boolean }): Promise<void> {
         .map(([k, v]) => `export ${k}=${v}\n`)
         .join(""),
     );
-    hints = `
+    return `
 The local region is up. In another terminal:
   source ${join(localDir, "env.sh")}
   ${join(binDir(), "kubectl")} get hybridp2p -A
@@ -246,14 +272,7 @@ ${Object.entries(vars)
   .map(([k, v]) => `  ${k}=${k.endsWith("_PASSWORD") ? "(in env.sh)" : v}`)
   .join("\n")}
 Press Ctrl-C to stop everything.`;
-    console.log(hints);
-  } catch (err) {
-    await shutdown();
-    throw err;
-  }
-  if (opts.exit) return shutdown();
-  await statusLoop({ ...process.env, ...envVars(running.env) }, hints);
-  await shutdown();
+  });
 }
 
 /** The full region as a cluster runs it: pods from the images, the operator from the chart,
@@ -267,17 +286,10 @@ async function upCluster(opts: { exit: boolean }): Promise<void> {
   rmSync(localDir, { recursive: true, force: true });
   mkdirSync(join(repoRoot, ".cache"), { recursive: true });
   const running = await startLocalEnv({ services: ["kube", "cluster"], images, log });
-  const shutdown = async () => {
-    log("stopping...");
-    await running.stop();
-    rmSync(running.env.stateDir, { recursive: true, force: true });
-    rmSync(localDir, { force: true });
-    log("stopped; nothing left running");
-  };
+  const shutdown = stopEverything(running, log);
   const kc = running.env.kubeconfig!;
   const env = { ...process.env, KUBECONFIG: kc };
-  let hints = "";
-  try {
+  await serve(opts.exit, shutdown, env, async () => {
     symlinkSync(running.env.stateDir, localDir);
     log("installing the chart (operator, CRDs, RBAC)");
     // The operator publishes flags to the Region's managed etcd, the store its workloads read.
@@ -319,7 +331,7 @@ async function upCluster(opts: { exit: boolean }): Promise<void> {
     kubectl(kc, ["wait", "--for=condition=Ready", "--timeout=300s", "zones", "--all", "-n", "demo"]);
     log(`the region is Ready, ${Math.round((Date.now() - t0) / 1000)} s after the start`);
     writeFileSync(join(localDir, "env.sh"), `export KUBECONFIG=${kc}\n`);
-    hints = `
+    return `
 The local region runs as pods. In another terminal:
   source ${join(localDir, "env.sh")}
   ${join(binDir(), "kubectl")} get pods,hybridp2p -n demo
@@ -327,14 +339,7 @@ The local region runs as pods. In another terminal:
   ${join(binDir(), "kubectl")} -n demo patch p2ppolicy fields-p2p --type merge -p '{"spec":{"enabled":false}}'
 ${playHint(kc, running.env.nodeName!, join(localDir, "demo-ca.crt"))}
 Press Ctrl-C to stop everything.`;
-    console.log(hints);
-  } catch (err) {
-    await shutdown();
-    throw err;
-  }
-  if (opts.exit) return shutdown();
-  await statusLoop(env, hints);
-  await shutdown();
+  });
 }
 
 const program = new Command("local").description("the local control plane, data services and example region");

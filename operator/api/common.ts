@@ -1,16 +1,40 @@
-// Schema pieces shared by the three kinds.
+// Schema pieces shared by the kinds.
 
-import { type Static, Type } from "@sinclair/typebox";
+import type { V1ObjectMeta } from "@kubernetes/client-node";
+import { type ObjectOptions, type Static, type TSchema, Type } from "@sinclair/typebox";
+import { API_VERSION } from "./constants.ts";
 import {
   cel,
   DateTime,
   DefaultedObject,
   DnsSubdomain,
   Int64,
+  OpaqueObject,
   Quantity,
   StringEnum,
   StringMap,
 } from "./schema.ts";
+
+// ---- The resource ---------------------------------------------------------------------------
+
+/** A kind's top-level schema: apiVersion, kind, metadata (the apiserver's to validate), spec, status. */
+export function ResourceSchema<Spec extends TSchema, Status extends TSchema>(
+  kind: string,
+  spec: Spec,
+  status: Status,
+  options: ObjectOptions,
+) {
+  return Type.Object(
+    {
+      apiVersion: Type.Optional(Type.String({ description: API_VERSION })),
+      kind: Type.Optional(Type.String({ description: kind })),
+      metadata: Type.Optional(OpaqueObject<V1ObjectMeta>()),
+      spec,
+      status: Type.Optional(status),
+    },
+    options,
+  );
+}
 
 // ---- metav1.Condition -------------------------------------------------------------------
 
@@ -90,6 +114,15 @@ export type ResourceRequirements = Static<typeof ResourceRequirements>;
 export const ServiceTypeValues = ["ClusterIP", "NodePort", "LoadBalancer"] as const;
 export type ServiceType = (typeof ServiceTypeValues)[number];
 
+export function ServicePort(defaultPort: number) {
+  return Type.Integer({ default: defaultPort, minimum: 1, maximum: 65535, description: "Service port." });
+}
+
+/** Bounded by the port range only: the cluster's node port range is configurable. */
+export function NodePort(description: string) {
+  return Type.Integer({ minimum: 1, maximum: 65535, description });
+}
+
 /** The Service in front of a component; each component has its own default port. */
 export function ServiceSpec(defaultPort: number) {
   return DefaultedObject(
@@ -97,17 +130,8 @@ export function ServiceSpec(defaultPort: number) {
       type: Type.Optional(
         StringEnum(ServiceTypeValues, { default: "ClusterIP", description: "Kubernetes Service type." }),
       ),
-      port: Type.Optional(
-        Type.Integer({ default: defaultPort, minimum: 1, maximum: 65535, description: "Service port." }),
-      ),
-      // Bounded by the port range only: the cluster's node port range is configurable.
-      nodePort: Type.Optional(
-        Type.Integer({
-          minimum: 1,
-          maximum: 65535,
-          description: "Fixed node port; only for NodePort and LoadBalancer Services.",
-        }),
-      ),
+      port: Type.Optional(ServicePort(defaultPort)),
+      nodePort: Type.Optional(NodePort("Fixed node port; only for NodePort and LoadBalancer Services.")),
     },
     {
       description: "The Service that exposes the component.",

@@ -1,19 +1,14 @@
 // P2PPolicy: turns P2P on or off for the Zones it selects, with mesh limits, fallback thresholds
 // and recovery. Figures are the original rAthena hybrid design's.
 
-import type { V1ObjectMeta } from "@kubernetes/client-node";
 import { type Static, Type } from "@sinclair/typebox";
-import { LabelSelector, StatusCommon } from "./common.ts";
-import { API_VERSION, P2P_POLICY } from "./constants.ts";
-import { cel, DefaultedObject, Int64, OpaqueObject, StringEnum } from "./schema.ts";
+import { KNOWN_SERVICES } from "../../platform/flags/layout.ts";
+import { LabelSelector, ResourceSchema, StatusCommon } from "./common.ts";
+import { P2P_POLICY } from "./constants.ts";
+import { cel, DefaultedObject, Int64, StringEnum } from "./schema.ts";
 
-export const P2PServiceValues = [
-  "map-server",
-  "gateway",
-  "coordinator",
-  "char-server",
-  "login-server",
-] as const;
+// The services that carry flags: the flag layout's list is the source, so the API cannot drift from it.
+export const P2PServiceValues = KNOWN_SERVICES;
 export type P2PService = (typeof P2PServiceValues)[number];
 
 // webrtc-datachannel: direct ICE; webrtc-turn: WebRTC relayed through TURN;
@@ -330,16 +325,9 @@ export const P2PPolicyStatus = Type.Object(
 );
 export type P2PPolicyStatus = Static<typeof P2PPolicyStatus>;
 
-export const P2PPolicySchema = Type.Object(
-  {
-    apiVersion: Type.Optional(Type.String({ description: API_VERSION })),
-    kind: Type.Optional(Type.String({ description: P2P_POLICY.kind })),
-    metadata: Type.Optional(OpaqueObject<V1ObjectMeta>()),
-    spec: P2PPolicySpec,
-    status: Type.Optional(P2PPolicyStatus),
-  },
-  { description: "A P2PPolicy switches P2P play on or off for the Zones it selects." },
-);
+export const P2PPolicySchema = ResourceSchema(P2P_POLICY.kind, P2PPolicySpec, P2PPolicyStatus, {
+  description: "A P2PPolicy switches P2P play on or off for the Zones it selects.",
+});
 export type P2PPolicy = Static<typeof P2PPolicySchema>;
 
 export const p2pPolicyPrinterColumns = [

@@ -1,12 +1,18 @@
 // Region: one playable edge region (gateway, coordinator, login and char servers, data stores).
 // Its Zones and P2PPolicies live in the same namespace; a namespace per region is the convention.
 
-import type { V1ObjectMeta } from "@kubernetes/client-node";
 import { type Static, Type } from "@sinclair/typebox";
-import { ComponentSpec, Image, ResourceRequirements, SecretRef, StatusCommon } from "./common.ts";
-import { API_VERSION, MAX_REGION_NAME, REGION } from "./constants.ts";
+import {
+  ComponentSpec,
+  Image,
+  ResourceRequirements,
+  ResourceSchema,
+  SecretRef,
+  StatusCommon,
+} from "./common.ts";
+import { MAX_REGION_NAME, REGION } from "./constants.ts";
 import { MapCacheSpec, RoSpec } from "./ro.ts";
-import { cel, DefaultedObject, DnsSubdomain, OpaqueObject, Quantity, StringEnum } from "./schema.ts";
+import { cel, DefaultedObject, DnsSubdomain, Quantity, StringEnum } from "./schema.ts";
 
 // Pinned defaults; a Region overrides them in spec.images.
 export const DEFAULT_WORKLOAD_IMAGE = "ghcr.io/hybrid-p2p/workload:0.1.0";
@@ -195,24 +201,15 @@ export const RegionStatus = Type.Object(
 );
 export type RegionStatus = Static<typeof RegionStatus>;
 
-export const RegionSchema = Type.Object(
-  {
-    apiVersion: Type.Optional(Type.String({ description: `${API_VERSION}` })),
-    kind: Type.Optional(Type.String({ description: REGION.kind })),
-    metadata: Type.Optional(OpaqueObject<V1ObjectMeta>()),
-    spec: RegionSpec,
-    status: Type.Optional(RegionStatus),
-  },
-  {
-    description:
-      "A Region is one playable edge region: gateway, P2P coordinator, login and char servers and their data stores.",
-    ...cel({
-      rule: `self.metadata.name.size() <= ${MAX_REGION_NAME}`,
-      message: `a Region's name may have at most ${MAX_REGION_NAME} characters, so the names of its children fit (its <name>-dragonfly StatefulSet name ends up in a 63-character label)`,
-      reason: "FieldValueInvalid",
-    }),
-  },
-);
+export const RegionSchema = ResourceSchema(REGION.kind, RegionSpec, RegionStatus, {
+  description:
+    "A Region is one playable edge region: gateway, P2P coordinator, login and char servers and their data stores.",
+  ...cel({
+    rule: `self.metadata.name.size() <= ${MAX_REGION_NAME}`,
+    message: `a Region's name may have at most ${MAX_REGION_NAME} characters, so the names of its children fit (its <name>-dragonfly StatefulSet name ends up in a 63-character label)`,
+    reason: "FieldValueInvalid",
+  }),
+});
 export type Region = Static<typeof RegionSchema>;
 
 export const regionPrinterColumns = [

@@ -3,7 +3,7 @@
 // packet carries the password in plain text (the protocol's own weakness), so a Region turns the
 // endpoints on knowingly.
 import { type Static, Type } from "@sinclair/typebox";
-import { ServiceTypeValues } from "./common.ts";
+import { NodePort, ServicePort, ServiceTypeValues } from "./common.ts";
 import { cel, DefaultedObject, DnsSubdomain, StringEnum } from "./schema.ts";
 
 /** rAthena's ports, the numbers RO clients are configured with. */
@@ -12,16 +12,11 @@ export const RO_DEFAULT_PORTS = { login: 6900, char: 6121, map: 5121 } as const;
 function RoEndpoint(what: string, defaultPort: number) {
   return DefaultedObject(
     {
-      port: Type.Optional(
-        Type.Integer({ default: defaultPort, minimum: 1, maximum: 65535, description: "Service port." }),
-      ),
+      port: Type.Optional(ServicePort(defaultPort)),
       nodePort: Type.Optional(
-        Type.Integer({
-          minimum: 1,
-          maximum: 65535,
-          description:
-            "Fixed node port (required with serviceType NodePort: it is the port the server tells clients).",
-        }),
+        NodePort(
+          "Fixed node port (required with serviceType NodePort: it is the port the server tells clients).",
+        ),
       ),
     },
     { description: `The RO ${what} endpoint's Service port.` },

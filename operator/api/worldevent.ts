@@ -3,12 +3,11 @@
 // live-state triggers. The orchestrator workload (workloads/orchestrator) reads it and delivers it
 // to every targeted Region's map servers (platform/bus/world.ts); status says how each Region is.
 
-import type { V1ObjectMeta } from "@kubernetes/client-node";
 import { type Static, Type } from "@sinclair/typebox";
 import { WORLD_EVENT_MOBS, WORLD_EVENT_TYPES } from "../../platform/bus/world.ts";
-import { LabelSelector, StatusCommon } from "./common.ts";
-import { API_VERSION, WORLD_EVENT } from "./constants.ts";
-import { cel, DateTime, DefaultedObject, DnsLabel, Int64, OpaqueObject, StringEnum } from "./schema.ts";
+import { LabelSelector, ResourceSchema, StatusCommon } from "./common.ts";
+import { WORLD_EVENT } from "./constants.ts";
+import { cel, DateTime, DefaultedObject, DnsLabel, Int64, StringEnum } from "./schema.ts";
 
 export const WorldEventTypeValues = WORLD_EVENT_TYPES;
 export type WorldEventType = (typeof WorldEventTypeValues)[number];
@@ -310,19 +309,10 @@ export const WorldEventStatus = Type.Object(
 );
 export type WorldEventStatus = Static<typeof WorldEventStatus>;
 
-export const WorldEventSchema = Type.Object(
-  {
-    apiVersion: Type.Optional(Type.String({ description: API_VERSION })),
-    kind: Type.Optional(Type.String({ description: WORLD_EVENT.kind })),
-    metadata: Type.Optional(OpaqueObject<V1ObjectMeta>()),
-    spec: WorldEventSpec,
-    status: Type.Optional(WorldEventStatus),
-  },
-  {
-    description:
-      "A WorldEvent is a world event of the global orchestrator (a boss, an invasion, rate multipliers, an announcement) across Regions.",
-  },
-);
+export const WorldEventSchema = ResourceSchema(WORLD_EVENT.kind, WorldEventSpec, WorldEventStatus, {
+  description:
+    "A WorldEvent is a world event of the global orchestrator (a boss, an invasion, rate multipliers, an announcement) across Regions.",
+});
 export type WorldEvent = Static<typeof WorldEventSchema>;
 
 export const worldEventPrinterColumns = [

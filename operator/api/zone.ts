@@ -1,10 +1,9 @@
 // Zone: a set of maps served by one map-server pool, in one Region.
 
-import type { V1ObjectMeta } from "@kubernetes/client-node";
 import { type Static, Type } from "@sinclair/typebox";
-import { ResourceRequirements, StatusCommon } from "./common.ts";
-import { API_VERSION, MAX_ZONE_NAME, ZONE } from "./constants.ts";
-import { cel, DateTime, DefaultedObject, DnsLabel, Int64, OpaqueObject, StringEnum } from "./schema.ts";
+import { ResourceRequirements, ResourceSchema, StatusCommon } from "./common.ts";
+import { MAX_ZONE_NAME, ZONE } from "./constants.ts";
+import { cel, DateTime, DefaultedObject, DnsLabel, Int64, StringEnum } from "./schema.ts";
 
 export const MapTypeValues = ["Town", "Field", "Dungeon", "Instance", "PvP"] as const;
 export type MapType = (typeof MapTypeValues)[number];
@@ -195,23 +194,14 @@ export const ZoneStatus = Type.Object(
 );
 export type ZoneStatus = Static<typeof ZoneStatus>;
 
-export const ZoneSchema = Type.Object(
-  {
-    apiVersion: Type.Optional(Type.String({ description: API_VERSION })),
-    kind: Type.Optional(Type.String({ description: ZONE.kind })),
-    metadata: Type.Optional(OpaqueObject<V1ObjectMeta>()),
-    spec: ZoneSpec,
-    status: Type.Optional(ZoneStatus),
-  },
-  {
-    description: "A Zone is a set of maps served by one map-server pool of a Region.",
-    ...cel({
-      rule: `self.metadata.name.size() <= ${MAX_ZONE_NAME}`,
-      message: `a Zone's name may have at most ${MAX_ZONE_NAME} characters, so the names of its children fit (its <name>-map-server StatefulSet name ends up in a 63-character label)`,
-      reason: "FieldValueInvalid",
-    }),
-  },
-);
+export const ZoneSchema = ResourceSchema(ZONE.kind, ZoneSpec, ZoneStatus, {
+  description: "A Zone is a set of maps served by one map-server pool of a Region.",
+  ...cel({
+    rule: `self.metadata.name.size() <= ${MAX_ZONE_NAME}`,
+    message: `a Zone's name may have at most ${MAX_ZONE_NAME} characters, so the names of its children fit (its <name>-map-server StatefulSet name ends up in a 63-character label)`,
+    reason: "FieldValueInvalid",
+  }),
+});
 export type Zone = Static<typeof ZoneSchema>;
 
 export const zonePrinterColumns = [

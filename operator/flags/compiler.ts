@@ -13,20 +13,14 @@ import {
   type ServiceFlags,
   type ZoneFlags,
 } from "../../platform/flags/layout.ts";
-import { matchesSelector as matchLabelSelector } from "../../platform/kube/selector.ts";
+import { type LabelSelector, matchesSelector } from "../../platform/kube/selector.ts";
+
+// metav1.LabelSelector semantics live in platform/kube/selector.ts (shared with the orchestrator);
+// re-exported so the compiler's inputs and helpers stay importable from here.
+export type { LabelSelector, LabelSelectorRequirement } from "../../platform/kube/selector.ts";
+export { matchesSelector };
 
 // ---- inputs ---------------------------------------------------------------------------------
-
-export interface LabelSelectorRequirement {
-  key: string;
-  operator: string;
-  values?: readonly string[];
-}
-
-export interface LabelSelector {
-  matchLabels?: Readonly<Record<string, string>>;
-  matchExpressions?: readonly LabelSelectorRequirement[];
-}
 
 export interface ObjectMetaInput {
   name?: string;
@@ -144,14 +138,6 @@ export interface CompiledFlags {
 }
 
 // ---- helpers --------------------------------------------------------------------------------
-
-/** metav1.LabelSelector semantics (platform/kube/selector.ts, shared with the orchestrator). */
-export function matchesSelector(
-  selector: LabelSelector | undefined,
-  labels: Readonly<Record<string, string>>,
-): boolean {
-  return matchLabelSelector(selector, labels);
-}
 
 function csv(v: string | undefined): string[] {
   if (!v) return [];

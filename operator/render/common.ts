@@ -3,13 +3,16 @@
 import { createHash } from "node:crypto";
 import type {
   V1Container,
+  V1ContainerPort,
+  V1EnvVar,
+  V1NetworkPolicyIngressRule,
   V1PodSecurityContext,
   V1Probe,
   V1ResourceRequirements,
   V1SecurityContext,
 } from "@kubernetes/client-node";
 import type { KubeObject, OwnerReference } from "../../platform/kube/meta.ts";
-import { HEALTH_PORT, LABEL, MANAGED_BY, PART_OF } from "./constants.ts";
+import { ENV, HEALTH_PORT, LABEL, MANAGED_BY, METRICS_PORT, PART_OF } from "./constants.ts";
 
 /** The custom resource a child belongs to. */
 export interface Owner {
@@ -151,14 +154,69 @@ export function regionPods(region: string, component: string) {
 }
 
 /**
- * A PodDisruptionBudget's spec: maxUnavailable rather than minAvailable, so a single replica
- * never blocks a node drain forever, and pods that are not healthy may always be evicted (a
+ * A PodDisruptionBudget: maxUnavailable rather than minAvailable, so a single replica never
+ * blocks a node drain forever, and pods that are not healthy may always be evicted (a
  * crash-looping pod protects nothing and would otherwise hold the drain).
  */
-export function pdbSpec(selector: Record<string, string>) {
+export function podDisruptionBudget(
+  name: string,
+  owner: Owner,
+  labels: Record<string, string>,
+  selector: Record<string, string>,
+): KubeObject {
+  return child("policy/v1", "PodDisruptionBudget", name, owner, labels, {
+    spec: {
+      maxUnavailable: 1,
+      unhealthyPodEvictionPolicy: "AlwaysAllow",
+      selector: { matchLabels: selector },
+    },
+  });
+}
+
+/** A NetworkPolicy ingress rule as rendered (client-node's model spells `from` as `_from`). */
+export type IngressRule = Omit<V1NetworkPolicyIngressRule, "_from"> & { from?: unknown[] };
+
+/** A NetworkPolicy admitting only `ingress` to the selected pods (nothing else reaches them). */
+export function ingressPolicy(
+  name: string,
+  owner: Owner,
+  labels: Record<string, string>,
+  selector: Record<string, string>,
+  ingress: IngressRule[],
+): KubeObject {
+  return child("networking.k8s.io/v1", "NetworkPolicy", name, owner, labels, {
+    spec: {
+      podSelector: { matchLabels: selector },
+      policyTypes: ["Ingress"],
+      ingress,
+    },
+  });
+}
+
+// ---- what every workload container has (workloads/runtime: the ops server and pod identity) ----
+
+/** The ops server's ports: health (probes) and metrics (scrapes). */
+export function observabilityPorts(): V1ContainerPort[] {
+  return [
+    { name: "health", containerPort: HEALTH_PORT },
+    { name: "metrics", containerPort: METRICS_PORT },
+  ];
+}
+
+/** Health and metrics ports admit any source: kubelet probes come from the node, scrapes from monitoring. */
+export function observabilityIngress(): V1NetworkPolicyIngressRule {
   return {
-    maxUnavailable: 1,
-    unhealthyPodEvictionPolicy: "AlwaysAllow",
-    selector: { matchLabels: selector },
+    ports: [
+      { port: HEALTH_PORT, protocol: "TCP" },
+      { port: METRICS_PORT, protocol: "TCP" },
+    ],
   };
+}
+
+/** The pod's own name and namespace, from the downward API. */
+export function podIdentityEnv(): V1EnvVar[] {
+  return [
+    { name: ENV.podName, valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
+    { name: ENV.podNamespace, valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
+  ];
 }

@@ -2,7 +2,7 @@
 // ServiceAccount, ConfigMap, Deployment, Service, PodDisruptionBudget and NetworkPolicy;
 // plus a StatefulSet, Service, NetworkPolicy (and configuration) per managed data store. Pure:
 // the generated Secrets are planned in secrets.ts and referenced here by name.
-import type { V1DeploymentSpec, V1NetworkPolicyIngressRule } from "@kubernetes/client-node";
+import type { V1DeploymentSpec } from "@kubernetes/client-node";
 import { Value } from "@sinclair/typebox/value";
 import type { KubeObject } from "../../platform/kube/meta.ts";
 import { type ComponentSpec, DEFAULT_WORKLOAD_IMAGE, type Region, RegionSpec } from "../api/index.ts";
@@ -10,8 +10,12 @@ import {
   child,
   containerSecurityContext,
   hashOf,
+  ingressPolicy,
   type Owner,
-  pdbSpec,
+  observabilityIngress,
+  observabilityPorts,
+  podDisruptionBudget,
+  podIdentityEnv,
   podSecurityContext,
   resources,
   selectorLabels,
@@ -71,16 +75,6 @@ export function workloadImage(region: Region): string {
 
 export function regionOwner(region: Region): Owner {
   return { apiVersion: region.apiVersion!, kind: region.kind!, metadata: region.metadata! };
-}
-
-/** Health and metrics ports admit any source: kubelet probes come from the node, scrapes from monitoring. */
-export function observabilityIngress(): V1NetworkPolicyIngressRule {
-  return {
-    ports: [
-      { port: HEALTH_PORT, protocol: "TCP" },
-      { port: METRICS_PORT, protocol: "TCP" },
-    ],
-  };
 }
 
 /** The client-facing certificate (gateway, coordinator, login and char servers serve TLS from
@@ -146,18 +140,9 @@ function renderComponent(region: Region, c: Component): KubeObject[] {
             name: c.component,
             image: workloadImage(region),
             command: [...WORKLOAD_COMMAND, c.subcommand],
-            ports: [
-              { name: c.portName, containerPort: port },
-              { name: "health", containerPort: HEALTH_PORT },
-              { name: "metrics", containerPort: METRICS_PORT },
-              ...ro.ports,
-            ],
+            ports: [{ name: c.portName, containerPort: port }, ...observabilityPorts(), ...ro.ports],
             envFrom: [{ configMapRef: { name } }],
-            env: [
-              { name: ENV.podName, valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
-              { name: ENV.podNamespace, valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
-              ...stores.secretEnv,
-            ],
+            env: [...podIdentityEnv(), ...stores.secretEnv],
             resources: resources(spec.resources, DEFAULT_RESOURCES.component),
             ...workloadProbes(),
             securityContext: containerSecurityContext(),
@@ -195,22 +180,14 @@ function renderComponent(region: Region, c: Component): KubeObject[] {
         ],
       },
     }),
-    child("policy/v1", "PodDisruptionBudget", name, owner, labels, {
-      spec: pdbSpec(sel),
-    }),
-    child("networking.k8s.io/v1", "NetworkPolicy", name, owner, labels, {
-      spec: {
-        podSelector: { matchLabels: sel },
-        policyTypes: ["Ingress"],
-        ingress: [
-          // Every component's service port faces players (the SDK signs up and logs in at login,
-          // picks characters at char, plays at the gateway, meshes at the coordinator): any source.
-          { ports: [{ port, protocol: "TCP" }] },
-          ...ro.ingress,
-          observabilityIngress(),
-        ],
-      },
-    }),
+    podDisruptionBudget(name, owner, labels, sel),
+    ingressPolicy(name, owner, labels, sel, [
+      // Every component's service port faces players (the SDK signs up and logs in at login,
+      // picks characters at char, plays at the gateway, meshes at the coordinator): any source.
+      { ports: [{ port, protocol: "TCP" }] },
+      ...ro.ingress,
+      observabilityIngress(),
+    ]),
   ];
 }
 

@@ -16,6 +16,7 @@ import {
   child,
   containerSecurityContext,
   hashOf,
+  ingressPolicy,
   podSecurityContext,
   regionPods,
   resources,
@@ -463,12 +464,6 @@ export function renderManagedStore(
       },
     }),
     child("apps/v1", "StatefulSet", name, owner, labels, { spec: sts }),
-    child("networking.k8s.io/v1", "NetworkPolicy", name, owner, labels, {
-      spec: {
-        podSelector: { matchLabels: sel },
-        policyTypes: ["Ingress"],
-        ingress: [{ from, ports: [{ port: def.port, protocol: "TCP" }] }],
-      },
-    }),
+    ingressPolicy(name, owner, labels, sel, [{ from, ports: [{ port: def.port, protocol: "TCP" }] }]),
   ];
 }

@@ -8,7 +8,11 @@ import {
   child,
   containerSecurityContext,
   hashOf,
-  pdbSpec,
+  ingressPolicy,
+  observabilityIngress,
+  observabilityPorts,
+  podDisruptionBudget,
+  podIdentityEnv,
   podSecurityContext,
   regionPods,
   resources,
@@ -27,7 +31,7 @@ import {
   WORKLOAD_COMMAND,
   WORKLOAD_UID,
 } from "./constants.ts";
-import { observabilityIngress, withRegionDefaults, workloadImage } from "./region.ts";
+import { withRegionDefaults, workloadImage } from "./region.ts";
 import { mapCacheMount } from "./ro.ts";
 import { storeWiring } from "./stores.ts";
 
@@ -83,15 +87,10 @@ export function renderZone(input: Zone, regionInput: Region): KubeObject[] {
             name: MAP_SERVER_COMPONENT,
             image: workloadImage(region),
             command: [...WORKLOAD_COMMAND, MAP_SERVER_COMPONENT],
-            ports: [
-              { name: "map", containerPort: MAP_SERVER_PORT },
-              { name: "health", containerPort: HEALTH_PORT },
-              { name: "metrics", containerPort: METRICS_PORT },
-            ],
+            ports: [{ name: "map", containerPort: MAP_SERVER_PORT }, ...observabilityPorts()],
             env: [
               ...Object.entries(env).map(([k, value]) => ({ name: k, value })),
-              { name: ENV.podName, valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
-              { name: ENV.podNamespace, valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
+              ...podIdentityEnv(),
               ...stores.secretEnv,
             ],
             resources: resources(pool.resources, DEFAULT_RESOURCES.mapServer),
@@ -115,25 +114,13 @@ export function renderZone(input: Zone, regionInput: Region): KubeObject[] {
       },
     }),
     child("apps/v1", "StatefulSet", name, owner, labels, { spec: sts }),
-    child("policy/v1", "PodDisruptionBudget", name, owner, labels, {
-      spec: pdbSpec(sel),
-    }),
-    child("networking.k8s.io/v1", "NetworkPolicy", name, owner, labels, {
-      spec: {
-        podSelector: { matchLabels: sel },
-        policyTypes: ["Ingress"],
-        ingress: [
-          {
-            from: [
-              regionPods(r, "gateway"),
-              regionPods(r, "coordinator"),
-              regionPods(r, MAP_SERVER_COMPONENT),
-            ],
-            ports: [{ port: MAP_SERVER_PORT, protocol: "TCP" }],
-          },
-          observabilityIngress(),
-        ],
+    podDisruptionBudget(name, owner, labels, sel),
+    ingressPolicy(name, owner, labels, sel, [
+      {
+        from: [regionPods(r, "gateway"), regionPods(r, "coordinator"), regionPods(r, MAP_SERVER_COMPONENT)],
+        ports: [{ port: MAP_SERVER_PORT, protocol: "TCP" }],
       },
-    }),
+      observabilityIngress(),
+    ]),
   ];
 }

@@ -8,7 +8,7 @@ import { sleep } from "../time.ts";
 import type { Controller } from "./controller.ts";
 import { Informer } from "./informer.ts";
 import type { KubeClient, ResourceType } from "./kube.ts";
-import { LeaderElector } from "./leader.ts";
+import { type LeaderElectionOptions, LeaderElector } from "./leader.ts";
 import type { KubeObject } from "./meta.ts";
 import type { Metrics } from "./metrics.ts";
 import { backoffDelay } from "./workqueue.ts";
@@ -19,14 +19,8 @@ export interface ManagerOptions {
   log: Logger;
   /** Namespace to watch; undefined watches all namespaces. */
   namespace?: string;
-  leaderElection?: {
-    namespace: string;
-    name: string;
-    identity: string;
-    leaseDurationMs?: number;
-    renewDeadlineMs?: number;
-    retryPeriodMs?: number;
-  };
+  /** The Lease and timings; the manager supplies the logger and the leading callbacks itself. */
+  leaderElection?: Omit<LeaderElectionOptions, "log" | "onStartedLeading" | "onStoppedLeading">;
   healthAddress?: string;
   metricsAddress?: string;
   /** Every this often all primary objects are re-queued; a converged operator finds nothing to do. */

@@ -583,12 +583,14 @@ function rank(key: string): number {
 
 // ---- certificates and kubeconfigs -----------------------------------------------------------------
 
-function openssl(args: string[], cwd: string): void {
+/** Runs the openssl CLI in `cwd` (quietly: its errors only, in the thrown error). */
+export function openssl(args: string[], cwd: string): void {
   execFileSync("openssl", args, { cwd, stdio: ["ignore", "ignore", "pipe"] });
 }
 
-/** A client certificate signed by the cluster CA in `pki` (ca.crt, ca.key). */
-function clientCert(pki: string, name: string, subject: string): void {
+/** `<name>.key` and `<name>.crt` signed by the cluster CA in `pki` (ca.crt, ca.key), with the
+ * extensions in the file `extfile` (in `pki`) if given. Also the API server's own certificates. */
+export function issueCert(pki: string, name: string, subject: string, extfile?: string): void {
   openssl(
     [
       "req",
@@ -619,12 +621,14 @@ function clientCert(pki: string, name: string, subject: string): void {
       `${name}.crt`,
       "-days",
       "7",
+      ...(extfile ? ["-extfile", extfile] : []),
     ],
     pki,
   );
 }
 
-function kubeconfig(path: string, server: string, pki: string, name: string): string {
+/** Writes a kubeconfig at `path` for the client certificate `<pki>/<name>.crt` (and `.key`); returns `path`. */
+export function writeKubeconfig(path: string, server: string, pki: string, name: string): string {
   writeFileSync(
     path,
     `apiVersion: v1
@@ -937,9 +941,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.blockfile", "io.containerd.sna
   async join(o: JoinOptions): Promise<void> {
     const dir = this.dir;
     const { pki, server } = o;
-    clientCert(pki, "kubelet", `/O=system:nodes/CN=system:node:${this.nodeName}`);
-    clientCert(pki, "kube-proxy", "/CN=system:kube-proxy");
-    clientCert(pki, "kube-router", "/CN=system:kube-router");
+    issueCert(pki, "kubelet", `/O=system:nodes/CN=system:node:${this.nodeName}`);
+    issueCert(pki, "kube-proxy", "/CN=system:kube-proxy");
+    issueCert(pki, "kube-router", "/CN=system:kube-router");
     const kubeletRoot = join(dir, "kubelet");
     mkdirSync(kubeletRoot, { recursive: true });
     const kubeletConfig = this.file(
@@ -980,7 +984,7 @@ syncFrequency: 10s
         nodeBin("kubelet"),
         [
           `--config=${kubeletConfig}`,
-          `--kubeconfig=${kubeconfig(join(dir, "kubelet.kubeconfig"), server, pki, "kubelet")}`,
+          `--kubeconfig=${writeKubeconfig(join(dir, "kubelet.kubeconfig"), server, pki, "kubelet")}`,
           `--root-dir=${kubeletRoot}`,
           `--cert-dir=${join(dir, "kubelet-pki")}`,
           `--hostname-override=${this.nodeName}`,
@@ -996,7 +1000,7 @@ syncFrequency: 10s
       `apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 clientConnection:
-  kubeconfig: ${kubeconfig(join(dir, "kube-proxy.kubeconfig"), server, pki, "kube-proxy")}
+  kubeconfig: ${writeKubeconfig(join(dir, "kube-proxy.kubeconfig"), server, pki, "kube-proxy")}
 mode: nftables
 hostnameOverride: ${this.nodeName}
 clusterCIDR: ${NET.clusterCIDR}
@@ -1056,7 +1060,7 @@ conntrack:
         "kube-router",
         nodeBin("kube-router"),
         [
-          `--kubeconfig=${kubeconfig(join(dir, "kube-router.kubeconfig"), server, pki, "kube-router")}`,
+          `--kubeconfig=${writeKubeconfig(join(dir, "kube-router.kubeconfig"), server, pki, "kube-router")}`,
           `--hostname-override=${this.nodeName}`,
           "--run-firewall=true",
           "--run-router=false",

@@ -14,7 +14,7 @@ import {
   rmSync,
   writeFileSync,
 } from "node:fs";
-import { request } from "node:https";
+import { type RequestOptions, request } from "node:https";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import { Etcd3 } from "etcd3";
@@ -31,7 +31,7 @@ import {
 } from "../../platform/stores/roles.ts";
 import { sleep } from "../../platform/time.ts";
 import { freePort, type Proc, startProcess, tcpOpen, waitUntil } from "../processes.ts";
-import { binDir, LocalNode, NET } from "./node.ts";
+import { binDir, issueCert, LocalNode, NET, openssl, writeKubeconfig } from "./node.ts";
 
 export { binDir } from "./node.ts";
 
@@ -141,7 +141,10 @@ async function httpOk(url: string): Promise<boolean> {
 
 // ---- etcd -----------------------------------------------------------------------------
 
-async function startEtcd(
+/** A single-member etcd in `<dir>/<name>`, logging to `<dir>/logs/<name>.log` (the folder must
+ * exist); with `pki`, TLS with client certificates required. Given `ports` (those of an earlier
+ * start), it comes back in place. Also the flag tests' private etcd (testkit/flags.ts). */
+export async function startEtcd(
   name: string,
   dir: string,
   pki?: StorePki,
@@ -332,35 +335,34 @@ export function storePki(dir: string): StorePki {
   };
 }
 
-function httpsOk(url: string, tlsDir: string): Promise<boolean> {
-  const u = new URL(url);
+/** Whether an HTTPS GET answers 200 within 2 s; false on any error. */
+function httpsGetOk(options: RequestOptions): Promise<boolean> {
   return new Promise((resolve) => {
-    const req = request(
-      {
-        host: u.hostname,
-        port: Number(u.port),
-        path: u.pathname,
-        ca: readFileSync(join(tlsDir, "ca.crt")),
-        cert: readFileSync(join(tlsDir, "tls.crt")),
-        key: readFileSync(join(tlsDir, "tls.key")),
-        timeout: 2000,
-      },
-      (res) => {
-        res.resume();
-        resolve(res.statusCode === 200);
-      },
-    );
+    const req = request({ ...options, timeout: 2000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode === 200);
+    });
     req.on("error", () => resolve(false));
     req.on("timeout", () => req.destroy());
     req.end();
   });
 }
 
-// ---- kube-apiserver -----------------------------------------------------------------------
-
-function openssl(args: string[], cwd: string): void {
-  execFileSync("openssl", args, { cwd, stdio: ["ignore", "ignore", "pipe"] });
+/** Whether GET `url` answers 200 within 2 s, trusting `<dir>/ca.crt` and showing the client
+ * certificate `<dir>/<client>.crt` (and `.key`); false on any error. */
+async function httpsOk(url: string, dir: string, client = "tls"): Promise<boolean> {
+  const u = new URL(url);
+  return httpsGetOk({
+    host: u.hostname,
+    port: Number(u.port),
+    path: u.pathname,
+    ca: readFileSync(join(dir, "ca.crt")),
+    cert: readFileSync(join(dir, `${client}.crt`)),
+    key: readFileSync(join(dir, `${client}.key`)),
+  });
 }
+
+// ---- kube-apiserver -----------------------------------------------------------------------
 
 /** A throwaway CA, a serving certificate for 127.0.0.1 (and, for a cluster, the node's address and
  * the kubernetes Service's), an admin client certificate in system:masters (the API server also
@@ -394,119 +396,10 @@ function makeCerts(dir: string, cluster: boolean): void {
         : ""
     }\n`,
   );
-  openssl(
-    [
-      "req",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-keyout",
-      "serving.key",
-      "-out",
-      "serving.csr",
-      "-subj",
-      "/CN=kube-apiserver",
-    ],
-    dir,
-  );
-  openssl(
-    [
-      "x509",
-      "-req",
-      "-in",
-      "serving.csr",
-      "-CA",
-      "ca.crt",
-      "-CAkey",
-      "ca.key",
-      "-CAcreateserial",
-      "-out",
-      "serving.crt",
-      "-days",
-      "7",
-      "-extfile",
-      "serving.ext",
-    ],
-    dir,
-  );
-  openssl(
-    [
-      "req",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-keyout",
-      "admin.key",
-      "-out",
-      "admin.csr",
-      "-subj",
-      "/O=system:masters/CN=hybridp2p-admin",
-    ],
-    dir,
-  );
-  openssl(
-    [
-      "x509",
-      "-req",
-      "-in",
-      "admin.csr",
-      "-CA",
-      "ca.crt",
-      "-CAkey",
-      "ca.key",
-      "-CAcreateserial",
-      "-out",
-      "admin.crt",
-      "-days",
-      "7",
-    ],
-    dir,
-  );
+  issueCert(dir, "serving", "/CN=kube-apiserver", "serving.ext");
+  issueCert(dir, "admin", "/O=system:masters/CN=hybridp2p-admin");
   openssl(["genrsa", "-out", "sa.key", "2048"], dir);
   openssl(["rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"], dir);
-}
-
-function kubeconfigYaml(server: string, pki: string): string {
-  return `apiVersion: v1
-kind: Config
-clusters:
-- name: local
-  cluster:
-    server: ${server}
-    certificate-authority: ${join(pki, "ca.crt")}
-users:
-- name: admin
-  user:
-    client-certificate: ${join(pki, "admin.crt")}
-    client-key: ${join(pki, "admin.key")}
-contexts:
-- name: local
-  context: {cluster: local, user: admin}
-current-context: local
-`;
-}
-
-function apiserverHealthy(host: string, port: number, pki: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const req = request(
-      {
-        host,
-        port,
-        path: "/readyz",
-        ca: readFileSync(join(pki, "ca.crt")),
-        cert: readFileSync(join(pki, "admin.crt")),
-        key: readFileSync(join(pki, "admin.key")),
-        timeout: 2000,
-      },
-      (res) => {
-        res.resume();
-        resolve(res.statusCode === 200);
-      },
-    );
-    req.on("error", () => resolve(false));
-    req.on("timeout", () => req.destroy());
-    req.end();
-  });
 }
 
 /**
@@ -559,9 +452,8 @@ async function startKube(
     ],
     join(dir, "logs", "kube-apiserver.log"),
   );
-  await waitUntil(proc, "/readyz", () => apiserverHealthy(host, port, pki), 120_000);
-  const kubeconfig = join(dir, "kubeconfig");
-  writeFileSync(kubeconfig, kubeconfigYaml(server, pki));
+  await waitUntil(proc, "/readyz", () => httpsOk(`${server}/readyz`, pki, "admin"), 120_000);
+  const kubeconfig = writeKubeconfig(join(dir, "kubeconfig"), server, pki, "admin");
   return { procs: [proc, etcd.proc], kubeconfig, server };
 }
 
@@ -816,19 +708,8 @@ function pgUser(): { uid: number; gid: number } {
 // (node.ts), one per machine: a second cluster waits for the first to stop.
 
 function insecureHealthy(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    // Their serving certificates are self-signed; this only asks whether they are up.
-    const req = request(
-      { host: "127.0.0.1", port, path: "/healthz", rejectUnauthorized: false, timeout: 2000 },
-      (res) => {
-        res.resume();
-        resolve(res.statusCode === 200);
-      },
-    );
-    req.on("error", () => resolve(false));
-    req.on("timeout", () => req.destroy());
-    req.end();
-  });
+  // Their serving certificates are self-signed; this only asks whether they are up.
+  return httpsGetOk({ host: "127.0.0.1", port, path: "/healthz", rejectUnauthorized: false });
 }
 
 /** kube-controller-manager (allocating the node its pod CIDR) and kube-scheduler. */
