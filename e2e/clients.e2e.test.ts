@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { KubeClient } from "../platform/kube/kube.ts";
 import { launchChromium, signUpAndPlay, testResultsDir } from "../testkit/browser.ts";
 import { computeStatus, type KObject } from "../testkit/kstatus.ts";
+import { tcpOpen } from "../testkit/processes.ts";
 import { enc, RoTestPlayer } from "../testkit/ro/client.ts";
 import { AuthClient } from "../workloads/auth/client.ts";
 import { type BotFleet, runBots } from "../workloads/client/bots.ts";
@@ -140,6 +141,12 @@ describe("RO clients on the cluster", () => {
       failFast: true,
     });
     const node = await nodeAddress();
+    // kube-proxy learns of a Service's endpoints a moment after its pods turn Ready; until then
+    // the NodePort refuses connections.
+    for (const port of [30690, 30612, 30512])
+      await waitFor(`the RO NodePort ${port} open`, async () =>
+        (await tcpOpen(port, node)) ? true : undefined,
+      );
     const user = `ro_e2e_${Date.now().toString(36)}`;
     const password = "ro-e2e-password";
     // The account over https (the Region's CA); the RO login itself is plain TCP, as RO has no TLS.

@@ -133,7 +133,8 @@ function kernelPickedPort(): Promise<number> {
   });
 }
 
-export function tcpOpen(port: number): Promise<boolean> {
+/** Whether a TCP connection to `host:port` opens within a second (it is closed at once). */
+export function tcpOpen(port: number, host = "127.0.0.1"): Promise<boolean> {
   return new Promise((resolve) => {
     const s = new Socket();
     s.setTimeout(1000);
@@ -146,6 +147,6 @@ export function tcpOpen(port: number): Promise<boolean> {
       s.destroy();
       resolve(false);
     });
-    s.connect(port, "127.0.0.1");
+    s.connect(port, host);
   });
 }

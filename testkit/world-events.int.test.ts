@@ -204,7 +204,11 @@ describe("world events across two Regions", () => {
       });
       regions.push({ name, namespace, natsUrl, server, gateway, bots: [] });
     }
-    await waitFor(() => regions.every((r) => r.server.server.maps().includes(MAP)), "maps owned", 30_000);
+    await waitFor(
+      async () => (await Promise.all(regions.map((r) => r.server.owns(MAP)))).every(Boolean),
+      "maps owned",
+      30_000,
+    );
     for (const r of regions) for (let i = 0; i < 2; i++) await bot(r);
     startOrchestrator("orch-1");
     await waitFor(leader, "an orchestrator leads", 30_000);

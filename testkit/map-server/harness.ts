@@ -70,6 +70,12 @@ export interface TestServer {
   etcd: Etcd3;
   redis: Redis;
   pg: pg.Pool;
+  /**
+   * Whether `map` is attached here and its subscriptions are on the NATS server: a map is listed
+   * as soon as it subscribes, but a request sent before the server has the SUBs finds no
+   * responders. The flush is a round trip after them, so they are registered when it returns.
+   */
+  owns(map: string): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -104,6 +110,11 @@ export async function startTestServer(
     etcd,
     redis,
     pg: pool,
+    async owns(map) {
+      if (!server.maps().includes(map)) return false;
+      await nc.flush();
+      return true;
+    },
     async close() {
       await server.close();
       await nc.drain().catch(() => undefined);

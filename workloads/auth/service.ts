@@ -16,6 +16,7 @@ import {
   type Route,
 } from "../../platform/http.ts";
 import type { Logger } from "../../platform/log.ts";
+import type { RoEndpoint } from "../../platform/protocol/ro/endpoint.ts";
 import { requireStoreAccess } from "../../platform/stores/access.ts";
 import { sleep } from "../../platform/time.ts";
 import { migrate } from "../db/migrations.ts";
@@ -41,6 +42,8 @@ export interface RunningService {
   port: number;
   ops: OpsServer;
   deps: ServiceDeps;
+  /** The RO endpoint beside the API, when the server has one. */
+  ro?: RoEndpoint;
   close(): Promise<void>;
 }
 
@@ -53,10 +56,16 @@ export interface StartOptions {
   requirePrivateKey: boolean;
 }
 
+/**
+ * `startRo`: the RO endpoint beside the API, started after the API listens and before the pod is
+ * ready, so a ready pod answers on every port its Services send to; on close it stops once
+ * readiness is off and the drain delay has passed, before the API.
+ */
 export async function startService(
   cfg: AuthServiceConfig,
   opts: StartOptions,
   routes: (deps: ServiceDeps) => Route[],
+  startRo?: (deps: ServiceDeps) => Promise<RoEndpoint>,
 ): Promise<RunningService> {
   const log = opts.log;
   const cleanup: Array<() => Promise<void> | void> = [];
@@ -128,6 +137,8 @@ export async function startService(
     const api = createApiServer({ routes: routes(deps), log, metrics: deps.http, tls });
     const port = await listen(api, cfg.port, cfg.host);
     cleanup.push(() => closeServer(api, cfg.runtime.shutdownTimeoutMs / 2));
+    const ro = startRo ? await startRo(deps) : undefined;
+    if (ro) cleanup.push(() => ro.close());
     // Close order on shutdown: readiness off first (the Service stops sending), then the API
     // drains, then the ops server and the clients go.
     cleanup.push(async () => {
@@ -143,7 +154,14 @@ export async function startService(
       healthPort: ops.healthPort,
       metricsPort: ops.metricsPort,
     });
-    return { url: `${tls ? "https" : "http"}://${host}:${port}`, port, ops, deps, close: closeAll };
+    return {
+      url: `${tls ? "https" : "http"}://${host}:${port}`,
+      port,
+      ops,
+      deps,
+      ...(ro ? { ro } : {}),
+      close: closeAll,
+    };
   } catch (err) {
     await closeAll();
     throw err;

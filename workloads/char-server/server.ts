@@ -12,7 +12,6 @@ import { Type } from "@sinclair/typebox";
 import { Counter } from "prom-client";
 import { HttpError, type RequestContext, type Route, readBody, sendJson } from "../../platform/http.ts";
 import { createLogger, type Logger } from "../../platform/log.ts";
-import { type RoEndpoint, withRoEndpoint } from "../../platform/protocol/ro/endpoint.ts";
 import type { KeySource } from "../auth/keyset.ts";
 import { type RunningService, type ServiceDeps, startService } from "../auth/service.ts";
 import { authenticate } from "../auth/sessions.ts";
@@ -249,7 +248,7 @@ async function selectCharacter(
 export async function startCharServer(
   cfg: CharConfig,
   opts: { log?: Logger; keys?: KeySource } = {},
-): Promise<RunningService & { ro?: RoEndpoint }> {
+): Promise<RunningService> {
   const log =
     opts.log ??
     createLogger("char-server", { level: cfg.runtime.logLevel, fields: { pod: cfg.runtime.podName } });
@@ -257,7 +256,7 @@ export async function startCharServer(
     cfg,
     { log, keys: opts.keys, metricsPrefix: "hybridp2p_char", requirePrivateKey: true },
     (deps) => charRoutes(cfg, deps),
+    cfg.ro ? (deps) => startRoChar(cfg, deps, log) : undefined,
   );
-  if (!cfg.ro) return svc;
-  return withRoEndpoint(svc, () => startRoChar(cfg, svc.deps, log));
+  return svc;
 }

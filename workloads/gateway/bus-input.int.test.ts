@@ -80,6 +80,7 @@ async function stack(o: { mapServerWait: number; controlWait?: number }) {
   });
   await server.start();
   await until("map owned", () => (server.maps().includes(map) ? true : undefined));
+  await msNc.flush(); // its subscriptions are on the NATS server before anyone joins (harness owns())
   const [alice, bob] = await createCharacters(svc.databaseUrl, [
     { name: unique("Bia"), map, x: 30, y: 30 },
     { name: unique("Bib"), map, x: 32, y: 31 },

@@ -51,7 +51,7 @@ describe("views after a bus outage", () => {
       threads: 1,
       mapDef: () => openMap(map, 80, 80),
     });
-    await until("map owned", () => (ms.server.maps().includes(map) ? true : undefined));
+    await until("map owned", () => ms.owns(map));
   });
 
   afterAll(async () => {

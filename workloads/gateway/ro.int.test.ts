@@ -395,7 +395,7 @@ describe("RO across a map handover", () => {
       const from = m.received.length;
       // The first pod stops (gracefully: it saves the map's sessions and gives the map up).
       await stack.mapServer.server.close();
-      await until("the second pod to own the map", () => second.server.maps().includes(map), 20_000);
+      await until("the second pod to own the map", () => second.owns(map), 20_000);
       // The client saw the actors go and come back under the new owner; it was never disconnected.
       await m.next("vanish", (x) => x.how === 0, 20_000, from);
       await m.next("actorStand", (x) => x.objectType === 0, 20_000, from);

@@ -10,7 +10,6 @@
 import { Type } from "@sinclair/typebox";
 import { HttpError, type RequestContext, type Route, readBody, sendJson } from "../../platform/http.ts";
 import { createLogger, type Logger } from "../../platform/log.ts";
-import { type RoEndpoint, withRoEndpoint } from "../../platform/protocol/ro/endpoint.ts";
 import type { KeySource } from "../auth/keyset.ts";
 import { clientAddress, type RunningService, startService } from "../auth/service.ts";
 import { authenticate } from "../auth/sessions.ts";
@@ -179,11 +178,12 @@ async function logOutEverywhere(
 export async function startLoginServer(
   cfg: LoginConfig,
   opts: { log?: Logger; keys?: KeySource } = {},
-): Promise<RunningService & { ro?: RoEndpoint }> {
+): Promise<RunningService> {
   const log =
     opts.log ??
     createLogger("login-server", { level: cfg.runtime.logLevel, fields: { pod: cfg.runtime.podName } });
   let app: LoginApp | undefined;
+  const ro = cfg.ro;
   const svc = await startService(
     cfg,
     { log, keys: opts.keys, metricsPrefix: "hybridp2p_login", requirePrivateKey: true },
@@ -191,8 +191,7 @@ export async function startLoginServer(
       app = createLoginApp(cfg, deps);
       return loginRoutes(app);
     },
+    ro ? () => startRoLogin(app!, ro, log) : undefined,
   );
-  const ro = cfg.ro;
-  if (!ro) return svc;
-  return withRoEndpoint(svc, () => startRoLogin(app!, ro, log));
+  return svc;
 }

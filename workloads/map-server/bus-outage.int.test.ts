@@ -59,7 +59,7 @@ describe("event batches through a bus outage", () => {
       registry,
       mapDef: () => openMap(map, 64, 64, { mobs: [{ type: MOB, count: 1, at: [[32, 32]] }] }),
     });
-    await until("map owned", () => (ms.server.maps().includes(map) ? true : undefined));
+    await until("map owned", () => ms.owns(map));
     gw = await FakeGateway.open(svc.natsUrl, region, "gw-e", svc.nats);
   });
 

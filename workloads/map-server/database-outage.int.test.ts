@@ -51,7 +51,7 @@ describe("map server during a PostgreSQL outage", () => {
       worldEvents: false,
     });
     const gw = await FakeGateway.open(svc.natsUrl, region, unique("gw"));
-    await until("map owned", () => ts.server.maps().includes(map));
+    await until("map owned", () => ts.owns(map));
     await gw.join(addr, "sess-1", id!);
     await gw.send(addr, [{ s: "sess-1", seq: 1, k: "attack", target: 0 }]);
     const sim = ts.server.sim(map)!;

@@ -59,9 +59,7 @@ describe("gateway and map server", () => {
       modes: new FixedModes("p2p"),
       mapDef: () => openMap(p2pMap, 80, 80),
     });
-    await until("maps owned", () =>
-      ms.server.maps().includes(map) && ms2.server.maps().includes(p2pMap) ? true : undefined,
-    );
+    await until("maps owned", async () => (await ms.owns(map)) && (await ms2.owns(p2pMap)));
   });
 
   afterAll(async () => {

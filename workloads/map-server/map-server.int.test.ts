@@ -87,7 +87,7 @@ async function scenarioOverNats(mode: MapMode) {
   });
   const gws = new Map<string, FakeGateway>();
   try {
-    await until("map owned", () => ts.server.maps().includes(map));
+    await until("map owned", () => ts.owns(map));
     const sim = ts.server.sim(map)!;
     const clients = players.map((p) => new ScenarioClient(p, 20));
     for (const [k, c] of clients.entries()) {
@@ -170,7 +170,7 @@ describe("map server", () => {
     });
     const gw = await FakeGateway.open(svc.natsUrl, region, "gw-c");
     try {
-      await until("map owned", () => ts.server.maps().includes(map));
+      await until("map owned", () => ts.owns(map));
       const sim = ts.server.sim(map)!;
       await gw.join(addr, "cheat", cheat!, true);
       await gw.join(addr, "legacy", legacy!, false);
@@ -220,7 +220,7 @@ describe("map server", () => {
     try {
       // First life: fight, walk, shut down gracefully.
       const a = await startTestServer(svc, { ...common, pod: "pod-r1" });
-      await until("map owned", () => a.server.maps().includes(map));
+      await until("map owned", () => a.owns(map));
       const joined = await gw.join(addr, "sess-r", id!);
       expect(joined).toMatchObject({ ok: true, x: 20.5, y: 20.5 });
       await gw.send(addr, [{ s: "sess-r", seq: 1, k: "attack", target: 0 }]);
@@ -245,7 +245,7 @@ describe("map server", () => {
 
       // Second life, another pod: the session is back where it was, without rejoining.
       const b = await startTestServer(svc, { ...common, pod: "pod-r2" });
-      await until("map owned", () => b.server.maps().includes(map));
+      await until("map owned", () => b.owns(map));
       const simB = b.server.sim(map)!;
       const s = simB.sessions.get("sess-r");
       expect(s).toMatchObject({
@@ -271,7 +271,7 @@ describe("map server", () => {
 
       // Third life: a fresh join reads PostgreSQL.
       const c = await startTestServer(svc, { ...common, pod: "pod-r3" });
-      await until("map owned", () => c.server.maps().includes(map));
+      await until("map owned", () => c.owns(map));
       expect(c.server.sim(map)!.sessions.size).toBe(0);
       expect(await gw.join(addr, "sess-r2", id!)).toMatchObject({ ok: true, x: 30.5, y: 25.5 });
       await c.close();

@@ -81,7 +81,7 @@ describe("map server modes", () => {
         return ts.server.sim("prt_fild08")?.mode === want ? true : undefined;
       });
     try {
-      await until("map owned", () => ts.server.maps().includes("prt_fild08"));
+      await until("map owned", () => ts.owns("prt_fild08"));
       await modeAfterTicks("server");
 
       const { epoch } = await pub.publish(world(ns, zone, true));

@@ -73,7 +73,7 @@ describe("world events in the map server", () => {
       { name: unique("wv").slice(0, 12), hp: 100_000, str: 50, map, x: 20, y: 20 },
     ]);
     const a = await start("ms-a");
-    await until("map owned by a", () => a.server.maps().includes(map) || undefined);
+    await until("map owned by a", () => a.owns(map));
     await a.server.settled();
     gw = await FakeGateway.open(svc.natsUrl, region, "gw-1");
     const joined = await gw.join({ region, zone, map }, "s1", character!);
@@ -119,7 +119,7 @@ describe("world events in the map server", () => {
     const b = await start("ms-b");
     await a.close();
     servers.splice(servers.indexOf(a), 1);
-    await until("map owned by b", () => b.server.maps().includes(map) || undefined);
+    await until("map owned by b", () => b.owns(map));
     await b.server.settled();
     const simB = () => b.server.sim(map)!;
     await stepUntil(b, "two invaders on b", () => (simB().eventMobs.size === 2 ? true : undefined));

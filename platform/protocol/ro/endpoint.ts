@@ -211,31 +211,6 @@ export async function startRoEndpoint<S>(opts: RoEndpointOptions<S>): Promise<Ro
   };
 }
 
-/**
- * Starts an RO endpoint beside a service that is already running (the login and char servers):
- * closing the result closes the endpoint, then the service; when the endpoint fails to start,
- * the service is closed before the error is thrown.
- */
-export async function withRoEndpoint<S extends { close(): Promise<void> }>(
-  svc: S,
-  start: () => Promise<RoEndpoint>,
-): Promise<S & { ro: RoEndpoint }> {
-  try {
-    const ro = await start();
-    return {
-      ...svc,
-      ro,
-      async close() {
-        await ro.close();
-        await svc.close();
-      },
-    };
-  } catch (err) {
-    await svc.close();
-    throw err;
-  }
-}
-
 /** The RO client's millisecond tick: a u32 that wraps. */
 export function roTick(now = performance.now()): number {
   return Math.floor(now) >>> 0;
