@@ -214,7 +214,7 @@ export const bus: Scenario = async (log) => {
       }),
       mapDef: () => openMap(MAP, 48, 48, { mobs: [{ type: 0, count: mobsAt.length, at: mobsAt }] }),
     });
-    for (let i = 0; !ms.server.maps().includes(MAP); i++) {
+    for (let i = 0; !(await ms.owns(MAP)); i++) {
       if (i > 300) throw new Error("the map server never took the map");
       await sleep(100);
     }

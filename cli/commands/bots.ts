@@ -2,6 +2,7 @@
 // players (--login/--char), or carry development tokens signed with a keyset file (--keyset).
 import type { Command } from "commander";
 import { GROUP, VERSION, ZONE } from "../../operator/api/constants.ts";
+import { sleep } from "../../platform/time.ts";
 import { runBots } from "../../workloads/client/bots.ts";
 import { runRoBots } from "../../workloads/client/ro.ts";
 import type { ClientTls } from "../../workloads/client/socket.ts";
@@ -188,9 +189,7 @@ async function reportUntilDone(
 ): Promise<void> {
   const end = durationS === undefined ? undefined : Date.now() + durationS * 1000;
   while (!signal?.aborted && (end === undefined || Date.now() < end)) {
-    await new Promise((r) =>
-      setTimeout(r, Math.min(2000, end === undefined ? 2000 : Math.max(0, end - Date.now()))),
-    );
+    await sleep(Math.min(2000, end === undefined ? 2000 : Math.max(0, end - Date.now())));
     report();
   }
 }

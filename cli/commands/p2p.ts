@@ -5,7 +5,7 @@
 // seconds, stopping (exit 1, saying why) as soon as the zone falls back.
 import type { Command } from "commander";
 import { GROUP, P2P_POLICY, VERSION, ZONE } from "../../operator/api/constants.ts";
-import type { LabelSelector } from "../../operator/flags/compiler.ts";
+import type { LabelSelector } from "../../platform/kube/selector.ts";
 import { sleep } from "../../platform/time.ts";
 import {
   CliError,

@@ -7,10 +7,6 @@ import { LabelSelector, ResourceSchema, StatusCommon } from "./common.ts";
 import { P2P_POLICY } from "./constants.ts";
 import { cel, DefaultedObject, Int64, StringEnum } from "./schema.ts";
 
-// The services that carry flags: the flag layout's list is the source, so the API cannot drift from it.
-export const P2PServiceValues = KNOWN_SERVICES;
-export type P2PService = (typeof P2PServiceValues)[number];
-
 // webrtc-datachannel: direct ICE; webrtc-turn: WebRTC relayed through TURN;
 // websocket-relay: messages relayed by the coordinator over the client's WebSocket.
 export const TransportValues = ["webrtc-datachannel", "webrtc-turn", "websocket-relay"] as const;
@@ -202,12 +198,13 @@ const RecoverySpec = DefaultedObject(
 export const P2PPolicySpec = Type.Object(
   {
     zoneSelector: LabelSelector,
+    // The flag layout's list of services is the source, so the API cannot drift from it.
     services: Type.Optional(
-      Type.Array(StringEnum(P2PServiceValues), {
+      Type.Array(StringEnum(KNOWN_SERVICES), {
         description: "Services the policy covers.",
-        default: [...P2PServiceValues],
+        default: [...KNOWN_SERVICES],
         minItems: 1,
-        maxItems: P2PServiceValues.length,
+        maxItems: KNOWN_SERVICES.length,
         "x-kubernetes-list-type": "set",
       }),
     ),

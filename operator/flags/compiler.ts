@@ -15,11 +15,6 @@ import {
 } from "../../platform/flags/layout.ts";
 import { type LabelSelector, matchesSelector } from "../../platform/kube/selector.ts";
 
-// metav1.LabelSelector semantics live in platform/kube/selector.ts (shared with the orchestrator);
-// re-exported so the compiler's inputs and helpers stay importable from here.
-export type { LabelSelector, LabelSelectorRequirement } from "../../platform/kube/selector.ts";
-export { matchesSelector };
-
 // ---- inputs ---------------------------------------------------------------------------------
 
 export interface ObjectMetaInput {

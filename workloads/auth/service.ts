@@ -139,8 +139,8 @@ export async function startService(
     cleanup.push(() => closeServer(api, cfg.runtime.shutdownTimeoutMs / 2));
     const ro = startRo ? await startRo(deps) : undefined;
     if (ro) cleanup.push(() => ro.close());
-    // Close order on shutdown: readiness off first (the Service stops sending), then the API
-    // drains, then the ops server and the clients go.
+    // Close order on shutdown: readiness off first (the Service stops sending), then the RO
+    // endpoint closes and the API drains, then the ops server and the clients go.
     cleanup.push(async () => {
       ops.setReady(false);
       await sleep(cfg.runtime.drainDelayMs);

@@ -40,7 +40,7 @@ const CreateBody = Type.Object(
 
 const COLUMNS =
   "id, slot, name, class, base_level, job_level, zeny, hp, max_hp, sp, max_sp, str, agi, vit, int, dex, luk, hair, hair_color, last_map, last_x, last_y";
-type CharacterRow = CharacterRowOf<typeof COLUMNS>;
+type Row = CharacterRowOf<typeof COLUMNS>;
 
 export interface CharacterView {
   id: string;
@@ -62,7 +62,7 @@ export interface CharacterView {
   y: number;
 }
 
-function view(r: CharacterRow): CharacterView {
+function view(r: Row): CharacterView {
   return {
     id: String(r.id),
     slot: r.slot,
@@ -129,7 +129,7 @@ export function charRoutes(cfg: CharConfig, deps: ServiceDeps): Route[] {
 
 async function listCharacters({ cfg, deps }: CharApp, { req, res }: RequestContext): Promise<void> {
   const s = await authenticate(req, deps.keys, deps.sessions);
-  const { rows } = await deps.pool.query<CharacterRow>(
+  const { rows } = await deps.pool.query<Row>(
     `SELECT ${COLUMNS} FROM characters WHERE account_id = $1 ORDER BY slot`,
     [s.accountId],
   );
@@ -164,10 +164,10 @@ async function createCharacter(
   const sp = cfg.startPoint;
   const params = [s.accountId, body.name, body.hair ?? 1, body.hairColor ?? 0, sp.map, sp.x, sp.y];
   const sql = body.slot !== undefined ? INSERT_INTO_SLOT : INSERT_INTO_FREE_SLOT;
-  let row: CharacterRow | undefined;
+  let row: Row | undefined;
   for (let attempt = 1; ; attempt++) {
     try {
-      const r = await deps.pool.query<CharacterRow>(sql, [...params, body.slot ?? cfg.maxCharacters]);
+      const r = await deps.pool.query<Row>(sql, [...params, body.slot ?? cfg.maxCharacters]);
       row = r.rows[0];
       break;
     } catch (err) {
@@ -213,7 +213,7 @@ async function selectCharacter(
 ): Promise<void> {
   const s = await authenticate(req, deps.keys, deps.sessions);
   const id = characterId(params.id);
-  const { rows } = await deps.pool.query<CharacterRow>(
+  const { rows } = await deps.pool.query<Row>(
     `SELECT ${COLUMNS} FROM characters WHERE id = $1 AND account_id = $2`,
     [id, s.accountId],
   );

@@ -10,6 +10,7 @@
 //   workloads/db's; no extra columns are needed).
 import type { Redis } from "ioredis";
 import type pg from "pg";
+import type { CharacterRowOf } from "../db/characters.ts";
 import type { PlayerInfo } from "./sim/world.ts";
 
 export interface HotSession extends PlayerInfo {
@@ -104,7 +105,8 @@ export class HotStore {
   }
 }
 
-export interface CharacterRow {
+/** A character as the simulation takes it in on a join. */
+export interface LoadedCharacter {
   name: string;
   hp: number;
   maxHp: number;
@@ -127,6 +129,8 @@ export interface CharacterSave {
   online: boolean;
 }
 
+const LOAD_COLUMNS = "name, hp, max_hp, str, base_level, base_exp, zeny, last_map, last_x, last_y";
+
 export class CharacterStore {
   private readonly pool: pg.Pool;
 
@@ -134,10 +138,9 @@ export class CharacterStore {
     this.pool = pool;
   }
 
-  async load(characterId: string): Promise<CharacterRow | undefined> {
-    const r = await this.pool.query(
-      `SELECT name, hp, max_hp, str, base_level, base_exp, zeny, last_map, last_x, last_y
-         FROM characters WHERE id = $1`,
+  async load(characterId: string): Promise<LoadedCharacter | undefined> {
+    const r = await this.pool.query<CharacterRowOf<typeof LOAD_COLUMNS>>(
+      `SELECT ${LOAD_COLUMNS} FROM characters WHERE id = $1`,
       [characterId],
     );
     const row = r.rows[0];

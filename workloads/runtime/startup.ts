@@ -4,10 +4,9 @@
 // failing on the first refused connection, which was a crash loop when pods came up before
 // their stores (two or three restarts per pod on a fresh Region).
 //
-//   const start = new Startup(log);
-//   const ops = await startOpsServer({ ..., checks: { started: start.check } });
-//   const nc = await start.waitFor("nats", url, () => connect({ servers: url }));
-//   start.done();
+//   const { startup, ready } = await startOps(runtime, log, { labels }); // workload.ts
+//   const nc = await startup.waitFor("nats", url, () => connect({ servers: url }));
+//   ready();
 import type { Etcd3 } from "etcd3";
 import type { Redis } from "ioredis";
 import type pg from "pg";
